@@ -1,0 +1,114 @@
+// The backend seam (docs/ARCHITECTURE.md): one interface, a CPU and an OpenCL implementation.
+// Everything the cache and the tools ask of a device goes through these batched calls; the callers
+// never loop over tiles issuing one call each.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/format.hpp"
+
+namespace kvarn_cl {
+
+// Memory owned by a backend: host memory for the CPU backend, a cl_mem for the OpenCL backend.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual std::size_t size() const noexcept = 0;
+  // Host address for host-resident buffers (CPU backend), nullptr for device buffers.
+  virtual void* host_data() noexcept { return nullptr; }
+  const void* host_data() const noexcept { return const_cast<Buffer*>(this)->host_data(); }
+};
+
+enum class ElementType { f16, f32 };
+
+// One tile to quantize: G rotated fp16 rows of K (and of V) starting at row `src_row` of the
+// source buffers, written as record number `dst_record` of the record pool.
+struct QuantizeJob {
+  std::uint32_t src_row;
+  std::uint32_t dst_record;
+};
+
+// Decode attention over a paged, compressed cache (SPEC §3–4), one query token per sequence,
+// one layer. All index buffers are int32. Token order of a sequence: sink, records in block-table
+// order, tail.
+struct AttendArgs {
+  CodecParams params;
+  int num_seqs = 0;
+  int num_q_heads = 0;   // Hq, a multiple of num_kv_heads
+  int num_kv_heads = 0;  // Hk
+  float scale = 0;       // score scale, typically 1/sqrt(D)
+
+  const Buffer* q = nullptr;  // f32 [num_seqs][Hq][D], original frame
+  Buffer* out = nullptr;      // out_type [num_seqs][Hq][D], original frame
+  ElementType out_type = ElementType::f32;
+
+  // Records pool: record id r of KV head h of block b is at ((b * Hk) + h) * record_bytes.
+  const Buffer* records = nullptr;
+  // Block tables: int32 [num_seqs][max_blocks] of block ids, row s holds seq_blocks[s] valid ids.
+  const Buffer* block_tables = nullptr;
+  int max_blocks = 0;
+
+  // fp16 rotated rows of the sink and tail: [slot][Hk][capacity][D]; a sequence's slot is its
+  // row in the fp16 pools (seq_slot[s]). Sink capacity is sink_capacity tokens, tail tail_capacity.
+  const Buffer* sink = nullptr;
+  const Buffer* tail = nullptr;
+  int sink_capacity = 0;
+  int tail_capacity = 0;
+
+  // int32 [num_seqs][4]: { slot, sink_len, num_blocks, tail_len } per sequence.
+  const Buffer* seq_info = nullptr;
+  // Largest num_blocks and sink_len + num_blocks*G + tail_len over the batch (for launch sizing).
+  int max_seq_blocks = 0;
+  int max_context = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // "cpu (N threads)" or "opencl: <platform> / <device>".
+  virtual std::string name() const = 0;
+  virtual bool is_opencl() const noexcept { return false; }
+
+  virtual std::unique_ptr<Buffer> allocate(std::size_t bytes) = 0;
+  virtual void write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) = 0;
+  virtual void read(const Buffer& src, std::size_t offset, void* dst, std::size_t bytes) = 0;
+  virtual void copy(const Buffer& src, std::size_t src_offset, Buffer& dst, std::size_t dst_offset,
+                    std::size_t bytes) = 0;
+
+  // rows × D values (f16 or f32, original frame) at `in` -> rotated fp16 rows at `out`
+  // starting at row out_row.
+  virtual void rotate(const CodecParams& params, const Buffer& in, ElementType in_type,
+                      std::size_t rows, Buffer& out, std::size_t out_row) = 0;
+
+  // One launch for every job: rotated fp16 K/V rows -> records (layout from params).
+  virtual void quantize(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
+                        const std::vector<QuantizeJob>& jobs, Buffer& records) = 0;
+
+  // One launch: record ids -> fp16 rows, tile i of the list to rows [i*G, (i+1)*G) of k_out/v_out.
+  virtual void dequantize(const CodecParams& params, const Buffer& records,
+                          const std::vector<std::uint32_t>& record_ids, Frame frame,
+                          Buffer& k_out, Buffer& v_out) = 0;
+
+  // Fused decode attention straight from the records (one launch + merge).
+  virtual void attend(const AttendArgs& args) = 0;
+
+  // Waits for queued work (no-op on the CPU).
+  virtual void finish() {}
+};
+
+enum class BackendKind { cpu, opencl, automatic };
+BackendKind parse_backend_kind(const std::string& name, const std::string& argument = "backend");
+
+std::unique_ptr<Backend> make_cpu_backend(CpuThreads threads = {});
+// OpenCL backend on the device chosen by KVARN_CL_PLATFORM / KVARN_CL_DEVICE or the default order
+// (GPU, accelerator, CPU). Throws Unsupported if no OpenCL device is usable.
+std::unique_ptr<Backend> make_opencl_backend();
+// automatic: OpenCL when a device is usable, else the CPU; `why` receives the reason for a fallback.
+std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr);
+
+}  // namespace kvarn_cl

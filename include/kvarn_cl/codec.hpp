@@ -1,0 +1,82 @@
+// The KVarN tile codec on the CPU (SPEC §2): the library's numeric reference and its fallback.
+//
+// Frames: the "original" frame is what the model produces; the "rotated" frame is x·H with H the
+// normalized Sylvester Hadamard matrix. Records always hold rotated-frame data.
+// Row layout everywhere: token-major [tokens][head_dim], fp16 as raw IEEE bits (half_bits).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kvarn_cl/format.hpp"
+#include "kvarn_cl/half.hpp"
+
+namespace kvarn_cl {
+
+enum class Frame { original, rotated };
+
+// --- rotation (SPEC §2.2) -------------------------------------------------------------------
+// In-place fast Walsh–Hadamard transform of one row of n floats, followed by the 1/sqrt(n) scale.
+// H is symmetric and orthonormal, so the same call rotates and rotates back.
+void fwht_inplace(float* row, int n) noexcept;
+// rows × head_dim values in, rotated fp16 rows out (computed in fp32, rounded to nearest even).
+void rotate_rows(const float* in, half_bits* out, std::size_t rows, int head_dim);
+void rotate_rows(const half_bits* in, half_bits* out, std::size_t rows, int head_dim);
+
+// --- one tile --------------------------------------------------------------------------------
+// k_rot, v_rot: G rotated fp16 rows of D channels each (token-major). record: layout.bytes bytes.
+// Throws NonFiniteInput if a value is NaN/Inf.
+void quantize_tile(const CodecParams& params, const half_bits* k_rot, const half_bits* v_rot,
+                   std::uint8_t* record);
+// Decodes a record into G×D floats per K and V (token-major), in the rotated frame or rotated back.
+// Throws CorruptRecord if a scale vector holds NaN/Inf.
+void dequantize_tile(const CodecParams& params, const std::uint8_t* record, float* k_out,
+                     float* v_out, Frame frame = Frame::rotated);
+
+// --- many tiles, spread over threads ---------------------------------------------------------
+// 0 threads = std::thread::hardware_concurrency().
+struct CpuThreads {
+  unsigned count = 0;
+};
+// tiles × G rows each; tile i reads k_rot + i*G*D and writes records + i*layout.bytes.
+void quantize_tiles(const CodecParams& params, const half_bits* k_rot, const half_bits* v_rot,
+                    std::size_t tiles, std::uint8_t* records, CpuThreads threads = {});
+// Decodes tiles records into fp16 rows (rounded to nearest even), token-major per tile.
+void dequantize_tiles(const CodecParams& params, const std::uint8_t* records, std::size_t tiles,
+                      half_bits* k_out, half_bits* v_out, Frame frame = Frame::rotated,
+                      CpuThreads threads = {});
+
+// --- the pieces, exposed for tests and for the OpenCL cross-checks ---------------------------
+namespace detail {
+
+// The 1/sqrt(n) factor of the rotation, as the fp32 value both the CPU and the kernels multiply by
+// (correctly rounded from double; exact for n = 64 and 256).
+float rotation_scale(int n) noexcept;
+
+// imbalance(T) of SPEC §2.3 for a rows×cols row-major matrix.
+double imbalance(const float* m, int rows, int cols);
+
+struct Normalization {
+  std::vector<float> col_scale;  // bc, length cols (exp(lc) of the best iteration, or 1)
+  std::vector<float> row_scale;  // br, length rows
+  double best_imbalance = 0;
+  double initial_imbalance = 0;
+  int best_iteration = 0;        // 0 = no scaling won
+};
+// Variance normalization of SPEC §2.3 on a rows×cols fp32 matrix (row-major).
+Normalization normalize(const float* m, int rows, int cols, int iters);
+
+// Row-wise asymmetric min/max rounding (SPEC §2.4) of one row of n values.
+struct RowQuant {
+  float lo;
+  float scale;
+};
+RowQuant quantize_row(const float* row, int n, int bits, std::uint8_t* codes) noexcept;
+
+// Packing of SPEC §2.5: code c lands in byte c/P at shift (c mod P)*bits.
+void pack_codes(const std::uint8_t* codes, int n, int bits, std::uint8_t* out) noexcept;
+void unpack_codes(const std::uint8_t* packed, int n, int bits, std::uint8_t* codes) noexcept;
+
+}  // namespace detail
+}  // namespace kvarn_cl

@@ -1,0 +1,72 @@
+// Presets, codec parameters and the record layout of SPEC §2.1 and §2.5.
+// This header is the single source of truth for record geometry: the CPU codec reads its offsets
+// from RecordLayout and the OpenCL kernels receive the same numbers as -D build options.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kvarn_cl {
+
+enum class Preset { k4v2_g128, k4v4_g128, k2v2_g128, k4v2_g64, k4v4_g64 };
+
+struct PresetInfo {
+  Preset preset;
+  const char* name;  // "k4v2_g128"
+  int k_bits;
+  int v_bits;
+  int group;  // G, tokens per tile
+  bool experimental;
+};
+
+const std::array<Preset, 5>& all_presets() noexcept;
+const PresetInfo& preset_info(Preset p) noexcept;
+std::string to_string(Preset p);
+// Throws InvalidArgument naming the argument and the value, and listing the valid presets.
+Preset parse_preset(std::string_view name, std::string_view argument = "preset");
+
+constexpr int kDefaultSinkhornIters = 8;
+
+struct CodecParams {
+  Preset preset = Preset::k4v2_g128;
+  int head_dim = 128;
+  int sinkhorn_iters = kDefaultSinkhornIters;
+
+  int k_bits() const noexcept { return preset_info(preset).k_bits; }
+  int v_bits() const noexcept { return preset_info(preset).v_bits; }
+  int group() const noexcept { return preset_info(preset).group; }
+  // Throws InvalidArgument: head_dim must be 64, 128 or 256 (a power of two), iterations 0..64.
+  void validate() const;
+};
+
+// Throws InvalidArgument if head_dim is not one of the supported powers of two.
+void validate_head_dim(int head_dim, std::string_view argument = "head_dim");
+
+// Byte offsets of every field of one record (one tile of one KV head), SPEC §2.5.
+struct RecordLayout {
+  int head_dim = 0;
+  int group = 0;
+  int k_bits = 0;
+  int v_bits = 0;
+  std::size_t k_row_bytes = 0;  // G*kb/8: one channel's codes along tokens
+  std::size_t v_row_bytes = 0;  // D*vb/8: one token's codes along channels
+  std::size_t k_codes = 0;      // offset of K codes (D rows)
+  std::size_t s_col_k = 0;      // D fp16
+  std::size_t zp_k = 0;         // D fp16
+  std::size_t s_row_k = 0;      // G fp16
+  std::size_t v_codes = 0;      // G rows
+  std::size_t s_col_v = 0;      // D fp16
+  std::size_t s_row_v = 0;      // G fp16
+  std::size_t zp_v = 0;         // G fp16
+  std::size_t bytes = 0;        // whole record
+
+  static RecordLayout make(const CodecParams& params);
+  // fp16 bytes of the K and V rows a record replaces (2 * G * D * 2).
+  std::size_t fp16_bytes() const noexcept { return std::size_t(4) * group * head_dim; }
+  double compression() const noexcept { return double(fp16_bytes()) / double(bytes); }
+};
+
+}  // namespace kvarn_cl

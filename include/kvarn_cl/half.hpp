@@ -1,0 +1,18 @@
+// IEEE fp16 <-> fp32 on the host. Conversion to fp16 rounds to nearest even (SPEC §6), as
+// CL/cl_half.h does with CL_HALF_RTE; fp16 -> fp32 is exact and served from a table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kvarn_cl {
+
+using half_bits = std::uint16_t;
+
+half_bits float_to_half(float f) noexcept;
+float half_to_float(half_bits h) noexcept;
+
+void floats_to_halves(const float* in, half_bits* out, std::size_t n) noexcept;
+void halves_to_floats(const half_bits* in, float* out, std::size_t n) noexcept;
+
+}  // namespace kvarn_cl

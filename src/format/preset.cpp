@@ -1,0 +1,62 @@
+// Presets of SPEC §2.1 and their names.
+#include <sstream>
+
+#include "kvarn_cl/error.hpp"
+#include "kvarn_cl/format.hpp"
+
+namespace kvarn_cl {
+namespace {
+
+constexpr std::array<PresetInfo, 5> kPresets = {{
+    {Preset::k4v2_g128, "k4v2_g128", 4, 2, 128, false},
+    {Preset::k4v4_g128, "k4v4_g128", 4, 4, 128, false},
+    {Preset::k2v2_g128, "k2v2_g128", 2, 2, 128, true},
+    {Preset::k4v2_g64, "k4v2_g64", 4, 2, 64, false},
+    {Preset::k4v4_g64, "k4v4_g64", 4, 4, 64, false},
+}};
+
+constexpr std::array<Preset, 5> kAll = {Preset::k4v2_g128, Preset::k4v4_g128, Preset::k2v2_g128,
+                                        Preset::k4v2_g64, Preset::k4v4_g64};
+
+}  // namespace
+
+const std::array<Preset, 5>& all_presets() noexcept { return kAll; }
+
+const PresetInfo& preset_info(Preset p) noexcept {
+  for (const auto& info : kPresets)
+    if (info.preset == p) return info;
+  return kPresets[0];  // unreachable for valid enum values
+}
+
+std::string to_string(Preset p) { return preset_info(p).name; }
+
+Preset parse_preset(std::string_view name, std::string_view argument) {
+  for (const auto& info : kPresets)
+    if (name == info.name) return info.preset;
+  std::ostringstream msg;
+  msg << "invalid " << argument << " '" << name << "': expected one of";
+  for (const auto& info : kPresets) msg << ' ' << info.name;
+  throw InvalidArgument(msg.str());
+}
+
+void validate_head_dim(int head_dim, std::string_view argument) {
+  if (head_dim == 64 || head_dim == 128 || head_dim == 256) return;
+  std::ostringstream msg;
+  msg << "invalid " << argument << ' ' << head_dim << ": ";
+  if (head_dim <= 0 || (head_dim & (head_dim - 1)) != 0)
+    msg << "not a power of two; ";
+  msg << "supported head dimensions are 64, 128 and 256";
+  throw InvalidArgument(msg.str());
+}
+
+void CodecParams::validate() const {
+  bool known = false;
+  for (const auto& info : kPresets) known = known || info.preset == preset;
+  if (!known) throw InvalidArgument("invalid preset value " + std::to_string(int(preset)));
+  validate_head_dim(head_dim);
+  if (sinkhorn_iters < 0 || sinkhorn_iters > 64)
+    throw InvalidArgument("invalid sinkhorn_iters " + std::to_string(sinkhorn_iters) +
+                          ": expected 0..64");
+}
+
+}  // namespace kvarn_cl

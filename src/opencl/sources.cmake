@@ -1,0 +1,2 @@
+# sources of src/opencl, appended to KVARN_CL_SOURCES
+list(APPEND KVARN_CL_SOURCES)
