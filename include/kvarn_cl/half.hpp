@@ -12,7 +12,9 @@ using half_bits = std::uint16_t;
 half_bits float_to_half(float f) noexcept;
 float half_to_float(half_bits h) noexcept;
 
+// Uses the CPU's F16C conversion where present (same rounding); the portable variant never does.
 void floats_to_halves(const float* in, half_bits* out, std::size_t n) noexcept;
+void floats_to_halves_portable(const float* in, half_bits* out, std::size_t n) noexcept;
 void halves_to_floats(const half_bits* in, float* out, std::size_t n) noexcept;
 
 }  // namespace kvarn_cl

@@ -93,3 +93,27 @@ TEST(Half, RoundsToNearestEven) {
     EXPECT_EQ(float_to_half(half_to_float(half_bits(h))), h);
   }
 }
+
+TEST(Half, BulkConversionMatchesTheScalarOneBitForBit) {
+  // floats_to_halves may use F16C; it must round exactly like cl_half_from_float(RTE), including
+  // ties, subnormals, overflow to Inf and NaN.
+  std::vector<float> in;
+  for (std::uint32_t bits = 0; bits < 0xFFFFFFFFu - 40009u; bits += 40009u) {
+    float f;
+    std::memcpy(&f, &bits, 4);
+    in.push_back(f);
+  }
+  for (float f : {1.0f + std::ldexp(1.0f, -11), 65520.0f, 65519.0f, 1e-8f, -3e-5f, 0.0f, -0.0f})
+    in.push_back(f);
+  std::vector<half_bits> fast(in.size()), portable(in.size());
+  floats_to_halves(in.data(), fast.data(), in.size());
+  floats_to_halves_portable(in.data(), portable.data(), in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (std::isnan(in[i])) {
+      EXPECT_EQ(fast[i] & 0x7C00, 0x7C00);
+      EXPECT_NE(fast[i] & 0x03FF, 0);
+      continue;
+    }
+    ASSERT_EQ(fast[i], portable[i]) << "value " << in[i];
+  }
+}
