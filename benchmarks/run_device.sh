@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds libkvarn_cl on a GPU host, runs the test suites against the GPU's OpenCL, then the
+# benchmarks, and leaves logs and Google Benchmark JSON in OUT (default ./device-results).
+#
+#   . .gpu/nvidia-opencl-env.sh; bash benchmarks/run_device.sh "$OUT"
+#
+# KVARN_CL_PLATFORM selects the platform (default: NVIDIA). Set KVARN_RUN_TESTS=0 or
+# KVARN_RUN_BENCH=0 to skip a phase; KVARN_BENCH_FILTER narrows the benchmarks.
+set -u
+out=${1:-device-results}
+mkdir -p "$out"
+export KVARN_CL_PLATFORM=${KVARN_CL_PLATFORM:-NVIDIA}
+jobs=$(nproc 2>/dev/null || echo 4)
+
+{
+  date -u +"date: %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>/dev/null
+  clinfo -l 2>/dev/null
+  git rev-parse HEAD 2>/dev/null
+} > "$out/device.txt" 2>&1
+
+cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release > "$out/build.log" 2>&1 &&
+  cmake --build build-device -j"$jobs" >> "$out/build.log" 2>&1 || {
+    echo "build failed"; tail -50 "$out/build.log"; exit 1; }
+
+if [ "${KVARN_RUN_TESTS:-1}" = 1 ]; then
+  (cd build-device && ctest --output-on-failure -j1 --timeout 600) > "$out/tests.log" 2>&1
+  echo "tests: exit $?"; grep -E "tests passed|Failed|\*\*\*" "$out/tests.log" | tail -20
+fi
+
+if [ "${KVARN_RUN_BENCH:-1}" = 1 ]; then
+  for b in build-device/benchmarks/*_bench; do
+    [ -x "$b" ] || continue
+    name=$(basename "$b")
+    case "$name" in cpu_*) continue ;; esac  # CPU benchmarks belong to CPU machines
+    "$b" --benchmark_filter="${KVARN_BENCH_FILTER:-.}" --benchmark_counters_tabular=true \
+      --benchmark_out="$out/$name.json" --benchmark_out_format=json > "$out/$name.txt" 2>&1
+    echo "$name: exit $?"; tail -40 "$out/$name.txt"
+  done
+fi
