@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/error.hpp"
 #include "kvarn_cl/format.hpp"
 
 namespace kvarn_cl {
@@ -55,8 +56,13 @@ struct AttendArgs {
 
   // fp16 rotated rows of the sink and tail: [slot][Hk][capacity][D]; a sequence's slot is its
   // row in the fp16 pools (seq_slot[s]). Sink capacity is sink_capacity tokens, tail tail_capacity.
+  // `sink` and `tail` hold the K rows; `sink_v` and `tail_v` the V rows at the same row index
+  // (separate K and V pools, like the k_rows/v_rows of quantize(), so a tile of the tail can be
+  // quantized in place).
   const Buffer* sink = nullptr;
   const Buffer* tail = nullptr;
+  const Buffer* sink_v = nullptr;
+  const Buffer* tail_v = nullptr;
   int sink_capacity = 0;
   int tail_capacity = 0;
 
@@ -65,6 +71,38 @@ struct AttendArgs {
   // Largest num_blocks and sink_len + num_blocks*G + tail_len over the batch (for launch sizing).
   int max_seq_blocks = 0;
   int max_context = 0;
+};
+
+// One run of consecutive rows to copy: rows [src_row, src_row + rows) of the source to
+// [dst_row, dst_row + rows) of the destination (rows of row_bytes bytes each).
+struct RowRun {
+  std::uint64_t src_row;
+  std::uint64_t dst_row;
+  std::uint64_t rows;
+};
+
+// Plain decode attention over an uncompressed fp16 cache, one query token per sequence: the fp16
+// baseline, and the second half of the "materialize" path (dequantize, then attend over fp16).
+struct AttendFp16Args {
+  int num_seqs = 0;
+  int num_q_heads = 0;   // Hq, a multiple of num_kv_heads
+  int num_kv_heads = 0;  // Hk
+  int head_dim = 0;      // D
+  float scale = 0;
+
+  const Buffer* q = nullptr;  // f32 [num_seqs][Hq][D], original frame
+  Buffer* out = nullptr;      // out_type [num_seqs][Hq][D], original frame
+  ElementType out_type = ElementType::f32;
+
+  // fp16 rows [num_seqs][Hk][capacity][D]; sequence s uses rows [0, seq_lens[s]) of each head.
+  const Buffer* k = nullptr;
+  const Buffer* v = nullptr;
+  int capacity = 0;
+  const Buffer* seq_lens = nullptr;  // int32 [num_seqs]
+  int max_context = 0;               // largest seq_lens entry (for launch sizing)
+  // rotated: k/v hold rotated rows (a materialized KVarN cache): q is rotated first and the
+  // output rotated back. original: a plain fp16 cache, no rotation at all.
+  Frame kv_frame = Frame::original;
 };
 
 class Backend {
@@ -96,6 +134,22 @@ class Backend {
 
   // Fused decode attention straight from the records (one launch + merge).
   virtual void attend(const AttendArgs& args) = 0;
+
+  // Batched row copies between (or inside) buffers, one launch; used by the cache to scatter
+  // appended rows into the sink/tail pools and to gather materialized rows. src and dst may be the
+  // same buffer (the cache's tail shift after commit); no run's source overlaps any destination. The default issues one copy() per run; backends override it with
+  // one launch.
+  virtual void copy_rows(const Buffer& src, Buffer& dst, const std::vector<RowRun>& runs,
+                         std::size_t row_bytes) {
+    for (const RowRun& r : runs)
+      if (r.rows != 0)
+        copy(src, r.src_row * row_bytes, dst, r.dst_row * row_bytes, r.rows * row_bytes);
+  }
+
+  // Plain fp16 decode attention (baseline and materialize path). Default: Unsupported.
+  virtual void attend_fp16(const AttendFp16Args& /*args*/) {
+    throw Unsupported("attend_fp16 is not implemented by backend '" + name() + "'");
+  }
 
   // Waits for queued work (no-op on the CPU).
   virtual void finish() {}

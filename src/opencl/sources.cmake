@@ -1,2 +1,10 @@
-# sources of src/opencl, appended to KVARN_CL_SOURCES
-list(APPEND KVARN_CL_SOURCES)
+# sources of src/opencl, appended to KVARN_CL_SOURCES (only with KVARN_CL_WITH_OPENCL)
+list(APPEND KVARN_CL_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/cl_error.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernel_sources.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/device_discovery.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/device_runtime.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/codec_program.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/opencl_backend.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/opencl_attend.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/device_api.cpp)

@@ -1,0 +1,151 @@
+// KVCache: a paged KVarN KV cache for many sequences (SPEC §3, docs/ARCHITECTURE.md).
+//
+// Layout (one set per layer; every pool lives on the backend):
+//   records  [pool_blocks][Hk] records       one block = one tile of all Hk heads of one layer
+//   sink K/V [max_sequences][Hk][sink][D]    fp16, rotated; the first `sink_tokens` tokens
+//   tail K/V [max_sequences][Hk][tail][D]    fp16, rotated; tokens after the last quantized tile
+// A sequence owns one slot of the fp16 pools and one block table (block ids) shared by all layers:
+// block j of a sequence holds its tile j in every layer's record pool. Token order of a sequence:
+// sink, tiles in block-table order, tail.
+//
+// Appends are per layer (a model produces layer l's K/V before layer l+1's) and batched over
+// sequences. A tile is quantized as soon as it is complete AND committed, in one Backend::quantize
+// call per append (or per layer for commit()) covering every new tile of every sequence and head.
+// Uncommitted ("speculative") tokens stay fp16 until commit(); rollback() drops them.
+// Tail capacity = G - 1 + max_uncommitted: at most G-1 committed tokens wait for their tile to
+// complete, plus the uncommitted ones.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kvarn_cl/attention.hpp"
+#include "kvarn_cl/backend.hpp"
+#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/format.hpp"
+
+namespace kvarn_cl {
+
+// Sequence ids are handed out by add_sequence() and never reused, so a stale id is an error.
+using SeqId = std::uint64_t;
+
+struct CacheConfig {
+  CodecParams codec;
+  int num_layers = 1;
+  int num_kv_heads = 1;
+  int max_sequences = 1;               // sequences alive at once (slots of the fp16 pools)
+  int max_tokens_per_sequence = 4096;  // longest sequence (sizes the block tables)
+  // Blocks (tiles of all Hk heads) per layer in the record pool; 0 = enough for every sequence to
+  // reach max_tokens_per_sequence at once.
+  int pool_blocks = 0;
+  int sink_tokens = -1;      // fp16 tokens kept at the start of each sequence; -1 = one tile (G)
+  int max_uncommitted = 64;  // speculative tokens a sequence may hold, 0..G (default 64)
+  std::shared_ptr<Backend> backend;  // required
+
+  // Throws InvalidArgument naming the field and its value.
+  void validate() const;
+};
+
+enum class AppendMode {
+  commit,       // the tokens are committed at once (prefill, plain decode)
+  speculative,  // the tokens stay uncommitted until commit(); rollback() drops them
+};
+
+// Every byte the cache holds, by kind. "Allocated" numbers are resident whether used or not.
+struct MemoryReport {
+  std::size_t records = 0;       // record pools, all layers (allocated)
+  std::size_t sink = 0;          // fp16 sink pools, K and V, all layers (allocated)
+  std::size_t tail = 0;          // fp16 tail pools, K and V, all layers (allocated)
+  std::size_t block_tables = 0;  // host block tables + the device copy built for attend()
+  std::size_t seq_info = 0;      // host per-sequence state + the device seq_info of attend()
+  std::size_t workspaces = 0;    // staging buffers of append/attend/materialize (grow on demand)
+  std::size_t total() const noexcept {
+    return records + sink + tail + block_tables + seq_info + workspaces;
+  }
+
+  // Use, for context (not additional bytes):
+  std::size_t records_in_use = 0;   // bytes of records holding live tiles
+  std::size_t live_tokens = 0;      // tokens over all sequences and layers (per layer, summed)
+  std::size_t fp16_equivalent = 0;  // bytes those tokens would take as fp16 K+V
+  std::size_t free_blocks = 0;      // blocks left in the pool
+};
+
+// Raw content of one sequence in one layer (tests, debugging): records of its tiles in block-table
+// order ([tiles][Hk][record bytes]); sink and tail rows [Hk][len][D] (fp16, rotated).
+struct SequenceSnapshot {
+  int sink_len = 0, num_tiles = 0, tail_len = 0;
+  std::vector<std::uint8_t> records;
+  std::vector<half_bits> sink_k, sink_v, tail_k, tail_v;
+};
+
+// Dequantized content of one sequence in one layer: K and V rows [Hk][tokens][D], fp16.
+struct MaterializedKV {
+  int tokens = 0;
+  std::vector<half_bits> k, v;
+};
+
+class KVCache {
+ public:
+  // Allocates every pool up front (OutOfMemory names the pool and its size).
+  explicit KVCache(CacheConfig config);
+  ~KVCache();
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
+
+  const CacheConfig& config() const noexcept;
+  const RecordLayout& layout() const noexcept;
+  Backend& backend() noexcept;
+  int sink_capacity() const noexcept;
+  int tail_capacity() const noexcept;
+
+  // --- sequences -------------------------------------------------------------------------------
+  SeqId add_sequence();            // OutOfMemory when max_sequences are alive
+  void free_sequence(SeqId id);    // its blocks and slot are reused by later sequences
+  bool contains(SeqId id) const noexcept;
+  std::size_t num_sequences() const noexcept;
+  int length(SeqId id, int layer) const;       // tokens in the layer, uncommitted included
+  int committed(SeqId id, int layer) const;    // committed tokens in the layer
+  int quantized_tiles(SeqId id, int layer) const;
+
+  // --- appends (one layer, many sequences) -------------------------------------------------------
+  // tokens[i] tokens (>= 1) of seq_ids[i]; k and v hold the rows of all listed sequences one after
+  // the other, each sequence [tokens][Hk][D], original frame. Throws InvalidArgument (sizes, ids,
+  // capacity), NonFiniteInput (NaN/Inf, or a row that would overflow fp16 once rotated),
+  // OutOfMemory (block pool exhausted). On an error nothing changes.
+  void append(int layer, const std::vector<SeqId>& seq_ids, const std::vector<int>& tokens,
+              const float* k, const float* v, AppendMode mode = AppendMode::commit);
+  void append(int layer, const std::vector<SeqId>& seq_ids, const std::vector<int>& tokens,
+              const half_bits* k, const half_bits* v, AppendMode mode = AppendMode::commit);
+  void append(int layer, const std::vector<SeqId>& seq_ids, const std::vector<int>& tokens,
+              const void* k, const void* v, ElementType type, AppendMode mode);
+
+  // Commits the first `tokens` uncommitted tokens of each listed sequence in every layer (-1: all
+  // of them, per layer) and quantizes the tiles that became complete (one quantize per layer).
+  void commit(const std::vector<SeqId>& seq_ids, const std::vector<int>& tokens);
+  void commit(SeqId id, int tokens = -1);
+  // Drops every uncommitted token of the sequence in every layer.
+  void rollback(SeqId id);
+
+  // --- attention (one layer, one query token per sequence) ------------------------------------
+  // q [S][Hq][D] f32, out [S][Hq][D] (original frame); scale 0 = 1/sqrt(D). Every appended token
+  // (committed or not) is attended. One Backend::attend call for the whole batch.
+  void attend(int layer, const std::vector<SeqId>& seq_ids, int num_q_heads, const float* q,
+              float* out, float scale = 0.0f, AttendPath path = AttendPath::fused);
+  void attend(int layer, const std::vector<SeqId>& seq_ids, int num_q_heads, const float* q,
+              half_bits* out, float scale = 0.0f, AttendPath path = AttendPath::fused);
+
+  // --- inspection ------------------------------------------------------------------------------
+  // Dequantized fp16 K/V of one sequence (records decoded by the backend; sink and tail as they
+  // are). Frame::original rotates the fp16 rows back (one more fp16 rounding).
+  MaterializedKV materialize(SeqId id, int layer, Frame frame = Frame::rotated);
+  SequenceSnapshot snapshot(SeqId id, int layer);
+  MemoryReport memory_report() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvarn_cl

@@ -1,0 +1,140 @@
+/* libkvarn_cl C API: KVarN KV-cache quantization (SPEC.md) behind opaque handles.
+ *
+ * Every function returns a kvarn_cl_status (values equal kvarn_cl::Status of the C++ API); on an
+ * error kvarn_cl_last_error() returns the message of the failure of the calling thread (it names
+ * the argument and the value). No function throws, exits or aborts. Handles are not thread-safe:
+ * use one handle from one thread at a time. fp16 data is raw IEEE half bits (uint16_t).
+ */
+#ifndef KVARN_CL_H
+#define KVARN_CL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kvarn_cl_status {
+  KVARN_CL_OK = 0,
+  KVARN_CL_INVALID_ARGUMENT = 1,
+  KVARN_CL_NON_FINITE_INPUT = 2,
+  KVARN_CL_CORRUPT_RECORD = 3,
+  KVARN_CL_OUT_OF_MEMORY = 4,
+  KVARN_CL_DEVICE_ERROR = 5,
+  KVARN_CL_KERNEL_BUILD_ERROR = 6,
+  KVARN_CL_UNSUPPORTED = 7,
+  KVARN_CL_IO_ERROR = 8,
+  KVARN_CL_INTERNAL = 9
+} kvarn_cl_status;
+
+typedef enum kvarn_cl_preset {
+  KVARN_CL_K4V2_G128 = 0,
+  KVARN_CL_K4V4_G128 = 1,
+  KVARN_CL_K2V2_G128 = 2, /* experimental */
+  KVARN_CL_K4V2_G64 = 3,
+  KVARN_CL_K4V4_G64 = 4
+} kvarn_cl_preset;
+
+typedef enum kvarn_cl_backend_kind {
+  KVARN_CL_BACKEND_CPU = 0,
+  KVARN_CL_BACKEND_OPENCL = 1,
+  KVARN_CL_BACKEND_AUTOMATIC = 2 /* OpenCL when a device is usable, else the CPU */
+} kvarn_cl_backend_kind;
+
+typedef enum kvarn_cl_element_type { KVARN_CL_F16 = 0, KVARN_CL_F32 = 1 } kvarn_cl_element_type;
+typedef enum kvarn_cl_frame { KVARN_CL_FRAME_ORIGINAL = 0, KVARN_CL_FRAME_ROTATED = 1 } kvarn_cl_frame;
+typedef enum kvarn_cl_attend_path { KVARN_CL_ATTEND_FUSED = 0, KVARN_CL_ATTEND_MATERIALIZE = 1 } kvarn_cl_attend_path;
+
+typedef struct kvarn_cl_backend kvarn_cl_backend;
+typedef struct kvarn_cl_cache kvarn_cl_cache;
+
+/* --- library ------------------------------------------------------------------------------ */
+const char* kvarn_cl_version(void);
+/* Message of the last failed call on this thread ("" if none). Valid until the next call. */
+const char* kvarn_cl_last_error(void);
+const char* kvarn_cl_status_name(kvarn_cl_status status);
+
+/* --- presets and records ------------------------------------------------------------------ */
+kvarn_cl_status kvarn_cl_preset_parse(const char* name, kvarn_cl_preset* out);
+/* "k4v2_g128"; NULL for an unknown value. */
+const char* kvarn_cl_preset_name(kvarn_cl_preset preset);
+/* Tokens per tile (G) of a preset. */
+kvarn_cl_status kvarn_cl_preset_group(kvarn_cl_preset preset, int* out);
+/* Bytes of one record (one tile of one KV head) for head_dim 64, 128 or 256. */
+kvarn_cl_status kvarn_cl_record_bytes(kvarn_cl_preset preset, int head_dim, size_t* out);
+
+/* --- backends ----------------------------------------------------------------------------- */
+/* cpu_threads: threads of the CPU backend (0 = all hardware threads). */
+kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu_threads,
+                                        kvarn_cl_backend** out);
+void kvarn_cl_backend_destroy(kvarn_cl_backend* backend);
+/* "cpu (N threads)" or "opencl: <platform> / <device>"; owned by the handle. */
+const char* kvarn_cl_backend_name(const kvarn_cl_backend* backend);
+
+/* Quantizes `tiles` tiles: k and v are tiles*G rows of head_dim values each (token-major,
+ * original frame, elem_type), records receives tiles*record_bytes bytes. sinkhorn_iters 0..64
+ * (8 is the library default). */
+kvarn_cl_status kvarn_cl_quantize_tiles(kvarn_cl_backend* backend, kvarn_cl_preset preset,
+                                        int head_dim, int sinkhorn_iters, size_t tiles,
+                                        const void* k, const void* v,
+                                        kvarn_cl_element_type elem_type, uint8_t* records);
+/* Decodes `tiles` records into tiles*G rows of K and V (fp16 or f32 per out_type). */
+kvarn_cl_status kvarn_cl_dequantize_tiles(kvarn_cl_backend* backend, kvarn_cl_preset preset,
+                                          int head_dim, size_t tiles, const uint8_t* records,
+                                          kvarn_cl_frame frame, kvarn_cl_element_type out_type,
+                                          void* k_out, void* v_out);
+
+/* --- the paged KV cache ------------------------------------------------------------------- */
+typedef struct kvarn_cl_cache_config {
+  kvarn_cl_preset preset;
+  int head_dim;                /* 64, 128 or 256 */
+  int sinkhorn_iters;          /* 8 = default */
+  int num_layers;
+  int num_kv_heads;
+  int max_sequences;
+  int max_tokens_per_sequence;
+  int pool_blocks;             /* 0 = enough for every sequence at full length */
+  int sink_tokens;             /* -1 = one tile */
+  int max_uncommitted;         /* speculative tokens per sequence, 0..G (default 64) */
+} kvarn_cl_cache_config;
+
+/* Fills the defaults of the C++ CacheConfig (k4v2_g128, D 128, 1 layer, 1 head, ...). */
+void kvarn_cl_cache_config_init(kvarn_cl_cache_config* config);
+
+typedef struct kvarn_cl_memory_report {
+  size_t records, sink, tail, block_tables, seq_info, workspaces, total;
+  size_t records_in_use, live_tokens, fp16_equivalent, free_blocks;
+} kvarn_cl_memory_report;
+
+/* The cache keeps using `backend`: destroy the cache first. */
+kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_cache_config* config,
+                                      kvarn_cl_cache** out);
+void kvarn_cl_cache_destroy(kvarn_cl_cache* cache);
+kvarn_cl_status kvarn_cl_cache_add_sequence(kvarn_cl_cache* cache, uint64_t* seq_id);
+kvarn_cl_status kvarn_cl_cache_free_sequence(kvarn_cl_cache* cache, uint64_t seq_id);
+kvarn_cl_status kvarn_cl_cache_length(const kvarn_cl_cache* cache, uint64_t seq_id, int layer,
+                                      int* tokens);
+/* Appends tokens[i] tokens of seq_ids[i] to one layer; k and v are the rows of all listed
+ * sequences one after the other, each [tokens][num_kv_heads][head_dim], original frame.
+ * speculative != 0: the tokens stay uncommitted until commit (rollback drops them). */
+kvarn_cl_status kvarn_cl_cache_append(kvarn_cl_cache* cache, int layer, size_t num_seqs,
+                                      const uint64_t* seq_ids, const int* tokens, const void* k,
+                                      const void* v, kvarn_cl_element_type elem_type,
+                                      int speculative);
+/* Commits the first `tokens` uncommitted tokens in every layer (-1: all). */
+kvarn_cl_status kvarn_cl_cache_commit(kvarn_cl_cache* cache, uint64_t seq_id, int tokens);
+kvarn_cl_status kvarn_cl_cache_rollback(kvarn_cl_cache* cache, uint64_t seq_id);
+/* q [num_seqs][num_q_heads][head_dim] f32, out the same shape (out_type); scale 0 = 1/sqrt(D). */
+kvarn_cl_status kvarn_cl_cache_attend(kvarn_cl_cache* cache, int layer, size_t num_seqs,
+                                      const uint64_t* seq_ids, int num_q_heads, const float* q,
+                                      void* out, kvarn_cl_element_type out_type, float scale,
+                                      kvarn_cl_attend_path path);
+kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
+                                             kvarn_cl_memory_report* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVARN_CL_H */

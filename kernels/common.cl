@@ -1,0 +1,74 @@
+// Shared definitions of every libkvarn_cl kernel (OpenCL C 1.2, no extensions).
+//
+// Geometry comes from kvarn_cl::RecordLayout as -D build options (src/opencl/codec_program.cpp):
+//   KV_D, KV_G, KV_KB, KV_VB                 head_dim, tile tokens, key bits, value bits
+//   KV_RECORD_BYTES, KV_K_ROW_BYTES, KV_V_ROW_BYTES
+//   KV_OFF_K_CODES, KV_OFF_S_COL_K, KV_OFF_ZP_K, KV_OFF_S_ROW_K,
+//   KV_OFF_V_CODES, KV_OFF_S_COL_V, KV_OFF_S_ROW_V, KV_OFF_ZP_V   byte offsets inside a record
+//   KV_ROT_SCALE                             1/sqrt(D) as the CPU codec rounds it (hex float)
+//
+// fp16 data is only touched through vload_half/vstore_half (core OpenCL); all arithmetic is fp32.
+// Contraction of a*b+c into fma is off so that the decode expressions round exactly like the CPU
+// reference (x86-64 C++ without -ffp-contract=fast evaluates them as separate mul and add).
+#pragma OPENCL FP_CONTRACT OFF
+
+#if !defined(KV_D) || !defined(KV_G) || !defined(KV_KB) || !defined(KV_VB) || !defined(KV_ROT_SCALE)
+#error "libkvarn_cl kernels need the record geometry as -D options (KV_D, KV_G, KV_KB, KV_VB, ...)"
+#endif
+
+// Work-items that share one row of D channels, 8 contiguous channels each.
+#define KV_D_BLOCKS (KV_D / 8)
+
+// A b-bit code as a float without an int-to-float conversion (SPEC §7): OR it into the mantissa
+// of 2^23 and subtract 2^23. Exact for any code below 2^23.
+inline float code_to_float(uint c) { return as_float(0x4B000000u | c) - 8388608.0f; }
+
+inline void unpack8(float8 f, float v[8]) {
+  v[0] = f.s0; v[1] = f.s1; v[2] = f.s2; v[3] = f.s3;
+  v[4] = f.s4; v[5] = f.s5; v[6] = f.s6; v[7] = f.s7;
+}
+
+inline float8 pack8(const float v[8]) {
+  return (float8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+}
+
+// Stages h = 1, 2, 4 of the radix-2 fast Walsh–Hadamard transform on 8 contiguous channels.
+// The butterflies and their order are those of kvarn_cl::fwht_inplace, so results are bitwise
+// the same as the CPU codec's.
+inline void fwht8(float v[8]) {
+  for (int h = 1; h < 8; h <<= 1) {
+    for (int i = 0; i < 8; i += 2 * h) {
+      for (int j = i; j < i + h; ++j) {
+        const float a = v[j];
+        const float b = v[j + h];
+        v[j] = a + b;
+        v[j + h] = a - b;
+      }
+    }
+  }
+}
+
+// Full FWHT (with the 1/sqrt(D) scale) of one row of KV_D channels held by KV_D_BLOCKS
+// work-items, work-item x holding channels [8x, 8x+8) in v. `row` is KV_D floats of local memory
+// private to this row. Every work-item of the group must call it (it contains barriers); rows
+// that carry no data simply transform zeros.
+inline void fwht_row(float v[8], __local float* row, int x) {
+  fwht8(v);
+  for (int i = 0; i < 8; ++i) row[x * 8 + i] = v[i];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int h = 8; h < KV_D; h <<= 1) {
+    // KV_D/2 butterflies per stage, 4 per work-item; consecutive work-items take consecutive
+    // pairs so local-memory accesses stay conflict-free.
+    for (int k = 0; k < 4; ++k) {
+      const int p = k * KV_D_BLOCKS + x;
+      const int a = ((p & ~(h - 1)) << 1) | (p & (h - 1));
+      const float ya = row[a];
+      const float yb = row[a + h];
+      row[a] = ya + yb;
+      row[a + h] = ya - yb;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  for (int i = 0; i < 8; ++i) v[i] = row[x * 8 + i] * KV_ROT_SCALE;
+  barrier(CLK_LOCAL_MEM_FENCE);  // the caller may reuse `row` right away
+}

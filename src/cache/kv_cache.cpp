@@ -1,0 +1,748 @@
+// KVCache (include/kvarn_cl/cache.hpp): sequence bookkeeping on the host, every byte of K/V on the
+// backend, and every device operation issued in batches through the Backend interface.
+//
+// Append of T tokens to one layer, for a batch of sequences (all device calls batched):
+//   1. host: validate, check finiteness, gather the rows per (sequence, head) into one staging
+//      array; a (sequence, head) whose committed tail tokens complete a tile with the new ones gets
+//      a gap of `a0` rows (its current tail length) in front of its new rows;
+//   2. write + rotate (one call each for K and V) into the rotated staging rows;
+//   3. copy_rows: old tail rows into the gaps, so every complete tile is G contiguous rows;
+//   4. copy_rows: rows that stay fp16 go to the tail pool (and the sink pool while it fills);
+//   5. quantize: one call over every complete tile of every sequence and head.
+// Host state changes only after the device calls succeeded.
+#include "kvarn_cl/cache.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "cache/block_pool.hpp"
+#include "cache/workspace.hpp"
+#include "kvarn_cl/error.hpp"
+
+namespace kvarn_cl {
+
+namespace {
+
+template <typename... Parts>
+std::string cat(const Parts&... parts) {
+  std::ostringstream s;
+  (s << ... << parts);
+  return s.str();
+}
+
+constexpr double kHalfMax = 65504.0;
+
+}  // namespace
+
+void CacheConfig::validate() const {
+  codec.validate();
+  if (num_layers < 1) throw InvalidArgument(cat("invalid CacheConfig::num_layers ", num_layers, ": must be >= 1"));
+  if (num_kv_heads < 1)
+    throw InvalidArgument(cat("invalid CacheConfig::num_kv_heads ", num_kv_heads, ": must be >= 1"));
+  if (max_sequences < 1)
+    throw InvalidArgument(cat("invalid CacheConfig::max_sequences ", max_sequences, ": must be >= 1"));
+  if (max_tokens_per_sequence < 1)
+    throw InvalidArgument(cat("invalid CacheConfig::max_tokens_per_sequence ", max_tokens_per_sequence,
+                              ": must be >= 1"));
+  if (pool_blocks < 0)
+    throw InvalidArgument(cat("invalid CacheConfig::pool_blocks ", pool_blocks, ": must be >= 0 (0 = automatic)"));
+  if (sink_tokens < -1)
+    throw InvalidArgument(cat("invalid CacheConfig::sink_tokens ", sink_tokens, ": must be >= 0, or -1 for one tile"));
+  const int G = codec.group();
+  if (max_uncommitted < 0 || max_uncommitted > G)
+    throw InvalidArgument(cat("invalid CacheConfig::max_uncommitted ", max_uncommitted, ": must be in 0..", G,
+                              " (the tile size of preset ", to_string(codec.preset), ")"));
+  if (!backend) throw InvalidArgument("invalid CacheConfig::backend: null (make_cpu_backend() or make_backend())");
+}
+
+struct KVCache::Impl {
+  struct Sequence {
+    SeqId id = 0;
+    int slot = 0;
+    std::vector<std::int32_t> blocks;  // shared by all layers: block j holds tile j
+    std::vector<int> length;           // per layer, uncommitted included
+    std::vector<int> committed;        // per layer
+  };
+  struct LayerPools {
+    std::unique_ptr<Buffer> records, sink_k, sink_v, tail_k, tail_v;
+  };
+
+  CacheConfig cfg;
+  RecordLayout L;
+  std::shared_ptr<Backend> be;
+  int G = 0, D = 0, Hk = 0, sink_cap = 0, tail_cap = 0, table_width = 0, pool_blocks = 0;
+  std::vector<LayerPools> layers;
+  cache::BlockPool pool{0};
+  std::vector<int> free_slots;
+  std::unordered_map<SeqId, Sequence> seqs;
+  SeqId next_id = 1;
+  cache::Workspace in_k, in_v, rot_k, rot_v, q_ws, out_ws, tables_ws, info_ws, deq_k, deq_v, mat_k,
+      mat_v, lens_ws;
+
+  std::size_t row_bytes() const { return std::size_t(D) * 2; }
+  std::size_t sink_row(int slot, int h, int pos) const {
+    return (std::size_t(slot) * Hk + std::size_t(h)) * std::size_t(sink_cap) + std::size_t(pos);
+  }
+  std::size_t tail_row(int slot, int h, int pos) const {
+    return (std::size_t(slot) * Hk + std::size_t(h)) * std::size_t(tail_cap) + std::size_t(pos);
+  }
+  // Tiles that are complete and committed, hence quantized, for `committed` tokens.
+  int tiles_for(int committed_tokens) const {
+    return committed_tokens > sink_cap ? (committed_tokens - sink_cap) / G : 0;
+  }
+  int sink_len(const Sequence& s, int layer) const { return std::min(s.length[std::size_t(layer)], sink_cap); }
+  int tail_len(const Sequence& s, int layer) const {
+    const int len = s.length[std::size_t(layer)];
+    return len > sink_cap ? len - sink_cap - tiles_for(s.committed[std::size_t(layer)]) * G : 0;
+  }
+
+  void check_layer(int layer, const char* fn) const {
+    if (layer < 0 || layer >= cfg.num_layers)
+      throw InvalidArgument(cat(fn, ": layer ", layer, " is outside [0, ", cfg.num_layers, ')'));
+  }
+  Sequence& find(SeqId id, const char* fn) {
+    auto it = seqs.find(id);
+    if (it == seqs.end()) throw InvalidArgument(cat(fn, ": unknown sequence id ", id));
+    return it->second;
+  }
+  const Sequence& find(SeqId id, const char* fn) const { return const_cast<Impl*>(this)->find(id, fn); }
+
+  std::unique_ptr<Buffer> allocate_pool(std::size_t bytes, const char* what, int layer) {
+    try {
+      return be->allocate(std::max<std::size_t>(bytes, 1));
+    } catch (const OutOfMemory& e) {
+      throw OutOfMemory(cat("KVCache: cannot allocate the ", what, " pool of layer ", layer, " (", bytes,
+                            " bytes): ", e.what()));
+    }
+  }
+
+  void append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, const void* k,
+              const void* v, ElementType type, AppendMode mode);
+  void commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens);
+  void attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, void* out,
+              ElementType out_type, float scale, AttendPath path);
+  // Gathers the fp16 rotated rows of the listed sequences into mat_k/mat_v as
+  // [S][Hk][capacity][D] and their lengths into lens; returns the capacity.
+  int gather_fp16(int layer, const std::vector<const Sequence*>& batch, std::vector<std::int32_t>& lens);
+};
+
+KVCache::KVCache(CacheConfig config) : impl_(std::make_unique<Impl>()) {
+  config.validate();
+  Impl& m = *impl_;
+  m.cfg = std::move(config);
+  m.be = m.cfg.backend;
+  m.L = RecordLayout::make(m.cfg.codec);
+  m.G = m.L.group;
+  m.D = m.L.head_dim;
+  m.Hk = m.cfg.num_kv_heads;
+  m.sink_cap = m.cfg.sink_tokens < 0 ? m.G : m.cfg.sink_tokens;
+  m.cfg.sink_tokens = m.sink_cap;
+  m.tail_cap = m.G - 1 + m.cfg.max_uncommitted;
+  m.table_width = std::max(0, m.cfg.max_tokens_per_sequence - m.sink_cap) / m.G;
+  const long long blocks = m.cfg.pool_blocks > 0 ? m.cfg.pool_blocks
+                                                 : (long long)m.table_width * m.cfg.max_sequences;
+  if (blocks * m.Hk > 0x7fffffffLL)
+    throw InvalidArgument(cat("KVCache: pool of ", blocks, " blocks × ", m.Hk,
+                              " heads exceeds the int32 record ids; lower pool_blocks or max_sequences"));
+  m.pool_blocks = int(blocks);
+  m.pool = cache::BlockPool(m.pool_blocks);
+  for (int s = m.cfg.max_sequences - 1; s >= 0; --s) m.free_slots.push_back(s);
+  const std::size_t slots_heads = std::size_t(m.cfg.max_sequences) * m.Hk;
+  for (int l = 0; l < m.cfg.num_layers; ++l) {
+    Impl::LayerPools p;
+    p.records = m.allocate_pool(std::size_t(m.pool_blocks) * m.Hk * m.L.bytes, "record", l);
+    p.sink_k = m.allocate_pool(slots_heads * m.sink_cap * m.row_bytes(), "sink K", l);
+    p.sink_v = m.allocate_pool(slots_heads * m.sink_cap * m.row_bytes(), "sink V", l);
+    p.tail_k = m.allocate_pool(slots_heads * m.tail_cap * m.row_bytes(), "tail K", l);
+    p.tail_v = m.allocate_pool(slots_heads * m.tail_cap * m.row_bytes(), "tail V", l);
+    m.layers.push_back(std::move(p));
+  }
+}
+
+KVCache::~KVCache() = default;
+
+const CacheConfig& KVCache::config() const noexcept { return impl_->cfg; }
+const RecordLayout& KVCache::layout() const noexcept { return impl_->L; }
+Backend& KVCache::backend() noexcept { return *impl_->be; }
+int KVCache::sink_capacity() const noexcept { return impl_->sink_cap; }
+int KVCache::tail_capacity() const noexcept { return impl_->tail_cap; }
+
+SeqId KVCache::add_sequence() {
+  Impl& m = *impl_;
+  if (m.free_slots.empty())
+    throw OutOfMemory(cat("KVCache::add_sequence: all ", m.cfg.max_sequences,
+                          " sequence slots (CacheConfig::max_sequences) are in use"));
+  Impl::Sequence s;
+  s.id = m.next_id++;
+  s.slot = m.free_slots.back();
+  s.length.assign(std::size_t(m.cfg.num_layers), 0);
+  s.committed.assign(std::size_t(m.cfg.num_layers), 0);
+  m.free_slots.pop_back();
+  const SeqId id = s.id;
+  m.seqs.emplace(id, std::move(s));
+  return id;
+}
+
+void KVCache::free_sequence(SeqId id) {
+  Impl& m = *impl_;
+  Impl::Sequence& s = m.find(id, "free_sequence");
+  for (std::int32_t b : s.blocks) m.pool.give_back(b);
+  m.free_slots.push_back(s.slot);
+  m.seqs.erase(id);
+}
+
+bool KVCache::contains(SeqId id) const noexcept { return impl_->seqs.count(id) != 0; }
+std::size_t KVCache::num_sequences() const noexcept { return impl_->seqs.size(); }
+
+int KVCache::length(SeqId id, int layer) const {
+  impl_->check_layer(layer, "length");
+  return impl_->find(id, "length").length[std::size_t(layer)];
+}
+int KVCache::committed(SeqId id, int layer) const {
+  impl_->check_layer(layer, "committed");
+  return impl_->find(id, "committed").committed[std::size_t(layer)];
+}
+int KVCache::quantized_tiles(SeqId id, int layer) const {
+  impl_->check_layer(layer, "quantized_tiles");
+  return impl_->tiles_for(impl_->find(id, "quantized_tiles").committed[std::size_t(layer)]);
+}
+
+// --- append ------------------------------------------------------------------------------------
+
+void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                     const float* k, const float* v, AppendMode mode) {
+  impl_->append(layer, ids, tokens, k, v, ElementType::f32, mode);
+}
+void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                     const half_bits* k, const half_bits* v, AppendMode mode) {
+  impl_->append(layer, ids, tokens, k, v, ElementType::f16, mode);
+}
+void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                     const void* k, const void* v, ElementType type, AppendMode mode) {
+  impl_->append(layer, ids, tokens, k, v, type, mode);
+}
+
+namespace {
+
+// Checks one input row (finite, and small enough that no rotated channel overflows fp16: a
+// rotated channel is at most the row's L2 norm) and returns nothing; throws NonFiniteInput.
+template <typename T>
+void check_row(const T* row, int D, const char* which, std::size_t entry, int token, int head) {
+  double sq = 0;
+  for (int d = 0; d < D; ++d) {
+    const float x = std::is_same<T, float>::value ? float(row[d]) : half_to_float(half_bits(row[d]));
+    if (!std::isfinite(x))
+      throw NonFiniteInput(cat("append: ", which, " of batch entry ", entry, ", token ", token, ", head ",
+                               head, ", channel ", d, " is ", x));
+    sq += double(x) * x;
+  }
+  if (std::sqrt(sq) > kHalfMax)
+    throw NonFiniteInput(cat("append: ", which, " row of batch entry ", entry, ", token ", token, ", head ",
+                             head, " has L2 norm ", std::sqrt(sq),
+                             ": its rotation would overflow fp16 (max 65504)"));
+}
+
+}  // namespace
+
+void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                           const void* k, const void* v, ElementType type, AppendMode mode) {
+  check_layer(layer, "append");
+  if (ids.empty()) throw InvalidArgument("append: seq_ids is empty");
+  if (ids.size() != tokens.size())
+    throw InvalidArgument(cat("append: seq_ids has ", ids.size(), " entries but tokens has ", tokens.size()));
+  if (k == nullptr || v == nullptr) throw InvalidArgument("append: k or v is null");
+  const std::size_t elem = type == ElementType::f32 ? 4 : 2;
+  const std::size_t l = std::size_t(layer);
+
+  struct Plan {
+    Sequence* s;
+    int T, L0, n_sink, n_t, a0, q0, new_tiles, gap;
+    std::size_t in_row;   // first input row ([T][Hk] rows of this entry)
+    std::size_t region;   // first staging row of head 0; head h at region + h*(gap+T)
+  };
+  std::vector<Plan> plans;
+  plans.reserve(ids.size());
+  std::unordered_set<SeqId> seen;
+  std::size_t in_rows = 0, staging_rows = 0, blocks_needed = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    Plan p{};
+    p.s = &find(ids[i], "append");
+    if (!seen.insert(ids[i]).second)
+      throw InvalidArgument(cat("append: sequence id ", ids[i], " is listed twice (batch entry ", i, ')'));
+    p.T = tokens[i];
+    if (p.T < 1) throw InvalidArgument(cat("append: tokens[", i, "] = ", p.T, ": must be >= 1"));
+    p.L0 = p.s->length[l];
+    const int C0 = p.s->committed[l];
+    if (p.L0 + (long long)p.T > cfg.max_tokens_per_sequence)
+      throw InvalidArgument(cat("append: sequence ", ids[i], " would hold ", p.L0 + (long long)p.T,
+                                " tokens in layer ", layer, ", more than max_tokens_per_sequence ",
+                                cfg.max_tokens_per_sequence));
+    if (mode == AppendMode::commit && p.L0 != C0)
+      throw InvalidArgument(cat("append: sequence ", ids[i], " has ", p.L0 - C0, " uncommitted tokens in layer ",
+                                layer, "; commit or roll them back before a committed append"));
+    if (mode == AppendMode::speculative && p.L0 - C0 + p.T > cfg.max_uncommitted)
+      throw InvalidArgument(cat("append: sequence ", ids[i], " would hold ", p.L0 - C0 + p.T,
+                                " uncommitted tokens in layer ", layer, ", more than max_uncommitted ",
+                                cfg.max_uncommitted));
+    p.n_sink = std::clamp(sink_cap - p.L0, 0, p.T);
+    p.n_t = p.T - p.n_sink;
+    p.q0 = tiles_for(C0);
+    p.a0 = std::max(0, p.L0 + p.n_sink - sink_cap) - p.q0 * G;
+    p.new_tiles = mode == AppendMode::commit ? (p.a0 + p.n_t) / G : 0;
+    p.gap = p.new_tiles > 0 ? p.a0 : 0;
+    if (p.new_tiles == 0 && p.a0 + p.n_t > tail_cap)
+      throw Error(Status::internal, cat("append: tail overflow (", p.a0 + p.n_t, " > ", tail_cap, ')'));
+    for (int j = p.q0; j < p.q0 + p.new_tiles; ++j)
+      if (std::size_t(j) >= p.s->blocks.size()) ++blocks_needed;
+    p.in_row = in_rows;
+    p.region = staging_rows;
+    in_rows += std::size_t(p.T) * Hk;
+    staging_rows += std::size_t(p.gap + p.T) * Hk;
+    plans.push_back(p);
+  }
+  if (blocks_needed > pool.free_count())
+    throw OutOfMemory(cat("append: the block pool is exhausted: this append needs ", blocks_needed,
+                          " new blocks but ", pool.free_count(), " of ", pool.capacity(),
+                          " are free (CacheConfig::pool_blocks); free sequences or enlarge the pool"));
+  if (staging_rows > 0xffffffffULL)
+    throw InvalidArgument(cat("append: ", staging_rows, " staging rows exceed 2^32; split the append"));
+
+  // 1. Host staging, finiteness checks.
+  const std::size_t row_in = std::size_t(D) * elem;
+  std::vector<unsigned char> host_k(staging_rows * row_in, 0), host_v(staging_rows * row_in, 0);
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    const Plan& p = plans[i];
+    for (int h = 0; h < Hk; ++h)
+      for (int t = 0; t < p.T; ++t) {
+        const std::size_t src = (p.in_row + std::size_t(t) * Hk + std::size_t(h)) * row_in;
+        const std::size_t dst = (p.region + std::size_t(h) * (p.gap + p.T) + std::size_t(p.gap + t)) * row_in;
+        const unsigned char* ks = static_cast<const unsigned char*>(k) + src;
+        const unsigned char* vs = static_cast<const unsigned char*>(v) + src;
+        if (type == ElementType::f32) {
+          check_row(reinterpret_cast<const float*>(ks), D, "k", i, t, h);
+          check_row(reinterpret_cast<const float*>(vs), D, "v", i, t, h);
+        } else {
+          check_row(reinterpret_cast<const half_bits*>(ks), D, "k", i, t, h);
+          check_row(reinterpret_cast<const half_bits*>(vs), D, "v", i, t, h);
+        }
+        std::memcpy(host_k.data() + dst, ks, row_in);
+        std::memcpy(host_v.data() + dst, vs, row_in);
+      }
+  }
+
+  // Row runs and quantize jobs.
+  std::vector<RowRun> gap_fill, to_tail, to_sink;
+  std::vector<QuantizeJob> jobs;
+  std::vector<std::int32_t> taken;  // blocks taken from the pool by this append
+  std::vector<std::vector<std::int32_t>> new_blocks(plans.size());
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    const Plan& p = plans[i];
+    for (int j = p.q0; j < p.q0 + p.new_tiles; ++j) {
+      if (std::size_t(j) < p.s->blocks.size()) continue;
+      new_blocks[i].push_back(pool.take());
+      taken.push_back(new_blocks[i].back());
+    }
+    const int slot = p.s->slot;
+    for (int h = 0; h < Hk; ++h) {
+      const std::size_t region = p.region + std::size_t(h) * (p.gap + p.T);
+      if (p.n_sink > 0) to_sink.push_back({region, sink_row(slot, h, p.L0), std::uint64_t(p.n_sink)});
+      if (p.new_tiles == 0) {
+        if (p.n_t > 0) to_tail.push_back({region + p.n_sink, tail_row(slot, h, p.a0), std::uint64_t(p.n_t)});
+        continue;
+      }
+      // The tail-space stream (old tail rows, then the new tail rows) starts at region + n_sink;
+      // a gap (a0 > 0) only exists when the sink is already full (n_sink = 0).
+      const std::size_t stream = region + std::size_t(p.n_sink);
+      if (p.gap > 0) gap_fill.push_back({tail_row(slot, h, 0), stream, std::uint64_t(p.gap)});
+      for (int j = 0; j < p.new_tiles; ++j) {
+        const int tile = p.q0 + j;
+        const std::int32_t block = std::size_t(tile) < p.s->blocks.size()
+                                       ? p.s->blocks[std::size_t(tile)]
+                                       : new_blocks[i][std::size_t(tile) - p.s->blocks.size()];
+        jobs.push_back({std::uint32_t(stream + std::size_t(j) * G), std::uint32_t(block * Hk + h)});
+      }
+      const int leftover = p.a0 + p.n_t - p.new_tiles * G;
+      if (leftover > 0)
+        to_tail.push_back({stream + std::size_t(p.new_tiles) * G, tail_row(slot, h, 0), std::uint64_t(leftover)});
+    }
+  }
+
+  try {
+    // 2. Upload and rotate.
+    Buffer& ik = in_k.ensure(*be, host_k.size());
+    Buffer& iv = in_v.ensure(*be, host_v.size());
+    Buffer& rk = rot_k.ensure(*be, staging_rows * row_bytes());
+    Buffer& rv = rot_v.ensure(*be, staging_rows * row_bytes());
+    be->write(ik, 0, host_k.data(), host_k.size());
+    be->write(iv, 0, host_v.data(), host_v.size());
+    be->rotate(cfg.codec, ik, type, staging_rows, rk, 0);
+    be->rotate(cfg.codec, iv, type, staging_rows, rv, 0);
+    LayerPools& pools = layers[l];
+    // 3. Old tail rows into the gaps (before step 4 overwrites the tail's first rows).
+    if (!gap_fill.empty()) {
+      be->copy_rows(*pools.tail_k, rk, gap_fill, row_bytes());
+      be->copy_rows(*pools.tail_v, rv, gap_fill, row_bytes());
+    }
+    // 4. fp16 rows to their pools.
+    if (!to_tail.empty()) {
+      be->copy_rows(rk, *pools.tail_k, to_tail, row_bytes());
+      be->copy_rows(rv, *pools.tail_v, to_tail, row_bytes());
+    }
+    if (!to_sink.empty()) {
+      be->copy_rows(rk, *pools.sink_k, to_sink, row_bytes());
+      be->copy_rows(rv, *pools.sink_v, to_sink, row_bytes());
+    }
+    // 5. One quantize for every complete tile of the batch.
+    if (!jobs.empty()) be->quantize(cfg.codec, rk, rv, jobs, *pools.records);
+  } catch (...) {
+    for (std::int32_t b : taken) pool.give_back(b);
+    throw;
+  }
+
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    Plan& p = plans[i];
+    p.s->blocks.insert(p.s->blocks.end(), new_blocks[i].begin(), new_blocks[i].end());
+    p.s->length[l] += p.T;
+    if (mode == AppendMode::commit) p.s->committed[l] += p.T;
+  }
+}
+
+// --- commit / rollback -------------------------------------------------------------------------
+
+void KVCache::commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens) {
+  impl_->commit(ids, tokens);
+}
+void KVCache::commit(SeqId id, int tokens) { impl_->commit({id}, {tokens}); }
+
+void KVCache::Impl::commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens) {
+  if (ids.size() != tokens.size())
+    throw InvalidArgument(cat("commit: seq_ids has ", ids.size(), " entries but tokens has ", tokens.size()));
+  const std::size_t NL = std::size_t(cfg.num_layers);
+  std::vector<Sequence*> batch;
+  std::vector<std::vector<int>> target(ids.size(), std::vector<int>(NL));
+  std::unordered_set<SeqId> seen;
+  std::size_t blocks_needed = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    Sequence& s = find(ids[i], "commit");
+    if (!seen.insert(ids[i]).second)
+      throw InvalidArgument(cat("commit: sequence id ", ids[i], " is listed twice (entry ", i, ')'));
+    if (tokens[i] < -1)
+      throw InvalidArgument(cat("commit: tokens[", i, "] = ", tokens[i], ": must be >= 0, or -1 for all"));
+    int max_tiles = int(s.blocks.size());
+    for (std::size_t l = 0; l < NL; ++l) {
+      const int u = s.length[l] - s.committed[l];
+      const int n = tokens[i] == -1 ? u : tokens[i];
+      if (n > u)
+        throw InvalidArgument(cat("commit: tokens[", i, "] = ", n, " but sequence ", ids[i], " has only ", u,
+                                  " uncommitted tokens in layer ", l));
+      target[i][l] = s.committed[l] + n;
+      max_tiles = std::max(max_tiles, tiles_for(target[i][l]));
+    }
+    blocks_needed += std::size_t(max_tiles) - s.blocks.size();
+    batch.push_back(&s);
+  }
+  if (blocks_needed > pool.free_count())
+    throw OutOfMemory(cat("commit: the block pool is exhausted: needs ", blocks_needed, " new blocks but ",
+                          pool.free_count(), " of ", pool.capacity(), " are free (CacheConfig::pool_blocks)"));
+  std::vector<std::size_t> old_size(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    Sequence& s = *batch[i];
+    old_size[i] = s.blocks.size();
+    int max_tiles = int(s.blocks.size());
+    for (std::size_t l = 0; l < NL; ++l) max_tiles = std::max(max_tiles, tiles_for(target[i][l]));
+    while (int(s.blocks.size()) < max_tiles) s.blocks.push_back(pool.take());
+  }
+  try {
+    // Per layer: quantize the tiles that became complete, in place in the tail pool, then move
+    // the remaining tail rows to the front. The runs never overlap: the remainder holds fewer than
+    // max_uncommitted <= G rows and starts at least G rows in.
+    for (std::size_t l = 0; l < NL; ++l) {
+      std::vector<QuantizeJob> jobs;
+      std::vector<RowRun> shift;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const Sequence& s = *batch[i];
+        const int q0 = tiles_for(s.committed[l]), q1 = tiles_for(target[i][l]);
+        if (q1 == q0) continue;
+        const int tl = tail_len(s, int(l));
+        for (int h = 0; h < Hk; ++h) {
+          for (int j = q0; j < q1; ++j)
+            jobs.push_back({std::uint32_t(tail_row(s.slot, h, (j - q0) * G)),
+                            std::uint32_t(s.blocks[std::size_t(j)] * Hk + h)});
+          const int rest = tl - (q1 - q0) * G;
+          if (rest > 0) shift.push_back({tail_row(s.slot, h, (q1 - q0) * G), tail_row(s.slot, h, 0), std::uint64_t(rest)});
+        }
+      }
+      if (jobs.empty()) continue;
+      LayerPools& pools = layers[l];
+      be->quantize(cfg.codec, *pools.tail_k, *pools.tail_v, jobs, *pools.records);
+      if (!shift.empty()) {
+        be->copy_rows(*pools.tail_k, *pools.tail_k, shift, row_bytes());
+        be->copy_rows(*pools.tail_v, *pools.tail_v, shift, row_bytes());
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->committed[l] = target[i][l];
+    }
+  } catch (...) {
+    // Layers already done keep their new state (their tail rows moved); blocks no layer uses go back.
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      Sequence& s = *batch[i];
+      int used = int(old_size[i]);
+      for (std::size_t l = 0; l < NL; ++l) used = std::max(used, tiles_for(s.committed[l]));
+      while (int(s.blocks.size()) > used) {
+        pool.give_back(s.blocks.back());
+        s.blocks.pop_back();
+      }
+    }
+    throw;
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    for (std::size_t l = 0; l < NL; ++l) batch[i]->committed[l] = target[i][l];
+}
+
+void KVCache::rollback(SeqId id) {
+  Impl::Sequence& s = impl_->find(id, "rollback");
+  // Uncommitted tokens were never quantized: dropping them only shortens the sink/tail.
+  s.length = s.committed;
+}
+
+// --- attention ---------------------------------------------------------------------------------
+
+void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, float* out,
+                     float scale, AttendPath path) {
+  impl_->attend(layer, ids, hq, q, out, ElementType::f32, scale, path);
+}
+void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, half_bits* out,
+                     float scale, AttendPath path) {
+  impl_->attend(layer, ids, hq, q, out, ElementType::f16, scale, path);
+}
+
+int KVCache::Impl::gather_fp16(int layer, const std::vector<const Sequence*>& batch,
+                               std::vector<std::int32_t>& lens) {
+  const std::size_t l = std::size_t(layer);
+  int cap = 1;
+  lens.clear();
+  for (const Sequence* s : batch) {
+    lens.push_back(s->length[l]);
+    cap = std::max(cap, s->length[l]);
+  }
+  std::vector<std::uint32_t> ids;
+  std::vector<RowRun> sink_runs, deq_runs, tail_runs;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const Sequence& s = *batch[i];
+    const int sl = sink_len(s, layer), nb = tiles_for(s.committed[l]), tl = tail_len(s, layer);
+    for (int h = 0; h < Hk; ++h) {
+      const std::size_t dst = (i * Hk + std::size_t(h)) * std::size_t(cap);
+      if (sl > 0) sink_runs.push_back({sink_row(s.slot, h, 0), dst, std::uint64_t(sl)});
+      if (nb > 0) deq_runs.push_back({ids.size() * G, dst + sl, std::uint64_t(nb) * G});
+      for (int j = 0; j < nb; ++j) ids.push_back(std::uint32_t(s.blocks[std::size_t(j)] * Hk + h));
+      if (tl > 0) tail_runs.push_back({tail_row(s.slot, h, 0), dst + sl + std::size_t(nb) * G, std::uint64_t(tl)});
+    }
+  }
+  const std::size_t mat_bytes = batch.size() * Hk * std::size_t(cap) * row_bytes();
+  Buffer& mk = mat_k.ensure(*be, mat_bytes);
+  Buffer& mv = mat_v.ensure(*be, mat_bytes);
+  LayerPools& pools = layers[l];
+  if (!ids.empty()) {
+    Buffer& dk = deq_k.ensure(*be, ids.size() * G * row_bytes());
+    Buffer& dv = deq_v.ensure(*be, ids.size() * G * row_bytes());
+    be->dequantize(cfg.codec, *pools.records, ids, Frame::rotated, dk, dv);
+    be->copy_rows(dk, mk, deq_runs, row_bytes());
+    be->copy_rows(dv, mv, deq_runs, row_bytes());
+  }
+  if (!sink_runs.empty()) {
+    be->copy_rows(*pools.sink_k, mk, sink_runs, row_bytes());
+    be->copy_rows(*pools.sink_v, mv, sink_runs, row_bytes());
+  }
+  if (!tail_runs.empty()) {
+    be->copy_rows(*pools.tail_k, mk, tail_runs, row_bytes());
+    be->copy_rows(*pools.tail_v, mv, tail_runs, row_bytes());
+  }
+  return cap;
+}
+
+void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, void* out,
+                           ElementType out_type, float scale, AttendPath path) {
+  check_layer(layer, "attend");
+  if (ids.empty()) throw InvalidArgument("attend: seq_ids is empty");
+  if (hq < 1 || hq % Hk != 0)
+    throw InvalidArgument(cat("attend: num_q_heads ", hq, " is not a positive multiple of num_kv_heads ", Hk));
+  if (q == nullptr || out == nullptr) throw InvalidArgument("attend: q or out is null");
+  if (!std::isfinite(scale) || scale < 0)
+    throw InvalidArgument(cat("attend: scale ", scale, " must be finite and >= 0 (0 = 1/sqrt(head_dim))"));
+  if (scale == 0) scale = 1.0f / std::sqrt(float(D));
+  const std::size_t S = ids.size(), l = std::size_t(layer);
+  const std::size_t q_values = S * std::size_t(hq) * D;
+  for (std::size_t i = 0; i < q_values; ++i)
+    if (!std::isfinite(q[i]))
+      throw NonFiniteInput(cat("attend: q[", i / (std::size_t(hq) * D), "][", (i / D) % hq, "][", i % D, "] is ", q[i]));
+
+  std::vector<const Sequence*> batch;
+  int max_nb = 0, max_context = 0;
+  for (std::size_t i = 0; i < S; ++i) {
+    const Sequence& s = find(ids[i], "attend");
+    if (s.length[l] == 0)
+      throw InvalidArgument(cat("attend: sequence ", ids[i], " has no tokens in layer ", layer));
+    batch.push_back(&s);
+    max_nb = std::max(max_nb, tiles_for(s.committed[l]));
+    max_context = std::max(max_context, s.length[l]);
+  }
+  const std::size_t out_bytes = q_values * (out_type == ElementType::f32 ? 4 : 2);
+  Buffer& qb = q_ws.ensure(*be, q_values * 4);
+  Buffer& ob = out_ws.ensure(*be, out_bytes);
+  be->write(qb, 0, q, q_values * 4);
+
+  if (path == AttendPath::materialize) {
+    std::vector<std::int32_t> lens;
+    const int cap = gather_fp16(layer, batch, lens);
+    Buffer& lb = lens_ws.ensure(*be, lens.size() * 4);
+    be->write(lb, 0, lens.data(), lens.size() * 4);
+    AttendFp16Args a;
+    a.num_seqs = int(S);
+    a.num_q_heads = hq;
+    a.num_kv_heads = Hk;
+    a.head_dim = D;
+    a.scale = scale;
+    a.q = &qb;
+    a.out = &ob;
+    a.out_type = out_type;
+    a.k = &mat_k.ensure(*be, 0);
+    a.v = &mat_v.ensure(*be, 0);
+    a.capacity = cap;
+    a.seq_lens = &lb;
+    a.max_context = max_context;
+    a.kv_frame = Frame::rotated;
+    be->attend_fp16(a);
+  } else {
+    const int width = std::max(1, max_nb);
+    std::vector<std::int32_t> tables(S * std::size_t(width), 0), info(S * 4);
+    for (std::size_t i = 0; i < S; ++i) {
+      const Sequence& s = *batch[i];
+      const int nb = tiles_for(s.committed[l]);
+      std::copy(s.blocks.begin(), s.blocks.begin() + nb, tables.begin() + std::ptrdiff_t(i * width));
+      info[4 * i + 0] = s.slot;
+      info[4 * i + 1] = sink_len(s, layer);
+      info[4 * i + 2] = nb;
+      info[4 * i + 3] = tail_len(s, layer);
+    }
+    Buffer& tb = tables_ws.ensure(*be, tables.size() * 4);
+    Buffer& ib = info_ws.ensure(*be, info.size() * 4);
+    be->write(tb, 0, tables.data(), tables.size() * 4);
+    be->write(ib, 0, info.data(), info.size() * 4);
+    const LayerPools& pools = layers[l];
+    AttendArgs a;
+    a.params = cfg.codec;
+    a.num_seqs = int(S);
+    a.num_q_heads = hq;
+    a.num_kv_heads = Hk;
+    a.scale = scale;
+    a.q = &qb;
+    a.out = &ob;
+    a.out_type = out_type;
+    a.records = pools.records.get();
+    a.block_tables = &tb;
+    a.max_blocks = width;
+    a.sink = pools.sink_k.get();
+    a.sink_v = pools.sink_v.get();
+    a.tail = pools.tail_k.get();
+    a.tail_v = pools.tail_v.get();
+    a.sink_capacity = sink_cap;
+    a.tail_capacity = tail_cap;
+    a.seq_info = &ib;
+    a.max_seq_blocks = max_nb;
+    a.max_context = max_context;
+    be->attend(a);
+  }
+  be->read(ob, 0, out, out_bytes);
+}
+
+// --- inspection --------------------------------------------------------------------------------
+
+MaterializedKV KVCache::materialize(SeqId id, int layer, Frame frame) {
+  Impl& m = *impl_;
+  m.check_layer(layer, "materialize");
+  const Impl::Sequence& s = m.find(id, "materialize");
+  MaterializedKV r;
+  r.tokens = s.length[std::size_t(layer)];
+  if (r.tokens == 0) return r;
+  std::vector<std::int32_t> lens;
+  const int cap = m.gather_fp16(layer, {&s}, lens);
+  const std::size_t rows = std::size_t(m.Hk) * cap;
+  Buffer* k = &m.mat_k.ensure(*m.be, 0);
+  Buffer* v = &m.mat_v.ensure(*m.be, 0);
+  if (frame == Frame::original) {
+    // H is its own inverse: rotating the rotated fp16 rows again gives the original frame.
+    Buffer& ok = m.deq_k.ensure(*m.be, rows * m.row_bytes());
+    Buffer& ov = m.deq_v.ensure(*m.be, rows * m.row_bytes());
+    m.be->rotate(m.cfg.codec, *k, ElementType::f16, rows, ok, 0);
+    m.be->rotate(m.cfg.codec, *v, ElementType::f16, rows, ov, 0);
+    k = &ok;
+    v = &ov;
+  }
+  r.k.resize(rows * m.D);
+  r.v.resize(rows * m.D);
+  m.be->read(*k, 0, r.k.data(), rows * m.row_bytes());
+  m.be->read(*v, 0, r.v.data(), rows * m.row_bytes());
+  return r;  // cap == tokens for a single sequence
+}
+
+SequenceSnapshot KVCache::snapshot(SeqId id, int layer) {
+  Impl& m = *impl_;
+  m.check_layer(layer, "snapshot");
+  const Impl::Sequence& s = m.find(id, "snapshot");
+  const Impl::LayerPools& p = m.layers[std::size_t(layer)];
+  SequenceSnapshot r;
+  r.sink_len = m.sink_len(s, layer);
+  r.num_tiles = m.tiles_for(s.committed[std::size_t(layer)]);
+  r.tail_len = m.tail_len(s, layer);
+  const std::size_t rb = m.L.bytes * m.Hk, row = m.row_bytes();
+  r.records.resize(std::size_t(r.num_tiles) * rb);
+  for (int j = 0; j < r.num_tiles; ++j)
+    m.be->read(*p.records, std::size_t(s.blocks[std::size_t(j)]) * rb, r.records.data() + j * rb, rb);
+  r.sink_k.resize(std::size_t(m.Hk) * r.sink_len * m.D);
+  r.sink_v.resize(r.sink_k.size());
+  r.tail_k.resize(std::size_t(m.Hk) * r.tail_len * m.D);
+  r.tail_v.resize(r.tail_k.size());
+  for (int h = 0; h < m.Hk; ++h) {
+    const std::size_t so = std::size_t(h) * r.sink_len * m.D, to = std::size_t(h) * r.tail_len * m.D;
+    m.be->read(*p.sink_k, m.sink_row(s.slot, h, 0) * row, r.sink_k.data() + so, r.sink_len * row);
+    m.be->read(*p.sink_v, m.sink_row(s.slot, h, 0) * row, r.sink_v.data() + so, r.sink_len * row);
+    m.be->read(*p.tail_k, m.tail_row(s.slot, h, 0) * row, r.tail_k.data() + to, r.tail_len * row);
+    m.be->read(*p.tail_v, m.tail_row(s.slot, h, 0) * row, r.tail_v.data() + to, r.tail_len * row);
+  }
+  return r;
+}
+
+MemoryReport KVCache::memory_report() const {
+  const Impl& m = *impl_;
+  MemoryReport r;
+  for (const Impl::LayerPools& p : m.layers) {
+    r.records += p.records->size();
+    r.sink += p.sink_k->size() + p.sink_v->size();
+    r.tail += p.tail_k->size() + p.tail_v->size();
+  }
+  r.block_tables = m.pool.host_bytes() + m.tables_ws.bytes();
+  r.seq_info = m.info_ws.bytes() + m.free_slots.capacity() * sizeof(int) +
+               m.seqs.bucket_count() * sizeof(void*);
+  for (const auto& kv : m.seqs) {
+    const Impl::Sequence& s = kv.second;
+    r.block_tables += s.blocks.capacity() * sizeof(std::int32_t);
+    // the map node: key, state and the per-layer vectors
+    r.seq_info += sizeof(SeqId) + sizeof(Impl::Sequence) + sizeof(void*) +
+                  (s.length.capacity() + s.committed.capacity()) * sizeof(int);
+    for (int l = 0; l < m.cfg.num_layers; ++l) {
+      r.live_tokens += std::size_t(s.length[std::size_t(l)]);
+      r.records_in_use += std::size_t(m.tiles_for(s.committed[std::size_t(l)])) * m.Hk * m.L.bytes;
+    }
+  }
+  for (const cache::Workspace* w : {&m.in_k, &m.in_v, &m.rot_k, &m.rot_v, &m.q_ws, &m.out_ws, &m.deq_k,
+                                    &m.deq_v, &m.mat_k, &m.mat_v, &m.lens_ws})
+    r.workspaces += w->bytes();
+  r.fp16_equivalent = r.live_tokens * m.Hk * m.row_bytes() * 2;
+  r.free_blocks = m.pool.free_count();
+  return r;
+}
+
+}  // namespace kvarn_cl

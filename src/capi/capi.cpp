@@ -1,0 +1,325 @@
+// The C API (include/kvarn_cl/kvarn_cl.h) over the C++ API: argument checks for what C can get
+// wrong (null pointers, enum values out of range), then the C++ call inside capi::guarded.
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "capi/last_error.hpp"
+#include "kvarn_cl/kvarn_cl.h"
+#include "kvarn_cl/kvarn_cl.hpp"
+
+struct kvarn_cl_backend {
+  std::shared_ptr<kvarn_cl::Backend> impl;
+  std::string name;
+};
+
+struct kvarn_cl_cache {
+  std::unique_ptr<kvarn_cl::KVCache> impl;
+};
+
+namespace {
+
+using namespace kvarn_cl;
+
+void require(const void* p, const char* name) {
+  if (p == nullptr) throw InvalidArgument(std::string("argument ") + name + " is NULL");
+}
+
+Preset to_preset(kvarn_cl_preset p) {
+  const int v = int(p);
+  if (v < 0 || v >= int(all_presets().size()))
+    throw InvalidArgument("invalid preset value " + std::to_string(v) + ": expected 0.." +
+                          std::to_string(all_presets().size() - 1));
+  return all_presets()[std::size_t(v)];
+}
+
+ElementType to_element(kvarn_cl_element_type t, const char* name) {
+  if (t == KVARN_CL_F16) return ElementType::f16;
+  if (t == KVARN_CL_F32) return ElementType::f32;
+  throw InvalidArgument(std::string("invalid ") + name + " " + std::to_string(int(t)) +
+                        ": expected KVARN_CL_F16 (0) or KVARN_CL_F32 (1)");
+}
+
+CodecParams params(kvarn_cl_preset preset, int head_dim, int iters) {
+  CodecParams p;
+  p.preset = to_preset(preset);
+  p.head_dim = head_dim;
+  p.sinkhorn_iters = iters;
+  p.validate();
+  return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* kvarn_cl_version(void) { return kvarn_cl::version(); }
+const char* kvarn_cl_last_error(void) { return capi::last_error(); }
+const char* kvarn_cl_status_name(kvarn_cl_status status) {
+  return kvarn_cl::status_name(static_cast<Status>(status));
+}
+
+kvarn_cl_status kvarn_cl_preset_parse(const char* name, kvarn_cl_preset* out) {
+  return capi::guarded([&] {
+    require(name, "name");
+    require(out, "out");
+    const Preset p = parse_preset(name, "preset name");
+    for (std::size_t i = 0; i < all_presets().size(); ++i)
+      if (all_presets()[i] == p) *out = static_cast<kvarn_cl_preset>(i);
+  });
+}
+
+const char* kvarn_cl_preset_name(kvarn_cl_preset preset) {
+  const int v = int(preset);
+  if (v < 0 || v >= int(all_presets().size())) return nullptr;
+  return preset_info(all_presets()[std::size_t(v)]).name;
+}
+
+kvarn_cl_status kvarn_cl_preset_group(kvarn_cl_preset preset, int* out) {
+  return capi::guarded([&] {
+    require(out, "out");
+    *out = preset_info(to_preset(preset)).group;
+  });
+}
+
+kvarn_cl_status kvarn_cl_record_bytes(kvarn_cl_preset preset, int head_dim, size_t* out) {
+  return capi::guarded([&] {
+    require(out, "out");
+    *out = RecordLayout::make(params(preset, head_dim, kDefaultSinkhornIters)).bytes;
+  });
+}
+
+kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu_threads,
+                                        kvarn_cl_backend** out) {
+  return capi::guarded([&] {
+    require(out, "out");
+    *out = nullptr;
+    auto b = std::make_unique<kvarn_cl_backend>();
+    switch (kind) {
+      case KVARN_CL_BACKEND_CPU: b->impl = make_cpu_backend(CpuThreads{cpu_threads}); break;
+      case KVARN_CL_BACKEND_OPENCL: b->impl = make_backend(BackendKind::opencl); break;
+      case KVARN_CL_BACKEND_AUTOMATIC: b->impl = make_backend(BackendKind::automatic); break;
+      default:
+        throw InvalidArgument("invalid backend kind " + std::to_string(int(kind)) +
+                              ": expected KVARN_CL_BACKEND_CPU, _OPENCL or _AUTOMATIC");
+    }
+    b->name = b->impl->name();
+    *out = b.release();
+  });
+}
+
+void kvarn_cl_backend_destroy(kvarn_cl_backend* backend) { delete backend; }
+
+const char* kvarn_cl_backend_name(const kvarn_cl_backend* backend) {
+  return backend ? backend->name.c_str() : "";
+}
+
+kvarn_cl_status kvarn_cl_quantize_tiles(kvarn_cl_backend* backend, kvarn_cl_preset preset,
+                                        int head_dim, int sinkhorn_iters, size_t tiles,
+                                        const void* k, const void* v,
+                                        kvarn_cl_element_type elem_type, uint8_t* records) {
+  return capi::guarded([&] {
+    require(backend, "backend");
+    require(k, "k");
+    require(v, "v");
+    require(records, "records");
+    const CodecParams p = params(preset, head_dim, sinkhorn_iters);
+    const ElementType type = to_element(elem_type, "elem_type");
+    if (tiles == 0) return;
+    const RecordLayout L = RecordLayout::make(p);
+    Backend& be = *backend->impl;
+    const std::size_t rows = tiles * std::size_t(L.group);
+    const std::size_t in_bytes = rows * L.head_dim * (type == ElementType::f32 ? 4 : 2);
+    if (tiles > 0xffffffffULL / std::size_t(L.group))
+      throw InvalidArgument("kvarn_cl_quantize_tiles: tiles " + std::to_string(tiles) + " is too many for one call");
+    auto in = be.allocate(in_bytes);
+    auto rk = be.allocate(rows * L.head_dim * 2);
+    auto rv = be.allocate(rows * L.head_dim * 2);
+    auto rec = be.allocate(tiles * L.bytes);
+    be.write(*in, 0, k, in_bytes);
+    be.rotate(p, *in, type, rows, *rk, 0);
+    be.write(*in, 0, v, in_bytes);
+    be.rotate(p, *in, type, rows, *rv, 0);
+    std::vector<QuantizeJob> jobs(tiles);
+    for (std::size_t i = 0; i < tiles; ++i)
+      jobs[i] = {std::uint32_t(i * L.group), std::uint32_t(i)};
+    be.quantize(p, *rk, *rv, jobs, *rec);
+    be.read(*rec, 0, records, tiles * L.bytes);
+  });
+}
+
+kvarn_cl_status kvarn_cl_dequantize_tiles(kvarn_cl_backend* backend, kvarn_cl_preset preset,
+                                          int head_dim, size_t tiles, const uint8_t* records,
+                                          kvarn_cl_frame frame, kvarn_cl_element_type out_type,
+                                          void* k_out, void* v_out) {
+  return capi::guarded([&] {
+    require(backend, "backend");
+    require(records, "records");
+    require(k_out, "k_out");
+    require(v_out, "v_out");
+    const CodecParams p = params(preset, head_dim, kDefaultSinkhornIters);
+    const ElementType type = to_element(out_type, "out_type");
+    if (frame != KVARN_CL_FRAME_ORIGINAL && frame != KVARN_CL_FRAME_ROTATED)
+      throw InvalidArgument("invalid frame " + std::to_string(int(frame)));
+    if (tiles == 0) return;
+    const RecordLayout L = RecordLayout::make(p);
+    Backend& be = *backend->impl;
+    const std::size_t values = tiles * std::size_t(L.group) * L.head_dim;
+    auto rec = be.allocate(tiles * L.bytes);
+    auto k = be.allocate(values * 2);
+    auto v = be.allocate(values * 2);
+    be.write(*rec, 0, records, tiles * L.bytes);
+    std::vector<std::uint32_t> ids(tiles);
+    for (std::size_t i = 0; i < tiles; ++i) ids[i] = std::uint32_t(i);
+    be.dequantize(p, *rec, ids, frame == KVARN_CL_FRAME_ORIGINAL ? Frame::original : Frame::rotated,
+                  *k, *v);
+    if (type == ElementType::f16) {
+      be.read(*k, 0, k_out, values * 2);
+      be.read(*v, 0, v_out, values * 2);
+    } else {
+      std::vector<half_bits> h(values);
+      be.read(*k, 0, h.data(), values * 2);
+      halves_to_floats(h.data(), static_cast<float*>(k_out), values);
+      be.read(*v, 0, h.data(), values * 2);
+      halves_to_floats(h.data(), static_cast<float*>(v_out), values);
+    }
+  });
+}
+
+void kvarn_cl_cache_config_init(kvarn_cl_cache_config* config) {
+  if (config == nullptr) return;
+  const CacheConfig d;
+  config->preset = KVARN_CL_K4V2_G128;
+  config->head_dim = d.codec.head_dim;
+  config->sinkhorn_iters = d.codec.sinkhorn_iters;
+  config->num_layers = d.num_layers;
+  config->num_kv_heads = d.num_kv_heads;
+  config->max_sequences = d.max_sequences;
+  config->max_tokens_per_sequence = d.max_tokens_per_sequence;
+  config->pool_blocks = d.pool_blocks;
+  config->sink_tokens = d.sink_tokens;
+  config->max_uncommitted = d.max_uncommitted;
+}
+
+kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_cache_config* config,
+                                      kvarn_cl_cache** out) {
+  return capi::guarded([&] {
+    require(backend, "backend");
+    require(config, "config");
+    require(out, "out");
+    *out = nullptr;
+    CacheConfig c;
+    c.codec = params(config->preset, config->head_dim, config->sinkhorn_iters);
+    c.num_layers = config->num_layers;
+    c.num_kv_heads = config->num_kv_heads;
+    c.max_sequences = config->max_sequences;
+    c.max_tokens_per_sequence = config->max_tokens_per_sequence;
+    c.pool_blocks = config->pool_blocks;
+    c.sink_tokens = config->sink_tokens;
+    c.max_uncommitted = config->max_uncommitted;
+    c.backend = backend->impl;
+    auto cache = std::make_unique<kvarn_cl_cache>();
+    cache->impl = std::make_unique<KVCache>(std::move(c));
+    *out = cache.release();
+  });
+}
+
+void kvarn_cl_cache_destroy(kvarn_cl_cache* cache) { delete cache; }
+
+kvarn_cl_status kvarn_cl_cache_add_sequence(kvarn_cl_cache* cache, uint64_t* seq_id) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    require(seq_id, "seq_id");
+    *seq_id = cache->impl->add_sequence();
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_free_sequence(kvarn_cl_cache* cache, uint64_t seq_id) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    cache->impl->free_sequence(seq_id);
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_length(const kvarn_cl_cache* cache, uint64_t seq_id, int layer,
+                                      int* tokens) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    require(tokens, "tokens");
+    *tokens = cache->impl->length(seq_id, layer);
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_append(kvarn_cl_cache* cache, int layer, size_t num_seqs,
+                                      const uint64_t* seq_ids, const int* tokens, const void* k,
+                                      const void* v, kvarn_cl_element_type elem_type,
+                                      int speculative) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    require(seq_ids, "seq_ids");
+    require(tokens, "tokens");
+    const ElementType type = to_element(elem_type, "elem_type");
+    const std::vector<SeqId> ids(seq_ids, seq_ids + num_seqs);
+    const std::vector<int> counts(tokens, tokens + num_seqs);
+    cache->impl->append(layer, ids, counts, k, v, type,
+                        speculative ? AppendMode::speculative : AppendMode::commit);
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_commit(kvarn_cl_cache* cache, uint64_t seq_id, int tokens) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    cache->impl->commit(seq_id, tokens);
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_rollback(kvarn_cl_cache* cache, uint64_t seq_id) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    cache->impl->rollback(seq_id);
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_attend(kvarn_cl_cache* cache, int layer, size_t num_seqs,
+                                      const uint64_t* seq_ids, int num_q_heads, const float* q,
+                                      void* out, kvarn_cl_element_type out_type, float scale,
+                                      kvarn_cl_attend_path path) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    require(seq_ids, "seq_ids");
+    require(q, "q");
+    require(out, "out");
+    const ElementType type = to_element(out_type, "out_type");
+    if (path != KVARN_CL_ATTEND_FUSED && path != KVARN_CL_ATTEND_MATERIALIZE)
+      throw InvalidArgument("invalid attend path " + std::to_string(int(path)));
+    const AttendPath p = path == KVARN_CL_ATTEND_FUSED ? AttendPath::fused : AttendPath::materialize;
+    const std::vector<SeqId> ids(seq_ids, seq_ids + num_seqs);
+    if (type == ElementType::f32)
+      cache->impl->attend(layer, ids, num_q_heads, q, static_cast<float*>(out), scale, p);
+    else
+      cache->impl->attend(layer, ids, num_q_heads, q, static_cast<half_bits*>(out), scale, p);
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
+                                             kvarn_cl_memory_report* out) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    require(out, "out");
+    const MemoryReport r = cache->impl->memory_report();
+    out->records = r.records;
+    out->sink = r.sink;
+    out->tail = r.tail;
+    out->block_tables = r.block_tables;
+    out->seq_info = r.seq_info;
+    out->workspaces = r.workspaces;
+    out->total = r.total();
+    out->records_in_use = r.records_in_use;
+    out->live_tokens = r.live_tokens;
+    out->fp16_equivalent = r.fp16_equivalent;
+    out->free_blocks = r.free_blocks;
+  });
+}
+
+}  // extern "C"

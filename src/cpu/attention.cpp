@@ -1,0 +1,412 @@
+// CPU decode attention (SPEC §4). One work item = one (sequence, KV head, context chunk): it reads
+// every tile of its chunk once and serves all Hq/Hk query heads of that KV head from it (GQA).
+// Scores of a record tile come straight from the codes: q is pre-scaled by s_col_K, the inner loop
+// is codes × floats, and the zero point and s_row_K are applied per token afterwards. Values use
+// the softmax weights pre-multiplied by s_row_V, the zero-point sum, and s_col_V at the end. Sink
+// and tail rows are read as fp16 in the same pass. Each item keeps an online (running max)
+// softmax; the chunks of one (sequence, KV head) are merged by log-sum-exp (flash-decoding), then
+// the output is rotated back to the original frame.
+#include "cpu/attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include "cpu/parallel_for.hpp"
+#include "kvarn_cl/attention.hpp"
+#include "kvarn_cl/error.hpp"
+
+namespace kvarn_cl::cpu {
+namespace {
+
+// fp16 rows are processed in runs of this many tokens (one softmax update per run).
+constexpr int kRunTokens = 64;
+
+// A piece of one (sequence, KV head) context: a record tile, or a run of fp16 rows.
+struct Segment {
+  const std::uint8_t* record = nullptr;
+  const half_bits* k = nullptr;
+  const half_bits* v = nullptr;
+  int tokens = 0;
+};
+
+// Packed code -> float tables (a byte holds 2 four-bit or 4 two-bit codes, lowest index lowest).
+struct CodeTables {
+  float four[256][2];
+  float two[256][4];
+};
+
+const CodeTables& code_tables() {
+  static const CodeTables tables = [] {
+    CodeTables t{};
+    for (int b = 0; b < 256; ++b) {
+      for (int i = 0; i < 2; ++i) t.four[b][i] = float((b >> (4 * i)) & 0xF);
+      for (int i = 0; i < 4; ++i) t.two[b][i] = float((b >> (2 * i)) & 0x3);
+    }
+    return t;
+  }();
+  return tables;
+}
+
+void unpack_to_floats(const std::uint8_t* packed, int n, int bits, float* out) {
+  const CodeTables& t = code_tables();
+  if (bits == 4) {
+    for (int i = 0; i < n / 2; ++i) {
+      out[2 * i] = t.four[packed[i]][0];
+      out[2 * i + 1] = t.four[packed[i]][1];
+    }
+  } else {
+    for (int i = 0; i < n / 4; ++i)
+      for (int j = 0; j < 4; ++j) out[4 * i + j] = t.two[packed[i]][j];
+  }
+}
+
+void load_scales(const std::uint8_t* src, int n, float* out, const char* field) {
+  for (int i = 0; i < n; ++i) {
+    half_bits h;
+    std::memcpy(&h, src + 2 * std::size_t(i), sizeof h);
+    if ((h & 0x7C00u) == 0x7C00u) {
+      std::ostringstream msg;
+      msg << "corrupt record: " << field << '[' << i << "] is not finite (0x" << std::hex << h
+          << ')';
+      throw CorruptRecord(msg.str());
+    }
+    out[i] = half_to_float(h);
+  }
+}
+
+// Per-thread scratch and the running softmax of the R query heads of one work item.
+struct Worker {
+  int R, D, G;
+  float scale;
+  std::vector<float> score, tmp, qs, cf, row, z, zs;
+  std::vector<float> s_col_k, zp_k, s_row_k, s_col_v, s_row_v, zp_v;
+
+  Worker(int r, int d, int g, float sc)
+      : R(r), D(d), G(g), scale(sc),
+        score(std::size_t(r) * std::max(g, kRunTokens)), tmp(std::size_t(r) * d),
+        qs(std::size_t(r) * d), cf(std::size_t(std::max(g, d))), row(std::size_t(d)),
+        z(std::size_t(r)), zs(std::size_t(r)), s_col_k(std::size_t(d)), zp_k(std::size_t(d)),
+        s_row_k(std::size_t(std::max(g, 1))), s_col_v(std::size_t(d)),
+        s_row_v(std::size_t(std::max(g, 1))), zp_v(std::size_t(std::max(g, 1))) {}
+
+  int stride() const { return std::max(G, kRunTokens); }
+
+  // Folds n new scores per head (in `score`, replaced by their weights p) into the running max
+  // m, sum l and accumulator acc.
+  void softmax_update(int n, float* m, float* l, float* acc) {
+    const int st = stride();
+    for (int r = 0; r < R; ++r) {
+      float* sr = score.data() + std::size_t(r) * st;
+      float mx = m[r];
+      for (int t = 0; t < n; ++t) mx = std::max(mx, sr[t]);
+      const float alpha = m[r] == -std::numeric_limits<float>::infinity() ? 0.0f
+                                                                           : std::exp(m[r] - mx);
+      if (alpha != 1.0f) {
+        l[r] *= alpha;
+        float* ar = acc + std::size_t(r) * D;
+        for (int d = 0; d < D; ++d) ar[d] *= alpha;
+      }
+      float sum = 0;
+      for (int t = 0; t < n; ++t) {
+        sr[t] = std::exp(sr[t] - mx);
+        sum += sr[t];
+      }
+      l[r] += sum;
+      m[r] = mx;
+    }
+  }
+
+  void record_tile(const RecordLayout& L, const std::uint8_t* rec, const float* q, float* m,
+                   float* l, float* acc) {
+    load_scales(rec + L.s_col_k, D, s_col_k.data(), "s_col_K");
+    load_scales(rec + L.zp_k, D, zp_k.data(), "zp_K");
+    load_scales(rec + L.s_row_k, G, s_row_k.data(), "s_row_K");
+    load_scales(rec + L.s_col_v, D, s_col_v.data(), "s_col_V");
+    load_scales(rec + L.s_row_v, G, s_row_v.data(), "s_row_V");
+    load_scales(rec + L.zp_v, G, zp_v.data(), "zp_V");
+    const int st = stride();
+
+    // Scores: q pre-scaled by s_col_K, codes × floats, then zero point and s_row_K per token.
+    for (int r = 0; r < R; ++r) {
+      const float* qr = q + std::size_t(r) * D;
+      float zr = 0;
+      for (int d = 0; d < D; ++d) {
+        qs[std::size_t(r) * D + d] = qr[d] * s_col_k[std::size_t(d)];
+        zr += qr[d] * zp_k[std::size_t(d)];
+      }
+      z[std::size_t(r)] = zr;
+      std::fill_n(score.data() + std::size_t(r) * st, G, 0.0f);
+    }
+    for (int d = 0; d < D; ++d) {
+      unpack_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits, cf.data());
+      for (int r = 0; r < R; ++r) {
+        const float a = qs[std::size_t(r) * D + d];
+        float* sr = score.data() + std::size_t(r) * st;
+        for (int t = 0; t < G; ++t) sr[t] += a * cf[std::size_t(t)];
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float* sr = score.data() + std::size_t(r) * st;
+      for (int t = 0; t < G; ++t) sr[t] = s_row_k[std::size_t(t)] * (sr[t] + z[std::size_t(r)]) * scale;
+    }
+    softmax_update(G, m, l, acc);
+
+    // Values: weights p·s_row_V over the codes, plus Σ p·zp_V, all times s_col_V.
+    for (int r = 0; r < R; ++r) {
+      float* sr = score.data() + std::size_t(r) * st;
+      float zsum = 0;
+      for (int t = 0; t < G; ++t) {
+        zsum += sr[t] * zp_v[std::size_t(t)];
+        sr[t] *= s_row_v[std::size_t(t)];
+      }
+      zs[std::size_t(r)] = zsum;
+    }
+    std::fill(tmp.begin(), tmp.end(), 0.0f);
+    for (int t = 0; t < G; ++t) {
+      unpack_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits, cf.data());
+      for (int r = 0; r < R; ++r) {
+        const float w = score[std::size_t(r) * st + t];
+        float* tr = tmp.data() + std::size_t(r) * D;
+        for (int d = 0; d < D; ++d) tr[d] += w * cf[std::size_t(d)];
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float* ar = acc + std::size_t(r) * D;
+      const float* tr = tmp.data() + std::size_t(r) * D;
+      for (int d = 0; d < D; ++d) ar[d] += s_col_v[std::size_t(d)] * (tr[d] + zs[std::size_t(r)]);
+    }
+  }
+
+  void fp16_run(const half_bits* k, const half_bits* v, int n, const float* q, float* m, float* l,
+                float* acc) {
+    const int st = stride();
+    for (int t = 0; t < n; ++t) {
+      halves_to_floats(k + std::size_t(t) * D, row.data(), std::size_t(D));
+      for (int r = 0; r < R; ++r) {
+        const float* qr = q + std::size_t(r) * D;
+        float dot = 0;
+        for (int d = 0; d < D; ++d) dot += qr[d] * row[std::size_t(d)];
+        score[std::size_t(r) * st + t] = dot * scale;
+      }
+    }
+    softmax_update(n, m, l, acc);
+    for (int t = 0; t < n; ++t) {
+      halves_to_floats(v + std::size_t(t) * D, row.data(), std::size_t(D));
+      for (int r = 0; r < R; ++r) {
+        const float p = score[std::size_t(r) * st + t];
+        float* ar = acc + std::size_t(r) * D;
+        for (int d = 0; d < D; ++d) ar[d] += p * row[std::size_t(d)];
+      }
+    }
+  }
+};
+
+void append_fp16_runs(std::vector<Segment>& segs, const half_bits* k, const half_bits* v, int n,
+                      int D) {
+  for (int t = 0; t < n; t += kRunTokens) {
+    Segment s;
+    s.k = k + std::size_t(t) * D;
+    s.v = v + std::size_t(t) * D;
+    s.tokens = std::min(kRunTokens, n - t);
+    segs.push_back(s);
+  }
+}
+
+// The shared driver: rotated (or plain) queries, a segment list per (sequence, KV head), chunked
+// work items over threads, log-sum-exp merge, optional rotation back, output store.
+template <typename Segments>
+void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layout, float scale,
+                   const std::vector<float>& q, bool rotate_back, void* out, ElementType out_type,
+                   unsigned threads, Segments&& segments_of) {
+  const int R = Hq / Hk;
+  const std::size_t groups = std::size_t(S) * Hk;
+  if (groups == 0) return;
+
+  // Split long contexts only when (sequence, KV head) pairs alone cannot keep the threads busy.
+  std::size_t max_segs = 0;
+  {
+    std::vector<Segment> segs;
+    for (std::size_t g = 0; g < groups; ++g) {
+      segs.clear();
+      segments_of(int(g / Hk), int(g % Hk), segs);
+      max_segs = std::max(max_segs, segs.size());
+    }
+  }
+  const std::size_t workers = detail::resolve_threads(threads);
+  std::size_t chunks = 1;
+  if (groups < 2 * workers)
+    chunks = std::max<std::size_t>(1, std::min((2 * workers + groups - 1) / groups, max_segs / 2));
+
+  const std::size_t part = std::size_t(R) * (D + 2);  // m[R], l[R], acc[R][D]
+  std::vector<float> partials(groups * chunks * part);
+  detail::parallel_for(groups * chunks, threads, [&](std::size_t begin, std::size_t end) {
+    Worker w(R, D, G, scale);
+    std::vector<Segment> segs;
+    for (std::size_t item = begin; item < end; ++item) {
+      const std::size_t g = item / chunks, c = item % chunks;
+      const int s = int(g / Hk), h = int(g % Hk);
+      segs.clear();
+      segments_of(s, h, segs);
+      float* m = partials.data() + item * part;
+      float* l = m + R;
+      float* acc = l + R;
+      std::fill_n(m, R, -std::numeric_limits<float>::infinity());
+      std::fill_n(l, R, 0.0f);
+      std::fill_n(acc, std::size_t(R) * D, 0.0f);
+      const float* qg = q.data() + (std::size_t(s) * Hq + std::size_t(h) * R) * D;
+      const std::size_t b = segs.size() * c / chunks, e = segs.size() * (c + 1) / chunks;
+      for (std::size_t i = b; i < e; ++i) {
+        if (segs[i].record != nullptr)
+          w.record_tile(*layout, segs[i].record, qg, m, l, acc);
+        else
+          w.fp16_run(segs[i].k, segs[i].v, segs[i].tokens, qg, m, l, acc);
+      }
+    }
+  });
+
+  // Log-sum-exp merge of the chunks, normalization, rotation back, store.
+  detail::parallel_for(std::size_t(S) * Hq, threads, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> o(static_cast<std::size_t>(D));
+    for (std::size_t sq = begin; sq < end; ++sq) {
+      const std::size_t s = sq / Hq, hq = sq % Hq, h = hq / R, r = hq % R;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (std::size_t c = 0; c < chunks; ++c)
+        mx = std::max(mx, partials[((s * Hk + h) * chunks + c) * part + r]);
+      std::fill(o.begin(), o.end(), 0.0f);
+      float lsum = 0;
+      if (mx != -std::numeric_limits<float>::infinity()) {
+        for (std::size_t c = 0; c < chunks; ++c) {
+          const float* p = partials.data() + ((s * Hk + h) * chunks + c) * part;
+          if (p[r] == -std::numeric_limits<float>::infinity()) continue;
+          const float f = std::exp(p[r] - mx);
+          lsum += p[R + r] * f;
+          const float* acc = p + 2 * R + r * D;
+          for (int d = 0; d < D; ++d) o[std::size_t(d)] += acc[d] * f;
+        }
+        for (auto& x : o) x /= lsum;
+        if (rotate_back) fwht_inplace(o.data(), D);
+      }
+      if (out_type == ElementType::f32)
+        std::memcpy(static_cast<float*>(out) + sq * D, o.data(), sizeof(float) * D);
+      else
+        floats_to_halves(o.data(), static_cast<half_bits*>(out) + sq * D, std::size_t(D));
+    }
+  });
+}
+
+std::vector<float> queries(const float* q, std::size_t rows, int D, bool rotate) {
+  std::vector<float> out(q, q + rows * D);
+  if (rotate)
+    for (std::size_t i = 0; i < rows; ++i) fwht_inplace(out.data() + i * D, D);
+  return out;
+}
+
+[[noreturn]] void bad_index(const char* what, int seq, long long value, long long limit) {
+  std::ostringstream msg;
+  msg << "attend: " << what << " of batch entry " << seq << " is " << value
+      << ", outside [0, " << limit << ')';
+  throw InvalidArgument(msg.str());
+}
+
+void check_heads(int Hq, int Hk) {
+  if (Hk <= 0 || Hq <= 0 || Hq % Hk != 0)
+    throw InvalidArgument("attend: num_q_heads " + std::to_string(Hq) +
+                          " is not a positive multiple of num_kv_heads " + std::to_string(Hk));
+}
+
+}  // namespace
+
+void attend_records(const AttendRecordsHost& a, unsigned threads) {
+  const RecordLayout L = RecordLayout::make(a.params);
+  const int D = L.head_dim, Hk = a.num_kv_heads;
+  check_heads(a.num_q_heads, Hk);
+  const std::size_t slots = std::min(a.sink_slots, a.tail_slots);
+  for (int s = 0; s < a.num_seqs; ++s) {
+    const std::int32_t* info = a.seq_info + 4 * std::size_t(s);
+    if (info[0] < 0 || std::size_t(info[0]) >= slots) bad_index("slot", s, info[0], (long long)slots);
+    if (info[1] < 0 || info[1] > a.sink_capacity) bad_index("sink_len", s, info[1], a.sink_capacity + 1LL);
+    if (info[2] < 0 || info[2] > a.max_blocks) bad_index("num_blocks", s, info[2], a.max_blocks + 1LL);
+    if (info[3] < 0 || info[3] > a.tail_capacity) bad_index("tail_len", s, info[3], a.tail_capacity + 1LL);
+    for (int j = 0; j < info[2]; ++j) {
+      const std::int32_t b = a.block_tables[std::size_t(s) * a.max_blocks + j];
+      if (b < 0 || std::size_t(b) >= a.num_blocks_in_pool)
+        bad_index("block id", s, b, (long long)a.num_blocks_in_pool);
+    }
+  }
+  const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, true);
+  // Token order: sink, records in block-table order, tail.
+  auto segments_of = [&](int s, int h, std::vector<Segment>& segs) {
+    const std::int32_t* info = a.seq_info + 4 * std::size_t(s);
+    const std::size_t slot_head = std::size_t(info[0]) * Hk + std::size_t(h);
+    const std::size_t sink_at = slot_head * std::size_t(a.sink_capacity) * D;
+    append_fp16_runs(segs, a.sink + sink_at, a.sink_v + sink_at, info[1], D);
+    for (int j = 0; j < info[2]; ++j) {
+      const std::size_t b = std::size_t(a.block_tables[std::size_t(s) * a.max_blocks + j]);
+      Segment seg;
+      seg.record = a.records + (b * Hk + std::size_t(h)) * L.bytes;
+      seg.tokens = L.group;
+      segs.push_back(seg);
+    }
+    const std::size_t tail_at = slot_head * std::size_t(a.tail_capacity) * D;
+    append_fp16_runs(segs, a.tail + tail_at, a.tail_v + tail_at, info[3], D);
+  };
+  run_attention(a.num_seqs, a.num_q_heads, Hk, D, L.group, &L, a.scale, q, true, a.out,
+                a.out_type, threads, segments_of);
+}
+
+void attend_fp16(const AttendFp16Host& a, unsigned threads) {
+  validate_head_dim(a.head_dim, "attend_fp16 head_dim");
+  check_heads(a.num_q_heads, a.num_kv_heads);
+  const int D = a.head_dim, Hk = a.num_kv_heads;
+  for (int s = 0; s < a.num_seqs; ++s)
+    if (a.seq_lens[s] < 0 || a.seq_lens[s] > a.capacity)
+      bad_index("seq_len", s, a.seq_lens[s], a.capacity + 1LL);
+  const bool rotated = a.kv_frame == Frame::rotated;
+  const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, rotated);
+  auto segments_of = [&](int s, int h, std::vector<Segment>& segs) {
+    const std::size_t at = (std::size_t(s) * Hk + std::size_t(h)) * std::size_t(a.capacity) * D;
+    append_fp16_runs(segs, a.k + at, a.v + at, a.seq_lens[s], D);
+  };
+  run_attention(a.num_seqs, a.num_q_heads, Hk, D, 0, nullptr, a.scale, q, rotated, a.out,
+                a.out_type, threads, segments_of);
+}
+
+}  // namespace kvarn_cl::cpu
+
+namespace kvarn_cl {
+
+void exact_attention(const float* q, const float* k, const float* v, int num_q_heads,
+                     int num_kv_heads, int head_dim, int tokens, float scale, float* out) {
+  if (num_kv_heads <= 0 || num_q_heads <= 0 || num_q_heads % num_kv_heads != 0)
+    throw InvalidArgument("exact_attention: num_q_heads " + std::to_string(num_q_heads) +
+                          " is not a positive multiple of num_kv_heads " +
+                          std::to_string(num_kv_heads));
+  if (head_dim <= 0) throw InvalidArgument("exact_attention: head_dim " + std::to_string(head_dim));
+  if (tokens < 0) throw InvalidArgument("exact_attention: tokens " + std::to_string(tokens));
+  const int R = num_q_heads / num_kv_heads, D = head_dim;
+  std::vector<double> score(std::size_t(std::max(tokens, 1)));
+  for (int hq = 0; hq < num_q_heads; ++hq) {
+    const float* qh = q + std::size_t(hq) * D;
+    const std::size_t base = std::size_t(hq / R) * std::size_t(tokens) * D;
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int t = 0; t < tokens; ++t) {
+      double dot = 0;
+      for (int d = 0; d < D; ++d) dot += double(qh[d]) * k[base + std::size_t(t) * D + d];
+      score[std::size_t(t)] = dot * scale;
+      mx = std::max(mx, score[std::size_t(t)]);
+    }
+    double sum = 0;
+    for (int t = 0; t < tokens; ++t) sum += (score[std::size_t(t)] = std::exp(score[std::size_t(t)] - mx));
+    for (int d = 0; d < D; ++d) {
+      double o = 0;
+      for (int t = 0; t < tokens; ++t) o += score[std::size_t(t)] * v[base + std::size_t(t) * D + d];
+      out[std::size_t(hq) * D + d] = tokens > 0 ? float(o / sum) : 0.0f;
+    }
+  }
+}
+
+}  // namespace kvarn_cl

@@ -1,0 +1,55 @@
+// Decode attention on the CPU (SPEC §4): one query token per sequence, straight from the records
+// (fused), or over plain fp16 rows (the fp16 baseline and the materialize path). These are the
+// host-pointer kernels behind the CPU backend's attend() and attend_fp16(); the backend resolves
+// its Buffers to host addresses and passes the sizes so that every index can be bounds-checked.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kvarn_cl/backend.hpp"
+#include "kvarn_cl/codec.hpp"
+
+namespace kvarn_cl::cpu {
+
+// Host view of AttendArgs (see include/kvarn_cl/backend.hpp for the meaning of every field).
+struct AttendRecordsHost {
+  CodecParams params;
+  int num_seqs = 0, num_q_heads = 0, num_kv_heads = 0;
+  float scale = 0;
+  const float* q = nullptr;
+  void* out = nullptr;
+  ElementType out_type = ElementType::f32;
+  const std::uint8_t* records = nullptr;
+  std::size_t num_blocks_in_pool = 0;  // records buffer size / (Hk * record bytes)
+  const std::int32_t* block_tables = nullptr;
+  int max_blocks = 0;
+  const half_bits* sink = nullptr;
+  const half_bits* tail = nullptr;
+  const half_bits* sink_v = nullptr;
+  const half_bits* tail_v = nullptr;
+  int sink_capacity = 0, tail_capacity = 0;
+  std::size_t sink_slots = 0, tail_slots = 0;  // slots the fp16 pools hold
+  const std::int32_t* seq_info = nullptr;
+};
+
+// Host view of AttendFp16Args.
+struct AttendFp16Host {
+  int num_seqs = 0, num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
+  float scale = 0;
+  const float* q = nullptr;
+  void* out = nullptr;
+  ElementType out_type = ElementType::f32;
+  const half_bits* k = nullptr;
+  const half_bits* v = nullptr;
+  int capacity = 0;
+  const std::int32_t* seq_lens = nullptr;
+  Frame kv_frame = Frame::original;
+};
+
+// Both throw InvalidArgument for out-of-range indices (block ids, slots, lengths) and
+// CorruptRecord for non-finite scale vectors. A sequence with no tokens gets a zero output.
+void attend_records(const AttendRecordsHost& args, unsigned threads);
+void attend_fp16(const AttendFp16Host& args, unsigned threads);
+
+}  // namespace kvarn_cl::cpu

@@ -1,0 +1,31 @@
+// The codec program (rotate, quantize, dequantize kernels) and the geometry build options that
+// every kernel of a record geometry shares. The numbers come from kvarn_cl::RecordLayout, the one
+// source of truth for record geometry, so the kernels and the CPU codec cannot disagree on them.
+#pragma once
+
+#include <string>
+
+#include "kvarn_cl/format.hpp"
+#include "opencl/device_runtime.hpp"
+
+namespace kvarn_cl::opencl {
+
+// -D options: KV_D, KV_G, KV_KB, KV_VB, KV_RECORD_BYTES, KV_K_ROW_BYTES, KV_V_ROW_BYTES, the
+// KV_OFF_* byte offsets of every record field and KV_ROT_SCALE (the CPU's 1/sqrt(D), exact bits).
+// Throws Unsupported if the layout breaks an alignment the kernels rely on.
+std::string geometry_options(const CodecParams& params);
+
+// Kernel files of the codec program, in build order.
+const std::vector<std::string>& codec_files();
+
+// The codec program spec for params; tokens_per_item is the quantize kernel's Q_RT (8 or 16).
+ProgramSpec codec_program(const CodecParams& params, int tokens_per_item = 8);
+
+// Work-group size of the quantize kernel for a geometry and Q_RT (matches quantize.cl's Q_WG).
+inline int quantize_work_group(const CodecParams& params, int tokens_per_item) {
+  return (params.head_dim / 8) * (params.group() / tokens_per_item);
+}
+constexpr int kRotateWorkGroup = 256;      // rotate.cl ROT_WG
+constexpr int kDequantizeWorkGroup = 256;  // dequantize.cl DQ_WG
+
+}  // namespace kvarn_cl::opencl

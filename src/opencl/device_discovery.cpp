@@ -1,0 +1,152 @@
+// Discovery of OpenCL platforms and devices, their capabilities, and device selection.
+#include "opencl/device_discovery.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <sstream>
+
+#include "kvarn_cl/error.hpp"
+#include "opencl/cl_error.hpp"
+
+namespace kvarn_cl::opencl {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+bool is_index(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// "index or case-insensitive substring of name"
+bool matches(const std::string& choice, int index, const std::string& name) {
+  if (choice.empty()) return true;
+  if (is_index(choice)) return std::stoi(choice) == index;
+  return lower(name).find(lower(choice)) != std::string::npos;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\0' || std::isspace(static_cast<unsigned char>(s.back()))))
+    s.pop_back();
+  return s;
+}
+
+bool has_extension(const std::string& extensions, const std::string& name) {
+  std::istringstream in(extensions);
+  std::string e;
+  while (in >> e)
+    if (e == name) return true;
+  return false;
+}
+
+std::string env_or(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::string(v) : std::string();
+}
+
+std::string device_list(const std::vector<FoundDevice>& all) {
+  std::ostringstream s;
+  for (const FoundDevice& d : all)
+    s << "\n  platform " << d.entry.platform_index << " (" << d.entry.caps.platform_name
+      << "), device " << d.entry.device_index << " (" << d.entry.caps.device_name << ", "
+      << d.entry.caps.type << ")";
+  return s.str();
+}
+
+}  // namespace
+
+DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Device& device) {
+  return cl_call("reading OpenCL device capabilities", [&] {
+    DeviceCapabilities c;
+    c.platform_name = trim(platform.getInfo<CL_PLATFORM_NAME>());
+    c.platform_version = trim(platform.getInfo<CL_PLATFORM_VERSION>());
+    c.device_name = trim(device.getInfo<CL_DEVICE_NAME>());
+    c.device_vendor = trim(device.getInfo<CL_DEVICE_VENDOR>());
+    c.device_version = trim(device.getInfo<CL_DEVICE_VERSION>());
+    c.driver_version = trim(device.getInfo<CL_DRIVER_VERSION>());
+    c.opencl_c_version = trim(device.getInfo<CL_DEVICE_OPENCL_C_VERSION>());
+    // "OpenCL C <major>.<minor> ..."
+    if (std::sscanf(c.opencl_c_version.c_str(), "OpenCL C %d.%d", &c.opencl_c_major,
+                    &c.opencl_c_minor) != 2) {
+      c.opencl_c_major = 1;
+      c.opencl_c_minor = 0;
+    }
+    const cl_device_type type = device.getInfo<CL_DEVICE_TYPE>();
+    c.type = (type & CL_DEVICE_TYPE_GPU)           ? "gpu"
+             : (type & CL_DEVICE_TYPE_ACCELERATOR) ? "accelerator"
+             : (type & CL_DEVICE_TYPE_CPU)         ? "cpu"
+                                                   : "other";
+    const std::string ext = device.getInfo<CL_DEVICE_EXTENSIONS>();
+    c.fp16 = has_extension(ext, "cl_khr_fp16");
+    c.fp64 = has_extension(ext, "cl_khr_fp64");
+    c.subgroups = has_extension(ext, "cl_khr_subgroups") || has_extension(ext, "cl_intel_subgroups");
+    const cl_device_fp_config fp = device.getInfo<CL_DEVICE_SINGLE_FP_CONFIG>();
+    c.correctly_rounded_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    c.local_mem_bytes = device.getInfo<CL_DEVICE_LOCAL_MEM_SIZE>();
+    c.max_work_group_size = device.getInfo<CL_DEVICE_MAX_WORK_GROUP_SIZE>();
+    c.compute_units = device.getInfo<CL_DEVICE_MAX_COMPUTE_UNITS>();
+    c.global_mem_bytes = device.getInfo<CL_DEVICE_GLOBAL_MEM_SIZE>();
+    c.max_alloc_bytes = device.getInfo<CL_DEVICE_MAX_MEM_ALLOC_SIZE>();
+    c.max_clock_mhz = device.getInfo<CL_DEVICE_MAX_CLOCK_FREQUENCY>();
+    return c;
+  });
+}
+
+std::vector<FoundDevice> find_devices() {
+  std::vector<cl::Platform> platforms;
+  try {
+    cl::Platform::get(&platforms);
+  } catch (const cl::Error& e) {
+    // ocl-icd reports "no platform" as CL_PLATFORM_NOT_FOUND_KHR (-1001); that is not an error
+    // here, just an empty list (the caller falls back to the CPU).
+    if (e.err() == -1001 || e.err() == CL_SUCCESS) return {};
+    throw_cl_error("listing OpenCL platforms", e.what(), e.err());
+  }
+  std::vector<FoundDevice> out;
+  for (std::size_t p = 0; p < platforms.size(); ++p) {
+    std::vector<cl::Device> devices;
+    try {
+      platforms[p].getDevices(CL_DEVICE_TYPE_ALL, &devices);
+    } catch (const cl::Error& e) {
+      if (e.err() == CL_DEVICE_NOT_FOUND) continue;  // a platform without devices
+      throw_cl_error("listing the devices of OpenCL platform " + std::to_string(p), e.what(), e.err());
+    }
+    for (std::size_t d = 0; d < devices.size(); ++d) {
+      FoundDevice f{platforms[p], devices[d], {}};
+      f.entry.platform_index = int(p);
+      f.entry.device_index = int(d);
+      f.entry.caps = read_capabilities(platforms[p], devices[d]);
+      out.push_back(std::move(f));
+    }
+  }
+  return out;
+}
+
+FoundDevice select_device(const DeviceSelector& selector) {
+  const std::string platform_choice = !selector.platform.empty() ? selector.platform : env_or("KVARN_CL_PLATFORM");
+  const std::string device_choice = !selector.device.empty() ? selector.device : env_or("KVARN_CL_DEVICE");
+  const std::vector<FoundDevice> all = find_devices();
+  if (all.empty())
+    throw Unsupported("no OpenCL platform or device found (the ICD loader lists none; is an OpenCL "
+                      "driver such as pocl-opencl-icd installed and registered?)");
+  std::vector<const FoundDevice*> candidates;
+  for (const FoundDevice& d : all)
+    if (matches(platform_choice, d.entry.platform_index, d.entry.caps.platform_name) &&
+        matches(device_choice, d.entry.device_index, d.entry.caps.device_name))
+      candidates.push_back(&d);
+  if (candidates.empty())
+    throw Unsupported("no OpenCL device matches platform '" + platform_choice + "' and device '" +
+                      device_choice + "' (KVARN_CL_PLATFORM / KVARN_CL_DEVICE take an index or a "
+                      "case-insensitive part of the name); devices:" + device_list(all));
+  // Default order among the candidates: GPU, accelerator, CPU, anything else.
+  for (const char* type : {"gpu", "accelerator", "cpu", "other"})
+    for (const FoundDevice* d : candidates)
+      if (d->entry.caps.type == type) return *d;
+  return *candidates.front();
+}
+
+}  // namespace kvarn_cl::opencl

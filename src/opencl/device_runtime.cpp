@@ -1,0 +1,104 @@
+// Shared per-device state and the in-process program cache.
+#include "opencl/device_runtime.hpp"
+
+#include <functional>
+#include <sstream>
+#include <utility>
+
+#include "kvarn_cl/error.hpp"
+#include "opencl/cl_error.hpp"
+#include "opencl/kernel_sources.hpp"
+
+#ifndef KVARN_CL_VERSION
+#define KVARN_CL_VERSION "unknown"
+#endif
+
+namespace kvarn_cl::opencl {
+namespace {
+
+// Weak references only: the registry never keeps a cl:: object alive by itself.
+struct Registry {
+  std::mutex mutex;
+  std::map<std::pair<cl_context, cl_device_id>, std::weak_ptr<DeviceRuntime>> by_context;
+  std::map<cl_device_id, std::weak_ptr<DeviceRuntime>> by_device;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry();  // leaked on purpose: usable during static destruction
+  return *r;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+}  // namespace
+
+DeviceRuntime::DeviceRuntime(cl::Context context, cl::Device device, DeviceCapabilities caps)
+    : context_(std::move(context)), device_(std::move(device)), caps_(std::move(caps)) {}
+
+std::shared_ptr<DeviceRuntime> DeviceRuntime::for_device(const FoundDevice& found) {
+  Registry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mutex);
+  auto& slot = reg.by_device[found.device()];
+  if (auto rt = slot.lock()) return rt;
+  cl::Context context = cl_call("creating an OpenCL context on " + found.entry.caps.device_name,
+                                [&] { return cl::Context(found.device); });
+  auto rt = std::make_shared<DeviceRuntime>(std::move(context), found.device, found.entry.caps);
+  slot = rt;
+  return rt;
+}
+
+std::shared_ptr<DeviceRuntime> DeviceRuntime::for_context(const cl::Context& context,
+                                                          const cl::Device& device) {
+  Registry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mutex);
+  auto& slot = reg.by_context[{context(), device()}];
+  if (auto rt = slot.lock()) return rt;
+  const cl::Platform platform = cl_call("reading the platform of an OpenCL device", [&] {
+    return cl::Platform(device.getInfo<CL_DEVICE_PLATFORM>(), true);
+  });
+  auto rt = std::make_shared<DeviceRuntime>(context, device, read_capabilities(platform, device));
+  slot = rt;
+  return rt;
+}
+
+cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
+  const std::string source = program_source(spec.files);
+  const std::string options = "-cl-std=CL1.2 " + spec.options;
+  std::ostringstream key;
+  key << caps_.driver_version << '|' << KVARN_CL_VERSION << '|' << std::hash<std::string>{}(source)
+      << '|' << source.size() << '|' << options;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = programs_.find(key.str());
+  if (it != programs_.end()) return it->second;
+
+  const std::string what = "building OpenCL program [" + join(spec.files) + "] (kernels from " +
+                           kernel_source_origin() + ") for " + caps_.device_name +
+                           " with options '" + options + "'";
+  cl::Program program = cl_call(what, [&] { return cl::Program(context_, source); });
+  try {
+    program.build(std::vector<cl::Device>{device_}, options.c_str());
+  } catch (const cl::BuildError& e) {
+    std::string log;
+    for (const auto& entry : e.getBuildLog()) log += entry.second;
+    if (log.empty()) log = "(the compiler returned no log)";
+    throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), log);
+  } catch (const cl::Error& e) {
+    // Some drivers report a failed compile without the bindings' BuildError; fetch the log here.
+    std::string log;
+    try {
+      log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(device_);
+    } catch (const cl::Error&) {
+    }
+    if (e.err() == CL_BUILD_PROGRAM_FAILURE || e.err() == CL_INVALID_BUILD_OPTIONS)
+      throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), log);
+    throw_cl_error(what, e.what(), e.err());
+  }
+  programs_.emplace(key.str(), program);
+  return program;
+}
+
+}  // namespace kvarn_cl::opencl

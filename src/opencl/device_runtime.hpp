@@ -1,0 +1,55 @@
+// One OpenCL device in one context, shared by every backend on it in this process: the context,
+// the capability record (read once) and the cache of built programs.
+//
+// Programs are built once per (device, driver version, source hash, build options, library
+// version): the runtime is per device and context, and the cache key holds the rest. Runtimes for
+// devices chosen by the library are shared through a registry of weak references, so a second
+// make_opencl_backend() on the same device reuses its programs, while no cl:: object outlives the
+// last backend (no global cl:: objects).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kvarn_cl/device.hpp"
+#include "opencl/cl_headers.hpp"
+#include "opencl/device_discovery.hpp"
+
+namespace kvarn_cl::opencl {
+
+// What to compile: kernel files (concatenated in order, common.cl first) and -D options.
+struct ProgramSpec {
+  std::vector<std::string> files;
+  std::string options;
+};
+
+class DeviceRuntime {
+ public:
+  // The shared runtime of a device found by discovery (creates its context on first use).
+  static std::shared_ptr<DeviceRuntime> for_device(const FoundDevice& found);
+  // The shared runtime of a caller's context and device (both retained).
+  static std::shared_ptr<DeviceRuntime> for_context(const cl::Context& context,
+                                                    const cl::Device& device);
+
+  DeviceRuntime(cl::Context context, cl::Device device, DeviceCapabilities caps);
+
+  const cl::Context& context() const noexcept { return context_; }
+  const cl::Device& device() const noexcept { return device_; }
+  const DeviceCapabilities& caps() const noexcept { return caps_; }
+
+  // The built program (cached). Throws KernelBuildError with the build log when the compiler
+  // rejects it, DeviceError for other failures. "-cl-std=CL1.2" is always added.
+  cl::Program program(const ProgramSpec& spec);
+
+ private:
+  cl::Context context_;
+  cl::Device device_;
+  DeviceCapabilities caps_;
+  std::mutex mutex_;
+  std::map<std::string, cl::Program> programs_;
+};
+
+}  // namespace kvarn_cl::opencl

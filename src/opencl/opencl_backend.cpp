@@ -1,0 +1,277 @@
+// OpenCLBackend: buffers, rotation, quantization and dequantization on an OpenCL device.
+// Each codec call is one kernel launch over the whole batch (docs/ARCHITECTURE.md).
+#include "opencl/opencl_backend.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <sstream>
+#include <utility>
+
+#include "kvarn_cl/error.hpp"
+#include "opencl/cl_error.hpp"
+#include "opencl/codec_program.hpp"
+
+namespace kvarn_cl::opencl {
+namespace {
+
+constexpr std::uint32_t kNoFailure = 0xFFFFFFFFu;
+
+
+void check_u32(std::size_t value, const char* argument) {
+  if (value > std::numeric_limits<std::uint32_t>::max())
+    throw InvalidArgument(std::string(argument) + " = " + std::to_string(value) +
+                          " exceeds the 32-bit range the OpenCL kernels index with");
+}
+
+}  // namespace
+
+const cl::Buffer& cl_buffer(const Buffer& buffer, const char* argument) {
+  const auto* b = dynamic_cast<const ClBuffer*>(&buffer);
+  if (b == nullptr)
+    throw InvalidArgument(std::string(argument) +
+                          " is not a buffer of an OpenCL backend (allocate it with this backend "
+                          "or wrap a cl_mem with wrap_opencl_buffer)");
+  return b->mem();
+}
+
+void check_range(const Buffer& buffer, std::size_t offset, std::size_t bytes, const char* argument) {
+  if (offset > buffer.size() || bytes > buffer.size() - offset)
+    throw InvalidArgument(std::string(argument) + ": range [" + std::to_string(offset) + ", " +
+                          std::to_string(offset) + " + " + std::to_string(bytes) +
+                          ") is outside the buffer of " + std::to_string(buffer.size()) + " bytes");
+}
+
+OpenCLBackend::OpenCLBackend(std::shared_ptr<DeviceRuntime> runtime, cl::CommandQueue queue)
+    : runtime_(std::move(runtime)), queue_(std::move(queue)) {
+  profiling_ = cl_call("reading the command queue properties", [&] {
+    return (queue_.getInfo<CL_QUEUE_PROPERTIES>() & CL_QUEUE_PROFILING_ENABLE) != 0;
+  });
+}
+
+std::string OpenCLBackend::name() const {
+  return "opencl: " + caps().platform_name + " / " + caps().device_name;
+}
+
+std::unique_ptr<Buffer> OpenCLBackend::allocate(std::size_t bytes) {
+  if (bytes > caps().max_alloc_bytes)
+    throw OutOfMemory("allocate: " + std::to_string(bytes) + " bytes exceed the largest single "
+                      "allocation of " + caps().device_name + " (CL_DEVICE_MAX_MEM_ALLOC_SIZE = " +
+                      std::to_string(caps().max_alloc_bytes) + ")");
+  // A zero-byte cl_mem is invalid; keep one byte behind an empty Buffer.
+  cl::Buffer mem = cl_call("allocate " + std::to_string(bytes) + " bytes on " + caps().device_name,
+                           [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, std::max<std::size_t>(bytes, 1)); },
+                           ClContext::allocation);
+  return std::make_unique<ClBuffer>(std::move(mem), bytes);
+}
+
+void OpenCLBackend::write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) {
+  check_range(dst, offset, bytes, "write: dst");
+  if (bytes == 0) return;
+  const cl::Buffer& mem = cl_buffer(dst, "write: dst");
+  cl_call("write " + std::to_string(bytes) + " bytes to the device",
+          [&] { queue_.enqueueWriteBuffer(mem, CL_TRUE, offset, bytes, src); });
+}
+
+void OpenCLBackend::read(const Buffer& src, std::size_t offset, void* dst, std::size_t bytes) {
+  check_range(src, offset, bytes, "read: src");
+  if (bytes == 0) return;
+  const cl::Buffer& mem = cl_buffer(src, "read: src");
+  cl_call("read " + std::to_string(bytes) + " bytes from the device",
+          [&] { queue_.enqueueReadBuffer(mem, CL_TRUE, offset, bytes, dst); });
+}
+
+void OpenCLBackend::copy(const Buffer& src, std::size_t src_offset, Buffer& dst,
+                         std::size_t dst_offset, std::size_t bytes) {
+  check_range(src, src_offset, bytes, "copy: src");
+  check_range(dst, dst_offset, bytes, "copy: dst");
+  if (bytes == 0) return;
+  const cl::Buffer& s = cl_buffer(src, "copy: src");
+  const cl::Buffer& d = cl_buffer(dst, "copy: dst");
+  cl_call("copy " + std::to_string(bytes) + " bytes on the device",
+          [&] { queue_.enqueueCopyBuffer(s, d, src_offset, dst_offset, bytes); });
+}
+
+void OpenCLBackend::finish() {
+  cl_call("waiting for the OpenCL queue", [&] { queue_.finish(); });
+}
+
+cl::Kernel& OpenCLBackend::kernel(const ProgramSpec& spec, const std::string& kernel_name) {
+  std::string key = kernel_name + '|' + spec.options;
+  for (const std::string& f : spec.files) key += '|' + f;
+  auto it = kernels_.find(key);
+  if (it != kernels_.end()) return it->second;
+  cl::Program program = runtime_->program(spec);
+  cl::Kernel k = cl_call("creating kernel " + kernel_name,
+                         [&] { return cl::Kernel(program, kernel_name.c_str()); });
+  return kernels_.emplace(std::move(key), std::move(k)).first->second;
+}
+
+void OpenCLBackend::launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
+                           const char* what) {
+  cl_call(what, [&] { queue_.enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, &last_event_); });
+}
+
+cl::Buffer OpenCLBackend::upload(const void* data, std::size_t bytes, const char* what) {
+  // CL_MEM_COPY_HOST_PTR copies at creation: the host data may go away right after, and the
+  // queue is not synchronized (the buffer lives on while kernels that use it are pending).
+  return cl_call(what, [&] {
+    return cl::Buffer(context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                      std::max<std::size_t>(bytes, 1), const_cast<void*>(data));
+  }, ClContext::allocation);
+}
+
+cl::Buffer& OpenCLBackend::status_buffer() {
+  if (status_() == nullptr)
+    status_ = cl_call("allocating the status word", [&] {
+      return cl::Buffer(context(), CL_MEM_READ_WRITE, sizeof(std::uint32_t));
+    }, ClContext::allocation);
+  const std::uint32_t none = kNoFailure;
+  cl_call("resetting the status word",
+          [&] { queue_.enqueueFillBuffer(status_, none, 0, sizeof none); });
+  return status_;
+}
+
+std::uint32_t OpenCLBackend::take_status(const char* what) {
+  std::uint32_t s = kNoFailure;
+  cl_call(what, [&] { queue_.enqueueReadBuffer(status_, CL_TRUE, 0, sizeof s, &s); });
+  return s;
+}
+
+int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {
+  const std::string key = geometry_options(params);
+  auto it = quantize_rt_.find(key);
+  if (it != quantize_rt_.end()) return it->second;
+  // Q_RT = 8 keeps 64 values per work-item; a device (or a register-hungry build of the kernel)
+  // that cannot run that many work-items per group gets Q_RT = 16 (half the group, 128 values).
+  for (int rt : {8, 16}) {
+    const std::size_t wg = std::size_t(quantize_work_group(params, rt));
+    if (wg > caps().max_work_group_size) continue;
+    cl::Kernel& k = kernel(codec_program(params, rt), "kvarn_quantize");
+    const std::size_t kwg = cl_call("reading CL_KERNEL_WORK_GROUP_SIZE", [&] {
+      return k.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(device());
+    });
+    if (wg <= kwg) return quantize_rt_[key] = rt;
+  }
+  throw Unsupported("quantize: " + caps().device_name + " cannot run the quantize kernel for " +
+                    to_string(params.preset) + " with head_dim " + std::to_string(params.head_dim) +
+                    " (work-group of " + std::to_string(quantize_work_group(params, 16)) +
+                    " work-items needed, device maximum " +
+                    std::to_string(caps().max_work_group_size) + ")");
+}
+
+void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementType in_type,
+                           std::size_t rows, Buffer& out, std::size_t out_row) {
+  params.validate();
+  const std::size_t D = std::size_t(params.head_dim);
+  const std::size_t in_elem = in_type == ElementType::f16 ? 2 : 4;
+  check_range(in, 0, rows * D * in_elem, "rotate: in");
+  check_range(out, out_row * D * 2, rows * D * 2, "rotate: out");
+  check_u32(rows, "rotate: rows");
+  check_u32(out_row, "rotate: out_row");
+  if (rows == 0) return;
+  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params)),
+                         in_type == ElementType::f16 ? "kvarn_rotate_f16" : "kvarn_rotate_f32");
+  const std::size_t rows_per_group = std::size_t(kRotateWorkGroup) * 8 / D;
+  cl_call("rotate: setting kernel arguments", [&] {
+    k.setArg(0, cl_buffer(in, "rotate: in"));
+    k.setArg(1, cl_buffer(out, "rotate: out"));
+    k.setArg(2, cl_uint(rows));
+    k.setArg(3, cl_uint(out_row));
+  });
+  const std::size_t groups = (rows + rows_per_group - 1) / rows_per_group;
+  launch(k, cl::NDRange(groups * kRotateWorkGroup), cl::NDRange(kRotateWorkGroup),
+         "rotate: launching kvarn_rotate");
+}
+
+void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
+                             const std::vector<QuantizeJob>& jobs, Buffer& records) {
+  const RecordLayout l = RecordLayout::make(params);
+  if (jobs.empty()) return;
+  const std::size_t row_bytes = std::size_t(l.head_dim) * 2;
+  const std::size_t k_rows_n = k_rows.size() / row_bytes, v_rows_n = v_rows.size() / row_bytes;
+  const std::size_t n_records = records.size() / l.bytes;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const QuantizeJob& j = jobs[i];
+    if (std::size_t(j.src_row) + l.group > std::min(k_rows_n, v_rows_n))
+      throw InvalidArgument("quantize: jobs[" + std::to_string(i) + "].src_row = " +
+                            std::to_string(j.src_row) + " needs rows up to " +
+                            std::to_string(std::size_t(j.src_row) + l.group) + " but k_rows has " +
+                            std::to_string(k_rows_n) + " and v_rows " + std::to_string(v_rows_n));
+    if (j.dst_record >= n_records)
+      throw InvalidArgument("quantize: jobs[" + std::to_string(i) + "].dst_record = " +
+                            std::to_string(j.dst_record) + " but records holds " +
+                            std::to_string(n_records) + " records of " + std::to_string(l.bytes) +
+                            " bytes");
+  }
+  const int rt = quantize_tokens_per_item(params);
+  cl::Kernel& k = kernel(codec_program(params, rt), "kvarn_quantize");
+  static_assert(sizeof(QuantizeJob) == 2 * sizeof(cl_uint), "QuantizeJob is uploaded as uint2");
+  cl::Buffer job_buf = upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "quantize: uploading jobs");
+  cl::Buffer& status = status_buffer();
+  cl_call("quantize: setting kernel arguments", [&] {
+    k.setArg(0, cl_buffer(k_rows, "quantize: k_rows"));
+    k.setArg(1, cl_buffer(v_rows, "quantize: v_rows"));
+    k.setArg(2, job_buf);
+    k.setArg(3, cl_buffer(records, "quantize: records"));
+    k.setArg(4, cl_int(params.sinkhorn_iters));
+    k.setArg(5, status);
+  });
+  const std::size_t wg = std::size_t(quantize_work_group(params, rt));
+  launch(k, cl::NDRange(wg * jobs.size(), 2), cl::NDRange(wg, 1), "quantize: launching kvarn_quantize");
+  const std::uint32_t failed = take_status("quantize: reading the status word");
+  if (failed != kNoFailure) {
+    const std::size_t job = failed / 2;
+    throw NonFiniteInput("quantize: the " + std::string(failed % 2 == 0 ? "key" : "value") +
+                         " tile of jobs[" + std::to_string(job) + "] (rows " +
+                         std::to_string(jobs[job].src_row) + ".." +
+                         std::to_string(std::size_t(jobs[job].src_row) + l.group - 1) +
+                         ") holds NaN or Inf, which cannot be quantized");
+  }
+}
+
+void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
+                               const std::vector<std::uint32_t>& record_ids, Frame frame,
+                               Buffer& k_out, Buffer& v_out) {
+  const RecordLayout l = RecordLayout::make(params);
+  if (record_ids.empty()) return;
+  const std::size_t n_records = records.size() / l.bytes;
+  for (std::size_t i = 0; i < record_ids.size(); ++i)
+    if (record_ids[i] >= n_records)
+      throw InvalidArgument("dequantize: record_ids[" + std::to_string(i) + "] = " +
+                            std::to_string(record_ids[i]) + " but records holds " +
+                            std::to_string(n_records) + " records of " + std::to_string(l.bytes) + " bytes");
+  const std::size_t out_bytes = record_ids.size() * std::size_t(l.group) * l.head_dim * 2;
+  check_range(k_out, 0, out_bytes, "dequantize: k_out");
+  check_range(v_out, 0, out_bytes, "dequantize: v_out");
+  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params)),
+                         frame == Frame::rotated ? "kvarn_dequantize_rotated" : "kvarn_dequantize_original");
+  cl::Buffer ids = upload(record_ids.data(), record_ids.size() * sizeof(std::uint32_t),
+                          "dequantize: uploading record ids");
+  cl::Buffer& status = status_buffer();
+  cl_call("dequantize: setting kernel arguments", [&] {
+    k.setArg(0, cl_buffer(records, "dequantize: records"));
+    k.setArg(1, ids);
+    k.setArg(2, cl_buffer(k_out, "dequantize: k_out"));
+    k.setArg(3, cl_buffer(v_out, "dequantize: v_out"));
+    k.setArg(4, status);
+  });
+  launch(k, cl::NDRange(std::size_t(kDequantizeWorkGroup) * record_ids.size(), 2),
+         cl::NDRange(kDequantizeWorkGroup, 1), "dequantize: launching kvarn_dequantize");
+  const std::uint32_t failed = take_status("dequantize: reading the status word");
+  if (failed != kNoFailure) {
+    const std::size_t i = failed / 2;
+    throw CorruptRecord("dequantize: record " + std::to_string(record_ids[i]) + " (record_ids[" +
+                        std::to_string(i) + "]) has a non-finite " +
+                        (failed % 2 == 0 ? "key" : "value") + " scale vector");
+  }
+}
+
+std::unique_ptr<OpenCLBackend> make_opencl_backend_on(const FoundDevice& found) {
+  std::shared_ptr<DeviceRuntime> rt = DeviceRuntime::for_device(found);
+  cl::CommandQueue queue = cl_call("creating an OpenCL command queue on " + found.entry.caps.device_name, [&] {
+    return cl::CommandQueue(rt->context(), rt->device(), CL_QUEUE_PROFILING_ENABLE);
+  });
+  return std::make_unique<OpenCLBackend>(std::move(rt), std::move(queue));
+}
+
+}  // namespace kvarn_cl::opencl

@@ -1,0 +1,91 @@
+// The OpenCL implementation of kvarn_cl::Backend.
+//
+// For kernels added in other files (attention: src/opencl/opencl_attend.cpp and its own .cl
+// files), the class offers a small toolkit instead of private plumbing:
+//   kernel(spec, "name")      the kernel of a program (built once per device, cached by the
+//                             runtime; the cl::Kernel object is cached per backend, so setArg on
+//                             it is safe as long as one thread uses the backend at a time)
+//   geometry_options(params)  (codec_program.hpp) the record geometry as -D options
+//   launch(kernel, global, local, what)   enqueue + error translation; keeps the event
+//   upload(data, bytes, what) a read-only device copy of small host data (index lists) without
+//                             synchronizing the queue
+//   cl_buffer(buffer, "arg")  (opencl_buffer.hpp) the cl::Buffer of a Buffer argument
+//   context(), device(), queue(), caps()
+// This backend is not thread-safe: use one per thread (they share the device runtime and its
+// programs).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvarn_cl/backend.hpp"
+#include "kvarn_cl/device.hpp"
+#include "opencl/cl_headers.hpp"
+#include "opencl/device_runtime.hpp"
+#include "opencl/opencl_buffer.hpp"
+
+namespace kvarn_cl::opencl {
+
+class OpenCLBackend final : public Backend {
+ public:
+  // `queue` must be an in-order queue of runtime->context() on runtime->device().
+  OpenCLBackend(std::shared_ptr<DeviceRuntime> runtime, cl::CommandQueue queue);
+
+  std::string name() const override;
+  bool is_opencl() const noexcept override { return true; }
+
+  std::unique_ptr<Buffer> allocate(std::size_t bytes) override;
+  void write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) override;
+  void read(const Buffer& src, std::size_t offset, void* dst, std::size_t bytes) override;
+  void copy(const Buffer& src, std::size_t src_offset, Buffer& dst, std::size_t dst_offset,
+            std::size_t bytes) override;
+
+  void rotate(const CodecParams& params, const Buffer& in, ElementType in_type, std::size_t rows,
+              Buffer& out, std::size_t out_row) override;
+  void quantize(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
+                const std::vector<QuantizeJob>& jobs, Buffer& records) override;
+  void dequantize(const CodecParams& params, const Buffer& records,
+                  const std::vector<std::uint32_t>& record_ids, Frame frame, Buffer& k_out,
+                  Buffer& v_out) override;
+  void attend(const AttendArgs& args) override;  // opencl_attend.cpp
+  void finish() override;
+
+  // --- toolkit for kernels of other files and for benchmarks ---------------------------------
+  DeviceRuntime& runtime() noexcept { return *runtime_; }
+  const cl::Context& context() const noexcept { return runtime_->context(); }
+  const cl::Device& device() const noexcept { return runtime_->device(); }
+  cl::CommandQueue& queue() noexcept { return queue_; }
+  const DeviceCapabilities& caps() const noexcept { return runtime_->caps(); }
+
+  cl::Kernel& kernel(const ProgramSpec& spec, const std::string& kernel_name);
+  void launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
+              const char* what);
+  cl::Buffer upload(const void* data, std::size_t bytes, const char* what);
+  // The event of the last launch() (kernel time via profiling when the queue has
+  // CL_QUEUE_PROFILING_ENABLE, which queues created by the library have).
+  const cl::Event& last_event() const noexcept { return last_event_; }
+  bool profiling() const noexcept { return profiling_; }
+
+  // Q_RT of the quantize kernel for a geometry: 8, or 16 where the device cannot run the larger
+  // work-group that 8 needs (decided once per geometry from CL_KERNEL_WORK_GROUP_SIZE).
+  int quantize_tokens_per_item(const CodecParams& params);
+
+ private:
+  cl::Buffer& status_buffer();  // one uint: min index of a failing tile, ~0u when none
+  std::uint32_t take_status(const char* what);
+
+  std::shared_ptr<DeviceRuntime> runtime_;
+  cl::CommandQueue queue_;
+  bool profiling_ = false;
+  std::map<std::string, cl::Kernel> kernels_;
+  std::map<std::string, int> quantize_rt_;
+  cl::Buffer status_;
+  cl::Event last_event_;
+};
+
+// Creates the backend on a device chosen by discovery (own context and profiling queue).
+std::unique_ptr<OpenCLBackend> make_opencl_backend_on(const FoundDevice& found);
+
+}  // namespace kvarn_cl::opencl

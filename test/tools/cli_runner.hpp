@@ -1,0 +1,43 @@
+// Runs the built kvarn-cl program (path from the KVARN_CL_TOOL compile definition) in a scratch
+// directory and captures its exit code, stdout and stderr, for the CLI tests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kvarn_cl/half.hpp"
+
+namespace kvarn_cl::test {
+
+struct CliResult {
+  int exit_code = -1;  // -1: killed by a signal (a crash)
+  std::string out, err;
+};
+
+class CliSandbox {
+ public:
+  CliSandbox();   // a fresh temporary directory
+  ~CliSandbox();  // removes it and everything in it
+  CliSandbox(const CliSandbox&) = delete;
+  CliSandbox& operator=(const CliSandbox&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+  // kvarn-cl with these arguments, run with the sandbox as working directory.
+  CliResult run(const std::vector<std::string>& args) const;
+
+  void write_bytes(const std::string& name, const std::vector<std::uint8_t>& bytes) const;
+  void write_halves(const std::string& name, const std::vector<half_bits>& h) const;
+  std::vector<std::uint8_t> read_bytes(const std::string& name) const;
+  std::vector<half_bits> read_halves(const std::string& name) const;
+  bool exists(const std::string& name) const;
+  // File names in the sandbox, sorted (to see that nothing partial or temporary was left).
+  std::vector<std::string> listing() const;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace kvarn_cl::test

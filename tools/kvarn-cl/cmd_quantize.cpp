@@ -1,0 +1,107 @@
+// kvarn-cl quantize: one KV head's fp16 keys and values (token-major, original frame) -> KVarN
+// records back to back (SPEC §2.5, no header, no padding). Rotation then tile quantization, on the
+// CPU codec directly (--backend cpu) or through the backend seam (opencl / auto).
+#include <cstdio>
+#include <numeric>
+
+#include "cli.hpp"
+#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/error.hpp"
+
+namespace kvarn_cl::cli {
+namespace {
+
+const CommandSpec& spec() {
+  static const CommandSpec s{
+      "quantize",
+      "Quantize the keys and values of one KV head into KVarN records (one per tile of G tokens).",
+      {preset_option(true),
+       head_dim_option(true),
+       iters_option(),
+       backend_option(),
+       {"k", "K.f16", "keys: raw little-endian fp16, [T][D] token-major, original frame", true},
+       {"v", "V.f16", "values: same shape as --k", true},
+       {"out", "R.kvarn", "output: T/G records back to back, each exactly the record size", true}},
+      "T must be a multiple of the preset's tile size G (128 or 64). The output file appears only\n"
+      "when complete. Record layout: docs/FORMAT.md.\n"};
+  return s;
+}
+
+// Rotation can overflow fp16 for huge inputs (|x·H| may reach sqrt(D)·max|x|): name the file.
+void check_rotated(const std::vector<half_bits>& rot, std::size_t rows, int d,
+                   const std::string& option, const std::string& path) {
+  try {
+    check_finite(rot.data(), rows, d, "--" + option + " '" + path + "'");
+  } catch (const NonFiniteInput& e) {
+    throw NonFiniteInput(std::string(e.what()) + " after the Hadamard rotation (fp16 overflow)");
+  }
+}
+
+}  // namespace
+
+int run_quantize(int argc, char** argv) {
+  const Options opts(spec(), argc, argv);
+  if (opts.help()) {
+    std::fputs(help_text(spec()).c_str(), stdout);
+    return kExitOk;
+  }
+  const CodecParams params = opts.codec_params();
+  const BackendKind kind = opts.backend_kind();
+  const RecordLayout layout = RecordLayout::make(params);
+  const int d = params.head_dim;
+  const std::size_t g = std::size_t(params.group());
+  const std::string tile_what = "the tile size of preset " + to_string(params.preset) + ", G =";
+
+  const std::string dim_what = "--head-dim " + std::to_string(d);
+  std::size_t k_rows = 0, v_rows = 0;
+  const auto k = read_f16_rows(opts.get("k"), "k", d, dim_what, g, tile_what, &k_rows);
+  const auto v = read_f16_rows(opts.get("v"), "v", d, dim_what, g, tile_what, &v_rows);
+  if (k_rows != v_rows)
+    throw InvalidArgument("--k '" + opts.get("k") + "' has " + std::to_string(k_rows) +
+                          " tokens but --v '" + opts.get("v") + "' has " + std::to_string(v_rows));
+  const std::size_t rows = k_rows, tiles = rows / g, values = rows * std::size_t(d);
+  AtomicOutput out(opts.get("out"), "out");  // fails early if the output cannot be created
+
+  std::vector<half_bits> k_rot(values), v_rot(values);
+  std::vector<std::uint8_t> records(tiles * layout.bytes);
+  std::string ran_on;
+  if (kind == BackendKind::cpu) {
+    rotate_rows(k.data(), k_rot.data(), rows, d);
+    rotate_rows(v.data(), v_rot.data(), rows, d);
+    check_rotated(k_rot, rows, d, "k", opts.get("k"));
+    check_rotated(v_rot, rows, d, "v", opts.get("v"));
+    quantize_tiles(params, k_rot.data(), v_rot.data(), tiles, records.data());
+    ran_on = "cpu codec";
+  } else {
+    auto backend = open_backend(kind);
+    const std::size_t row_bytes = values * sizeof(half_bits);
+    auto k_in = backend->allocate(row_bytes), v_in = backend->allocate(row_bytes);
+    auto k_dev = backend->allocate(row_bytes), v_dev = backend->allocate(row_bytes);
+    auto rec_dev = backend->allocate(records.size());
+    backend->write(*k_in, 0, k.data(), row_bytes);
+    backend->write(*v_in, 0, v.data(), row_bytes);
+    backend->rotate(params, *k_in, ElementType::f16, rows, *k_dev, 0);
+    backend->rotate(params, *v_in, ElementType::f16, rows, *v_dev, 0);
+    backend->read(*k_dev, 0, k_rot.data(), row_bytes);
+    backend->read(*v_dev, 0, v_rot.data(), row_bytes);
+    check_rotated(k_rot, rows, d, "k", opts.get("k"));
+    check_rotated(v_rot, rows, d, "v", opts.get("v"));
+    std::vector<QuantizeJob> jobs(tiles);
+    for (std::size_t i = 0; i < tiles; ++i)
+      jobs[i] = {std::uint32_t(i * g), std::uint32_t(i)};
+    backend->quantize(params, *k_dev, *v_dev, jobs, *rec_dev);
+    backend->read(*rec_dev, 0, records.data(), records.size());
+    backend->finish();
+    ran_on = backend->name();
+  }
+
+  out.write(records.data(), records.size());
+  out.commit();
+  std::printf("quantized %zu tokens (%zu tiles of %s, D=%d) into %zu bytes (%.2fx smaller than "
+              "fp16 K+V) on %s\n",
+              rows, tiles, to_string(params.preset).c_str(), d, records.size(),
+              layout.compression(), ran_on.c_str());
+  return kExitOk;
+}
+
+}  // namespace kvarn_cl::cli
