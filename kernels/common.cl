@@ -36,7 +36,9 @@ inline float8 pack8(const float v[8]) {
 // The butterflies and their order are those of kvarn_cl::fwht_inplace, so results are bitwise
 // the same as the CPU codec's.
 inline void fwht8(float v[8]) {
+  #pragma unroll
   for (int h = 1; h < 8; h <<= 1) {
+    #pragma unroll
     for (int i = 0; i < 8; i += 2 * h) {
       for (int j = i; j < i + h; ++j) {
         const float a = v[j];
@@ -54,11 +56,13 @@ inline void fwht8(float v[8]) {
 // that carry no data simply transform zeros.
 inline void fwht_row(float v[8], __local float* row, int x) {
   fwht8(v);
+  #pragma unroll
   for (int i = 0; i < 8; ++i) row[x * 8 + i] = v[i];
   barrier(CLK_LOCAL_MEM_FENCE);
-  for (int h = 8; h < KV_D; h <<= 1) {
+  for (int h = 8; h < KV_D; h <<= 1) {  // not unrolled: barriers inside
     // KV_D/2 butterflies per stage, 4 per work-item; consecutive work-items take consecutive
     // pairs so local-memory accesses stay conflict-free.
+    #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int p = k * KV_D_BLOCKS + x;
       const int a = ((p & ~(h - 1)) << 1) | (p & (h - 1));
@@ -69,6 +73,7 @@ inline void fwht_row(float v[8], __local float* row, int x) {
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
+  #pragma unroll
   for (int i = 0; i < 8; ++i) v[i] = row[x * 8 + i] * KV_ROT_SCALE;
   barrier(CLK_LOCAL_MEM_FENCE);  // the caller may reuse `row` right away
 }

@@ -77,6 +77,7 @@ inline void dequantize_body(const int to_original, __global const uchar* records
       const uint word = kcodes[d * DQ_K_STRIDE + (int)(bit / 32u)] >> (bit % 32u);
       const float sc = vec_d0[d];
       const float zp = vec_d1[d];
+      #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const float q = code_to_float((word >> (j * KV_KB)) & DQ_KMASK);
         rowbuf[(c * 8 + j) * KV_D + d] = (q * sc + zp) * vec_t0[tok0 + j];
@@ -99,6 +100,7 @@ inline void dequantize_body(const int to_original, __global const uchar* records
 #endif
       const float sr = vec_t0[t];
       const float zp = vec_t1[t];
+      #pragma unroll
       for (int i = 0; i < 8; ++i) {
         const float q = code_to_float((word >> (i * KV_VB)) & DQ_VMASK);
         v[i] = (q * sr + zp) * vec_d0[x * 8 + i];

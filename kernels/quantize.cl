@@ -255,13 +255,12 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
   // K row d (channel) holds codes along tokens: this work-item owns Q_RT consecutive tokens of
   // each of its 8 channels = Q_RT*KB/8 bytes per channel. V row t holds codes along channels:
   // 8 consecutive channels per owned token = VB bytes.
-  uint codes[Q_RT][Q_RD];
-  for (int j = 0; j < Q_RT; ++j)
-    for (int i = 0; i < Q_RD; ++i) {
-      const int r = row_is_token ? y * Q_RT + j : x * Q_RD + i;
-      const float b = scaled(is_k, m[j][i], et[j], ed[i]);
-      codes[j][i] = (uint)clamp(rint((b - lo[r]) / step[r]), 0.0f, levels);
-    }
+  // Codes are computed where they are packed (no second 64-value array in registers).
+#define Q_CODE(j, i)                                                                        \
+  ((uint)clamp(rint((scaled(is_k, m[j][i], et[j], ed[i]) -                                   \
+                     lo[row_is_token ? y * Q_RT + (j) : x * Q_RD + (i)]) /                   \
+                    step[row_is_token ? y * Q_RT + (j) : x * Q_RD + (i)]),                   \
+               0.0f, levels))
   if (is_k) {
     // per channel: Q_RT codes of KV_KB bits -> Q_RT*KV_KB/8 bytes, lowest token in lowest bits
     for (int i = 0; i < Q_RD; ++i) {
@@ -270,7 +269,7 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
       for (int byte = 0; byte < Q_RT * KV_KB / 8; ++byte) {
         uint acc = 0;
         for (int c = 0; c < 8 / KV_KB; ++c)
-          acc |= codes[byte * (8 / KV_KB) + c][i] << (c * KV_KB);
+          acc |= Q_CODE(byte * (8 / KV_KB) + c, i) << (c * KV_KB);
         row[byte] = (uchar)acc;
       }
     }
@@ -281,7 +280,7 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
       for (int byte = 0; byte < Q_RD * KV_VB / 8; ++byte) {
         uint acc = 0;
         for (int c = 0; c < 8 / KV_VB; ++c)
-          acc |= codes[j][byte * (8 / KV_VB) + c] << (c * KV_VB);
+          acc |= Q_CODE(j, byte * (8 / KV_VB) + c) << (c * KV_VB);
         row[byte] = (uchar)acc;
       }
     }

@@ -23,6 +23,7 @@ inline void rotate_rows_body(__global const half* in_f16, __global const float* 
       unpack8(vload8(0, in_f32 + at), v);
     }
   } else {
+    #pragma unroll
     for (int i = 0; i < 8; ++i) v[i] = 0.0f;
   }
   fwht_row(v, rowbuf + r * KV_D, x);

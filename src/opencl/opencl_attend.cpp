@@ -1,12 +1,212 @@
-// Fused decode attention on the OpenCL device. Not written yet: the attention work replaces this
-// file (with its kernels in kernels/attention*.cl, registered in kernels/CMakeLists.txt).
+// Decode attention on the OpenCL device: the fused path straight from the records (SPEC §4) and
+// plain fp16 attention (baseline / materialize path). Each call is two launches for the whole
+// batch of one layer: the split kernel (one work-group per context split, KV head, block of query
+// heads and sequence; kernels/attention.cl) and the log-sum-exp merge that also rotates the output
+// back and stores f32 or f16.
+//
+// Index data (seq_info, block tables, seq_lens) is read back and validated before the launch, as
+// the CPU backend does: a bad slot, length or block id is an InvalidArgument naming the batch
+// entry, never an out-of-bounds device read. (Those buffers are a few bytes per sequence.)
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
 #include "kvarn_cl/error.hpp"
+#include "opencl/attention_program.hpp"
+#include "opencl/cl_error.hpp"
 #include "opencl/opencl_backend.hpp"
 
 namespace kvarn_cl::opencl {
+namespace {
 
-void OpenCLBackend::attend(const AttendArgs& /*args*/) {
-  throw Unsupported("attend on the OpenCL backend (" + name() + ") is not yet implemented");
+[[noreturn]] void bad_index(const char* call, const char* what, int seq, long long value,
+                            long long limit) {
+  std::ostringstream msg;
+  msg << call << ": " << what << " of batch entry " << seq << " is " << value << ", outside [0, "
+      << limit << ')';
+  throw InvalidArgument(msg.str());
+}
+
+void check_heads(const char* call, int num_seqs, int hq, int hk) {
+  if (num_seqs < 0 || hk <= 0 || hq <= 0 || hq % hk != 0)
+    throw InvalidArgument(std::string(call) + ": num_seqs " + std::to_string(num_seqs) +
+                          ", num_q_heads " + std::to_string(hq) + ", num_kv_heads " +
+                          std::to_string(hk) +
+                          " (heads must be positive and num_q_heads a multiple of num_kv_heads)");
+}
+
+std::size_t elem_bytes(ElementType t) { return t == ElementType::f32 ? 4 : 2; }
+
+}  // namespace
+
+cl::Buffer& OpenCLBackend::attend_workspace(std::size_t bytes) {
+  if (bytes > attend_ws_bytes_) {
+    attend_ws_ = cl_call("attend: allocating " + std::to_string(bytes) + " bytes of split partials",
+                         [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, bytes); },
+                         ClContext::allocation);
+    attend_ws_bytes_ = bytes;
+  }
+  return attend_ws_;
+}
+
+void OpenCLBackend::launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::Kernel& merge_kernel,
+                                                  const cl::NDRange& split_global, int num_splits,
+                                                  std::size_t rows, int head_dim, bool rotate_back,
+                                                  ElementType out_type, Buffer& out,
+                                                  const char* what) {
+  const std::size_t parts = rows * std::size_t(num_splits);
+  cl::Buffer& ws = attend_workspace(parts * (2 + std::size_t(head_dim)) * sizeof(float));
+  const cl_uint last = split_kernel.getInfo<CL_KERNEL_NUM_ARGS>();
+  cl_call(std::string(what) + ": setting kernel arguments", [&] {
+    split_kernel.setArg(last - 2, ws);
+    split_kernel.setArg(last - 1, cl_ulong(parts));
+    merge_kernel.setArg(0, ws);
+    merge_kernel.setArg(1, cl_ulong(parts));
+    merge_kernel.setArg(2, cl_int(num_splits));
+    merge_kernel.setArg(3, cl_int(rotate_back ? 1 : 0));
+    merge_kernel.setArg(4, cl_int(out_type == ElementType::f16 ? 1 : 0));
+    merge_kernel.setArg(5, cl_buffer(out, "out"));
+  });
+  launch(split_kernel, split_global, cl::NDRange(kAttendWorkGroup, 1, 1), what);
+  attend_split_event_ = last_event_;
+  launch(merge_kernel, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
+  last_attend_splits_ = num_splits;
+}
+
+void OpenCLBackend::attend(const AttendArgs& a) {
+  const char* call = "attend";
+  a.params.validate();
+  const RecordLayout L = RecordLayout::make(a.params);
+  check_heads(call, a.num_seqs, a.num_q_heads, a.num_kv_heads);
+  if (!a.q || !a.out || !a.records || !a.block_tables || !a.sink || !a.tail || !a.sink_v ||
+      !a.tail_v || !a.seq_info)
+    throw InvalidArgument("attend: a buffer of AttendArgs is null");
+  if (a.max_blocks < 0 || a.sink_capacity < 0 || a.tail_capacity < 0)
+    throw InvalidArgument("attend: max_blocks " + std::to_string(a.max_blocks) + ", sink_capacity " +
+                          std::to_string(a.sink_capacity) + ", tail_capacity " +
+                          std::to_string(a.tail_capacity) + " must not be negative");
+  const std::size_t S = std::size_t(a.num_seqs), D = std::size_t(L.head_dim);
+  const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
+  check_range(*a.q, 0, S * Hq * D * 4, "attend: q");
+  check_range(*a.out, 0, S * Hq * D * elem_bytes(a.out_type), "attend: out");
+  check_range(*a.block_tables, 0, S * std::size_t(a.max_blocks) * 4, "attend: block_tables");
+  check_range(*a.seq_info, 0, S * 16, "attend: seq_info");
+  if (S == 0) return;
+
+  // Validate the index data (as the CPU backend does) and size the launch from it.
+  std::vector<std::int32_t> info(S * 4), tables(S * std::size_t(a.max_blocks));
+  read(*a.seq_info, 0, info.data(), info.size() * 4);
+  if (!tables.empty()) read(*a.block_tables, 0, tables.data(), tables.size() * 4);
+  const std::size_t pool_blocks = a.records->size() / (Hk * L.bytes);
+  const std::size_t sink_slot = Hk * std::size_t(a.sink_capacity) * D * 2;
+  const std::size_t tail_slot = Hk * std::size_t(a.tail_capacity) * D * 2;
+  const std::size_t sink_slots =
+      sink_slot ? std::min(a.sink->size(), a.sink_v->size()) / sink_slot : SIZE_MAX;
+  const std::size_t tail_slots =
+      tail_slot ? std::min(a.tail->size(), a.tail_v->size()) / tail_slot : SIZE_MAX;
+  const std::size_t slots = std::min(sink_slots, tail_slots);
+  const int G = L.group;
+  int max_units = 0;
+  for (std::size_t s = 0; s < S; ++s) {
+    const std::int32_t* in = &info[4 * s];
+    const int si = int(s);
+    if (in[0] < 0 || std::size_t(in[0]) >= slots) bad_index(call, "slot", si, in[0], (long long)slots);
+    if (in[1] < 0 || in[1] > a.sink_capacity) bad_index(call, "sink_len", si, in[1], a.sink_capacity + 1LL);
+    if (in[2] < 0 || in[2] > a.max_blocks) bad_index(call, "num_blocks", si, in[2], a.max_blocks + 1LL);
+    if (in[3] < 0 || in[3] > a.tail_capacity) bad_index(call, "tail_len", si, in[3], a.tail_capacity + 1LL);
+    for (int j = 0; j < in[2]; ++j) {
+      const std::int32_t b = tables[s * std::size_t(a.max_blocks) + std::size_t(j)];
+      if (b < 0 || std::size_t(b) >= pool_blocks) bad_index(call, "block id", si, b, (long long)pool_blocks);
+    }
+    max_units = std::max(max_units, (in[1] + G - 1) / G + in[2] + (in[3] + G - 1) / G);
+  }
+
+  const int R = a.num_q_heads / a.num_kv_heads;
+  const int hpw = attend_heads_per_group(R, L.head_dim);
+  const std::size_t groups = S * Hk * std::size_t(R / hpw);
+  int splits = attend_splits_override_ > 0 ? attend_splits_override_
+                                           : attend_splits(groups, max_units, caps().compute_units);
+  splits = std::max(1, std::min(splits, std::max(1, max_units)));
+
+  const ProgramSpec spec = attend_records_program(a.params, hpw);
+  cl::Kernel& k = kernel(spec, "kvarn_attend_records");
+  cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
+  cl_call("attend: setting kernel arguments", [&] {
+    k.setArg(0, cl_buffer(*a.q, "attend: q"));
+    k.setArg(1, cl_buffer(*a.records, "attend: records"));
+    k.setArg(2, cl_buffer(*a.block_tables, "attend: block_tables"));
+    k.setArg(3, cl_int(a.max_blocks));
+    k.setArg(4, cl_buffer(*a.sink, "attend: sink"));
+    k.setArg(5, cl_buffer(*a.tail, "attend: tail"));
+    k.setArg(6, cl_buffer(*a.sink_v, "attend: sink_v"));
+    k.setArg(7, cl_buffer(*a.tail_v, "attend: tail_v"));
+    k.setArg(8, cl_int(a.sink_capacity));
+    k.setArg(9, cl_int(a.tail_capacity));
+    k.setArg(10, cl_buffer(*a.seq_info, "attend: seq_info"));
+    k.setArg(11, cl_int(a.num_kv_heads));
+    k.setArg(12, cl_int(R));
+    k.setArg(13, cl_int(splits));
+    k.setArg(14, cl_float(a.scale));
+  });
+  launch_attend_split_and_merge(
+      k, merge, cl::NDRange(std::size_t(splits) * kAttendWorkGroup, Hk * std::size_t(R / hpw), S),
+      splits, S * Hq, L.head_dim, true, a.out_type, *a.out, "attend: launching kvarn_attend_records");
+}
+
+void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
+  const char* call = "attend_fp16";
+  check_heads(call, a.num_seqs, a.num_q_heads, a.num_kv_heads);
+  if (a.capacity < 0)
+    throw InvalidArgument("attend_fp16: capacity " + std::to_string(a.capacity) + " is negative");
+  if (!a.q || !a.out || !a.k || !a.v || !a.seq_lens)
+    throw InvalidArgument("attend_fp16: a buffer of AttendFp16Args is null");
+  validate_head_dim(a.head_dim, "attend_fp16 head_dim");
+  const std::size_t S = std::size_t(a.num_seqs), D = std::size_t(a.head_dim);
+  const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
+  check_range(*a.q, 0, S * Hq * D * 4, "attend_fp16: q");
+  check_range(*a.out, 0, S * Hq * D * elem_bytes(a.out_type), "attend_fp16: out");
+  check_range(*a.k, 0, S * Hk * std::size_t(a.capacity) * D * 2, "attend_fp16: k");
+  check_range(*a.v, 0, S * Hk * std::size_t(a.capacity) * D * 2, "attend_fp16: v");
+  check_range(*a.seq_lens, 0, S * 4, "attend_fp16: seq_lens");
+  if (S == 0) return;
+
+  std::vector<std::int32_t> lens(S);
+  read(*a.seq_lens, 0, lens.data(), S * 4);
+  constexpr int kUnit = 128;  // rows per unit (attention_fp16.cl: KV_G of its geometry)
+  int max_units = 0;
+  for (std::size_t s = 0; s < S; ++s) {
+    if (lens[s] < 0 || lens[s] > a.capacity) bad_index(call, "seq_len", int(s), lens[s], a.capacity + 1LL);
+    max_units = std::max(max_units, (lens[s] + kUnit - 1) / kUnit);
+  }
+
+  const int R = a.num_q_heads / a.num_kv_heads;
+  const int hpw = attend_heads_per_group(R, a.head_dim);
+  const std::size_t groups = S * Hk * std::size_t(R / hpw);
+  int splits = attend_splits_override_ > 0 ? attend_splits_override_
+                                           : attend_splits(groups, max_units, caps().compute_units);
+  splits = std::max(1, std::min(splits, std::max(1, max_units)));
+  const bool rotated = a.kv_frame == Frame::rotated;
+
+  const ProgramSpec spec = attend_fp16_program(a.head_dim, hpw);
+  cl::Kernel& k = kernel(spec, "kvarn_attend_fp16");
+  cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
+  cl_call("attend_fp16: setting kernel arguments", [&] {
+    k.setArg(0, cl_buffer(*a.q, "attend_fp16: q"));
+    k.setArg(1, cl_buffer(*a.k, "attend_fp16: k"));
+    k.setArg(2, cl_buffer(*a.v, "attend_fp16: v"));
+    k.setArg(3, cl_int(a.capacity));
+    k.setArg(4, cl_buffer(*a.seq_lens, "attend_fp16: seq_lens"));
+    k.setArg(5, cl_int(a.num_kv_heads));
+    k.setArg(6, cl_int(R));
+    k.setArg(7, cl_int(splits));
+    k.setArg(8, cl_float(a.scale));
+    k.setArg(9, cl_int(rotated ? 1 : 0));
+  });
+  launch_attend_split_and_merge(
+      k, merge, cl::NDRange(std::size_t(splits) * kAttendWorkGroup, Hk * std::size_t(R / hpw), S),
+      splits, S * Hq, a.head_dim, rotated, a.out_type, *a.out,
+      "attend_fp16: launching kvarn_attend_fp16");
 }
 
 }  // namespace kvarn_cl::opencl

@@ -50,6 +50,9 @@ class OpenCLBackend final : public Backend {
                   const std::vector<std::uint32_t>& record_ids, Frame frame, Buffer& k_out,
                   Buffer& v_out) override;
   void attend(const AttendArgs& args) override;  // opencl_attend.cpp
+  void attend_fp16(const AttendFp16Args& args) override;  // opencl_attend.cpp
+  void copy_rows(const Buffer& src, Buffer& dst, const std::vector<RowRun>& runs,
+                 std::size_t row_bytes) override;  // opencl_copy_rows.cpp
   void finish() override;
 
   // --- toolkit for kernels of other files and for benchmarks ---------------------------------
@@ -72,6 +75,15 @@ class OpenCLBackend final : public Backend {
   // work-group that 8 needs (decided once per geometry from CL_KERNEL_WORK_GROUP_SIZE).
   int quantize_tokens_per_item(const CodecParams& params);
 
+  // Attention (opencl_attend.cpp): context splits of later attend/attend_fp16 calls; 0 = chosen
+  // per launch (attention_program.hpp), n > 0 forces n (clamped to the units of the longest
+  // sequence). For tests and benchmarks.
+  void set_attend_splits(int splits) noexcept { attend_splits_override_ = splits; }
+  // Splits used by the last attend/attend_fp16 call, and the event of its split kernel (the
+  // merge kernel's event is last_event()).
+  int last_attend_splits() const noexcept { return last_attend_splits_; }
+  const cl::Event& last_attend_split_event() const noexcept { return attend_split_event_; }
+
  private:
   cl::Buffer& status_buffer();  // one uint: min index of a failing tile, ~0u when none
   std::uint32_t take_status(const char* what);
@@ -83,6 +95,18 @@ class OpenCLBackend final : public Backend {
   std::map<std::string, int> quantize_rt_;
   cl::Buffer status_;
   cl::Event last_event_;
+
+  // Attention (opencl_attend.cpp): split-K partials workspace (grown on demand) and knobs.
+  cl::Buffer& attend_workspace(std::size_t bytes);
+  void launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::Kernel& merge_kernel,
+                                     const cl::NDRange& split_global, int num_splits,
+                                     std::size_t rows, int head_dim, bool rotate_back,
+                                     ElementType out_type, Buffer& out, const char* what);
+  cl::Buffer attend_ws_;
+  std::size_t attend_ws_bytes_ = 0;
+  int attend_splits_override_ = 0;
+  int last_attend_splits_ = 0;
+  cl::Event attend_split_event_;
 };
 
 // Creates the backend on a device chosen by discovery (own context and profiling queue).

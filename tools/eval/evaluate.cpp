@@ -99,7 +99,7 @@ std::vector<ScoreStats> score_chunks(Model& model, ThreadPool& pool, const std::
           stats[c].kl_count += 1;
           stats[c].top1_agree += long(per[c][std::size_t(i) * 3 + 2]);
         }
-      if (verbose)
+      if (verbose && ((p0 + T) % 64 == 0 || p0 + T == ctx))
         std::fprintf(stderr, "\r[score] chunk %zu/%zu  tokens %d/%d  %.0f s   ", ci + 1, chunks.size(),
                      p0 + T, ctx, seconds_since(t0));
     }

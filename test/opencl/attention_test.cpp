@@ -1,0 +1,338 @@
+// Decode attention on the OpenCL device against the CPU backend (the reference, SPEC §5):
+// - attend (fused, from the records): identical AttendArgs content on both backends, GQA 1/4/8,
+//   head_dim 64/128/256, presets k4v2_g128/k4v4_g128/k4v2_g64 (and k2v2), sinks and tails below,
+//   at and across tile boundaries, many sequences of mixed lengths in one launch, forced splits and
+//   the automatic choice, f32 and f16 output; repeated runs bit-identical;
+// - attend_fp16 against kvarn_cl::exact_attention (original and rotated frame);
+// - copy_rows against a host model, with in-place runs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <cstring>
+#include <sstream>
+
+#include "common/test_support.hpp"
+#include "kvarn_cl/attention.hpp"
+#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/error.hpp"
+#include "opencl_fixture.hpp"
+
+namespace kvarn_cl::test {
+namespace {
+
+struct SeqShape {
+  int sink_len, num_blocks, tail_len;
+};
+
+struct AttendCase {
+  Preset preset;
+  int head_dim, hq, hk;
+  std::vector<SeqShape> seqs;
+  int splits;  // 0 = automatic
+  ElementType out_type;
+  std::string name;
+};
+
+// Host copies of every AttendArgs buffer, built once and uploaded to both backends.
+struct AttendData {
+  CodecParams params;
+  int S = 0, hq = 0, hk = 0, max_blocks = 1, sink_cap = 0, tail_cap = 0, slots = 0;
+  std::vector<float> q;
+  std::vector<std::uint8_t> records;
+  std::vector<std::int32_t> tables, info;
+  std::vector<half_bits> sink_k, sink_v, tail_k, tail_v;
+};
+
+AttendData make_data(const AttendCase& c, std::uint32_t seed) {
+  AttendData d;
+  d.params.preset = c.preset;
+  d.params.head_dim = c.head_dim;
+  const RecordLayout L = RecordLayout::make(d.params);
+  const int D = c.head_dim, G = L.group;
+  d.S = int(c.seqs.size());
+  d.hq = c.hq;
+  d.hk = c.hk;
+  int total_blocks = 0;
+  for (const SeqShape& s : c.seqs) {
+    d.max_blocks = std::max(d.max_blocks, s.num_blocks);
+    d.sink_cap = std::max(d.sink_cap, s.sink_len);
+    d.tail_cap = std::max(d.tail_cap, s.tail_len);
+    total_blocks += s.num_blocks;
+  }
+  d.sink_cap += 3;  // capacities larger than the lengths: rows beyond them must not be read
+  d.tail_cap += 5;
+  d.slots = d.S + 2;
+  const int pool = total_blocks + 3;
+  // Records of random rotated tiles, quantized by the CPU codec.
+  const RotatedTiles tiles = make_rotated_tiles(d.params, std::size_t(pool) * c.hk, seed);
+  d.records.resize(std::size_t(pool) * c.hk * L.bytes);
+  quantize_tiles(d.params, tiles.k.data(), tiles.v.data(), std::size_t(pool) * c.hk, d.records.data());
+  // Blocks handed out in a shuffled order, slots permuted.
+  std::mt19937 rng(seed);
+  std::vector<int> blocks(static_cast<std::size_t>(pool)), slots(static_cast<std::size_t>(d.slots));
+  std::iota(blocks.begin(), blocks.end(), 0);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  std::shuffle(slots.begin(), slots.end(), rng);
+  d.tables.assign(std::size_t(d.S) * d.max_blocks, 0);
+  int next = 0;
+  for (int s = 0; s < d.S; ++s) {
+    const SeqShape& sh = c.seqs[std::size_t(s)];
+    for (int j = 0; j < sh.num_blocks; ++j) d.tables[std::size_t(s) * d.max_blocks + j] = blocks[std::size_t(next++)];
+    d.info.insert(d.info.end(), {slots[std::size_t(s)], sh.sink_len, sh.num_blocks, sh.tail_len});
+  }
+  auto rows = [&](int cap, std::uint32_t sd) {
+    std::vector<float> f = gaussian_rows(std::size_t(d.slots) * c.hk * std::max(cap, 1), D, sd, {3, 17}, 6.0f);
+    return to_half(f);
+  };
+  d.sink_k = rows(d.sink_cap, seed + 1);
+  d.sink_v = rows(d.sink_cap, seed + 2);
+  d.tail_k = rows(d.tail_cap, seed + 3);
+  d.tail_v = rows(d.tail_cap, seed + 4);
+  d.q = gaussian_rows(std::size_t(d.S) * c.hq, D, seed + 5);
+  (void)G;
+  return d;
+}
+
+// Runs attend on `be` with the host data uploaded to its buffers; returns the output as floats.
+std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_type) {
+  auto up = [&](const void* p, std::size_t bytes) {
+    auto b = be.allocate(bytes);
+    if (bytes) be.write(*b, 0, p, bytes);
+    return b;
+  };
+  const std::size_t D = std::size_t(d.params.head_dim), out_n = std::size_t(d.S) * d.hq * D;
+  auto q = up(d.q.data(), d.q.size() * 4);
+  auto rec = up(d.records.data(), d.records.size());
+  auto tab = up(d.tables.data(), d.tables.size() * 4);
+  auto info = up(d.info.data(), d.info.size() * 4);
+  auto sk = up(d.sink_k.data(), d.sink_k.size() * 2), sv = up(d.sink_v.data(), d.sink_v.size() * 2);
+  auto tk = up(d.tail_k.data(), d.tail_k.size() * 2), tv = up(d.tail_v.data(), d.tail_v.size() * 2);
+  auto out = be.allocate(out_n * (out_type == ElementType::f32 ? 4 : 2));
+  AttendArgs a;
+  a.params = d.params;
+  a.num_seqs = d.S;
+  a.num_q_heads = d.hq;
+  a.num_kv_heads = d.hk;
+  a.scale = 1.0f / std::sqrt(float(D));
+  a.q = q.get();
+  a.out = out.get();
+  a.out_type = out_type;
+  a.records = rec.get();
+  a.block_tables = tab.get();
+  a.max_blocks = d.max_blocks;
+  a.sink = sk.get();
+  a.tail = tk.get();
+  a.sink_v = sv.get();
+  a.tail_v = tv.get();
+  a.sink_capacity = d.sink_cap;
+  a.tail_capacity = d.tail_cap;
+  a.seq_info = info.get();
+  be.attend(a);
+  std::vector<float> r(out_n);
+  if (out_type == ElementType::f32) {
+    be.read(*out, 0, r.data(), out_n * 4);
+  } else {
+    std::vector<half_bits> h(out_n);
+    be.read(*out, 0, h.data(), out_n * 2);
+    r = to_float(h);
+  }
+  return r;
+}
+
+// Per (sequence, query head) row: ||got - want|| / ||want|| <= tol.
+void expect_rows_close(const std::vector<float>& got, const std::vector<float>& want, int D, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t r = 0; r < got.size() / D; ++r) {
+    double num = 0, den = 0;
+    for (int d = 0; d < D; ++d) {
+      const double e = double(got[r * D + d]) - want[r * D + d];
+      num += e * e;
+      den += double(want[r * D + d]) * want[r * D + d];
+    }
+    ASSERT_LE(std::sqrt(num), tol * std::sqrt(den) + 1e-7) << "row " << r;
+  }
+}
+
+class FusedAttend : public ::testing::TestWithParam<AttendCase> {};
+
+TEST_P(FusedAttend, MatchesCpuBackend) {
+  const AttendCase& c = GetParam();
+  const AttendData d = make_data(c, 1234);
+  auto cpu = make_cpu_backend(CpuThreads{2});
+  const std::vector<float> want = run_attend(*cpu, d, c.out_type);
+  opencl::OpenCLBackend& cl = cl_backend();
+  cl.set_attend_splits(c.splits);
+  const std::vector<float> got = run_attend(cl, d, c.out_type);
+  const int used = cl.last_attend_splits();
+  const std::vector<float> again = run_attend(cl, d, c.out_type);
+  cl.set_attend_splits(0);
+  if (c.splits > 0) {
+    int most = 0;
+    for (const SeqShape& s : c.seqs) {
+      const int G = preset_info(c.preset).group;
+      most = std::max(most, (s.sink_len + G - 1) / G + s.num_blocks + (s.tail_len + G - 1) / G);
+    }
+    EXPECT_EQ(used, std::min(c.splits, std::max(most, 1)));
+  }
+  // f32: the CPU reference within 1e-4 relative (SPEC §5); f16: plus one fp16 rounding.
+  expect_rows_close(got, want, c.head_dim, c.out_type == ElementType::f32 ? 1e-4 : 1.5e-3);
+  EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)))
+      << "repeated run is not bit-identical";
+}
+
+std::vector<AttendCase> fused_cases() {
+  const ElementType f32 = ElementType::f32, f16 = ElementType::f16;
+  return {
+      // GQA 4, default preset: sink below a tile, tiles, tail across nothing; forced splits.
+      {Preset::k4v2_g128, 128, 8, 2, {{100, 3, 37}}, 1, f32, "gqa4_nosplit"},
+      {Preset::k4v2_g128, 128, 8, 2, {{128, 3, 129}}, 3, f32, "gqa4_split3_tail_across"},
+      {Preset::k4v2_g128, 128, 8, 2, {{128, 0, 0}, {5, 0, 0}, {128, 2, 1}, {1, 0, 0}}, 0, f32,
+       "gqa4_mixed_auto"},
+      // MHA and GQA 8; f16 output.
+      {Preset::k4v2_g128, 128, 4, 4, {{128, 2, 60}, {128, 1, 127}}, 2, f16, "mha_f16"},
+      {Preset::k4v2_g128, 128, 16, 2, {{128, 2, 128}, {64, 0, 0}}, 4, f32, "gqa8"},
+      // Other presets and head dims.
+      {Preset::k4v4_g128, 128, 8, 2, {{128, 2, 10}, {128, 1, 0}}, 2, f32, "k4v4"},
+      {Preset::k4v2_g64, 128, 8, 2, {{64, 3, 63}, {64, 1, 64}, {20, 0, 0}}, 0, f32, "k4v2_g64"},
+      {Preset::k2v2_g128, 128, 8, 2, {{128, 2, 3}}, 2, f32, "k2v2"},
+      {Preset::k4v2_g128, 64, 8, 1, {{128, 2, 17}, {128, 4, 0}}, 3, f16, "d64_gqa8"},
+      {Preset::k4v2_g128, 256, 4, 1, {{128, 2, 90}}, 2, f32, "d256_gqa4"},
+      // Many sequences of mixed lengths in one launch.
+      {Preset::k4v2_g128, 128, 8, 2,
+       {{128, 5, 3}, {2, 0, 0}, {128, 0, 128}, {128, 1, 0}, {128, 7, 64}, {77, 0, 0}, {128, 2, 1},
+        {128, 3, 100}, {128, 0, 1}, {128, 1, 127}},
+       0, f32, "batch10_mixed"},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(OpenCL, FusedAttend, ::testing::ValuesIn(fused_cases()),
+                         [](const ::testing::TestParamInfo<AttendCase>& i) { return i.param.name; });
+
+// --- attend_fp16 -------------------------------------------------------------------------------
+
+struct Fp16Case {
+  int head_dim, hq, hk;
+  std::vector<int> lens;
+  int capacity, splits;
+  Frame frame;
+  ElementType out_type;
+  std::string name;
+};
+
+class Fp16Attend : public ::testing::TestWithParam<Fp16Case> {};
+
+TEST_P(Fp16Attend, MatchesExactAttention) {
+  const Fp16Case& c = GetParam();
+  const int D = c.head_dim, S = int(c.lens.size());
+  const std::size_t rows = std::size_t(S) * c.hk * c.capacity;
+  const std::vector<half_bits> kh = to_half(gaussian_rows(rows, D, 77, {5}, 8.0f));
+  const std::vector<half_bits> vh = to_half(gaussian_rows(rows, D, 78));
+  const std::vector<float> q = gaussian_rows(std::size_t(S) * c.hq, D, 79);
+  const float scale = 1.0f / std::sqrt(float(D));
+  opencl::OpenCLBackend& cl = cl_backend();
+  auto kb = to_device(kh), vb = to_device(vh), qb = to_device(q), lb = to_device(c.lens);
+  auto ob = cl.allocate(std::size_t(S) * c.hq * D * 4);
+  AttendFp16Args a;
+  a.num_seqs = S;
+  a.num_q_heads = c.hq;
+  a.num_kv_heads = c.hk;
+  a.head_dim = D;
+  a.scale = scale;
+  a.q = qb.get();
+  a.out = ob.get();
+  a.out_type = c.out_type;
+  a.k = kb.get();
+  a.v = vb.get();
+  a.capacity = c.capacity;
+  a.seq_lens = lb.get();
+  a.kv_frame = c.frame;
+  cl.set_attend_splits(c.splits);
+  cl.attend_fp16(a);
+  cl.set_attend_splits(0);
+  std::vector<float> got(std::size_t(S) * c.hq * D);
+  if (c.out_type == ElementType::f32) got = from_device<float>(*ob, got.size());
+  else got = to_float(from_device<half_bits>(*ob, got.size()));
+
+  const std::vector<float> kf = to_float(kh), vf = to_float(vh);
+  for (int s = 0; s < S; ++s) {
+    const int T = c.lens[std::size_t(s)];
+    // K/V of this sequence as [Hk][T][D] (exact_attention's layout), and q in the rows' frame.
+    std::vector<float> ks(std::size_t(c.hk) * T * D), vs(ks.size());
+    for (int h = 0; h < c.hk; ++h)
+      for (int t = 0; t < T; ++t)
+        for (int d = 0; d < D; ++d) {
+          const std::size_t src = ((std::size_t(s) * c.hk + h) * c.capacity + t) * D + d;
+          ks[(std::size_t(h) * T + t) * D + d] = kf[src];
+          vs[(std::size_t(h) * T + t) * D + d] = vf[src];
+        }
+    std::vector<float> qs(q.begin() + std::ptrdiff_t(s) * c.hq * D, q.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
+    if (c.frame == Frame::rotated)
+      for (int h = 0; h < c.hq; ++h) fwht_inplace(qs.data() + std::size_t(h) * D, D);
+    std::vector<float> want(std::size_t(c.hq) * D);
+    exact_attention(qs.data(), ks.data(), vs.data(), c.hq, c.hk, D, T, scale, want.data());
+    if (c.frame == Frame::rotated)
+      for (int h = 0; h < c.hq; ++h) fwht_inplace(want.data() + std::size_t(h) * D, D);
+    const std::vector<float> g(got.begin() + std::ptrdiff_t(s) * c.hq * D, got.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
+    expect_rows_close(g, want, D, c.out_type == ElementType::f32 ? 2e-5 : 1.5e-3);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OpenCL, Fp16Attend,
+    ::testing::Values(
+        Fp16Case{128, 8, 2, {1, 127, 128, 129, 300}, 300, 0, Frame::original, ElementType::f32, "gqa4_mixed"},
+        Fp16Case{128, 8, 2, {700}, 704, 4, Frame::rotated, ElementType::f32, "gqa4_rotated_split4"},
+        Fp16Case{64, 4, 4, {200, 33}, 256, 1, Frame::original, ElementType::f16, "mha_d64_f16"},
+        Fp16Case{256, 8, 1, {260}, 260, 3, Frame::rotated, ElementType::f32, "gqa8_d256"}),
+    [](const ::testing::TestParamInfo<Fp16Case>& i) { return i.param.name; });
+
+// --- copy_rows ---------------------------------------------------------------------------------
+
+TEST(OpenCLCopyRows, OneLaunchMatchesHostModel) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  const std::size_t row_bytes = 256, rows = 5000;
+  std::vector<std::uint8_t> a(rows * row_bytes), b(rows * row_bytes);
+  std::mt19937 rng(9);
+  for (auto& x : a) x = std::uint8_t(rng());
+  for (auto& x : b) x = std::uint8_t(rng());
+  auto da = to_device(a), db = to_device(b);
+  // Between buffers (runs of 1, many and > one chunk of rows), then inside one buffer.
+  const std::vector<RowRun> runs{{0, 10, 1}, {100, 200, 37}, {1000, 3000, 1500}, {7, 4999, 1}, {50, 60, 0}};
+  cl.copy_rows(*da, *db, runs, row_bytes);
+  const std::vector<RowRun> inplace{{4000, 100, 64}, {4500, 4200, 129}};
+  cl.copy_rows(*da, *da, inplace, row_bytes);
+  for (const RowRun& r : runs)
+    std::copy_n(a.begin() + std::ptrdiff_t(r.src_row * row_bytes), r.rows * row_bytes,
+                b.begin() + std::ptrdiff_t(r.dst_row * row_bytes));
+  for (const RowRun& r : inplace)
+    std::copy_n(a.begin() + std::ptrdiff_t(r.src_row * row_bytes), r.rows * row_bytes,
+                a.begin() + std::ptrdiff_t(r.dst_row * row_bytes));
+  EXPECT_EQ(from_device<std::uint8_t>(*db, b.size()), b);
+  EXPECT_EQ(from_device<std::uint8_t>(*da, a.size()), a);
+  // Out-of-range runs are rejected with the run named.
+  try {
+    cl.copy_rows(*da, *db, {{4999, 0, 2}}, row_bytes);
+    FAIL() << "expected InvalidArgument";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("runs[0]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OpenCLAttend, RejectsBadIndicesWithClearErrors) {
+  AttendCase c{Preset::k4v2_g128, 64, 2, 1, {{128, 1, 3}}, 0, ElementType::f32, "bad"};
+  AttendData d = make_data(c, 5);
+  d.tables[0] = 999;
+  try {
+    run_attend(cl_backend(), d, ElementType::f32);
+    FAIL() << "expected InvalidArgument";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("block id of batch entry 0 is 999"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kvarn_cl::test
