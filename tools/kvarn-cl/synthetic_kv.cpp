@@ -11,7 +11,14 @@ struct HeadShape {
   std::vector<float> key_mean;    // per channel; outliers have large |mean|
   std::vector<float> key_spread;  // per channel standard deviation
   std::vector<float> value_spread;
+  std::vector<float> value_mean;   // per channel: values of one head share a mean direction
+  std::vector<float> value_basis;  // kValueRank × d: and vary mostly inside a small subspace
 };
+
+// Real value vectors are far from white noise: a head's values share a mean and most of their
+// variance lies in a few directions. Without that, a peaked softmax averages a handful of
+// independent random vectors and any 2-bit code looks far worse than it does on a model.
+constexpr int kValueRank = 8;
 
 HeadShape head_shape(int d, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -31,6 +38,10 @@ HeadShape head_shape(int d, std::mt19937& rng) {
   // Value outliers: two channels with a larger spread.
   s.value_spread[std::size_t(d / 5)] = 8.0f;
   s.value_spread[std::size_t(3 * d / 4)] = 6.0f;
+  s.value_mean.resize(std::size_t(d));
+  for (auto& m : s.value_mean) m = normal(rng);
+  s.value_basis.resize(std::size_t(kValueRank) * std::size_t(d));
+  for (auto& b : s.value_basis) b = 0.7f * normal(rng);
   return s;
 }
 
@@ -62,9 +73,16 @@ SyntheticKv synthetic_kv(std::size_t tokens, int kv_heads, int head_dim, std::ui
         k[c] = x[c] * cs - x[c + half] * sn;
         k[c + half] = x[c] * sn + x[c + half] * cs;
       }
-      // Values: per-token loudness varies (log-normal), a few loud channels.
+      // Values: the head's mean, a token-dependent mix of a few directions, channel noise with a
+      // few loud channels, and a per-token loudness (log-normal).
       const float loudness = std::exp(0.3f * normal(rng));
-      for (std::size_t c = 0; c < d; ++c) v[c] = loudness * s.value_spread[c] * normal(rng);
+      float mix[kValueRank];
+      for (float& a : mix) a = normal(rng);
+      for (std::size_t c = 0; c < d; ++c) {
+        float low_rank = 0.0f;
+        for (int j = 0; j < kValueRank; ++j) low_rank += mix[j] * s.value_basis[std::size_t(j) * d + c];
+        v[c] = loudness * (s.value_mean[c] + low_rank + 0.5f * s.value_spread[c] * normal(rng));
+      }
     }
   }
   return kv;

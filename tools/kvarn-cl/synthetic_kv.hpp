@@ -2,7 +2,8 @@
 // exercises what KVarN is designed for: a few outlier channels of large magnitude and fixed sign
 // (the reason for the Hadamard rotation), rotary position patterns on keys (channel pairs turning
 // with the token position at geometric frequencies), per-token value scale variation, and queries
-// that correlate with some keys (so attention is peaked, not uniform).
+// that correlate with some keys (so attention is peaked, not uniform), and values that share a mean
+// and a few directions per head (as real values do).
 #pragma once
 
 #include <cstddef>

@@ -1,0 +1,368 @@
+// Decode-step attention on the default OpenCL device (KVARN_CL_PLATFORM / KVARN_CL_DEVICE choose),
+// one layer, one query token per sequence, for the three ways to read a cache:
+//   BM_Fused        Backend::attend straight from the KVarN records (k4v2_g128): split + merge
+//   BM_Materialize  Backend::dequantize of every tile to fp16, then Backend::attend_fp16 over them
+//                   (rotated frame); the sink/tail rows are not part of the materialized cache
+//   BM_Fp16         Backend::attend_fp16 over a plain fp16 cache (what a user compares against)
+// Geometry: Llama-3-8B (Hq 32, Hk 8, D 128) and MHA (Hq = Hk = 32), contexts 1K/4K/32K/128K,
+// batches 1/8/32/64 (combinations whose buffers exceed 60% of device memory are skipped).
+// Counters (median over iterations of the event-profiled kernel time, all kernels of a step):
+//   us_per_step, bytes (read, plus written+re-read for the materialized rows), GBps,
+//   bw_floor_us = bytes / copy bandwidth measured in this run, fp32_floor_us = 4·D·Hq flops per
+//   cached token / FMA rate measured in this run (GPU.md: ~67 TFLOP/s on the H100),
+//   fraction_of_floor = max(floors) / us_per_step.
+// On a CPU OpenCL device (PoCL) only small shapes run (`scaled` = 1).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/opencl_timing.hpp"
+#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/device.hpp"
+#include "opencl/opencl_backend.hpp"
+
+namespace {
+
+using namespace kvarn_cl;
+
+struct BenchEnv {
+  std::unique_ptr<opencl::OpenCLBackend> backend;
+  bool gpu = false;
+  double copy_gbs = 0;   // read + write, GB/s
+  double fma_gflops = 0; // measured fp32 rate, GFLOP/s (2 per fma)
+};
+BenchEnv* g_env = nullptr;  // set by main for the run (no global cl:: objects)
+
+// fp32 FMA rate: every work-item runs 8 independent fma chains; flops = 2 per fma.
+double measure_fma_gflops(opencl::OpenCLBackend& be, bool gpu) {
+  static const char* src = R"CLC(
+__kernel void fma_probe(__global float* out, int iters) {
+  float a0 = get_global_id(0) * 1e-9f, a1 = a0 + 1e-3f, a2 = a0 + 2e-3f, a3 = a0 + 3e-3f;
+  float a4 = a0 + 4e-3f, a5 = a0 + 5e-3f, a6 = a0 + 6e-3f, a7 = a0 + 7e-3f;
+  const float m = 0.999f, c = 1e-4f;
+  for (int i = 0; i < iters; ++i) {
+    a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
+    a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+  }
+  out[get_global_id(0)] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+}
+)CLC";
+  cl::Program prog(be.context(), src);
+  prog.build({be.device()}, "-cl-std=CL1.2");
+  cl::Kernel k(prog, "fma_probe");
+  const std::size_t items = gpu ? std::size_t(be.caps().compute_units) * 2048 * 4 : 4096;
+  const int iters = gpu ? 4096 : 256;
+  cl::Buffer out(be.context(), CL_MEM_READ_WRITE, items * sizeof(float));
+  k.setArg(0, out);
+  k.setArg(1, iters);
+  std::vector<double> t;
+  for (int r = 0; r < 6; ++r) {
+    cl::Event e;
+    be.queue().enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(items), cl::NDRange(256), nullptr, &e);
+    e.wait();
+    if (r > 0) t.push_back(bench::event_seconds(e));
+  }
+  return double(items) * iters * 8 * 2 / bench::median(t) * 1e-9;
+}
+
+// Fills [0, total) of dst with copies of its first `unit` bytes (doubling copies on the device).
+void replicate(Buffer& dst, std::size_t unit, std::size_t total) {
+  for (std::size_t have = unit; have < total; have *= 2)
+    g_env->backend->copy(dst, 0, dst, have, std::min(have, total - have));
+}
+
+std::unique_ptr<Buffer> device_copies(const void* unit, std::size_t unit_bytes, std::size_t total) {
+  auto b = g_env->backend->allocate(total);
+  g_env->backend->write(*b, 0, unit, std::min(unit_bytes, total));
+  replicate(*b, unit_bytes, total);
+  return b;
+}
+
+std::vector<half_bits> random_rows(std::size_t rows, int D, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<float> x(rows * std::size_t(D));
+  for (auto& v : x) v = n(rng);
+  std::vector<half_bits> h(x.size());
+  rotate_rows(x.data(), h.data(), rows, D);
+  return h;
+}
+
+struct Shape {
+  int hq, hk, D, context, batch;
+};
+
+// Context layout of one fused sequence: a full sink tile, whole tiles, a 64-token tail.
+struct FusedLayout {
+  int sink, blocks, tail;
+  int tokens() const { return sink + blocks * 128 + tail; }
+};
+FusedLayout fused_layout(int context) {
+  const int G = 128;
+  FusedLayout l{G, std::max(0, (context - G - 64) / G), 64};
+  return l;
+}
+
+void set_counters(benchmark::State& state, const Shape& s, std::vector<double> times, double bytes,
+                  double tokens) {
+  const double t = bench::median(std::move(times));
+  const double flops = 4.0 * s.D * s.hq * tokens;
+  const double bw_floor = bytes / (g_env->copy_gbs * 1e9);
+  const double fl_floor = flops / (g_env->fma_gflops * 1e9);
+  state.counters["us_per_step"] = t * 1e6;
+  state.counters["bytes"] = bytes;
+  state.counters["GBps"] = bytes / t * 1e-9;
+  state.counters["bw_floor_us"] = bw_floor * 1e6;
+  state.counters["fp32_floor_us"] = fl_floor * 1e6;
+  state.counters["fraction_of_floor"] = std::max(bw_floor, fl_floor) / t;
+  state.counters["splits"] = g_env->backend->last_attend_splits();
+  state.counters["scaled"] = g_env->gpu ? 0 : 1;
+  state.SetLabel("Hq" + std::to_string(s.hq) + " Hk" + std::to_string(s.hk) + " D" +
+                 std::to_string(s.D) + " ctx" + std::to_string(int(tokens / s.batch)) + " batch" +
+                 std::to_string(s.batch) + " k4v2_g128");
+}
+
+double span_seconds(const cl::Event& first, const cl::Event& last) {
+  const cl_ulong a = first.getProfilingInfo<CL_PROFILING_COMMAND_START>();
+  const cl_ulong b = last.getProfilingInfo<CL_PROFILING_COMMAND_END>();
+  return double(b - a) * 1e-9;
+}
+
+// The compressed cache of a shape: records of B*blocks tiles per KV head, fp16 sink/tail.
+struct FusedCache {
+  CodecParams params;
+  FusedLayout lay{};
+  std::unique_ptr<Buffer> records, tables, info, sink, tail, q, out;
+  std::size_t record_bytes = 0;
+};
+
+FusedCache make_fused(const Shape& s) {
+  auto& be = *g_env->backend;
+  FusedCache c;
+  c.params.preset = Preset::k4v2_g128;
+  c.params.head_dim = s.D;
+  const RecordLayout L = RecordLayout::make(c.params);
+  c.lay = fused_layout(s.context);
+  const std::size_t B = std::size_t(s.batch), Hk = std::size_t(s.hk), nb = std::size_t(c.lay.blocks);
+  // 16 distinct tiles from the CPU codec, replicated over the pool.
+  const std::size_t distinct = 16;
+  const auto k = random_rows(distinct * 128, s.D, 1), v = random_rows(distinct * 128, s.D, 2);
+  std::vector<std::uint8_t> rec(distinct * L.bytes);
+  quantize_tiles(c.params, k.data(), v.data(), distinct, rec.data());
+  const std::size_t blocks = std::max<std::size_t>(1, B * nb);
+  c.record_bytes = B * nb * Hk * L.bytes;
+  c.records = device_copies(rec.data(), rec.size(), blocks * Hk * L.bytes);
+  std::vector<std::int32_t> tables(B * std::max<std::size_t>(nb, 1)), info;
+  for (std::size_t i = 0; i < tables.size(); ++i) tables[i] = std::int32_t(i);
+  for (std::size_t b = 0; b < B; ++b) info.insert(info.end(), {int(b), c.lay.sink, int(nb), c.lay.tail});
+  c.tables = be.allocate(tables.size() * 4);
+  be.write(*c.tables, 0, tables.data(), tables.size() * 4);
+  c.info = be.allocate(info.size() * 4);
+  be.write(*c.info, 0, info.data(), info.size() * 4);
+  const std::size_t sink_bytes = B * Hk * std::size_t(c.lay.sink) * s.D * 2;
+  const std::size_t tail_bytes = B * Hk * std::size_t(c.lay.tail) * s.D * 2;
+  c.sink = device_copies(k.data(), std::min(k.size() * 2, sink_bytes), sink_bytes);
+  c.tail = device_copies(v.data(), std::min(v.size() * 2, tail_bytes), tail_bytes);
+  std::vector<float> q(B * s.hq * s.D);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  for (auto& x : q) x = n(rng);
+  c.q = be.allocate(q.size() * 4);
+  be.write(*c.q, 0, q.data(), q.size() * 4);
+  c.out = be.allocate(q.size() * 4);
+  return c;
+}
+
+AttendArgs fused_args(FusedCache& c, const Shape& s) {
+  AttendArgs a;
+  a.params = c.params;
+  a.num_seqs = s.batch;
+  a.num_q_heads = s.hq;
+  a.num_kv_heads = s.hk;
+  a.scale = 1.0f / std::sqrt(float(s.D));
+  a.q = c.q.get();
+  a.out = c.out.get();
+  a.records = c.records.get();
+  a.block_tables = c.tables.get();
+  a.max_blocks = std::max(1, c.lay.blocks);
+  // K and V rows share one pool each here (sink = sink_v): the bytes read are the same.
+  a.sink = c.sink.get();
+  a.sink_v = c.sink.get();
+  a.tail = c.tail.get();
+  a.tail_v = c.tail.get();
+  a.sink_capacity = c.lay.sink;
+  a.tail_capacity = c.lay.tail;
+  a.seq_info = c.info.get();
+  a.max_seq_blocks = c.lay.blocks;
+  a.max_context = c.lay.tokens();
+  return a;
+}
+
+void BM_Fused(benchmark::State& state, Shape s) {
+  auto& be = *g_env->backend;
+  FusedCache c = make_fused(s);
+  const AttendArgs a = fused_args(c, s);
+  be.attend(a);  // build + warm-up
+  be.finish();
+  std::vector<double> times;
+  for (auto _ : state) {
+    be.attend(a);
+    be.finish();
+    const double t = span_seconds(be.last_attend_split_event(), be.last_event());
+    state.SetIterationTime(t);
+    times.push_back(t);
+  }
+  const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
+  const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
+  set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens());
+}
+
+void BM_Materialize(benchmark::State& state, Shape s) {
+  auto& be = *g_env->backend;
+  FusedCache c = make_fused(s);
+  const std::size_t B = std::size_t(s.batch), Hk = std::size_t(s.hk), nb = std::size_t(c.lay.blocks);
+  if (nb == 0) {
+    state.SkipWithError("context too short for whole tiles");
+    return;
+  }
+  std::vector<std::uint32_t> ids;  // (sequence, head, tile) order: rows land as [B][Hk][nb*G][D]
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t h = 0; h < Hk; ++h)
+      for (std::size_t j = 0; j < nb; ++j) ids.push_back(std::uint32_t((b * nb + j) * Hk + h));
+  const std::size_t rows_bytes = ids.size() * 128 * s.D * 2;
+  auto k = be.allocate(rows_bytes), v = be.allocate(rows_bytes);
+  std::vector<std::int32_t> lens(B, int(nb * 128));
+  auto lb = be.allocate(B * 4);
+  be.write(*lb, 0, lens.data(), B * 4);
+  AttendFp16Args a;
+  a.num_seqs = s.batch;
+  a.num_q_heads = s.hq;
+  a.num_kv_heads = s.hk;
+  a.head_dim = s.D;
+  a.scale = 1.0f / std::sqrt(float(s.D));
+  a.q = c.q.get();
+  a.out = c.out.get();
+  a.k = k.get();
+  a.v = v.get();
+  a.capacity = int(nb * 128);
+  a.seq_lens = lb.get();
+  a.max_context = a.capacity;
+  a.kv_frame = Frame::rotated;
+  auto step = [&] {
+    be.dequantize(c.params, *c.records, ids, Frame::rotated, *k, *v);  // reads its status word: synchronizes
+    const double dq = bench::event_seconds(be.last_event());
+    be.attend_fp16(a);
+    be.finish();
+    return dq + span_seconds(be.last_attend_split_event(), be.last_event());
+  };
+  step();
+  std::vector<double> times;
+  for (auto _ : state) {
+    const double t = step();
+    state.SetIterationTime(t);
+    times.push_back(t);
+  }
+  const double bytes = double(c.record_bytes) + 2.0 * 2.0 * double(rows_bytes) + double(B) * s.hq * s.D * 8;
+  set_counters(state, s, times, bytes, double(B) * nb * 128);
+}
+
+void BM_Fp16(benchmark::State& state, Shape s) {
+  auto& be = *g_env->backend;
+  const std::size_t B = std::size_t(s.batch), Hk = std::size_t(s.hk), T = std::size_t(s.context);
+  const std::size_t bytes_each = B * Hk * T * s.D * 2;
+  const auto unit = random_rows(std::min<std::size_t>(T * Hk * B, 4096), s.D, 4);
+  auto k = device_copies(unit.data(), unit.size() * 2, bytes_each);
+  auto v = device_copies(unit.data(), unit.size() * 2, bytes_each);
+  std::vector<std::int32_t> lens(B, int(T));
+  auto lb = be.allocate(B * 4);
+  be.write(*lb, 0, lens.data(), B * 4);
+  std::vector<float> q(B * s.hq * s.D, 0.01f);
+  auto qb = be.allocate(q.size() * 4), ob = be.allocate(q.size() * 4);
+  be.write(*qb, 0, q.data(), q.size() * 4);
+  AttendFp16Args a;
+  a.num_seqs = s.batch;
+  a.num_q_heads = s.hq;
+  a.num_kv_heads = s.hk;
+  a.head_dim = s.D;
+  a.scale = 1.0f / std::sqrt(float(s.D));
+  a.q = qb.get();
+  a.out = ob.get();
+  a.k = k.get();
+  a.v = v.get();
+  a.capacity = int(T);
+  a.seq_lens = lb.get();
+  a.max_context = int(T);
+  a.kv_frame = Frame::original;
+  be.attend_fp16(a);
+  be.finish();
+  std::vector<double> times;
+  for (auto _ : state) {
+    be.attend_fp16(a);
+    be.finish();
+    const double t = span_seconds(be.last_attend_split_event(), be.last_event());
+    state.SetIterationTime(t);
+    times.push_back(t);
+  }
+  set_counters(state, s, times, 2.0 * double(bytes_each) + double(B) * s.hq * s.D * 8, double(B) * T);
+}
+
+void register_benchmarks(bool gpu) {
+  const std::uint64_t mem = g_env->backend->caps().global_mem_bytes;
+  const std::vector<int> contexts = gpu ? std::vector<int>{1024, 4096, 32768, 131072} : std::vector<int>{1024, 4096};
+  const std::vector<int> batches = gpu ? std::vector<int>{1, 8, 32, 64} : std::vector<int>{1, 8};
+  const std::vector<std::pair<int, int>> heads =
+      gpu ? std::vector<std::pair<int, int>>{{32, 8}, {32, 32}} : std::vector<std::pair<int, int>>{{32, 8}};
+  const int iters = gpu ? 50 : 3;
+  for (auto [hq, hk] : heads)
+    for (int ctx : contexts)
+      for (int b : batches) {
+        const Shape s{hq, hk, 128, ctx, b};
+        const double fp16 = 2.0 * b * hk * double(ctx) * 128 * 2;
+        const std::string tag = (hq == hk ? "MHA" : "Llama3_8B") + std::string("/ctx") +
+                                std::to_string(ctx) + "/batch" + std::to_string(b);
+        // fp16 cache; the materialize path holds records + dequantized rows (~1.2x fp16).
+        if (fp16 <= 0.6 * double(mem)) {
+          benchmark::RegisterBenchmark(("BM_Fp16/" + tag).c_str(), BM_Fp16, s)
+              ->UseManualTime()->Iterations(iters)->Unit(benchmark::kMicrosecond);
+        }
+        benchmark::RegisterBenchmark(("BM_Fused/" + tag).c_str(), BM_Fused, s)
+            ->UseManualTime()->Iterations(iters)->Unit(benchmark::kMicrosecond);
+        if (fp16 * 1.25 <= 0.6 * double(mem))
+          benchmark::RegisterBenchmark(("BM_Materialize/" + tag).c_str(), BM_Materialize, s)
+              ->UseManualTime()->Iterations(iters)->Unit(benchmark::kMicrosecond);
+      }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  BenchEnv env;
+  try {
+    std::unique_ptr<Backend> b = make_opencl_backend();
+    env.backend.reset(static_cast<opencl::OpenCLBackend*>(b.release()));
+    env.gpu = env.backend->caps().type != "cpu";
+    env.copy_gbs = bench::measure_copy_bandwidth_gbs(env.backend->context(), env.backend->queue(),
+                                                     env.gpu ? (std::size_t(1) << 30) : (std::size_t(64) << 20));
+    env.fma_gflops = measure_fma_gflops(*env.backend, env.gpu);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "opencl_attention_bench: %s\n", e.what());
+    return 1;
+  }
+  g_env = &env;
+  benchmark::AddCustomContext("device", env.backend->caps().device_name);
+  benchmark::AddCustomContext("driver", env.backend->caps().driver_version);
+  benchmark::AddCustomContext("copy_GBps_read_plus_write", std::to_string(env.copy_gbs));
+  benchmark::AddCustomContext("fp32_GFLOPs_measured", std::to_string(env.fma_gflops));
+  register_benchmarks(env.gpu);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  g_env = nullptr;
+  return 0;
+}
