@@ -17,11 +17,17 @@
 //             CG channel groups; the zero-point term Σ q·zp_K is folded into the same partials.
 //   softmax   per head: tile max by a local tree, new running max, rescale factor alpha, weights
 //             p = exp(s - m) in local memory (sc).
-//   V phase   item (vcb, vtg): 8 channels (one 16- or 32-bit code word of a token row) × every
-//             VTG-th token. Codes become floats scaled by s_col_V in one fma (the 2^23 offset is
+//   V phase   item (vcb, vtg): AT_VC = 16 (8 when a group serves 8 heads) channels, one 16-, 32-
+//             or 64-bit load of a token row's codes, × every VTG-th token. Codes become floats scaled by s_col_V in one fma (the 2^23 offset is
 //             folded into the per-channel constant -2^23·s_col_V, exact because it is a power of
 //             two); accumulators A[head][8] stay in registers across all units of the split.
 // Integer codes never go through an int-to-float conversion (SPEC §7): OR into 0x4B000000.
+
+// common.cl turns contraction off so that the codec kernels round exactly like the CPU codec.
+// Attention only has to agree to ~1e-4 (SPEC §5), and its inner loops are multiply-adds: without
+// contraction every one of them costs a multiply and an add, halving the fp32 rate the decode step
+// is bound by at GQA ratios of 4 and more (SPEC §7). Results stay deterministic run to run.
+#pragma OPENCL FP_CONTRACT ON
 
 #define AT_WG 128
 #ifndef AT_HPW
@@ -34,11 +40,22 @@
 #define AT_RED 4096                   // floats of the shared reduction buffer (16 KiB)
 #define AT_RB_MAX (AT_RED / (AT_CG * KV_G))
 #define AT_RB (AT_RB_MAX < AT_HPW ? AT_RB_MAX : AT_HPW)  // heads per K round
-#define AT_VC 8                       // channels per item in the V phase
+// Channels per item in the V phase: 16 amortizes the per-(token, head) work (weight, sums) over
+// more multiply-adds and loads a whole 32-bit word of 2-bit codes; 8 keeps the accumulators
+// A[AT_HPW][AT_VC] at 64 registers when a group serves 8 heads.
+#if AT_HPW <= 4
+#define AT_VC 16
+#else
+#define AT_VC 8
+#endif
 #define AT_VCB (KV_D / AT_VC)         // channel blocks of the V phase
 #define AT_VTG (AT_WG / AT_VCB)       // token groups of the V phase
-#define AT_RV 4                       // heads per round of the final cross-token-group sum
+#define AT_RV (AT_RED / (AT_VTG * KV_D))  // heads per round of the final cross-token-group sum
+#define AT_VBITS (AT_VC * KV_VB)      // bits of an item's V codes in one token row (16, 32 or 64)
 #define AT_KMASK ((1u << KV_KB) - 1u)
+#define AT_KTOP (23 - KV_KB)
+          // K codes are decoded into the top mantissa bits (below)
+#define AT_FB (AT_CPI % 8 == 0 ? 8 : 4)  // channels per fp16 K load (vload_half8 or 4)
 #define AT_VMASK ((1u << KV_VB) - 1u)
 
 // Items per head of the max tree: the largest power of two with AT_HPW * AT_IPH <= AT_WG.
@@ -56,7 +73,7 @@
 
 #if (KV_G % AT_TPI) != 0 || (AT_WG % AT_TG) != 0 || (KV_D % AT_CG) != 0 || (AT_CPI % 4) != 0 || \
     AT_RB_MAX < 1 || (AT_WG % AT_VCB) != 0 || (KV_G % AT_VTG) != 0 || \
-    (AT_VTG * AT_RV * KV_D) > AT_RED || (AT_HPW * KV_D) > 1024
+    AT_RV < 1 || (AT_HPW * KV_D) > 1024
 #error "attention.cl: unsupported geometry"
 #endif
 
@@ -134,7 +151,8 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
   }
 
   // ---- K phase ---------------------------------------------------------------------------------
-  const int tg = lid % AT_TG, cg = lid / AT_TG;
+  const int tg = lid % AT_TG, cg = lid / AT_TG;     // record role: token group fastest
+  const int ftg = lid / AT_CG, fcg = lid % AT_CG;    // fp16 role: channel group fastest
   uint kw[AT_CPI];
   if (is_rec) {
     __global const uint* codes = (__global const uint*)(u.rec + KV_OFF_K_CODES);
@@ -158,18 +176,25 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
       #pragma unroll
       for (int j = 0; j < AT_CPI; ++j) {
         const int d = cg * AT_CPI + j;
-        float c[AT_TPI];
+        // Code c as f = 1 + c/2^KB (c in the top mantissa bits of 1.0f): one shift and one
+        // and-or per code, no subtraction. Σ_d a·c = Σ_d (2^KB·a)·f − Σ_d 2^KB·a; the second sum
+        // is folded into the per-channel zero-point term (zacc), so the inner loop stays f × a.
+        float f[AT_TPI];
         #pragma unroll
-        for (int k = 0; k < AT_TPI; ++k) c[k] = code_to_float((kw[j] >> (k * KV_KB)) & AT_KMASK);
-        const float sk = L->sck[d], zk = L->zpk[d];
+        for (int k = 0; k < AT_TPI; ++k) {
+          const int bit = k * KV_KB;
+          const uint x = bit <= AT_KTOP ? kw[j] << (AT_KTOP - bit) : kw[j] >> (bit - AT_KTOP);
+          f[k] = as_float((x & (AT_KMASK << AT_KTOP)) | 0x3F800000u);
+        }
+        const float sk = L->sck[d] * (float)(1 << KV_KB), zk = L->zpk[d];
         #pragma unroll
         for (int r = 0; r < AT_RB; ++r) {
           if (rb + r < AT_HPW) {
             const float qv = L->q[(rb + r) * KV_D + d];
             const float a = qv * sk;
-            zacc[r] += qv * zk;  // this channel group's share of the zero-point term
+            zacc[r] += qv * zk - a;  // this channel group's share of the zero-point term
             #pragma unroll
-            for (int k = 0; k < AT_TPI; ++k) acc[r][k] += a * c[k];
+            for (int k = 0; k < AT_TPI; ++k) acc[r][k] += a * f[k];
           }
         }
       }
@@ -179,30 +204,47 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
         for (int k = 0; k < AT_TPI; ++k) acc[r][k] += zacc[r];
       }
     } else {
-      // fp16 rows: item token k is row k*TG + tg (consecutive items read consecutive rows' pieces).
+      // fp16 rows: the item's token k is row k*TG + ftg; its channels are blocks of AT_FB
+      // interleaved with the other channel groups, so the CG consecutive items of a row read
+      // CG consecutive blocks (coalesced). The block's queries stay in registers over the tokens.
       #pragma unroll
-      for (int k = 0; k < AT_TPI; ++k) {
-        const int t = k * AT_TG + tg;
-        if (t < u.n) {
-          __global const half* row = u.k + (ulong)t * KV_D + cg * AT_CPI;
+      for (int jb = 0; jb < AT_CPI / AT_FB; ++jb) {
+        const int d0 = (jb * AT_CG + fcg) * AT_FB;
+        float qb[AT_RB][AT_FB];
+        #pragma unroll
+        for (int r = 0; r < AT_RB; ++r) {
           #pragma unroll
-          for (int j = 0; j < AT_CPI; j += 4) {
-            const float4 kv = vload_half4(0, row + j);
+          for (int i = 0; i < AT_FB; ++i)
+            qb[r][i] = rb + r < AT_HPW ? L->q[(rb + r) * KV_D + d0 + i] : 0.0f;
+        }
+        #pragma unroll
+        for (int k = 0; k < AT_TPI; ++k) {
+          const int t = k * AT_TG + ftg;
+          if (t < u.n) {
+            float kv[AT_FB];
+#if AT_FB == 8
+            const float8 x = vload_half8(0, u.k + (ulong)t * KV_D + d0);
+            kv[0] = x.s0; kv[1] = x.s1; kv[2] = x.s2; kv[3] = x.s3;
+            kv[4] = x.s4; kv[5] = x.s5; kv[6] = x.s6; kv[7] = x.s7;
+#else
+            const float4 x = vload_half4(0, u.k + (ulong)t * KV_D + d0);
+            kv[0] = x.s0; kv[1] = x.s1; kv[2] = x.s2; kv[3] = x.s3;
+#endif
             #pragma unroll
             for (int r = 0; r < AT_RB; ++r) {
-              if (rb + r < AT_HPW) {
-                const float4 qv = vload4(0, L->q + (rb + r) * KV_D + cg * AT_CPI + j);
-                acc[r][k] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
-              }
+              #pragma unroll
+              for (int i = 0; i < AT_FB; ++i) acc[r][k] += qb[r][i] * kv[i];
             }
           }
         }
       }
     }
+    // Partial sums to local memory, indexed by this item's (channel group, token group) role.
+    const int wcg = is_rec ? cg : fcg, wtg = is_rec ? tg : ftg;
     #pragma unroll
     for (int r = 0; r < AT_RB; ++r) {
       #pragma unroll
-      for (int k = 0; k < AT_TPI; ++k) L->red[((cg * AT_RB + r) * AT_TPI + k) * AT_TG + tg] = acc[r][k];
+      for (int k = 0; k < AT_TPI; ++k) L->red[((wcg * AT_RB + r) * AT_TPI + k) * AT_TG + wtg] = acc[r][k];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     // Sum over channel groups; p enumerates (r, k, tg) with tg fastest (conflict-free reads).
@@ -262,17 +304,22 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
       s[i] = L->scv[vcb * AT_VC + i];
       nz[i] = -8388608.0f * s[i];
     }
-    __global const uchar* vc = u.rec + KV_OFF_V_CODES + vcb * (AT_VC * KV_VB / 8);
+    __global const uchar* vc = u.rec + KV_OFF_V_CODES + vcb * (AT_VBITS / 8);
     for (int t = vtg; t < KV_G; t += AT_VTG) {
-#if KV_VB == 2
-      const uint w = *(__global const ushort*)(vc + t * KV_V_ROW_BYTES);
+#if AT_VBITS == 16
+      const uint2 w = (uint2)(*(__global const ushort*)(vc + t * KV_V_ROW_BYTES), 0u);
+#elif AT_VBITS == 32
+      const uint2 w = (uint2)(*(__global const uint*)(vc + t * KV_V_ROW_BYTES), 0u);
 #else
-      const uint w = *(__global const uint*)(vc + t * KV_V_ROW_BYTES);
+      const uint2 w = *(__global const uint2*)(vc + t * KV_V_ROW_BYTES);
 #endif
       float cs[AT_VC];
       #pragma unroll
-      for (int i = 0; i < AT_VC; ++i)
-        cs[i] = fma(as_float(0x4B000000u | ((w >> (i * KV_VB)) & AT_VMASK)), s[i], nz[i]);
+      for (int i = 0; i < AT_VC; ++i) {
+        const uint word = (i * KV_VB) < 32 ? w.x : w.y;
+        const uint code = (word >> ((i * KV_VB) % 32)) & AT_VMASK;
+        cs[i] = fma(as_float(0x4B000000u | code), s[i], nz[i]);
+      }
       const float srv = L->srv[t], zpv = L->zpv[t];
       #pragma unroll
       for (int r = 0; r < AT_HPW; ++r) {
@@ -291,8 +338,13 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
     }
   } else {
     for (int t = vtg; t < u.n; t += AT_VTG) {
-      const float8 vv = vload_half8(0, u.v + (ulong)t * KV_D + vcb * AT_VC);
-      const float cs[AT_VC] = {vv.s0, vv.s1, vv.s2, vv.s3, vv.s4, vv.s5, vv.s6, vv.s7};
+      float cs[AT_VC];
+      #pragma unroll
+      for (int i = 0; i < AT_VC; i += 8) {
+        const float8 vv = vload_half8(0, u.v + (ulong)t * KV_D + vcb * AT_VC + i);
+        cs[i] = vv.s0; cs[i + 1] = vv.s1; cs[i + 2] = vv.s2; cs[i + 3] = vv.s3;
+        cs[i + 4] = vv.s4; cs[i + 5] = vv.s5; cs[i + 6] = vv.s6; cs[i + 7] = vv.s7;
+      }
       #pragma unroll
       for (int r = 0; r < AT_HPW; ++r) {
         const float p = L->sc[r * KV_G + t];

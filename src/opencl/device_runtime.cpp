@@ -58,7 +58,12 @@ std::shared_ptr<DeviceRuntime> DeviceRuntime::for_context(const cl::Context& con
   auto& slot = reg.by_context[{context(), device()}];
   if (auto rt = slot.lock()) return rt;
   const cl::Platform platform = cl_call("reading the platform of an OpenCL device", [&] {
-    return cl::Platform(device.getInfo<CL_DEVICE_PLATFORM>(), true);
+    // The C call, because the C++ bindings changed the type getInfo<CL_DEVICE_PLATFORM> returns
+    // (cl_platform_id in older opencl.hpp, cl::Platform in newer ones).
+    cl_platform_id id = nullptr;
+    const cl_int err = clGetDeviceInfo(device(), CL_DEVICE_PLATFORM, sizeof(id), &id, nullptr);
+    if (err != CL_SUCCESS) throw cl::Error(err, "clGetDeviceInfo(CL_DEVICE_PLATFORM)");
+    return cl::Platform(id, true);
   });
   auto rt = std::make_shared<DeviceRuntime>(context, device, read_capabilities(platform, device));
   slot = rt;

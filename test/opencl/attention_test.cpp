@@ -143,9 +143,11 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
   return r;
 }
 
-// Per (sequence, query head) row: ||got - want|| / ||want|| <= tol.
+// Per (sequence, query head) row: ||got - want|| / ||want|| <= tol. The largest ratio is recorded
+// as the test property max_row_rel_error (shows how much margin the bar leaves).
 void expect_rows_close(const std::vector<float>& got, const std::vector<float>& want, int D, double tol) {
   ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
   for (std::size_t r = 0; r < got.size() / D; ++r) {
     double num = 0, den = 0;
     for (int d = 0; d < D; ++d) {
@@ -154,7 +156,9 @@ void expect_rows_close(const std::vector<float>& got, const std::vector<float>& 
       den += double(want[r * D + d]) * want[r * D + d];
     }
     ASSERT_LE(std::sqrt(num), tol * std::sqrt(den) + 1e-7) << "row " << r;
+    worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
   }
+  ::testing::Test::RecordProperty("max_row_rel_error", std::to_string(worst));
 }
 
 class FusedAttend : public ::testing::TestWithParam<AttendCase> {};

@@ -51,6 +51,11 @@ const char* kUsage = R"(usage: kvarn-eval [options]
                                 K8V8 K8V4 K4V4 [-had]
   --gen-tokens N         greedy tokens per prompt (default 256; 0 skips generation)
   --prompts N            how many of the built-in prompts to use (default 4)
+  --long-prompts F,F,...  use the first --long-prompt-tokens tokens of each file as the greedy
+                         prompts instead of the built-in ones (so that the generated tokens
+                         attend to a mostly quantized cache)
+  --long-prompt-tokens N (default 1024)
+  --no-score             skip the perplexity/KL pass (greedy only)
   --step N               tokens per forward step when scoring (default 64)
   --threads N            worker threads (default: hardware concurrency)
   --backend cpu|opencl|auto   backend of the library KVCache for <preset>@cache configs (default cpu)
@@ -172,7 +177,9 @@ std::string sci(double v) {
 int main(int argc, char** argv) {
   try {
     std::string model_path, markdown, capture_dir, check_config, backend_name = "cpu";
-    bool skip_missing = false, show_text = false;
+    bool skip_missing = false, show_text = false, no_score = false;
+    std::vector<std::string> long_prompts;
+    int long_prompt_tokens = 1024;
     std::vector<std::string> texts, config_names;
     std::vector<int> windows{512, 1024, 2048}, capture_layers{0, 1, 15, 29};
     int ctx = 2048, gen_tokens = 256, n_prompts = 4, step = 64, check_window = 0;
@@ -201,6 +208,9 @@ int main(int argc, char** argv) {
       else if (a == "--markdown") markdown = val();
       else if (a == "--backend") backend_name = val();
       else if (a == "--show-text") show_text = true;
+      else if (a == "--no-score") no_score = true;
+      else if (a == "--long-prompts") long_prompts = split(val(), ',');
+      else if (a == "--long-prompt-tokens") long_prompt_tokens = parse_int(a, val());
       else if (a == "--max-ppl-ratio") max_ratio = std::stod(val());
       else if (a == "--check-config") check_config = val();
       else if (a == "--check-window") check_window = parse_int(a, val());
@@ -281,13 +291,31 @@ int main(int argc, char** argv) {
       chunks.emplace_back(ids.begin(), ids.begin() + ctx);
       used_texts.push_back(t + " (" + std::to_string(ids.size()) + " tokens)");
     }
-    if (chunks.empty()) throw kvarn_cl::InvalidArgument("no --text has at least --ctx tokens");
+    if (chunks.empty() && !no_score) throw kvarn_cl::InvalidArgument("no --text has at least --ctx tokens");
+    if (no_score) chunks.clear();
 
-    const auto stats = score_chunks(model, pool, configs, 0, chunks, windows, step, true, backend);
+    std::vector<ScoreStats> stats(configs.size());
+    for (auto& st : stats) {
+      st.nll_sum.assign(windows.size(), 0.0);
+      st.nll_count.assign(windows.size(), 0);
+    }
+    if (!no_score) stats = score_chunks(model, pool, configs, 0, chunks, windows, step, true, backend);
     std::vector<std::vector<std::int32_t>> prompts;
     auto all_prompts = builtin_prompts();
-    n_prompts = std::min<int>(n_prompts, int(all_prompts.size()));
-    for (int p = 0; p < n_prompts; ++p) prompts.push_back(tok.encode(all_prompts[std::size_t(p)].text));
+    if (!long_prompts.empty()) {
+      all_prompts.clear();
+      for (const auto& f : long_prompts) {
+        auto ids = tok.encode(read_text(f));
+        if (int(ids.size()) < long_prompt_tokens)
+          throw kvarn_cl::InvalidArgument("--long-prompts file '" + f + "' has fewer than --long-prompt-tokens tokens");
+        ids.resize(std::size_t(long_prompt_tokens));
+        prompts.push_back(ids);
+        all_prompts.push_back({"long prompt", f});
+      }
+    } else {
+      n_prompts = std::min<int>(n_prompts, int(all_prompts.size()));
+      for (int p = 0; p < n_prompts; ++p) prompts.push_back(tok.encode(all_prompts[std::size_t(p)].text));
+    }
     const auto gen = greedy_generate(model, pool, configs, prompts, gen_tokens, true, backend);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
@@ -296,7 +324,12 @@ int main(int argc, char** argv) {
       << mc.head_dim << ", " << mc.kv_heads << " KV heads x " << mc.layers << " layers\n";
     r << "Text: " << chunks.size() << " chunk(s) of " << ctx << " tokens:";
     for (const auto& t : used_texts) r << " " << t << ";";
-    r << "\nGreedy: " << prompts.size() << " prompts x " << gen_tokens << " tokens\n";
+    r << "\nGreedy: " << prompts.size() << " prompts x " << gen_tokens << " tokens";
+    if (!long_prompts.empty()) {
+      r << " after the first " << long_prompt_tokens << " tokens of:";
+      for (const auto& f : long_prompts) r << " " << f;
+    }
+    r << "\n";
     r << "Reference for KL / top-1 / greedy: " << configs[0].name << "\n\n";
     r << "| cache | B/token/head | B/token/head @" << ctx << " |";
     for (int w : windows) r << " PPL@" << w << " |";
@@ -307,10 +340,14 @@ int main(int argc, char** argv) {
     for (std::size_t c = 0; c < configs.size(); ++c) {
       r << "| " << configs[c].name << " | " << fmt(configs[c].bytes_per_token_head(), 1) << " | "
         << fmt(configs[c].resident_bytes_per_token_head(ctx), 1) << " |";
-      for (std::size_t w = 0; w < windows.size(); ++w) r << " " << fmt(stats[c].perplexity(w), 3) << " |";
-      const double dppl = 100.0 * (stats[c].perplexity(last) / stats[0].perplexity(last) - 1.0);
-      r << " " << (dppl >= 0 ? "+" : "") << fmt(dppl, 2) << "% | " << sci(stats[c].mean_kl()) << " | "
-        << fmt(100.0 * stats[c].top1(), 2) << "% |";
+      if (stats[0].nll_count[last] == 0) {  // --no-score
+        for (std::size_t w = 0; w < windows.size() + 4; ++w) r << " - |";
+      } else {
+        for (std::size_t w = 0; w < windows.size(); ++w) r << " " << fmt(stats[c].perplexity(w), 3) << " |";
+        const double dppl = 100.0 * (stats[c].perplexity(last) / stats[0].perplexity(last) - 1.0);
+        r << " " << (dppl >= 0 ? "+" : "") << fmt(dppl, 2) << "% | " << sci(stats[c].mean_kl()) << " | "
+          << fmt(100.0 * stats[c].top1(), 2) << "% |";
+      }
       if (prompts.empty() || gen_tokens == 0) {
         r << " - |\n";
         continue;
