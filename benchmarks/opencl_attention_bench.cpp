@@ -204,7 +204,7 @@ AttendArgs fused_args(FusedCache& c, const Shape& s) {
   return a;
 }
 
-void BM_Fused(benchmark::State& state, Shape s) {
+void BM_Fused_body(benchmark::State& state, Shape s) {
   auto& be = *g_env->backend;
   FusedCache c = make_fused(s);
   const AttendArgs a = fused_args(c, s);
@@ -223,7 +223,7 @@ void BM_Fused(benchmark::State& state, Shape s) {
   set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens());
 }
 
-void BM_Materialize(benchmark::State& state, Shape s) {
+void BM_Materialize_body(benchmark::State& state, Shape s) {
   auto& be = *g_env->backend;
   FusedCache c = make_fused(s);
   const std::size_t B = std::size_t(s.batch), Hk = std::size_t(s.hk), nb = std::size_t(c.lay.blocks);
@@ -272,7 +272,7 @@ void BM_Materialize(benchmark::State& state, Shape s) {
   set_counters(state, s, times, bytes, double(B) * nb * 128);
 }
 
-void BM_Fp16(benchmark::State& state, Shape s) {
+void BM_Fp16_body(benchmark::State& state, Shape s) {
   auto& be = *g_env->backend;
   const std::size_t B = std::size_t(s.batch), Hk = std::size_t(s.hk), T = std::size_t(s.context);
   const std::size_t bytes_each = B * Hk * T * s.D * 2;
@@ -311,6 +311,20 @@ void BM_Fp16(benchmark::State& state, Shape s) {
   }
   set_counters(state, s, times, 2.0 * double(bytes_each) + double(B) * s.hq * s.D * 8, double(B) * T);
 }
+
+// A shape that does not fit (a buffer above CL_DEVICE_MAX_MEM_ALLOC_SIZE, device OOM) is
+// reported as skipped with the library's message instead of ending the run.
+template <void (*Body)(benchmark::State&, Shape)>
+void guarded(benchmark::State& state, Shape s) {
+  try {
+    Body(state, s);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+void BM_Fused(benchmark::State& state, Shape s) { guarded<BM_Fused_body>(state, s); }
+void BM_Materialize(benchmark::State& state, Shape s) { guarded<BM_Materialize_body>(state, s); }
+void BM_Fp16(benchmark::State& state, Shape s) { guarded<BM_Fp16_body>(state, s); }
 
 void register_benchmarks(bool gpu) {
   const std::uint64_t mem = g_env->backend->caps().global_mem_bytes;

@@ -5,7 +5,7 @@
 #   . .gpu/nvidia-opencl-env.sh; bash benchmarks/run_device.sh "$OUT"
 #
 # KVARN_CL_PLATFORM selects the platform (default: NVIDIA). Set KVARN_RUN_TESTS=0 or
-# KVARN_RUN_BENCH=0 to skip a phase; KVARN_BENCH_FILTER narrows the benchmarks.
+# KVARN_RUN_BENCH=0 to skip a phase; KVARN_TEST_FILTER (ctest -R) and KVARN_BENCH_FILTER narrow them.
 set -u
 out=${1:-device-results}
 mkdir -p "$out"
@@ -24,7 +24,7 @@ cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release > "$out/build.log
     echo "build failed"; tail -50 "$out/build.log"; exit 1; }
 
 if [ "${KVARN_RUN_TESTS:-1}" = 1 ]; then
-  (cd build-device && ctest --output-on-failure -j1 --timeout 600) > "$out/tests.log" 2>&1
+  (cd build-device && ctest --output-on-failure -j1 --timeout 600 -R "${KVARN_TEST_FILTER:-.}") > "$out/tests.log" 2>&1
   echo "tests: exit $?"; grep -E "tests passed|Failed|\*\*\*" "$out/tests.log" | tail -20
 fi
 

@@ -15,13 +15,24 @@
 //             of the KV head from them (GQA: one read of the tile), AT_RB heads per round. Per
 //             round, partial dot products go through local memory (red) and are summed over the
 //             CG channel groups; the zero-point term Σ q·zp_K is folded into the same partials.
+//             fp16 units (sink, tail, the fp16 kernel) use the same roles with the channel group
+//             fastest, so consecutive items read consecutive 16-byte pieces of a row.
 //   softmax   per head: tile max by a local tree, new running max, rescale factor alpha, weights
 //             p = exp(s - m) in local memory (sc).
 //   V phase   item (vcb, vtg): AT_VC = 16 (8 when a group serves 8 heads) channels, one 16-, 32-
-//             or 64-bit load of a token row's codes, × every VTG-th token. Codes become floats scaled by s_col_V in one fma (the 2^23 offset is
-//             folded into the per-channel constant -2^23·s_col_V, exact because it is a power of
-//             two); accumulators A[head][8] stay in registers across all units of the split.
-// Integer codes never go through an int-to-float conversion (SPEC §7): OR into 0x4B000000.
+//             or 64-bit load of a token row's codes, × every VTG-th token. Codes become floats
+//             scaled by s_col_V in one fma (the 2^23 offset is folded into the per-channel constant
+//             -2^23·s_col_V, exact because it is a power of two); accumulators A[head][AT_VC] stay
+//             in registers across all units of the split and are summed over the VTG token groups
+//             once, when the split's partials are written.
+// Split policy (host, attention_program.cpp): about 8 work-groups per compute unit, at least 2
+// units per split. Local memory: at most ~29 KiB per group (q, a 16 KiB reduction buffer, scores,
+// scale vectors).
+// Integer codes never go through an int-to-float conversion (SPEC §7): V codes are ORed into
+// 0x4B000000 (2^23 + c) and the 2^23 offset is folded into the fma with s_col_V; K codes are
+// shifted into the top mantissa bits of 1.0f (1 + c/2^KB) and the constant part folded into the
+// per-channel zero-point term. Cost per code: a shift and an and-or (plus the fma for V).
+// Measured agreement with the CPU reference under PoCL: ~1e-5 relative (bar 1e-4).
 
 // common.cl turns contraction off so that the codec kernels round exactly like the CPU codec.
 // Attention only has to agree to ~1e-4 (SPEC §5), and its inner loops are multiply-adds: without
@@ -53,8 +64,7 @@
 #define AT_RV (AT_RED / (AT_VTG * KV_D))  // heads per round of the final cross-token-group sum
 #define AT_VBITS (AT_VC * KV_VB)      // bits of an item's V codes in one token row (16, 32 or 64)
 #define AT_KMASK ((1u << KV_KB) - 1u)
-#define AT_KTOP (23 - KV_KB)
-          // K codes are decoded into the top mantissa bits (below)
+#define AT_KTOP (23 - KV_KB)          // K codes are decoded into the top mantissa bits (below)
 #define AT_FB (AT_CPI % 8 == 0 ? 8 : 4)  // channels per fp16 K load (vload_half8 or 4)
 #define AT_VMASK ((1u << KV_VB) - 1u)
 
@@ -78,6 +88,19 @@
 #endif
 
 #define AT_NEG_INF (-INFINITY)
+
+// fp16 loads as one wide access: NVIDIA's OpenCL (no native fp16) may split vload_half8 on a
+// __global pointer into eight 2-byte loads; loading the raw 16 (8) bytes as a uint4 (uint2) and
+// converting in private memory keeps it one coalesced load. p must be 16- (8-) byte aligned: row
+// starts are (rows are D >= 64 halves) and the channel offsets used here are multiples of 8 (4).
+inline float8 at_load_half8(__global const half* p) {
+  const uint4 raw = *(__global const uint4*)p;
+  return vload_half8(0, (const __private half*)&raw);
+}
+inline float4 at_load_half4(__global const half* p) {
+  const uint2 raw = *(__global const uint2*)p;
+  return vload_half4(0, (const __private half*)&raw);
+}
 
 // A unit of context: up to G tokens, either one record tile or fp16 K/V rows (token-major, D
 // halves per row).
@@ -223,11 +246,11 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
           if (t < u.n) {
             float kv[AT_FB];
 #if AT_FB == 8
-            const float8 x = vload_half8(0, u.k + (ulong)t * KV_D + d0);
+            const float8 x = at_load_half8(u.k + (ulong)t * KV_D + d0);
             kv[0] = x.s0; kv[1] = x.s1; kv[2] = x.s2; kv[3] = x.s3;
             kv[4] = x.s4; kv[5] = x.s5; kv[6] = x.s6; kv[7] = x.s7;
 #else
-            const float4 x = vload_half4(0, u.k + (ulong)t * KV_D + d0);
+            const float4 x = at_load_half4(u.k + (ulong)t * KV_D + d0);
             kv[0] = x.s0; kv[1] = x.s1; kv[2] = x.s2; kv[3] = x.s3;
 #endif
             #pragma unroll
@@ -341,7 +364,7 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
       float cs[AT_VC];
       #pragma unroll
       for (int i = 0; i < AT_VC; i += 8) {
-        const float8 vv = vload_half8(0, u.v + (ulong)t * KV_D + vcb * AT_VC + i);
+        const float8 vv = at_load_half8(u.v + (ulong)t * KV_D + vcb * AT_VC + i);
         cs[i] = vv.s0; cs[i + 1] = vv.s1; cs[i + 2] = vv.s2; cs[i + 3] = vv.s3;
         cs[i + 4] = vv.s4; cs[i + 5] = vv.s5; cs[i + 6] = vv.s6; cs[i + 7] = vv.s7;
       }

@@ -19,6 +19,32 @@
 // Work-items that share one row of D channels, 8 contiguous channels each.
 #define KV_D_BLOCKS (KV_D / 8)
 
+// KV_UNROLL=1 (set by the host for GPU devices only, src/opencl/codec_program.cpp) fully unrolls
+// the loops over a work-item's private tile values. A GPU keeps a private array in registers only
+// when every index is a compile-time constant; otherwise it lives in (slow, off-chip) stack
+// memory. CPU compilers (PoCL) do not need it and compile several times slower with it.
+#if defined(KV_UNROLL) && KV_UNROLL
+#define KV_UNROLL_LOOP _Pragma("unroll")
+#else
+#define KV_UNROLL_LOOP
+#endif
+
+// Eight fp16 values <-> one 16-byte word of global memory. Devices without native fp16 (NVIDIA's
+// OpenCL) may split vload_half8/vstore_half8 on __global pointers into eight 2-byte accesses;
+// moving the 16 bytes as one uint4 and converting in private memory keeps the access one wide,
+// coalesced load or store. The conversions are still vload_half/vstore_half (SPEC §6), and the
+// store rounds to nearest even like vstore_half8_rte. p must be 16-byte aligned.
+inline float8 load_half8_wide(__global const uint4* p) {
+  const uint4 raw = *p;
+  return vload_half8(0, (const __private half*)&raw);
+}
+
+inline void store_half8_wide(float8 v, __global uint4* p) {
+  uint4 raw;
+  vstore_half8_rte(v, 0, (__private half*)&raw);
+  *p = raw;
+}
+
 // A b-bit code as a float without an int-to-float conversion (SPEC §7): OR it into the mantissa
 // of 2^23 and subtract 2^23. Exact for any code below 2^23.
 inline float code_to_float(uint c) { return as_float(0x4B000000u | c) - 8388608.0f; }

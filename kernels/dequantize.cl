@@ -1,134 +1,118 @@
 // Batched decoding of records into fp16 rows (SPEC §2.4 decode formulas), in the rotated frame
 // or rotated back to the original frame. Needs common.cl.
 //
-// One launch for any list of record ids: work-group (i, 0) writes the G key rows of list entry i
-// to rows [i*G, (i+1)*G) of k_out, (i, 1) the value rows to v_out.
-// Bandwidth: every work-item stores 8 contiguous fp16 channels (16 B) and consecutive work-items
-// store consecutive 16 B pieces of a row, so stores are fully coalesced. V codes are token-major
-// like the output and are read straight from global memory (one 16- or 32-bit word per
-// work-item, coalesced). K codes are channel-major (codes along tokens): they are staged into local
-// memory with 16-byte loads, decoded channel-per-work-item and transposed through local memory.
+// One launch for any list of record ids. Each tile half (K or V of one list entry) is cut into
+// 8-token × 8-channel blocks, one per work-item: DQ_BLOCKS = (G/8)·(D/8) work-items per tile half.
+// Work-item (entry i, block b) of dimension 1 = 0 writes key rows [i*G + 8ty, +8) × channels
+// [8x, 8x+8) of k_out, dimension 1 = 1 the same block of v_out.
 //
-// Launch: local size DQ_WG, global (DQ_WG * ids, 2).
+// Why this shape (the kernel is bound by the ~1 GB of fp16 it writes per 16K records):
+// - Stores: every work-item writes 8 rows × 16 B, each as one 16-byte store (store_half8_wide);
+//   consecutive work-items (x fastest) write consecutive 16 B of one row, so every store
+//   instruction of a warp writes whole 128-byte lines.
+// - No local memory and no barrier in the rotated frame: the 8×8 block covers whole code words
+//   of both layouts. K codes are channel-major (codes along tokens): 8 tokens of one channel are
+//   one KB-byte word, so 8 word loads give the block. V codes are token-major: 8 channels of one
+//   token are one VB-byte word. So no transpose through local memory is needed, nothing limits
+//   occupancy, and the per-tile code bytes (8 KB) are re-read only from L1/L2.
+// - Scale vectors: 8 entries of each per work-item, three 16-byte loads (L1 hits after the first
+//   work-item of a tile). Their NaN/Inf check folds into those registers (isfinite), and only a
+//   work-item that finds one touches the status word.
+// - The original frame needs the FWHT across a row of D channels held by D/8 work-items: one
+//   row of D floats per token-block of the work-group in local memory (DQ_WG·8 floats), one
+//   token of the 8 at a time (fwht_row, as the rotate kernel).
+// Decoding is exactly the CPU's expressions (no fma contraction, common.cl), so the results are
+// bit-identical to kvarn_cl::dequantize_tiles.
+//
+// Launch: local size DQ_WG, global (DQ_BLOCKS * ids, 2).
 
-#define DQ_WG 256
-#define DQ_ROWS (DQ_WG / KV_D_BLOCKS)             // tokens per pass (2048 / D: 32, 16 or 8)
-#define DQ_K_WORDS (KV_K_ROW_BYTES / 4)           // 32-bit words of one channel's K codes
-#define DQ_K_STRIDE (DQ_K_WORDS + 1)              // padded: consecutive channels hit distinct banks
-#define DQ_K_UINT4 (KV_D * KV_K_ROW_BYTES / 16)   // 16-byte loads of the K code block
+#define DQ_WG 64
+#define DQ_BX (KV_D / 8)                 // channel blocks per row
+#define DQ_BLOCKS ((KV_G / 8) * DQ_BX)   // work-items per tile half
+#define DQ_ROWS_WG (DQ_WG / DQ_BX)       // token blocks of one work-group (original frame)
 #define DQ_KMASK ((1u << KV_KB) - 1u)
 #define DQ_VMASK ((1u << KV_VB) - 1u)
 
-#if (KV_K_ROW_BYTES % 16) != 0 || (DQ_ROWS % 8) != 0 || (KV_G % DQ_ROWS) != 0
+#if (DQ_BLOCKS % DQ_WG) != 0 || (DQ_WG % DQ_BX) != 0
 #error "dequantize.cl: unsupported geometry"
 #endif
 
-inline void dequantize_body(const int to_original, __global const uchar* records,
-                            __global const uint* ids, __global half* k_out,
-                            __global half* v_out, __global uint* status,
-                            __local uint* kcodes, __local float4* rowbuf4,
-                            __local float* vec_d0, __local float* vec_d1,
-                            __local float* vec_t0, __local float* vec_t1) {
-  __local float* rowbuf = (__local float*)rowbuf4;
-  const uint item = get_group_id(0);
-  const int is_k = get_group_id(1) == 0;
-  const int lid = (int)get_local_id(0);
-  __global const uchar* rec = records + (ulong)ids[item] * KV_RECORD_BYTES;
-
-  // Scale vectors as fp32. K: d0 = s_col_K, d1 = zp_K, t0 = s_row_K.
-  // V: d0 = s_col_V, t0 = s_row_V, t1 = zp_V.
-  bool finite = true;
-  for (int k = lid; k < KV_D; k += DQ_WG) {
-    const float a = vload_half(k, (__global const half*)(rec + (is_k ? KV_OFF_S_COL_K : KV_OFF_S_COL_V)));
-    const float b = is_k ? vload_half(k, (__global const half*)(rec + KV_OFF_ZP_K)) : 0.0f;
-    vec_d0[k] = a;
-    vec_d1[k] = b;
-    finite = finite && isfinite(a) && isfinite(b);
-  }
-  for (int k = lid; k < KV_G; k += DQ_WG) {
-    const float a = vload_half(k, (__global const half*)(rec + (is_k ? KV_OFF_S_ROW_K : KV_OFF_S_ROW_V)));
-    const float b = is_k ? 0.0f : vload_half(k, (__global const half*)(rec + KV_OFF_ZP_V));
-    vec_t0[k] = a;
-    vec_t1[k] = b;
-    finite = finite && isfinite(a) && isfinite(b);
-  }
-  if (!finite) atomic_min(status, item * 2u + (uint)(is_k ? 0 : 1));
-  if (is_k) {
-    __global const uint4* src = (__global const uint4*)(rec + KV_OFF_K_CODES);
-    for (int k = lid; k < DQ_K_UINT4; k += DQ_WG) {
-      const uint4 w = src[k];
-      const int word = k * 4;  // DQ_K_WORDS is a multiple of 4: the 4 words share one channel
-      __local uint* dst = kcodes + (word / DQ_K_WORDS) * DQ_K_STRIDE + (word % DQ_K_WORDS);
-      dst[0] = w.x; dst[1] = w.y; dst[2] = w.z; dst[3] = w.w;
-    }
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-
-  const int r = lid / KV_D_BLOCKS;  // row of this pass (output mapping)
-  const int x = lid % KV_D_BLOCKS;  // 8-channel block
-  __global half* out = is_k ? k_out : v_out;
-  for (int pass = 0; pass < KV_G / DQ_ROWS; ++pass) {
-    if (is_k) {
-      // channel d, tokens tok0 .. tok0+7: one word holds them (8*KB <= 32 bits)
-      const int d = lid % KV_D;
-      const int c = lid / KV_D;
-      const int tok0 = pass * DQ_ROWS + c * 8;
-      const uint bit = (uint)(tok0 * KV_KB);
-      const uint word = kcodes[d * DQ_K_STRIDE + (int)(bit / 32u)] >> (bit % 32u);
-      const float sc = vec_d0[d];
-      const float zp = vec_d1[d];
-      #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float q = code_to_float((word >> (j * KV_KB)) & DQ_KMASK);
-        rowbuf[(c * 8 + j) * KV_D + d] = (q * sc + zp) * vec_t0[tok0 + j];
-      }
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int t = pass * DQ_ROWS + r;
-    float v[8];
-    if (is_k) {
-      const float4 a = rowbuf4[(r * KV_D + x * 8) / 4];
-      const float4 b = rowbuf4[(r * KV_D + x * 8) / 4 + 1];
-      v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-      v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-    } else {
-      __global const uchar* row = rec + KV_OFF_V_CODES + (ulong)t * KV_V_ROW_BYTES;
-#if KV_VB == 4
-      const uint word = *(__global const uint*)(row + x * 4);
-#else
-      const uint word = (uint)(*(__global const ushort*)(row + x * 2));
-#endif
-      const float sr = vec_t0[t];
-      const float zp = vec_t1[t];
-      #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const float q = code_to_float((word >> (i * KV_VB)) & DQ_VMASK);
-        v[i] = (q * sr + zp) * vec_d0[x * 8 + i];
-      }
-    }
-    if (to_original) fwht_row(v, rowbuf + r * KV_D, x);
-    vstore_half8_rte(pack8(v), 0, out + ((ulong)item * KV_G + (ulong)t) * KV_D + (ulong)(x * 8));
-    barrier(CLK_LOCAL_MEM_FENCE);  // rowbuf is rewritten by the next pass
-  }
+// 8 codes of b bits (b = 2 or 4) starting at code `first` of a packed row: one 2- or 4-byte word
+// (first is a multiple of 8, so the word is aligned).
+inline uint load_code_word(__global const uchar* row, int first, int bits) {
+  return bits == 4 ? *(__global const uint*)(row + first / 2)
+                   : (uint)(*(__global const ushort*)(row + first / 4));
 }
 
-#define DQ_LOCALS                                             \
-  __local uint kcodes[KV_D * DQ_K_STRIDE];                   \
-  __local float4 rowbuf4[DQ_ROWS * KV_D / 4];                \
-  __local float vec_d0[KV_D], vec_d1[KV_D], vec_t0[KV_G], vec_t1[KV_G];
+inline void dequantize_body(const int to_original, __global const uchar* records,
+                            __global const uint* ids, __global half* k_out,
+                            __global half* v_out, __global uint* status, __local float* rowbuf) {
+  const uint gid = (uint)get_global_id(0);
+  const uint item = gid / DQ_BLOCKS;
+  const int b = (int)(gid % DQ_BLOCKS);
+  const int x = b % DQ_BX;   // channels [8x, 8x+8)
+  const int ty = b / DQ_BX;  // tokens [8ty, 8ty+8)
+  const int is_k = get_group_id(1) == 0;
+  __global const uchar* rec = records + (ulong)ids[item] * KV_RECORD_BYTES;
+
+  // Per-channel (c0, c1) and per-token (t0, t1) scale vectors of this block.
+  // K: c0 = s_col_K, c1 = zp_K, t0 = s_row_K.   V: c0 = s_col_V, t0 = s_row_V, t1 = zp_V.
+  float c0[8], c1[8], t0[8], t1[8];
+  unpack8(load_half8_wide((__global const uint4*)(rec + (is_k ? KV_OFF_S_COL_K : KV_OFF_S_COL_V)) + x), c0);
+  unpack8(load_half8_wide((__global const uint4*)(rec + (is_k ? KV_OFF_ZP_K : KV_OFF_S_ROW_V)) +
+                          (is_k ? x : ty)), is_k ? c1 : t0);
+  unpack8(load_half8_wide((__global const uint4*)(rec + (is_k ? KV_OFF_S_ROW_K : KV_OFF_ZP_V)) + ty),
+          is_k ? t0 : t1);
+  bool finite = true;
+  #pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    if (is_k) {
+      finite = finite && isfinite(c0[i]) && isfinite(c1[i]) && isfinite(t0[i]);
+    } else {
+      finite = finite && isfinite(c0[i]) && isfinite(t0[i]) && isfinite(t1[i]);
+    }
+  }
+  if (!finite) atomic_min(status, item * 2u + (uint)(is_k ? 0 : 1));
+
+  // Code words: K -> one word per channel (8 tokens); V -> one word per token (8 channels).
+  uint words[8];
+  #pragma unroll
+  for (int n = 0; n < 8; ++n) {
+    words[n] = is_k ? load_code_word(rec + KV_OFF_K_CODES + (ulong)(x * 8 + n) * KV_K_ROW_BYTES,
+                                     ty * 8, KV_KB)
+                    : load_code_word(rec + KV_OFF_V_CODES + (ulong)(ty * 8 + n) * KV_V_ROW_BYTES,
+                                     x * 8, KV_VB);
+  }
+
+  __global uint4* out = (__global uint4*)((is_k ? k_out : v_out) +
+                                          ((ulong)item * KV_G + (ulong)(ty * 8)) * KV_D) + x;
+  #pragma unroll
+  for (int j = 0; j < 8; ++j) {  // token 8ty + j
+    float v[8];
+    #pragma unroll
+    for (int i = 0; i < 8; ++i) {  // channel 8x + i
+      if (is_k) {
+        const float q = code_to_float((words[i] >> (j * KV_KB)) & DQ_KMASK);
+        v[i] = (q * c0[i] + c1[i]) * t0[j];
+      } else {
+        const float q = code_to_float((words[j] >> (i * KV_VB)) & DQ_VMASK);
+        v[i] = (q * t0[j] + t1[j]) * c0[i];
+      }
+    }
+    if (to_original) fwht_row(v, rowbuf + (get_local_id(0) / DQ_BX) * KV_D, x);
+    store_half8_wide(pack8(v), out + j * DQ_BX);
+  }
+}
 
 __kernel __attribute__((reqd_work_group_size(DQ_WG, 1, 1)))
 void kvarn_dequantize_rotated(__global const uchar* records, __global const uint* ids,
                               __global half* k_out, __global half* v_out, __global uint* status) {
-  DQ_LOCALS
-  dequantize_body(0, records, ids, k_out, v_out, status, kcodes, rowbuf4, vec_d0, vec_d1, vec_t0,
-                  vec_t1);
+  dequantize_body(0, records, ids, k_out, v_out, status, 0);
 }
 
 __kernel __attribute__((reqd_work_group_size(DQ_WG, 1, 1)))
 void kvarn_dequantize_original(__global const uchar* records, __global const uint* ids,
                                __global half* k_out, __global half* v_out, __global uint* status) {
-  DQ_LOCALS
-  dequantize_body(1, records, ids, k_out, v_out, status, kcodes, rowbuf4, vec_d0, vec_d1, vec_t0,
-                  vec_t1);
+  __local float rowbuf[DQ_ROWS_WG * KV_D];
+  dequantize_body(1, records, ids, k_out, v_out, status, rowbuf);
 }

@@ -12,6 +12,16 @@
 // `<=`. Sums run in fp32 here (double on the CPU), so std values differ in the last bits; the
 // agreement bar of SPEC §5 (codes equal except at rounding ties, scales within rtol 1e-3) absorbs that.
 //
+// Cost structure (the kernel is bound by arithmetic, mostly the IEEE divisions, and by barriers):
+// - Each work-item keeps M (m) and the current scaled matrix (cur) in private memory. cur is
+//   computed once per scale state (2 divisions per value) and then used by both passes of the
+//   std (mean, then squared deviations) and by both axes: 4 divisions per value per Sinkhorn
+//   iteration (a state after the column update and one after the row update), not 12.
+// - Reductions of both axes run in one round (one scratch region per axis, one barrier pair)
+//   when both fit in local memory (Q_JOINT); the row-scale update is folded into the reduction
+//   that produces the row stds; the imbalance min/max take one barrier. 10 barriers per iteration.
+// - With KV_UNROLL (GPU builds) every loop over m/cur is unrolled, so both stay in registers.
+//
 // Launch: local size Q_WG, global (Q_WG * jobs, 2).
 
 #ifndef Q_RT
@@ -25,116 +35,208 @@
 #define Q_CH_STRIDE (KV_D + 1)   // channel partials [y][d]
 #define Q_SCRATCH_A (Q_TX * Q_TOK_STRIDE)
 #define Q_SCRATCH_B (Q_TY * Q_CH_STRIDE)
-#define Q_SCRATCH (Q_SCRATCH_A > Q_SCRATCH_B ? Q_SCRATCH_A : Q_SCRATCH_B)
-#define Q_PMAX (Q_RT > Q_RD ? Q_RT : Q_RD)
+#define Q_VECTORS (4 * (KV_G + KV_D))
 #define Q_RED_LANES 16
+// Both axes' partials at once when that stays within 28 KiB of local memory in all (SPEC §6
+// allows 32 KiB; the rest is headroom for the compiler's own use).
+#if (Q_SCRATCH_A + Q_SCRATCH_B + Q_VECTORS + 4 * Q_RED_LANES) * 4 <= 28672
+#define Q_JOINT 1
+#define Q_SCRATCH (Q_SCRATCH_A + Q_SCRATCH_B)
+#define Q_SCRATCH_B_AT Q_SCRATCH_A
+#else
+#define Q_JOINT 0
+#define Q_SCRATCH (Q_SCRATCH_A > Q_SCRATCH_B ? Q_SCRATCH_A : Q_SCRATCH_B)
+#define Q_SCRATCH_B_AT 0
+#endif
 
-#define OP_SUM 0
+#define OP_MEAN 0  // sum / n
 #define OP_MIN 1
 #define OP_MAX 2
-#define OP_STD 3  // sum of squared deviations -> sqrt(sum / (n - 1))
+#define OP_STD 3   // sum of squared deviations -> sqrt(sum / (n - 1))
 
 inline float combine(int op, float a, float b) {
   return op == OP_MIN ? fmin(a, b) : (op == OP_MAX ? fmax(a, b) : a + b);
 }
 
-// Reduces, for every token (per_token) or every channel (!per_token), the partial values p of
-// all work-items into out[]: per token over the channels, per channel over the tokens. A
-// work-item passes p[j] for its token y*Q_RT+j, or p[i] for its channel 8x+i. Contains barriers:
-// every work-item calls it with the same per_token and op.
-inline void reduce_axis(int per_token, int op, const float p[Q_PMAX], __local float* scratch,
-                        __local float* out, int x, int y, int lid) {
+// Stores a work-item's partials of one axis: per token (p[j] for token y*Q_RT+j, over its 8
+// channels) into the token region, or per channel (p[i] for channel 8x+i, over its Q_RT tokens)
+// into the channel region.
+inline void put_partials(int per_token, const float p[8 > Q_RT ? 8 : Q_RT], __local float* scratch,
+                         int x, int y) {
   if (per_token) {
+    KV_UNROLL_LOOP
     for (int j = 0; j < Q_RT; ++j) scratch[x * Q_TOK_STRIDE + y * Q_RT + j] = p[j];
   } else {
-    for (int i = 0; i < Q_RD; ++i) scratch[y * Q_CH_STRIDE + x * Q_RD + i] = p[i];
+    KV_UNROLL_LOOP
+    for (int i = 0; i < Q_RD; ++i) scratch[Q_SCRATCH_B_AT + y * Q_CH_STRIDE + x * Q_RD + i] = p[i];
   }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  const int n = per_token ? KV_G : KV_D;        // results
-  const int parts = per_token ? Q_TX : Q_TY;    // partials per result
+}
+
+// Combines the partials of result k (a token if per_token, else a channel) in a fixed order.
+inline float reduce_result(int per_token, int op, __local const float* scratch, int k) {
+  const int parts = per_token ? Q_TX : Q_TY;
   const int stride = per_token ? Q_TOK_STRIDE : Q_CH_STRIDE;
+  __local const float* s = scratch + (per_token ? 0 : Q_SCRATCH_B_AT) + k;
+  float acc = s[0];
+  for (int q = 1; q < parts; ++q) acc = combine(op, acc, s[q * stride]);
   const float count = per_token ? (float)KV_D : (float)KV_G;  // values behind each result
+  if (op == OP_MEAN) acc = acc / count;
+  if (op == OP_STD) acc = sqrt(acc / (count - 1.0f));
+  return acc;
+}
+
+// l = clamp(l + log(clamp(std, 1e-3, 1e3)), -0.3, 10); e = exp(l)  (fp32, as the CPU)
+inline void update_one(__local float* l, __local float* e, float stdv, int k) {
+  const float s = clamp(stdv, 1e-3f, 1e3f);
+  const float nl = clamp(l[k] + log(s), -0.3f, 10.0f);
+  l[k] = nl;
+  e[k] = exp(nl);
+}
+
+// One reduction round over one axis: out[k] = result k for every token (per_token) or channel.
+// With upd_l != 0 the results are stds that go straight into the log-scale update of that axis
+// (l, e) instead of out. Contains barriers: every work-item calls it with the same arguments.
+inline void round1(int per_token, int op, const float p[8 > Q_RT ? 8 : Q_RT],
+                   __local float* scratch, __local float* out, int update, __local float* upd_l,
+                   __local float* upd_e, int x, int y, int lid) {
+  put_partials(per_token, p, scratch, x, y);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  const int n = per_token ? KV_G : KV_D;
   for (int k = lid; k < n; k += Q_WG) {
-    float acc = scratch[k];
-    for (int q = 1; q < parts; ++q) acc = combine(op, acc, scratch[q * stride + k]);
-    if (op == OP_STD) acc = sqrt(acc / (count - 1.0f));
-    out[k] = acc;
+    const float r = reduce_result(per_token, op, scratch, k);
+    if (update) update_one(upd_l, upd_e, r, k); else out[k] = r;
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-// cur = (M / e_col) / e_row; the column axis is the token axis for K, the channel axis for V.
-inline float scaled(int is_k, float m, float e_tok, float e_ch) {
-  return is_k ? (m / e_tok) / e_ch : (m / e_ch) / e_tok;
+// The same op over both axes: out_t[t] per token, out_d[d] per channel; one round if Q_JOINT.
+inline void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local float* scratch,
+                   __local float* out_t, __local float* out_d, int x, int y, int lid) {
+#if Q_JOINT
+  put_partials(1, pt, scratch, x, y);
+  put_partials(0, pd, scratch, x, y);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int k = lid; k < KV_G + KV_D; k += Q_WG) {
+    if (k < KV_G) out_t[k] = reduce_result(1, op, scratch, k);
+    else out_d[k - KV_G] = reduce_result(0, op, scratch, k - KV_G);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+#else
+  round1(1, op, pt, scratch, out_t, 0, out_t, out_t, x, y, lid);
+  round1(0, op, pd, scratch, out_d, 0, out_d, out_d, x, y, lid);
+#endif
 }
 
-// Unbiased, mean-subtracted std of every token (per_token, over channels) or every channel
-// (over tokens) of cur = scaled(M), into out[]. Two passes like the CPU: mean, then deviations.
-inline void axis_std(int per_token, int is_k, const float m[Q_RT][Q_RD], const float et[Q_RT],
-                     const float ed[Q_RD], __local float* scratch, __local float* out, int x,
-                     int y, int lid) {
-  float p[Q_PMAX];
-  for (int k = 0; k < Q_PMAX; ++k) p[k] = 0.0f;
-  for (int j = 0; j < Q_RT; ++j)
+// cur = (M / e_col) / e_row for this work-item's values; the column axis is the token axis for
+// K, the channel axis for V. The divisor of each step is selected, not the quotient, so exactly
+// two divisions run per value.
+inline void compute_cur(int is_k, const float m[Q_RT][Q_RD], float cur[Q_RT][Q_RD],
+                        __local const float* e_t, __local const float* e_d, int x, int y) {
+  float et[Q_RT], ed[Q_RD];
+  KV_UNROLL_LOOP
+  for (int j = 0; j < Q_RT; ++j) et[j] = e_t[y * Q_RT + j];
+  KV_UNROLL_LOOP
+  for (int i = 0; i < Q_RD; ++i) ed[i] = e_d[x * Q_RD + i];
+  KV_UNROLL_LOOP
+  for (int j = 0; j < Q_RT; ++j) {
+    KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) {
-      const float c = scaled(is_k, m[j][i], et[j], ed[i]);
-      if (per_token) p[j] += c; else p[i] += c;
+      const float first = is_k ? et[j] : ed[i];
+      const float second = is_k ? ed[i] : et[j];
+      cur[j][i] = (m[j][i] / first) / second;
     }
-  reduce_axis(per_token, OP_SUM, p, scratch, out, x, y, lid);
-  const float count = per_token ? (float)KV_D : (float)KV_G;
-  float mean_t[Q_RT], mean_d[Q_RD];
-  for (int j = 0; j < Q_RT; ++j) mean_t[j] = per_token ? out[y * Q_RT + j] / count : 0.0f;
-  for (int i = 0; i < Q_RD; ++i) mean_d[i] = per_token ? 0.0f : out[x * Q_RD + i] / count;
-  for (int k = 0; k < Q_PMAX; ++k) p[k] = 0.0f;
-  for (int j = 0; j < Q_RT; ++j)
+  }
+}
+
+// Partial sums of cur per token (pt, over this item's channels) and per channel (pd).
+inline void partial_sums(const float cur[Q_RT][Q_RD], float pt[Q_RT], float pd[Q_RD]) {
+  KV_UNROLL_LOOP
+  for (int j = 0; j < Q_RT; ++j) pt[j] = 0.0f;
+  KV_UNROLL_LOOP
+  for (int i = 0; i < Q_RD; ++i) pd[i] = 0.0f;
+  KV_UNROLL_LOOP
+  for (int j = 0; j < Q_RT; ++j) {
+    KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) {
-      const float c = scaled(is_k, m[j][i], et[j], ed[i]);
-      const float dlt = c - (per_token ? mean_t[j] : mean_d[i]);
-      if (per_token) p[j] += dlt * dlt; else p[i] += dlt * dlt;
+      pt[j] += cur[j][i];
+      pd[i] += cur[j][i];
     }
-  reduce_axis(per_token, OP_STD, p, scratch, out, x, y, lid);
+  }
+}
+
+// Partial sums of squared deviations from the per-token means (pt) and per-channel means (pd).
+// want_t / want_d skip an axis that is not needed (its partials stay 0).
+inline void partial_devs(const float cur[Q_RT][Q_RD], __local const float* mean_t,
+                         __local const float* mean_d, int want_t, int want_d, float pt[Q_RT],
+                         float pd[Q_RD], int x, int y) {
+  float mt[Q_RT], md[Q_RD];
+  KV_UNROLL_LOOP
+  for (int j = 0; j < Q_RT; ++j) {
+    mt[j] = want_t ? mean_t[y * Q_RT + j] : 0.0f;
+    pt[j] = 0.0f;
+  }
+  KV_UNROLL_LOOP
+  for (int i = 0; i < Q_RD; ++i) {
+    md[i] = want_d ? mean_d[x * Q_RD + i] : 0.0f;
+    pd[i] = 0.0f;
+  }
+  KV_UNROLL_LOOP
+  for (int j = 0; j < Q_RT; ++j) {
+    KV_UNROLL_LOOP
+    for (int i = 0; i < Q_RD; ++i) {
+      if (want_t) {
+        const float dt = cur[j][i] - mt[j];
+        pt[j] += dt * dt;
+      }
+      if (want_d) {
+        const float dd = cur[j][i] - md[i];
+        pd[i] += dd * dd;
+      }
+    }
+  }
 }
 
 // imbalance = max/max(min, 1e-8) of the token stds + the same of the channel stds (addition
 // commutes, so the K/V order of the two terms does not matter). Every work-item returns the same
-// value. red: Q_RED_LANES * 4 floats.
-inline float imbalance(__local const float* std_t, __local const float* std_d, __local float* red,
-                       int lid) {
-  if (lid < Q_RED_LANES) {
-    float mnt = std_t[lid], mxt = std_t[lid], mnd = std_d[lid], mxd = std_d[lid];
-    for (int k = lid + Q_RED_LANES; k < KV_G; k += Q_RED_LANES) {
-      mnt = fmin(mnt, std_t[k]);
-      mxt = fmax(mxt, std_t[k]);
-    }
-    for (int k = lid + Q_RED_LANES; k < KV_D; k += Q_RED_LANES) {
-      mnd = fmin(mnd, std_d[k]);
-      mxd = fmax(mxd, std_d[k]);
-    }
-    red[lid] = mnt;
-    red[Q_RED_LANES + lid] = mxt;
-    red[2 * Q_RED_LANES + lid] = mnd;
-    red[3 * Q_RED_LANES + lid] = mxd;
+// value. One barrier: 4 × Q_RED_LANES lanes scan a slice each, then everyone reads the 64
+// partials. red is rewritten by the next call only after the many barriers in between.
+inline float imbalance(__local const float* std_t, __local const float* std_d,
+                       __local float4* red4, int lid) {
+  __local float* red = (__local float*)red4;
+  for (int s = lid; s < 4 * Q_RED_LANES; s += Q_WG) {
+    const int what = s / Q_RED_LANES;  // 0 min t, 1 max t, 2 min d, 3 max d
+    const int lane = s % Q_RED_LANES;
+    __local const float* v = what < 2 ? std_t : std_d;
+    const int n = what < 2 ? KV_G : KV_D;
+    float acc = v[lane];
+    for (int k = lane + Q_RED_LANES; k < n; k += Q_RED_LANES)
+      acc = (what & 1) ? fmax(acc, v[k]) : fmin(acc, v[k]);
+    red[s] = acc;
   }
   barrier(CLK_LOCAL_MEM_FENCE);
-  float mnt = red[0], mxt = red[Q_RED_LANES], mnd = red[2 * Q_RED_LANES], mxd = red[3 * Q_RED_LANES];
-  for (int k = 1; k < Q_RED_LANES; ++k) {
-    mnt = fmin(mnt, red[k]);
-    mxt = fmax(mxt, red[Q_RED_LANES + k]);
-    mnd = fmin(mnd, red[2 * Q_RED_LANES + k]);
-    mxd = fmax(mxd, red[3 * Q_RED_LANES + k]);
+  float4 mn_t = red4[0], mx_t = red4[Q_RED_LANES / 4], mn_d = red4[Q_RED_LANES / 2],
+         mx_d = red4[3 * Q_RED_LANES / 4];
+  for (int k = 1; k < Q_RED_LANES / 4; ++k) {
+    mn_t = fmin(mn_t, red4[k]);
+    mx_t = fmax(mx_t, red4[Q_RED_LANES / 4 + k]);
+    mn_d = fmin(mn_d, red4[Q_RED_LANES / 2 + k]);
+    mx_d = fmax(mx_d, red4[3 * Q_RED_LANES / 4 + k]);
   }
-  barrier(CLK_LOCAL_MEM_FENCE);  // red is rewritten by the next call
+  const float mnt = fmin(fmin(mn_t.x, mn_t.y), fmin(mn_t.z, mn_t.w));
+  const float mxt = fmax(fmax(mx_t.x, mx_t.y), fmax(mx_t.z, mx_t.w));
+  const float mnd = fmin(fmin(mn_d.x, mn_d.y), fmin(mn_d.z, mn_d.w));
+  const float mxd = fmax(fmax(mx_d.x, mx_d.y), fmax(mx_d.z, mx_d.w));
   return mxt / fmax(mnt, 1e-8f) + mxd / fmax(mnd, 1e-8f);
 }
 
-// l = clamp(l + log(clamp(std, 1e-3, 1e3)), -0.3, 10); e = exp(l)  (fp32, as the CPU)
-inline void update_log_scale(__local float* l, __local float* e, __local const float* stds, int n,
-                             int lid) {
-  for (int k = lid; k < n; k += Q_WG) {
-    const float s = clamp(stds[k], 1e-3f, 1e3f);
-    l[k] = clamp(l[k] + log(s), -0.3f, 10.0f);
-    e[k] = exp(l[k]);
-  }
+// Token and channel stds of cur into std_t / std_d (two rounds: means, then deviations).
+inline void both_stds(const float cur[Q_RT][Q_RD], __local float* scratch, __local float* std_t,
+                      __local float* std_d, int x, int y, int lid) {
+  float pt[Q_RT], pd[Q_RD];
+  partial_sums(cur, pt, pd);
+  round2(OP_MEAN, pt, pd, scratch, std_t, std_d, x, y, lid);  // std_* hold the means for now
+  partial_devs(cur, std_t, std_d, 1, 1, pt, pd, x, y);
+  round2(OP_STD, pt, pd, scratch, std_t, std_d, x, y, lid);
 }
 
 __kernel __attribute__((reqd_work_group_size(Q_WG, 1, 1)))
@@ -145,7 +247,7 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
   __local float scratch[Q_SCRATCH];
   __local float l_t[KV_G], e_t[KV_G], best_t[KV_G], std_t[KV_G];
   __local float l_d[KV_D], e_d[KV_D], best_d[KV_D], std_d[KV_D];
-  __local float red[4 * Q_RED_LANES];
+  __local float4 red4[Q_RED_LANES];
 
   const uint job = get_group_id(0);
   const int part = (int)get_group_id(1);
@@ -155,13 +257,16 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
   const int y = lid / Q_TX;
   const uint2 jb = jobs[job];
 
-  // Load the tile: token-major fp16 rows, 8 channels per vload.
+  // Load the tile: token-major fp16 rows, 8 channels = one 16-byte load per token.
   __global const half* src = (is_k ? k_rows : v_rows) + (ulong)jb.x * KV_D;
   float m[Q_RT][Q_RD];
+  float cur[Q_RT][Q_RD];
   bool finite = true;
+  KV_UNROLL_LOOP
   for (int j = 0; j < Q_RT; ++j) {
     float v[8];
-    unpack8(vload_half8(0, src + (ulong)(y * Q_RT + j) * KV_D + (ulong)(x * Q_RD)), v);
+    unpack8(load_half8_wide((__global const uint4*)(src + (ulong)(y * Q_RT + j) * KV_D) + x), v);
+    KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) {
       m[j][i] = v[i];
       finite = finite && isfinite(v[i]);
@@ -171,70 +276,85 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
 
   for (int k = lid; k < KV_G; k += Q_WG) { l_t[k] = 0.0f; e_t[k] = 1.0f; best_t[k] = 1.0f; }
   for (int k = lid; k < KV_D; k += Q_WG) { l_d[k] = 0.0f; e_d[k] = 1.0f; best_d[k] = 1.0f; }
-  float et[Q_RT], ed[Q_RD];
-  for (int j = 0; j < Q_RT; ++j) et[j] = 1.0f;
-  for (int i = 0; i < Q_RD; ++i) ed[i] = 1.0f;
+  barrier(CLK_LOCAL_MEM_FENCE);
 
   // K: columns = tokens, rows = channels. V: columns = channels, rows = tokens.
   const int col_is_token = is_k;
   __local float* l_col = is_k ? l_t : l_d;
   __local float* e_col = is_k ? e_t : e_d;
   __local float* std_col = is_k ? std_t : std_d;
+  __local float* best_col = is_k ? best_t : best_d;
   __local float* l_row = is_k ? l_d : l_t;
   __local float* e_row = is_k ? e_d : e_t;
   __local float* std_row = is_k ? std_d : std_t;
+  __local float* best_row = is_k ? best_d : best_t;
   const int n_col = is_k ? KV_G : KV_D;
   const int n_row = is_k ? KV_D : KV_G;
 
-  axis_std(1, is_k, m, et, ed, scratch, std_t, x, y, lid);
-  axis_std(0, is_k, m, et, ed, scratch, std_d, x, y, lid);
-  float best = imbalance(std_t, std_d, red, lid);
+  compute_cur(is_k, m, cur, e_t, e_d, x, y);  // scales 1: cur = M exactly
+  both_stds(cur, scratch, std_t, std_d, x, y, lid);
+  float best = imbalance(std_t, std_d, red4, lid);
 
   for (int it = 1; it <= iters; ++it) {
-    // std_col holds colstd(cur) of the current cur.
-    update_log_scale(l_col, e_col, std_col, n_col, lid);
+    // std_col holds colstd(cur) of the current cur. Same work-item mapping as the best copy
+    // below, which read e_col[k] before this rewrites it.
+    for (int k = lid; k < n_col; k += Q_WG) update_one(l_col, e_col, std_col[k], k);
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int j = 0; j < Q_RT; ++j) et[j] = e_t[y * Q_RT + j];
-    for (int i = 0; i < Q_RD; ++i) ed[i] = e_d[x * Q_RD + i];
-    axis_std(!col_is_token, is_k, m, et, ed, scratch, std_row, x, y, lid);
-    update_log_scale(l_row, e_row, std_row, n_row, lid);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int j = 0; j < Q_RT; ++j) et[j] = e_t[y * Q_RT + j];
-    for (int i = 0; i < Q_RD; ++i) ed[i] = e_d[x * Q_RD + i];
-    axis_std(1, is_k, m, et, ed, scratch, std_t, x, y, lid);
-    axis_std(0, is_k, m, et, ed, scratch, std_d, x, y, lid);
-    const float imb = imbalance(std_t, std_d, red, lid);
+    compute_cur(is_k, m, cur, e_t, e_d, x, y);
+    {
+      // Row stds of this cur go straight into the row-scale update (nothing else needs them).
+      const int row_is_token = !col_is_token;
+      float pt[Q_RT], pd[Q_RD];
+      partial_sums(cur, pt, pd);
+      round1(row_is_token, OP_MEAN, row_is_token ? pt : pd, scratch, std_row, 0, l_row, e_row,
+             x, y, lid);
+      partial_devs(cur, std_t, std_d, row_is_token, !row_is_token, pt, pd, x, y);
+      round1(row_is_token, OP_STD, row_is_token ? pt : pd, scratch, std_row, 1, l_row, e_row,
+             x, y, lid);
+    }
+    compute_cur(is_k, m, cur, e_t, e_d, x, y);
+    both_stds(cur, scratch, std_t, std_d, x, y, lid);
+    const float imb = imbalance(std_t, std_d, red4, lid);
     if (imb <= best) {  // ties go to the later iteration
       best = imb;
-      for (int k = lid; k < KV_G; k += Q_WG) best_t[k] = e_t[k];
-      for (int k = lid; k < KV_D; k += Q_WG) best_d[k] = e_d[k];
+      for (int k = lid; k < n_col; k += Q_WG) best_col[k] = e_col[k];
+      for (int k = lid; k < n_row; k += Q_WG) best_row[k] = e_row[k];
     }
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 
   // B = (M / bc[col]) / br[row], then each row is rounded on its own (SPEC §2.4): K rows are
   // channels (reduced over tokens), V rows are tokens (reduced over channels).
-  for (int j = 0; j < Q_RT; ++j) et[j] = best_t[y * Q_RT + j];
-  for (int i = 0; i < Q_RD; ++i) ed[i] = best_d[x * Q_RD + i];
+  compute_cur(is_k, m, cur, best_t, best_d, x, y);
   const int row_is_token = !is_k;
   __local float* lo = std_row;  // free now: reused for the row minimum ...
   __local float* step = l_row;  // ... and the row maximum, then the step
-  float p[Q_PMAX];
-  for (int pass = 0; pass < 2; ++pass) {
-    const int op = pass == 0 ? OP_MIN : OP_MAX;
-    for (int k = 0; k < Q_PMAX; ++k) p[k] = op == OP_MIN ? INFINITY : -INFINITY;
-    for (int j = 0; j < Q_RT; ++j)
-      for (int i = 0; i < Q_RD; ++i) {
-        const float b = scaled(is_k, m[j][i], et[j], ed[i]);
-        if (row_is_token) p[j] = combine(op, p[j], b); else p[i] = combine(op, p[i], b);
+  {
+    float pt[Q_RT], pd[Q_RD];
+    KV_UNROLL_LOOP
+    for (int pass = 0; pass < 2; ++pass) {
+      const int op = pass == 0 ? OP_MIN : OP_MAX;
+      KV_UNROLL_LOOP
+      for (int j = 0; j < Q_RT; ++j) pt[j] = op == OP_MIN ? INFINITY : -INFINITY;
+      KV_UNROLL_LOOP
+      for (int i = 0; i < Q_RD; ++i) pd[i] = op == OP_MIN ? INFINITY : -INFINITY;
+      KV_UNROLL_LOOP
+      for (int j = 0; j < Q_RT; ++j) {
+        KV_UNROLL_LOOP
+        for (int i = 0; i < Q_RD; ++i) {
+          if (row_is_token) pt[j] = combine(op, pt[j], cur[j][i]);
+          else pd[i] = combine(op, pd[i], cur[j][i]);
+        }
       }
-    reduce_axis(row_is_token, op, p, scratch, pass == 0 ? lo : step, x, y, lid);
+      round1(row_is_token, op, row_is_token ? pt : pd, scratch, pass == 0 ? lo : step, 0, lo,
+             lo, x, y, lid);
+    }
   }
 
   const float levels = (float)((1 << (is_k ? KV_KB : KV_VB)) - 1);
   __global uchar* rec = records + (ulong)jb.y * KV_RECORD_BYTES;
-  __local const float* br = is_k ? best_d : best_t;
-  __local const float* bc = is_k ? best_t : best_d;
+  __local const float* br = best_row;
+  __local const float* bc = best_col;
   for (int k = lid; k < n_row; k += Q_WG) {
     const float s = fmax((step[k] - lo[k]) / levels, 1e-10f);
     step[k] = s;
@@ -255,34 +375,39 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
   // K row d (channel) holds codes along tokens: this work-item owns Q_RT consecutive tokens of
   // each of its 8 channels = Q_RT*KB/8 bytes per channel. V row t holds codes along channels:
   // 8 consecutive channels per owned token = VB bytes.
-  // Codes are computed where they are packed (no second 64-value array in registers).
 #define Q_CODE(j, i)                                                                        \
-  ((uint)clamp(rint((scaled(is_k, m[j][i], et[j], ed[i]) -                                   \
-                     lo[row_is_token ? y * Q_RT + (j) : x * Q_RD + (i)]) /                   \
+  ((uint)clamp(rint((cur[j][i] - lo[row_is_token ? y * Q_RT + (j) : x * Q_RD + (i)]) /       \
                     step[row_is_token ? y * Q_RT + (j) : x * Q_RD + (i)]),                   \
                0.0f, levels))
   if (is_k) {
     // per channel: Q_RT codes of KV_KB bits -> Q_RT*KV_KB/8 bytes, lowest token in lowest bits
+    KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) {
       __global uchar* row = rec + KV_OFF_K_CODES + (ulong)(x * Q_RD + i) * KV_K_ROW_BYTES +
                             (ulong)(y * Q_RT * KV_KB / 8);
+      KV_UNROLL_LOOP
       for (int byte = 0; byte < Q_RT * KV_KB / 8; ++byte) {
         uint acc = 0;
+        KV_UNROLL_LOOP
         for (int c = 0; c < 8 / KV_KB; ++c)
           acc |= Q_CODE(byte * (8 / KV_KB) + c, i) << (c * KV_KB);
         row[byte] = (uchar)acc;
       }
     }
   } else {
+    KV_UNROLL_LOOP
     for (int j = 0; j < Q_RT; ++j) {
       __global uchar* row = rec + KV_OFF_V_CODES + (ulong)(y * Q_RT + j) * KV_V_ROW_BYTES +
                             (ulong)(x * Q_RD * KV_VB / 8);
+      KV_UNROLL_LOOP
       for (int byte = 0; byte < Q_RD * KV_VB / 8; ++byte) {
         uint acc = 0;
+        KV_UNROLL_LOOP
         for (int c = 0; c < 8 / KV_VB; ++c)
           acc |= Q_CODE(j, byte * (8 / KV_VB) + c) << (c * KV_VB);
         row[byte] = (uchar)acc;
       }
     }
   }
+#undef Q_CODE
 }

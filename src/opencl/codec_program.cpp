@@ -37,8 +37,9 @@ const std::vector<std::string>& codec_files() {
   return files;
 }
 
-ProgramSpec codec_program(const CodecParams& params, int tokens_per_item) {
-  return {codec_files(), geometry_options(params) + " -DQ_RT=" + std::to_string(tokens_per_item)};
+ProgramSpec codec_program(const CodecParams& params, int tokens_per_item, bool unroll) {
+  return {codec_files(), geometry_options(params) + " -DQ_RT=" + std::to_string(tokens_per_item) +
+                             (unroll ? " -DKV_UNROLL=1" : "")};
 }
 
 }  // namespace kvarn_cl::opencl

@@ -19,13 +19,21 @@ std::string geometry_options(const CodecParams& params);
 const std::vector<std::string>& codec_files();
 
 // The codec program spec for params; tokens_per_item is the quantize kernel's Q_RT (8 or 16).
-ProgramSpec codec_program(const CodecParams& params, int tokens_per_item = 8);
+// unroll adds -DKV_UNROLL=1 (common.cl): full unrolling of the loops over private tile values,
+// which a GPU needs to keep them in registers and a CPU compiler (PoCL) is slowed down by; the
+// backend passes caps().type == "gpu".
+ProgramSpec codec_program(const CodecParams& params, int tokens_per_item = 8, bool unroll = false);
 
 // Work-group size of the quantize kernel for a geometry and Q_RT (matches quantize.cl's Q_WG).
 inline int quantize_work_group(const CodecParams& params, int tokens_per_item) {
   return (params.head_dim / 8) * (params.group() / tokens_per_item);
 }
-constexpr int kRotateWorkGroup = 256;      // rotate.cl ROT_WG
-constexpr int kDequantizeWorkGroup = 256;  // dequantize.cl DQ_WG
+constexpr int kRotateWorkGroup = 256;     // rotate.cl ROT_WG
+constexpr int kDequantizeWorkGroup = 64;  // dequantize.cl DQ_WG
+// Work-items of the dequantize kernel per tile half: one per 8-token x 8-channel block
+// (dequantize.cl DQ_BLOCKS).
+inline int dequantize_items_per_tile(const CodecParams& params) {
+  return (params.group() / 8) * (params.head_dim / 8);
+}
 
 }  // namespace kvarn_cl::opencl

@@ -137,6 +137,12 @@ std::uint32_t OpenCLBackend::take_status(const char* what) {
   return s;
 }
 
+bool OpenCLBackend::unroll_codec() const {
+  // GPUs keep private arrays in registers only with constant indices (common.cl KV_UNROLL);
+  // CPU devices gain nothing from it and compile much more slowly.
+  return caps().type == "gpu";
+}
+
 int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {
   const std::string key = geometry_options(params);
   auto it = quantize_rt_.find(key);
@@ -146,7 +152,7 @@ int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {
   for (int rt : {8, 16}) {
     const std::size_t wg = std::size_t(quantize_work_group(params, rt));
     if (wg > caps().max_work_group_size) continue;
-    cl::Kernel& k = kernel(codec_program(params, rt), "kvarn_quantize");
+    cl::Kernel& k = kernel(codec_program(params, rt, unroll_codec()), "kvarn_quantize");
     const std::size_t kwg = cl_call("reading CL_KERNEL_WORK_GROUP_SIZE", [&] {
       return k.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(device());
     });
@@ -169,7 +175,7 @@ void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementT
   check_u32(rows, "rotate: rows");
   check_u32(out_row, "rotate: out_row");
   if (rows == 0) return;
-  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params)),
+  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params), unroll_codec()),
                          in_type == ElementType::f16 ? "kvarn_rotate_f16" : "kvarn_rotate_f32");
   const std::size_t rows_per_group = std::size_t(kRotateWorkGroup) * 8 / D;
   cl_call("rotate: setting kernel arguments", [&] {
@@ -204,7 +210,7 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
                             " bytes");
   }
   const int rt = quantize_tokens_per_item(params);
-  cl::Kernel& k = kernel(codec_program(params, rt), "kvarn_quantize");
+  cl::Kernel& k = kernel(codec_program(params, rt, unroll_codec()), "kvarn_quantize");
   static_assert(sizeof(QuantizeJob) == 2 * sizeof(cl_uint), "QuantizeJob is uploaded as uint2");
   cl::Buffer job_buf = upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "quantize: uploading jobs");
   cl::Buffer& status = status_buffer();
@@ -243,7 +249,7 @@ void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
   const std::size_t out_bytes = record_ids.size() * std::size_t(l.group) * l.head_dim * 2;
   check_range(k_out, 0, out_bytes, "dequantize: k_out");
   check_range(v_out, 0, out_bytes, "dequantize: v_out");
-  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params)),
+  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params), unroll_codec()),
                          frame == Frame::rotated ? "kvarn_dequantize_rotated" : "kvarn_dequantize_original");
   cl::Buffer ids = upload(record_ids.data(), record_ids.size() * sizeof(std::uint32_t),
                           "dequantize: uploading record ids");
@@ -255,8 +261,10 @@ void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
     k.setArg(3, cl_buffer(v_out, "dequantize: v_out"));
     k.setArg(4, status);
   });
-  launch(k, cl::NDRange(std::size_t(kDequantizeWorkGroup) * record_ids.size(), 2),
-         cl::NDRange(kDequantizeWorkGroup, 1), "dequantize: launching kvarn_dequantize");
+  const std::size_t items = std::size_t(dequantize_items_per_tile(params)) * record_ids.size();
+  check_u32(items, "dequantize: work-items (record_ids.size() x (G/8) x (D/8))");
+  launch(k, cl::NDRange(items, 2), cl::NDRange(kDequantizeWorkGroup, 1),
+         "dequantize: launching kvarn_dequantize");
   const std::uint32_t failed = take_status("dequantize: reading the status word");
   if (failed != kNoFailure) {
     const std::size_t i = failed / 2;

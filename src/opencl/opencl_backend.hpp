@@ -74,6 +74,8 @@ class OpenCLBackend final : public Backend {
   // Q_RT of the quantize kernel for a geometry: 8, or 16 where the device cannot run the larger
   // work-group that 8 needs (decided once per geometry from CL_KERNEL_WORK_GROUP_SIZE).
   int quantize_tokens_per_item(const CodecParams& params);
+  // Whether codec programs are built with -DKV_UNROLL=1 (GPU devices; codec_program.hpp).
+  bool unroll_codec() const;
 
   // Attention (opencl_attend.cpp): context splits of later attend/attend_fp16 calls; 0 = chosen
   // per launch (attention_program.hpp), n > 0 forces n (clamped to the units of the longest

@@ -1,5 +1,5 @@
 // Decode attention on the OpenCL device against the CPU backend (the reference, SPEC §5):
-// - attend (fused, from the records): identical AttendArgs content on both backends, GQA 1/4/8,
+// - attend (fused, from the records): identical AttendArgs content on both backends, GQA 1/3/4/8,
 //   head_dim 64/128/256, presets k4v2_g128/k4v4_g128/k4v2_g64 (and k2v2), sinks and tails below,
 //   at and across tile boundaries, many sequences of mixed lengths in one launch, forced splits and
 //   the automatic choice, f32 and f16 output; repeated runs bit-identical;
@@ -199,12 +199,14 @@ std::vector<AttendCase> fused_cases() {
       // MHA and GQA 8; f16 output.
       {Preset::k4v2_g128, 128, 4, 4, {{128, 2, 60}, {128, 1, 127}}, 2, f16, "mha_f16"},
       {Preset::k4v2_g128, 128, 16, 2, {{128, 2, 128}, {64, 0, 0}}, 4, f32, "gqa8"},
+      {Preset::k4v2_g128, 128, 6, 2, {{128, 3, 5}}, 2, f32, "gqa3_odd_ratio"},
       // Other presets and head dims.
       {Preset::k4v4_g128, 128, 8, 2, {{128, 2, 10}, {128, 1, 0}}, 2, f32, "k4v4"},
       {Preset::k4v2_g64, 128, 8, 2, {{64, 3, 63}, {64, 1, 64}, {20, 0, 0}}, 0, f32, "k4v2_g64"},
       {Preset::k2v2_g128, 128, 8, 2, {{128, 2, 3}}, 2, f32, "k2v2"},
       {Preset::k4v2_g128, 64, 8, 1, {{128, 2, 17}, {128, 4, 0}}, 3, f16, "d64_gqa8"},
       {Preset::k4v2_g128, 256, 4, 1, {{128, 2, 90}}, 2, f32, "d256_gqa4"},
+      {Preset::k4v4_g64, 64, 2, 2, {{64, 2, 33}, {10, 0, 0}}, 0, f32, "k4v4_g64_d64"},
       // Many sequences of mixed lengths in one launch.
       {Preset::k4v2_g128, 128, 8, 2,
        {{128, 5, 3}, {2, 0, 0}, {128, 0, 128}, {128, 1, 0}, {128, 7, 64}, {77, 0, 0}, {128, 2, 1},

@@ -283,6 +283,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::int32_t>> chunks;
     std::vector<std::string> used_texts;
     for (const auto& t : texts) {
+      if (no_score) break;
       const auto ids = tok.encode(read_text(t));
       if (int(ids.size()) < ctx) {
         std::fprintf(stderr, "note: %s has %zu tokens < --ctx %d; not scored\n", t.c_str(), ids.size(), ctx);
@@ -322,9 +323,9 @@ int main(int argc, char** argv) {
     std::ostringstream r;
     r << "Model: " << mc.name << " (" << model_path.substr(model_path.find_last_of('/') + 1) << "), head_dim "
       << mc.head_dim << ", " << mc.kv_heads << " KV heads x " << mc.layers << " layers\n";
-    r << "Text: " << chunks.size() << " chunk(s) of " << ctx << " tokens:";
+    if (!no_score) r << "Text: " << chunks.size() << " chunk(s) of " << ctx << " tokens:";
     for (const auto& t : used_texts) r << " " << t << ";";
-    r << "\nGreedy: " << prompts.size() << " prompts x " << gen_tokens << " tokens";
+    r << (no_score ? "" : "\n") << "Greedy: " << prompts.size() << " prompts x " << gen_tokens << " tokens";
     if (!long_prompts.empty()) {
       r << " after the first " << long_prompt_tokens << " tokens of:";
       for (const auto& f : long_prompts) r << " " << f;
@@ -341,7 +342,7 @@ int main(int argc, char** argv) {
       r << "| " << configs[c].name << " | " << fmt(configs[c].bytes_per_token_head(), 1) << " | "
         << fmt(configs[c].resident_bytes_per_token_head(ctx), 1) << " |";
       if (stats[0].nll_count[last] == 0) {  // --no-score
-        for (std::size_t w = 0; w < windows.size() + 4; ++w) r << " - |";
+        for (std::size_t w = 0; w < windows.size() + 3; ++w) r << " - |";
       } else {
         for (std::size_t w = 0; w < windows.size(); ++w) r << " " << fmt(stats[c].perplexity(w), 3) << " |";
         const double dppl = 100.0 * (stats[c].perplexity(last) / stats[0].perplexity(last) - 1.0);
