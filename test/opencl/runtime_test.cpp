@@ -70,7 +70,11 @@ const CodecParams kParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
 TEST(NoPlatformChild, AutomaticFallsBackToCpu) {
   if (std::getenv("KVARN_CL_TEST_NO_PLATFORM_CHILD") == nullptr)
     GTEST_SKIP() << "runs in the child process started by NoPlatform.AutomaticFallsBackToCpu";
-  EXPECT_TRUE(list_opencl_devices().empty());
+  // Debian's ocl-icd (CI) honours OCL_ICD_VENDORS; some loaders still find platforms through other
+  // paths. Without a platform-free process there is nothing to test here.
+  if (!list_opencl_devices().empty())
+    GTEST_SKIP() << "this machine's ICD loader still finds OpenCL platforms with OCL_ICD_VENDORS "
+                    "pointing at an empty folder";
   try {
     make_opencl_backend();
     ADD_FAILURE() << "make_opencl_backend() succeeded without any OpenCL platform";
@@ -89,15 +93,18 @@ TEST(NoPlatformChild, AutomaticFallsBackToCpu) {
 TEST(NoPlatform, AutomaticFallsBackToCpu) {
   const std::string empty = temp_dir("no_icd");
   const std::string log = empty + ".log";
-  const std::string cmd = "OCL_ICD_VENDORS='" + empty + "' KVARN_CL_TEST_NO_PLATFORM_CHILD=1 '" +
+  const std::string cmd = "env -u OCL_ICD_FILENAMES OCL_ICD_VENDORS='" + empty +
+                          "' KVARN_CL_TEST_NO_PLATFORM_CHILD=1 '" +
                           self_exe() + "' --gtest_filter=NoPlatformChild.AutomaticFallsBackToCpu > '" +
                           log + "' 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string out = slurp(log);
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
   std::remove(log.c_str());
   rmdir(empty.c_str());
+  EXPECT_EQ(rc, 0) << out;
+  if (out.find("[  SKIPPED ] 1 test") != std::string::npos)
+    GTEST_SKIP() << "the child could not get a process without OpenCL platforms:\n" << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
 }
 
 // --- discovery and selection ------------------------------------------------------------------
