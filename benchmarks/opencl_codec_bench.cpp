@@ -19,6 +19,7 @@
 #include "common/opencl_timing.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/device.hpp"
+#include "opencl/codec_program.hpp"
 #include "opencl/opencl_backend.hpp"
 
 namespace {
@@ -95,6 +96,16 @@ void BM_Quantize(benchmark::State& state) {
     state.SetIterationTime(seconds.back());
   }
   const double t = bench::median(seconds);
+  // What the compiler made of the kernel: private_bytes > 0 on a GPU means values spilled to
+  // (off-chip) stack memory; kernel_max_wg below the work-group means too many registers.
+  const int rt = b.quantize_tokens_per_item(params);
+  cl::Kernel& kern = b.kernel(opencl::codec_program(params, rt, b.unroll_codec()), "kvarn_quantize");
+  state.counters["private_bytes"] =
+      double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
+  state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(b.device()));
+  state.counters["kernel_max_wg"] = double(kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(b.device()));
+  state.counters["work_group"] = double(opencl::quantize_work_group(params, rt));
+  state.counters["unroll"] = b.unroll_codec() ? 1 : 0;
   state.counters["ms_per_launch"] = t * 1e3;
   state.counters["tile_pairs_per_s"] = double(tiles) / t;
   state.counters["scaled"] = g_env->gpu ? 0 : 1;
@@ -130,6 +141,15 @@ void BM_Dequantize(benchmark::State& state) {
     state.SetIterationTime(seconds.back());
   }
   const double t = bench::median(seconds);
+  {
+    cl::Kernel& kern = b.kernel(opencl::codec_program(params, b.quantize_tokens_per_item(params),
+                                                      b.unroll_codec()),
+                                frame == Frame::rotated ? "kvarn_dequantize_rotated"
+                                                        : "kvarn_dequantize_original");
+    state.counters["private_bytes"] =
+        double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
+  }
+  // Bytes moved: every record read once (codes + scale vectors) + the fp16 K and V rows written.
   const double bytes = double(n) * double(l.bytes) + 2.0 * double(out_bytes);
   state.counters["GBps"] = bytes / t * 1e-9;
   state.counters["copy_GBps"] = g_env->copy_gbs;

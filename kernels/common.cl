@@ -103,3 +103,33 @@ inline void fwht_row(float v[8], __local float* row, int x) {
   for (int i = 0; i < 8; ++i) v[i] = row[x * 8 + i] * KV_ROT_SCALE;
   barrier(CLK_LOCAL_MEM_FENCE);  // the caller may reuse `row` right away
 }
+
+// fwht_row with the same butterflies in the same order (bitwise the same results), moving each
+// work-item's 8 channels to and from local memory as two float4 accesses instead of eight
+// scalar ones: scalar accesses at a stride of 8 floats hit the same local-memory bank 8 ways on
+// GPUs. `row` must be 16-byte aligned (KV_D floats per row keep it so).
+inline void fwht_row_wide(float v[8], __local float* row, int x) {
+  fwht8(v);
+  __local float4* row4 = (__local float4*)row;
+  row4[2 * x] = (float4)(v[0], v[1], v[2], v[3]);
+  row4[2 * x + 1] = (float4)(v[4], v[5], v[6], v[7]);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int h = 8; h < KV_D; h <<= 1) {  // not unrolled: barriers inside
+    #pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int p = k * KV_D_BLOCKS + x;
+      const int a = ((p & ~(h - 1)) << 1) | (p & (h - 1));
+      const float ya = row[a];
+      const float yb = row[a + h];
+      row[a] = ya + yb;
+      row[a + h] = ya - yb;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  const float4 lo = row4[2 * x];
+  const float4 hi = row4[2 * x + 1];
+  v[0] = lo.x * KV_ROT_SCALE; v[1] = lo.y * KV_ROT_SCALE; v[2] = lo.z * KV_ROT_SCALE;
+  v[3] = lo.w * KV_ROT_SCALE; v[4] = hi.x * KV_ROT_SCALE; v[5] = hi.y * KV_ROT_SCALE;
+  v[6] = hi.z * KV_ROT_SCALE; v[7] = hi.w * KV_ROT_SCALE;
+  barrier(CLK_LOCAL_MEM_FENCE);  // the caller may reuse `row` right away
+}

@@ -20,7 +20,7 @@
 //   work-item that finds one touches the status word.
 // - The original frame needs the FWHT across a row of D channels held by D/8 work-items: one
 //   row of D floats per token-block of the work-group in local memory (DQ_WG·8 floats), one
-//   token of the 8 at a time (fwht_row, as the rotate kernel).
+//   token of the 8 at a time (fwht_row_wide: the rotate kernel's butterflies, float4 local I/O).
 // Decoding is exactly the CPU's expressions (no fma contraction, common.cl), so the results are
 // bit-identical to kvarn_cl::dequantize_tiles.
 //
@@ -99,7 +99,7 @@ inline void dequantize_body(const int to_original, __global const uchar* records
         v[i] = (q * t0[j] + t1[j]) * c0[i];
       }
     }
-    if (to_original) fwht_row(v, rowbuf + (get_local_id(0) / DQ_BX) * KV_D, x);
+    if (to_original) fwht_row_wide(v, rowbuf + (get_local_id(0) / DQ_BX) * KV_D, x);
     store_half8_wide(pack8(v), out + j * DQ_BX);
   }
 }
@@ -113,6 +113,6 @@ void kvarn_dequantize_rotated(__global const uchar* records, __global const uint
 __kernel __attribute__((reqd_work_group_size(DQ_WG, 1, 1)))
 void kvarn_dequantize_original(__global const uchar* records, __global const uint* ids,
                                __global half* k_out, __global half* v_out, __global uint* status) {
-  __local float rowbuf[DQ_ROWS_WG * KV_D];
-  dequantize_body(1, records, ids, k_out, v_out, status, rowbuf);
+  __local float4 rowbuf4[DQ_ROWS_WG * KV_D / 4];  // float4: 16-byte aligned rows
+  dequantize_body(1, records, ids, k_out, v_out, status, (__local float*)rowbuf4);
 }

@@ -49,6 +49,10 @@
 #define Q_SCRATCH_B_AT 0
 #endif
 
+// Helpers that take a work-item's private arrays are always inlined: a GPU keeps an array in
+// registers only when every access, after inlining, has a constant index.
+#define Q_INLINE inline __attribute__((always_inline))
+
 #define OP_MEAN 0  // sum / n
 #define OP_MIN 1
 #define OP_MAX 2
@@ -61,14 +65,14 @@ inline float combine(int op, float a, float b) {
 // Stores a work-item's partials of one axis: per token (p[j] for token y*Q_RT+j, over its 8
 // channels) into the token region, or per channel (p[i] for channel 8x+i, over its Q_RT tokens)
 // into the channel region.
-inline void put_partials(int per_token, const float p[8 > Q_RT ? 8 : Q_RT], __local float* scratch,
-                         int x, int y) {
+Q_INLINE void put_partials(int per_token, const float pt[Q_RT], const float pd[Q_RD],
+                           __local float* scratch, int x, int y) {
   if (per_token) {
     KV_UNROLL_LOOP
-    for (int j = 0; j < Q_RT; ++j) scratch[x * Q_TOK_STRIDE + y * Q_RT + j] = p[j];
+    for (int j = 0; j < Q_RT; ++j) scratch[x * Q_TOK_STRIDE + y * Q_RT + j] = pt[j];
   } else {
     KV_UNROLL_LOOP
-    for (int i = 0; i < Q_RD; ++i) scratch[Q_SCRATCH_B_AT + y * Q_CH_STRIDE + x * Q_RD + i] = p[i];
+    for (int i = 0; i < Q_RD; ++i) scratch[Q_SCRATCH_B_AT + y * Q_CH_STRIDE + x * Q_RD + i] = pd[i];
   }
 }
 
@@ -96,10 +100,10 @@ inline void update_one(__local float* l, __local float* e, float stdv, int k) {
 // One reduction round over one axis: out[k] = result k for every token (per_token) or channel.
 // With upd_l != 0 the results are stds that go straight into the log-scale update of that axis
 // (l, e) instead of out. Contains barriers: every work-item calls it with the same arguments.
-inline void round1(int per_token, int op, const float p[8 > Q_RT ? 8 : Q_RT],
-                   __local float* scratch, __local float* out, int update, __local float* upd_l,
+Q_INLINE void round1(int per_token, int op, const float pt[Q_RT], const float pd[Q_RD],
+                     __local float* scratch, __local float* out, int update, __local float* upd_l,
                    __local float* upd_e, int x, int y, int lid) {
-  put_partials(per_token, p, scratch, x, y);
+  put_partials(per_token, pt, pd, scratch, x, y);
   barrier(CLK_LOCAL_MEM_FENCE);
   const int n = per_token ? KV_G : KV_D;
   for (int k = lid; k < n; k += Q_WG) {
@@ -110,11 +114,11 @@ inline void round1(int per_token, int op, const float p[8 > Q_RT ? 8 : Q_RT],
 }
 
 // The same op over both axes: out_t[t] per token, out_d[d] per channel; one round if Q_JOINT.
-inline void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local float* scratch,
+Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local float* scratch,
                    __local float* out_t, __local float* out_d, int x, int y, int lid) {
 #if Q_JOINT
-  put_partials(1, pt, scratch, x, y);
-  put_partials(0, pd, scratch, x, y);
+  put_partials(1, pt, pd, scratch, x, y);
+  put_partials(0, pt, pd, scratch, x, y);
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int k = lid; k < KV_G + KV_D; k += Q_WG) {
     if (k < KV_G) out_t[k] = reduce_result(1, op, scratch, k);
@@ -122,15 +126,15 @@ inline void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local f
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 #else
-  round1(1, op, pt, scratch, out_t, 0, out_t, out_t, x, y, lid);
-  round1(0, op, pd, scratch, out_d, 0, out_d, out_d, x, y, lid);
+  round1(1, op, pt, pd, scratch, out_t, 0, out_t, out_t, x, y, lid);
+  round1(0, op, pt, pd, scratch, out_d, 0, out_d, out_d, x, y, lid);
 #endif
 }
 
 // cur = (M / e_col) / e_row for this work-item's values; the column axis is the token axis for
 // K, the channel axis for V. The divisor of each step is selected, not the quotient, so exactly
 // two divisions run per value.
-inline void compute_cur(int is_k, const float m[Q_RT][Q_RD], float cur[Q_RT][Q_RD],
+Q_INLINE void compute_cur(int is_k, const float m[Q_RT][Q_RD], float cur[Q_RT][Q_RD],
                         __local const float* e_t, __local const float* e_d, int x, int y) {
   float et[Q_RT], ed[Q_RD];
   KV_UNROLL_LOOP
@@ -149,7 +153,7 @@ inline void compute_cur(int is_k, const float m[Q_RT][Q_RD], float cur[Q_RT][Q_R
 }
 
 // Partial sums of cur per token (pt, over this item's channels) and per channel (pd).
-inline void partial_sums(const float cur[Q_RT][Q_RD], float pt[Q_RT], float pd[Q_RD]) {
+Q_INLINE void partial_sums(const float cur[Q_RT][Q_RD], float pt[Q_RT], float pd[Q_RD]) {
   KV_UNROLL_LOOP
   for (int j = 0; j < Q_RT; ++j) pt[j] = 0.0f;
   KV_UNROLL_LOOP
@@ -166,7 +170,7 @@ inline void partial_sums(const float cur[Q_RT][Q_RD], float pt[Q_RT], float pd[Q
 
 // Partial sums of squared deviations from the per-token means (pt) and per-channel means (pd).
 // want_t / want_d skip an axis that is not needed (its partials stay 0).
-inline void partial_devs(const float cur[Q_RT][Q_RD], __local const float* mean_t,
+Q_INLINE void partial_devs(const float cur[Q_RT][Q_RD], __local const float* mean_t,
                          __local const float* mean_d, int want_t, int want_d, float pt[Q_RT],
                          float pd[Q_RD], int x, int y) {
   float mt[Q_RT], md[Q_RD];
@@ -230,7 +234,7 @@ inline float imbalance(__local const float* std_t, __local const float* std_d,
 }
 
 // Token and channel stds of cur into std_t / std_d (two rounds: means, then deviations).
-inline void both_stds(const float cur[Q_RT][Q_RD], __local float* scratch, __local float* std_t,
+Q_INLINE void both_stds(const float cur[Q_RT][Q_RD], __local float* scratch, __local float* std_t,
                       __local float* std_d, int x, int y, int lid) {
   float pt[Q_RT], pd[Q_RD];
   partial_sums(cur, pt, pd);
@@ -306,10 +310,10 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
       const int row_is_token = !col_is_token;
       float pt[Q_RT], pd[Q_RD];
       partial_sums(cur, pt, pd);
-      round1(row_is_token, OP_MEAN, row_is_token ? pt : pd, scratch, std_row, 0, l_row, e_row,
+      round1(row_is_token, OP_MEAN, pt, pd, scratch, std_row, 0, l_row, e_row,
              x, y, lid);
       partial_devs(cur, std_t, std_d, row_is_token, !row_is_token, pt, pd, x, y);
-      round1(row_is_token, OP_STD, row_is_token ? pt : pd, scratch, std_row, 1, l_row, e_row,
+      round1(row_is_token, OP_STD, pt, pd, scratch, std_row, 1, l_row, e_row,
              x, y, lid);
     }
     compute_cur(is_k, m, cur, e_t, e_d, x, y);
@@ -346,7 +350,7 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
           else pd[i] = combine(op, pd[i], cur[j][i]);
         }
       }
-      round1(row_is_token, op, row_is_token ? pt : pd, scratch, pass == 0 ? lo : step, 0, lo,
+      round1(row_is_token, op, pt, pd, scratch, pass == 0 ? lo : step, 0, lo,
              lo, x, y, lid);
     }
   }

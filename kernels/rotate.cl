@@ -1,6 +1,6 @@
 // Rotation of K/V/Q rows (SPEC §2.2): x·H with H the normalized Sylvester Hadamard matrix of
 // order KV_D, computed in fp32 with the fast Walsh–Hadamard transform and rounded to fp16 (RTE).
-// Needs common.cl.
+// Needs common.cl. Rows move as 16-byte words (load_half8_wide / store_half8_wide).
 //
 // Launch: local size ROT_WG, one work-group per ROT_ROWS rows, global = ceil(rows/ROT_ROWS)*ROT_WG.
 
@@ -18,7 +18,7 @@ inline void rotate_rows_body(__global const half* in_f16, __global const float* 
   if (valid) {
     const ulong at = row * KV_D + (ulong)(x * 8);
     if (in_f16) {
-      unpack8(vload_half8(0, in_f16 + at), v);
+      unpack8(load_half8_wide((__global const uint4*)(in_f16 + at)), v);
     } else {
       unpack8(vload8(0, in_f32 + at), v);
     }
@@ -26,18 +26,18 @@ inline void rotate_rows_body(__global const half* in_f16, __global const float* 
     #pragma unroll
     for (int i = 0; i < 8; ++i) v[i] = 0.0f;
   }
-  fwht_row(v, rowbuf + r * KV_D, x);
-  if (valid) vstore_half8_rte(pack8(v), 0, out + ((ulong)out_row + row) * KV_D + (ulong)(x * 8));
+  fwht_row_wide(v, rowbuf + r * KV_D, x);
+  if (valid) store_half8_wide(pack8(v), (__global uint4*)(out + ((ulong)out_row + row) * KV_D + (ulong)(x * 8)));
 }
 
 __kernel __attribute__((reqd_work_group_size(ROT_WG, 1, 1)))
 void kvarn_rotate_f16(__global const half* in, __global half* out, uint rows, uint out_row) {
-  __local float rowbuf[ROT_ROWS * KV_D];
-  rotate_rows_body(in, 0, out, rows, out_row, rowbuf);
+  __local float4 rowbuf[ROT_ROWS * KV_D / 4];  // float4: 16-byte aligned rows (fwht_row_wide)
+  rotate_rows_body(in, 0, out, rows, out_row, (__local float*)rowbuf);
 }
 
 __kernel __attribute__((reqd_work_group_size(ROT_WG, 1, 1)))
 void kvarn_rotate_f32(__global const float* in, __global half* out, uint rows, uint out_row) {
-  __local float rowbuf[ROT_ROWS * KV_D];
-  rotate_rows_body(0, in, out, rows, out_row, rowbuf);
+  __local float4 rowbuf[ROT_ROWS * KV_D / 4];
+  rotate_rows_body(0, in, out, rows, out_row, (__local float*)rowbuf);
 }

@@ -120,6 +120,11 @@ class KVCache {
               const half_bits* k, const half_bits* v, AppendMode mode = AppendMode::commit);
   void append(int layer, const std::vector<SeqId>& seq_ids, const std::vector<int>& tokens,
               const void* k, const void* v, ElementType type, AppendMode mode);
+  // The same from buffers of this cache's backend (e.g. an engine's cl_mem wrapped with
+  // wrap_opencl_buffer): the rows never travel through the host. They are not scanned for NaN/Inf
+  // on the host; a non-finite value still fails the quantize of its tile (NonFiniteInput).
+  void append(int layer, const std::vector<SeqId>& seq_ids, const std::vector<int>& tokens,
+              const Buffer& k, const Buffer& v, ElementType type, AppendMode mode);
 
   // Commits the first `tokens` uncommitted tokens of each listed sequence in every layer (-1: all
   // of them, per layer) and quantizes the tiles that became complete (one quantize per layer).
@@ -135,6 +140,11 @@ class KVCache {
               float* out, float scale = 0.0f, AttendPath path = AttendPath::fused);
   void attend(int layer, const std::vector<SeqId>& seq_ids, int num_q_heads, const float* q,
               half_bits* out, float scale = 0.0f, AttendPath path = AttendPath::fused);
+  // Device-resident variant: q (f32) and out (out_type) are buffers of this cache's backend, the
+  // step stays on the device (no host copy of queries or outputs, no NaN/Inf scan of q).
+  void attend(int layer, const std::vector<SeqId>& seq_ids, int num_q_heads, const Buffer& q,
+              Buffer& out, ElementType out_type, float scale = 0.0f,
+              AttendPath path = AttendPath::fused);
 
   // --- inspection ------------------------------------------------------------------------------
   // Dequantized fp16 K/V of one sequence (records decoded by the backend; sink and tail as they

@@ -120,10 +120,17 @@ struct KVCache::Impl {
     }
   }
 
-  void append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, const void* k,
-              const void* v, ElementType type, AppendMode mode);
+  // Input rows of an append or an attend: host memory (checked for NaN/Inf on the host) or a
+  // Buffer of this cache's backend (stays on the device; non-finite K/V are still caught by the
+  // quantize kernels once their tile completes).
+  struct Rows {
+    const void* host = nullptr;
+    const Buffer* device = nullptr;
+  };
+  void append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, Rows k,
+              Rows v, ElementType type, AppendMode mode);
   void commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens);
-  void attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, void* out,
+  void attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q, void* out, Buffer* out_device,
               ElementType out_type, float scale, AttendPath path);
   // Gathers the fp16 rotated rows of the listed sequences into mat_k/mat_v as
   // [S][Hk][capacity][D] and their lengths into lens; returns the capacity.
@@ -215,15 +222,19 @@ int KVCache::quantized_tiles(SeqId id, int layer) const {
 
 void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                      const float* k, const float* v, AppendMode mode) {
-  impl_->append(layer, ids, tokens, k, v, ElementType::f32, mode);
+  impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, ElementType::f32, mode);
 }
 void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                      const half_bits* k, const half_bits* v, AppendMode mode) {
-  impl_->append(layer, ids, tokens, k, v, ElementType::f16, mode);
+  impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, ElementType::f16, mode);
 }
 void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                      const void* k, const void* v, ElementType type, AppendMode mode) {
-  impl_->append(layer, ids, tokens, k, v, type, mode);
+  impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, type, mode);
+}
+void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                     const Buffer& k, const Buffer& v, ElementType type, AppendMode mode) {
+  impl_->append(layer, ids, tokens, {nullptr, &k}, {nullptr, &v}, type, mode);
 }
 
 namespace {
@@ -249,12 +260,16 @@ void check_row(const T* row, int D, const char* which, std::size_t entry, int to
 }  // namespace
 
 void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
-                           const void* k, const void* v, ElementType type, AppendMode mode) {
+                           Rows k_rows, Rows v_rows, ElementType type, AppendMode mode) {
   check_layer(layer, "append");
   if (ids.empty()) throw InvalidArgument("append: seq_ids is empty");
   if (ids.size() != tokens.size())
     throw InvalidArgument(cat("append: seq_ids has ", ids.size(), " entries but tokens has ", tokens.size()));
-  if (k == nullptr || v == nullptr) throw InvalidArgument("append: k or v is null");
+  const bool on_device = k_rows.device != nullptr;
+  if ((on_device ? (v_rows.device == nullptr) : (k_rows.host == nullptr || v_rows.host == nullptr)))
+    throw InvalidArgument("append: k or v is null");
+  const void* k = k_rows.host;
+  const void* v = v_rows.host;
   const std::size_t elem = type == ElementType::f32 ? 4 : 2;
   const std::size_t l = std::size_t(layer);
 
@@ -311,27 +326,44 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
   if (staging_rows > 0xffffffffULL)
     throw InvalidArgument(cat("append: ", staging_rows, " staging rows exceed 2^32; split the append"));
 
-  // 1. Host staging, finiteness checks.
+  // 1. Staging: every input row to its place ([head][gap + T] per entry, the gap left for the old
+  // tail rows). Host input is checked for NaN/Inf here; device input is placed by one copy_rows.
   const std::size_t row_in = std::size_t(D) * elem;
-  std::vector<unsigned char> host_k(staging_rows * row_in, 0), host_v(staging_rows * row_in, 0);
-  for (std::size_t i = 0; i < plans.size(); ++i) {
-    const Plan& p = plans[i];
-    for (int h = 0; h < Hk; ++h)
-      for (int t = 0; t < p.T; ++t) {
-        const std::size_t src = (p.in_row + std::size_t(t) * Hk + std::size_t(h)) * row_in;
-        const std::size_t dst = (p.region + std::size_t(h) * (p.gap + p.T) + std::size_t(p.gap + t)) * row_in;
-        const unsigned char* ks = static_cast<const unsigned char*>(k) + src;
-        const unsigned char* vs = static_cast<const unsigned char*>(v) + src;
-        if (type == ElementType::f32) {
-          check_row(reinterpret_cast<const float*>(ks), D, "k", i, t, h);
-          check_row(reinterpret_cast<const float*>(vs), D, "v", i, t, h);
-        } else {
-          check_row(reinterpret_cast<const half_bits*>(ks), D, "k", i, t, h);
-          check_row(reinterpret_cast<const half_bits*>(vs), D, "v", i, t, h);
+  std::vector<unsigned char> host_k, host_v;
+  std::vector<RowRun> stage_runs;
+  if (on_device) {
+    for (const Buffer* b : {k_rows.device, v_rows.device})
+      if (b->size() < in_rows * row_in)
+        throw InvalidArgument(cat("append: the ", b == k_rows.device ? "k" : "v", " buffer holds ", b->size(),
+                                  " bytes but the batch needs ", in_rows * row_in, " (", in_rows,
+                                  " rows of ", row_in, " bytes)"));
+    for (const Plan& p : plans)
+      for (int h = 0; h < Hk; ++h)
+        for (int t = 0; t < p.T; ++t)
+          stage_runs.push_back({p.in_row + std::size_t(t) * Hk + std::size_t(h),
+                                p.region + std::size_t(h) * (p.gap + p.T) + std::size_t(p.gap + t), 1});
+  } else {
+    host_k.assign(staging_rows * row_in, 0);
+    host_v.assign(staging_rows * row_in, 0);
+    for (std::size_t i = 0; i < plans.size(); ++i) {
+      const Plan& p = plans[i];
+      for (int h = 0; h < Hk; ++h)
+        for (int t = 0; t < p.T; ++t) {
+          const std::size_t src = (p.in_row + std::size_t(t) * Hk + std::size_t(h)) * row_in;
+          const std::size_t dst = (p.region + std::size_t(h) * (p.gap + p.T) + std::size_t(p.gap + t)) * row_in;
+          const unsigned char* ks = static_cast<const unsigned char*>(k) + src;
+          const unsigned char* vs = static_cast<const unsigned char*>(v) + src;
+          if (type == ElementType::f32) {
+            check_row(reinterpret_cast<const float*>(ks), D, "k", i, t, h);
+            check_row(reinterpret_cast<const float*>(vs), D, "v", i, t, h);
+          } else {
+            check_row(reinterpret_cast<const half_bits*>(ks), D, "k", i, t, h);
+            check_row(reinterpret_cast<const half_bits*>(vs), D, "v", i, t, h);
+          }
+          std::memcpy(host_k.data() + dst, ks, row_in);
+          std::memcpy(host_v.data() + dst, vs, row_in);
         }
-        std::memcpy(host_k.data() + dst, ks, row_in);
-        std::memcpy(host_v.data() + dst, vs, row_in);
-      }
+    }
   }
 
   // Row runs and quantize jobs.
@@ -373,12 +405,17 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
 
   try {
     // 2. Upload and rotate.
-    Buffer& ik = in_k.ensure(*be, host_k.size());
-    Buffer& iv = in_v.ensure(*be, host_v.size());
+    Buffer& ik = in_k.ensure(*be, staging_rows * row_in);
+    Buffer& iv = in_v.ensure(*be, staging_rows * row_in);
     Buffer& rk = rot_k.ensure(*be, staging_rows * row_bytes());
     Buffer& rv = rot_v.ensure(*be, staging_rows * row_bytes());
-    be->write(ik, 0, host_k.data(), host_k.size());
-    be->write(iv, 0, host_v.data(), host_v.size());
+    if (on_device) {
+      be->copy_rows(*k_rows.device, ik, stage_runs, row_in);
+      be->copy_rows(*v_rows.device, iv, stage_runs, row_in);
+    } else {
+      be->write(ik, 0, host_k.data(), host_k.size());
+      be->write(iv, 0, host_v.data(), host_v.size());
+    }
     be->rotate(cfg.codec, ik, type, staging_rows, rk, 0);
     be->rotate(cfg.codec, iv, type, staging_rows, rv, 0);
     LayerPools& pools = layers[l];
@@ -512,11 +549,15 @@ void KVCache::rollback(SeqId id) {
 
 void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, float* out,
                      float scale, AttendPath path) {
-  impl_->attend(layer, ids, hq, q, out, ElementType::f32, scale, path);
+  impl_->attend(layer, ids, hq, {q, nullptr}, out, nullptr, ElementType::f32, scale, path);
 }
 void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, half_bits* out,
                      float scale, AttendPath path) {
-  impl_->attend(layer, ids, hq, q, out, ElementType::f16, scale, path);
+  impl_->attend(layer, ids, hq, {q, nullptr}, out, nullptr, ElementType::f16, scale, path);
+}
+void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const Buffer& q, Buffer& out,
+                     ElementType out_type, float scale, AttendPath path) {
+  impl_->attend(layer, ids, hq, {nullptr, &q}, nullptr, &out, out_type, scale, path);
 }
 
 int KVCache::Impl::gather_fp16(int layer, const std::vector<const Sequence*>& batch,
@@ -563,19 +604,22 @@ int KVCache::Impl::gather_fp16(int layer, const std::vector<const Sequence*>& ba
   return cap;
 }
 
-void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, void* out,
-                           ElementType out_type, float scale, AttendPath path) {
+void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q_rows, void* out,
+                           Buffer* out_device, ElementType out_type, float scale, AttendPath path) {
+  const float* q = static_cast<const float*>(q_rows.host);
+  const bool on_device = q_rows.device != nullptr;
   check_layer(layer, "attend");
   if (ids.empty()) throw InvalidArgument("attend: seq_ids is empty");
   if (hq < 1 || hq % Hk != 0)
     throw InvalidArgument(cat("attend: num_q_heads ", hq, " is not a positive multiple of num_kv_heads ", Hk));
-  if (q == nullptr || out == nullptr) throw InvalidArgument("attend: q or out is null");
+  if (on_device ? out_device == nullptr : (q == nullptr || out == nullptr))
+    throw InvalidArgument("attend: q or out is null");
   if (!std::isfinite(scale) || scale < 0)
     throw InvalidArgument(cat("attend: scale ", scale, " must be finite and >= 0 (0 = 1/sqrt(head_dim))"));
   if (scale == 0) scale = 1.0f / std::sqrt(float(D));
   const std::size_t S = ids.size(), l = std::size_t(layer);
   const std::size_t q_values = S * std::size_t(hq) * D;
-  for (std::size_t i = 0; i < q_values; ++i)
+  for (std::size_t i = 0; !on_device && i < q_values; ++i)
     if (!std::isfinite(q[i]))
       throw NonFiniteInput(cat("attend: q[", i / (std::size_t(hq) * D), "][", (i / D) % hq, "][", i % D, "] is ", q[i]));
 
@@ -590,9 +634,16 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, con
     max_context = std::max(max_context, s.length[l]);
   }
   const std::size_t out_bytes = q_values * (out_type == ElementType::f32 ? 4 : 2);
-  Buffer& qb = q_ws.ensure(*be, q_values * 4);
-  Buffer& ob = out_ws.ensure(*be, out_bytes);
-  be->write(qb, 0, q, q_values * 4);
+  if (on_device && q_rows.device->size() < q_values * 4)
+    throw InvalidArgument(cat("attend: the q buffer holds ", q_rows.device->size(), " bytes but ", S, " x ", hq,
+                              " x ", D, " f32 values need ", q_values * 4));
+  if (on_device && out_device->size() < out_bytes)
+    throw InvalidArgument(cat("attend: the out buffer holds ", out_device->size(), " bytes but the output needs ",
+                              out_bytes));
+  // Host queries and outputs go through workspaces; device ones are used where they are.
+  const Buffer& qb = on_device ? *q_rows.device : q_ws.ensure(*be, q_values * 4);
+  Buffer& ob = on_device ? *out_device : out_ws.ensure(*be, out_bytes);
+  if (!on_device) be->write(q_ws.ensure(*be, q_values * 4), 0, q, q_values * 4);
 
   if (path == AttendPath::materialize) {
     std::vector<std::int32_t> lens;
@@ -655,7 +706,7 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, con
     a.max_context = max_context;
     be->attend(a);
   }
-  be->read(ob, 0, out, out_bytes);
+  if (!on_device) be->read(ob, 0, out, out_bytes);
 }
 
 // --- inspection --------------------------------------------------------------------------------
