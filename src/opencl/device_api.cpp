@@ -7,6 +7,7 @@
 #include "opencl/cl_error.hpp"
 #include "opencl/codec_program.hpp"
 #include "opencl/device_discovery.hpp"
+#include "opencl/attention_program.hpp"
 #include "opencl/opencl_backend.hpp"
 
 namespace kvarn_cl {
@@ -109,8 +110,34 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
       return finish();
     }
   }
+  // The attention programs of the default geometry (GQA 4:1 and MHA), the fp16 baseline and the
+  // row copies: a device that builds these runs every path of the cache.
+  const CodecParams defaults{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
+  std::vector<std::pair<std::string, opencl::ProgramSpec>> others;
+  for (int ratio : {1, 4}) {
+    const int heads = opencl::attend_heads_per_group(ratio, defaults.head_dim);
+    others.push_back({"fused attention (GQA " + std::to_string(ratio) + ":1)",
+                      opencl::attend_records_program(defaults, heads)});
+    others.push_back({"fp16 attention (GQA " + std::to_string(ratio) + ":1)",
+                      opencl::attend_fp16_program(defaults.head_dim, heads)});
+  }
+  others.push_back({"copy_rows", opencl::copy_rows_program()});
+  for (const auto& [what, spec] : others) {
+    try {
+      cl_backend.runtime().program(spec);
+      ++built;
+    } catch (const KernelBuildError& e) {
+      report.message = "kernel build failed for " + what;
+      report.build_log = e.build_log();
+      return finish();
+    } catch (const Error& e) {
+      report.message = e.what();
+      return finish();
+    }
+  }
   report.ok = true;
-  report.message = "built the codec kernels for " + std::to_string(built) + " geometries on " +
+  report.message = "built " + std::to_string(built) + " programs (codec kernels of " +
+                   std::to_string(geometries.size()) + " geometries, attention, copies) on " +
                    cl_backend.caps().device_name;
   return finish();
 }
