@@ -1,38 +1,40 @@
-// Decode attention (one query token per sequence) in two kernels, flash-decoding style (SPEC §4):
+// Decode attention (one query token per sequence) in one or two kernels, flash-decoding style
+// (SPEC §4):
 //   kvarn_attend_records  one work-group per (context split, KV head, block of query heads,
 //                         sequence): streams its share of the sequence's units (fp16 sink chunks,
 //                         record tiles in block-table order, fp16 tail chunks) with an online
-//                         softmax and writes one partial (running max m, sum l, unnormalized
-//                         output in the rotated frame) per query head;
+//                         softmax. With one split it normalizes, rotates back and stores the
+//                         output itself (one launch per step); otherwise it writes one partial
+//                         (running max m, sum l, unnormalized output in the rotated frame) per
+//                         query head and split;
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
 //                         splits, normalization, FWHT back to the original frame, f32/f16 store.
-// kvarn_attend_fp16 (attention_fp16.cl) feeds the same merge from an uncompressed fp16 cache.
-// Needs common.cl (geometry, code_to_float, FP_CONTRACT OFF).
+// kvarn_attend_fp16 (attention_fp16.cl) runs the same machinery over an uncompressed fp16 cache.
+// Needs common.cl (geometry); nothing of common.cl but its -D geometry is used.
 //
-// Work-group shape (AT_WG = 128 work-items), per unit of G tokens:
-//   K phase   item (tg, cg): TPI = 32/KB tokens (one 32-bit code word of a channel row) × CPI
-//             channels. The item keeps its CPI code words in registers and serves every query head
-//             of the KV head from them (GQA: one read of the tile), AT_RB heads per round. Per
-//             round, partial dot products go through local memory (red) and are summed over the
-//             CG channel groups; the zero-point term Σ q·zp_K is folded into the same partials.
-//             fp16 units (sink, tail, the fp16 kernel) use the same roles with the channel group
-//             fastest, so consecutive items read consecutive 16-byte pieces of a row.
-//   softmax   per head: tile max by a local tree, new running max, rescale factor alpha, weights
-//             p = exp(s - m) in local memory (sc).
-//   V phase   item (vcb, vtg): AT_VC = 16 (8 when a group serves 8 heads) channels, one 16-, 32-
-//             or 64-bit load of a token row's codes, × every VTG-th token. Codes become floats
-//             scaled by s_col_V in one fma (the 2^23 offset is folded into the per-channel constant
-//             -2^23·s_col_V, exact because it is a power of two); accumulators A[head][AT_VC] stay
-//             in registers across all units of the split and are summed over the VTG token groups
-//             once, when the split's partials are written.
-// Split policy (host, attention_program.cpp): about 8 work-groups per compute unit, at least 2
-// units per split. Local memory: at most ~29 KiB per group (q, a 16 KiB reduction buffer, scores,
-// scale vectors).
-// Integer codes never go through an int-to-float conversion (SPEC §7): V codes are ORed into
-// 0x4B000000 (2^23 + c) and the 2^23 offset is folded into the fma with s_col_V; K codes are
-// shifted into the top mantissa bits of 1.0f (1 + c/2^KB) and the constant part folded into the
-// per-channel zero-point term. Cost per code: a shift and an and-or (plus the fma for V).
-// Measured agreement with the CPU reference under PoCL: ~1e-5 relative (bar 1e-4).
+// Work-group shape: AT_WG = 64 work-items in AT_NS slots of AT_IPS items; a step hands each
+// slot its own unit of G tokens (a record tile or fp16 rows), so a step covers AT_NS units.
+// Every slot keeps its own running max, so the items of a slot never wait for another slot's
+// scores; the slots are merged once, when the split ends. Within a slot, item j:
+//   K phase   owns the AT_KTPI tokens of one 32-bit code word of every channel row (tokens
+//             j*KTPI ..) and loops over the channels (all of them, or 1/AT_KS when a row has
+//             fewer words than the slot has items), accumulating AT_KTPI x AT_HPW scores in
+//             registers: one 4-byte load and KTPI code decodes serve KTPI*HPW multiply-adds, the
+//             per-channel factors of all heads come as one float4 local read (broadcast), and
+//             no partial sum crosses work-items (except the AT_KS channel groups, once a tile).
+//   softmax   the token-group maxima of the slot go through local memory (one float4 per item);
+//             each item computes the weights of its own tokens; the V constants of the tile
+//             (Σ p·zp_V, Σ p·s_row_V) are summed the same way.
+//   V phase   owns AT_VC channels (one 8-, 16- or 32-bit load of a token row's codes) and loops
+//             over the unit's tokens, the weights of all heads again one float4 local read.
+//             The per-channel scale s_col_V of the tile is applied once per tile (B -> A).
+// Three barriers per step (four with AT_KS > 1). Code words are loaded a round of AT_BATCH
+// channels (tokens) ahead of their use, so every item keeps global reads in flight.
+//
+// Integer codes never go through an int-to-float conversion (SPEC §7): a code c is shifted into
+// the top mantissa bits of 1.0f, giving f = 1 + c/2^bits exactly (a shift and an and-or), and the
+// constant part is folded into per-tile constants: Σ a·c = 2^bits·(Σ a·f − Σ a).
+// Local memory: about 21 KiB at D = G = 128 (28 KiB at most, for k2 presets at D = 256).
 
 // common.cl turns contraction off so that the codec kernels round exactly like the CPU codec.
 // Attention only has to agree to ~1e-4 (SPEC §5), and its inner loops are multiply-adds: without
@@ -40,86 +42,119 @@
 // is bound by at GQA ratios of 4 and more (SPEC §7). Results stay deterministic run to run.
 #pragma OPENCL FP_CONTRACT ON
 
-#define AT_WG 128
+#define AT_WG 64
 #ifndef AT_HPW
 #error "attention.cl needs AT_HPW (query heads per work-group)"
 #endif
-#define AT_TPI (32 / KV_KB)           // tokens per K code word
-#define AT_TG (KV_G / AT_TPI)         // token groups of the K phase (= words per channel row)
-#define AT_CG (AT_WG / AT_TG)         // channel groups of the K phase
-#define AT_CPI (KV_D / AT_CG)         // channels per item in the K phase
-#define AT_RED 4096                   // floats of the shared reduction buffer (16 KiB)
-#define AT_RB_MAX (AT_RED / (AT_CG * KV_G))
-#define AT_RB (AT_RB_MAX < AT_HPW ? AT_RB_MAX : AT_HPW)  // heads per K round
-// Channels per item in the V phase: 16 amortizes the per-(token, head) work (weight, sums) over
-// more multiply-adds and loads a whole 32-bit word of 2-bit codes; 8 keeps the accumulators
-// A[AT_HPW][AT_VC] at 64 registers when a group serves 8 heads.
-#if AT_HPW <= 4
-#define AT_VC 16
-#else
-#define AT_VC 8
+#if AT_HPW < 1 || AT_HPW > 4
+#error "AT_HPW must be 1 to 4 (per-channel factors of all heads are one float4)"
 #endif
-#define AT_VCB (KV_D / AT_VC)         // channel blocks of the V phase
-#define AT_VTG (AT_WG / AT_VCB)       // token groups of the V phase
-#define AT_RV (AT_RED / (AT_VTG * KV_D))  // heads per round of the final cross-token-group sum
-#define AT_VBITS (AT_VC * KV_VB)      // bits of an item's V codes in one token row (16, 32 or 64)
-#define AT_KMASK ((1u << KV_KB) - 1u)
-#define AT_KTOP (23 - KV_KB)          // K codes are decoded into the top mantissa bits (below)
-#define AT_FB (AT_CPI % 8 == 0 ? 8 : 4)  // channels per fp16 K load (vload_half8 or 4)
-#define AT_VMASK ((1u << KV_VB) - 1u)
+#define AT_KTPI (32 / KV_KB)                                 // tokens per K code word
+#define AT_KW (KV_G / AT_KTPI)                               // K words per channel row
+#define AT_IPS (AT_KW > KV_D / 8 ? AT_KW : KV_D / 8)         // items per slot
+#define AT_KS (AT_IPS / AT_KW)                               // channel groups of the K phase
+#define AT_KCH (KV_D / AT_KS)                                // channels per K item
+#define AT_VC (KV_D / AT_IPS)                                // channels per V item (4 or 8)
+#define AT_NS (AT_WG / AT_IPS)                               // slots (units per step)
+#define AT_VBITS (AT_VC * KV_VB)                             // bits of a V item's codes per token
+#define AT_KTOP (23 - KV_KB)                                 // K code -> top mantissa bits
+#define AT_VTOP (23 - KV_VB)
+#define AT_KMASK (((1u << KV_KB) - 1u) << AT_KTOP)
+#define AT_VMASK (((1u << KV_VB) - 1u) << AT_VTOP)
 
-// Items per head of the max tree: the largest power of two with AT_HPW * AT_IPH <= AT_WG.
-#if AT_HPW <= 1
-#define AT_IPH 128
-#elif AT_HPW <= 2
-#define AT_IPH 64
-#elif AT_HPW <= 4
-#define AT_IPH 32
-#elif AT_HPW <= 8
-#define AT_IPH 16
-#else
-#error "AT_HPW must be at most 8"
-#endif
-
-#if (KV_G % AT_TPI) != 0 || (AT_WG % AT_TG) != 0 || (KV_D % AT_CG) != 0 || (AT_CPI % 4) != 0 || \
-    AT_RB_MAX < 1 || (AT_WG % AT_VCB) != 0 || (KV_G % AT_VTG) != 0 || \
-    AT_RV < 1 || (AT_HPW * KV_D) > 1024
+#if (AT_IPS % AT_KW) != 0 || (AT_KCH % 8) != 0 || (AT_VC != 4 && AT_VC != 8) || AT_NS < 1 || \
+    (AT_WG % AT_IPS) != 0 || (AT_VBITS != 8 && AT_VBITS != 16 && AT_VBITS != 32) || \
+    (AT_KTPI != 8 && AT_KTPI != 16)
 #error "attention.cl: unsupported geometry"
 #endif
 
+// The channel (K) and token (V) loops run in rounds of AT_BATCH with the next round's code
+// words loaded before the current round is used; private arrays are indexed only by fully
+// unrolled loops with compile-time trip counts (a GPU keeps them in registers only then).
+// AT_UNROLL (host: GPU devices) also unrolls the fp16 token loop of the V phase.
+#define AT_BATCH 8  // channels (K) or tokens (V) per round of loads
+
 #define AT_NEG_INF (-INFINITY)
 
-// fp16 loads as one wide access: NVIDIA's OpenCL (no native fp16) may split vload_half8 on a
-// __global pointer into eight 2-byte loads; loading the raw 16 (8) bytes as a uint4 (uint2) and
-// converting in private memory keeps it one coalesced load. p must be 16- (8-) byte aligned: row
-// starts are (rows are D >= 64 halves) and the channel offsets used here are multiples of 8 (4).
-inline float8 at_load_half8(__global const half* p) {
+// fp16 loads as one wide access: NVIDIA's OpenCL (no native fp16) may split vload_halfN on a
+// __global pointer into 2-byte loads; loading the raw bytes as a uint4 (uint2) and converting in
+// private memory keeps it one coalesced load. p must be 16- (8-) byte aligned: record fields
+// and row starts are, and the offsets used here are multiples of 8 (4) halves.
+inline void at_halves8(__global const void* p, float out[8]) {
   const uint4 raw = *(__global const uint4*)p;
-  return vload_half8(0, (const __private half*)&raw);
+  const float8 x = vload_half8(0, (const __private half*)&raw);
+  out[0] = x.s0; out[1] = x.s1; out[2] = x.s2; out[3] = x.s3;
+  out[4] = x.s4; out[5] = x.s5; out[6] = x.s6; out[7] = x.s7;
 }
-inline float4 at_load_half4(__global const half* p) {
+inline void at_halves4(__global const void* p, float out[4]) {
   const uint2 raw = *(__global const uint2*)p;
-  return vload_half4(0, (const __private half*)&raw);
+  const float4 x = vload_half4(0, (const __private half*)&raw);
+  out[0] = x.s0; out[1] = x.s1; out[2] = x.s2; out[3] = x.s3;
+}
+// n = 4, 8 or 16 halves (a compile-time constant after inlining).
+inline void at_halves(__global const void* p, int n, float* out) {
+  if (n == 4) {
+    at_halves4(p, out);
+  } else {
+    at_halves8(p, out);
+    if (n == 16) at_halves8((__global const uchar*)p + 16, out + 8);
+  }
+}
+
+// The V codes of token t for the item whose codes start at p (rows of KV_V_ROW_BYTES).
+inline uint at_vword(__global const uchar* p, int t) {
+#if AT_VBITS == 8
+  return p[t * KV_V_ROW_BYTES];
+#elif AT_VBITS == 16
+  return *(__global const ushort*)(p + t * KV_V_ROW_BYTES);
+#else
+  return *(__global const uint*)(p + t * KV_V_ROW_BYTES);
+#endif
+}
+
+inline void at_unpack4(float4 v, float a[4]) { a[0] = v.s0; a[1] = v.s1; a[2] = v.s2; a[3] = v.s3; }
+// The first AT_HPW values of a as a float4 of heads (the rest 0).
+inline float4 at_pack4(const float* a) {
+  float4 v = (float4)(0.0f);
+  v.s0 = a[0];
+#if AT_HPW > 1
+  v.s1 = a[1];
+#endif
+#if AT_HPW > 2
+  v.s2 = a[2];
+#endif
+#if AT_HPW > 3
+  v.s3 = a[3];
+#endif
+  return v;
 }
 
 // A unit of context: up to G tokens, either one record tile or fp16 K/V rows (token-major, D
-// halves per row).
+// halves per row). n == 0: no unit (the slot idles this step).
+// Pointers of a unit are always valid addresses (a real record, the sink rows) even where the
+// unit does not use them: PoCL 3.1 was seen to run a work-item through the record branch with a
+// null record pointer when the items of a group took different branches (segfault).
 typedef struct {
-  __global const uchar* rec;  // record, or 0 for fp16 rows
+  __global const uchar* rec;  // record (see is_rec)
+  int is_rec;                 // 1: a record tile; 0: fp16 rows
   __global const half* k;
   __global const half* v;
   int n;                      // tokens
 } AtUnit;
 
-// Shared local memory of the work-group.
+// Shared local memory of the work-group. Head r of a float4 is component r (unused heads 0).
 typedef struct {
-  float q[AT_HPW * KV_D];     // rotated queries of the work-group's heads
-  float red[AT_RED];          // partial sums (K phase), max tree, final sums
-  float sc[AT_HPW * KV_G];    // scores, then softmax weights p
-  float sck[KV_D], zpk[KV_D], scv[KV_D];
-  float srk[KV_G], srv[KV_G], zpv[KV_G];
-  float m[AT_HPW], alpha[AT_HPW];
-  float lsum[AT_VTG * AT_HPW];
+  float4 q[KV_D];                  // rotated queries, one float4 of heads per channel
+  float4 ak[AT_NS * KV_D];         // per slot: 2^KB·q·s_col_K (records); scratch at start and end
+  float4 w[AT_NS * KV_G];          // per slot and token: p·s_row_V (records) or p (fp16)
+  float4 cp[AT_NS * AT_IPS];       // per slot: partial K constants Σ q·zp_K − Σ ak
+  float4 mx[AT_NS * AT_KW];        // per slot: maxima of the token groups
+  float4 yp[AT_NS * AT_KW];        // per slot: partial V constants Σ p·zp_V/2^VB − Σ w
+#if AT_KS > 1
+  float4 sp[AT_NS * (AT_KS - 1) * KV_G];  // partial scores of channel groups 1 .. KS-1
+#endif
+  float4 ms[AT_NS];                // final merge: running max of every slot
+  float4 lp[AT_WG];                // final merge: softmax sums of every item
 } AtLocal;
 
 // FWHT of `rows` rows of KV_D floats in local memory, same stage order and butterflies as
@@ -139,300 +174,430 @@ inline void at_fwht_local(__local float* x, int rows, int lid, int wg) {
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-// Loads and rotates the queries of heads [h0, h0 + AT_HPW) of sequence s (q is [S][Hq][D]).
+// Loads (and rotates) the queries of heads [h0, h0 + AT_HPW) of sequence s (q is [S][Hq][D])
+// into L->q, transposed to one float4 of heads per channel.
 inline void at_load_queries(__global const float* q, int hq_total, int s, int h0, __local AtLocal* L,
                             int lid, int rotate) {
   __global const float* src = q + ((ulong)s * hq_total + h0) * KV_D;
-  for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) L->q[p] = src[p];
+  __local float* rows = (__local float*)L->ak;  // AT_HPW rows of D floats (scratch)
+  for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) rows[p] = src[p];
   barrier(CLK_LOCAL_MEM_FENCE);
-  if (rotate) at_fwht_local(L->q, AT_HPW, lid, AT_WG);
+  if (rotate) at_fwht_local(rows, AT_HPW, lid, AT_WG);
+  for (int d = lid; d < KV_D; d += AT_WG) {
+    float4 v = (float4)(0.0f);
+    v.s0 = rows[d];
+#if AT_HPW > 1
+    v.s1 = rows[KV_D + d];
+#endif
+#if AT_HPW > 2
+    v.s2 = rows[2 * KV_D + d];
+#endif
+#if AT_HPW > 3
+    v.s3 = rows[3 * KV_D + d];
+#endif
+    L->q[d] = v;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-// One unit: scores, online-softmax update, value accumulation into A and l.
-inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
-                    float A[AT_HPW][AT_VC], float lpart[AT_HPW]) {
-  const int is_rec = u.rec != 0;
-  barrier(CLK_LOCAL_MEM_FENCE);  // the previous unit's V phase is done with the local vectors
-  // Scale vectors of a record as fp32 in local memory.
-  if (is_rec) {
-    __global const half* sck = (__global const half*)(u.rec + KV_OFF_S_COL_K);
-    __global const half* zpk = (__global const half*)(u.rec + KV_OFF_ZP_K);
-    __global const half* scv = (__global const half*)(u.rec + KV_OFF_S_COL_V);
-    __global const half* srk = (__global const half*)(u.rec + KV_OFF_S_ROW_K);
-    __global const half* srv = (__global const half*)(u.rec + KV_OFF_S_ROW_V);
-    __global const half* zpv = (__global const half*)(u.rec + KV_OFF_ZP_V);
-    for (int p = lid; p < KV_D; p += AT_WG) {
-      L->sck[p] = vload_half(p, sck);
-      L->zpk[p] = vload_half(p, zpk);
-      L->scv[p] = vload_half(p, scv);
-    }
-    for (int p = lid; p < KV_G; p += AT_WG) {
-      L->srk[p] = vload_half(p, srk);
-      L->srv[p] = vload_half(p, srv);
-      L->zpv[p] = vload_half(p, zpv);
-    }
-  }
+// Per-item running state, in registers across the steps of a split: the V accumulators of the
+// item's channels (rotated frame, relative to the slot's running max), the slot's running max
+// (the same in every item of the slot) and the softmax sum over the item's own tokens.
+#define AT_STATE float A[AT_HPW][AT_VC], float m[AT_HPW], float l[AT_HPW]
 
-  // ---- K phase ---------------------------------------------------------------------------------
-  const int tg = lid % AT_TG, cg = lid / AT_TG;     // record role: token group fastest
-  const int ftg = lid / AT_CG, fcg = lid % AT_CG;    // fp16 role: channel group fastest
-  uint kw[AT_CPI];
-  if (is_rec) {
-    __global const uint* codes = (__global const uint*)(u.rec + KV_OFF_K_CODES);
-    #pragma unroll
-    for (int j = 0; j < AT_CPI; ++j) kw[j] = codes[(cg * AT_CPI + j) * AT_TG + tg];
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);  // scale vectors visible; previous unit done with red/sc
-
-  #pragma unroll
-  for (int rb = 0; rb < AT_HPW; rb += AT_RB) {
-    float acc[AT_RB][AT_TPI];
-    #pragma unroll
-    for (int r = 0; r < AT_RB; ++r) {
-      #pragma unroll
-      for (int k = 0; k < AT_TPI; ++k) acc[r][k] = 0.0f;
-    }
-    if (is_rec) {
-      float zacc[AT_RB];
-      #pragma unroll
-      for (int r = 0; r < AT_RB; ++r) zacc[r] = 0.0f;
-      #pragma unroll
-      for (int j = 0; j < AT_CPI; ++j) {
-        const int d = cg * AT_CPI + j;
-        // Code c as f = 1 + c/2^KB (c in the top mantissa bits of 1.0f): one shift and one
-        // and-or per code, no subtraction. Σ_d a·c = Σ_d (2^KB·a)·f − Σ_d 2^KB·a; the second sum
-        // is folded into the per-channel zero-point term (zacc), so the inner loop stays f × a.
-        float f[AT_TPI];
-        #pragma unroll
-        for (int k = 0; k < AT_TPI; ++k) {
-          const int bit = k * KV_KB;
-          const uint x = bit <= AT_KTOP ? kw[j] << (AT_KTOP - bit) : kw[j] >> (bit - AT_KTOP);
-          f[k] = as_float((x & (AT_KMASK << AT_KTOP)) | 0x3F800000u);
-        }
-        const float sk = L->sck[d] * (float)(1 << KV_KB), zk = L->zpk[d];
-        #pragma unroll
-        for (int r = 0; r < AT_RB; ++r) {
-          if (rb + r < AT_HPW) {
-            const float qv = L->q[(rb + r) * KV_D + d];
-            const float a = qv * sk;
-            zacc[r] += qv * zk - a;  // this channel group's share of the zero-point term
-            #pragma unroll
-            for (int k = 0; k < AT_TPI; ++k) acc[r][k] += a * f[k];
-          }
-        }
-      }
-      #pragma unroll
-      for (int r = 0; r < AT_RB; ++r) {
-        #pragma unroll
-        for (int k = 0; k < AT_TPI; ++k) acc[r][k] += zacc[r];
-      }
-    } else {
-      // fp16 rows: the item's token k is row k*TG + ftg; its channels are blocks of AT_FB
-      // interleaved with the other channel groups, so the CG consecutive items of a row read
-      // CG consecutive blocks (coalesced). The block's queries stay in registers over the tokens.
-      #pragma unroll
-      for (int jb = 0; jb < AT_CPI / AT_FB; ++jb) {
-        const int d0 = (jb * AT_CG + fcg) * AT_FB;
-        float qb[AT_RB][AT_FB];
-        #pragma unroll
-        for (int r = 0; r < AT_RB; ++r) {
-          #pragma unroll
-          for (int i = 0; i < AT_FB; ++i)
-            qb[r][i] = rb + r < AT_HPW ? L->q[(rb + r) * KV_D + d0 + i] : 0.0f;
-        }
-        #pragma unroll
-        for (int k = 0; k < AT_TPI; ++k) {
-          const int t = k * AT_TG + ftg;
-          if (t < u.n) {
-            float kv[AT_FB];
-#if AT_FB == 8
-            const float8 x = at_load_half8(u.k + (ulong)t * KV_D + d0);
-            kv[0] = x.s0; kv[1] = x.s1; kv[2] = x.s2; kv[3] = x.s3;
-            kv[4] = x.s4; kv[5] = x.s5; kv[6] = x.s6; kv[7] = x.s7;
-#else
-            const float4 x = at_load_half4(u.k + (ulong)t * KV_D + d0);
-            kv[0] = x.s0; kv[1] = x.s1; kv[2] = x.s2; kv[3] = x.s3;
-#endif
-            #pragma unroll
-            for (int r = 0; r < AT_RB; ++r) {
-              #pragma unroll
-              for (int i = 0; i < AT_FB; ++i) acc[r][k] += qb[r][i] * kv[i];
-            }
-          }
-        }
-      }
-    }
-    // Partial sums to local memory, indexed by this item's (channel group, token group) role.
-    const int wcg = is_rec ? cg : fcg, wtg = is_rec ? tg : ftg;
-    #pragma unroll
-    for (int r = 0; r < AT_RB; ++r) {
-      #pragma unroll
-      for (int k = 0; k < AT_TPI; ++k) L->red[((wcg * AT_RB + r) * AT_TPI + k) * AT_TG + wtg] = acc[r][k];
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    // Sum over channel groups; p enumerates (r, k, tg) with tg fastest (conflict-free reads).
-    for (int p = lid; p < AT_RB * KV_G; p += AT_WG) {
-      const int r = p / KV_G, k = (p / AT_TG) % AT_TPI, g = p % AT_TG;
-      if (rb + r < AT_HPW) {
-        float s = 0.0f;
-        for (int c2 = 0; c2 < AT_CG; ++c2) s += L->red[c2 * AT_RB * KV_G + p];
-        const int t = is_rec ? g * AT_TPI + k : k * AT_TG + g;
-        float score;
-        if (is_rec) score = L->srk[t] * s * scale;
-        else score = t < u.n ? s * scale : AT_NEG_INF;
-        L->sc[(rb + r) * KV_G + t] = score;
-      }
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-
-  // ---- softmax update ------------------------------------------------------------------------
-  {
-    const int r = lid / AT_IPH, j = lid % AT_IPH;
-    float mx = AT_NEG_INF;
-    if (r < AT_HPW)
-      for (int t = j; t < KV_G; t += AT_IPH) mx = fmax(mx, L->sc[r * KV_G + t]);
-    L->red[lid] = mx;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = AT_IPH / 2; s > 0; s >>= 1) {
-      if (r < AT_HPW && j < s) L->red[lid] = fmax(L->red[lid], L->red[lid + s]);
-      barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (lid < AT_HPW) {
-      const float mo = L->m[lid];
-      const float mn = fmax(mo, L->red[lid * AT_IPH]);
-      L->alpha[lid] = mo == AT_NEG_INF ? 0.0f : exp(mo - mn);
-      L->m[lid] = mn;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int p = lid; p < AT_HPW * KV_G; p += AT_WG) L->sc[p] = exp(L->sc[p] - L->m[p / KV_G]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-
-  // ---- V phase -------------------------------------------------------------------------------
-  const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
-  float az[AT_HPW];
+inline void at_begin(AT_STATE) {
   #pragma unroll
   for (int r = 0; r < AT_HPW; ++r) {
-    const float al = L->alpha[r];
-    lpart[r] *= al;
-    az[r] = 0.0f;
-    #pragma unroll
-    for (int i = 0; i < AT_VC; ++i) A[r][i] *= al;
-  }
-  if (is_rec) {
-    float s[AT_VC], nz[AT_VC];
-    #pragma unroll
-    for (int i = 0; i < AT_VC; ++i) {
-      s[i] = L->scv[vcb * AT_VC + i];
-      nz[i] = -8388608.0f * s[i];
-    }
-    __global const uchar* vc = u.rec + KV_OFF_V_CODES + vcb * (AT_VBITS / 8);
-    for (int t = vtg; t < KV_G; t += AT_VTG) {
-#if AT_VBITS == 16
-      const uint2 w = (uint2)(*(__global const ushort*)(vc + t * KV_V_ROW_BYTES), 0u);
-#elif AT_VBITS == 32
-      const uint2 w = (uint2)(*(__global const uint*)(vc + t * KV_V_ROW_BYTES), 0u);
-#else
-      const uint2 w = *(__global const uint2*)(vc + t * KV_V_ROW_BYTES);
-#endif
-      float cs[AT_VC];
-      #pragma unroll
-      for (int i = 0; i < AT_VC; ++i) {
-        const uint word = (i * KV_VB) < 32 ? w.x : w.y;
-        const uint code = (word >> ((i * KV_VB) % 32)) & AT_VMASK;
-        cs[i] = fma(as_float(0x4B000000u | code), s[i], nz[i]);
-      }
-      const float srv = L->srv[t], zpv = L->zpv[t];
-      #pragma unroll
-      for (int r = 0; r < AT_HPW; ++r) {
-        const float p = L->sc[r * KV_G + t];
-        const float wgt = p * srv;
-        lpart[r] += p;
-        az[r] += p * zpv;
-        #pragma unroll
-        for (int i = 0; i < AT_VC; ++i) A[r][i] += wgt * cs[i];
-      }
-    }
-    #pragma unroll
-    for (int r = 0; r < AT_HPW; ++r) {
-      #pragma unroll
-      for (int i = 0; i < AT_VC; ++i) A[r][i] += s[i] * az[r];
-    }
-  } else {
-    for (int t = vtg; t < u.n; t += AT_VTG) {
-      float cs[AT_VC];
-      #pragma unroll
-      for (int i = 0; i < AT_VC; i += 8) {
-        const float8 vv = at_load_half8(u.v + (ulong)t * KV_D + vcb * AT_VC + i);
-        cs[i] = vv.s0; cs[i + 1] = vv.s1; cs[i + 2] = vv.s2; cs[i + 3] = vv.s3;
-        cs[i + 4] = vv.s4; cs[i + 5] = vv.s5; cs[i + 6] = vv.s6; cs[i + 7] = vv.s7;
-      }
-      #pragma unroll
-      for (int r = 0; r < AT_HPW; ++r) {
-        const float p = L->sc[r * KV_G + t];
-        lpart[r] += p;
-        #pragma unroll
-        for (int i = 0; i < AT_VC; ++i) A[r][i] += p * cs[i];
-      }
-    }
-  }
-}
-
-inline void at_begin(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC], float lpart[AT_HPW]) {
-  if (lid < AT_HPW) L->m[lid] = AT_NEG_INF;
-  #pragma unroll
-  for (int r = 0; r < AT_HPW; ++r) {
-    lpart[r] = 0.0f;
+    m[r] = AT_NEG_INF;
+    l[r] = 0.0f;
     #pragma unroll
     for (int i = 0; i < AT_VC; ++i) A[r][i] = 0.0f;
   }
 }
 
-// Sums the per-item accumulators over the V token groups and writes the split's partials:
-// pm/pl [(s*Hq + hq)*NS + split], pacc [...][D] (rotated frame, unnormalized).
-inline void at_write_partials(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC],
-                              float lpart[AT_HPW], ulong part0, int split, int num_splits,
-                              __global float* pm, __global float* pl, __global float* pacc) {
-  const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
-  barrier(CLK_LOCAL_MEM_FENCE);  // last unit's readers of red/sc are done
-  if (vcb == 0) {
+// One step: every slot processes its unit u (scores, online-softmax update, value accumulation).
+// All items of the group must call it (barriers).
+inline void at_step(const AtUnit u, float scale, __local AtLocal* L, int lid, AT_STATE) {
+  const int slot = lid / AT_IPS, j = lid % AT_IPS;
+  const int tw = j % AT_KW, ks = j / AT_KW;
+  const int is_rec = u.is_rec;
+
+  // Loads are issued early, a batch ahead of their use, so that each work-item keeps global
+  // reads in flight while it computes (a step has few work-groups per compute unit to hide
+  // latency with): the first K batch and the item's per-token scales before the first barrier,
+  // the first V batch before the softmax, each next batch before the current one is used.
+  __global const uint* kcodes = (__global const uint*)(u.rec + KV_OFF_K_CODES) + tw;
+  __global const uchar* vcodes = u.rec + KV_OFF_V_CODES + j * (AT_VBITS / 8);
+  const int d_begin = ks * AT_KCH;
+  uint kn[AT_BATCH];
+  float srk[AT_KTPI], srv[AT_KTPI], zpv[AT_KTPI];
+  if (is_rec) {
     #pragma unroll
-    for (int r = 0; r < AT_HPW; ++r) L->lsum[vtg * AT_HPW + r] = lpart[r];
+    for (int i = 0; i < AT_BATCH; ++i) kn[i] = kcodes[(d_begin + i) * AT_KW];
+    if (ks == 0) {
+      at_halves(u.rec + KV_OFF_S_ROW_K + 2 * tw * AT_KTPI, AT_KTPI, srk);
+      at_halves(u.rec + KV_OFF_S_ROW_V + 2 * tw * AT_KTPI, AT_KTPI, srv);
+      at_halves(u.rec + KV_OFF_ZP_V + 2 * tw * AT_KTPI, AT_KTPI, zpv);
+    }
+  }
+
+  // ---- per-tile K factors: item j takes channels [j*VC, j*VC + VC) -------------------------
+  if (is_rec) {
+    const int d0 = j * AT_VC;
+    float sk[AT_VC], zk[AT_VC];
+    at_halves(u.rec + KV_OFF_S_COL_K + 2 * d0, AT_VC, sk);
+    at_halves(u.rec + KV_OFF_ZP_K + 2 * d0, AT_VC, zk);
+    float4 c = (float4)(0.0f);
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) {
+      const float4 qv = L->q[d0 + i];
+      const float4 a = qv * (sk[i] * (float)(1 << KV_KB));
+      L->ak[slot * KV_D + d0 + i] = a;
+      c += qv * zk[i] - a;
+    }
+    L->cp[slot * AT_IPS + j] = c;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+
+  // ---- K phase: raw dot products of the item's tokens over its channels --------------------
+  float acc[AT_KTPI][AT_HPW];
+  #pragma unroll
+  for (int k = 0; k < AT_KTPI; ++k) {
+    #pragma unroll
+    for (int r = 0; r < AT_HPW; ++r) acc[k][r] = 0.0f;
+  }
+  if (is_rec) {
+    // Σ_d ak[d]·f[d][t] with f = 1 + c/2^KB, AT_BATCH channels per round.
+    __local const float4* ak = L->ak + slot * KV_D;
+    for (int d0 = d_begin; d0 < d_begin + AT_KCH; d0 += AT_BATCH) {
+      uint kc[AT_BATCH];
+      #pragma unroll
+      for (int i = 0; i < AT_BATCH; ++i) kc[i] = kn[i];
+      if (d0 + AT_BATCH < d_begin + AT_KCH) {
+        #pragma unroll
+        for (int i = 0; i < AT_BATCH; ++i) kn[i] = kcodes[(d0 + AT_BATCH + i) * AT_KW];
+      }
+      #pragma unroll
+      for (int i = 0; i < AT_BATCH; ++i) {
+        float a[4];
+        at_unpack4(ak[d0 + i], a);
+        #pragma unroll
+        for (int k = 0; k < AT_KTPI; ++k) {
+          const int bit = k * KV_KB;
+          const uint x = bit <= AT_KTOP ? kc[i] << (AT_KTOP - bit) : kc[i] >> (bit - AT_KTOP);
+          const float f = as_float((x & AT_KMASK) | 0x3F800000u);
+          #pragma unroll
+          for (int r = 0; r < AT_HPW; ++r) acc[k][r] += a[r] * f;
+        }
+      }
+    }
+  } else if (u.n > 0) {
+    // fp16 rows: blocks of 8 channels, the block's queries in registers over the tokens.
+    for (int d0 = ks * AT_KCH; d0 < (ks + 1) * AT_KCH; d0 += 8) {
+      float qb[8][4];
+      #pragma unroll
+      for (int i = 0; i < 8; ++i) at_unpack4(L->q[d0 + i], qb[i]);
+      #pragma unroll
+      for (int k = 0; k < AT_KTPI; ++k) {
+        const int t = tw * AT_KTPI + k;
+        if (t < u.n) {
+          float kv[8];
+          at_halves8(u.k + (ulong)t * KV_D + d0, kv);
+          #pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            #pragma unroll
+            for (int r = 0; r < AT_HPW; ++r) acc[k][r] += qb[i][r] * kv[i];
+          }
+        }
+      }
+    }
+  }
+#if AT_KS > 1
+  // Channel groups 1..KS-1 hand their partial dot products to group 0 (token group fastest).
+  if (ks > 0) {
+    #pragma unroll
+    for (int k = 0; k < AT_KTPI; ++k)
+      L->sp[((slot * (AT_KS - 1) + ks - 1) * AT_KTPI + k) * AT_KW + tw] =
+at_pack4(acc[k]);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (ks == 0) {
+    for (int g = 0; g < AT_KS - 1; ++g) {
+      #pragma unroll
+      for (int k = 0; k < AT_KTPI; ++k) {
+        float a[4];
+        at_unpack4(L->sp[((slot * (AT_KS - 1) + g) * AT_KTPI + k) * AT_KW + tw], a);
+        #pragma unroll
+        for (int r = 0; r < AT_HPW; ++r) acc[k][r] += a[r];
+      }
+    }
+  }
+#endif
+
+  // ---- scores of the item's own tokens (items with ks == 0) and the slot maxima -------------
+  const int owner = ks == 0;
+  float sc[AT_KTPI][AT_HPW];
+  if (owner) {
+    float mloc[4] = {AT_NEG_INF, AT_NEG_INF, AT_NEG_INF, AT_NEG_INF};
+    if (is_rec) {
+      float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int g = 0; g < AT_IPS; ++g) {
+        float cg[4];
+        at_unpack4(L->cp[slot * AT_IPS + g], cg);
+        #pragma unroll
+        for (int r = 0; r < AT_HPW; ++r) c[r] += cg[r];
+      }
+      #pragma unroll
+      for (int k = 0; k < AT_KTPI; ++k) {
+        #pragma unroll
+        for (int r = 0; r < AT_HPW; ++r) {
+          sc[k][r] = srk[k] * (acc[k][r] + c[r]) * scale;
+          mloc[r] = fmax(mloc[r], sc[k][r]);
+        }
+      }
+    } else {
+      #pragma unroll
+      for (int k = 0; k < AT_KTPI; ++k) {
+        const int valid = tw * AT_KTPI + k < u.n;
+        #pragma unroll
+        for (int r = 0; r < AT_HPW; ++r) {
+          sc[k][r] = valid ? acc[k][r] * scale : AT_NEG_INF;
+          mloc[r] = fmax(mloc[r], sc[k][r]);
+        }
+      }
+    }
+    L->mx[slot * AT_KW + tw] = (float4)(mloc[0], mloc[1], mloc[2], mloc[3]);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+
+  // ---- online softmax: every item of the slot computes the same new max and rescale --------
+  uint vn[AT_BATCH];
+  if (is_rec) {
+    #pragma unroll
+    for (int i = 0; i < AT_BATCH; ++i) vn[i] = at_vword(vcodes, i);
+  }
+  float alpha[AT_HPW];
+  {
+    float mt[4] = {AT_NEG_INF, AT_NEG_INF, AT_NEG_INF, AT_NEG_INF};
+    for (int g = 0; g < AT_KW; ++g) {
+      float v[4];
+      at_unpack4(L->mx[slot * AT_KW + g], v);
+      #pragma unroll
+      for (int r = 0; r < AT_HPW; ++r) mt[r] = fmax(mt[r], v[r]);
+    }
+    #pragma unroll
+    for (int r = 0; r < AT_HPW; ++r) {
+      const float mn = fmax(m[r], mt[r]);
+      alpha[r] = m[r] == AT_NEG_INF ? 0.0f : exp(m[r] - mn);
+      m[r] = mn;
+    }
+  }
+  if (owner) {
+    float lsum[4] = {0.0f, 0.0f, 0.0f, 0.0f}, y[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    #pragma unroll
+    for (int k = 0; k < AT_KTPI; ++k) {
+      float wt[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      #pragma unroll
+      for (int r = 0; r < AT_HPW; ++r) {
+        // m == -inf: nothing valid seen yet in this slot (then every score is -inf too).
+        const float p = m[r] == AT_NEG_INF ? 0.0f : exp(sc[k][r] - m[r]);
+        lsum[r] += p;
+        if (is_rec) {
+          wt[r] = p * srv[k];
+          y[r] += p * zpv[k] * (1.0f / (float)(1 << KV_VB)) - wt[r];
+        } else {
+          wt[r] = p;
+        }
+      }
+      L->w[slot * KV_G + tw * AT_KTPI + k] = (float4)(wt[0], wt[1], wt[2], wt[3]);
+    }
+    #pragma unroll
+    for (int r = 0; r < AT_HPW; ++r) l[r] = l[r] * alpha[r] + lsum[r];
+    L->yp[slot * AT_KW + tw] = (float4)(y[0], y[1], y[2], y[3]);
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+
+  // ---- V phase: item j takes channels [j*VC, j*VC + VC) of every token of the unit ----------
+  #pragma unroll
+  for (int r = 0; r < AT_HPW; ++r) {
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) A[r][i] *= alpha[r];
+  }
+  __local const float4* wl = L->w + slot * KV_G;
+  if (is_rec) {
+    // B = Σ_t w_t·f[t][d] with f = 1 + c/2^VB; then A += 2^VB·s_col_V·(B + Y).
+    float B[AT_HPW][AT_VC];
+    #pragma unroll
+    for (int r = 0; r < AT_HPW; ++r) {
+      #pragma unroll
+      for (int i = 0; i < AT_VC; ++i) B[r][i] = 0.0f;
+    }
+    float scv[AT_VC];
+    at_halves(u.rec + KV_OFF_S_COL_V + 2 * j * AT_VC, AT_VC, scv);
+    for (int t0 = 0; t0 < KV_G; t0 += AT_BATCH) {
+      uint vc[AT_BATCH];
+      #pragma unroll
+      for (int b = 0; b < AT_BATCH; ++b) vc[b] = vn[b];
+      if (t0 + AT_BATCH < KV_G) {
+        #pragma unroll
+        for (int b = 0; b < AT_BATCH; ++b) vn[b] = at_vword(vcodes, t0 + AT_BATCH + b);
+      }
+      #pragma unroll
+      for (int b = 0; b < AT_BATCH; ++b) {
+        float wt[4];
+        at_unpack4(wl[t0 + b], wt);
+        #pragma unroll
+        for (int i = 0; i < AT_VC; ++i) {
+          const int bit = i * KV_VB;
+          const uint x = bit <= AT_VTOP ? vc[b] << (AT_VTOP - bit) : vc[b] >> (bit - AT_VTOP);
+          const float f = as_float((x & AT_VMASK) | 0x3F800000u);
+          #pragma unroll
+          for (int r = 0; r < AT_HPW; ++r) B[r][i] += wt[r] * f;
+        }
+      }
+    }
+    float y[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int g = 0; g < AT_KW; ++g) {
+      float v[4];
+      at_unpack4(L->yp[slot * AT_KW + g], v);
+      #pragma unroll
+      for (int r = 0; r < AT_HPW; ++r) y[r] += v[r];
+    }
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) {
+      const float s = scv[i] * (float)(1 << KV_VB);
+      #pragma unroll
+      for (int r = 0; r < AT_HPW; ++r) A[r][i] += s * (B[r][i] + y[r]);
+    }
+  } else {
+#if defined(AT_UNROLL) && AT_UNROLL
+    #pragma unroll 4
+#endif
+    for (int t = 0; t < u.n; ++t) {
+      float v[AT_VC], wt[4];
+      at_halves(u.v + (ulong)t * KV_D + j * AT_VC, AT_VC, v);
+      at_unpack4(wl[t], wt);
+      #pragma unroll
+      for (int i = 0; i < AT_VC; ++i) {
+        #pragma unroll
+        for (int r = 0; r < AT_HPW; ++r) A[r][i] += wt[r] * v[i];
+      }
+    }
+  }
+}
+
+// Merges the slots (log-sum-exp) and writes the split's result: with one split (direct) the
+// normalized output, rotated back when rotate_back, as f32 or f16 (out [S*Hq][D]); otherwise
+// the partials pm/pl [(s*Hq + hq)*NS + split] and pacc [...][D] (rotated frame, unnormalized).
+inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int split, int num_splits,
+                      __global float* part, ulong num_parts, int rotate_back, int out_f16,
+                      __global void* out) {
+  const int slot = lid / AT_IPS, j = lid % AT_IPS;
+  barrier(CLK_LOCAL_MEM_FENCE);  // the last step's readers of w / ak are done
+  __local float* acc = (__local float*)L->ak;  // [slot][head][D]
+  #pragma unroll
+  for (int r = 0; r < AT_HPW; ++r) {
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) acc[(slot * AT_HPW + r) * KV_D + j * AT_VC + i] = A[r][i];
+  }
+  float lv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, mv[4] = {AT_NEG_INF, AT_NEG_INF, AT_NEG_INF, AT_NEG_INF};
+  #pragma unroll
+  for (int r = 0; r < AT_HPW; ++r) {
+    lv[r] = l[r];
+    mv[r] = m[r];
+  }
+  L->lp[lid] = (float4)(lv[0], lv[1], lv[2], lv[3]);
+  if (j == 0) L->ms[slot] = (float4)(mv[0], mv[1], mv[2], mv[3]);
+  barrier(CLK_LOCAL_MEM_FENCE);
+
+  // Every item computes the merged max, the slot factors and the total sum (same order, same
+  // result in every item).
+  float mx[4] = {AT_NEG_INF, AT_NEG_INF, AT_NEG_INF, AT_NEG_INF}, fs[AT_NS][4], lt[4];
+  for (int s = 0; s < AT_NS; ++s) {
+    float v[4];
+    at_unpack4(L->ms[s], v);
+    #pragma unroll
+    for (int r = 0; r < 4; ++r) mx[r] = fmax(mx[r], v[r]);
   }
   #pragma unroll
-  for (int r0 = 0; r0 < AT_HPW; r0 += AT_RV) {
+  for (int r = 0; r < 4; ++r) lt[r] = 0.0f;
+  #pragma unroll
+  for (int s = 0; s < AT_NS; ++s) {
+    float v[4];
+    at_unpack4(L->ms[s], v);
     #pragma unroll
-    for (int r = 0; r < AT_RV; ++r) {
-      if (r0 + r < AT_HPW) {
-        #pragma unroll
-        for (int i = 0; i < AT_VC; ++i)
-          L->red[(vtg * AT_RV + r) * KV_D + vcb * AT_VC + i] = A[r0 + r][i];
-      }
+    for (int r = 0; r < 4; ++r) fs[s][r] = v[r] == AT_NEG_INF ? 0.0f : exp(v[r] - mx[r]);
+    float ls[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int g = 0; g < AT_IPS; ++g) {
+      float x[4];
+      at_unpack4(L->lp[s * AT_IPS + g], x);
+      #pragma unroll
+      for (int r = 0; r < 4; ++r) ls[r] += x[r];
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int p = lid; p < AT_RV * KV_D; p += AT_WG) {
-      const int r = p / KV_D, d = p % KV_D;
-      if (r0 + r < AT_HPW) {
-        float sum = 0.0f;
-        for (int g = 0; g < AT_VTG; ++g) sum += L->red[(g * AT_RV + r) * KV_D + d];
-        pacc[((part0 + (ulong)(r0 + r)) * num_splits + split) * KV_D + d] = sum;
-      }
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
+    #pragma unroll
+    for (int r = 0; r < 4; ++r) lt[r] += fs[s][r] * ls[r];
   }
-  if (lid < AT_HPW) {
-    float l = 0.0f;
-    for (int g = 0; g < AT_VTG; ++g) l += L->lsum[g * AT_HPW + lid];
-    pm[(part0 + (ulong)lid) * num_splits + split] = L->m[lid];
-    pl[(part0 + (ulong)lid) * num_splits + split] = l;
+
+  const int direct = num_splits == 1;
+  __local float* o = (__local float*)L->q;  // direct: [head][D] normalized output (q is done)
+  for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) {
+    const int r = p / KV_D, d = p % KV_D;
+    float sum = 0.0f;
+    #pragma unroll
+    for (int s = 0; s < AT_NS; ++s) {
+      float f = fs[s][0];
+#if AT_HPW > 1
+      if (r == 1) f = fs[s][1];
+#endif
+#if AT_HPW > 2
+      if (r == 2) f = fs[s][2];
+#endif
+#if AT_HPW > 3
+      if (r == 3) f = fs[s][3];
+#endif
+      sum += f * acc[(s * AT_HPW + r) * KV_D + d];
+    }
+    if (direct) {
+      float lr = lt[0];
+#if AT_HPW > 1
+      if (r == 1) lr = lt[1];
+#endif
+#if AT_HPW > 2
+      if (r == 2) lr = lt[2];
+#endif
+#if AT_HPW > 3
+      if (r == 3) lr = lt[3];
+#endif
+      o[p] = lr > 0.0f ? sum / lr : 0.0f;
+    } else {
+      part[2 * num_parts + ((row0 + (ulong)r) * num_splits + split) * KV_D + d] = sum;
+    }
+  }
+  if (!direct) {
+    if (lid < AT_HPW) {
+      const ulong i = (row0 + (ulong)lid) * num_splits + split;
+      float mr = mx[0], lr = lt[0];
+      if (lid == 1) { mr = mx[1]; lr = lt[1]; }
+      if (lid == 2) { mr = mx[2]; lr = lt[2]; }
+      if (lid == 3) { mr = mx[3]; lr = lt[3]; }
+      part[i] = mr;
+      part[num_parts + i] = lr;
+    }
+    return;  // uniform: num_splits is a kernel argument
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (rotate_back) at_fwht_local(o, AT_HPW, lid, AT_WG);
+  for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) {
+    if (out_f16) vstore_half_rte(o[p], row0 * KV_D + p, (__global half*)out);
+    else ((__global float*)out)[row0 * KV_D + p] = o[p];
   }
 }
 
 // Fused decode attention from the records. Launch: local (AT_WG, 1, 1), global
 // (num_splits * AT_WG, Hk * (R / AT_HPW), S). seq_info is int4 {slot, sink_len, num_blocks,
 // tail_len} per sequence. Units of a sequence: ceil(sink_len/G) sink chunks, num_blocks records,
-// ceil(tail_len/G) tail chunks; split c takes units [n*c/NS, n*(c+1)/NS).
+// ceil(tail_len/G) tail chunks; split c takes units [n*c/NS, n*(c+1)/NS), AT_NS per step.
+// part: split partials (num_splits > 1); out: the output (num_splits == 1).
 __kernel __attribute__((reqd_work_group_size(AT_WG, 1, 1)))
 void kvarn_attend_records(__global const float* q, __global const uchar* records,
                           __global const int* block_tables, int max_blocks,
@@ -440,7 +605,8 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
                           __global const half* sink_v, __global const half* tail_v,
                           int sink_cap, int tail_cap, __global const int4* seq_info,
                           int num_kv_heads, int q_per_kv, int num_splits, float scale,
-                          __global float* part, ulong num_parts) {
+                          int out_f16, __global void* out, __global float* part,
+                          ulong num_parts) {
   __local AtLocal L;
   const int lid = (int)get_local_id(0);
   const int split = (int)get_group_id(0);
@@ -451,20 +617,26 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
   const int h0 = h * q_per_kv + hb * AT_HPW;
 
   at_load_queries(q, hq_total, s, h0, &L, lid, 1);
-  float A[AT_HPW][AT_VC], lpart[AT_HPW];
-  at_begin(&L, lid, A, lpart);
+  float A[AT_HPW][AT_VC], m[AT_HPW], l[AT_HPW];
+  at_begin(A, m, l);
 
   const int4 info = seq_info[s];
   const int ns = (info.y + KV_G - 1) / KV_G, nb = info.z, nt = (info.w + KV_G - 1) / KV_G;
   const int n = ns + nb + nt;
   const int u0 = (int)((long)n * split / num_splits), u1 = (int)((long)n * (split + 1) / num_splits);
   const ulong head_row = (ulong)info.x * num_kv_heads + h;
-  for (int ui = u0; ui < u1; ++ui) {
+  const int slot = lid / AT_IPS;
+  for (int base = u0; base < u1; base += AT_NS) {
+    const int ui = base + slot;
     AtUnit u;
-    u.rec = 0;
-    u.k = 0;
-    u.v = 0;
-    if (ui < ns) {
+    u.rec = records;
+    u.is_rec = 0;
+    u.k = sink;
+    u.v = sink_v;
+    u.n = 0;
+    if (ui >= u1) {
+      // no unit for this slot in the last step
+    } else if (ui < ns) {
       const ulong row = head_row * sink_cap + (ulong)ui * KV_G;
       u.k = sink + row * KV_D;
       u.v = sink_v + row * KV_D;
@@ -472,18 +644,19 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
     } else if (ui < ns + nb) {
       const ulong b = (ulong)block_tables[(ulong)s * max_blocks + (ui - ns)];
       u.rec = records + (b * num_kv_heads + h) * KV_RECORD_BYTES;
+      u.is_rec = 1;
       u.n = KV_G;
     } else {
-      const int j = ui - ns - nb;
-      const ulong row = head_row * tail_cap + (ulong)j * KV_G;
+      const int jt = ui - ns - nb;
+      const ulong row = head_row * tail_cap + (ulong)jt * KV_G;
       u.k = tail + row * KV_D;
       u.v = tail_v + row * KV_D;
-      u.n = min(KV_G, info.w - j * KV_G);
+      u.n = min(KV_G, info.w - jt * KV_G);
     }
-    at_unit(u, scale, &L, lid, A, lpart);
+    at_step(u, scale, &L, lid, A, m, l);
   }
-  at_write_partials(&L, lid, A, lpart, (ulong)s * hq_total + h0, split, num_splits, part,
-                    part + num_parts, part + 2 * num_parts);
+  at_finish(&L, lid, A, m, l, (ulong)s * hq_total + h0, split, num_splits, part, num_parts, 1,
+            out_f16, out);
 }
 
 // Log-sum-exp merge of the splits, normalization, optional rotation back, store.

@@ -7,34 +7,58 @@
 
 namespace kvarn_cl::opencl {
 
-int attend_heads_per_group(int q_per_kv, int head_dim) {
-  for (int h = 8; h > 1; --h)
-    if (q_per_kv % h == 0 && h * head_dim <= 1024) return h;
+int attend_heads_per_group(int q_per_kv) {
+  for (int h = 4; h > 1; --h)
+    if (q_per_kv % h == 0) return h;
   return 1;
 }
 
-ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group) {
-  return {{"common.cl", "attention.cl"},
-          geometry_options(params) + " -DAT_HPW=" + std::to_string(heads_per_group)};
+int attend_units_per_step(const CodecParams& params) {
+  const RecordLayout L = RecordLayout::make(params);
+  const int key_words = L.group * L.k_bits / 32;
+  const int items_per_slot = std::max(key_words, L.head_dim / 8);
+  return kAttendWorkGroup / items_per_slot;
 }
 
-ProgramSpec attend_fp16_program(int head_dim, int heads_per_group) {
+namespace {
+std::string attend_options(const CodecParams& params, int heads_per_group, bool unroll) {
+  return geometry_options(params) + " -DAT_HPW=" + std::to_string(heads_per_group) +
+         (unroll ? " -DAT_UNROLL=1" : "");
+}
+}  // namespace
+
+ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group, bool unroll) {
+  return {{"common.cl", "attention.cl"}, attend_options(params, heads_per_group, unroll)};
+}
+
+CodecParams attend_fp16_geometry(int head_dim) {
   // Units of 128 rows: the k4v2_g128 geometry supplies KV_D and KV_G = 128 (record fields unused).
   CodecParams p;
   p.preset = Preset::k4v2_g128;
   p.head_dim = head_dim;
+  return p;
+}
+
+ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool unroll) {
   return {{"common.cl", "attention.cl", "attention_fp16.cl"},
-          geometry_options(p) + " -DAT_HPW=" + std::to_string(heads_per_group)};
+          attend_options(attend_fp16_geometry(head_dim), heads_per_group, unroll)};
 }
 
 ProgramSpec copy_rows_program() { return {{"copy_rows.cl"}, ""}; }
 
-int attend_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {
+int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,
+                  unsigned compute_units) {
   if (max_units <= 1 || groups_without_split == 0) return 1;
   const std::size_t target = std::size_t(std::max(1u, compute_units)) * 8;
   const std::size_t want = (target + groups_without_split - 1) / groups_without_split;
-  const std::size_t most = std::size_t(std::max(1, max_units / 2));
-  return int(std::max<std::size_t>(1, std::min(want, most)));
+  if (want <= 1) return 1;
+  // Steps per split so that `want` splits cover the context, then as few splits as cover it
+  // with that many steps (whole steps: no slot idles but in the last one).
+  const std::size_t per_step = std::size_t(std::max(1, units_per_step));
+  const std::size_t units = std::size_t(max_units);
+  const std::size_t steps = std::max<std::size_t>(1, (units + want * per_step - 1) / (want * per_step));
+  const std::size_t splits = (units + steps * per_step - 1) / (steps * per_step);
+  return int(std::max<std::size_t>(1, std::min(splits, units)));
 }
 
 }  // namespace kvarn_cl::opencl

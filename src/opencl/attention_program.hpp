@@ -11,26 +11,41 @@
 
 namespace kvarn_cl::opencl {
 
-constexpr int kAttendWorkGroup = 128;  // attention.cl AT_WG
+constexpr int kAttendWorkGroup = 64;   // attention.cl AT_WG
 constexpr int kMergeWorkGroup = 64;    // attention.cl AT_MWG
 constexpr int kCopyRowsWorkGroup = 256;  // copy_rows.cl CR_WG
 
-// Query heads per work-group: the largest divisor of q_per_kv (Hq/Hk) that is at most 8 and keeps
-// the rotated queries within 4 KiB of local memory (AT_HPW). All query heads of a KV head share
-// one read of each tile when q_per_kv itself qualifies (GQA up to 8 at head_dim <= 128).
-int attend_heads_per_group(int q_per_kv, int head_dim);
+// Query heads per work-group: the largest divisor of q_per_kv (Hq/Hk) that is at most 4 (the
+// per-channel query factors of all heads of a group are one float4 in local memory, AT_HPW).
+// All query heads of a KV head share one read (and one decode) of each tile up to GQA ratio 4;
+// ratio 8 reads each tile twice.
+int attend_heads_per_group(int q_per_kv);
+// Older form (src/opencl/device_api.cpp uses it): head_dim no longer limits the heads per group.
+inline int attend_heads_per_group(int q_per_kv, int /*head_dim*/) {
+  return attend_heads_per_group(q_per_kv);
+}
 
-// The fused program (common.cl + attention.cl) for a record geometry.
-ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group);
+// Units (tiles of G tokens) one work-group processes per step (attention.cl AT_NS): one per
+// slot of AT_IPS = max(G*key_bits/32, D/8) items in a group of kAttendWorkGroup.
+int attend_units_per_step(const CodecParams& params);
+
+// The fused program (common.cl + attention.cl) for a record geometry. unroll: partially unroll
+// the channel and token loops (GPU devices; PoCL compiles much more slowly with it).
+ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group,
+                                   bool unroll = false);
 // The fp16 program (common.cl + attention.cl + attention_fp16.cl) for a head_dim.
-ProgramSpec attend_fp16_program(int head_dim, int heads_per_group);
+ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool unroll = false);
+// The geometry the fp16 program is built with (units of 128 rows).
+CodecParams attend_fp16_geometry(int head_dim);
 // copy_rows.cl alone (needs no geometry).
 ProgramSpec copy_rows_program();
 
 // Context splits per (sequence, KV head, head block): enough work-groups to fill the device
-// (about 8 per compute unit, the occupancy of a 128-item group with ~27 KiB of local memory on
-// a GPU), but at least 2 units (tiles) per split so that the per-group overhead (query rotation,
-// final reduction, partial write) stays small, and never more splits than units.
-int attend_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
+// (about 8 per compute unit: a 64-item group holds ~100 registers per item and ~21 KiB of local
+// memory), each split a whole number of steps of units_per_step units where the context allows,
+// and never more splits than units. One split also saves the merge launch (the split kernel then
+// writes the output itself), so short contexts at large batch take one.
+int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,
+                  unsigned compute_units);
 
 }  // namespace kvarn_cl::opencl

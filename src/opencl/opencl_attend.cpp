@@ -1,8 +1,9 @@
 // Decode attention on the OpenCL device: the fused path straight from the records (SPEC §4) and
-// plain fp16 attention (baseline / materialize path). Each call is two launches for the whole
-// batch of one layer: the split kernel (one work-group per context split, KV head, block of query
-// heads and sequence; kernels/attention.cl) and the log-sum-exp merge that also rotates the output
-// back and stores f32 or f16.
+// plain fp16 attention (baseline / materialize path). Each call launches, for the whole batch of
+// one layer, the split kernel (one work-group per context split, KV head, block of query heads and
+// sequence; kernels/attention.cl) and, only when the context is split, the log-sum-exp merge that
+// also rotates the output back and stores f32 or f16. With one split the split kernel stores the
+// output itself: one launch per call, which is what short contexts are bound by.
 //
 // Index data (seq_info, block tables, seq_lens) is read back and validated before the launch, as
 // the CPU backend does: a bad slot, length or block id is an InvalidArgument naming the batch
@@ -55,22 +56,31 @@ void OpenCLBackend::launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::
                                                   std::size_t rows, int head_dim, bool rotate_back,
                                                   ElementType out_type, Buffer& out,
                                                   const char* what) {
+  // The split kernel's last four arguments: out_f16, out, part, num_parts. With one split it
+  // writes `out` and the partials are unused (the workspace is still a valid, small buffer).
   const std::size_t parts = rows * std::size_t(num_splits);
-  cl::Buffer& ws = attend_workspace(parts * (2 + std::size_t(head_dim)) * sizeof(float));
+  cl::Buffer& ws = attend_workspace(
+      num_splits > 1 ? parts * (2 + std::size_t(head_dim)) * sizeof(float) : sizeof(float));
   const cl_uint last = split_kernel.getInfo<CL_KERNEL_NUM_ARGS>();
+  const cl_int out_f16 = out_type == ElementType::f16 ? 1 : 0;
   cl_call(std::string(what) + ": setting kernel arguments", [&] {
+    split_kernel.setArg(last - 4, out_f16);
+    split_kernel.setArg(last - 3, cl_buffer(out, "out"));
     split_kernel.setArg(last - 2, ws);
     split_kernel.setArg(last - 1, cl_ulong(parts));
-    merge_kernel.setArg(0, ws);
-    merge_kernel.setArg(1, cl_ulong(parts));
-    merge_kernel.setArg(2, cl_int(num_splits));
-    merge_kernel.setArg(3, cl_int(rotate_back ? 1 : 0));
-    merge_kernel.setArg(4, cl_int(out_type == ElementType::f16 ? 1 : 0));
-    merge_kernel.setArg(5, cl_buffer(out, "out"));
+    if (num_splits > 1) {
+      merge_kernel.setArg(0, ws);
+      merge_kernel.setArg(1, cl_ulong(parts));
+      merge_kernel.setArg(2, cl_int(num_splits));
+      merge_kernel.setArg(3, cl_int(rotate_back ? 1 : 0));
+      merge_kernel.setArg(4, out_f16);
+      merge_kernel.setArg(5, cl_buffer(out, "out"));
+    }
   });
   launch(split_kernel, split_global, cl::NDRange(kAttendWorkGroup, 1, 1), what);
   attend_split_event_ = last_event_;
-  launch(merge_kernel, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
+  if (num_splits > 1)
+    launch(merge_kernel, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
   last_attend_splits_ = num_splits;
 }
 
@@ -123,13 +133,15 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   }
 
   const int R = a.num_q_heads / a.num_kv_heads;
-  const int hpw = attend_heads_per_group(R, L.head_dim);
+  const int hpw = attend_heads_per_group(R);
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
-  int splits = attend_splits_override_ > 0 ? attend_splits_override_
-                                           : attend_splits(groups, max_units, caps().compute_units);
+  int splits = attend_splits_override_ > 0
+                   ? attend_splits_override_
+                   : attend_splits(groups, max_units, attend_units_per_step(a.params),
+                                   caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
-  const ProgramSpec spec = attend_records_program(a.params, hpw);
+  const ProgramSpec spec = attend_records_program(a.params, hpw, caps().type == "gpu");
   cl::Kernel& k = kernel(spec, "kvarn_attend_records");
   cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
   cl_call("attend: setting kernel arguments", [&] {
@@ -181,14 +193,17 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
   }
 
   const int R = a.num_q_heads / a.num_kv_heads;
-  const int hpw = attend_heads_per_group(R, a.head_dim);
+  const int hpw = attend_heads_per_group(R);
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
-  int splits = attend_splits_override_ > 0 ? attend_splits_override_
-                                           : attend_splits(groups, max_units, caps().compute_units);
+  int splits = attend_splits_override_ > 0
+                   ? attend_splits_override_
+                   : attend_splits(groups, max_units,
+                                   attend_units_per_step(attend_fp16_geometry(a.head_dim)),
+                                   caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
   const bool rotated = a.kv_frame == Frame::rotated;
 
-  const ProgramSpec spec = attend_fp16_program(a.head_dim, hpw);
+  const ProgramSpec spec = attend_fp16_program(a.head_dim, hpw, caps().type == "gpu");
   cl::Kernel& k = kernel(spec, "kvarn_attend_fp16");
   cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
   cl_call("attend_fp16: setting kernel arguments", [&] {
