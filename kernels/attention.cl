@@ -9,7 +9,8 @@
 //                         query head and split;
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
 //                         splits, normalization, FWHT back to the original frame, f32/f16 store.
-// kvarn_attend_fp16 (attention_fp16.cl) runs the same machinery over an uncompressed fp16 cache.
+// The fp16 baseline (attention_fp16.cl) is a separate program with a shape suited to fp16 rows;
+// here fp16 rows occur only as the sink and tail units of a sequence.
 // Needs common.cl (geometry); nothing of common.cl but its -D geometry is used.
 //
 // Work-group shape: AT_WG = 64 work-items in AT_NS slots of AT_IPS items; a step hands each
@@ -72,7 +73,15 @@
 // words loaded before the current round is used; private arrays are indexed only by fully
 // unrolled loops with compile-time trip counts (a GPU keeps them in registers only then).
 // AT_UNROLL (host: GPU devices) also unrolls the fp16 token loop of the V phase.
-#define AT_BATCH 8  // channels (K) or tokens (V) per round of loads
+// Channels (K) or tokens (V) per round of loads. 16 halves the rounds per tile against 8 (each
+// round exposes some load latency where few groups share a compute unit: short contexts) at the
+// cost of 16 more registers per item. -DAT_BATCH=8 builds the smaller variant for comparison.
+#ifndef AT_BATCH
+#define AT_BATCH 16
+#endif
+#if (AT_KCH % AT_BATCH) != 0 || (KV_G % AT_BATCH) != 0
+#error "attention.cl: AT_BATCH must divide the channels per K item and G"
+#endif
 
 #define AT_NEG_INF (-INFINITY)
 

@@ -31,17 +31,27 @@ ProgramSpec attend_records_program(const CodecParams& params, int heads_per_grou
   return {{"common.cl", "attention.cl"}, attend_options(params, heads_per_group, unroll)};
 }
 
-CodecParams attend_fp16_geometry(int head_dim) {
+int attend_fp16_heads_per_group(int q_per_kv, int head_dim) {
+  for (int h = 8; h > 1; --h)
+    if (q_per_kv % h == 0 && h * head_dim <= 1024) return h;
+  return 1;
+}
+
+ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool /*unroll*/) {
   // Units of 128 rows: the k4v2_g128 geometry supplies KV_D and KV_G = 128 (record fields unused).
   CodecParams p;
   p.preset = Preset::k4v2_g128;
   p.head_dim = head_dim;
-  return p;
+  return {{"common.cl", "attention_fp16.cl"},
+          geometry_options(p) + " -DAT_HPW=" + std::to_string(heads_per_group)};
 }
 
-ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool unroll) {
-  return {{"common.cl", "attention.cl", "attention_fp16.cl"},
-          attend_options(attend_fp16_geometry(head_dim), heads_per_group, unroll)};
+int attend_fp16_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {
+  if (max_units <= 1 || groups_without_split == 0) return 1;
+  const std::size_t target = std::size_t(std::max(1u, compute_units)) * 8;
+  const std::size_t want = (target + groups_without_split - 1) / groups_without_split;
+  const std::size_t most = std::size_t(std::max(1, max_units / 2));
+  return int(std::max<std::size_t>(1, std::min(want, most)));
 }
 
 ProgramSpec copy_rows_program() { return {{"copy_rows.cl"}, ""}; }

@@ -12,6 +12,7 @@
 namespace kvarn_cl::opencl {
 
 constexpr int kAttendWorkGroup = 64;   // attention.cl AT_WG
+constexpr int kAttendFp16WorkGroup = 128;  // attention_fp16.cl AT_WG
 constexpr int kMergeWorkGroup = 64;    // attention.cl AT_MWG
 constexpr int kCopyRowsWorkGroup = 256;  // copy_rows.cl CR_WG
 
@@ -33,10 +34,15 @@ int attend_units_per_step(const CodecParams& params);
 // the channel and token loops (GPU devices; PoCL compiles much more slowly with it).
 ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group,
                                    bool unroll = false);
-// The fp16 program (common.cl + attention.cl + attention_fp16.cl) for a head_dim.
+// Query heads per work-group of the fp16 program: the largest divisor of q_per_kv that is at most
+// 8 and keeps the rotated queries within 4 KiB of local memory (attention_fp16.cl AT_HPW).
+int attend_fp16_heads_per_group(int q_per_kv, int head_dim);
+// The fp16 program (common.cl + attention_fp16.cl) for a head_dim. `unroll` is accepted for
+// symmetry with the fused program and changes nothing (its loops are unrolled on every device).
 ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool unroll = false);
-// The geometry the fp16 program is built with (units of 128 rows).
-CodecParams attend_fp16_geometry(int head_dim);
+// Context splits of the fp16 program: about 8 groups per compute unit, at least 2 units (of 128
+// rows) per split, never more splits than units.
+int attend_fp16_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
 // copy_rows.cl alone (needs no geometry).
 ProgramSpec copy_rows_program();
 

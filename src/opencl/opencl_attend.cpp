@@ -193,17 +193,15 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
   }
 
   const int R = a.num_q_heads / a.num_kv_heads;
-  const int hpw = attend_heads_per_group(R);
+  const int hpw = attend_fp16_heads_per_group(R, a.head_dim);
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
   int splits = attend_splits_override_ > 0
                    ? attend_splits_override_
-                   : attend_splits(groups, max_units,
-                                   attend_units_per_step(attend_fp16_geometry(a.head_dim)),
-                                   caps().compute_units);
+                   : attend_fp16_splits(groups, max_units, caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
   const bool rotated = a.kv_frame == Frame::rotated;
 
-  const ProgramSpec spec = attend_fp16_program(a.head_dim, hpw, caps().type == "gpu");
+  const ProgramSpec spec = attend_fp16_program(a.head_dim, hpw);
   cl::Kernel& k = kernel(spec, "kvarn_attend_fp16");
   cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
   cl_call("attend_fp16: setting kernel arguments", [&] {
@@ -218,10 +216,25 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
     k.setArg(8, cl_float(a.scale));
     k.setArg(9, cl_int(rotated ? 1 : 0));
   });
-  launch_attend_split_and_merge(
-      k, merge, cl::NDRange(std::size_t(splits) * kAttendWorkGroup, Hk * std::size_t(R / hpw), S),
-      splits, S * Hq, a.head_dim, rotated, a.out_type, *a.out,
-      "attend_fp16: launching kvarn_attend_fp16");
+  // Two launches always (the fp16 kernel writes partials only), see attention_fp16.cl.
+  const std::size_t parts = S * Hq * std::size_t(splits);
+  cl::Buffer& ws = attend_workspace(parts * (2 + D) * sizeof(float));
+  cl_call("attend_fp16: setting kernel arguments", [&] {
+    k.setArg(10, ws);
+    k.setArg(11, cl_ulong(parts));
+    merge.setArg(0, ws);
+    merge.setArg(1, cl_ulong(parts));
+    merge.setArg(2, cl_int(splits));
+    merge.setArg(3, cl_int(rotated ? 1 : 0));
+    merge.setArg(4, cl_int(a.out_type == ElementType::f16 ? 1 : 0));
+    merge.setArg(5, cl_buffer(*a.out, "attend_fp16: out"));
+  });
+  const char* what = "attend_fp16: launching kvarn_attend_fp16";
+  launch(k, cl::NDRange(std::size_t(splits) * kAttendFp16WorkGroup, Hk * std::size_t(R / hpw), S),
+         cl::NDRange(kAttendFp16WorkGroup, 1, 1), what);
+  attend_split_event_ = last_event_;
+  launch(merge, cl::NDRange(kMergeWorkGroup, S * Hq), cl::NDRange(kMergeWorkGroup, 1), what);
+  last_attend_splits_ = splits;
 }
 
 }  // namespace kvarn_cl::opencl
