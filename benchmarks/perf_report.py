@@ -16,7 +16,9 @@ def load(folder, name):
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        text = f.read()
+    # A benchmark run whose filter matched nothing leaves an empty file.
+    return json.loads(text) if text.strip() else None
 
 
 def runs(doc):
