@@ -218,9 +218,28 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
     state.SetIterationTime(t);
     times.push_back(t);
   }
+  const bool auto_short = be.last_attend_kernel() == opencl::OpenCLBackend::AttendKernel::short_context;
   const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
   const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
   set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens());
+  // Both fused kernels forced on the same cache (median of 20 each), so that one run shows where
+  // the launch policy's crossover between them lies (attention_program.hpp).
+  using Kernel = opencl::OpenCLBackend::AttendKernel;
+  for (const auto& [kernel, name] : {std::pair{Kernel::short_context, "short_kernel_us"},
+                                     std::pair{Kernel::tile_slots, "slots_kernel_us"}}) {
+    be.set_attend_kernel(kernel);
+    be.attend(a);
+    be.finish();
+    std::vector<double> forced;
+    for (int i = 0; i < 20; ++i) {
+      be.attend(a);
+      be.finish();
+      forced.push_back(span_seconds(be.last_attend_split_event(), be.last_event()));
+    }
+    state.counters[name] = bench::median(std::move(forced)) * 1e6;
+  }
+  be.set_attend_kernel(Kernel::automatic);
+  state.counters["auto_is_short"] = auto_short ? 1 : 0;
 }
 
 void BM_Materialize_body(benchmark::State& state, Shape s) {

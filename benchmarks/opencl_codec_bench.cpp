@@ -14,6 +14,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/opencl_timing.hpp"
@@ -112,6 +113,70 @@ void BM_Quantize(benchmark::State& state) {
   state.SetLabel(label(params, tiles, !g_env->gpu));
 }
 
+bool has_nv_compiler_options() {
+  const std::string ext = g_env->backend->device().getInfo<CL_DEVICE_EXTENSIONS>();
+  return ext.find("cl_nv_compiler_options") != std::string::npos;
+}
+
+// The quantize kernel built with a chosen Q_RT (tokens per work-item: 4, 8 or 16) and register
+// cap (0 = the compiler's choice; else -cl-nv-maxrregcount, NVIDIA only), launched directly: the
+// data for choosing the backend's defaults (quantize_tokens_per_item). Skipped where the variant
+// cannot run (work-group above the kernel's limit, or no cl_nv_compiler_options for a cap).
+void BM_QuantizeVariant(benchmark::State& state) {
+  const CodecParams params = params_of(state);
+  const RecordLayout l = RecordLayout::make(params);
+  const std::size_t tiles = std::size_t(state.range(2));
+  const int rt = int(state.range(3));
+  const int max_regs = int(state.range(4));
+  auto& b = *g_env->backend;
+  if (max_regs > 0 && !has_nv_compiler_options()) {
+    state.SkipWithError("no cl_nv_compiler_options");
+    return;
+  }
+  cl::Kernel& kern = b.kernel(opencl::codec_program(params, rt, b.unroll_codec(), max_regs), "kvarn_quantize");
+  const std::size_t wg = std::size_t(opencl::quantize_work_group(params, rt));
+  const std::size_t kwg = kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(b.device());
+  if (wg > kwg) {
+    state.SkipWithError("work-group above the kernel's limit");
+    return;
+  }
+  Batch rows = make_rows(params, tiles);
+  auto records = b.allocate(tiles * l.bytes);
+  std::vector<QuantizeJob> jobs(tiles);
+  for (std::size_t i = 0; i < tiles; ++i)
+    jobs[i] = {std::uint32_t(i * std::size_t(l.group)), std::uint32_t(i)};
+  cl::Buffer job_buf = b.upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "uploading jobs");
+  const std::uint32_t none = 0xFFFFFFFFu;
+  cl::Buffer status(b.context(), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof none,
+                    const_cast<std::uint32_t*>(&none));
+  kern.setArg(0, opencl::cl_buffer(*rows.k, "k"));
+  kern.setArg(1, opencl::cl_buffer(*rows.v, "v"));
+  kern.setArg(2, job_buf);
+  kern.setArg(3, opencl::cl_buffer(*records, "records"));
+  kern.setArg(4, cl_int(params.sinkhorn_iters));
+  kern.setArg(5, status);
+  const cl::NDRange global(wg * tiles, 2), local(wg, 1);
+  b.launch(kern, global, local, "warm-up");
+  b.finish();
+  std::vector<double> seconds;
+  for (auto _ : state) {
+    b.launch(kern, global, local, "quantize variant");
+    b.finish();
+    seconds.push_back(bench::event_seconds(b.last_event()));
+    state.SetIterationTime(seconds.back());
+  }
+  const double t = bench::median(seconds);
+  state.counters["rt"] = rt;
+  state.counters["max_regs"] = max_regs;
+  state.counters["private_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
+  state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(b.device()));
+  state.counters["kernel_max_wg"] = double(kwg);
+  state.counters["work_group"] = double(wg);
+  state.counters["ms_per_launch"] = t * 1e3;
+  state.counters["tile_pairs_per_s"] = double(tiles) / t;
+  state.SetLabel(label(params, tiles, !g_env->gpu));
+}
+
 void BM_Dequantize(benchmark::State& state) {
   const CodecParams params = params_of(state);
   const RecordLayout l = RecordLayout::make(params);
@@ -159,6 +224,62 @@ void BM_Dequantize(benchmark::State& state) {
   state.SetLabel(label(params, n, !g_env->gpu) + (frame == Frame::original ? " original frame" : " rotated frame"));
 }
 
+// Dequantize kernels launched directly, the K/V-merged ones (one work-item decodes its block of
+// both tile halves) against the default ones (one tile half per work-item): data for choosing.
+void BM_DequantizeVariant(benchmark::State& state) {
+  const CodecParams params = params_of(state);
+  const RecordLayout l = RecordLayout::make(params);
+  const std::size_t n = std::size_t(state.range(2));
+  const bool original = state.range(3) != 0;
+  const bool merged = state.range(4) != 0;
+  auto& b = *g_env->backend;
+  const std::size_t distinct = std::min(n, kDistinctTiles);
+  Batch rows = make_rows(params, distinct);
+  auto unit = b.allocate(distinct * l.bytes);
+  std::vector<QuantizeJob> jobs(distinct);
+  for (std::size_t i = 0; i < distinct; ++i)
+    jobs[i] = {std::uint32_t(i * std::size_t(l.group)), std::uint32_t(i)};
+  b.quantize(params, *rows.k, *rows.v, jobs, *unit);
+  auto pool = b.allocate(n * l.bytes);
+  replicate(*unit, distinct * l.bytes, *pool, n * l.bytes);
+  const std::size_t out_bytes = n * std::size_t(l.group) * std::size_t(l.head_dim) * 2;
+  auto k_out = b.allocate(out_bytes);
+  auto v_out = b.allocate(out_bytes);
+  std::vector<std::uint32_t> ids(n);
+  std::iota(ids.begin(), ids.end(), 0u);
+  cl::Buffer id_buf = b.upload(ids.data(), ids.size() * 4, "ids");
+  const std::uint32_t none = 0xFFFFFFFFu;
+  cl::Buffer status(b.context(), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof none,
+                    const_cast<std::uint32_t*>(&none));
+  std::string name = original ? "kvarn_dequantize_original" : "kvarn_dequantize_rotated";
+  if (merged) name += "_kv";
+  cl::Kernel& kern = b.kernel(opencl::codec_program(params, b.quantize_tokens_per_item(params),
+                                                    b.unroll_codec()), name);
+  kern.setArg(0, opencl::cl_buffer(*pool, "pool"));
+  kern.setArg(1, id_buf);
+  kern.setArg(2, opencl::cl_buffer(*k_out, "k"));
+  kern.setArg(3, opencl::cl_buffer(*v_out, "v"));
+  kern.setArg(4, status);
+  const std::size_t items = std::size_t(opencl::dequantize_items_per_tile(params)) * n;
+  const cl::NDRange global(items, merged ? 1 : 2), local(opencl::kDequantizeWorkGroup, 1);
+  b.launch(kern, global, local, "warm-up");
+  b.finish();
+  std::vector<double> seconds;
+  for (auto _ : state) {
+    b.launch(kern, global, local, "dequantize variant");
+    b.finish();
+    seconds.push_back(bench::event_seconds(b.last_event()));
+    state.SetIterationTime(seconds.back());
+  }
+  const double t = bench::median(seconds);
+  const double bytes = double(n) * double(l.bytes) + 2.0 * double(out_bytes);
+  state.counters["merged_kv"] = merged ? 1 : 0;
+  state.counters["private_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
+  state.counters["GBps"] = bytes / t * 1e-9;
+  state.counters["fraction_of_copy"] = bytes / t * 1e-9 / g_env->copy_gbs;
+  state.SetLabel(label(params, n, !g_env->gpu) + (original ? " original frame" : " rotated frame"));
+}
+
 long preset_index(Preset p) {
   const auto& all = all_presets();
   return long(std::find(all.begin(), all.end(), p) - all.begin());
@@ -182,11 +303,26 @@ void register_benchmarks(bool gpu) {
     quantize(k4v4, 128, 65536);
     quantize(k4v2, 64, 8192);
     quantize(k4v2, 256, 8192);
+    auto variant = [&](long d, long tiles, long rt, long max_regs) {
+      benchmark::RegisterBenchmark("BM_QuantizeVariant", BM_QuantizeVariant)
+          ->Args({k4v2, d, tiles, rt, max_regs})->UseManualTime()->Unit(benchmark::kMillisecond)
+          ->Iterations(10);
+    };
+    // (Q_RT, register cap): 8 = today's default; caps at 65536 / (work-group x 2) registers let
+    // two work-groups share a core.
+    for (auto [rt, regs] : {std::pair{4L, 0L}, {4L, 64L}, {8L, 0L}, {8L, 128L}, {16L, 0L}})
+      variant(128, 16384, rt, regs);
+    for (auto [rt, regs] : {std::pair{4L, 0L}, {8L, 0L}, {8L, 128L}}) variant(256, 4096, rt, regs);
     // >= 1 GB moved per launch: 16,384 k4v2 D=128 records read (226 MB) + 1.07 GB fp16 written
     dequantize(k4v2, 128, 16384, 0);
     dequantize(k4v2, 128, 16384, 1);
     dequantize(k4v4, 128, 16384, 0);
     dequantize(k4v2, 256, 8192, 0);
+    for (long original : {0L, 1L})
+      for (long merged : {0L, 1L})
+        benchmark::RegisterBenchmark("BM_DequantizeVariant", BM_DequantizeVariant)
+            ->Args({k4v2, 128, 16384, original, merged})->UseManualTime()
+            ->Unit(benchmark::kMicrosecond)->Iterations(50);
   } else {
     quantize(k4v2, 128, 16);
     quantize(k4v2, 128, 64);

@@ -42,9 +42,13 @@
 #define AT_RB_MAX (AT_RED / (AT_CG * KV_G))
 #define AT_RB (AT_RB_MAX < AT_HPW ? AT_RB_MAX : AT_HPW)  // heads per K round
 // Channels per item in the V phase: 16 amortizes the per-(token, head) work (weight, sums) over
-// more multiply-adds and loads a whole 32-bit word of 2-bit codes; 8 keeps the accumulators
-// A[AT_HPW][AT_VC] at 64 registers when a group serves 8 heads.
-#if AT_HPW <= 4
+// more multiply-adds; 8 keeps the accumulators A[AT_HPW][AT_VC] at 32 (64) registers when a group
+// serves 4 (8) heads. They live through the whole split next to the K phase's 8 row loads in
+// flight (64 registers), its partial scores and queries (2 x 8 x AT_HPW): at 4 heads and VC 16
+// an item needs ~190 registers, which leaves room for only 2-3 groups of 128 items per H100 SM
+// (64 K registers) and hides too little memory latency (GQA ran at 0.18-0.58 of the bandwidth
+// floor while MHA, ~100 registers, ran at 0.8-1.0).
+#if AT_HPW <= 2
 #define AT_VC 16
 #else
 #define AT_VC 8

@@ -3,7 +3,8 @@
 //
 // One work-group per (job, K or V): group (j, 0) quantizes the K tile of job j, (j, 1) its V tile.
 // The tile (G tokens × D channels, token-major fp16 rows) stays on chip: work-item (x, y) keeps
-// the fp32 values of tokens [y*Q_RT, y*Q_RT + Q_RT) × channels [8x, 8x + 8) in private memory;
+// the values of tokens [y*Q_RT, y*Q_RT + Q_RT) × channels [8x, 8x + 8) in private memory (M as
+// its fp16 words, the current scaled matrix as fp32);
 // local memory holds only per-token / per-channel vectors and the partial sums of reductions
 // (128×128 fp32 would be 64 KiB, more than the 32 KiB the portability rules allow).
 //
@@ -13,13 +14,14 @@
 // agreement bar of SPEC §5 (codes equal except at rounding ties, scales within rtol 1e-3) absorbs that.
 //
 // Cost structure (the kernel is bound by arithmetic, mostly the IEEE divisions, and by barriers):
-// - Each work-item keeps M (m) and the current scaled matrix (cur) in private memory. cur is
+// - Each work-item keeps M (mraw, fp16) and the current scaled matrix (cur) in private memory. cur is
 //   computed once per scale state (2 divisions per value) and then used by both passes of the
 //   std (mean, then squared deviations) and by both axes: 4 divisions per value per Sinkhorn
 //   iteration (a state after the column update and one after the row update), not 12.
 // - Reductions of both axes run in one round (one scratch region per axis, one barrier pair)
 //   when both fit in local memory (Q_JOINT); the row-scale update is folded into the reduction
-//   that produces the row stds; the imbalance min/max take one barrier. 10 barriers per iteration.
+//   that produces the row stds, the column-scale update into the reduction that produces the
+//   column stds (both_stds); the imbalance min/max take one barrier. 9 barriers per iteration.
 // - With KV_UNROLL (GPU builds) every loop over m/cur is unrolled, so both stay in registers.
 //
 // Launch: local size Q_WG, global (Q_WG * jobs, 2).
@@ -98,8 +100,8 @@ inline void update_one(__local float* l, __local float* e, float stdv, int k) {
 }
 
 // One reduction round over one axis: out[k] = result k for every token (per_token) or channel.
-// With upd_l != 0 the results are stds that go straight into the log-scale update of that axis
-// (l, e) instead of out. Contains barriers: every work-item calls it with the same arguments.
+// With update != 0 the results are also stds that go straight into the log-scale update of that
+// axis (upd_l, upd_e). Contains barriers: every work-item calls it with the same arguments.
 Q_INLINE void round1(int per_token, int op, const float pt[Q_RT], const float pd[Q_RD],
                      __local float* scratch, __local float* out, int update, __local float* upd_l,
                    __local float* upd_e, int x, int y, int lid) {
@@ -108,33 +110,43 @@ Q_INLINE void round1(int per_token, int op, const float pt[Q_RT], const float pd
   const int n = per_token ? KV_G : KV_D;
   for (int k = lid; k < n; k += Q_WG) {
     const float r = reduce_result(per_token, op, scratch, k);
-    if (update) update_one(upd_l, upd_e, r, k); else out[k] = r;
+    out[k] = r;
+    if (update) update_one(upd_l, upd_e, r, k);
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
 // The same op over both axes: out_t[t] per token, out_d[d] per channel; one round if Q_JOINT.
+// With update != 0 the results of the column axis (tokens if col_is_token) also go into the
+// log-scale update of that axis (upd_l, upd_e), as in round1.
 Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local float* scratch,
-                   __local float* out_t, __local float* out_d, int x, int y, int lid) {
+                   __local float* out_t, __local float* out_d, int update, int col_is_token,
+                   __local float* upd_l, __local float* upd_e, int x, int y, int lid) {
 #if Q_JOINT
   put_partials(1, pt, pd, scratch, x, y);
   put_partials(0, pt, pd, scratch, x, y);
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int k = lid; k < KV_G + KV_D; k += Q_WG) {
-    if (k < KV_G) out_t[k] = reduce_result(1, op, scratch, k);
-    else out_d[k - KV_G] = reduce_result(0, op, scratch, k - KV_G);
+    const int per_token = k < KV_G;
+    const int kk = per_token ? k : k - KV_G;
+    const float r = reduce_result(per_token, op, scratch, kk);
+    if (per_token) out_t[kk] = r; else out_d[kk] = r;
+    if (update && per_token == col_is_token) update_one(upd_l, upd_e, r, kk);
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 #else
-  round1(1, op, pt, pd, scratch, out_t, 0, out_t, out_t, x, y, lid);
-  round1(0, op, pt, pd, scratch, out_d, 0, out_d, out_d, x, y, lid);
+  round1(1, op, pt, pd, scratch, out_t, update && col_is_token, upd_l, upd_e, x, y, lid);
+  round1(0, op, pt, pd, scratch, out_d, update && !col_is_token, upd_l, upd_e, x, y, lid);
 #endif
 }
 
 // cur = (M / e_col) / e_row for this work-item's values; the column axis is the token axis for
 // K, the channel axis for V. The divisor of each step is selected, not the quotient, so exactly
 // two divisions run per value.
-Q_INLINE void compute_cur(int is_k, const float m[Q_RT][Q_RD], float cur[Q_RT][Q_RD],
+// M is kept as the fp16 words it was loaded from (mraw[j] = channels 8x..8x+7 of token y*Q_RT+j):
+// every fp16 value is exactly a float, so converting on use gives the same M, in half the
+// registers (32 instead of 64 at Q_RT = 8), which is what lets more work-items share a GPU core.
+Q_INLINE void compute_cur(int is_k, const uint4 mraw[Q_RT], float cur[Q_RT][Q_RD],
                         __local const float* e_t, __local const float* e_d, int x, int y) {
   float et[Q_RT], ed[Q_RD];
   KV_UNROLL_LOOP
@@ -143,11 +155,13 @@ Q_INLINE void compute_cur(int is_k, const float m[Q_RT][Q_RD], float cur[Q_RT][Q
   for (int i = 0; i < Q_RD; ++i) ed[i] = e_d[x * Q_RD + i];
   KV_UNROLL_LOOP
   for (int j = 0; j < Q_RT; ++j) {
+    float m[8];
+    unpack8(vload_half8(0, (const __private half*)&mraw[j]), m);
     KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) {
       const float first = is_k ? et[j] : ed[i];
       const float second = is_k ? ed[i] : et[j];
-      cur[j][i] = (m[j][i] / first) / second;
+      cur[j][i] = (m[i] / first) / second;
     }
   }
 }
@@ -233,14 +247,19 @@ inline float imbalance(__local const float* std_t, __local const float* std_d,
   return mxt / fmax(mnt, 1e-8f) + mxd / fmax(mnd, 1e-8f);
 }
 
-// Token and channel stds of cur into std_t / std_d (two rounds: means, then deviations).
+// Token and channel stds of cur into std_t / std_d (two rounds: means, then deviations). The
+// column stds also make the next iteration's column-scale update right away, into (l_col,
+// e_col_next): e_col_next is not the buffer this cur was computed with, which the caller may
+// still copy as the best scales; l_col is read only by that update.
 Q_INLINE void both_stds(const float cur[Q_RT][Q_RD], __local float* scratch, __local float* std_t,
-                      __local float* std_d, int x, int y, int lid) {
+                      __local float* std_d, int col_is_token, __local float* l_col,
+                      __local float* e_col_next, int x, int y, int lid) {
   float pt[Q_RT], pd[Q_RD];
   partial_sums(cur, pt, pd);
-  round2(OP_MEAN, pt, pd, scratch, std_t, std_d, x, y, lid);  // std_* hold the means for now
+  round2(OP_MEAN, pt, pd, scratch, std_t, std_d, 0, col_is_token, l_col, e_col_next, x, y,
+         lid);  // std_* hold the means for now
   partial_devs(cur, std_t, std_d, 1, 1, pt, pd, x, y);
-  round2(OP_STD, pt, pd, scratch, std_t, std_d, x, y, lid);
+  round2(OP_STD, pt, pd, scratch, std_t, std_d, 1, col_is_token, l_col, e_col_next, x, y, lid);
 }
 
 __kernel __attribute__((reqd_work_group_size(Q_WG, 1, 1)))
@@ -249,8 +268,10 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
                     __global uchar* records, int iters,
                     __global uint* status) {     // min over (job*2 + part) of non-finite tiles
   __local float scratch[Q_SCRATCH];
-  __local float l_t[KV_G], e_t[KV_G], best_t[KV_G], std_t[KV_G];
-  __local float l_d[KV_D], e_d[KV_D], best_d[KV_D], std_d[KV_D];
+  // e_t / e_d: two buffers each; the column axis alternates between them (both_stds), the row
+  // axis always uses the first.
+  __local float l_t[KV_G], e_t[2 * KV_G], best_t[KV_G], std_t[KV_G];
+  __local float l_d[KV_D], e_d[2 * KV_D], best_d[KV_D], std_d[KV_D];
   __local float4 red4[Q_RED_LANES];
 
   const uint job = get_group_id(0);
@@ -263,18 +284,16 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
 
   // Load the tile: token-major fp16 rows, 8 channels = one 16-byte load per token.
   __global const half* src = (is_k ? k_rows : v_rows) + (ulong)jb.x * KV_D;
-  float m[Q_RT][Q_RD];
+  uint4 mraw[Q_RT];  // M as fp16 words (compute_cur)
   float cur[Q_RT][Q_RD];
   bool finite = true;
   KV_UNROLL_LOOP
   for (int j = 0; j < Q_RT; ++j) {
+    mraw[j] = *((__global const uint4*)(src + (ulong)(y * Q_RT + j) * KV_D) + x);
     float v[8];
-    unpack8(load_half8_wide((__global const uint4*)(src + (ulong)(y * Q_RT + j) * KV_D) + x), v);
+    unpack8(vload_half8(0, (const __private half*)&mraw[j]), v);
     KV_UNROLL_LOOP
-    for (int i = 0; i < Q_RD; ++i) {
-      m[j][i] = v[i];
-      finite = finite && isfinite(v[i]);
-    }
+    for (int i = 0; i < Q_RD; ++i) finite = finite && isfinite(v[i]);
   }
   if (!finite) atomic_min(status, job * 2u + (uint)part);
 
@@ -285,8 +304,7 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
   // K: columns = tokens, rows = channels. V: columns = channels, rows = tokens.
   const int col_is_token = is_k;
   __local float* l_col = is_k ? l_t : l_d;
-  __local float* e_col = is_k ? e_t : e_d;
-  __local float* std_col = is_k ? std_t : std_d;
+  __local float* e_col = is_k ? e_t : e_d;  // current column scales (ping-pong, see below)
   __local float* best_col = is_k ? best_t : best_d;
   __local float* l_row = is_k ? l_d : l_t;
   __local float* e_row = is_k ? e_d : e_t;
@@ -295,16 +313,23 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
   const int n_col = is_k ? KV_G : KV_D;
   const int n_row = is_k ? KV_D : KV_G;
 
-  compute_cur(is_k, m, cur, e_t, e_d, x, y);  // scales 1: cur = M exactly
-  both_stds(cur, scratch, std_t, std_d, x, y, lid);
+  // The column update of iteration `it` needs colstd of the cur that ended iteration it - 1, so
+  // both_stds makes it as soon as those stds exist, into the other column buffer (e_col_next);
+  // the buffers swap at the top of the next iteration. That saves a barrier per iteration.
+  __local float* e_col_next = e_col + n_col;
+  compute_cur(is_k, mraw, cur, e_t, e_d, x, y);  // scales 1: cur = M exactly
+  both_stds(cur, scratch, std_t, std_d, col_is_token, l_col, e_col_next, x, y, lid);
   float best = imbalance(std_t, std_d, red4, lid);
 
   for (int it = 1; it <= iters; ++it) {
-    // std_col holds colstd(cur) of the current cur. Same work-item mapping as the best copy
-    // below, which read e_col[k] before this rewrites it.
-    for (int k = lid; k < n_col; k += Q_WG) update_one(l_col, e_col, std_col[k], k);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    compute_cur(is_k, m, cur, e_t, e_d, x, y);
+    {
+      __local float* const swap = e_col;
+      e_col = e_col_next;
+      e_col_next = swap;
+    }
+    __local const float* e_t_now = is_k ? e_col : e_row;
+    __local const float* e_d_now = is_k ? e_row : e_col;
+    compute_cur(is_k, mraw, cur, e_t_now, e_d_now, x, y);
     {
       // Row stds of this cur go straight into the row-scale update (nothing else needs them).
       const int row_is_token = !col_is_token;
@@ -316,8 +341,9 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
       round1(row_is_token, OP_STD, pt, pd, scratch, std_row, 1, l_row, e_row,
              x, y, lid);
     }
-    compute_cur(is_k, m, cur, e_t, e_d, x, y);
-    both_stds(cur, scratch, std_t, std_d, x, y, lid);
+    compute_cur(is_k, mraw, cur, e_t_now, e_d_now, x, y);
+    // e_col_next was last read by the best copy of the previous iteration, many barriers ago.
+    both_stds(cur, scratch, std_t, std_d, col_is_token, l_col, e_col_next, x, y, lid);
     const float imb = imbalance(std_t, std_d, red4, lid);
     if (imb <= best) {  // ties go to the later iteration
       best = imb;
@@ -329,7 +355,7 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
 
   // B = (M / bc[col]) / br[row], then each row is rounded on its own (SPEC §2.4): K rows are
   // channels (reduced over tokens), V rows are tokens (reduced over channels).
-  compute_cur(is_k, m, cur, best_t, best_d, x, y);
+  compute_cur(is_k, mraw, cur, best_t, best_d, x, y);
   const int row_is_token = !is_k;
   __local float* lo = std_row;  // free now: reused for the row minimum ...
   __local float* step = l_row;  // ... and the row maximum, then the step

@@ -31,6 +31,28 @@ ProgramSpec attend_records_program(const CodecParams& params, int heads_per_grou
   return {{"common.cl", "attention.cl"}, attend_options(params, heads_per_group, unroll)};
 }
 
+ProgramSpec attend_records_short_program(const CodecParams& params, int heads_per_group) {
+  return {{"common.cl", "attention_short.cl"}, attend_options(params, heads_per_group, false)};
+}
+
+bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
+                                 int heads_per_group, unsigned compute_units) {
+  const std::size_t cu = std::max(1u, compute_units);
+  const std::size_t group_tiles = groups_without_split * std::size_t(std::max(0, max_units));
+  if (heads_per_group <= 1) return max_units <= 8 || group_tiles <= 32 * cu;
+  return group_tiles <= 8 * cu;
+}
+
+int attend_short_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {
+  // Down to one unit per split: this kernel runs only where the launch is latency-bound, and a
+  // unit fewer per group saves a whole serial tile (load, reductions, softmax) while the merge
+  // of a few more partials costs next to nothing.
+  if (max_units <= 1 || groups_without_split == 0) return 1;
+  const std::size_t target = std::size_t(std::max(1u, compute_units)) * 8;
+  const std::size_t want = (target + groups_without_split - 1) / groups_without_split;
+  return int(std::max<std::size_t>(1, std::min(want, std::size_t(max_units))));
+}
+
 int attend_fp16_heads_per_group(int q_per_kv, int head_dim) {
   for (int h = 8; h > 1; --h)
     if (q_per_kv % h == 0 && h * head_dim <= 1024) return h;

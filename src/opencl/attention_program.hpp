@@ -13,6 +13,7 @@ namespace kvarn_cl::opencl {
 
 constexpr int kAttendWorkGroup = 64;   // attention.cl AT_WG
 constexpr int kAttendFp16WorkGroup = 128;  // attention_fp16.cl AT_WG
+constexpr int kAttendShortWorkGroup = 128;  // attention_short.cl AT_WG
 constexpr int kMergeWorkGroup = 64;    // attention.cl AT_MWG
 constexpr int kCopyRowsWorkGroup = 256;  // copy_rows.cl CR_WG
 
@@ -53,5 +54,22 @@ ProgramSpec copy_rows_program();
 // writes the output itself), so short contexts at large batch take one.
 int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,
                   unsigned compute_units);
+
+// The short-context fused program (common.cl + attention_short.cl, kernel
+// kvarn_attend_records_short): all 128 items of a group on one tile at a time. Same arguments
+// as kvarn_attend_records but for the trailing (out_f16, out): it always writes split partials,
+// merged by the program's kvarn_attend_merge.
+ProgramSpec attend_records_short_program(const CodecParams& params, int heads_per_group);
+// Whether a fused launch takes attention_short.cl: when there are few tiles per compute unit
+// (work-groups without split x units of the longest sequence), where the launch is bound by the
+// serial latency of one group's tile rather than by throughput. Thresholds from the measured
+// H100 crossover of the two kernels (Llama-3-8B GQA 4: short wins up to 512 group-tiles, loses
+// from 2,048; MHA: short wins at 8 units per sequence up to batch 64 and at 1,024 group-tiles,
+// loses at 8,192): 8 group-tiles per compute unit, 32 for one query head per group or <= 8 units.
+bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
+                                 int heads_per_group, unsigned compute_units);
+// Context splits of the short program: about 8 groups per compute unit, down to one unit per
+// split (never more splits than units).
+int attend_short_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
 
 }  // namespace kvarn_cl::opencl

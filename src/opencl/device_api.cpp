@@ -118,6 +118,8 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
     const int heads = opencl::attend_heads_per_group(ratio, defaults.head_dim);
     others.push_back({"fused attention (GQA " + std::to_string(ratio) + ":1)",
                       opencl::attend_records_program(defaults, heads)});
+    others.push_back({"fused short-context attention (GQA " + std::to_string(ratio) + ":1)",
+                      opencl::attend_records_short_program(defaults, heads)});
     others.push_back({"fp16 attention (GQA " + std::to_string(ratio) + ":1)",
                       opencl::attend_fp16_program(defaults.head_dim, heads)});
   }

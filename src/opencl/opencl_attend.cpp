@@ -135,14 +135,21 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   const int R = a.num_q_heads / a.num_kv_heads;
   const int hpw = attend_heads_per_group(R);
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
-  int splits = attend_splits_override_ > 0
-                   ? attend_splits_override_
-                   : attend_splits(groups, max_units, attend_units_per_step(a.params),
-                                   caps().compute_units);
+  // Few tiles per compute unit: the short-context kernel (all 128 items of a group on one tile);
+  // otherwise attention.cl's tile slots (attention_program.hpp says where the crossover is).
+  const bool use_short =
+      attend_kernel_override_ == AttendKernel::automatic
+          ? attend_prefers_short_kernel(groups, max_units, hpw, caps().compute_units)
+          : attend_kernel_override_ == AttendKernel::short_context;
+  int splits = attend_splits_override_ > 0 ? attend_splits_override_
+               : use_short ? attend_short_splits(groups, max_units, caps().compute_units)
+                           : attend_splits(groups, max_units, attend_units_per_step(a.params),
+                                           caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
-  const ProgramSpec spec = attend_records_program(a.params, hpw, caps().type == "gpu");
-  cl::Kernel& k = kernel(spec, "kvarn_attend_records");
+  const ProgramSpec spec = use_short ? attend_records_short_program(a.params, hpw)
+                                     : attend_records_program(a.params, hpw, caps().type == "gpu");
+  cl::Kernel& k = kernel(spec, use_short ? "kvarn_attend_records_short" : "kvarn_attend_records");
   cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
   cl_call("attend: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(*a.q, "attend: q"));
@@ -161,6 +168,29 @@ void OpenCLBackend::attend(const AttendArgs& a) {
     k.setArg(13, cl_int(splits));
     k.setArg(14, cl_float(a.scale));
   });
+  last_attend_kernel_ = use_short ? AttendKernel::short_context : AttendKernel::tile_slots;
+  if (use_short) {
+    // Partials always, then the merge (as the fp16 program).
+    const std::size_t parts = S * Hq * std::size_t(splits);
+    cl::Buffer& ws = attend_workspace(parts * (2 + D) * sizeof(float));
+    cl_call("attend: setting kernel arguments", [&] {
+      k.setArg(15, ws);
+      k.setArg(16, cl_ulong(parts));
+      merge.setArg(0, ws);
+      merge.setArg(1, cl_ulong(parts));
+      merge.setArg(2, cl_int(splits));
+      merge.setArg(3, cl_int(1));
+      merge.setArg(4, cl_int(a.out_type == ElementType::f16 ? 1 : 0));
+      merge.setArg(5, cl_buffer(*a.out, "attend: out"));
+    });
+    const char* what = "attend: launching kvarn_attend_records_short";
+    launch(k, cl::NDRange(std::size_t(splits) * kAttendShortWorkGroup, Hk * std::size_t(R / hpw), S),
+           cl::NDRange(kAttendShortWorkGroup, 1, 1), what);
+    attend_split_event_ = last_event_;
+    launch(merge, cl::NDRange(kMergeWorkGroup, S * Hq), cl::NDRange(kMergeWorkGroup, 1), what);
+    last_attend_splits_ = splits;
+    return;
+  }
   launch_attend_split_and_merge(
       k, merge, cl::NDRange(std::size_t(splits) * kAttendWorkGroup, Hk * std::size_t(R / hpw), S),
       splits, S * Hq, L.head_dim, true, a.out_type, *a.out, "attend: launching kvarn_attend_records");

@@ -85,6 +85,12 @@ class OpenCLBackend final : public Backend {
   // merge kernel's event is last_event()).
   int last_attend_splits() const noexcept { return last_attend_splits_; }
   const cl::Event& last_attend_split_event() const noexcept { return attend_split_event_; }
+  // Fused attention kernel of later attend calls: chosen per launch (attention_program.hpp,
+  // attend_prefers_short_kernel), or forced to attention.cl (tile slots) or attention_short.cl.
+  // For tests and benchmarks; last_attend_kernel() says which one the last attend call ran.
+  enum class AttendKernel { automatic, tile_slots, short_context };
+  void set_attend_kernel(AttendKernel k) noexcept { attend_kernel_override_ = k; }
+  AttendKernel last_attend_kernel() const noexcept { return last_attend_kernel_; }
 
  private:
   cl::Buffer& status_buffer();  // one uint: min index of a failing tile, ~0u when none
@@ -108,6 +114,8 @@ class OpenCLBackend final : public Backend {
   std::size_t attend_ws_bytes_ = 0;
   int attend_splits_override_ = 0;
   int last_attend_splits_ = 0;
+  AttendKernel attend_kernel_override_ = AttendKernel::automatic;
+  AttendKernel last_attend_kernel_ = AttendKernel::automatic;
   cl::Event attend_split_event_;
 };
 

@@ -18,6 +18,7 @@
 #include "kvarn_cl/attention.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
+#include "opencl/attention_program.hpp"
 #include "opencl_fixture.hpp"
 
 namespace kvarn_cl::test {
@@ -169,23 +170,50 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   auto cpu = make_cpu_backend(CpuThreads{2});
   const std::vector<float> want = run_attend(*cpu, d, c.out_type);
   opencl::OpenCLBackend& cl = cl_backend();
-  cl.set_attend_splits(c.splits);
-  const std::vector<float> got = run_attend(cl, d, c.out_type);
-  const int used = cl.last_attend_splits();
-  const std::vector<float> again = run_attend(cl, d, c.out_type);
-  cl.set_attend_splits(0);
-  if (c.splits > 0) {
-    int most = 0;
-    for (const SeqShape& s : c.seqs) {
-      const int G = preset_info(c.preset).group;
-      most = std::max(most, (s.sink_len + G - 1) / G + s.num_blocks + (s.tail_len + G - 1) / G);
+  using Kernel = opencl::OpenCLBackend::AttendKernel;
+  // Both fused kernels (attention.cl's tile slots and attention_short.cl), whichever the
+  // launch policy would pick for this shape.
+  for (const Kernel kernel : {Kernel::tile_slots, Kernel::short_context}) {
+    SCOPED_TRACE(kernel == Kernel::tile_slots ? "attention.cl" : "attention_short.cl");
+    cl.set_attend_kernel(kernel);
+    cl.set_attend_splits(c.splits);
+    const std::vector<float> got = run_attend(cl, d, c.out_type);
+    const int used = cl.last_attend_splits();
+    const Kernel ran = cl.last_attend_kernel();
+    const std::vector<float> again = run_attend(cl, d, c.out_type);
+    cl.set_attend_splits(0);
+    cl.set_attend_kernel(Kernel::automatic);
+    EXPECT_TRUE(ran == kernel);
+    if (c.splits > 0) {
+      int most = 0;
+      for (const SeqShape& s : c.seqs) {
+        const int G = preset_info(c.preset).group;
+        most = std::max(most, (s.sink_len + G - 1) / G + s.num_blocks + (s.tail_len + G - 1) / G);
+      }
+      EXPECT_EQ(used, std::min(c.splits, std::max(most, 1)));
     }
-    EXPECT_EQ(used, std::min(c.splits, std::max(most, 1)));
+    // f32: the CPU reference within 1e-4 relative (SPEC §5); f16: plus one fp16 rounding.
+    expect_rows_close(got, want, c.head_dim, c.out_type == ElementType::f32 ? 1e-4 : 1.5e-3);
+    EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)))
+        << "repeated run is not bit-identical";
   }
-  // f32: the CPU reference within 1e-4 relative (SPEC §5); f16: plus one fp16 rounding.
-  expect_rows_close(got, want, c.head_dim, c.out_type == ElementType::f32 ? 1e-4 : 1.5e-3);
-  EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)))
-      << "repeated run is not bit-identical";
+}
+
+// The launch policy picks the short-context kernel where few tiles per compute unit make a launch
+// latency-bound (the H100 crossover of attention_program.hpp) and the tile-slot kernel elsewhere.
+TEST(OpenCLAttendPolicy, ShortKernelOnlyForFewTilesPerComputeUnit) {
+  // Llama-3-8B (8 KV heads, 4 query heads per group) on 132 compute units.
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(8, 8, 4, 132));      // ctx 1K, batch 1
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(64, 8, 4, 132));     // ctx 1K, batch 8
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(8, 32, 4, 132));     // ctx 4K, batch 1
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 8, 4, 132));   // ctx 1K, batch 32
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(64, 32, 4, 132));   // ctx 4K, batch 8
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(8, 256, 4, 132));   // ctx 32K, batch 1
+  // MHA (32 heads, one per group).
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(2048, 8, 1, 132));   // ctx 1K, batch 64
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 32, 1, 132));    // ctx 4K, batch 1
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 32, 1, 132));  // ctx 4K, batch 8
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(32, 256, 1, 132));  // ctx 32K, batch 1
 }
 
 std::vector<AttendCase> fused_cases() {
