@@ -36,14 +36,14 @@ def codec_tables(doc):
     out = ["### Codec kernels (`opencl_codec_bench`)", "", context_line(doc), ""]
     out += ["| quantize | tiles (K+V pairs) | ms per launch | tile pairs / s |", "|---|---|---|---|"]
     for b in runs(doc):
-        if b["name"].startswith("BM_Quantize"):
+        if b["name"].startswith("BM_Quantize/"):
             m = re.match(r"(\S+) D=(\d+) tiles=(\d+)", b["label"])
             out.append(f"| {m.group(1)} D={m.group(2)} | {int(m.group(3)):,} | {b['ms_per_launch']:.2f} | "
                        f"{b['tile_pairs_per_s'] / 1e6:.3f} M |")
     out += ["", "| dequantize | frame | GB moved (read + write) | µs | GB/s | copy GB/s (same run) | fraction of copy |",
             "|---|---|---|---|---|---|---|"]
     for b in runs(doc):
-        if b["name"].startswith("BM_Dequantize"):
+        if b["name"].startswith("BM_Dequantize/"):
             m = re.match(r"(\S+) D=(\d+) tiles=(\d+).*\) (\w+) frame", b["label"])
             out.append(f"| {m.group(1)} D={m.group(2)}, {int(m.group(3)):,} tiles | {m.group(4)} | "
                        f"{b['GB_moved']:.2f} | {b['real_time']:.0f} | {b['GBps']:.0f} | {b['copy_GBps']:.0f} | "
