@@ -25,6 +25,7 @@
 #include "common/opencl_timing.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/device.hpp"
+#include "opencl/attention_program.hpp"
 #include "opencl/opencl_backend.hpp"
 
 namespace {
@@ -345,6 +346,35 @@ void BM_Fused(benchmark::State& state, Shape s) { guarded<BM_Fused_body>(state, 
 void BM_Materialize(benchmark::State& state, Shape s) { guarded<BM_Materialize_body>(state, s); }
 void BM_Fp16(benchmark::State& state, Shape s) { guarded<BM_Fp16_body>(state, s); }
 
+// Local memory and private (spill/stack) bytes per item of every attention kernel at D = 128,
+// as the driver reports them: they bound how many work-groups share a compute unit, which is
+// what the latency-bound launches hinge on. Printed with the run's context lines.
+void add_kernel_resource_context(opencl::OpenCLBackend& be) {
+  const CodecParams params{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
+  struct Entry {
+    std::string name;
+    opencl::ProgramSpec spec;
+    const char* kernel;
+  };
+  std::vector<Entry> entries;
+  for (int hpw : {1, 4}) {
+    const std::string h = "_hpw" + std::to_string(hpw);
+    entries.push_back({"slots" + h, opencl::attend_records_program(params, hpw, be.caps().type == "gpu"),
+                       "kvarn_attend_records"});
+    entries.push_back({"short" + h, opencl::attend_records_short_program(params, hpw),
+                       "kvarn_attend_records_short"});
+    entries.push_back({"fp16" + h, opencl::attend_fp16_program(128, hpw), "kvarn_attend_fp16"});
+  }
+  for (const Entry& e : entries) {
+    const cl::Kernel k(be.runtime().program(e.spec), e.kernel);
+    const cl::Device& dev = be.runtime().device();
+    benchmark::AddCustomContext(
+        "kernel_" + e.name,
+        "local_bytes=" + std::to_string(k.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(dev)) +
+            " private_bytes=" + std::to_string(k.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(dev)));
+  }
+}
+
 void register_benchmarks(bool gpu) {
   const std::uint64_t mem = g_env->backend->caps().global_mem_bytes;
   const std::vector<int> contexts = gpu ? std::vector<int>{1024, 4096, 32768, 131072} : std::vector<int>{1024, 4096};
@@ -393,6 +423,12 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("driver", env.backend->caps().driver_version);
   benchmark::AddCustomContext("copy_GBps_read_plus_write", std::to_string(env.copy_gbs));
   benchmark::AddCustomContext("fp32_GFLOPs_measured", std::to_string(env.fma_gflops));
+  try {
+    add_kernel_resource_context(*env.backend);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "opencl_attention_bench: %s\n", e.what());
+    return 1;
+  }
   register_benchmarks(env.gpu);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

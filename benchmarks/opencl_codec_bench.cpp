@@ -3,6 +3,10 @@
 //                  (65,536 K/V tile pairs = 32 layers x 8 KV heads x 256 tiles, k4v2_g128, D=128)
 //   BM_Dequantize  batched record -> fp16 rows, GB/s counting record bytes read + fp16 bytes
 //                  written, and that as a fraction of the copy bandwidth measured in this run
+//   BM_QuantizeVariant, BM_DequantizeVariant (GPU only)  kernel build variants launched directly
+//                  (tokens per work-item, register cap, fp16-resident M; K/V-merged decoding),
+//                  with their register counts where NVIDIA's compiler reports them: the data
+//                  behind the backend's choices
 // Kernel time comes from OpenCL event profiling (the launch alone, not the host calls around it);
 // every counter is computed from the median over the benchmark's iterations after a warm-up.
 // On a CPU OpenCL device (PoCL) the sizes shrink automatically so that a run finishes; the
@@ -10,6 +14,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <memory>
 #include <numeric>
@@ -118,8 +123,25 @@ bool has_nv_compiler_options() {
   return ext.find("cl_nv_compiler_options") != std::string::npos;
 }
 
-// The quantize kernel built with a chosen Q_RT (tokens per work-item: 4, 8 or 16) and register
-// cap (0 = the compiler's choice; else -cl-nv-maxrregcount, NVIDIA only), launched directly: the
+// Registers per work-item of `kernel_name` as NVIDIA's PTX assembler reports them with
+// -cl-nv-verbose (a second build of the same program); -1 where that is not available.
+double nv_registers(const opencl::ProgramSpec& spec, const std::string& kernel_name) {
+  if (!has_nv_compiler_options()) return -1;
+  opencl::ProgramSpec verbose = spec;
+  verbose.options += " -cl-nv-verbose";
+  auto& b = *g_env->backend;
+  const std::string log =
+      b.runtime().program(verbose).getBuildInfo<CL_PROGRAM_BUILD_LOG>(b.device());
+  const std::size_t at = log.find("'" + kernel_name + "'");
+  if (at == std::string::npos) return -1;
+  const std::size_t used = log.find("Used ", at);
+  if (used == std::string::npos) return -1;
+  return std::atof(log.c_str() + used + 5);
+}
+
+// The quantize kernel built with a chosen Q_RT (tokens per work-item: 4, 8 or 16), register
+// cap (0 = the compiler's choice; else -cl-nv-maxrregcount, NVIDIA only) and Q_M_HALF (M kept
+// as fp16 words or as floats, quantize.cl), launched directly: the
 // data for choosing the backend's defaults (quantize_tokens_per_item). Skipped where the variant
 // cannot run (work-group above the kernel's limit, or no cl_nv_compiler_options for a cap).
 void BM_QuantizeVariant(benchmark::State& state) {
@@ -128,16 +150,22 @@ void BM_QuantizeVariant(benchmark::State& state) {
   const std::size_t tiles = std::size_t(state.range(2));
   const int rt = int(state.range(3));
   const int max_regs = int(state.range(4));
+  const int m_half = int(state.range(5));
   auto& b = *g_env->backend;
   if (max_regs > 0 && !has_nv_compiler_options()) {
     state.SkipWithError("no cl_nv_compiler_options");
     return;
   }
-  cl::Kernel& kern = b.kernel(opencl::codec_program(params, rt, b.unroll_codec(), max_regs), "kvarn_quantize");
+  opencl::ProgramSpec spec = opencl::codec_program(params, rt, b.unroll_codec(), max_regs);
+  spec.options += " -DQ_M_HALF=" + std::to_string(m_half);
+  cl::Kernel& kern = b.kernel(spec, "kvarn_quantize");
   const std::size_t wg = std::size_t(opencl::quantize_work_group(params, rt));
   const std::size_t kwg = kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(b.device());
   if (wg > kwg) {
-    state.SkipWithError("work-group above the kernel's limit");
+    const std::string why = "work-group " + std::to_string(wg) + " above the kernel's limit " +
+                            std::to_string(kwg) + " (registers " +
+                            std::to_string(int(nv_registers(spec, "kvarn_quantize"))) + ")";
+    state.SkipWithError(why.c_str());
     return;
   }
   Batch rows = make_rows(params, tiles);
@@ -168,6 +196,8 @@ void BM_QuantizeVariant(benchmark::State& state) {
   const double t = bench::median(seconds);
   state.counters["rt"] = rt;
   state.counters["max_regs"] = max_regs;
+  state.counters["m_half"] = m_half;
+  state.counters["registers"] = nv_registers(spec, "kvarn_quantize");
   state.counters["private_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
   state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(b.device()));
   state.counters["kernel_max_wg"] = double(kwg);
@@ -303,16 +333,19 @@ void register_benchmarks(bool gpu) {
     quantize(k4v4, 128, 65536);
     quantize(k4v2, 64, 8192);
     quantize(k4v2, 256, 8192);
-    auto variant = [&](long d, long tiles, long rt, long max_regs) {
+    auto variant = [&](long d, long tiles, long rt, long max_regs, long m_half) {
       benchmark::RegisterBenchmark("BM_QuantizeVariant", BM_QuantizeVariant)
-          ->Args({k4v2, d, tiles, rt, max_regs})->UseManualTime()->Unit(benchmark::kMillisecond)
-          ->Iterations(10);
+          ->Args({k4v2, d, tiles, rt, max_regs, m_half})->UseManualTime()
+          ->Unit(benchmark::kMillisecond)->Iterations(10);
     };
-    // (Q_RT, register cap): 8 = today's default; caps at 65536 / (work-group x 2) registers let
-    // two work-groups share a core.
-    for (auto [rt, regs] : {std::pair{4L, 0L}, {4L, 64L}, {8L, 0L}, {8L, 128L}, {16L, 0L}})
-      variant(128, 16384, rt, regs);
-    for (auto [rt, regs] : {std::pair{4L, 0L}, {8L, 0L}, {8L, 128L}}) variant(256, 4096, rt, regs);
+    // (Q_RT, register cap, Q_M_HALF); caps of 65536 / (work-group x 2) registers let two
+    // work-groups share a core.
+    struct V { long rt, regs, m_half; };
+    for (V v : {V{8, 0, 0}, V{8, 0, 1}, V{8, 128, 0}, V{8, 128, 1}, V{4, 0, 0}, V{4, 0, 1},
+                V{4, 64, 1}, V{16, 0, 0}})
+      variant(128, 16384, v.rt, v.regs, v.m_half);
+    for (V v : {V{8, 0, 0}, V{8, 0, 1}, V{8, 128, 1}, V{4, 0, 0}, V{4, 0, 1}})
+      variant(256, 4096, v.rt, v.regs, v.m_half);
     // >= 1 GB moved per launch: 16,384 k4v2 D=128 records read (226 MB) + 1.07 GB fp16 written
     dequantize(k4v2, 128, 16384, 0);
     dequantize(k4v2, 128, 16384, 1);

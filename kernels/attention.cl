@@ -10,7 +10,10 @@
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
 //                         splits, normalization, FWHT back to the original frame, f32/f16 store.
 // The fp16 baseline (attention_fp16.cl) is a separate program with a shape suited to fp16 rows;
-// here fp16 rows occur only as the sink and tail units of a sequence.
+// here fp16 rows occur only as the sink and tail units of a sequence. Launches with few tiles per
+// compute unit (short contexts, small batch) take attention_short.cl instead (host policy in
+// attention_program.hpp): this kernel's slots walk a whole tile serially per item, which is
+// throughput-friendly but too long a chain of dependent loads when there is nothing to overlap.
 // Needs common.cl (geometry); nothing of common.cl but its -D geometry is used.
 //
 // Work-group shape: AT_WG = 64 work-items in AT_NS slots of AT_IPS items; a step hands each

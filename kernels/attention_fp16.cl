@@ -42,19 +42,17 @@
 #define AT_RB_MAX (AT_RED / (AT_CG * KV_G))
 #define AT_RB (AT_RB_MAX < AT_HPW ? AT_RB_MAX : AT_HPW)  // heads per K round
 // Channels per item in the V phase: 16 amortizes the per-(token, head) work (weight, sums) over
-// more multiply-adds; 8 keeps the accumulators A[AT_HPW][AT_VC] at 32 (64) registers when a group
-// serves 4 (8) heads. They live through the whole split next to the K phase's 8 row loads in
-// flight (64 registers), its partial scores and queries (2 x 8 x AT_HPW): at 4 heads and VC 16
-// an item needs ~190 registers, which leaves room for only 2-3 groups of 128 items per H100 SM
-// (64 K registers) and hides too little memory latency (GQA ran at 0.18-0.58 of the bandwidth
-// floor while MHA, ~100 registers, ran at 0.8-1.0).
-#if AT_HPW <= 2
+// more multiply-adds and loads a whole 32-bit word of 2-bit codes; 8 keeps the accumulators
+// A[AT_HPW][AT_VC] at 64 registers when a group serves 8 heads. (8 at 4 heads as well, to cut
+// registers, measured no faster on the H100: GQA 4 ctx 128K batch 1 499 us against 509 us.)
+#if AT_HPW <= 4
 #define AT_VC 16
 #else
 #define AT_VC 8
 #endif
 #define AT_VCB (KV_D / AT_VC)         // channel blocks of the V phase
 #define AT_VTG (AT_WG / AT_VCB)       // token groups of the V phase
+#define AT_VPT (KV_G / AT_VTG)        // tokens per item in the V phase
 #define AT_RV (AT_RED / (AT_VTG * KV_D))  // heads per round of the final cross-token-group sum
 #define AT_VBITS (AT_VC * KV_VB)      // bits of an item's V codes in one token row (16, 32 or 64)
 #define AT_KMASK ((1u << KV_KB) - 1u)
@@ -171,6 +169,11 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
   const int tg = lid % AT_TG, cg = lid / AT_TG;     // record role: token group fastest
   const int ftg = lid / AT_CG, fcg = lid % AT_CG;    // fp16 role: channel group fastest
   uint kw[AT_CPI];
+  // fp16 units: the item's V row pieces (AT_VPT tokens x AT_VC halves), loaded once the K
+  // phase's multiply-adds are done, so that their latency overlaps the score reduction and the
+  // softmax (7-9 barriers) instead of following them.
+  const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
+  uint4 vraw[AT_VPT][AT_VC / 8];
   if (is_rec) {
     __global const uint* codes = (__global const uint*)(u.rec + KV_OFF_K_CODES);
     #pragma unroll
@@ -256,6 +259,16 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
         }
       }
     }
+    if (!is_rec && rb == 0) {
+      #pragma unroll
+      for (int i2 = 0; i2 < AT_VPT; ++i2) {
+        const int t = vtg + i2 * AT_VTG;
+        #pragma unroll
+        for (int i = 0; i < AT_VC / 8; ++i)
+          vraw[i2][i] = t < u.n ? *(__global const uint4*)(u.v + (ulong)t * KV_D + vcb * AT_VC + 8 * i)
+                                : (uint4)(0u);
+      }
+    }
     // Partial sums to local memory, indexed by this item's (channel group, token group) role.
     const int wcg = is_rec ? cg : fcg, wtg = is_rec ? tg : ftg;
     #pragma unroll
@@ -304,7 +317,6 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
   }
 
   // ---- V phase -------------------------------------------------------------------------------
-  const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
   float az[AT_HPW];
   #pragma unroll
   for (int r = 0; r < AT_HPW; ++r) {
@@ -354,11 +366,15 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
       for (int i = 0; i < AT_VC; ++i) A[r][i] += s[i] * az[r];
     }
   } else {
-    for (int t = vtg; t < u.n; t += AT_VTG) {
+    #pragma unroll
+    for (int i2 = 0; i2 < AT_VPT; ++i2) {
+      const int t = vtg + i2 * AT_VTG;
+      if (t >= u.n) continue;
       float cs[AT_VC];
       #pragma unroll
       for (int i = 0; i < AT_VC; i += 8) {
-        const float8 vv = at_load_half8(u.v + (ulong)t * KV_D + vcb * AT_VC + i);
+        const uint4 raw = vraw[i2][i / 8];
+        const float8 vv = vload_half8(0, (const __private half*)&raw);
         cs[i] = vv.s0; cs[i + 1] = vv.s1; cs[i + 2] = vv.s2; cs[i + 3] = vv.s3;
         cs[i + 4] = vv.s4; cs[i + 5] = vv.s5; cs[i + 6] = vv.s6; cs[i + 7] = vv.s7;
       }

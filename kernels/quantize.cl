@@ -143,10 +143,25 @@ Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local
 // cur = (M / e_col) / e_row for this work-item's values; the column axis is the token axis for
 // K, the channel axis for V. The divisor of each step is selected, not the quotient, so exactly
 // two divisions run per value.
-// M is kept as the fp16 words it was loaded from (mraw[j] = channels 8x..8x+7 of token y*Q_RT+j):
-// every fp16 value is exactly a float, so converting on use gives the same M, in half the
-// registers (32 instead of 64 at Q_RT = 8), which is what lets more work-items share a GPU core.
-Q_INLINE void compute_cur(int is_k, const uint4 mraw[Q_RT], float cur[Q_RT][Q_RD],
+// M row j (channels 8x..8x+7 of token y*Q_RT+j) as Q_M words. With Q_M_HALF they are the fp16
+// words it was loaded from: every fp16 value is exactly a float, so converting on use gives the
+// same M in half the registers (32 instead of 64 at Q_RT = 8), at the price of a conversion per
+// value per use (conversions run at a fraction of the fp32 rate on GPUs). Worth it only where
+// the saved registers let more work-items share a core.
+#ifndef Q_M_HALF
+#define Q_M_HALF 1
+#endif
+#if Q_M_HALF
+typedef uint4 q_m_t;
+#define Q_M_FROM_RAW(raw) (raw)
+#define Q_M_TO_FLOAT8(w) vload_half8(0, (const __private half*)&(w))
+#else
+typedef float8 q_m_t;
+#define Q_M_FROM_RAW(raw) vload_half8(0, (const __private half*)&(raw))
+#define Q_M_TO_FLOAT8(w) (w)
+#endif
+
+Q_INLINE void compute_cur(int is_k, const q_m_t mraw[Q_RT], float cur[Q_RT][Q_RD],
                         __local const float* e_t, __local const float* e_d, int x, int y) {
   float et[Q_RT], ed[Q_RD];
   KV_UNROLL_LOOP
@@ -156,7 +171,7 @@ Q_INLINE void compute_cur(int is_k, const uint4 mraw[Q_RT], float cur[Q_RT][Q_RD
   KV_UNROLL_LOOP
   for (int j = 0; j < Q_RT; ++j) {
     float m[8];
-    unpack8(vload_half8(0, (const __private half*)&mraw[j]), m);
+    unpack8(Q_M_TO_FLOAT8(mraw[j]), m);
     KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) {
       const float first = is_k ? et[j] : ed[i];
@@ -262,21 +277,22 @@ Q_INLINE void both_stds(const float cur[Q_RT][Q_RD], __local float* scratch, __l
   round2(OP_STD, pt, pd, scratch, std_t, std_d, 1, col_is_token, l_col, e_col_next, x, y, lid);
 }
 
-__kernel __attribute__((reqd_work_group_size(Q_WG, 1, 1)))
-void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
-                    __global const uint2* jobs,  // (src_row, dst_record)
-                    __global uchar* records, int iters,
-                    __global uint* status) {     // min over (job*2 + part) of non-finite tiles
-  __local float scratch[Q_SCRATCH];
-  // e_t / e_d: two buffers each; the column axis alternates between them (both_stds), the row
-  // axis always uses the first.
-  __local float l_t[KV_G], e_t[2 * KV_G], best_t[KV_G], std_t[KV_G];
-  __local float l_d[KV_D], e_d[2 * KV_D], best_d[KV_D], std_d[KV_D];
-  __local float4 red4[Q_RED_LANES];
-
+// One tile half. In GPU builds is_k is a literal at both call sites (kvarn_quantize): every K/V
+// choice below (which axis is the column, which partials a round needs, which divisor comes
+// first) is then resolved at compile time, so no work-item computes partials that are thrown
+// away, and no private value is selected at run time (which costs instructions and registers, or
+// forces an array into stack memory). The __local arrays are the kernel's (OpenCL 1.2 declares them only
+// at kernel scope); e_t / e_d hold two buffers each: the column axis alternates between them
+// (both_stds), the row axis always uses the first.
+Q_INLINE void quantize_tile(const int is_k, __global const half* k_rows,
+                            __global const half* v_rows, __global const uint2* jobs,
+                            __global uchar* records, int iters, __global uint* status,
+                            __local float* scratch, __local float* l_t, __local float* e_t,
+                            __local float* best_t, __local float* std_t, __local float* l_d,
+                            __local float* e_d, __local float* best_d, __local float* std_d,
+                            __local float4* red4) {
   const uint job = get_group_id(0);
-  const int part = (int)get_group_id(1);
-  const int is_k = part == 0;
+  const int part = is_k ? 0 : 1;
   const int lid = (int)get_local_id(0);
   const int x = lid % Q_TX;
   const int y = lid / Q_TX;
@@ -284,14 +300,15 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
 
   // Load the tile: token-major fp16 rows, 8 channels = one 16-byte load per token.
   __global const half* src = (is_k ? k_rows : v_rows) + (ulong)jb.x * KV_D;
-  uint4 mraw[Q_RT];  // M as fp16 words (compute_cur)
+  q_m_t mraw[Q_RT];  // M (compute_cur)
   float cur[Q_RT][Q_RD];
   bool finite = true;
   KV_UNROLL_LOOP
   for (int j = 0; j < Q_RT; ++j) {
-    mraw[j] = *((__global const uint4*)(src + (ulong)(y * Q_RT + j) * KV_D) + x);
+    const uint4 raw = *((__global const uint4*)(src + (ulong)(y * Q_RT + j) * KV_D) + x);
+    mraw[j] = Q_M_FROM_RAW(raw);
     float v[8];
-    unpack8(vload_half8(0, (const __private half*)&mraw[j]), v);
+    unpack8(Q_M_TO_FLOAT8(mraw[j]), v);
     KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) finite = finite && isfinite(v[i]);
   }
@@ -440,4 +457,29 @@ void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
     }
   }
 #undef Q_CODE
+}
+
+__kernel __attribute__((reqd_work_group_size(Q_WG, 1, 1)))
+void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
+                    __global const uint2* jobs,  // (src_row, dst_record)
+                    __global uchar* records, int iters,
+                    __global uint* status) {     // min over (job*2 + part) of non-finite tiles
+  __local float scratch[Q_SCRATCH];
+  __local float l_t[KV_G], e_t[2 * KV_G], best_t[KV_G], std_t[KV_G];
+  __local float l_d[KV_D], e_d[2 * KV_D], best_d[KV_D], std_d[KV_D];
+  __local float4 red4[Q_RED_LANES];
+#if defined(KV_UNROLL) && KV_UNROLL
+  // GPU builds: one specialized copy per tile half. The branch is uniform per work-group, so
+  // the barriers inside are reached by all its work-items.
+  if (get_group_id(1) == 0)
+    quantize_tile(1, k_rows, v_rows, jobs, records, iters, status, scratch, l_t, e_t, best_t,
+                  std_t, l_d, e_d, best_d, std_d, red4);
+  else
+    quantize_tile(0, k_rows, v_rows, jobs, records, iters, status, scratch, l_t, e_t, best_t,
+                  std_t, l_d, e_d, best_d, std_d, red4);
+#else
+  // CPU builds (PoCL): one copy with a run-time is_k; the same code, compiled in half the time.
+  quantize_tile(get_group_id(1) == 0, k_rows, v_rows, jobs, records, iters, status, scratch, l_t,
+                e_t, best_t, std_t, l_d, e_d, best_d, std_d, red4);
+#endif
 }

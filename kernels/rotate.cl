@@ -13,6 +13,17 @@
 // different banks, and rows stay 16-byte aligned for float4 accesses.
 #define FW_STRIDE (KV_D + 8)
 
+// log2(KV_D / 8): the stages fwht_rows_local runs.
+#if KV_D_BLOCKS == 8
+#define FW_STAGES 3
+#elif KV_D_BLOCKS == 16
+#define FW_STAGES 4
+#elif KV_D_BLOCKS == 32
+#define FW_STAGES 5
+#else
+#error "rotate.cl: head_dim must be 64, 128 or 256"
+#endif
+
 // Whole-row FWHT with two barriers instead of one per stage (fwht_row_wide needs log2(D/8) + 2).
 // Each work-item holds 8 contiguous channels [8x, 8x+8) of one row. Stages h = 1, 2, 4 run in its
 // registers (fwht8). The remaining stages h = 8 .. KV_D/2 only combine channels with the same
@@ -49,17 +60,19 @@ inline void fwht_rows_local(__local float* buf, int rows, int lid, int items) {
     float u[KV_D_BLOCKS];
     #pragma unroll
     for (int x = 0; x < KV_D_BLOCKS; ++x) u[x] = p[8 * x];
+    // Stage st (stride h = 2^st in x) as KV_D_BLOCKS/2 butterflies with indices computed from
+    // counted loops: fully unrollable with constant indices, so u stays in registers (a loop over
+    // h <<= 1 is not unrolled by every GPU compiler, and u then lands in stack memory).
     #pragma unroll
-    for (int h = 1; h < KV_D_BLOCKS; h <<= 1) {
+    for (int st = 0; st < FW_STAGES; ++st) {
       #pragma unroll
-      for (int s = 0; s < KV_D_BLOCKS; s += 2 * h) {
-        #pragma unroll
-        for (int x = s; x < s + h; ++x) {
-          const float a = u[x];
-          const float b = u[x + h];
-          u[x] = a + b;
-          u[x + h] = a - b;
-        }
+      for (int p = 0; p < KV_D_BLOCKS / 2; ++p) {
+        const int lo = ((p >> st) << (st + 1)) | (p & ((1 << st) - 1));
+        const int hi = lo + (1 << st);
+        const float a = u[lo];
+        const float b = u[hi];
+        u[lo] = a + b;
+        u[hi] = a - b;
       }
     }
     #pragma unroll

@@ -1,6 +1,7 @@
 // Programs and launch policy of the decode-attention kernels (kernels/attention.cl,
-// kernels/attention_fp16.cl): which build options a launch needs, how many query heads one
-// work-group serves, and how far a launch splits the context (flash-decoding).
+// kernels/attention_short.cl, kernels/attention_fp16.cl): which build options a launch needs,
+// which fused kernel it takes, how many query heads one work-group serves, and how far a launch
+// splits the context (flash-decoding).
 #pragma once
 
 #include <cstddef>

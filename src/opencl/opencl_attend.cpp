@@ -3,7 +3,8 @@
 // one layer, the split kernel (one work-group per context split, KV head, block of query heads and
 // sequence; kernels/attention.cl) and, only when the context is split, the log-sum-exp merge that
 // also rotates the output back and stores f32 or f16. With one split the split kernel stores the
-// output itself: one launch per call, which is what short contexts are bound by.
+// output itself. Launches with few tiles per compute unit take the short-context kernel
+// (kernels/attention_short.cl: all 128 items of a group on one tile, always split + merge).
 //
 // Index data (seq_info, block tables, seq_lens) is read back and validated before the launch, as
 // the CPU backend does: a bad slot, length or block id is an InvalidArgument naming the batch
@@ -85,6 +86,7 @@ void OpenCLBackend::launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::
 }
 
 void OpenCLBackend::attend(const AttendArgs& a) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const char* call = "attend";
   a.params.validate();
   const RecordLayout L = RecordLayout::make(a.params);
@@ -197,6 +199,7 @@ void OpenCLBackend::attend(const AttendArgs& a) {
 }
 
 void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const char* call = "attend_fp16";
   check_heads(call, a.num_seqs, a.num_q_heads, a.num_kv_heads);
   if (a.capacity < 0)

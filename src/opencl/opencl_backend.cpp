@@ -53,6 +53,7 @@ std::string OpenCLBackend::name() const {
 }
 
 std::unique_ptr<Buffer> OpenCLBackend::allocate(std::size_t bytes) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   if (bytes > caps().max_alloc_bytes)
     throw OutOfMemory("allocate: " + std::to_string(bytes) + " bytes exceed the largest single "
                       "allocation of " + caps().device_name + " (CL_DEVICE_MAX_MEM_ALLOC_SIZE = " +
@@ -65,6 +66,7 @@ std::unique_ptr<Buffer> OpenCLBackend::allocate(std::size_t bytes) {
 }
 
 void OpenCLBackend::write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   check_range(dst, offset, bytes, "write: dst");
   if (bytes == 0) return;
   const cl::Buffer& mem = cl_buffer(dst, "write: dst");
@@ -73,6 +75,7 @@ void OpenCLBackend::write(Buffer& dst, std::size_t offset, const void* src, std:
 }
 
 void OpenCLBackend::read(const Buffer& src, std::size_t offset, void* dst, std::size_t bytes) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   check_range(src, offset, bytes, "read: src");
   if (bytes == 0) return;
   const cl::Buffer& mem = cl_buffer(src, "read: src");
@@ -82,6 +85,7 @@ void OpenCLBackend::read(const Buffer& src, std::size_t offset, void* dst, std::
 
 void OpenCLBackend::copy(const Buffer& src, std::size_t src_offset, Buffer& dst,
                          std::size_t dst_offset, std::size_t bytes) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   check_range(src, src_offset, bytes, "copy: src");
   check_range(dst, dst_offset, bytes, "copy: dst");
   if (bytes == 0) return;
@@ -92,6 +96,7 @@ void OpenCLBackend::copy(const Buffer& src, std::size_t src_offset, Buffer& dst,
 }
 
 void OpenCLBackend::finish() {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   cl_call("waiting for the OpenCL queue", [&] { queue_.finish(); });
 }
 
@@ -144,6 +149,7 @@ bool OpenCLBackend::unroll_codec() const {
 }
 
 int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const std::string key = geometry_options(params);
   auto it = quantize_rt_.find(key);
   if (it != quantize_rt_.end()) return it->second;
@@ -167,6 +173,7 @@ int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {
 
 void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementType in_type,
                            std::size_t rows, Buffer& out, std::size_t out_row) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   params.validate();
   const std::size_t D = std::size_t(params.head_dim);
   const std::size_t in_elem = in_type == ElementType::f16 ? 2 : 4;
@@ -191,6 +198,7 @@ void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementT
 
 void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
                              const std::vector<QuantizeJob>& jobs, Buffer& records) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const RecordLayout l = RecordLayout::make(params);
   if (jobs.empty()) return;
   const std::size_t row_bytes = std::size_t(l.head_dim) * 2;
@@ -238,6 +246,7 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
 void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
                                const std::vector<std::uint32_t>& record_ids, Frame frame,
                                Buffer& k_out, Buffer& v_out) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const RecordLayout l = RecordLayout::make(params);
   if (record_ids.empty()) return;
   const std::size_t n_records = records.size() / l.bytes;

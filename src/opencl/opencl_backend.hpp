@@ -3,20 +3,22 @@
 // For kernels added in other files (attention: src/opencl/opencl_attend.cpp and its own .cl
 // files), the class offers a small toolkit instead of private plumbing:
 //   kernel(spec, "name")      the kernel of a program (built once per device, cached by the
-//                             runtime; the cl::Kernel object is cached per backend, so setArg on
-//                             it is safe as long as one thread uses the backend at a time)
+//                             runtime; the cl::Kernel object is cached per backend and its arguments are
+//                             set and enqueued under the call mutex of the public call using it)
 //   geometry_options(params)  (codec_program.hpp) the record geometry as -D options
 //   launch(kernel, global, local, what)   enqueue + error translation; keeps the event
 //   upload(data, bytes, what) a read-only device copy of small host data (index lists) without
 //                             synchronizing the queue
 //   cl_buffer(buffer, "arg")  (opencl_buffer.hpp) the cl::Buffer of a Buffer argument
 //   context(), device(), queue(), caps()
-// This backend is not thread-safe: use one per thread (they share the device runtime and its
-// programs).
+// Every public call holds call_mutex_ for its duration, so several threads (e.g. two caches on
+// one backend) may use one backend: their calls are serialized, each one enqueues a consistent
+// set of kernel arguments on the one queue. The toolkit below is for use inside such a call.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -96,6 +98,9 @@ class OpenCLBackend final : public Backend {
   cl::Buffer& status_buffer();  // one uint: min index of a failing tile, ~0u when none
   std::uint32_t take_status(const char* what);
 
+  // Serializes the public calls (cached cl::Kernel objects carry their arguments between setArg
+  // and enqueue; see the class comment). Recursive: public calls may call each other.
+  std::recursive_mutex call_mutex_;
   std::shared_ptr<DeviceRuntime> runtime_;
   cl::CommandQueue queue_;
   bool profiling_ = false;

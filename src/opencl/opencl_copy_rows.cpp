@@ -12,6 +12,7 @@ namespace kvarn_cl::opencl {
 
 void OpenCLBackend::copy_rows(const Buffer& src, Buffer& dst, const std::vector<RowRun>& runs,
                               std::size_t row_bytes) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RowRun& r = runs[i];
     const std::string at = "copy_rows: runs[" + std::to_string(i) + "]";

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <thread>
 
 #include "cache/cache_fixture.hpp"
 #include "kvarn_cl/cache.hpp"
@@ -65,5 +66,35 @@ TEST(DeviceInput, AppendAndAttendFromBuffersMatchHostCalls) {
     } catch (const InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find("holds 16 bytes"), std::string::npos) << e.what();
     }
+  }
+}
+
+// Two caches on one backend, used from two threads at once (an engine serving two models, or the
+// evaluation tool filling several caches in parallel): the backend serializes its calls.
+TEST(SharedBackend, TwoCachesFromTwoThreads) {
+  for (const NamedBackend& nb : cache_test_backends()) {
+    SCOPED_TRACE(nb.label);
+    const int D = 64, Hk = 2, Hq = 4, layers = 3;
+    auto run = [&](std::uint32_t seed, std::vector<float>* out) {
+      KVCache cache(small_config(nb.backend, Preset::k4v2_g64, D, layers, Hk, 1, 400));
+      const SeqId s = cache.add_sequence();
+      const auto k = kv_rows(1, Hk, D, seed), v = kv_rows(1, Hk, D, seed + 1);
+      const auto q = kv_rows(1, Hq, D, seed + 2);
+      std::vector<float> o(q.size());
+      for (int t = 0; t < 150; ++t)
+        for (int l = 0; l < layers; ++l) {
+          cache.append(l, {s}, {1}, k.data(), v.data());
+          cache.attend(l, {s}, Hq, q.data(), o.data());
+        }
+      *out = o;
+    };
+    std::vector<float> alone_a, alone_b, together_a, together_b;
+    run(5, &alone_a);
+    run(9, &alone_b);
+    std::thread ta(run, 5u, &together_a), tb(run, 9u, &together_b);
+    ta.join();
+    tb.join();
+    EXPECT_EQ(alone_a, together_a);
+    EXPECT_EQ(alone_b, together_b);
   }
 }
