@@ -21,7 +21,9 @@ Exit status 0 when every check passes; failures are listed. Run with --kvarn-cl 
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -254,6 +256,11 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="print reconstruction errors")
     ap.add_argument("--no-attend", action="store_true", help="skip the kvarn-cl attend checks")
     args = ap.parse_args()
+    if args.backend != "cpu" and "POCL_CACHE_DIR" not in os.environ:
+        # One PoCL kernel cache for this test process and the kvarn-cl runs it starts, so PoCL
+        # compiles each program once instead of once per kvarn-cl run.
+        os.environ["POCL_CACHE_DIR"] = tempfile.mkdtemp(prefix="kvarn_cl_pocl_cache_")
+        atexit.register(shutil.rmtree, os.environ["POCL_CACHE_DIR"], True)
 
     ref.self_test()
     tally = Tally()
