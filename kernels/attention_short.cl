@@ -73,6 +73,7 @@
 #endif
 #define AT_VCB (KV_D / AT_VC)         // channel blocks of the V phase
 #define AT_VTG (AT_WG / AT_VCB)       // token groups of the V phase
+#define AT_VPT (KV_G / AT_VTG)        // tokens per item in the V phase
 #define AT_RV (AT_RED / (AT_VTG * KV_D))  // heads per round of the final cross-token-group sum
 #define AT_VBITS (AT_VC * KV_VB)      // bits of an item's V codes in one token row (16, 32 or 64)
 #define AT_KMASK ((1u << KV_KB) - 1u)
@@ -189,6 +190,11 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
   const int tg = lid % AT_TG, cg = lid / AT_TG;     // record role: token group fastest
   const int ftg = lid / AT_CG, fcg = lid % AT_CG;    // fp16 role: channel group fastest
   uint kw[AT_CPI];
+  // Record units: the item's V code words (AT_VPT tokens), loaded once the K phase's
+  // multiply-adds are done, so that their latency overlaps the score reduction and the softmax
+  // (7-9 barriers) instead of following them. This kernel runs where launches are latency-bound.
+  const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
+  uint2 vw[AT_VPT];
   if (is_rec) {
     __global const uint* codes = (__global const uint*)(u.rec + KV_OFF_K_CODES);
     #pragma unroll
@@ -274,6 +280,20 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
         }
       }
     }
+    if (is_rec && rb == 0) {
+      __global const uchar* vc = u.rec + KV_OFF_V_CODES + vcb * (AT_VBITS / 8);
+      #pragma unroll
+      for (int i2 = 0; i2 < AT_VPT; ++i2) {
+        const int t = vtg + i2 * AT_VTG;
+#if AT_VBITS == 16
+        vw[i2] = (uint2)(*(__global const ushort*)(vc + t * KV_V_ROW_BYTES), 0u);
+#elif AT_VBITS == 32
+        vw[i2] = (uint2)(*(__global const uint*)(vc + t * KV_V_ROW_BYTES), 0u);
+#else
+        vw[i2] = *(__global const uint2*)(vc + t * KV_V_ROW_BYTES);
+#endif
+      }
+    }
     // Partial sums to local memory, indexed by this item's (channel group, token group) role.
     const int wcg = is_rec ? cg : fcg, wtg = is_rec ? tg : ftg;
     #pragma unroll
@@ -322,7 +342,6 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
   }
 
   // ---- V phase -------------------------------------------------------------------------------
-  const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
   float az[AT_HPW];
   #pragma unroll
   for (int r = 0; r < AT_HPW; ++r) {
@@ -339,15 +358,10 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
       s[i] = L->scv[vcb * AT_VC + i];
       nz[i] = -8388608.0f * s[i];
     }
-    __global const uchar* vc = u.rec + KV_OFF_V_CODES + vcb * (AT_VBITS / 8);
-    for (int t = vtg; t < KV_G; t += AT_VTG) {
-#if AT_VBITS == 16
-      const uint2 w = (uint2)(*(__global const ushort*)(vc + t * KV_V_ROW_BYTES), 0u);
-#elif AT_VBITS == 32
-      const uint2 w = (uint2)(*(__global const uint*)(vc + t * KV_V_ROW_BYTES), 0u);
-#else
-      const uint2 w = *(__global const uint2*)(vc + t * KV_V_ROW_BYTES);
-#endif
+    #pragma unroll
+    for (int i2 = 0; i2 < AT_VPT; ++i2) {
+      const int t = vtg + i2 * AT_VTG;
+      const uint2 w = vw[i2];
       float cs[AT_VC];
       #pragma unroll
       for (int i = 0; i < AT_VC; ++i) {
