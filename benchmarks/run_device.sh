@@ -16,7 +16,8 @@ jobs=$(nproc 2>/dev/null || echo 4)
   date -u +"date: %Y-%m-%dT%H:%M:%SZ"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>/dev/null
   clinfo -l 2>/dev/null
-  git rev-parse HEAD 2>/dev/null
+  # The device gets a copy of the tree without .git: the caller passes the commit.
+  echo "commit: ${KVARN_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 } > "$out/device.txt" 2>&1
 
 cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release > "$out/build.log" 2>&1 &&
