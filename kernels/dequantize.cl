@@ -184,20 +184,3 @@ void kvarn_dequantize_original(__global const uchar* records, __global const uin
   else dequantize_original_half(0, records, ids, v_out, status, (__local float*)buf4);
 }
 
-// The same decoding with one work-item per block of both tile halves (K block, then V block):
-// half the work-groups, twice the stores per work-item. Launch: global (DQ_BLOCKS * ids, 1).
-__kernel __attribute__((reqd_work_group_size(DQ_WG, 1, 1)))
-void kvarn_dequantize_rotated_kv(__global const uchar* records, __global const uint* ids,
-                                 __global half* k_out, __global half* v_out, __global uint* status) {
-  dequantize_rotated_half(1, records, ids, k_out, status);
-  dequantize_rotated_half(0, records, ids, v_out, status);
-}
-
-__kernel __attribute__((reqd_work_group_size(DQ_WG, 1, 1)))
-void kvarn_dequantize_original_kv(__global const uchar* records, __global const uint* ids,
-                                  __global half* k_out, __global half* v_out, __global uint* status) {
-  __local float4 buf4[DQ_ROWS_WG * 8 * FW_STRIDE / 4];
-  dequantize_original_half(1, records, ids, k_out, status, (__local float*)buf4);
-  barrier(CLK_LOCAL_MEM_FENCE);  // buf is reused
-  dequantize_original_half(0, records, ids, v_out, status, (__local float*)buf4);
-}

@@ -3,8 +3,8 @@
 //
 // One work-group per (job, K or V): group (j, 0) quantizes the K tile of job j, (j, 1) its V tile.
 // The tile (G tokens × D channels, token-major fp16 rows) stays on chip: work-item (x, y) keeps
-// the values of tokens [y*Q_RT, y*Q_RT + Q_RT) × channels [8x, 8x + 8) in private memory (M as
-// its fp16 words, the current scaled matrix as fp32);
+// the values of tokens [y*Q_RT, y*Q_RT + Q_RT) × channels [8x, 8x + 8) in private memory (M and
+// the current scaled matrix);
 // local memory holds only per-token / per-channel vectors and the partial sums of reductions
 // (128×128 fp32 would be 64 KiB, more than the 32 KiB the portability rules allow).
 //
@@ -14,7 +14,7 @@
 // agreement bar of SPEC §5 (codes equal except at rounding ties, scales within rtol 1e-3) absorbs that.
 //
 // Cost structure (the kernel is bound by arithmetic, mostly the IEEE divisions, and by barriers):
-// - Each work-item keeps M (mraw, fp16) and the current scaled matrix (cur) in private memory. cur is
+// - Each work-item keeps M (mraw) and the current scaled matrix (cur) in private memory. cur is
 //   computed once per scale state (2 divisions per value) and then used by both passes of the
 //   std (mean, then squared deviations) and by both axes: 4 divisions per value per Sinkhorn
 //   iteration (a state after the column update and one after the row update), not 12.
@@ -143,13 +143,14 @@ Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local
 // cur = (M / e_col) / e_row for this work-item's values; the column axis is the token axis for
 // K, the channel axis for V. The divisor of each step is selected, not the quotient, so exactly
 // two divisions run per value.
-// M row j (channels 8x..8x+7 of token y*Q_RT+j) as Q_M words. With Q_M_HALF they are the fp16
-// words it was loaded from: every fp16 value is exactly a float, so converting on use gives the
-// same M in half the registers (32 instead of 64 at Q_RT = 8), at the price of a conversion per
-// value per use (conversions run at a fraction of the fp32 rate on GPUs). Worth it only where
-// the saved registers let more work-items share a core.
+// M row j (channels 8x..8x+7 of token y*Q_RT+j) as q_m_t words: floats by default. With
+// -DQ_M_HALF=1 they are the fp16 words M was loaded from (every fp16 value is exactly a float, so
+// converting on use gives the same M) in half the registers, at the price of a conversion per
+// value per use. On an H100 (NVIDIA OpenCL, opencl_codec_bench BM_QuantizeVariant, 16,384 k4v2
+// D=128 tiles) that was slower and used more registers, not fewer (10.2 ms and 189 registers
+// against 9.96 ms and 178), so it stays an option for other devices, not the default.
 #ifndef Q_M_HALF
-#define Q_M_HALF 1
+#define Q_M_HALF 0
 #endif
 #if Q_M_HALF
 typedef uint4 q_m_t;

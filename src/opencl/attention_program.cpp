@@ -39,7 +39,7 @@ bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units
                                  int heads_per_group, unsigned compute_units) {
   const std::size_t cu = std::max(1u, compute_units);
   const std::size_t group_tiles = groups_without_split * std::size_t(std::max(0, max_units));
-  if (heads_per_group <= 1) return max_units <= 8 || group_tiles <= 32 * cu;
+  if (heads_per_group <= 1) return max_units <= 32 || group_tiles <= 256 * cu;
   return group_tiles <= 8 * cu;
 }
 

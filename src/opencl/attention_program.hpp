@@ -64,9 +64,11 @@ ProgramSpec attend_records_short_program(const CodecParams& params, int heads_pe
 // Whether a fused launch takes attention_short.cl: when there are few tiles per compute unit
 // (work-groups without split x units of the longest sequence), where the launch is bound by the
 // serial latency of one group's tile rather than by throughput. Thresholds from the measured
-// H100 crossover of the two kernels (Llama-3-8B GQA 4: short wins up to 512 group-tiles, loses
-// from 2,048; MHA: short wins at 8 units per sequence up to batch 64 and at 1,024 group-tiles,
-// loses at 8,192): 8 group-tiles per compute unit, 32 for one query head per group or <= 8 units.
+// H100 crossover of the two kernels (both forced, same cache, opencl_attention_bench run of
+// 05:55 UTC): Llama-3-8B GQA 4: short wins up to 512 group-tiles, loses from 2,048 (8 per
+// compute unit); MHA: short wins at 32 units per sequence up to batch 64 (4K: 126 vs 161 us at
+// batch 8) and up to 32,768 group-tiles (128K batch 1: 419 vs 428 us), ties at 65,536 (32K
+// batch 8) and loses beyond (256 per compute unit, or <= 32 units).
 bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
                                  int heads_per_group, unsigned compute_units);
 // Context splits of the short program: about 8 groups per compute unit, down to one unit per

@@ -37,12 +37,9 @@ const std::vector<std::string>& codec_files() {
   return files;
 }
 
-ProgramSpec codec_program(const CodecParams& params, int tokens_per_item, bool unroll,
-                          int max_registers) {
-  return {codec_files(),
-          geometry_options(params) + " -DQ_RT=" + std::to_string(tokens_per_item) +
-              (unroll ? " -DKV_UNROLL=1" : "") +
-              (max_registers > 0 ? " -cl-nv-maxrregcount=" + std::to_string(max_registers) : "")};
+ProgramSpec codec_program(const CodecParams& params, int tokens_per_item, bool unroll) {
+  return {codec_files(), geometry_options(params) + " -DQ_RT=" + std::to_string(tokens_per_item) +
+                             (unroll ? " -DKV_UNROLL=1" : "")};
 }
 
 }  // namespace kvarn_cl::opencl

@@ -22,11 +22,7 @@ const std::vector<std::string>& codec_files();
 // unroll adds -DKV_UNROLL=1 (common.cl): full unrolling of the loops over private tile values,
 // which a GPU needs to keep them in registers and a CPU compiler (PoCL) is slowed down by; the
 // backend passes caps().type == "gpu".
-// max_registers > 0 adds NVIDIA's -cl-nv-maxrregcount=N (only for devices with the
-// cl_nv_compiler_options extension): a register cap per work-item, so that more work-groups of
-// the register-bound quantize kernel fit on one core at once.
-ProgramSpec codec_program(const CodecParams& params, int tokens_per_item = 8, bool unroll = false,
-                          int max_registers = 0);
+ProgramSpec codec_program(const CodecParams& params, int tokens_per_item = 8, bool unroll = false);
 
 // Work-group size of the quantize kernel for a geometry and Q_RT (matches quantize.cl's Q_WG).
 inline int quantize_work_group(const CodecParams& params, int tokens_per_item) {

@@ -211,9 +211,11 @@ TEST(OpenCLAttendPolicy, ShortKernelOnlyForFewTilesPerComputeUnit) {
   EXPECT_FALSE(opencl::attend_prefers_short_kernel(8, 256, 4, 132));   // ctx 32K, batch 1
   // MHA (32 heads, one per group).
   EXPECT_TRUE(opencl::attend_prefers_short_kernel(2048, 8, 1, 132));   // ctx 1K, batch 64
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 32, 1, 132));    // ctx 4K, batch 1
-  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 32, 1, 132));  // ctx 4K, batch 8
-  EXPECT_FALSE(opencl::attend_prefers_short_kernel(32, 256, 1, 132));  // ctx 32K, batch 1
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 32, 1, 132));     // ctx 4K, batch 1
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(2048, 32, 1, 132));   // ctx 4K, batch 64
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 1024, 1, 132));   // ctx 128K, batch 1
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(1024, 256, 1, 132)); // ctx 32K, batch 32
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 1024, 1, 132)); // ctx 128K, batch 8
 }
 
 std::vector<AttendCase> fused_cases() {
