@@ -14,7 +14,7 @@
 // compute unit (short contexts, small batch) take attention_short.cl instead (host policy in
 // attention_program.hpp): this kernel's slots walk a whole tile serially per item, which is
 // throughput-friendly but too long a chain of dependent loads when there is nothing to overlap.
-// Needs common.cl (geometry); nothing of common.cl but its -D geometry is used.
+// Needs common.cl (its -D geometry only) and attention_merge.cl (at_fwht_local, the merge kernel).
 //
 // Work-group shape: AT_WG = 64 work-items in AT_NS slots of AT_IPS items; a step hands each
 // slot its own unit of G tokens (a record tile or fp16 rows), so a step covers AT_NS units.
@@ -86,7 +86,6 @@
 #error "attention.cl: AT_BATCH must divide the channels per K item and G"
 #endif
 
-#define AT_NEG_INF (-INFINITY)
 
 // fp16 loads as one wide access: NVIDIA's OpenCL (no native fp16) may split vload_halfN on a
 // __global pointer into 2-byte loads; loading the raw bytes as a uint4 (uint2) and converting in
@@ -169,22 +168,6 @@ typedef struct {
   float4 lp[AT_WG];                // final merge: softmax sums of every item
 } AtLocal;
 
-// FWHT of `rows` rows of KV_D floats in local memory, same stage order and butterflies as
-// kvarn_cl::fwht_inplace, then the 1/sqrt(D) scale. All items of the group must call it.
-inline void at_fwht_local(__local float* x, int rows, int lid, int wg) {
-  for (int h = 1; h < KV_D; h <<= 1) {
-    for (int p = lid; p < rows * (KV_D / 2); p += wg) {
-      const int row = p / (KV_D / 2), b = p % (KV_D / 2);
-      const int a = row * KV_D + (((b & ~(h - 1)) << 1) | (b & (h - 1)));
-      const float ya = x[a], yb = x[a + h];
-      x[a] = ya + yb;
-      x[a + h] = ya - yb;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  for (int p = lid; p < rows * KV_D; p += wg) x[p] *= KV_ROT_SCALE;
-  barrier(CLK_LOCAL_MEM_FENCE);
-}
 
 // Loads (and rotates) the queries of heads [h0, h0 + AT_HPW) of sequence s (q is [S][Hq][D])
 // into L->q, transposed to one float4 of heads per channel.
@@ -669,42 +652,4 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
   }
   at_finish(&L, lid, A, m, l, (ulong)s * hq_total + h0, split, num_splits, part, num_parts, 1,
             out_f16, out);
-}
-
-// Log-sum-exp merge of the splits, normalization, optional rotation back, store.
-// Launch: local (AT_MWG), global (AT_MWG, S * Hq). out_f16: store fp16 (round to nearest even).
-#define AT_MWG 64
-__kernel __attribute__((reqd_work_group_size(AT_MWG, 1, 1)))
-void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_splits,
-                        int rotate_back, int out_f16, __global void* out) {
-  __global const float* pm = part;
-  __global const float* pl = part + num_parts;
-  __global const float* pacc = part + 2 * num_parts;
-  __local float o[KV_D];
-  const int lid = (int)get_local_id(0);
-  const ulong sq = get_group_id(1);
-  const ulong base = sq * num_splits;
-  float mx = AT_NEG_INF;
-  for (int c = 0; c < num_splits; ++c) mx = fmax(mx, pm[base + c]);
-  float lsum = 0.0f;
-  for (int d = lid; d < KV_D; d += AT_MWG) o[d] = 0.0f;
-  if (mx != AT_NEG_INF) {
-    for (int c = 0; c < num_splits; ++c) {
-      const float m = pm[base + c];
-      if (m == AT_NEG_INF) continue;
-      const float f = exp(m - mx);
-      lsum += pl[base + c] * f;
-      for (int d = lid; d < KV_D; d += AT_MWG) o[d] += pacc[(base + c) * KV_D + d] * f;
-    }
-    for (int d = lid; d < KV_D; d += AT_MWG) o[d] /= lsum;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (rotate_back && mx != AT_NEG_INF) {
-    // mx is uniform over the group, so every item takes this branch together.
-    at_fwht_local(o, 1, lid, AT_MWG);
-  }
-  for (int d = lid; d < KV_D; d += AT_MWG) {
-    if (out_f16) vstore_half_rte(o[d], sq * KV_D + d, (__global half*)out);
-    else ((__global float*)out)[sq * KV_D + d] = o[d];
-  }
 }

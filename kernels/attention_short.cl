@@ -18,8 +18,8 @@
 //                         output in the rotated frame) per query head and split;
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
 //                         splits, normalization, FWHT back to the original frame, f32/f16 store
-//                         (the same kernel as attention.cl's; each program carries its own).
-// Needs common.cl (geometry, FP_CONTRACT OFF).
+//                         (kernels/attention_merge.cl, shared by the three attention programs).
+// Needs common.cl (geometry, FP_CONTRACT OFF) and attention_merge.cl (FWHT, merge kernel).
 //
 // Work-group shape (AT_WG = 128 work-items), per unit of G tokens:
 //   K phase   item (tg, cg): TPI = 32/KB tokens (one 32-bit code word of a channel row) × CPI
@@ -100,7 +100,6 @@
 #error "attention_short.cl: unsupported geometry"
 #endif
 
-#define AT_NEG_INF (-INFINITY)
 
 // fp16 loads as one wide access: NVIDIA's OpenCL (no native fp16) may split vload_half8 on a
 // __global pointer into eight 2-byte loads; loading the raw 16 (8) bytes as a uint4 (uint2) and
@@ -135,22 +134,6 @@ typedef struct {
   float lsum[AT_VTG * AT_HPW];
 } AtLocal;
 
-// FWHT of `rows` rows of KV_D floats in local memory, same stage order and butterflies as
-// kvarn_cl::fwht_inplace, then the 1/sqrt(D) scale. All items of the group must call it.
-inline void at_fwht_local(__local float* x, int rows, int lid, int wg) {
-  for (int h = 1; h < KV_D; h <<= 1) {
-    for (int p = lid; p < rows * (KV_D / 2); p += wg) {
-      const int row = p / (KV_D / 2), b = p % (KV_D / 2);
-      const int a = row * KV_D + (((b & ~(h - 1)) << 1) | (b & (h - 1)));
-      const float ya = x[a], yb = x[a + h];
-      x[a] = ya + yb;
-      x[a + h] = ya - yb;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  for (int p = lid; p < rows * KV_D; p += wg) x[p] *= KV_ROT_SCALE;
-  barrier(CLK_LOCAL_MEM_FENCE);
-}
 
 // Loads and rotates the queries of heads [h0, h0 + AT_HPW) of sequence s (q is [S][Hq][D]).
 inline void at_load_queries(__global const float* q, int hq_total, int s, int h0, __local AtLocal* L,
@@ -512,40 +495,3 @@ void kvarn_attend_records_short(__global const float* q, __global const uchar* r
                     part + num_parts, part + 2 * num_parts);
 }
 
-// Log-sum-exp merge of the splits, normalization, optional rotation back, store.
-// Launch: local (AT_MWG), global (AT_MWG, S * Hq). out_f16: store fp16 (round to nearest even).
-#define AT_MWG 64
-__kernel __attribute__((reqd_work_group_size(AT_MWG, 1, 1)))
-void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_splits,
-                        int rotate_back, int out_f16, __global void* out) {
-  __global const float* pm = part;
-  __global const float* pl = part + num_parts;
-  __global const float* pacc = part + 2 * num_parts;
-  __local float o[KV_D];
-  const int lid = (int)get_local_id(0);
-  const ulong sq = get_group_id(1);
-  const ulong base = sq * num_splits;
-  float mx = AT_NEG_INF;
-  for (int c = 0; c < num_splits; ++c) mx = fmax(mx, pm[base + c]);
-  float lsum = 0.0f;
-  for (int d = lid; d < KV_D; d += AT_MWG) o[d] = 0.0f;
-  if (mx != AT_NEG_INF) {
-    for (int c = 0; c < num_splits; ++c) {
-      const float m = pm[base + c];
-      if (m == AT_NEG_INF) continue;
-      const float f = exp(m - mx);
-      lsum += pl[base + c] * f;
-      for (int d = lid; d < KV_D; d += AT_MWG) o[d] += pacc[(base + c) * KV_D + d] * f;
-    }
-    for (int d = lid; d < KV_D; d += AT_MWG) o[d] /= lsum;
-  }
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (rotate_back && mx != AT_NEG_INF) {
-    // mx is uniform over the group, so every item takes this branch together.
-    at_fwht_local(o, 1, lid, AT_MWG);
-  }
-  for (int d = lid; d < KV_D; d += AT_MWG) {
-    if (out_f16) vstore_half_rte(o[d], sq * KV_D + d, (__global half*)out);
-    else ((__global float*)out)[sq * KV_D + d] = o[d];
-  }
-}

@@ -28,11 +28,11 @@ std::string attend_options(const CodecParams& params, int heads_per_group, bool 
 }  // namespace
 
 ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group, bool unroll) {
-  return {{"common.cl", "attention.cl"}, attend_options(params, heads_per_group, unroll)};
+  return {{"common.cl", "attention_merge.cl", "attention.cl"}, attend_options(params, heads_per_group, unroll)};
 }
 
 ProgramSpec attend_records_short_program(const CodecParams& params, int heads_per_group) {
-  return {{"common.cl", "attention_short.cl"}, attend_options(params, heads_per_group, false)};
+  return {{"common.cl", "attention_merge.cl", "attention_short.cl"}, attend_options(params, heads_per_group, false)};
 }
 
 bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
@@ -64,7 +64,7 @@ ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool /*unroll
   CodecParams p;
   p.preset = Preset::k4v2_g128;
   p.head_dim = head_dim;
-  return {{"common.cl", "attention_fp16.cl"},
+  return {{"common.cl", "attention_merge.cl", "attention_fp16.cl"},
           geometry_options(p) + " -DAT_HPW=" + std::to_string(heads_per_group)};
 }
 
