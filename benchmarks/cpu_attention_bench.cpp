@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "common/host_copy_bandwidth.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
 
 namespace {
@@ -19,24 +20,6 @@ namespace {
 using namespace kvarn_cl;
 
 constexpr int kHq = 32, kHk = 8, kD = 128;
-
-// Host copy bandwidth (read + write bytes per second) of a 256 MiB memcpy, best of 5.
-double copy_bandwidth() {
-  static const double bw = [] {
-    const std::size_t n = std::size_t(256) << 20;
-    std::vector<unsigned char> a(n, 1), b(n, 2);
-    double best = 0;
-    for (int i = 0; i < 5; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      std::memcpy(b.data(), a.data(), n);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      benchmark::DoNotOptimize(b.data());
-      best = std::max(best, 2.0 * double(n) / s);
-    }
-    return best;
-  }();
-  return bw;
-}
 
 std::vector<float> normal_values(std::size_t n, std::uint32_t seed) {
   std::mt19937 rng(seed);
@@ -49,7 +32,7 @@ std::vector<float> normal_values(std::size_t n, std::uint32_t seed) {
 void set_counters(benchmark::State& state, double bytes_per_step) {
   const double rate = bytes_per_step * double(state.iterations());
   state.counters["GB/s"] = benchmark::Counter(rate / 1e9, benchmark::Counter::kIsRate);
-  state.counters["copy_GB/s"] = copy_bandwidth() / 1e9;
+  state.counters["copy_GB/s"] = bench::host_copy_bandwidth() / 1e9;
   state.counters["bytes/step"] = bytes_per_step;
 }
 

@@ -1,12 +1,15 @@
 // CPU tile codec throughput: tiles per second and GB/s of fp16 K+V input (quantize) or output
 // (dequantize), per preset and head_dim, on one thread and on all threads.
 //   ./build/benchmarks/cpu_codec_bench --benchmark_counters_tabular=true
+// Counters: tiles/s, GB/s of fp16 K+V, and bytes moved (fp16 + records) as a fraction of the
+// host's memcpy bandwidth measured in the same run (copy_GB/s).
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "common/host_copy_bandwidth.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace {
@@ -45,6 +48,12 @@ void set_counters(benchmark::State& state, const RecordLayout& l, std::size_t ti
   state.counters["tiles/s"] = benchmark::Counter(items, benchmark::Counter::kIsRate);
   state.counters["fp16_GB/s"] =
       benchmark::Counter(items * double(l.fp16_bytes()) / 1e9, benchmark::Counter::kIsRate);
+  // Bytes moved (fp16 rows + records) per second as a fraction of this host's memcpy bandwidth,
+  // measured in the same process: how far the codec is from being memory-bound.
+  state.counters["copy_GB/s"] = bench::host_copy_bandwidth() / 1e9;
+  state.counters["fraction_of_copy"] = benchmark::Counter(
+      items * double(l.fp16_bytes() + l.bytes) / bench::host_copy_bandwidth(),
+      benchmark::Counter::kIsRate);
 }
 
 void BM_Quantize(benchmark::State& state) {
