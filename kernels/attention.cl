@@ -9,7 +9,7 @@
 //                         query head and split;
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
 //                         splits, normalization, FWHT back to the original frame, f32/f16 store.
-// The fp16 baseline (attention_fp16.cl) is a separate program with a shape suited to fp16 rows;
+// The fp16 baseline (attention_short.cl built with AT_PREFETCH_FP16) has a shape suited to fp16 rows;
 // here fp16 rows occur only as the sink and tail units of a sequence. Launches with few tiles per
 // compute unit (short contexts, small batch) take attention_short.cl instead (host policy in
 // attention_program.hpp): this kernel's slots walk a whole tile serially per item, which is

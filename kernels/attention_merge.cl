@@ -1,5 +1,6 @@
-// Pieces shared by the three decode-attention programs (attention.cl, attention_short.cl,
-// attention_fp16.cl): the FWHT of rows held in local memory and the kernel that merges the
+// Pieces shared by the three decode-attention programs (the fused tile-slot kernel of
+// attention.cl; the short-context fused kernel and the fp16 kernel, both from attention_short.cl):
+// the FWHT of rows held in local memory and the kernel that merges the
 // splits' partials. Each program is built from common.cl, this file, then its own file; they all
 // write partials the same way: running max m [num_parts], sum l [num_parts], unnormalized output
 // in the rotated frame [num_parts][D], part index = (sequence * Hq + head) * num_splits + split.

@@ -1,3 +1,11 @@
+// Two programs are built from this file:
+// - the short-context variant of the fused decode attention (kvarn_attend_records_short), and
+// - with -DAT_PREFETCH_FP16=1, the plain fp16 decode attention (kvarn_attend_fp16: the fp16
+//   baseline and the second half of the materialize path) over an uncompressed cache
+//   [S][Hk][capacity][D]. Its fp16 units use the roles described below (consecutive items read
+//   consecutive 16-byte pieces of a row); the tile-slot layout of attention.cl, where an item owns
+//   whole tokens, read fp16 rows with half-used sectors and ran 1.5-2.4x slower (H100, measured).
+//
 // Short-context variant of the fused decode attention (SPEC §4): the same launch geometry,
 // arguments and partials as kernels/attention.cl, but a work-group of AT_WG = 128 items works on
 // ONE unit (G tokens) at a time with all of its items: the K phase splits the channels of a tile
@@ -53,6 +61,9 @@
 #pragma OPENCL FP_CONTRACT ON
 
 #define AT_WG 128
+#ifndef AT_PREFETCH_FP16
+#define AT_PREFETCH_FP16 0
+#endif
 #ifndef AT_HPW
 #error "attention_short.cl needs AT_HPW (query heads per work-group)"
 #endif
@@ -65,7 +76,9 @@
 #define AT_RB (AT_RB_MAX < AT_HPW ? AT_RB_MAX : AT_HPW)  // heads per K round
 // Channels per item in the V phase: 16 amortizes the per-(token, head) work (weight, sums) over
 // more multiply-adds and loads a whole 32-bit word of 2-bit codes; 8 keeps the accumulators
-// A[AT_HPW][AT_VC] at 64 registers when a group serves 8 heads.
+// A[AT_HPW][AT_VC] at 64 registers when a group serves 8 heads. (8 at 4 heads as well, to cut
+// registers, measured no faster for the fp16 program on the H100: GQA 4 ctx 128K batch 1 499 us
+// against 509 us.)
 #if AT_HPW <= 4
 #define AT_VC 16
 #else
@@ -173,11 +186,18 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
   const int tg = lid % AT_TG, cg = lid / AT_TG;     // record role: token group fastest
   const int ftg = lid / AT_CG, fcg = lid % AT_CG;    // fp16 role: channel group fastest
   uint kw[AT_CPI];
-  // Record units: the item's V code words (AT_VPT tokens), loaded once the K phase's
-  // multiply-adds are done, so that their latency overlaps the score reduction and the softmax
-  // (7-9 barriers) instead of following them. This kernel runs where launches are latency-bound.
+  // The item's V data for the V phase, loaded once the K phase's multiply-adds are done, so that
+  // its latency overlaps the score reduction and the softmax (7-9 barriers) instead of following
+  // them: the V code words (AT_VPT tokens) of a record unit in the fused program, the V row pieces
+  // (AT_VPT tokens x AT_VC halves) of an fp16 unit in the fp16 program (AT_PREFETCH_FP16), where
+  // every unit is fp16. Prefetching one kind keeps the other's registers free (measured: each
+  // program runs at its best with its own kind, H100).
   const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
+#if AT_PREFETCH_FP16
+  uint4 vraw[AT_VPT][AT_VC / 8];
+#else
   uint2 vw[AT_VPT];
+#endif
   if (is_rec) {
     __global const uint* codes = (__global const uint*)(u.rec + KV_OFF_K_CODES);
     #pragma unroll
@@ -263,6 +283,18 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
         }
       }
     }
+#if AT_PREFETCH_FP16
+    if (!is_rec && rb == 0) {
+      #pragma unroll
+      for (int i2 = 0; i2 < AT_VPT; ++i2) {
+        const int t = vtg + i2 * AT_VTG;
+        #pragma unroll
+        for (int i = 0; i < AT_VC / 8; ++i)
+          vraw[i2][i] = t < u.n ? *(__global const uint4*)(u.v + (ulong)t * KV_D + vcb * AT_VC + 8 * i)
+                                : (uint4)(0u);
+      }
+    }
+#else
     if (is_rec && rb == 0) {
       __global const uchar* vc = u.rec + KV_OFF_V_CODES + vcb * (AT_VBITS / 8);
       #pragma unroll
@@ -277,6 +309,7 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
 #endif
       }
     }
+#endif
     // Partial sums to local memory, indexed by this item's (channel group, token group) role.
     const int wcg = is_rec ? cg : fcg, wtg = is_rec ? tg : ftg;
     #pragma unroll
@@ -341,10 +374,22 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
       s[i] = L->scv[vcb * AT_VC + i];
       nz[i] = -8388608.0f * s[i];
     }
+#if AT_PREFETCH_FP16
+    __global const uchar* vc = u.rec + KV_OFF_V_CODES + vcb * (AT_VBITS / 8);
+    for (int t = vtg; t < KV_G; t += AT_VTG) {
+#if AT_VBITS == 16
+      const uint2 w = (uint2)(*(__global const ushort*)(vc + t * KV_V_ROW_BYTES), 0u);
+#elif AT_VBITS == 32
+      const uint2 w = (uint2)(*(__global const uint*)(vc + t * KV_V_ROW_BYTES), 0u);
+#else
+      const uint2 w = *(__global const uint2*)(vc + t * KV_V_ROW_BYTES);
+#endif
+#else
     #pragma unroll
     for (int i2 = 0; i2 < AT_VPT; ++i2) {
       const int t = vtg + i2 * AT_VTG;
       const uint2 w = vw[i2];
+#endif
       float cs[AT_VC];
       #pragma unroll
       for (int i = 0; i < AT_VC; ++i) {
@@ -369,11 +414,23 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
       for (int i = 0; i < AT_VC; ++i) A[r][i] += s[i] * az[r];
     }
   } else {
+#if AT_PREFETCH_FP16
+    #pragma unroll
+    for (int i2 = 0; i2 < AT_VPT; ++i2) {
+      const int t = vtg + i2 * AT_VTG;
+      if (t >= u.n) continue;
+#else
     for (int t = vtg; t < u.n; t += AT_VTG) {
+#endif
       float cs[AT_VC];
       #pragma unroll
       for (int i = 0; i < AT_VC; i += 8) {
+#if AT_PREFETCH_FP16
+        const uint4 raw = vraw[i2][i / 8];
+        const float8 vv = vload_half8(0, (const __private half*)&raw);
+#else
         const float8 vv = at_load_half8(u.v + (ulong)t * KV_D + vcb * AT_VC + i);
+#endif
         cs[i] = vv.s0; cs[i + 1] = vv.s1; cs[i + 2] = vv.s2; cs[i + 3] = vv.s3;
         cs[i + 4] = vv.s4; cs[i + 5] = vv.s5; cs[i + 6] = vv.s6; cs[i + 7] = vv.s7;
       }
@@ -495,3 +552,41 @@ void kvarn_attend_records_short(__global const float* q, __global const uchar* r
                     part + num_parts, part + 2 * num_parts);
 }
 
+// Plain fp16 decode attention (the fp16 baseline and the second half of the materialize path)
+// over fp16 rows [S][Hk][capacity][D], every unit fp16; built with -DAT_PREFETCH_FP16=1.
+// Launch: local (AT_WG, 1, 1), global (num_splits * AT_WG, Hk * (R / AT_HPW), S); splits from
+// attend_fp16_splits. rotate_q: the rows are in the rotated frame (a materialized KVarN cache), so
+// q is rotated first (the merge rotates the output back).
+__kernel __attribute__((reqd_work_group_size(AT_WG, 1, 1)))
+void kvarn_attend_fp16(__global const float* q, __global const half* k, __global const half* v,
+                       int capacity, __global const int* seq_lens, int num_kv_heads, int q_per_kv,
+                       int num_splits, float scale, int rotate_q, __global float* part,
+                       ulong num_parts) {
+  __local AtLocal L;
+  const int lid = (int)get_local_id(0);
+  const int split = (int)get_group_id(0);
+  const int hb_per_kv = q_per_kv / AT_HPW;
+  const int h = (int)get_group_id(1) / hb_per_kv, hb = (int)get_group_id(1) % hb_per_kv;
+  const int s = (int)get_group_id(2);
+  const int hq_total = num_kv_heads * q_per_kv;
+  const int h0 = h * q_per_kv + hb * AT_HPW;
+
+  at_load_queries(q, hq_total, s, h0, &L, lid, rotate_q);
+  float A[AT_HPW][AT_VC], lpart[AT_HPW];
+  at_begin(&L, lid, A, lpart);
+
+  const int len = seq_lens[s];
+  const int n = (len + KV_G - 1) / KV_G;
+  const int u0 = (int)((long)n * split / num_splits), u1 = (int)((long)n * (split + 1) / num_splits);
+  const ulong rows = ((ulong)s * num_kv_heads + h) * capacity;
+  for (int ui = u0; ui < u1; ++ui) {
+    AtUnit u;
+    u.rec = 0;
+    u.k = k + (rows + (ulong)ui * KV_G) * KV_D;
+    u.v = v + (rows + (ulong)ui * KV_G) * KV_D;
+    u.n = min(KV_G, len - ui * KV_G);
+    at_unit(u, scale, &L, lid, A, lpart);
+  }
+  at_write_partials(&L, lid, A, lpart, (ulong)s * hq_total + h0, split, num_splits, part,
+                    part + num_parts, part + 2 * num_parts);
+}

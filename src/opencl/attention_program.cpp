@@ -64,8 +64,11 @@ ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool /*unroll
   CodecParams p;
   p.preset = Preset::k4v2_g128;
   p.head_dim = head_dim;
-  return {{"common.cl", "attention_merge.cl", "attention_fp16.cl"},
-          geometry_options(p) + " -DAT_HPW=" + std::to_string(heads_per_group)};
+  // The fp16 kernel shares attention_short.cl's unit code; AT_PREFETCH_FP16 makes it prefetch
+  // fp16 V rows (its only kind of unit) instead of record code words.
+  return {{"common.cl", "attention_merge.cl", "attention_short.cl"},
+          geometry_options(p) + " -DAT_HPW=" + std::to_string(heads_per_group) +
+              " -DAT_PREFETCH_FP16=1"};
 }
 
 int attend_fp16_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {

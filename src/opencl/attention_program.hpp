@@ -1,5 +1,5 @@
 // Programs and launch policy of the decode-attention kernels (kernels/attention.cl,
-// kernels/attention_short.cl, kernels/attention_fp16.cl): which build options a launch needs,
+// kernels/attention_short.cl, which also holds the fp16 kernel): which build options a launch needs,
 // which fused kernel it takes, how many query heads one work-group serves, and how far a launch
 // splits the context (flash-decoding).
 #pragma once
@@ -13,7 +13,7 @@
 namespace kvarn_cl::opencl {
 
 constexpr int kAttendWorkGroup = 64;   // attention.cl AT_WG
-constexpr int kAttendFp16WorkGroup = 128;  // attention_fp16.cl AT_WG
+constexpr int kAttendFp16WorkGroup = 128;  // attention_short.cl AT_WG
 constexpr int kAttendShortWorkGroup = 128;  // attention_short.cl AT_WG
 constexpr int kMergeWorkGroup = 64;    // attention.cl AT_MWG
 constexpr int kCopyRowsWorkGroup = 256;  // copy_rows.cl CR_WG
@@ -37,9 +37,9 @@ int attend_units_per_step(const CodecParams& params);
 ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group,
                                    bool unroll = false);
 // Query heads per work-group of the fp16 program: the largest divisor of q_per_kv that is at most
-// 8 and keeps the rotated queries within 4 KiB of local memory (attention_fp16.cl AT_HPW).
+// 8 and keeps the rotated queries within 4 KiB of local memory (attention_short.cl AT_HPW, fp16 program).
 int attend_fp16_heads_per_group(int q_per_kv, int head_dim);
-// The fp16 program (common.cl + attention_fp16.cl) for a head_dim. `unroll` is accepted for
+// The fp16 program (common.cl + attention_merge.cl + attention_short.cl with AT_PREFETCH_FP16) for a head_dim. `unroll` is accepted for
 // symmetry with the fused program and changes nothing (its loops are unrolled on every device).
 ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool unroll = false);
 // Context splits of the fp16 program: about 8 groups per compute unit, at least 2 units (of 128

@@ -218,7 +218,7 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
 
   std::vector<std::int32_t> lens(S);
   read(*a.seq_lens, 0, lens.data(), S * 4);
-  constexpr int kUnit = 128;  // rows per unit (attention_fp16.cl: KV_G of its geometry)
+  constexpr int kUnit = 128;  // rows per unit (the fp16 program: KV_G of its geometry)
   int max_units = 0;
   for (std::size_t s = 0; s < S; ++s) {
     if (lens[s] < 0 || lens[s] > a.capacity) bad_index(call, "seq_len", int(s), lens[s], a.capacity + 1LL);
@@ -249,7 +249,7 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
     k.setArg(8, cl_float(a.scale));
     k.setArg(9, cl_int(rotated ? 1 : 0));
   });
-  // Two launches always (the fp16 kernel writes partials only), see attention_fp16.cl.
+  // Two launches always (the fp16 kernel writes partials only), see attention_short.cl.
   const std::size_t parts = S * Hq * std::size_t(splits);
   cl::Buffer& ws = attend_workspace(parts * (2 + D) * sizeof(float));
   cl_call("attend_fp16: setting kernel arguments", [&] {
