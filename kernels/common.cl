@@ -76,18 +76,12 @@ inline void fwht8(float v[8]) {
   }
 }
 
-// Full FWHT (with the 1/sqrt(D) scale) of one row of KV_D channels held by KV_D_BLOCKS
-// work-items, work-item x holding channels [8x, 8x+8) in v. `row` is KV_D floats of local memory
-// private to this row. Every work-item of the group must call it (it contains barriers); rows
-// that carry no data simply transform zeros.
-inline void fwht_row(float v[8], __local float* row, int x) {
-  fwht8(v);
-  #pragma unroll
-  for (int i = 0; i < 8; ++i) row[x * 8 + i] = v[i];
-  barrier(CLK_LOCAL_MEM_FENCE);
+// The FWHT stages of stride 8 .. KV_D/2 on a row in local memory (the strides 1, 2, 4 are done
+// in registers by fwht8 before): KV_D/2 butterflies per stage, 4 per work-item; consecutive
+// work-items take consecutive pairs so local-memory accesses stay conflict-free. Every work-item
+// of the row's group must call it (barriers inside).
+inline void fwht_local_stages(__local float* row, int x) {
   for (int h = 8; h < KV_D; h <<= 1) {  // not unrolled: barriers inside
-    // KV_D/2 butterflies per stage, 4 per work-item; consecutive work-items take consecutive
-    // pairs so local-memory accesses stay conflict-free.
     #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int p = k * KV_D_BLOCKS + x;
@@ -99,6 +93,18 @@ inline void fwht_row(float v[8], __local float* row, int x) {
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
+}
+
+// Full FWHT (with the 1/sqrt(D) scale) of one row of KV_D channels held by KV_D_BLOCKS
+// work-items, work-item x holding channels [8x, 8x+8) in v. `row` is KV_D floats of local memory
+// private to this row. Every work-item of the group must call it (it contains barriers); rows
+// that carry no data simply transform zeros.
+inline void fwht_row(float v[8], __local float* row, int x) {
+  fwht8(v);
+  #pragma unroll
+  for (int i = 0; i < 8; ++i) row[x * 8 + i] = v[i];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  fwht_local_stages(row, x);
   #pragma unroll
   for (int i = 0; i < 8; ++i) v[i] = row[x * 8 + i] * KV_ROT_SCALE;
   barrier(CLK_LOCAL_MEM_FENCE);  // the caller may reuse `row` right away
@@ -114,18 +120,7 @@ inline void fwht_row_wide(float v[8], __local float* row, int x) {
   row4[2 * x] = (float4)(v[0], v[1], v[2], v[3]);
   row4[2 * x + 1] = (float4)(v[4], v[5], v[6], v[7]);
   barrier(CLK_LOCAL_MEM_FENCE);
-  for (int h = 8; h < KV_D; h <<= 1) {  // not unrolled: barriers inside
-    #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int p = k * KV_D_BLOCKS + x;
-      const int a = ((p & ~(h - 1)) << 1) | (p & (h - 1));
-      const float ya = row[a];
-      const float yb = row[a + h];
-      row[a] = ya + yb;
-      row[a + h] = ya - yb;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
+  fwht_local_stages(row, x);
   const float4 lo = row4[2 * x];
   const float4 hi = row4[2 * x + 1];
   v[0] = lo.x * KV_ROT_SCALE; v[1] = lo.y * KV_ROT_SCALE; v[2] = lo.z * KV_ROT_SCALE;
