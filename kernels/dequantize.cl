@@ -20,8 +20,8 @@
 //   fixed role, so it stays in registers (selecting one private array or another by a run-time
 //   flag forces them into stack memory).
 // - Scale vectors: 8 entries of each per work-item, three 16-byte loads (L1 hits after the first
-//   work-item of a tile). Their NaN/Inf check folds into those registers (isfinite), and only a
-//   work-item that finds one touches the status word.
+//   work-item of a tile). Their check (NaN/Inf anywhere, a negative step or column scale) folds
+//   into those registers, and only a work-item that finds one touches the status word.
 // - The original frame runs the FWHT of rotate.cl over the group's DQ_ROWS_WG·8 whole rows: the
 //   three low stages in registers, the rest in one exchange through local memory (two barriers
 //   per work-item in all, not two per stage and token).
@@ -66,7 +66,8 @@ DQ_INLINE void load_block(const int is_k, __global const uchar* rec, int x, int 
     #pragma unroll
     for (int i = 0; i < 8; ++i) {
       t1[i] = 0.0f;
-      finite = finite && isfinite(c0[i]) && isfinite(c1[i]) && isfinite(t0[i]);
+      finite = finite && isfinite(c0[i]) && isfinite(c1[i]) && isfinite(t0[i]) &&
+               !(c0[i] < 0.0f) && !(t0[i] < 0.0f);  // step and column scales are not negative
     }
     #pragma unroll
     for (int n = 0; n < 8; ++n)
@@ -79,7 +80,8 @@ DQ_INLINE void load_block(const int is_k, __global const uchar* rec, int x, int 
     #pragma unroll
     for (int i = 0; i < 8; ++i) {
       c1[i] = 0.0f;
-      finite = finite && isfinite(c0[i]) && isfinite(t0[i]) && isfinite(t1[i]);
+      finite = finite && isfinite(c0[i]) && isfinite(t0[i]) && isfinite(t1[i]) &&
+               !(c0[i] < 0.0f) && !(t0[i] < 0.0f);
     }
     #pragma unroll
     for (int n = 0; n < 8; ++n)
@@ -105,6 +107,10 @@ DQ_INLINE void decode_token(const int is_k, int j, const float c0[8], const floa
   }
 }
 
+// A finite record can decode beyond the fp16 range; saturate like the CPU's
+// floats_to_halves_saturated so the output is finite and bit-identical to it.
+inline float8 saturate8(float8 v) { return clamp(v, -65504.0f, 65504.0f); }
+
 // Output rows of this work-item's block: row j at out[j * DQ_BX].
 inline __global uint4* block_out(__global half* base, uint item, int x, int ty) {
   return (__global uint4*)(base + ((ulong)item * KV_G + (ulong)(ty * 8)) * KV_D) + x;
@@ -127,7 +133,7 @@ DQ_INLINE void dequantize_rotated_half(const int is_k, __global const uchar* rec
   for (int j = 0; j < 8; ++j) {
     float v[8];
     decode_token(is_k, j, c0, c1, t0, t1, words, v);
-    store_half8_wide(pack8(v), out + j * DQ_BX);
+    store_half8_wide(saturate8(pack8(v)), out + j * DQ_BX);
   }
 }
 
@@ -164,7 +170,7 @@ DQ_INLINE void dequantize_original_half(const int is_k, __global const uchar* re
   for (int j = 0; j < 8; ++j) {
     float v[8];
     fwht_get8_scaled(v, buf, lrow + j, x);
-    store_half8_wide(pack8(v), out + j * DQ_BX);
+    store_half8_wide(saturate8(pack8(v)), out + j * DQ_BX);
   }
 }
 

@@ -311,7 +311,7 @@ Q_INLINE void quantize_tile(const int is_k, __global const half* k_rows,
     float v[8];
     unpack8(Q_M_TO_FLOAT8(mraw[j]), v);
     KV_UNROLL_LOOP
-    for (int i = 0; i < Q_RD; ++i) finite = finite && isfinite(v[i]);
+    for (int i = 0; i < Q_RD; ++i) finite = finite && fabs(v[i]) <= KV_MAX_ABS;  // NaN fails too
   }
   if (!finite) atomic_min(status, job * 2u + (uint)part);
 

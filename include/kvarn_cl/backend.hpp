@@ -151,6 +151,17 @@ class Backend {
     throw Unsupported("attend_fp16 is not implemented by backend '" + name() + "'");
   }
 
+  // Index of the first of `rows` fp16 rows (head_dim channels each) at the start of `rows_buf`
+  // that holds NaN, Inf or a value of magnitude above max_abs; -1 when every row is in range. The
+  // cache checks device-resident input with it before it stores anything. The default reads the
+  // rows back to the host (backend_checks.cpp); backends override it with one launch.
+  virtual std::int64_t first_row_out_of_range(const Buffer& rows_buf, std::size_t rows,
+                                              int head_dim, float max_abs);
+
+  // Bytes this backend's buffers can hold in all (device global memory; host physical memory for
+  // the CPU), 0 when unknown. KVCache checks its total size against it before allocating.
+  virtual std::size_t memory_capacity() const noexcept { return 0; }
+
   // Waits for queued work (no-op on the CPU).
   virtual void finish() {}
 };

@@ -69,4 +69,17 @@ struct RecordLayout {
   double compression() const noexcept { return double(fp16_bytes()) / double(bytes); }
 };
 
+// Largest magnitude of a rotated key or value channel the codec accepts. The normalization
+// (SPEC §2.3) bounds column scales below by exp(-0.3), so a folded zero point reaches
+// |x|·exp(0.3); below this bound every stored scale product is a finite fp16 (65504·exp(-0.3) is
+// 48526). Larger or non-finite rotated rows are refused (NonFiniteInput) wherever rows enter:
+// KVCache::append, quantize (both backends), kvarn-cl quantize.
+constexpr float kMaxRotatedMagnitude = 48000.0f;
+
+// Checks records that come from outside the library (a file, another process) before they are
+// attended or decoded: every scale vector and zero point finite, and the step and column scales
+// (s_col_K, s_row_K, s_col_V, s_row_V) not negative. Throws CorruptRecord naming the record, the
+// field and the index. Records written by quantize always pass.
+void validate_records(const CodecParams& params, const std::uint8_t* records, std::size_t count);
+
 }  // namespace kvarn_cl

@@ -16,5 +16,8 @@ float half_to_float(half_bits h) noexcept;
 void floats_to_halves(const float* in, half_bits* out, std::size_t n) noexcept;
 void floats_to_halves_portable(const float* in, half_bits* out, std::size_t n) noexcept;
 void halves_to_floats(const half_bits* in, float* out, std::size_t n) noexcept;
+// Like floats_to_halves, but finite values beyond the fp16 range saturate to ±65504 instead of
+// becoming ±Inf (decoded values: a finite record always decodes to finite fp16). NaN stays NaN.
+void floats_to_halves_saturated(const float* in, half_bits* out, std::size_t n) noexcept;
 
 }  // namespace kvarn_cl

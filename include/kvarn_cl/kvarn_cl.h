@@ -117,7 +117,8 @@ kvarn_cl_status kvarn_cl_cache_length(const kvarn_cl_cache* cache, uint64_t seq_
                                       int* tokens);
 /* Appends tokens[i] tokens of seq_ids[i] to one layer; k and v are the rows of all listed
  * sequences one after the other, each [tokens][num_kv_heads][head_dim], original frame.
- * speculative != 0: the tokens stay uncommitted until commit (rollback drops them). */
+ * speculative 1: the tokens stay uncommitted until commit (rollback drops them); 0: committed at
+ * once; any other value is refused with KVARN_CL_INVALID_ARGUMENT. */
 kvarn_cl_status kvarn_cl_cache_append(kvarn_cl_cache* cache, int layer, size_t num_seqs,
                                       const uint64_t* seq_ids, const int* tokens, const void* k,
                                       const void* v, kvarn_cl_element_type elem_type,

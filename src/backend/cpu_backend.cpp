@@ -5,6 +5,8 @@
 #include <sstream>
 #include <vector>
 
+#include <unistd.h>
+
 #include "cpu/attention.hpp"
 #include "cpu/parallel_for.hpp"
 #include "kvarn_cl/backend.hpp"
@@ -57,6 +59,11 @@ class CpuBackend final : public Backend {
 
   std::string name() const override {
     return "cpu (" + std::to_string(detail::resolve_threads(threads_.count)) + " threads)";
+  }
+
+  std::size_t memory_capacity() const noexcept override {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? std::size_t(pages) * std::size_t(page) : 0;
   }
 
   std::unique_ptr<Buffer> allocate(std::size_t bytes) override {
@@ -148,13 +155,21 @@ class CpuBackend final : public Backend {
     const std::uint8_t* rec = bytes_of(records, "dequantize records");
     half_bits* k = reinterpret_cast<half_bits*>(bytes_of(k_out, "dequantize K output"));
     half_bits* v = reinterpret_cast<half_bits*>(bytes_of(v_out, "dequantize V output"));
+    for (std::size_t i = 0; i < record_ids.size(); ++i) {
+      try {
+        validate_records(params, rec + std::size_t(record_ids[i]) * L.bytes, 1);
+      } catch (const CorruptRecord& e) {
+        throw CorruptRecord("dequantize: record " + std::to_string(record_ids[i]) + " (record_ids[" +
+                            std::to_string(i) + "]): " + e.what());
+      }
+    }
     detail::parallel_for(record_ids.size(), threads_.count, [&](std::size_t b, std::size_t e) {
       std::vector<float> kf(tile_values), vf(tile_values);
       for (std::size_t i = b; i < e; ++i) {
         dequantize_tile(params, rec + std::size_t(record_ids[i]) * L.bytes, kf.data(), vf.data(),
                         frame);
-        floats_to_halves(kf.data(), k + i * tile_values, tile_values);
-        floats_to_halves(vf.data(), v + i * tile_values, tile_values);
+        floats_to_halves_saturated(kf.data(), k + i * tile_values, tile_values);  // finite output
+        floats_to_halves_saturated(vf.data(), v + i * tile_values, tile_values);
       }
     });
   }

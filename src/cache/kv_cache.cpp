@@ -13,6 +13,7 @@
 #include "kvarn_cl/cache.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -34,7 +35,14 @@ std::string cat(const Parts&... parts) {
   return s.str();
 }
 
-constexpr double kHalfMax = 65504.0;
+// a·b, or nullopt-like 0 with *overflow set, for the up-front size check.
+std::size_t mul_checked(std::size_t a, std::size_t b, bool* overflow) {
+  if (a != 0 && b > SIZE_MAX / a) {
+    *overflow = true;
+    return 0;
+  }
+  return a * b;
+}
 
 }  // namespace
 
@@ -82,6 +90,11 @@ struct KVCache::Impl {
   SeqId next_id = 1;
   cache::Workspace in_k, in_v, rot_k, rot_v, q_ws, out_ws, tables_ws, info_ws, deq_k, deq_v, mat_k,
       mat_v, lens_ws;
+  // Misuse guard (a KVCache is not thread-safe): > 0 readers inside a const call, -1 a writer
+  // inside a mutating call. A call that overlaps a writer, or a writer that overlaps anything,
+  // throws InvalidArgument instead of racing on the state. One atomic operation per call.
+  mutable std::atomic<int> users{0};
+  mutable std::atomic<const char*> writer{nullptr};
 
   std::size_t row_bytes() const { return std::size_t(D) * 2; }
   std::size_t sink_row(int slot, int h, int pos) const {
@@ -111,6 +124,26 @@ struct KVCache::Impl {
   }
   const Sequence& find(SeqId id, const char* fn) const { return const_cast<Impl*>(this)->find(id, fn); }
 
+  // Before anything is allocated: the pools of every layer must fit the backend's memory (and
+  // size_t), so a cache that cannot exist fails at construction instead of at some later append.
+  void check_total_size() const {
+    bool overflow = false;
+    const std::size_t slots_heads = mul_checked(std::size_t(cfg.max_sequences), std::size_t(Hk), &overflow);
+    const std::size_t records = mul_checked(mul_checked(std::size_t(pool_blocks), std::size_t(Hk), &overflow),
+                                            L.bytes, &overflow);
+    const std::size_t fp16_rows = mul_checked(slots_heads, std::size_t(sink_cap) + std::size_t(tail_cap), &overflow);
+    const std::size_t fp16 = mul_checked(fp16_rows, 2 * row_bytes(), &overflow);  // K and V
+    if (records > SIZE_MAX - fp16) overflow = true;
+    const std::size_t total = mul_checked(records + fp16, std::size_t(cfg.num_layers), &overflow);
+    const std::size_t capacity = be->memory_capacity();
+    if (overflow || (capacity != 0 && total > capacity))
+      throw OutOfMemory(cat("KVCache: ", cfg.num_layers, " layers × ", cfg.max_sequences, " sequences × ", Hk,
+                            " KV heads need ", overflow ? std::string("more than 2^64") : std::to_string(total),
+                            " bytes of pools, more than ", be->name(), " can hold (",
+                            capacity ? std::to_string(capacity) + " bytes" : std::string("unknown"),
+                            "); lower num_layers, max_sequences, max_tokens_per_sequence or pool_blocks"));
+  }
+
   std::unique_ptr<Buffer> allocate_pool(std::size_t bytes, const char* what, int layer) {
     try {
       return be->allocate(std::max<std::size_t>(bytes, 1));
@@ -137,6 +170,52 @@ struct KVCache::Impl {
   int gather_fp16(int layer, const std::vector<const Sequence*>& batch, std::vector<std::int32_t>& lens);
 };
 
+namespace {
+
+// Scope of one public call (KVCache::Impl::users).
+class CallGuard {
+ public:
+  CallGuard(std::atomic<int>& users, std::atomic<const char*>& writer, const char* fn, bool writes)
+      : users_(users), writer_(writer), writes_(writes) {
+    if (writes) {
+      int expected = 0;
+      if (!users_.compare_exchange_strong(expected, -1, std::memory_order_acquire)) fail(fn, expected);
+      writer_.store(fn, std::memory_order_relaxed);
+    } else {
+      int n = users_.load(std::memory_order_relaxed);
+      do {
+        if (n < 0) fail(fn, n);
+      } while (!users_.compare_exchange_weak(n, n + 1, std::memory_order_acquire));
+    }
+  }
+  ~CallGuard() {
+    if (writes_) {
+      writer_.store(nullptr, std::memory_order_relaxed);
+      users_.store(0, std::memory_order_release);
+    } else {
+      users_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  CallGuard(const CallGuard&) = delete;
+  CallGuard& operator=(const CallGuard&) = delete;
+
+ private:
+  [[noreturn]] void fail(const char* fn, int state) const {
+    const char* other = writer_.load(std::memory_order_relaxed);
+    throw InvalidArgument(cat("KVCache::", fn, " called while another thread is inside ",
+                              state < 0 && other ? cat("KVCache::", other) : std::string("a call"),
+                              " on the same cache: a KVCache must not be used from two threads at "
+                              "once (use one cache per thread, or a lock)"));
+  }
+  std::atomic<int>& users_;
+  std::atomic<const char*>& writer_;
+  bool writes_;
+};
+
+}  // namespace
+
+#define KVARN_CL_CACHE_CALL(fn, writes) const CallGuard guard_(impl_->users, impl_->writer, fn, writes)
+
 KVCache::KVCache(CacheConfig config) : impl_(std::make_unique<Impl>()) {
   config.validate();
   Impl& m = *impl_;
@@ -156,6 +235,7 @@ KVCache::KVCache(CacheConfig config) : impl_(std::make_unique<Impl>()) {
     throw InvalidArgument(cat("KVCache: pool of ", blocks, " blocks × ", m.Hk,
                               " heads exceeds the int32 record ids; lower pool_blocks or max_sequences"));
   m.pool_blocks = int(blocks);
+  m.check_total_size();
   m.pool = cache::BlockPool(m.pool_blocks);
   for (int s = m.cfg.max_sequences - 1; s >= 0; --s) m.free_slots.push_back(s);
   const std::size_t slots_heads = std::size_t(m.cfg.max_sequences) * m.Hk;
@@ -179,6 +259,7 @@ int KVCache::sink_capacity() const noexcept { return impl_->sink_cap; }
 int KVCache::tail_capacity() const noexcept { return impl_->tail_cap; }
 
 SeqId KVCache::add_sequence() {
+  KVARN_CL_CACHE_CALL("add_sequence", true);
   Impl& m = *impl_;
   if (m.free_slots.empty())
     throw OutOfMemory(cat("KVCache::add_sequence: all ", m.cfg.max_sequences,
@@ -195,6 +276,7 @@ SeqId KVCache::add_sequence() {
 }
 
 void KVCache::free_sequence(SeqId id) {
+  KVARN_CL_CACHE_CALL("free_sequence", true);
   Impl& m = *impl_;
   Impl::Sequence& s = m.find(id, "free_sequence");
   for (std::int32_t b : s.blocks) m.pool.give_back(b);
@@ -206,14 +288,17 @@ bool KVCache::contains(SeqId id) const noexcept { return impl_->seqs.count(id) !
 std::size_t KVCache::num_sequences() const noexcept { return impl_->seqs.size(); }
 
 int KVCache::length(SeqId id, int layer) const {
+  KVARN_CL_CACHE_CALL("length", false);
   impl_->check_layer(layer, "length");
   return impl_->find(id, "length").length[std::size_t(layer)];
 }
 int KVCache::committed(SeqId id, int layer) const {
+  KVARN_CL_CACHE_CALL("committed", false);
   impl_->check_layer(layer, "committed");
   return impl_->find(id, "committed").committed[std::size_t(layer)];
 }
 int KVCache::quantized_tiles(SeqId id, int layer) const {
+  KVARN_CL_CACHE_CALL("quantized_tiles", false);
   impl_->check_layer(layer, "quantized_tiles");
   return impl_->tiles_for(impl_->find(id, "quantized_tiles").committed[std::size_t(layer)]);
 }
@@ -222,25 +307,30 @@ int KVCache::quantized_tiles(SeqId id, int layer) const {
 
 void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                      const float* k, const float* v, AppendMode mode) {
+  KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, ElementType::f32, mode);
 }
 void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                      const half_bits* k, const half_bits* v, AppendMode mode) {
+  KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, ElementType::f16, mode);
 }
 void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                      const void* k, const void* v, ElementType type, AppendMode mode) {
+  KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, type, mode);
 }
 void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                      const Buffer& k, const Buffer& v, ElementType type, AppendMode mode) {
+  KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {nullptr, &k}, {nullptr, &v}, type, mode);
 }
 
 namespace {
 
-// Checks one input row (finite, and small enough that no rotated channel overflows fp16: a
-// rotated channel is at most the row's L2 norm) and returns nothing; throws NonFiniteInput.
+// Checks one host input row: finite, and small enough that no rotated channel exceeds the codec's
+// bound kMaxRotatedMagnitude (a rotated channel is at most the row's L2 norm), so its fp16 rows
+// and every record quantized from them stay finite. Throws NonFiniteInput.
 template <typename T>
 void check_row(const T* row, int D, const char* which, std::size_t entry, int token, int head) {
   double sq = 0;
@@ -251,10 +341,10 @@ void check_row(const T* row, int D, const char* which, std::size_t entry, int to
                                head, ", channel ", d, " is ", x));
     sq += double(x) * x;
   }
-  if (std::sqrt(sq) > kHalfMax)
+  if (std::sqrt(sq) > double(kMaxRotatedMagnitude))
     throw NonFiniteInput(cat("append: ", which, " row of batch entry ", entry, ", token ", token, ", head ",
-                             head, " has L2 norm ", std::sqrt(sq),
-                             ": its rotation would overflow fp16 (max 65504)"));
+                             head, " has L2 norm ", std::sqrt(sq), " > ", kMaxRotatedMagnitude,
+                             ": its rotation could overflow fp16 once quantized (the codec's bound)"));
 }
 
 }  // namespace
@@ -424,6 +514,22 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
       be->copy_rows(*pools.tail_k, rk, gap_fill, row_bytes());
       be->copy_rows(*pools.tail_v, rv, gap_fill, row_bytes());
     }
+    // Device-resident rows were never seen by the host: check the rotated staging rows (new rows,
+    // and old tail rows that passed this check before) before anything is stored.
+    if (on_device)
+      for (Buffer* rows : {&rk, &rv}) {
+        const std::int64_t bad = be->first_row_out_of_range(*rows, staging_rows, D, kMaxRotatedMagnitude);
+        if (bad < 0) continue;
+        // Staging row -> (batch entry, head, token) of the input.
+        std::size_t i = 0;
+        while (i + 1 < plans.size() && plans[i + 1].region <= std::size_t(bad)) ++i;
+        const Plan& p = plans[i];
+        const std::size_t in_region = std::size_t(bad) - p.region, width = std::size_t(p.gap + p.T);
+        throw NonFiniteInput(cat("append: the rotated ", rows == &rk ? "k" : "v", " row of batch entry ", i,
+                                 ", token ", long(in_region % width) - p.gap, ", head ", in_region / width,
+                                 " (device-resident input) holds NaN, Inf or a value beyond ",
+                                 kMaxRotatedMagnitude, " (the codec's bound): nothing was stored"));
+      }
     // 4. fp16 rows to their pools.
     if (!to_tail.empty()) {
       be->copy_rows(rk, *pools.tail_k, to_tail, row_bytes());
@@ -451,9 +557,13 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
 // --- commit / rollback -------------------------------------------------------------------------
 
 void KVCache::commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens) {
+  KVARN_CL_CACHE_CALL("commit", true);
   impl_->commit(ids, tokens);
 }
-void KVCache::commit(SeqId id, int tokens) { impl_->commit({id}, {tokens}); }
+void KVCache::commit(SeqId id, int tokens) {
+  KVARN_CL_CACHE_CALL("commit", true);
+  impl_->commit({id}, {tokens});
+}
 
 void KVCache::Impl::commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens) {
   if (ids.size() != tokens.size())
@@ -540,6 +650,7 @@ void KVCache::Impl::commit(const std::vector<SeqId>& ids, const std::vector<int>
 }
 
 void KVCache::rollback(SeqId id) {
+  KVARN_CL_CACHE_CALL("rollback", true);
   Impl::Sequence& s = impl_->find(id, "rollback");
   // Uncommitted tokens were never quantized: dropping them only shortens the sink/tail.
   s.length = s.committed;
@@ -549,14 +660,17 @@ void KVCache::rollback(SeqId id) {
 
 void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, float* out,
                      float scale, AttendPath path) {
+  KVARN_CL_CACHE_CALL("attend", true);
   impl_->attend(layer, ids, hq, {q, nullptr}, out, nullptr, ElementType::f32, scale, path);
 }
 void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, half_bits* out,
                      float scale, AttendPath path) {
+  KVARN_CL_CACHE_CALL("attend", true);
   impl_->attend(layer, ids, hq, {q, nullptr}, out, nullptr, ElementType::f16, scale, path);
 }
 void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const Buffer& q, Buffer& out,
                      ElementType out_type, float scale, AttendPath path) {
+  KVARN_CL_CACHE_CALL("attend", true);
   impl_->attend(layer, ids, hq, {nullptr, &q}, nullptr, &out, out_type, scale, path);
 }
 
@@ -712,6 +826,7 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
 // --- inspection --------------------------------------------------------------------------------
 
 MaterializedKV KVCache::materialize(SeqId id, int layer, Frame frame) {
+  KVARN_CL_CACHE_CALL("materialize", true);
   Impl& m = *impl_;
   m.check_layer(layer, "materialize");
   const Impl::Sequence& s = m.find(id, "materialize");
@@ -740,6 +855,7 @@ MaterializedKV KVCache::materialize(SeqId id, int layer, Frame frame) {
 }
 
 SequenceSnapshot KVCache::snapshot(SeqId id, int layer) {
+  KVARN_CL_CACHE_CALL("snapshot", false);
   Impl& m = *impl_;
   m.check_layer(layer, "snapshot");
   const Impl::Sequence& s = m.find(id, "snapshot");
@@ -767,6 +883,7 @@ SequenceSnapshot KVCache::snapshot(SeqId id, int layer) {
 }
 
 MemoryReport KVCache::memory_report() const {
+  KVARN_CL_CACHE_CALL("memory_report", false);
   const Impl& m = *impl_;
   MemoryReport r;
   for (const Impl::LayerPools& p : m.layers) {

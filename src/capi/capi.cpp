@@ -1,6 +1,10 @@
 // The C API (include/kvarn_cl/kvarn_cl.h) over the C++ API: argument checks for what C can get
-// wrong (null pointers, enum values out of range), then the C++ call inside capi::guarded.
+// wrong (null pointers, enum values out of range, flags that are not 0/1, sizes that overflow),
+// then the C++ call inside capi::guarded.
+#include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,8 +30,20 @@ void require(const void* p, const char* name) {
   if (p == nullptr) throw InvalidArgument(std::string("argument ") + name + " is NULL");
 }
 
+// A C caller may pass any int where a C enum is declared, but in C++ reading an enum object whose
+// value lies outside the enum's range is undefined behaviour. The bytes are copied into an integer
+// instead, and only that integer is compared.
+template <typename E>
+long long raw(const E& e) noexcept {
+  static_assert(std::is_enum<E>::value, "raw() reads C enums");
+  std::underlying_type_t<E> v;
+  static_assert(sizeof v == sizeof e, "a C enum is an int");
+  std::memcpy(&v, &e, sizeof v);
+  return static_cast<long long>(v);
+}
+
 Preset to_preset(kvarn_cl_preset p) {
-  const int v = int(p);
+  const long long v = raw(p);
   if (v < 0 || v >= int(all_presets().size()))
     throw InvalidArgument("invalid preset value " + std::to_string(v) + ": expected 0.." +
                           std::to_string(all_presets().size() - 1));
@@ -35,10 +51,37 @@ Preset to_preset(kvarn_cl_preset p) {
 }
 
 ElementType to_element(kvarn_cl_element_type t, const char* name) {
-  if (t == KVARN_CL_F16) return ElementType::f16;
-  if (t == KVARN_CL_F32) return ElementType::f32;
-  throw InvalidArgument(std::string("invalid ") + name + " " + std::to_string(int(t)) +
+  const long long v = raw(t);
+  if (v == KVARN_CL_F16) return ElementType::f16;
+  if (v == KVARN_CL_F32) return ElementType::f32;
+  throw InvalidArgument(std::string("invalid ") + name + " " + std::to_string(v) +
                         ": expected KVARN_CL_F16 (0) or KVARN_CL_F32 (1)");
+}
+
+Frame to_frame(kvarn_cl_frame f) {
+  const long long v = raw(f);
+  if (v == KVARN_CL_FRAME_ORIGINAL) return Frame::original;
+  if (v == KVARN_CL_FRAME_ROTATED) return Frame::rotated;
+  throw InvalidArgument("invalid frame " + std::to_string(v) +
+                        ": expected KVARN_CL_FRAME_ORIGINAL (0) or KVARN_CL_FRAME_ROTATED (1)");
+}
+
+AttendPath to_path(kvarn_cl_attend_path a) {
+  const long long v = raw(a);
+  if (v == KVARN_CL_ATTEND_FUSED) return AttendPath::fused;
+  if (v == KVARN_CL_ATTEND_MATERIALIZE) return AttendPath::materialize;
+  throw InvalidArgument("invalid attend path " + std::to_string(v) +
+                        ": expected KVARN_CL_ATTEND_FUSED (0) or KVARN_CL_ATTEND_MATERIALIZE (1)");
+}
+
+// tiles · per_tile bytes, refused as an invalid size (not reported as out of memory) when the
+// product does not fit in size_t.
+std::size_t tile_bytes(const char* function, std::size_t tiles, std::size_t per_tile) {
+  if (per_tile != 0 && tiles > SIZE_MAX / per_tile)
+    throw InvalidArgument(std::string(function) + ": tiles " + std::to_string(tiles) +
+                          " is too many: " + std::to_string(per_tile) +
+                          " bytes per tile overflow size_t");
+  return tiles * per_tile;
 }
 
 CodecParams params(kvarn_cl_preset preset, int head_dim, int iters) {
@@ -50,6 +93,14 @@ CodecParams params(kvarn_cl_preset preset, int head_dim, int iters) {
   return p;
 }
 
+// A batch cannot list more sequences than the cache holds; checked before the C arrays are copied.
+void check_batch(const KVCache& cache, std::size_t num_seqs) {
+  const auto max = std::size_t(cache.config().max_sequences);
+  if (num_seqs > max)
+    throw InvalidArgument("num_seqs " + std::to_string(num_seqs) +
+                          " is more than the cache's max_sequences " + std::to_string(max));
+}
+
 }  // namespace
 
 extern "C" {
@@ -57,7 +108,9 @@ extern "C" {
 const char* kvarn_cl_version(void) { return kvarn_cl::version(); }
 const char* kvarn_cl_last_error(void) { return capi::last_error(); }
 const char* kvarn_cl_status_name(kvarn_cl_status status) {
-  return kvarn_cl::status_name(static_cast<Status>(status));
+  const long long v = raw(status);
+  if (v < KVARN_CL_OK || v > KVARN_CL_INTERNAL) return "unknown status";
+  return kvarn_cl::status_name(static_cast<Status>(v));
 }
 
 kvarn_cl_status kvarn_cl_preset_parse(const char* name, kvarn_cl_preset* out) {
@@ -71,7 +124,7 @@ kvarn_cl_status kvarn_cl_preset_parse(const char* name, kvarn_cl_preset* out) {
 }
 
 const char* kvarn_cl_preset_name(kvarn_cl_preset preset) {
-  const int v = int(preset);
+  const long long v = raw(preset);
   if (v < 0 || v >= int(all_presets().size())) return nullptr;
   return preset_info(all_presets()[std::size_t(v)]).name;
 }
@@ -96,14 +149,16 @@ kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu
     require(out, "out");
     *out = nullptr;
     auto b = std::make_unique<kvarn_cl_backend>();
-    switch (kind) {
-      case KVARN_CL_BACKEND_CPU: b->impl = make_cpu_backend(CpuThreads{cpu_threads}); break;
-      case KVARN_CL_BACKEND_OPENCL: b->impl = make_backend(BackendKind::opencl); break;
-      case KVARN_CL_BACKEND_AUTOMATIC: b->impl = make_backend(BackendKind::automatic); break;
-      default:
-        throw InvalidArgument("invalid backend kind " + std::to_string(int(kind)) +
-                              ": expected KVARN_CL_BACKEND_CPU, _OPENCL or _AUTOMATIC");
-    }
+    const long long k = raw(kind);
+    if (k == KVARN_CL_BACKEND_CPU)
+      b->impl = make_cpu_backend(CpuThreads{cpu_threads});
+    else if (k == KVARN_CL_BACKEND_OPENCL)
+      b->impl = make_backend(BackendKind::opencl);
+    else if (k == KVARN_CL_BACKEND_AUTOMATIC)
+      b->impl = make_backend(BackendKind::automatic);
+    else
+      throw InvalidArgument("invalid backend kind " + std::to_string(k) +
+                            ": expected KVARN_CL_BACKEND_CPU, _OPENCL or _AUTOMATIC");
     b->name = b->impl->name();
     *out = b.release();
   });
@@ -129,14 +184,18 @@ kvarn_cl_status kvarn_cl_quantize_tiles(kvarn_cl_backend* backend, kvarn_cl_pres
     if (tiles == 0) return;
     const RecordLayout L = RecordLayout::make(p);
     Backend& be = *backend->impl;
-    const std::size_t rows = tiles * std::size_t(L.group);
-    const std::size_t in_bytes = rows * L.head_dim * (type == ElementType::f32 ? 4 : 2);
     if (tiles > 0xffffffffULL / std::size_t(L.group))
       throw InvalidArgument("kvarn_cl_quantize_tiles: tiles " + std::to_string(tiles) + " is too many for one call");
+    const std::size_t rows = tiles * std::size_t(L.group);
+    const std::size_t tile_values = std::size_t(L.group) * std::size_t(L.head_dim);
+    const std::size_t in_bytes = tile_bytes("kvarn_cl_quantize_tiles", tiles,
+                                            tile_values * (type == ElementType::f32 ? 4 : 2));
+    const std::size_t rot_bytes = tile_bytes("kvarn_cl_quantize_tiles", tiles, tile_values * 2);
+    const std::size_t rec_bytes = tile_bytes("kvarn_cl_quantize_tiles", tiles, L.bytes);
     auto in = be.allocate(in_bytes);
-    auto rk = be.allocate(rows * L.head_dim * 2);
-    auto rv = be.allocate(rows * L.head_dim * 2);
-    auto rec = be.allocate(tiles * L.bytes);
+    auto rk = be.allocate(rot_bytes);
+    auto rv = be.allocate(rot_bytes);
+    auto rec = be.allocate(rec_bytes);
     be.write(*in, 0, k, in_bytes);
     be.rotate(p, *in, type, rows, *rk, 0);
     be.write(*in, 0, v, in_bytes);
@@ -145,7 +204,7 @@ kvarn_cl_status kvarn_cl_quantize_tiles(kvarn_cl_backend* backend, kvarn_cl_pres
     for (std::size_t i = 0; i < tiles; ++i)
       jobs[i] = {std::uint32_t(i * L.group), std::uint32_t(i)};
     be.quantize(p, *rk, *rv, jobs, *rec);
-    be.read(*rec, 0, records, tiles * L.bytes);
+    be.read(*rec, 0, records, rec_bytes);
   });
 }
 
@@ -160,20 +219,26 @@ kvarn_cl_status kvarn_cl_dequantize_tiles(kvarn_cl_backend* backend, kvarn_cl_pr
     require(v_out, "v_out");
     const CodecParams p = params(preset, head_dim, kDefaultSinkhornIters);
     const ElementType type = to_element(out_type, "out_type");
-    if (frame != KVARN_CL_FRAME_ORIGINAL && frame != KVARN_CL_FRAME_ROTATED)
-      throw InvalidArgument("invalid frame " + std::to_string(int(frame)));
+    const Frame fr = to_frame(frame);
     if (tiles == 0) return;
     const RecordLayout L = RecordLayout::make(p);
     Backend& be = *backend->impl;
-    const std::size_t values = tiles * std::size_t(L.group) * L.head_dim;
-    auto rec = be.allocate(tiles * L.bytes);
-    auto k = be.allocate(values * 2);
-    auto v = be.allocate(values * 2);
-    be.write(*rec, 0, records, tiles * L.bytes);
+    // Record ids are 32-bit (the backend's tile index), and every byte count must fit in size_t.
+    if (tiles > 0xffffffffULL)
+      throw InvalidArgument("kvarn_cl_dequantize_tiles: tiles " + std::to_string(tiles) +
+                            " is too many for one call (at most 4294967295)");
+    const std::size_t tile_values = std::size_t(L.group) * std::size_t(L.head_dim);
+    const std::size_t rec_bytes = tile_bytes("kvarn_cl_dequantize_tiles", tiles, L.bytes);
+    const std::size_t half_bytes = tile_bytes("kvarn_cl_dequantize_tiles", tiles, tile_values * 2);
+    tile_bytes("kvarn_cl_dequantize_tiles", tiles, tile_values * (type == ElementType::f32 ? 4 : 2));
+    const std::size_t values = tiles * tile_values;
+    auto rec = be.allocate(rec_bytes);
+    auto k = be.allocate(half_bytes);
+    auto v = be.allocate(half_bytes);
+    be.write(*rec, 0, records, rec_bytes);
     std::vector<std::uint32_t> ids(tiles);
     for (std::size_t i = 0; i < tiles; ++i) ids[i] = std::uint32_t(i);
-    be.dequantize(p, *rec, ids, frame == KVARN_CL_FRAME_ORIGINAL ? Frame::original : Frame::rotated,
-                  *k, *v);
+    be.dequantize(p, *rec, ids, fr, *k, *v);
     if (type == ElementType::f16) {
       be.read(*k, 0, k_out, values * 2);
       be.read(*v, 0, v_out, values * 2);
@@ -210,7 +275,10 @@ kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_
     require(out, "out");
     *out = nullptr;
     CacheConfig c;
-    c.codec = params(config->preset, config->head_dim, config->sinkhorn_iters);
+    kvarn_cl_preset preset;  // copied as bytes: the field may hold any int (see raw())
+    std::memcpy(&preset, reinterpret_cast<const char*>(config) + offsetof(kvarn_cl_cache_config, preset),
+                sizeof preset);
+    c.codec = params(preset, config->head_dim, config->sinkhorn_iters);
     c.num_layers = config->num_layers;
     c.num_kv_heads = config->num_kv_heads;
     c.max_sequences = config->max_sequences;
@@ -260,10 +328,14 @@ kvarn_cl_status kvarn_cl_cache_append(kvarn_cl_cache* cache, int layer, size_t n
     require(seq_ids, "seq_ids");
     require(tokens, "tokens");
     const ElementType type = to_element(elem_type, "elem_type");
+    if (speculative != 0 && speculative != 1)
+      throw InvalidArgument("invalid speculative " + std::to_string(speculative) +
+                            ": expected 0 (commit) or 1 (speculative)");
+    check_batch(*cache->impl, num_seqs);
     const std::vector<SeqId> ids(seq_ids, seq_ids + num_seqs);
     const std::vector<int> counts(tokens, tokens + num_seqs);
     cache->impl->append(layer, ids, counts, k, v, type,
-                        speculative ? AppendMode::speculative : AppendMode::commit);
+                        speculative == 1 ? AppendMode::speculative : AppendMode::commit);
   });
 }
 
@@ -291,9 +363,8 @@ kvarn_cl_status kvarn_cl_cache_attend(kvarn_cl_cache* cache, int layer, size_t n
     require(q, "q");
     require(out, "out");
     const ElementType type = to_element(out_type, "out_type");
-    if (path != KVARN_CL_ATTEND_FUSED && path != KVARN_CL_ATTEND_MATERIALIZE)
-      throw InvalidArgument("invalid attend path " + std::to_string(int(path)));
-    const AttendPath p = path == KVARN_CL_ATTEND_FUSED ? AttendPath::fused : AttendPath::materialize;
+    const AttendPath p = to_path(path);
+    check_batch(*cache->impl, num_seqs);
     const std::vector<SeqId> ids(seq_ids, seq_ids + num_seqs);
     if (type == ElementType::f32)
       cache->impl->attend(layer, ids, num_q_heads, q, static_cast<float*>(out), scale, p);

@@ -13,15 +13,26 @@ namespace {
 
 bool is_finite_half(half_bits h) { return (h & 0x7C00u) != 0x7C00u; }
 
+// The codec's input bound (format.hpp kMaxRotatedMagnitude): finite, and small enough that every
+// folded scale product of the record is a finite fp16.
 void check_finite(const half_bits* rows, int G, int D, const char* which) {
   for (int t = 0; t < G; ++t)
-    for (int d = 0; d < D; ++d)
-      if (!is_finite_half(rows[std::size_t(t) * D + d])) {
+    for (int d = 0; d < D; ++d) {
+      const half_bits h = rows[std::size_t(t) * D + d];
+      if (!is_finite_half(h)) {
         std::ostringstream msg;
         msg << "non-finite value in " << which << " (token " << t << " of the tile, channel " << d
             << "): NaN and Inf cannot be quantized";
         throw NonFiniteInput(msg.str());
       }
+      if (std::fabs(half_to_float(h)) > kMaxRotatedMagnitude) {
+        std::ostringstream msg;
+        msg << "value " << half_to_float(h) << " in " << which << " (token " << t
+            << " of the tile, channel " << d << ") exceeds the codec's bound "
+            << kMaxRotatedMagnitude << ": its zero point would overflow fp16";
+        throw NonFiniteInput(msg.str());
+      }
+    }
 }
 
 void store_halves(const std::vector<float>& v, std::uint8_t* dst) {
@@ -108,6 +119,7 @@ void dequantize_tile(const CodecParams& params, const std::uint8_t* record, floa
                      float* v_out, Frame frame) {
   const RecordLayout l = RecordLayout::make(params);
   const int G = l.group, D = l.head_dim;
+  validate_records(params, record, 1);  // finite, non-negative step and column scales
   const std::vector<float> s_col_k = load_halves(record + l.s_col_k, D, "s_col_K");
   const std::vector<float> zp_k = load_halves(record + l.zp_k, D, "zp_K");
   const std::vector<float> s_row_k = load_halves(record + l.s_row_k, G, "s_row_K");

@@ -4,7 +4,10 @@
 
 #include <CL/cl_half.h>
 
+// The F16C fast path exists only on x86-64 with GCC or clang; every other target (Arm, MSVC) uses
+// the portable conversion.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define KVARN_CL_HAVE_F16C_PATH 1
 #endif
@@ -35,8 +38,21 @@ __attribute__((target("f16c,avx"))) void floats_to_halves_f16c(const float* in, 
   for (; i < n; ++i) out[i] = cl_half_from_float(in[i], CL_HALF_RTE);
 }
 
+// CPUID leaf 1 (F16C, AVX, OSXSAVE) plus XGETBV (the OS saves the YMM registers) rather than
+// __builtin_cpu_supports("f16c"), which clang 14/15 reject.
+bool detect_f16c() noexcept {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool f16c = (ecx & bit_F16C) != 0, avx = (ecx & bit_AVX) != 0;
+  const bool osxsave = (ecx & bit_OSXSAVE) != 0;
+  if (!f16c || !avx || !osxsave) return false;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  return (xcr0_lo & 0x6u) == 0x6u;  // XMM and YMM state enabled
+}
+
 bool cpu_has_f16c() noexcept {
-  static const bool has = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  static const bool has = detect_f16c();
   return has;
 }
 #endif
@@ -56,6 +72,20 @@ void floats_to_halves(const float* in, half_bits* out, std::size_t n) noexcept {
 
 void floats_to_halves_portable(const float* in, half_bits* out, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) out[i] = cl_half_from_float(in[i], CL_HALF_RTE);
+}
+
+void floats_to_halves_saturated(const float* in, half_bits* out, std::size_t n) noexcept {
+  constexpr float kMax = 65504.0f;
+  constexpr std::size_t kChunk = 256;
+  float clamped[kChunk];
+  for (std::size_t i = 0; i < n; i += kChunk) {
+    const std::size_t m = n - i < kChunk ? n - i : kChunk;
+    for (std::size_t j = 0; j < m; ++j) {
+      const float x = in[i + j];
+      clamped[j] = x > kMax ? kMax : (x < -kMax ? -kMax : x);  // NaN fails both tests: kept
+    }
+    floats_to_halves(clamped, out + i, m);
+  }
 }
 
 void halves_to_floats(const half_bits* in, float* out, std::size_t n) noexcept {

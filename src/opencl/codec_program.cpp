@@ -27,7 +27,7 @@ std::string geometry_options(const CodecParams& params) {
     << " -DKV_OFF_ZP_K=" << l.zp_k << " -DKV_OFF_S_ROW_K=" << l.s_row_k
     << " -DKV_OFF_V_CODES=" << l.v_codes << " -DKV_OFF_S_COL_V=" << l.s_col_v
     << " -DKV_OFF_S_ROW_V=" << l.s_row_v << " -DKV_OFF_ZP_V=" << l.zp_v
-    << " -DKV_ROT_SCALE=" << scale;
+    << " -DKV_ROT_SCALE=" << scale << " -DKV_MAX_ABS=" << kMaxRotatedMagnitude << ".0f";
   return o.str();
 }
 

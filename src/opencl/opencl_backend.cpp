@@ -239,7 +239,8 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
                          " tile of jobs[" + std::to_string(job) + "] (rows " +
                          std::to_string(jobs[job].src_row) + ".." +
                          std::to_string(std::size_t(jobs[job].src_row) + l.group - 1) +
-                         ") holds NaN or Inf, which cannot be quantized");
+                         ") holds NaN, Inf or a value beyond the codec's bound " +
+                         std::to_string(int(kMaxRotatedMagnitude)) + ", which cannot be quantized");
   }
 }
 
@@ -278,8 +279,8 @@ void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
   if (failed != kNoFailure) {
     const std::size_t i = failed / 2;
     throw CorruptRecord("dequantize: record " + std::to_string(record_ids[i]) + " (record_ids[" +
-                        std::to_string(i) + "]) has a non-finite " +
-                        (failed % 2 == 0 ? "key" : "value") + " scale vector");
+                        std::to_string(i) + "]) has a non-finite or negative " +
+                        (failed % 2 == 0 ? "key" : "value") + " scale");
   }
 }
 

@@ -56,6 +56,11 @@ class OpenCLBackend final : public Backend {
   void copy_rows(const Buffer& src, Buffer& dst, const std::vector<RowRun>& runs,
                  std::size_t row_bytes) override;  // opencl_copy_rows.cpp
   void finish() override;
+  std::int64_t first_row_out_of_range(const Buffer& rows_buf, std::size_t rows, int head_dim,
+                                      float max_abs) override;  // opencl_check_rows.cpp
+  std::size_t memory_capacity() const noexcept override {
+    return std::size_t(caps().global_mem_bytes);
+  }
 
   // --- toolkit for kernels of other files and for benchmarks ---------------------------------
   DeviceRuntime& runtime() noexcept { return *runtime_; }
@@ -95,7 +100,7 @@ class OpenCLBackend final : public Backend {
   AttendKernel last_attend_kernel() const noexcept { return last_attend_kernel_; }
 
  private:
-  cl::Buffer& status_buffer();  // one uint: min index of a failing tile, ~0u when none
+  cl::Buffer& status_buffer();  // one uint: min index of a failing tile or row, ~0u when none
   std::uint32_t take_status(const char* what);
 
   // Serializes the public calls (cached cl::Kernel objects carry their arguments between setArg

@@ -1,5 +1,6 @@
 #include "gguf.hpp"
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -146,7 +147,7 @@ const char* ggml_type_name(std::uint32_t type) {
 
 std::uint64_t GgufTensor::elements() const {
   std::uint64_t n = 1;
-  for (auto d : dims) n *= d;
+  for (auto d : dims) n *= d;  // the constructor checked that this product does not wrap
   return n;
 }
 
@@ -154,11 +155,17 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw kvarn_cl::IoError("cannot open GGUF model file '" + path + "'");
   const std::streamsize size = in.tellg();
+  if (size < 0) throw kvarn_cl::IoError("cannot read GGUF model file '" + path + "' (not a regular file?)");
   in.seekg(0);
   bytes_.resize(static_cast<std::size_t>(size));
   if (!in.read(reinterpret_cast<char*>(bytes_.data()), size))
     throw kvarn_cl::IoError("cannot read GGUF model file '" + path + "'");
 
+  // Every count, offset and size below comes from the file: each is checked before it is used in
+  // arithmetic, so a crafted file gives an IoError instead of a wrapped bounds check.
+  auto corrupt = [&](const std::string& what) {
+    return kvarn_cl::IoError("GGUF file '" + path + "' is corrupt: " + what);
+  };
   Cursor c(bytes_, path_);
   const auto magic = c.get<std::uint32_t>();
   if (magic != 0x46554747u)  // "GGUF" read little-endian
@@ -178,27 +185,52 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
     const auto type = c.get<std::uint32_t>();
     metadata_[key] = read_value(c, type, path_, key);
   }
+  constexpr std::uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
   for (std::uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensor t;
     t.name = c.str();
     const auto nd = c.get<std::uint32_t>();
-    for (std::uint32_t d = 0; d < nd; ++d) t.dims.push_back(c.get<std::uint64_t>());
+    if (nd > kMaxDims)
+      throw corrupt("tensor '" + t.name + "' has " + std::to_string(nd) + " dimensions (at most 4)");
+    std::uint64_t elements = 1;
+    for (std::uint32_t d = 0; d < nd; ++d) {
+      const auto n = c.get<std::uint64_t>();
+      if (n != 0 && elements > UINT64_MAX / n)
+        throw corrupt("tensor '" + t.name + "' has more elements than fit in 64 bits");
+      elements *= n;
+      t.dims.push_back(n);
+    }
     t.type = c.get<std::uint32_t>();
     t.offset = c.get<std::uint64_t>();
     tensor_index_[t.name] = tensors_.size();
     tensors_.push_back(std::move(t));
   }
-  // The data section starts at the next multiple of general.alignment (default 32).
-  const std::uint64_t align = has("general.alignment") ? std::uint64_t(integer("general.alignment")) : 32;
-  data_offset_ = (c.pos() + align - 1) / align * align;
+  // The data section starts at the next multiple of general.alignment (default 32), a power of
+  // two in ggml.
+  std::uint64_t align = 32;
+  if (has("general.alignment")) {
+    const std::int64_t a = integer("general.alignment");
+    if (a <= 0 || a > (std::int64_t(1) << 30) || (a & (a - 1)) != 0)
+      throw corrupt("general.alignment = " + std::to_string(a) +
+                    " (expected a power of two from 1 to 2^30)");
+    align = std::uint64_t(a);
+  }
+  data_offset_ = (c.pos() + align - 1) / align * align;  // pos <= file size: no wrap
+  const std::uint64_t file_size = bytes_.size();
   for (const auto& t : tensors_) {
     TypeGeometry g{};
     if (!geometry(t.type, g)) continue;  // reported when someone asks to dequantize it
-    const std::uint64_t bytes = t.elements() / g.block_elems * g.block_bytes;
-    if (data_offset_ + t.offset + bytes > bytes_.size()) {
+    const std::uint64_t blocks = t.elements() / g.block_elems;
+    const std::uint64_t room =
+        data_offset_ <= file_size && t.offset <= file_size - data_offset_
+            ? file_size - data_offset_ - t.offset
+            : 0;
+    if (data_offset_ > file_size || t.offset > file_size - data_offset_ ||
+        blocks > room / g.block_bytes) {
       std::ostringstream m;
-      m << "GGUF file '" << path << "' is truncated: tensor '" << t.name << "' ends at byte "
-        << data_offset_ + t.offset + bytes << " of " << bytes_.size();
+      m << "GGUF file '" << path << "' is truncated: tensor '" << t.name << "' at offset "
+        << t.offset << " (data section at byte " << data_offset_ << ") needs " << blocks
+        << " blocks of " << g.block_bytes << " bytes, the file has " << file_size << " bytes";
       throw kvarn_cl::IoError(m.str());
     }
   }

@@ -1,6 +1,7 @@
 #include "model.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <sstream>
 
@@ -55,21 +56,43 @@ Model::Model(const GgufFile& f) {
   if (arch != "llama")
     throw kvarn_cl::Unsupported("model architecture '" + arch + "' is not supported (kvarn-eval runs 'llama')");
   cfg_.name = f.has("general.name") ? f.string("general.name") : arch;
-  cfg_.layers = int(f.integer("llama.block_count"));
-  cfg_.d_model = int(f.integer("llama.embedding_length"));
-  cfg_.heads = int(f.integer("llama.attention.head_count"));
-  cfg_.kv_heads = f.has("llama.attention.head_count_kv") ? int(f.integer("llama.attention.head_count_kv")) : cfg_.heads;
-  cfg_.d_ff = int(f.integer("llama.feed_forward_length"));
+  // Sizes come from a downloaded file: each is range-checked before it divides or sizes anything.
+  auto count = [&](const std::string& key, std::int64_t max) {
+    const std::int64_t v = f.integer(key);
+    if (v < 1 || v > max) {
+      std::ostringstream m;
+      m << "GGUF file '" << f.path() << "': " << key << " = " << v << " (expected 1.." << max << ")";
+      throw kvarn_cl::InvalidArgument(m.str());
+    }
+    return int(v);
+  };
+  cfg_.layers = count("llama.block_count", 4096);
+  cfg_.d_model = count("llama.embedding_length", 1 << 20);
+  cfg_.heads = count("llama.attention.head_count", 4096);
+  cfg_.kv_heads = f.has("llama.attention.head_count_kv") ? count("llama.attention.head_count_kv", 4096) : cfg_.heads;
+  cfg_.d_ff = count("llama.feed_forward_length", 1 << 22);
+  if (cfg_.d_model % cfg_.heads != 0) {
+    std::ostringstream m;
+    m << "GGUF file '" << f.path() << "': llama.embedding_length " << cfg_.d_model
+      << " is not a multiple of llama.attention.head_count " << cfg_.heads;
+    throw kvarn_cl::InvalidArgument(m.str());
+  }
   cfg_.head_dim = cfg_.d_model / cfg_.heads;
-  if (f.has("llama.rope.dimension_count") && int(f.integer("llama.rope.dimension_count")) != cfg_.head_dim)
+  if (f.has("llama.rope.dimension_count") && f.integer("llama.rope.dimension_count") != cfg_.head_dim)
     throw kvarn_cl::Unsupported("partial rotary embeddings (llama.rope.dimension_count != head_dim) are not supported");
   if (f.has("llama.rope.freq_base")) cfg_.rope_theta = f.number("llama.rope.freq_base");
+  if (!(cfg_.rope_theta > 0) || !std::isfinite(cfg_.rope_theta))
+    throw kvarn_cl::InvalidArgument("GGUF file '" + f.path() + "': llama.rope.freq_base = " +
+                                    std::to_string(cfg_.rope_theta) + " (expected a finite positive number)");
   if (f.has("llama.rope.scaling.type") && f.string("llama.rope.scaling.type") != "none")
     throw kvarn_cl::Unsupported("RoPE scaling '" + f.string("llama.rope.scaling.type") + "' is not supported");
   if (f.has_tensor("rope_freqs.weight"))
     throw kvarn_cl::Unsupported("models with rope_freqs (Llama 3.1 frequency scaling) are not supported");
   cfg_.rms_eps = f.number("llama.attention.layer_norm_rms_epsilon");
-  cfg_.train_context = f.has("llama.context_length") ? int(f.integer("llama.context_length")) : 0;
+  if (!(cfg_.rms_eps >= 0) || !std::isfinite(cfg_.rms_eps))
+    throw kvarn_cl::InvalidArgument("GGUF file '" + f.path() + "': llama.attention.layer_norm_rms_epsilon = " +
+                                    std::to_string(cfg_.rms_eps) + " (expected a finite number >= 0)");
+  cfg_.train_context = f.has("llama.context_length") ? count("llama.context_length", INT32_MAX) : 0;
   if (cfg_.heads % cfg_.kv_heads != 0 || cfg_.head_dim % 16 != 0)
     throw kvarn_cl::Unsupported("head layout not supported (heads % kv_heads or head_dim % 16)");
 
@@ -86,6 +109,13 @@ Model::Model(const GgufFile& f) {
   };
   const std::size_t q_rows = std::size_t(cfg_.heads) * D, kv_rows = std::size_t(cfg_.kv_heads) * D;
   embedding_ = f.dequantize(f.tensor("token_embd.weight"));
+  if (embedding_.empty() || embedding_.size() % std::size_t(d) != 0 ||
+      embedding_.size() / std::size_t(d) > std::size_t(INT32_MAX)) {
+    std::ostringstream m;
+    m << "tensor 'token_embd.weight' has " << embedding_.size()
+      << " elements, not a whole number of rows of llama.embedding_length " << d;
+    throw kvarn_cl::InvalidArgument(m.str());
+  }
   cfg_.vocab = int(embedding_.size() / std::size_t(d));
   if (f.has_tensor("output.weight")) {
     output_ = load("output.weight", std::size_t(cfg_.vocab) * d);

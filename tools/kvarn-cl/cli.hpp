@@ -4,11 +4,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <sys/stat.h>
 
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/format.hpp"
@@ -97,8 +102,10 @@ std::vector<half_bits> read_f16_rows(const std::string& path, const std::string&
 // Throws NonFiniteInput naming the option and the first non-finite value (token, channel).
 void check_finite(const half_bits* data, std::size_t rows, int cols, const std::string& what);
 
-// An output file that appears only when complete: data goes to a temporary file in the same
-// directory, commit() renames it over the final path; otherwise the destructor removes it.
+// An output file that appears only when complete (policy at the top of files.cpp and in
+// docs/API.md): a regular or new file is replaced atomically by commit(), and the destructor
+// leaves nothing behind without it; a character device, FIFO, socket or descriptor path
+// (/dev/stdout) is written through in order. Symbolic links to anything else are refused.
 class AtomicOutput {
  public:
   AtomicOutput(std::string path, std::string option);
@@ -108,15 +115,34 @@ class AtomicOutput {
 
   void write(const void* data, std::size_t bytes);
   void commit();
-  // Undo a commit() (when a later output of the same command failed).
+  // Undo a commit() (when a later output of the same command failed); a no-op for write-through.
   void remove_committed() noexcept;
   const std::string& path() const noexcept { return path_; }
+  // Whether the output is this process's standard output (then the summary goes to stderr).
+  bool to_stdout() const noexcept { return to_stdout_; }
 
  private:
   std::string path_, option_, temp_;
   int fd_ = -1;
+  int temp_slot_ = -1;
   bool committed_ = false;
+  bool direct_ = false;            // written through (device, FIFO, descriptor)
+  bool unnamed_ = false;           // an O_TMPFILE file, named only at commit()
+  bool replace_existing_ = false;  // a regular file is there (its mode and owner are kept)
+  bool to_stdout_ = false;
+  struct stat existing_ {};
 };
+
+// Refuses (UsageError) an output that names one of the inputs, or two outputs naming the same
+// file to be replaced; entries are {option, path}. Call before any output is opened.
+void check_distinct_files(const std::vector<std::pair<std::string, std::string>>& inputs,
+                          const std::vector<std::pair<std::string, std::string>>& outputs);
+
+// The output-file policy for --help of the commands that write files.
+std::string output_policy_help();
+
+// Where a command's one-line summary goes: stdout, or stderr when an output is stdout.
+std::FILE* summary_stream(std::initializer_list<const AtomicOutput*> outputs);
 
 // --- backends -----------------------------------------------------------------------------------
 

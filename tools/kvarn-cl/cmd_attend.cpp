@@ -32,7 +32,8 @@ const CommandSpec& spec() {
        iters_option(),
        backend_option()},
       "The first G tokens stay fp16 (the attention sink), complete tiles after them are quantized,\n"
-      "the rest stays in the fp16 tail, exactly as in an inference engine's cache.\n"};
+      "the rest stays in the fp16 tail, exactly as in an inference engine's cache.\n" +
+          output_policy_help()};
   return s;
 }
 
@@ -58,6 +59,8 @@ int run_attend(int argc, char** argv) {
   const AttendPath path = path_name == "fused" ? AttendPath::fused : AttendPath::materialize;
 
   // Rows of HK*D values: a token of K/V, or (with HQ*D columns) the whole query.
+  check_distinct_files({{"q", opts.get("q")}, {"k", opts.get("k")}, {"v", opts.get("v")}},
+                       {{"out", opts.get("out")}});
   const std::string kv_what = "--kv-heads x --head-dim = " + std::to_string(hk * d);
   std::size_t q_rows = 0, k_rows = 0, v_rows = 0;
   const auto q = read_f16_rows(opts.get("q"), "q", hq * d, "--q-heads x --head-dim = " + std::to_string(hq * d), 1, "", &q_rows);
@@ -100,7 +103,7 @@ int run_attend(int argc, char** argv) {
   }
   out.write(bytes.data(), bytes.size());
   out.commit();
-  std::printf("attended %d query heads over %zu tokens (%d sink, %d tiles of %s, %d tail) on %s, "
+  std::fprintf(summary_stream({&out}), "attended %d query heads over %zu tokens (%d sink, %d tiles of %s, %d tail) on %s, "
               "%s path\n",
               hq, k_rows, std::min(int(k_rows), cache.sink_capacity()), cache.quantized_tiles(seq, 0),
               to_string(params.preset).c_str(), cache.length(seq, 0) - std::min(int(k_rows), cache.sink_capacity()) -

@@ -89,9 +89,11 @@ Workload make_workload(int d, int kv_heads, int q_heads, std::size_t longest, in
   w.q_heads = q_heads;
   const std::size_t hd = std::size_t(kv_heads) * std::size_t(d);
   for (int s = 0; s < sequences; ++s) {
-    // Decreasing lengths that are not tile multiples, so tails hold tokens too.
-    const std::size_t len = std::max<std::size_t>(1, longest - std::size_t(s) * longest / std::size_t(sequences) -
-                                                         (s == 0 ? 0 : std::size_t(37 * s)));
+    // Decreasing lengths that are not tile multiples, so tails hold tokens too. Signed arithmetic:
+    // with few tokens and many sequences the offsets exceed the length, which clamps to 1 token.
+    const long long shrink = static_cast<long long>(std::size_t(s) * longest / std::size_t(sequences)) +
+                             (s == 0 ? 0 : 37LL * s);
+    const std::size_t len = std::size_t(std::max<long long>(1, static_cast<long long>(longest) - shrink));
     const SyntheticKv kv = synthetic_kv(len, kv_heads, d, seed + 1000u * std::uint32_t(s), 17 * std::size_t(s));
     w.lengths.push_back(int(len));
     std::vector<half_bits> k(kv.k.size()), v(kv.v.size());

@@ -23,7 +23,7 @@ const CommandSpec& spec() {
        {"v", "V.f16", "values: same shape as --k", true},
        {"out", "R.kvarn", "output: T/G records back to back, each exactly the record size", true}},
       "T must be a multiple of the preset's tile size G (128 or 64). The output file appears only\n"
-      "when complete. Record layout: docs/FORMAT.md.\n"};
+      "when complete. Record layout: docs/FORMAT.md.\n" + output_policy_help()};
   return s;
 }
 
@@ -52,6 +52,7 @@ int run_quantize(int argc, char** argv) {
   const std::size_t g = std::size_t(params.group());
   const std::string tile_what = "the tile size of preset " + to_string(params.preset) + ", G =";
 
+  check_distinct_files({{"k", opts.get("k")}, {"v", opts.get("v")}}, {{"out", opts.get("out")}});
   const std::string dim_what = "--head-dim " + std::to_string(d);
   std::size_t k_rows = 0, v_rows = 0;
   const auto k = read_f16_rows(opts.get("k"), "k", d, dim_what, g, tile_what, &k_rows);
@@ -97,10 +98,10 @@ int run_quantize(int argc, char** argv) {
 
   out.write(records.data(), records.size());
   out.commit();
-  std::printf("quantized %zu tokens (%zu tiles of %s, D=%d) into %zu bytes (%.2fx smaller than "
+  std::fprintf(summary_stream({&out}), "quantized %zu tokens (%zu tiles of %s, D=%d) into %zu bytes (%.2fx smaller than "
               "fp16 K+V) on %s\n",
               rows, tiles, to_string(params.preset).c_str(), d, records.size(),
-              layout.compression(), ran_on.c_str());
+               layout.compression(), ran_on.c_str());
   return kExitOk;
 }
 

@@ -70,10 +70,15 @@ long Options::get_int(const std::string& name, long fallback, long min, long max
   auto it = values_.find(name);
   if (it == values_.end()) return fallback;
   const std::string& text = it->second;
+  // Plain decimal digits with an optional leading '-': strtol alone would also take leading
+  // white space and a '+' sign (" 128", "+128").
+  const std::size_t digits_from = (!text.empty() && text[0] == '-') ? 1 : 0;
+  const bool plain = text.size() > digits_from &&
+                     text.find_first_not_of("0123456789", digits_from) == std::string::npos;
   errno = 0;
   char* end = nullptr;
-  long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || end == nullptr || *end != '\0' || errno == ERANGE)
+  long v = plain ? std::strtol(text.c_str(), &end, 10) : 0;
+  if (!plain || end == nullptr || *end != '\0' || errno == ERANGE)
     throw UsageError("invalid --" + name + " '" + text + "': expected an integer");
   if (v < min || v > max)
     throw UsageError("invalid --" + name + " " + text + ": expected " + std::to_string(min) +
