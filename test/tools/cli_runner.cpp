@@ -46,11 +46,30 @@ CliSandbox::~CliSandbox() {
   ::rmdir(dir_.c_str());
 }
 
+std::string tool_path() {
+  const char* env = std::getenv("KVARN_CL_TEST_TOOL");
+  return env && *env ? env : KVARN_CL_TOOL;
+}
+
+std::string eval_path() {
+  const char* env = std::getenv("KVARN_CL_TEST_EVAL");
+  if (env && *env) return env;
+#ifdef KVARN_CL_EVAL_TOOL
+  return KVARN_CL_EVAL_TOOL;
+#else
+  return "";
+#endif
+}
+
 CliResult CliSandbox::run(const std::vector<std::string>& args) const {
+  return run_program(tool_path(), args);
+}
+
+CliResult CliSandbox::run_program(const std::string& program, const std::vector<std::string>& args) const {
   // Captured streams live outside the listing() (a dot-directory) so they never look like output.
   const std::string cap = dir_ + "/.captured";
   ::mkdir(cap.c_str(), 0700);
-  std::string cmd = "cd " + shell_quote(dir_) + " && " + shell_quote(KVARN_CL_TOOL);
+  std::string cmd = "cd " + shell_quote(dir_) + " && " + shell_quote(program);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " </dev/null >" + shell_quote(cap + "/out") + " 2>" + shell_quote(cap + "/err");
   const int status = std::system(cmd.c_str());

@@ -10,6 +10,12 @@
 
 namespace kvarn_cl::test {
 
+// The kvarn-cl under test: $KVARN_CL_TEST_TOOL when set (to run these tests against another
+// build, e.g. to see them fail before a fix), else the one this build made.
+std::string tool_path();
+// kvarn-eval the same way ($KVARN_CL_TEST_EVAL), or "" when this build has none.
+std::string eval_path();
+
 struct CliResult {
   int exit_code = -1;  // -1: killed by a signal (a crash)
   std::string out, err;
@@ -27,6 +33,8 @@ class CliSandbox {
 
   // kvarn-cl with these arguments, run with the sandbox as working directory.
   CliResult run(const std::vector<std::string>& args) const;
+  // Another program (e.g. kvarn-eval) the same way.
+  CliResult run_program(const std::string& program, const std::vector<std::string>& args) const;
 
   void write_bytes(const std::string& name, const std::vector<std::uint8_t>& bytes) const;
   void write_halves(const std::string& name, const std::vector<half_bits>& h) const;

@@ -5,6 +5,10 @@
 if(TARGET test_tools)
   target_compile_definitions(test_tools PRIVATE KVARN_CL_TOOL="$<TARGET_FILE:kvarn-cl>")
   add_dependencies(test_tools kvarn-cl)
+  if(TARGET kvarn-eval)  # the GGUF reader tests run the real kvarn-eval on crafted files
+    target_compile_definitions(test_tools PRIVATE KVARN_CL_EVAL_TOOL="$<TARGET_FILE:kvarn-eval>")
+    add_dependencies(test_tools kvarn-eval)
+  endif()
 endif()
 
 # A Python 3 with numpy: KVARN_CL_PYTHON if given, else the one find_package picks, else the
