@@ -160,6 +160,16 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
   bytes_.resize(static_cast<std::size_t>(size));
   if (!in.read(reinterpret_cast<char*>(bytes_.data()), size))
     throw kvarn_cl::IoError("cannot read GGUF model file '" + path + "'");
+  parse();
+}
+
+GgufFile::GgufFile(std::vector<std::uint8_t> bytes, const std::string& name)
+    : path_(name), bytes_(std::move(bytes)) {
+  parse();
+}
+
+void GgufFile::parse() {
+  const std::string& path = path_;
 
   // Every count, offset and size below comes from the file: each is checked before it is used in
   // arithmetic, so a crafted file gives an IoError instead of a wrapped bounds check.

@@ -45,6 +45,8 @@ class GgufFile {
   // Reads the whole file. Throws kvarn_cl::IoError (unreadable, truncated, not GGUF, version 1 or
   // big-endian) naming the path and what is wrong.
   explicit GgufFile(const std::string& path);
+  // The same from bytes already in memory (fuzzing, tests); `name` stands for the path in messages.
+  GgufFile(std::vector<std::uint8_t> bytes, const std::string& name);
 
   std::uint32_t version() const { return version_; }
   const std::string& path() const { return path_; }
@@ -67,6 +69,7 @@ class GgufFile {
 
  private:
   const GgufValue& value(const std::string& key) const;
+  void parse();
   std::string path_;
   std::vector<std::uint8_t> bytes_;
   std::uint32_t version_ = 0;

@@ -99,6 +99,11 @@ std::vector<half_bits> read_f16_rows(const std::string& path, const std::string&
                                      const std::string& cols_what, std::size_t row_multiple,
                                      const std::string& multiple_what, std::size_t* rows_out);
 
+// The checks and decoding of read_f16_rows on bytes already read; `what` names the source.
+std::vector<half_bits> parse_f16_rows(const std::vector<std::uint8_t>& bytes, const std::string& what,
+                                      int cols, const std::string& cols_what, std::size_t row_multiple,
+                                      const std::string& multiple_what, std::size_t* rows_out);
+
 // Throws NonFiniteInput naming the option and the first non-finite value (token, channel).
 void check_finite(const half_bits* data, std::size_t rows, int cols, const std::string& what);
 

@@ -66,8 +66,14 @@ void check_finite(const half_bits* data, std::size_t rows, int cols, const std::
 std::vector<half_bits> read_f16_rows(const std::string& path, const std::string& option, int cols,
                                      const std::string& cols_what, std::size_t row_multiple,
                                      const std::string& multiple_what, std::size_t* rows_out) {
-  const std::vector<std::uint8_t> bytes = read_file(path, option);
-  const std::string what = quoted(option, path);
+  return parse_f16_rows(read_file(path, option), quoted(option, path), cols, cols_what,
+                        row_multiple, multiple_what, rows_out);
+}
+
+std::vector<half_bits> parse_f16_rows(const std::vector<std::uint8_t>& bytes, const std::string& what,
+                                      int cols, const std::string& cols_what, std::size_t row_multiple,
+                                      const std::string& multiple_what, std::size_t* rows_out) {
+  if (cols < 1) throw InvalidArgument(what + ": row width " + std::to_string(cols) + " must be >= 1");
   if (bytes.empty()) throw InvalidArgument(what + ": empty file");
   if (bytes.size() % 2 != 0)
     throw InvalidArgument(what + ": size " + std::to_string(bytes.size()) +
