@@ -1,12 +1,15 @@
 // Shared per-device state and the in-process program cache.
 #include "opencl/device_runtime.hpp"
 
+#include <cstdio>
+
 #include <functional>
 #include <sstream>
 #include <utility>
 
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
+#include "opencl/stderr_capture.hpp"
 #include "opencl/kernel_sources.hpp"
 
 #ifndef KVARN_CL_VERSION
@@ -84,13 +87,19 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
                            kernel_source_origin() + ") for " + caps_.device_name +
                            " with options '" + options + "'";
   cl::Program program = cl_call(what, [&] { return cl::Program(context_, source); });
+  // The compiler's own stderr output joins the build log (stderr_capture.hpp).
+  auto with_stderr = [](std::string log, const std::string& printed) {
+    if (!printed.empty()) log += (log.empty() ? "" : "\n") + std::string("--- compiler output on stderr ---\n") + printed;
+    return log;
+  };
+  StderrCapture capture;
   try {
     program.build(std::vector<cl::Device>{device_}, options.c_str());
   } catch (const cl::BuildError& e) {
     std::string log;
     for (const auto& entry : e.getBuildLog()) log += entry.second;
     if (log.empty()) log = "(the compiler returned no log)";
-    throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), log);
+    throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), with_stderr(log, capture.finish()));
   } catch (const cl::Error& e) {
     // Some drivers report a failed compile without the bindings' BuildError; fetch the log here.
     std::string log;
@@ -98,10 +107,13 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
       log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(device_);
     } catch (const cl::Error&) {
     }
+    const std::string printed = capture.finish();
     if (e.err() == CL_BUILD_PROGRAM_FAILURE || e.err() == CL_INVALID_BUILD_OPTIONS)
-      throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), log);
+      throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), with_stderr(log, printed));
+    if (!printed.empty()) std::fputs(printed.c_str(), stderr);
     throw_cl_error(what, e.what(), e.err());
   }
+  if (const std::string printed = capture.finish(); !printed.empty()) std::fputs(printed.c_str(), stderr);
   programs_.emplace(key.str(), program);
   return program;
 }

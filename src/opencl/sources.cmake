@@ -11,4 +11,5 @@ list(APPEND KVARN_CL_SOURCES
 list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/attention_program.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_copy_rows.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/opencl_check_rows.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/opencl_check_rows.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/stderr_capture.cpp)

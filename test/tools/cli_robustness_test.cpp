@@ -347,3 +347,32 @@ TEST_F(CliRobustness, CraftedGgufFilesAreReportedNotCrashedOn) {
     EXPECT_NE(r.err.find(c.mention), std::string::npos) << r.err;
   }
 }
+
+// PoCL prints "N errors generated." to stderr while it compiles; that line used to come before
+// kvarn-cl's one-line error. It is part of the build log now, after the error line.
+TEST_F(CliRobustness, KernelBuildFailureStartsWithTheErrorLine) {
+#if KVARN_CL_WITH_OPENCL
+  const std::string kernels = box.path("kernels");
+  ASSERT_EQ(::mkdir(kernels.c_str(), 0700), 0);
+  for (const char* f : {"common.cl", "rotate.cl", "quantize.cl", "dequantize.cl"}) {
+    std::ifstream in(std::string(KVARN_CL_SOURCE_DIR) + "/kernels/" + f, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (std::string(f) == "rotate.cl") text += "\nthis is not OpenCL C;\nint broken = ;\n";
+    std::ofstream(kernels + "/" + f, std::ios::binary) << text;
+  }
+  ::setenv("KVARN_CL_KERNEL_DIR", kernels.c_str(), 1);
+  ::setenv("POCL_CACHE_DIR", box.path("pocl").c_str(), 1);
+  auto args = quantize("o.kvarn");
+  args[6] = "opencl";
+  const CliResult r = box.run(args);
+  ::unsetenv("KVARN_CL_KERNEL_DIR");
+  ::unsetenv("POCL_CACHE_DIR");
+  if (r.err.find("no usable OpenCL") != std::string::npos) GTEST_SKIP() << r.err;
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  EXPECT_EQ(r.err.rfind("kvarn-cl: error: building OpenCL program", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("rotate.cl"), std::string::npos) << r.err;
+  EXPECT_FALSE(box.exists("o.kvarn"));
+#else
+  GTEST_SKIP() << "built without OpenCL";
+#endif
+}
