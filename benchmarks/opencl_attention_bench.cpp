@@ -200,8 +200,6 @@ AttendArgs fused_args(FusedCache& c, const Shape& s) {
   a.sink_capacity = c.lay.sink;
   a.tail_capacity = c.lay.tail;
   a.seq_info = c.info.get();
-  a.max_seq_blocks = c.lay.blocks;
-  a.max_context = c.lay.tokens();
   return a;
 }
 
