@@ -103,7 +103,9 @@ struct AttendFp16Args {
   const Buffer* v = nullptr;
   int capacity = 0;
   const Buffer* seq_lens = nullptr;  // int32 [num_seqs]
-  int max_context = 0;               // largest seq_lens entry (for launch sizing)
+  // Optional host copy of seq_lens (as AttendArgs::host_seq_info): validation and launch sizing
+  // without reading seq_lens back.
+  const std::int32_t* host_seq_lens = nullptr;
   // rotated: k/v hold rotated rows (a materialized KVarN cache): q is rotated first and the
   // output rotated back. original: a plain fp16 cache, no rotation at all.
   Frame kv_frame = Frame::original;

@@ -624,14 +624,13 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
       throw NonFiniteInput(cat("attend: q[", i / (std::size_t(hq) * D), "][", (i / D) % hq, "][", i % D, "] is ", q[i]));
 
   std::vector<const Sequence*> batch;
-  int max_nb = 0, max_context = 0;
+  int max_nb = 0;
   for (std::size_t i = 0; i < S; ++i) {
     const Sequence& s = find(ids[i], "attend");
     if (s.length[l] == 0)
       throw InvalidArgument(cat("attend: sequence ", ids[i], " has no tokens in layer ", layer));
     batch.push_back(&s);
     max_nb = std::max(max_nb, tiles_for(s.committed[l]));
-    max_context = std::max(max_context, s.length[l]);
   }
   const std::size_t out_bytes = q_values * (out_type == ElementType::f32 ? 4 : 2);
   if (on_device && q_rows.device->size() < q_values * 4)
@@ -665,7 +664,7 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
     a.v = &mat_v.ensure(*be, 0);
     a.capacity = cap;
     a.seq_lens = &lb;
-    a.max_context = max_context;
+    a.host_seq_lens = lens.data();
     a.kv_frame = Frame::rotated;
     be->attend_fp16(a);
   } else {

@@ -265,8 +265,12 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
   check_range(*a.seq_lens, 0, S * 4, "attend_fp16: seq_lens");
   if (S == 0) return;
 
-  std::vector<std::int32_t> lens(S);
-  read(*a.seq_lens, 0, lens.data(), S * 4);
+  const std::int32_t* lens = a.host_seq_lens;
+  if (lens == nullptr) {
+    attend_info_rb_.resize(S);
+    read(*a.seq_lens, 0, attend_info_rb_.data(), S * 4);
+    lens = attend_info_rb_.data();
+  }
   constexpr int kUnit = 128;  // rows per unit (the fp16 program: KV_G of its geometry)
   int max_units = 0;
   for (std::size_t s = 0; s < S; ++s) {
