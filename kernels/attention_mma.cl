@@ -77,35 +77,37 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
   const int g = lane >> 2, t = lane & 3;
   const int part = g & 1;
 
-  // ---- per-tile factors ---------------------------------------------------------------------
-  float sck[KV_D / 4];   // s_col_K of channels [t*D/4, (t+1)*D/4)
-  float srk[TPL], srv[TPL], zpv[TPL];  // per token of the lane: t = g*TPL + f
-  float zpk[CPL], scv[CPL];            // per channel of the lane (value-side layout)
+  // ---- per-tile factors, kept as raw fp16 pairs (half the registers of floats) -----------------
+  uint skw[KV_D / 8];                     // s_col_K of channels [t*D/4, (t+1)*D/4)
+  uint rkw[TPL / 2], rvw[TPL / 2], zvw[TPL / 2];  // s_row_K, s_row_V, zp_V of tokens g*TPL + f
+  uint zkw[CPL / 2], cvw[CPL / 2];        // zp_K, s_col_V of channels g*CPL + f
   if (is_rec) {
-    at_load_halves(rec + KV_OFF_S_COL_K + 2 * t * (KV_D / 4), KV_D / 4, sck);
-    at_load_halves(rec + KV_OFF_S_ROW_K + 2 * g * TPL, TPL, srk);
-    at_load_halves(rec + KV_OFF_S_ROW_V + 2 * g * TPL, TPL, srv);
-    at_load_halves(rec + KV_OFF_ZP_V + 2 * g * TPL, TPL, zpv);
-    at_load_halves(rec + KV_OFF_ZP_K + 2 * g * CPL, CPL, zpk);
-    at_load_halves(rec + KV_OFF_S_COL_V + 2 * g * CPL, CPL, scv);
-  } else {
+    at_load_words(rec + KV_OFF_S_COL_K + 2 * t * (KV_D / 4), KV_D / 8, skw);
+    at_load_words(rec + KV_OFF_S_ROW_K + 2 * g * TPL, TPL / 2, rkw);
+    at_load_words(rec + KV_OFF_S_ROW_V + 2 * g * TPL, TPL / 2, rvw);
+    at_load_words(rec + KV_OFF_ZP_V + 2 * g * TPL, TPL / 2, zvw);
+    at_load_words(rec + KV_OFF_ZP_K + 2 * g * CPL, CPL / 2, zkw);
+    at_load_words(rec + KV_OFF_S_COL_V + 2 * g * CPL, CPL / 2, cvw);
+  } else {  // fp16 rows: every scale 1, every zero point 0
     AT_MMA_UNROLL
-    for (int i = 0; i < KV_D / 4; ++i) sck[i] = 1.0f;
+    for (int i = 0; i < KV_D / 8; ++i) skw[i] = 0x3C003C00u;
     AT_MMA_UNROLL
-    for (int i = 0; i < TPL; ++i) { srk[i] = 1.0f; srv[i] = 1.0f; zpv[i] = 0.0f; }
+    for (int i = 0; i < TPL / 2; ++i) { rkw[i] = 0x3C003C00u; rvw[i] = 0x3C003C00u; zvw[i] = 0u; }
     AT_MMA_UNROLL
-    for (int i = 0; i < CPL; ++i) { zpk[i] = 0.0f; scv[i] = 1.0f; }
+    for (int i = 0; i < CPL / 2; ++i) { zkw[i] = 0u; cvw[i] = 0x3C003C00u; }
   }
   // Power-of-two operand scales of the tile: K side from max|s_col_K| * max|q|, V side from
-  // max|s_row_V| (softmax weights are at most 1).
-  float smax = 0.0f, vmax = 0.0f;
+  // max|s_row_V| (softmax weights are at most 1). The largest magnitude of fp16 values is the
+  // largest of their bits without the sign (NaN aside), so no conversion is needed for it.
+  uint sbits = 0, vbits = 0;
   AT_MMA_UNROLL
-  for (int i = 0; i < KV_D / 4; ++i) smax = fmax(smax, fabs(sck[i]));
+  for (int i = 0; i < KV_D / 8; ++i) sbits = max(sbits, max(skw[i] & 0x7FFFu, (skw[i] >> 16) & 0x7FFFu));
   AT_MMA_UNROLL
-  for (int i = 0; i < TPL; ++i) vmax = fmax(vmax, fabs(srv[i]));
-  smax = fmax(smax, at_shfl_xor(smax, 1 AT_WARP));
+  for (int i = 0; i < TPL / 2; ++i) vbits = max(vbits, max(rvw[i] & 0x7FFFu, (rvw[i] >> 16) & 0x7FFFu));
+  const float smax0 = at_h2_lo(sbits AT_WARP), vmax0 = at_h2_lo(vbits AT_WARP);
+  float smax = fmax(smax0, at_shfl_xor(smax0, 1 AT_WARP));
   smax = fmax(smax, at_shfl_xor(smax, 2 AT_WARP));
-  vmax = at_max_g(vmax AT_WARP);
+  const float vmax = at_max_g(vmax0 AT_WARP);
   const float ks = at_pow2_scale(smax * qmax), ks_inv = 1.0f / ks;
   const float vs = at_pow2_scale(vmax), vs_inv = 1.0f / vs;
 
@@ -117,7 +119,9 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     float z = 0.0f;
     if (h < AT_HPW) {
       AT_MMA_UNROLL
-      for (int i = 0; i < CPL; ++i) z += q[h * KV_D + g * CPL + i] * zpk[i];
+      for (int i = 0; i < CPL / 2; ++i)
+        z += q[h * KV_D + g * CPL + 2 * i] * at_h2_lo(zkw[i] AT_WARP) +
+             q[h * KV_D + g * CPL + 2 * i + 1] * at_h2_hi(zkw[i] AT_WARP);
     }
     zdot[nb] = at_sum_g(z AT_WARP);
   }
@@ -141,7 +145,10 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
       if (h < AT_HPW) {
         AT_MMA_UNROLL
-        for (int j = 0; j < 4; ++j) x[j] = q[h * KV_D + c0 + j] * sck[4 * kb + j] * ks;
+        for (int j = 0; j < 4; ++j) {
+          const uint w2 = skw[2 * kb + j / 2];
+          x[j] = q[h * KV_D + c0 + j] * ((j & 1) ? at_h2_hi(w2 AT_WARP) : at_h2_lo(w2 AT_WARP)) * ks;
+        }
       }
       b0[nb] = at_part_h2(x[0], x[1], part AT_WARP);
       b1[nb] = at_part_h2(x[2], x[3], part AT_WARP);
@@ -193,7 +200,8 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       for (int r = 0; r < 2; ++r) {
         const int f = r * MBK + i;
         const float raw = (S[nb][i][2 * r] + S[nb][i][2 * r + 1]) * ks_inv + zdot[nb];
-        s[f] = g * TPL + f < n ? srk[f] * raw * scale2 : -INFINITY;
+        const float srk = (f & 1) ? at_h2_hi(rkw[f / 2] AT_WARP) : at_h2_lo(rkw[f / 2] AT_WARP);
+        s[f] = g * TPL + f < n ? srk * raw * scale2 : -INFINITY;
         mt = fmax(mt, s[f]);
       }
     }
@@ -207,8 +215,10 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     for (int f = 0; f < TPL; ++f) {
       const float p = s[f] == -INFINITY ? 0.0f : native_exp2(s[f] - mn);
       lsum += p;
-      ysum += p * zpv[f];
-      wv[f] = p * srv[f] * vs;
+      const float zpv = (f & 1) ? at_h2_hi(zvw[f / 2] AT_WARP) : at_h2_lo(zvw[f / 2] AT_WARP);
+      const float srv = (f & 1) ? at_h2_hi(rvw[f / 2] AT_WARP) : at_h2_lo(rvw[f / 2] AT_WARP);
+      ysum += p * zpv;
+      wv[f] = p * srv * vs;
     }
     st->l[nb] = st->l[nb] * alpha[nb] + lsum;
     y[nb] = at_sum_g(ysum AT_WARP);
@@ -289,7 +299,9 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
         AT_MMA_UNROLL
         for (int r = 0; r < 2; ++r) {
           const float o = (O[nb][mi][2 * r] + O[nb][mi][2 * r + 1]) * vs_inv + y[nb];
-          st->acc[nb][ch + mi][r] = st->acc[nb][ch + mi][r] * alpha[nb] + scv[r * MBV + ch + mi] * o;
+          const int fc = r * MBV + ch + mi;
+          const float scv = (fc & 1) ? at_h2_hi(cvw[fc / 2] AT_WARP) : at_h2_lo(cvw[fc / 2] AT_WARP);
+          st->acc[nb][ch + mi][r] = st->acc[nb][ch + mi][r] * alpha[nb] + scv * o;
         }
       }
     }

@@ -201,6 +201,15 @@ inline uint at_chunk_pair(const uint* wa, const uint* wb, int c AT_WARP_ARG) {
   return at_prmt(wa[c / 2], wb[c / 2], (c & 1) ? 0x7632u : 0x5410u AT_WARP);
 }
 
+// n 32-bit words at p (n a multiple of 4, 16-byte aligned), as wide loads.
+inline void at_load_words(__global const void* p, int n, uint* w) {
+  AT_MMA_UNROLL
+  for (int i = 0; i < n; i += 4) {
+    const uint4 v = ((__global const uint4*)p)[i / 4];
+    w[i] = v.x; w[i + 1] = v.y; w[i + 2] = v.z; w[i + 3] = v.w;
+  }
+}
+
 // n fp16 values at p (n a multiple of 8, 16-byte aligned) as floats.
 inline void at_load_halves(__global const void* p, int n, float* out) {
   AT_MMA_UNROLL
