@@ -11,7 +11,7 @@ namespace kvarn_eval {
 
 KvStore::KvStore(const KvConfig& config, int layers, int kv_heads, int head_dim, int capacity,
                  std::shared_ptr<kvarn_cl::Backend> backend)
-    : config_(config), layers_n_(layers), kv_heads_(kv_heads), head_dim_(head_dim), capacity_(capacity) {
+    : config_(config), kv_heads_(kv_heads), head_dim_(head_dim), capacity_(capacity) {
   if (config_.library_cache) {
     if (!backend)
       throw kvarn_cl::InvalidArgument("config '" + config_.name + "' needs a backend (--backend cpu|opencl|auto)");

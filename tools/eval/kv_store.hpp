@@ -64,7 +64,7 @@ class KvStore {
   void quantize_tile(int layer, int tile);
 
   KvConfig config_;
-  int layers_n_, kv_heads_, head_dim_, capacity_;
+  int kv_heads_, head_dim_, capacity_;
   int length_ = 0;
   std::vector<Layer> layers_;
   TileObserver observer_;
