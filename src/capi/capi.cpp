@@ -32,7 +32,8 @@ void require(const void* p, const char* name) {
 
 // A C caller may pass any int where a C enum is declared, but in C++ reading an enum object whose
 // value lies outside the enum's range is undefined behaviour. The bytes are copied into an integer
-// instead, and only that integer is compared.
+// instead, and only that integer is compared; enum arguments travel by reference until then (a
+// copy would be a read).
 template <typename E>
 long long raw(const E& e) noexcept {
   static_assert(std::is_enum<E>::value, "raw() reads C enums");
@@ -42,7 +43,7 @@ long long raw(const E& e) noexcept {
   return static_cast<long long>(v);
 }
 
-Preset to_preset(kvarn_cl_preset p) {
+Preset to_preset(const kvarn_cl_preset& p) {
   const long long v = raw(p);
   if (v < 0 || v >= int(all_presets().size()))
     throw InvalidArgument("invalid preset value " + std::to_string(v) + ": expected 0.." +
@@ -50,7 +51,7 @@ Preset to_preset(kvarn_cl_preset p) {
   return all_presets()[std::size_t(v)];
 }
 
-ElementType to_element(kvarn_cl_element_type t, const char* name) {
+ElementType to_element(const kvarn_cl_element_type& t, const char* name) {
   const long long v = raw(t);
   if (v == KVARN_CL_F16) return ElementType::f16;
   if (v == KVARN_CL_F32) return ElementType::f32;
@@ -58,7 +59,7 @@ ElementType to_element(kvarn_cl_element_type t, const char* name) {
                         ": expected KVARN_CL_F16 (0) or KVARN_CL_F32 (1)");
 }
 
-Frame to_frame(kvarn_cl_frame f) {
+Frame to_frame(const kvarn_cl_frame& f) {
   const long long v = raw(f);
   if (v == KVARN_CL_FRAME_ORIGINAL) return Frame::original;
   if (v == KVARN_CL_FRAME_ROTATED) return Frame::rotated;
@@ -66,7 +67,7 @@ Frame to_frame(kvarn_cl_frame f) {
                         ": expected KVARN_CL_FRAME_ORIGINAL (0) or KVARN_CL_FRAME_ROTATED (1)");
 }
 
-AttendPath to_path(kvarn_cl_attend_path a) {
+AttendPath to_path(const kvarn_cl_attend_path& a) {
   const long long v = raw(a);
   if (v == KVARN_CL_ATTEND_FUSED) return AttendPath::fused;
   if (v == KVARN_CL_ATTEND_MATERIALIZE) return AttendPath::materialize;
@@ -84,7 +85,7 @@ std::size_t tile_bytes(const char* function, std::size_t tiles, std::size_t per_
   return tiles * per_tile;
 }
 
-CodecParams params(kvarn_cl_preset preset, int head_dim, int iters) {
+CodecParams params(const kvarn_cl_preset& preset, int head_dim, int iters) {
   CodecParams p;
   p.preset = to_preset(preset);
   p.head_dim = head_dim;
