@@ -5,6 +5,8 @@
 #include <map>
 #include <sstream>
 
+#include <nanobind/stl/string.h>
+
 #include "kvarn_cl/error.hpp"
 
 namespace kvarn_cl::py {

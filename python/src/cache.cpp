@@ -253,6 +253,21 @@ nb::tuple materialize(PyCache& c, nb::handle seq, int layer, bool rotated) {
   return nb::make_tuple(k, v);
 }
 
+nb::dict snapshot(PyCache& c, nb::handle seq, int layer) {
+  const SeqId id = one_id(seq, "snapshot");
+  SequenceSnapshot snap = c.locked([&](KVCache& kv) { return kv.snapshot(id, layer); });
+  const std::size_t hk = std::size_t(c.cache->config().num_kv_heads);
+  const std::size_t d = std::size_t(c.cache->config().codec.head_dim);
+  nb::dict r;
+  r["records"] = array_from_vector(std::move(snap.records), Dtype::u8,
+                                   {std::size_t(snap.num_tiles), hk, c.cache->layout().bytes});
+  r["sink_k"] = array_from_vector(std::move(snap.sink_k), Dtype::f16, {hk, std::size_t(snap.sink_len), d});
+  r["sink_v"] = array_from_vector(std::move(snap.sink_v), Dtype::f16, {hk, std::size_t(snap.sink_len), d});
+  r["tail_k"] = array_from_vector(std::move(snap.tail_k), Dtype::f16, {hk, std::size_t(snap.tail_len), d});
+  r["tail_v"] = array_from_vector(std::move(snap.tail_v), Dtype::f16, {hk, std::size_t(snap.tail_len), d});
+  return r;
+}
+
 }  // namespace
 
 void bind_cache(nb::module_& m) {
@@ -309,6 +324,10 @@ void bind_cache(nb::module_& m) {
            nb::arg("rotated") = false,
            "The sequence's K and V in one layer as the cache holds them, decoded: float16 "
            "[Hk][tokens][D], original frame (rotated=True: as stored).")
+      .def("snapshot", &snapshot, nb::arg("seq"), nb::arg("layer") = 0,
+           "The raw content of the sequence in one layer, as a dict: records uint8 "
+           "[tiles][Hk][record_bytes] (block-table order), sink_k, sink_v, tail_k, tail_v float16 "
+           "[Hk][len][D] (rotated frame). Token order: sink, tiles, tail.")
       .def("length", [](PyCache& c, nb::handle seq, int layer) {
              const SeqId id = one_id(seq, "length");
              return c.locked([&](KVCache& kv) { return kv.length(id, layer); });
