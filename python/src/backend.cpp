@@ -43,7 +43,7 @@ void init_backend(PyBackend* self, const std::string& kind_name, nb::handle plat
   PyBackend b;
   b.requested = kind == BackendKind::cpu ? "cpu" : kind == BackendKind::opencl ? "opencl" : "auto";
   {
-    nb::gil_scoped_release release;  // an OpenCL backend builds its kernels (seconds on PoCL)
+    nb::gil_scoped_release release;  // device discovery and context creation may take a while
     switch (kind) {
       case BackendKind::cpu: b.impl = make_cpu_backend(CpuThreads{threads}); break;
 #if KVARN_CL_WITH_OPENCL
@@ -118,8 +118,9 @@ void bind_backend(nb::module_& m) {
                         "'opencl' (an OpenCL device) or 'auto' (OpenCL when a device is usable, else the CPU).\n\n"
                         "platform / device pick an OpenCL device by index or by a case-insensitive part of its\n"
                         "name (default: KVARN_CL_PLATFORM / KVARN_CL_DEVICE, else the first GPU, accelerator,\n"
-                        "then CPU device). threads: CPU worker threads (0 = all cores). Creating an OpenCL\n"
-                        "backend builds the library's kernels for the device.")
+                        "then CPU device). threads: CPU worker threads (0 = all cores). An OpenCL backend\n"
+                        "builds each kernel program when first needed (per preset and head_dim; seconds\n"
+                        "on PoCL) and keeps it, so reuse one backend (backend=None shares one per kind).")
       .def("__init__", &init_backend, nb::arg("kind") = "auto", nb::kw_only(),
            nb::arg("platform") = nb::none(), nb::arg("device") = nb::none(), nb::arg("threads") = 0u)
       .def_prop_ro("name", [](const PyBackend& b) { return b.impl->name(); },
