@@ -83,7 +83,11 @@ void bind_info(nb::module_& m) {
         "Every OpenCL device of every platform as a dict (platform_index, device_index, platform, "
         "name, vendor, version, type, fp16, subgroups, local_mem_bytes, ...). Empty when no "
         "OpenCL platform is installed or the build has no OpenCL.");
-  m.attr("with_opencl") = bool(KVARN_CL_WITH_OPENCL);
+#if KVARN_CL_WITH_OPENCL
+  m.attr("with_opencl") = true;
+#else
+  m.attr("with_opencl") = false;
+#endif
 }
 
 }  // namespace kvarn_cl::py

@@ -8,7 +8,9 @@ Environment:
   (default: build/tools/kvarn-cl/kvarn-cl of this checkout, skipped when absent).
 """
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -17,7 +19,9 @@ import pytest
 
 # One PoCL kernel cache per test process (the project's OpenCL hygiene rule), set before any
 # OpenCL call of this process.
-os.environ.setdefault("POCL_CACHE_DIR", tempfile.mkdtemp(prefix="kvarn-cl-pytest-pocl-"))
+if "POCL_CACHE_DIR" not in os.environ:
+    os.environ["POCL_CACHE_DIR"] = tempfile.mkdtemp(prefix="kvarn-cl-pytest-pocl-")
+    atexit.register(shutil.rmtree, os.environ["POCL_CACHE_DIR"], True)
 
 import kvarn_cl  # noqa: E402
 
