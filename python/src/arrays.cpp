@@ -1,11 +1,11 @@
 // Caller arrays as C++ pointers (checked, never copied) and C++ memory as numpy arrays.
 #include "arrays.hpp"
 
+#include <nanobind/stl/string.h>
+
 #include <cstdlib>
 #include <map>
 #include <sstream>
-
-#include <nanobind/stl/string.h>
 
 #include "kvarn_cl/error.hpp"
 
@@ -25,13 +25,26 @@ Dtype from_dlpack(dl::dtype t) noexcept {
 std::string dlpack_name(dl::dtype t) {
   std::string kind;
   switch (dl::dtype_code(t.code)) {
-    case dl::dtype_code::Int: kind = "int"; break;
-    case dl::dtype_code::UInt: kind = "uint"; break;
-    case dl::dtype_code::Float: kind = "float"; break;
-    case dl::dtype_code::Bfloat: kind = "bfloat"; break;
-    case dl::dtype_code::Complex: kind = "complex"; break;
-    case dl::dtype_code::Bool: return "bool";
-    default: kind = "type" + std::to_string(int(t.code)) + "_"; break;
+    case dl::dtype_code::Int:
+      kind = "int";
+      break;
+    case dl::dtype_code::UInt:
+      kind = "uint";
+      break;
+    case dl::dtype_code::Float:
+      kind = "float";
+      break;
+    case dl::dtype_code::Bfloat:
+      kind = "bfloat";
+      break;
+    case dl::dtype_code::Complex:
+      kind = "complex";
+      break;
+    case dl::dtype_code::Bool:
+      return "bool";
+    default:
+      kind = "type" + std::to_string(int(t.code)) + "_";
+      break;
   }
   std::string s = kind + std::to_string(int(t.bits));
   if (t.lanes != 1) s += "x" + std::to_string(int(t.lanes));
@@ -63,9 +76,10 @@ void check_view(const Array& a, const char* fn, const char* name,
   bool ok = false;
   for (Dtype x : allowed) ok = ok || x == d;
   if (!ok)
-    throw InvalidArgument(prefix(fn, name) + ": dtype " + dlpack_name(a.dtype()) + " is not supported (expected " +
-                          allowed_str(allowed) + "); convert it explicitly, e.g. " + name +
-                          ".astype(np." + dtype_name(*allowed.begin()) + ")");
+    throw InvalidArgument(prefix(fn, name) + ": dtype " + dlpack_name(a.dtype()) +
+                          " is not supported (expected " + allowed_str(allowed) +
+                          "); convert it explicitly, e.g. " + name + ".astype(np." +
+                          dtype_name(*allowed.begin()) + ")");
   shape->assign(a.ndim(), 0);
   for (std::size_t i = 0; i < a.ndim(); ++i) (*shape)[i] = a.shape(i);
   // C order, in elements (DLPack); axes of length 1 may carry any stride.
@@ -77,7 +91,8 @@ void check_view(const Array& a, const char* fn, const char* name,
         msg << prefix(fn, name) << ": the array is not C-contiguous (shape " << shape_str(*shape)
             << ", strides in elements (";
         for (std::size_t j = 0; j < a.ndim(); ++j) msg << (j ? ", " : "") << a.stride(j);
-        msg << ")); kvarn_cl never copies arrays implicitly: pass np.ascontiguousarray(" << name << ")";
+        msg << ")); kvarn_cl never copies arrays implicitly: pass np.ascontiguousarray(" << name
+            << ")";
         throw InvalidArgument(msg.str());
       }
       expected *= std::int64_t(a.shape(i));
@@ -95,20 +110,28 @@ std::map<std::string, std::uintptr_t>& addresses() {
 
 const char* dtype_name(Dtype d) noexcept {
   switch (d) {
-    case Dtype::f16: return "float16";
-    case Dtype::f32: return "float32";
-    case Dtype::u8: return "uint8";
-    case Dtype::other: break;
+    case Dtype::f16:
+      return "float16";
+    case Dtype::f32:
+      return "float32";
+    case Dtype::u8:
+      return "uint8";
+    case Dtype::other:
+      break;
   }
   return "other";
 }
 
 std::size_t itemsize(Dtype d) noexcept {
   switch (d) {
-    case Dtype::f16: return 2;
-    case Dtype::f32: return 4;
-    case Dtype::u8: return 1;
-    case Dtype::other: break;
+    case Dtype::f16:
+      return 2;
+    case Dtype::f32:
+      return 4;
+    case Dtype::u8:
+      return 1;
+    case Dtype::other:
+      break;
   }
   return 0;
 }
@@ -127,10 +150,14 @@ std::size_t product(const std::vector<std::size_t>& shape, std::size_t from, std
 
 nb::dlpack::dtype to_dlpack(Dtype d) noexcept {
   switch (d) {
-    case Dtype::f16: return dl::dtype{std::uint8_t(dl::dtype_code::Float), 16, 1};
-    case Dtype::f32: return nb::dtype<float>();
-    case Dtype::u8: return nb::dtype<std::uint8_t>();
-    case Dtype::other: break;
+    case Dtype::f16:
+      return dl::dtype{std::uint8_t(dl::dtype_code::Float), 16, 1};
+    case Dtype::f32:
+      return nb::dtype<float>();
+    case Dtype::u8:
+      return nb::dtype<std::uint8_t>();
+    case Dtype::other:
+      break;
   }
   return nb::dtype<std::uint8_t>();
 }
@@ -139,9 +166,9 @@ ArrayIn array_in(nb::handle obj, const char* fn, const char* name,
                  std::initializer_list<Dtype> allowed) {
   ArrayIn a;
   if (obj.is_none() || !nb::try_cast(obj, a.array, /*convert=*/false))
-    throw InvalidArgument(prefix(fn, name) + ": expected a CPU array (numpy, buffer protocol or DLPack) of " +
-                          allowed_str(allowed) + ", got " +
-                          std::string(nb::type_name(obj.type()).c_str()));
+    throw InvalidArgument(
+        prefix(fn, name) + ": expected a CPU array (numpy, buffer protocol or DLPack) of " +
+        allowed_str(allowed) + ", got " + std::string(nb::type_name(obj.type()).c_str()));
   check_view(a.array, fn, name, allowed, &a.dtype, &a.shape);
   a.data = a.array.data();
   record_address(fn, name, a.data);
@@ -198,7 +225,8 @@ Dtype parse_dtype(nb::handle dtype, const char* fn, Dtype fallback) {
   }
   if (n == "float16") return Dtype::f16;
   if (n == "float32") return Dtype::f32;
-  throw InvalidArgument(std::string(fn) + ": dtype " + n + " is not supported (expected float16 or float32)");
+  throw InvalidArgument(std::string(fn) + ": dtype " + n +
+                        " is not supported (expected float16 or float32)");
 }
 
 void record_address(const char* fn, const char* name, const void* data) {

@@ -37,17 +37,23 @@ void init_backend(PyBackend* self, const std::string& kind_name, nb::handle plat
   const DeviceSelector sel{selector_part(platform, "platform"), selector_part(device, "device")};
   const bool selected = !sel.platform.empty() || !sel.device.empty();
   if (kind == BackendKind::cpu && selected)
-    throw InvalidArgument("Backend: platform/device select an OpenCL device; kind 'cpu' takes neither");
+    throw InvalidArgument(
+        "Backend: platform/device select an OpenCL device; kind 'cpu' takes neither");
   if (kind == BackendKind::opencl && threads != 0)
-    throw InvalidArgument("Backend: threads " + std::to_string(threads) + " applies to the CPU backend, not to kind 'opencl'");
+    throw InvalidArgument("Backend: threads " + std::to_string(threads) +
+                          " applies to the CPU backend, not to kind 'opencl'");
   PyBackend b;
   b.requested = kind == BackendKind::cpu ? "cpu" : kind == BackendKind::opencl ? "opencl" : "auto";
   {
     nb::gil_scoped_release release;  // device discovery and context creation may take a while
     switch (kind) {
-      case BackendKind::cpu: b.impl = make_cpu_backend(CpuThreads{threads}); break;
+      case BackendKind::cpu:
+        b.impl = make_cpu_backend(CpuThreads{threads});
+        break;
 #if KVARN_CL_WITH_OPENCL
-      case BackendKind::opencl: b.impl = make_opencl_backend(sel); break;
+      case BackendKind::opencl:
+        b.impl = make_opencl_backend(sel);
+        break;
       case BackendKind::automatic:
         try {
           b.impl = make_opencl_backend(sel);
@@ -57,7 +63,9 @@ void init_backend(PyBackend* self, const std::string& kind_name, nb::handle plat
         }
         break;
 #else
-      case BackendKind::opencl: b.impl = make_opencl_backend(); break;  // throws Unsupported
+      case BackendKind::opencl:
+        b.impl = make_opencl_backend();
+        break;  // throws Unsupported
       case BackendKind::automatic:
         b.fallback_reason = "this build of kvarn_cl has no OpenCL backend";
         b.impl = make_cpu_backend(CpuThreads{threads});
@@ -75,11 +83,14 @@ nb::object resolve_backend(nb::handle backend, const char* fn) {
   if (nb::isinstance<PyBackend>(backend)) return nb::borrow(backend);
   std::string kind = "auto";
   if (nb::isinstance<nb::str>(backend)) {
-    const BackendKind k = parse_backend_kind(nb::cast<std::string>(backend), std::string(fn) + ": backend");
+    const BackendKind k =
+        parse_backend_kind(nb::cast<std::string>(backend), std::string(fn) + ": backend");
     kind = k == BackendKind::cpu ? "cpu" : k == BackendKind::opencl ? "opencl" : "auto";
   } else if (!backend.is_none()) {
-    throw InvalidArgument(std::string(fn) + ": backend must be a kvarn_cl.Backend, 'cpu', 'opencl', 'auto' or None, got " +
-                          std::string(nb::type_name(backend.type()).c_str()));
+    throw InvalidArgument(
+        std::string(fn) +
+        ": backend must be a kvarn_cl.Backend, 'cpu', 'opencl', 'auto' or None, got " +
+        std::string(nb::type_name(backend.type()).c_str()));
   }
   // The shared backends live in the module's _shared_backends dict, so they are released with the
   // module at interpreter exit (before the OpenCL runtime goes away).
@@ -113,22 +124,27 @@ void StagedOut::finish() {
 
 void bind_backend(nb::module_& m) {
   m.attr("_shared_backends") = nb::dict();
-  nb::class_<PyBackend>(m, "Backend",
-                        "Where the codec and the cache run: 'cpu' (the exact C++ codec over threads), "
-                        "'opencl' (an OpenCL device) or 'auto' (OpenCL when a device is usable, else the CPU).\n\n"
-                        "platform / device pick an OpenCL device by index or by a case-insensitive part of its\n"
-                        "name (default: KVARN_CL_PLATFORM / KVARN_CL_DEVICE, else the first GPU, accelerator,\n"
-                        "then CPU device). threads: CPU worker threads (0 = all cores). An OpenCL backend\n"
-                        "builds each kernel program when first needed (per preset and head_dim; seconds\n"
-                        "on PoCL) and keeps it, so reuse one backend (backend=None shares one per kind).")
+  nb::class_<PyBackend>(
+      m, "Backend",
+      "Where the codec and the cache run: 'cpu' (the exact C++ codec over threads), "
+      "'opencl' (an OpenCL device) or 'auto' (OpenCL when a device is usable, else the CPU).\n\n"
+      "platform / device pick an OpenCL device by index or by a case-insensitive part of its\n"
+      "name (default: KVARN_CL_PLATFORM / KVARN_CL_DEVICE, else the first GPU, accelerator,\n"
+      "then CPU device). threads: CPU worker threads (0 = all cores). An OpenCL backend\n"
+      "builds each kernel program when first needed (per preset and head_dim; seconds\n"
+      "on PoCL) and keeps it, so reuse one backend (backend=None shares one per kind).")
       .def("__init__", &init_backend, nb::arg("kind") = "auto", nb::kw_only(),
-           nb::arg("platform") = nb::none(), nb::arg("device") = nb::none(), nb::arg("threads") = 0u)
-      .def_prop_ro("name", [](const PyBackend& b) { return b.impl->name(); },
-                   "'cpu (N threads)' or 'opencl: <platform> / <device>'.")
-      .def_prop_ro("kind", [](const PyBackend& b) { return b.impl->is_opencl() ? "opencl" : "cpu"; },
-                   "What it runs on: 'cpu' or 'opencl'.")
-      .def_prop_ro("requested", [](const PyBackend& b) { return b.requested; },
-                   "The kind asked for: 'cpu', 'opencl' or 'auto'.")
+           nb::arg("platform") = nb::none(), nb::arg("device") = nb::none(),
+           nb::arg("threads") = 0u)
+      .def_prop_ro(
+          "name", [](const PyBackend& b) { return b.impl->name(); },
+          "'cpu (N threads)' or 'opencl: <platform> / <device>'.")
+      .def_prop_ro(
+          "kind", [](const PyBackend& b) { return b.impl->is_opencl() ? "opencl" : "cpu"; },
+          "What it runs on: 'cpu' or 'opencl'.")
+      .def_prop_ro(
+          "requested", [](const PyBackend& b) { return b.requested; },
+          "The kind asked for: 'cpu', 'opencl' or 'auto'.")
       .def_prop_ro("is_opencl", [](const PyBackend& b) { return b.impl->is_opencl(); })
       .def_prop_ro(
           "fallback_reason",
@@ -137,7 +153,8 @@ void bind_backend(nb::module_& m) {
             return nb::str(b.fallback_reason.c_str());
           },
           "Why 'auto' fell back to the CPU, or None.")
-      .def("__repr__", [](const PyBackend& b) { return "kvarn_cl.Backend('" + b.impl->name() + "')"; });
+      .def("__repr__",
+           [](const PyBackend& b) { return "kvarn_cl.Backend('" + b.impl->name() + "')"; });
 }
 
 }  // namespace kvarn_cl::py

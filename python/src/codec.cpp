@@ -1,14 +1,14 @@
 // quantize() and dequantize(): the tile codec over arrays, on any backend (SPEC §2). One backend
 // launch each for the rotation and for the quantize of every tile of the call.
+#include <nanobind/stl/string.h>
+
 #include <cmath>
 #include <sstream>
 
-#include <nanobind/stl/string.h>
-
 #include "arrays.hpp"
 #include "backend.hpp"
-#include "module.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
+#include "module.hpp"
 
 namespace kvarn_cl::py {
 namespace {
@@ -61,8 +61,10 @@ void quantize_rows(PyBackend& be, const CodecParams& params, const ArrayIn& k, c
     b.quantize(params, *k_rot, *v_rot, jobs, records.buffer());
   } catch (const NonFiniteInput& e) {
     // The inputs are finite (checked before), so the rotation overflowed fp16 (|x·H| <= ||x||).
-    throw NonFiniteInput("quantize: a key or value row overflows fp16 after the Hadamard rotation "
-                         "(its L2 norm exceeds 65504): " + std::string(e.what()));
+    throw NonFiniteInput(
+        "quantize: a key or value row overflows fp16 after the Hadamard rotation "
+        "(its L2 norm exceeds 65504): " +
+        std::string(e.what()));
   }
   records.finish();
 }
@@ -81,7 +83,8 @@ nb::object quantize(nb::handle k_obj, nb::handle v_obj, const std::string& prese
   const std::size_t nd = k.shape.size();
   const int head_dim = int(k.shape[nd - 1]);
   validate_head_dim(head_dim, std::string(fn) + ": head_dim (k.shape[-1])");
-  const CodecParams params{parse_preset(preset, std::string(fn) + ": preset"), head_dim, sinkhorn_iters};
+  const CodecParams params{parse_preset(preset, std::string(fn) + ": preset"), head_dim,
+                           sinkhorn_iters};
   params.validate();
   const RecordLayout layout = RecordLayout::make(params);
   const std::size_t G = std::size_t(layout.group), T = k.shape[nd - 2];
@@ -91,7 +94,8 @@ nb::object quantize(nb::handle k_obj, nb::handle v_obj, const std::string& prese
                           std::to_string(G) + " of preset " + to_string(params.preset));
   const std::size_t rows = product(k.shape, 0, nd - 1), tiles = rows / G;
   if (rows > 0xffffffffULL)
-    throw InvalidArgument(std::string(fn) + ": " + std::to_string(rows) + " rows are too many for one call (at most 2^32 - 1)");
+    throw InvalidArgument(std::string(fn) + ": " + std::to_string(rows) +
+                          " rows are too many for one call (at most 2^32 - 1)");
   std::vector<std::size_t> out_shape(k.shape.begin(), k.shape.end() - 2);
   out_shape.push_back(T / G);
   out_shape.push_back(layout.bytes);
@@ -120,13 +124,16 @@ nb::tuple dequantize(nb::handle records_obj, const std::string& preset, nb::hand
     // [..., tiles, record_bytes]: the record size names the head dimension.
     if (nd >= 2)
       for (int d : {64, 128, 256})
-        if (RecordLayout::make({p, d, kDefaultSinkhornIters}).bytes == rec.shape[nd - 1]) head_dim = d;
+        if (RecordLayout::make({p, d, kDefaultSinkhornIters}).bytes == rec.shape[nd - 1])
+          head_dim = d;
     if (head_dim == 0)
-      throw InvalidArgument(std::string(fn) + ": head_dim is required: records of shape " + shape_str(rec.shape) +
-                            " do not end in the record size of preset " + preset + " at head_dim 64, 128 or 256");
+      throw InvalidArgument(std::string(fn) + ": head_dim is required: records of shape " +
+                            shape_str(rec.shape) + " do not end in the record size of preset " +
+                            preset + " at head_dim 64, 128 or 256");
   } else {
     if (!nb::try_cast(head_dim_obj, head_dim, false))
-      throw InvalidArgument(std::string(fn) + ": head_dim must be an int, got " + std::string(nb::repr(head_dim_obj).c_str()));
+      throw InvalidArgument(std::string(fn) + ": head_dim must be an int, got " +
+                            std::string(nb::repr(head_dim_obj).c_str()));
     validate_head_dim(head_dim, std::string(fn) + ": head_dim");
   }
   const CodecParams params{p, head_dim, kDefaultSinkhornIters};
@@ -134,10 +141,12 @@ nb::tuple dequantize(nb::handle records_obj, const std::string& preset, nb::hand
   const std::size_t bytes = rec.bytes();
   if (bytes % layout.bytes != 0)
     throw InvalidArgument(std::string(fn) + ": records hold " + std::to_string(bytes) +
-                          " bytes, not a multiple of the record size " + std::to_string(layout.bytes) +
-                          " of preset " + preset + " at head_dim " + std::to_string(head_dim));
+                          " bytes, not a multiple of the record size " +
+                          std::to_string(layout.bytes) + " of preset " + preset + " at head_dim " +
+                          std::to_string(head_dim));
   const std::size_t tiles = bytes / layout.bytes, G = std::size_t(layout.group);
-  if (tiles > 0xffffffffULL) throw InvalidArgument(std::string(fn) + ": too many records for one call");
+  if (tiles > 0xffffffffULL)
+    throw InvalidArgument(std::string(fn) + ": too many records for one call");
   std::vector<std::size_t> shape;
   if (nd >= 2 && rec.shape[nd - 1] == layout.bytes) {
     shape.assign(rec.shape.begin(), rec.shape.end() - 2);

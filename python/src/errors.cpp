@@ -1,8 +1,7 @@
 // C++ kvarn_cl::Error -> the Python class of the same name (kvarn_cl/_errors.py), carrying the
 // library's message, and build_log for kernel build failures.
-#include "module.hpp"
-
 #include "kvarn_cl/error.hpp"
+#include "module.hpp"
 
 namespace kvarn_cl::py {
 namespace {
@@ -15,7 +14,8 @@ void raise(const Error& e, const std::string* build_log) {
   nb::handle cls(g_base);
   nb::int_ status(int(e.status()));
   nb::handle by_status(g_by_status);
-  if (nb::borrow<nb::dict>(by_status).contains(status)) cls = nb::borrow<nb::dict>(by_status)[status];
+  if (nb::borrow<nb::dict>(by_status).contains(status))
+    cls = nb::borrow<nb::dict>(by_status)[status];
   nb::object exc = cls(nb::str(e.what()));
   if (build_log) exc.attr("build_log") = nb::str(build_log->c_str());
   PyErr_SetObject(cls.ptr(), exc.ptr());

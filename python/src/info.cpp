@@ -1,9 +1,9 @@
 // version(), presets(), record_bytes() and devices().
 #include <nanobind/stl/string.h>
 
-#include "module.hpp"
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
+#include "module.hpp"
 
 namespace kvarn_cl::py {
 namespace {
@@ -13,7 +13,8 @@ nb::list presets() {
   for (Preset p : all_presets()) {
     const PresetInfo& info = preset_info(p);
     nb::dict sizes;
-    for (int d : {64, 128, 256}) sizes[nb::int_(d)] = RecordLayout::make({p, d, kDefaultSinkhornIters}).bytes;
+    for (int d : {64, 128, 256})
+      sizes[nb::int_(d)] = RecordLayout::make({p, d, kDefaultSinkhornIters}).bytes;
     nb::dict e;
     e["name"] = info.name;
     e["k_bits"] = info.k_bits;
@@ -72,8 +73,9 @@ nb::list devices() {
 }  // namespace
 
 void bind_info(nb::module_& m) {
-  m.def("version", [] { return std::string(kvarn_cl::version()); },
-        "The library's version, 'MAJOR.MINOR.PATCH'.");
+  m.def(
+      "version", [] { return std::string(kvarn_cl::version()); },
+      "The library's version, 'MAJOR.MINOR.PATCH'.");
   m.def("presets", &presets,
         "Every preset as a dict: name, k_bits, v_bits, group (tokens per tile G), experimental, "
         "default, record_bytes ({head_dim: bytes of one record} for 64, 128, 256).");

@@ -1,7 +1,8 @@
 // kvarn_cl._kvarn_cl: nanobind bindings of the C++ API (include/kvarn_cl). The Python package
 // kvarn_cl (python/kvarn_cl/__init__.py) re-exports it; the stubs are _kvarn_cl.pyi.
-#include "arrays.hpp"
 #include "module.hpp"
+
+#include "arrays.hpp"
 
 NB_MODULE(_kvarn_cl, m) {
   using namespace kvarn_cl::py;
