@@ -237,3 +237,40 @@ def test_bad_input(cpu):
         make_cache(cpu, max_uncommitted=200)
     with pytest.raises(E, match=r"k4v3"):
         make_cache(cpu, preset="k4v3")
+
+
+def test_threads_share_a_backend(backend):
+    """The GIL is released while the library works; calls that share a backend from several
+    threads give the results of the same calls made one after the other."""
+    import threading
+
+    rng = np.random.default_rng(18)
+    kv = [kv_with_outliers(rng, (256, 64)) for _ in range(4)]
+    want = [kvarn_cl.quantize(k, v, backend=backend) for k, v in kv]
+    caches = [make_cache(backend, layers=1) for _ in range(2)]
+    seqs = [c.add_sequence() for c in caches]
+    q = rng.standard_normal((1, HQ, D)).astype(np.float32)
+    k, v = kv_with_outliers(rng, (300, HK, D), np.float32)
+    for c, s in zip(caches, seqs):
+        c.append(s, 0, k, v)
+    want_out = caches[0].attend(0, q, seqs=[seqs[0]])
+    got, errors = {}, []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                got[i] = kvarn_cl.quantize(*kv[i], backend=backend)
+                got["attend", i % 2] = caches[i % 2].attend(0, q, seqs=[seqs[i % 2]])
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i in range(4):
+        np.testing.assert_array_equal(got[i], want[i])
+    for i in range(2):
+        np.testing.assert_array_equal(got["attend", i], want_out)
