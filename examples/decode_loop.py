@@ -3,8 +3,8 @@
 token, and print what the cache saves and how far its attention is from numpy's exact attention.
 
     pip install .                          # from the repository root
-    python examples/decode_loop.py         # random K/V with outlier channels, backend auto
-    python examples/decode_loop.py --data real --backend cpu   # real SmolLM2 rows (test/data)
+    python examples/decode_loop.py                  # real SmolLM2 rows (test/data), backend auto
+    python examples/decode_loop.py --data random --backend cpu   # random K/V, outlier channels
 
 The real data are post-RoPE keys and values of SmolLM2-135M (head_dim 64, test/data/README.md),
 stored there Hadamard-rotated; they are rotated back here, since the cache takes model output.
@@ -78,7 +78,8 @@ def exact_attention(q, k, v):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", choices=["random", "real"], default="random")
+    ap.add_argument("--data", choices=["real", "random"], default="real",
+                    help="real: SmolLM2-135M rows of test/data (D = 64); random: D = 128")
     ap.add_argument("--backend", default="auto", help="cpu, opencl or auto (default)")
     ap.add_argument("--preset", default="k4v2_g128", choices=[p["name"] for p in kvarn_cl.presets()])
     ap.add_argument("--prompt", type=int, default=1000, help="prompt tokens (default 1000)")
@@ -102,8 +103,9 @@ def main():
     seq = cache.add_sequence()
     t0 = time.perf_counter()
     cache.append(seq, 0, k_all[:args.prompt], v_all[:args.prompt])  # prefill
-    print("prefill: %d tokens of %d KV heads, D = %d, %s, %.1f ms"
-          % (args.prompt, args.kv_heads, d, args.preset, 1e3 * (time.perf_counter() - t0)))
+    print("prefill: %d tokens of %d KV heads, D = %d, %s, %.1f ms%s"
+          % (args.prompt, args.kv_heads, d, args.preset, 1e3 * (time.perf_counter() - t0),
+             " (the first OpenCL calls include building the kernels)" if backend.is_opencl else ""))
     print("%6s %6s %8s %12s %12s %8s %11s %11s" % ("step", "tokens", "tiles", "fp16 bytes",
                                                   "held bytes", "saved", "rel.err", "fp16 err"))
     errors = []
