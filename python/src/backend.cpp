@@ -25,7 +25,7 @@ std::string selector_part(nb::handle h, const char* name) {
   if (h.is_none()) return "";
   if (nb::isinstance<nb::str>(h)) return nb::cast<std::string>(h);
   long long index = 0;
-  if (!nb::isinstance<nb::bool_>(h) && nb::try_cast(h, index, false) && index >= 0)
+  if (!nb::isinstance<nb::bool_>(h) && nb::try_cast(h, index, true) && index >= 0)
     return std::to_string(index);
   throw InvalidArgument(std::string("Backend: ") + name + " " + std::string(nb::repr(h).c_str()) +
                         " is neither an index >= 0 nor a part of a name");

@@ -30,7 +30,7 @@ struct PyCache {
 std::vector<SeqId> seq_ids(nb::handle h, const char* fn, const char* name, bool* single = nullptr) {
   auto one = [&](nb::handle x) -> SeqId {
     long long id = -1;
-    if (nb::isinstance<nb::bool_>(x) || !nb::try_cast(x, id, false) || id < 0)
+    if (nb::isinstance<nb::bool_>(x) || !nb::try_cast(x, id, true) || id < 0)
       throw InvalidArgument(std::string(fn) + ": " + name + ": " +
                             std::string(nb::repr(x).c_str()) +
                             " is not a sequence id (an int from add_sequence())");
@@ -38,10 +38,14 @@ std::vector<SeqId> seq_ids(nb::handle h, const char* fn, const char* name, bool*
   };
   std::vector<SeqId> ids;
   if (single) *single = false;
-  if (nb::isinstance<nb::int_>(h) || (!nb::isinstance<nb::str>(h) && nb::hasattr(h, "__index__"))) {
+  // An int or an integer scalar (np.int64: __index__, no __iter__) is one id; a list, tuple or
+  // 1-D integer array is many.
+  const bool text = nb::isinstance<nb::str>(h) || nb::isinstance<nb::bytes>(h);
+  if (nb::isinstance<nb::int_>(h) ||
+      (!text && !nb::hasattr(h, "__iter__") && nb::hasattr(h, "__index__"))) {
     ids.push_back(one(h));
     if (single) *single = true;
-  } else if (!nb::isinstance<nb::str>(h) && nb::hasattr(h, "__iter__")) {
+  } else if (!text && nb::hasattr(h, "__iter__")) {
     for (nb::handle x : h) ids.push_back(one(x));
   } else {
     throw InvalidArgument(std::string(fn) + ": " + name +
@@ -58,7 +62,7 @@ std::vector<int> token_counts(nb::handle h, const char* fn, std::size_t expected
                           std::string(nb::type_name(h.type()).c_str()));
   for (nb::handle x : h) {
     long long n = 0;
-    if (nb::isinstance<nb::bool_>(x) || !nb::try_cast(x, n, false) || n < 0 || n > 0x7fffffff)
+    if (nb::isinstance<nb::bool_>(x) || !nb::try_cast(x, n, true) || n < 0 || n > 0x7fffffff)
       throw InvalidArgument(std::string(fn) + ": tokens: " + std::string(nb::repr(x).c_str()) +
                             " is not a token count");
     t.push_back(int(n));
@@ -91,7 +95,7 @@ void init_cache(PyCache* self, const std::string& preset, int layers, int kv_hea
   cfg.sink_tokens = -1;
   if (!sink_tokens.is_none() &&
       (nb::isinstance<nb::bool_>(sink_tokens) ||
-       !nb::try_cast(sink_tokens, cfg.sink_tokens, false) || cfg.sink_tokens < 0))
+       !nb::try_cast(sink_tokens, cfg.sink_tokens, true) || cfg.sink_tokens < 0))
     throw InvalidArgument("KVCache: sink_tokens " + std::string(nb::repr(sink_tokens).c_str()) +
                           " must be an int >= 0, or None for one tile");
   cfg.max_uncommitted = max_uncommitted;
@@ -221,7 +225,7 @@ void commit(PyCache& c, nb::handle seq, nb::handle tokens_obj) {
   if (!tokens_obj.is_none()) {
     if (single) {
       long long n = 0;
-      if (nb::isinstance<nb::bool_>(tokens_obj) || !nb::try_cast(tokens_obj, n, false) || n < 0 ||
+      if (nb::isinstance<nb::bool_>(tokens_obj) || !nb::try_cast(tokens_obj, n, true) || n < 0 ||
           n > 0x7fffffff)
         throw InvalidArgument("commit: tokens " + std::string(nb::repr(tokens_obj).c_str()) +
                               " must be an int >= 0, or None for every uncommitted token");
@@ -395,7 +399,7 @@ void bind_cache(nb::module_& m) {
       .def("__contains__",
            [](PyCache& c, nb::handle seq) {
              long long id = -1;
-             if (!nb::try_cast(seq, id, false) || id < 0) return false;
+             if (!nb::try_cast(seq, id, true) || id < 0) return false;
              return c.locked([&](KVCache& kv) { return kv.contains(SeqId(id)); });
            })
       .def("__len__",

@@ -131,7 +131,7 @@ nb::tuple dequantize(nb::handle records_obj, const std::string& preset, nb::hand
                             shape_str(rec.shape) + " do not end in the record size of preset " +
                             preset + " at head_dim 64, 128 or 256");
   } else {
-    if (!nb::try_cast(head_dim_obj, head_dim, false))
+    if (!nb::try_cast(head_dim_obj, head_dim, true))
       throw InvalidArgument(std::string(fn) + ": head_dim must be an int, got " +
                             std::string(nb::repr(head_dim_obj).c_str()));
     validate_head_dim(head_dim, std::string(fn) + ": head_dim");

@@ -101,9 +101,12 @@ def test_batched_append_forms_agree(cpu):
         caches[0].append(ids[0][i], 0, k[i], v[i])
     caches[1].append(ids[1], 0, k, v)
     caches[2].append(ids[2], 0, k.reshape(400, HK, D), v.reshape(400, HK, D), tokens=[200, 200])
-    caches[3].append(ids[3], 0, k.astype(np.float32), v.astype(np.float32))
+    caches[3].append(np.array(ids[3]), 0, k.astype(np.float32), v.astype(np.float32))  # ids as an array
     q = rng.standard_normal((2, HQ, D)).astype(np.float32)
     outs = [c.attend(0, q, seqs=i) for c, i in zip(caches, ids)]
+    # an integer scalar id; a batch of one may split the work differently: fp32 noise only
+    np.testing.assert_allclose(caches[0].attend(0, q[:1], seqs=np.int64(ids[0][0])), outs[0][:1],
+                               rtol=1e-5, atol=1e-6)
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     snaps = [c.snapshot(i[1]) for c, i in zip(caches, ids)]
