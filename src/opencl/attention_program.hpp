@@ -15,7 +15,7 @@ namespace kvarn_cl::opencl {
 constexpr int kAttendWorkGroup = 64;   // attention.cl AT_WG
 constexpr int kAttendFp16WorkGroup = 128;  // attention_short.cl AT_WG
 constexpr int kAttendShortWorkGroup = 128;  // attention_short.cl AT_WG
-constexpr int kMergeWorkGroup = 64;    // attention.cl AT_MWG
+constexpr int kMergeWorkGroup = 256;   // attention_merge.cl AT_MWG
 constexpr int kCopyRowsWorkGroup = 256;  // copy_rows.cl CR_WG
 
 // Query heads per work-group: the largest divisor of q_per_kv (Hq/Hk) that is at most 4 (the
