@@ -170,7 +170,10 @@ std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<ThreadPool> pool);
 // OpenCL backend on the device chosen by KVARN_CL_PLATFORM / KVARN_CL_DEVICE or the default order
 // (GPU, accelerator, CPU). Throws Unsupported if no OpenCL device is usable.
 std::unique_ptr<Backend> make_opencl_backend();
-// automatic: OpenCL when a device is usable, else the CPU; `why` receives the reason for a fallback.
+// automatic: an OpenCL GPU or accelerator whose kernels build; the C++ CPU backend when the only
+// OpenCL devices are CPUs (it is faster there, docs/PERFORMANCE.md), when no device is usable or
+// when the kernels do not build; a device named by KVARN_CL_PLATFORM / KVARN_CL_DEVICE is used
+// even if it is a CPU. `why` receives the reason for the choice.
 std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr);
 
 }  // namespace kvarn_cl
