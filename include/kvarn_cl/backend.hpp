@@ -173,7 +173,9 @@ std::unique_ptr<Backend> make_opencl_backend();
 // automatic: an OpenCL GPU or accelerator whose kernels build; the C++ CPU backend when the only
 // OpenCL devices are CPUs (it is faster there, docs/PERFORMANCE.md), when no device is usable or
 // when the kernels do not build; a device named by KVARN_CL_PLATFORM / KVARN_CL_DEVICE is used
-// even if it is a CPU. `why` receives the reason for the choice.
-std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr);
+// even if it is a CPU. `why` receives the reason for the choice; `fell_back` is set when the CPU
+// was taken because OpenCL was unusable (not chosen as the faster path).
+std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr,
+                                      bool* fell_back = nullptr);
 
 }  // namespace kvarn_cl

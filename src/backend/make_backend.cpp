@@ -50,9 +50,14 @@ bool env_set(const char* name) {
   return v != nullptr && *v != '\0';
 }
 
-std::unique_ptr<Backend> automatic_backend(std::string* why) {
+std::unique_ptr<Backend> automatic_backend(std::string* why, bool* fell_back) {
   auto reason = [&](const std::string& r) {
     if (why) *why = r;
+  };
+  auto fallback = [&](const std::string& r) {
+    reason(r);
+    if (fell_back) *fell_back = true;
+    return make_cpu_backend();
   };
 #if KVARN_CL_WITH_OPENCL
   const bool explicit_device = env_set("KVARN_CL_PLATFORM") || env_set("KVARN_CL_DEVICE");
@@ -60,8 +65,7 @@ std::unique_ptr<Backend> automatic_backend(std::string* why) {
   try {
     device = default_opencl_device();
   } catch (const Error& e) {
-    reason(std::string("OpenCL backend unavailable, using the CPU: ") + e.what());
-    return make_cpu_backend();
+    return fallback(std::string("OpenCL backend unavailable, using the CPU: ") + e.what());
   }
   if (device.caps.type == "cpu" && !explicit_device) {
     reason("the only OpenCL device is a CPU (" + device.caps.device_name + ", " +
@@ -76,24 +80,23 @@ std::unique_ptr<Backend> automatic_backend(std::string* why) {
     // Build the default codec program now: a device whose kernels do not build is no device.
     static_cast<opencl::OpenCLBackend&>(*backend).quantize_tokens_per_item(CodecParams{});
   } catch (const Error& e) {
-    reason(std::string("OpenCL backend unusable on ") + device.caps.device_name +
-           ", using the CPU: " + first_line(e.what()));
-    return make_cpu_backend();
+    return fallback(std::string("OpenCL backend unusable on ") + device.caps.device_name +
+                    ", using the CPU: " + first_line(e.what()));
   }
   reason(explicit_device ? "the OpenCL device chosen by KVARN_CL_PLATFORM / KVARN_CL_DEVICE"
                          : "an OpenCL " + device.caps.type + " is present (" +
                                device.caps.device_name + ") and its kernels build");
   return backend;
 #else
-  reason("this build has no OpenCL backend");
-  return make_cpu_backend();
+  return fallback("this build has no OpenCL backend");
 #endif
 }
 
 }  // namespace
 
-std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why) {
+std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why, bool* fell_back) {
   if (why) why->clear();
+  if (fell_back) *fell_back = false;
   switch (kind) {
     case BackendKind::cpu:
       return make_cpu_backend();
@@ -102,7 +105,7 @@ std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why) {
     case BackendKind::automatic:
       break;
   }
-  return automatic_backend(why);
+  return automatic_backend(why, fell_back);
 }
 
 }  // namespace kvarn_cl

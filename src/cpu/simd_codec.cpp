@@ -166,31 +166,126 @@ HWY_INLINE float VecStd(const float* x, int n) {
   return std::sqrt(hn::GetLane(hn::SumOfLanes(df, hn::Add(q0, q1))) / float(n - 1));
 }
 
-// Column standard deviations of a rows×cols matrix.
-void ColStds(const float* m, int rows, int cols, float* colsum, float* cs) {
+// Row standard deviations of a rows×cols matrix, four rows at a time: the per-row sums are short
+// dependency chains ending in a horizontal reduction, so interleaving rows keeps the vector units
+// busy instead of waiting on each chain.
+//
+// The matrix is cur = M · inv_col[col] · inv_row[row] (or M itself when inv_col is null), computed
+// on the fly from M: recomputing two products is cheaper than storing and reloading cur.
+template <bool kScaled>
+HWY_INLINE hn::Vec<DF> Cur(const float* x, const float* inv_col, hn::Vec<DF> inv_row, int c) {
+  const DF df;
+  if (!kScaled) return hn::LoadU(df, x + c);
+  return hn::Mul(hn::Mul(hn::LoadU(df, x + c), hn::LoadU(df, inv_col + c)), inv_row);
+}
+
+template <bool kScaled>
+void RowStds(const float* m, const float* inv_col, const float* inv_row, int rows, int cols,
+             float* rs) {
   const DF df;
   const int N = int(hn::Lanes(df));
-  for (int c = 0; c < cols; c += N) hn::StoreU(hn::Zero(df), df, colsum + c);
-  for (int r = 0; r < rows; ++r) {
-    const float* x = m + std::size_t(r) * cols;
-    for (int c = 0; c < cols; c += N)
-      hn::StoreU(hn::Add(hn::LoadU(df, colsum + c), hn::LoadU(df, x + c)), df, colsum + c);
-  }
-  const auto inv_rows = hn::Set(df, 1.0f / float(rows));
-  for (int c = 0; c < cols; c += N) {
-    hn::StoreU(hn::Mul(hn::LoadU(df, colsum + c), inv_rows), df, colsum + c);  // now the mean
-    hn::StoreU(hn::Zero(df), df, cs + c);
-  }
-  for (int r = 0; r < rows; ++r) {
-    const float* x = m + std::size_t(r) * cols;
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float* x0 = m + std::size_t(r) * cols;
+    const float* x1 = x0 + cols;
+    const float* x2 = x1 + cols;
+    const float* x3 = x2 + cols;
+    const auto i0 = hn::Set(df, kScaled ? inv_row[r] : 1.0f);
+    const auto i1 = hn::Set(df, kScaled ? inv_row[r + 1] : 1.0f);
+    const auto i2 = hn::Set(df, kScaled ? inv_row[r + 2] : 1.0f);
+    const auto i3 = hn::Set(df, kScaled ? inv_row[r + 3] : 1.0f);
+    auto s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
     for (int c = 0; c < cols; c += N) {
-      const auto d = hn::Sub(hn::LoadU(df, x + c), hn::LoadU(df, colsum + c));
-      hn::StoreU(hn::MulAdd(d, d, hn::LoadU(df, cs + c)), df, cs + c);
+      s0 = hn::Add(s0, Cur<kScaled>(x0, inv_col, i0, c));
+      s1 = hn::Add(s1, Cur<kScaled>(x1, inv_col, i1, c));
+      s2 = hn::Add(s2, Cur<kScaled>(x2, inv_col, i2, c));
+      s3 = hn::Add(s3, Cur<kScaled>(x3, inv_col, i3, c));
     }
+    const float inv_n = 1.0f / float(cols);
+    const auto m0 = hn::Set(df, hn::GetLane(hn::SumOfLanes(df, s0)) * inv_n);
+    const auto m1 = hn::Set(df, hn::GetLane(hn::SumOfLanes(df, s1)) * inv_n);
+    const auto m2 = hn::Set(df, hn::GetLane(hn::SumOfLanes(df, s2)) * inv_n);
+    const auto m3 = hn::Set(df, hn::GetLane(hn::SumOfLanes(df, s3)) * inv_n);
+    auto q0 = hn::Zero(df), q1 = hn::Zero(df), q2 = hn::Zero(df), q3 = hn::Zero(df);
+    for (int c = 0; c < cols; c += N) {
+      const auto d0 = hn::Sub(Cur<kScaled>(x0, inv_col, i0, c), m0);
+      const auto d1 = hn::Sub(Cur<kScaled>(x1, inv_col, i1, c), m1);
+      const auto d2 = hn::Sub(Cur<kScaled>(x2, inv_col, i2, c), m2);
+      const auto d3 = hn::Sub(Cur<kScaled>(x3, inv_col, i3, c), m3);
+      q0 = hn::MulAdd(d0, d0, q0);
+      q1 = hn::MulAdd(d1, d1, q1);
+      q2 = hn::MulAdd(d2, d2, q2);
+      q3 = hn::MulAdd(d3, d3, q3);
+    }
+    const float inv_n1 = 1.0f / float(cols - 1);
+    rs[r] = std::sqrt(hn::GetLane(hn::SumOfLanes(df, q0)) * inv_n1);
+    rs[r + 1] = std::sqrt(hn::GetLane(hn::SumOfLanes(df, q1)) * inv_n1);
+    rs[r + 2] = std::sqrt(hn::GetLane(hn::SumOfLanes(df, q2)) * inv_n1);
+    rs[r + 3] = std::sqrt(hn::GetLane(hn::SumOfLanes(df, q3)) * inv_n1);
   }
+  std::vector<float>& row = scratch().row;
+  for (; r < rows; ++r) {
+    float* y = sized(row, std::size_t(cols));
+    const auto ir = hn::Set(df, kScaled ? inv_row[r] : 1.0f);
+    for (int c = 0; c < cols; c += N) hn::StoreU(Cur<kScaled>(m + std::size_t(r) * cols, inv_col, ir, c), df, y + c);
+    rs[r] = VecStd(y, cols);
+  }
+}
+
+// Column standard deviations of a rows×cols matrix, in blocks of four vectors of columns kept in
+// registers over all rows.
+template <bool kScaled>
+void ColStds(const float* m, const float* inv_col, const float* inv_row, int rows, int cols,
+             float* cs) {
+  const DF df;
+  const int N = int(hn::Lanes(df));
+  const auto inv_rows = hn::Set(df, 1.0f / float(rows));
   const auto inv = hn::Set(df, 1.0f / float(rows - 1));
-  for (int c = 0; c < cols; c += N)
-    hn::StoreU(hn::Sqrt(hn::Mul(hn::LoadU(df, cs + c), inv)), df, cs + c);
+  int c = 0;
+  for (; c + 4 * N <= cols; c += 4 * N) {
+    auto s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+    const float* x = m;
+    for (int r = 0; r < rows; ++r, x += cols) {
+      const auto ir = hn::Set(df, kScaled ? inv_row[r] : 1.0f);
+      s0 = hn::Add(s0, Cur<kScaled>(x, inv_col, ir, c));
+      s1 = hn::Add(s1, Cur<kScaled>(x, inv_col, ir, c + N));
+      s2 = hn::Add(s2, Cur<kScaled>(x, inv_col, ir, c + 2 * N));
+      s3 = hn::Add(s3, Cur<kScaled>(x, inv_col, ir, c + 3 * N));
+    }
+    const auto m0 = hn::Mul(s0, inv_rows), m1 = hn::Mul(s1, inv_rows);
+    const auto m2 = hn::Mul(s2, inv_rows), m3 = hn::Mul(s3, inv_rows);
+    auto q0 = hn::Zero(df), q1 = hn::Zero(df), q2 = hn::Zero(df), q3 = hn::Zero(df);
+    x = m;
+    for (int r = 0; r < rows; ++r, x += cols) {
+      const auto ir = hn::Set(df, kScaled ? inv_row[r] : 1.0f);
+      const auto d0 = hn::Sub(Cur<kScaled>(x, inv_col, ir, c), m0);
+      const auto d1 = hn::Sub(Cur<kScaled>(x, inv_col, ir, c + N), m1);
+      const auto d2 = hn::Sub(Cur<kScaled>(x, inv_col, ir, c + 2 * N), m2);
+      const auto d3 = hn::Sub(Cur<kScaled>(x, inv_col, ir, c + 3 * N), m3);
+      q0 = hn::MulAdd(d0, d0, q0);
+      q1 = hn::MulAdd(d1, d1, q1);
+      q2 = hn::MulAdd(d2, d2, q2);
+      q3 = hn::MulAdd(d3, d3, q3);
+    }
+    hn::StoreU(hn::Sqrt(hn::Mul(q0, inv)), df, cs + c);
+    hn::StoreU(hn::Sqrt(hn::Mul(q1, inv)), df, cs + c + N);
+    hn::StoreU(hn::Sqrt(hn::Mul(q2, inv)), df, cs + c + 2 * N);
+    hn::StoreU(hn::Sqrt(hn::Mul(q3, inv)), df, cs + c + 3 * N);
+  }
+  for (; c < cols; c += N) {
+    auto s0 = hn::Zero(df);
+    for (int r = 0; r < rows; ++r)
+      s0 = hn::Add(s0, Cur<kScaled>(m + std::size_t(r) * cols, inv_col,
+                                    hn::Set(df, kScaled ? inv_row[r] : 1.0f), c));
+    const auto m0 = hn::Mul(s0, inv_rows);
+    auto q0 = hn::Zero(df);
+    for (int r = 0; r < rows; ++r) {
+      const auto d0 = hn::Sub(Cur<kScaled>(m + std::size_t(r) * cols, inv_col,
+                                           hn::Set(df, kScaled ? inv_row[r] : 1.0f), c), m0);
+      q0 = hn::MulAdd(d0, d0, q0);
+    }
+    hn::StoreU(hn::Sqrt(hn::Mul(q0, inv)), df, cs + c);
+  }
 }
 
 float RatioTerm(const float* s, int n) {
@@ -218,19 +313,8 @@ void UpdateLogScale(float* log_scale, const float* stds, float* scale, float* in
   }
 }
 
-// cur row r = M row r · inv_col · inv_row[r]
-HWY_INLINE void ScaledRow(const float* x, const float* inv_col, float inv_row, int cols, float* y) {
-  const DF df;
-  const int N = int(hn::Lanes(df));
-  const auto ir = hn::Set(df, inv_row);
-  for (int c = 0; c < cols; c += N)
-    hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(df, x + c), hn::LoadU(df, inv_col + c)), ir), df, y + c);
-}
-
 // Fills bc (cols) and br (rows) with the best scales of SPEC §2.3.
 void Normalize(const float* m, int rows, int cols, int iters, Scratch& s, float* bc, float* br) {
-  float* cur = sized(s.cur, std::size_t(rows) * cols);
-  float* row = sized(s.row, std::size_t(cols));
   float* lc = sized(s.lc, std::size_t(cols));
   float* lr = sized(s.lr, std::size_t(rows));
   float* ec = sized(s.ec, std::size_t(cols));
@@ -239,7 +323,6 @@ void Normalize(const float* m, int rows, int cols, int iters, Scratch& s, float*
   float* ier = sized(s.ier, std::size_t(rows));
   float* rs = sized(s.rs, std::size_t(rows));
   float* cs = sized(s.cs, std::size_t(cols));
-  float* colsum = sized(s.colsum, std::size_t(cols));
   std::fill_n(lc, cols, 0.0f);
   std::fill_n(lr, rows, 0.0f);
   std::fill_n(ec, cols, 1.0f);
@@ -249,22 +332,15 @@ void Normalize(const float* m, int rows, int cols, int iters, Scratch& s, float*
   std::fill_n(bc, cols, 1.0f);
   std::fill_n(br, rows, 1.0f);
 
-  for (int r = 0; r < rows; ++r) rs[r] = VecStd(m + std::size_t(r) * cols, cols);
-  ColStds(m, rows, cols, colsum, cs);
+  RowStds<false>(m, nullptr, nullptr, rows, cols, rs);
+  ColStds<false>(m, nullptr, nullptr, rows, cols, cs);
   float best = RatioTerm(cs, cols) + RatioTerm(rs, rows);
   for (int it = 1; it <= iters; ++it) {
     UpdateLogScale(lc, cs, ec, iec, cols);
-    for (int r = 0; r < rows; ++r) {
-      ScaledRow(m + std::size_t(r) * cols, iec, ier[r], cols, row);
-      rs[r] = VecStd(row, cols);
-    }
+    RowStds<true>(m, iec, ier, rows, cols, rs);
     UpdateLogScale(lr, rs, er, ier, rows);
-    for (int r = 0; r < rows; ++r) {
-      float* y = cur + std::size_t(r) * cols;
-      ScaledRow(m + std::size_t(r) * cols, iec, ier[r], cols, y);
-      rs[r] = VecStd(y, cols);
-    }
-    ColStds(cur, rows, cols, colsum, cs);
+    RowStds<true>(m, iec, ier, rows, cols, rs);
+    ColStds<true>(m, iec, ier, rows, cols, cs);
     const float imb = RatioTerm(cs, cols) + RatioTerm(rs, rows);
     if (imb <= best) {
       best = imb;
