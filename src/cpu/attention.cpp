@@ -273,6 +273,11 @@ void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layo
       const float* qg = q.data() + (std::size_t(s) * Hq + std::size_t(h) * R) * D;
       const std::size_t b = segs.size() * c / chunks, e = segs.size() * (c + 1) / chunks;
       for (std::size_t i = b; i < e; ++i) {
+        // The next record is Hk records away in the pool: no hardware prefetcher follows that
+        // stride, so ask for it while this tile is computed.
+        if (i + 1 < e && segs[i + 1].record != nullptr)
+          for (std::size_t off = 0; off < layout->bytes; off += 64)
+            __builtin_prefetch(segs[i + 1].record + off);
         if (segs[i].record != nullptr)
           w.record_tile(*layout, segs[i].record, qg, m, l, acc);
         else

@@ -37,20 +37,33 @@ HWY_INLINE void CodeBlock(DF df, const float* a, std::size_t a_stride, const std
   const DI di;
   const std::size_t N = hn::Lanes(df);
   const int cpw = 32 / bits;
-  const auto mask = hn::Set(du, (1u << bits) - 1u);
+  // Phase j is isolated by masking its bits in place (the code times 2^(j·bits), exact in int32
+  // and in float) and the power of two is taken out of the sums at the end: scaling by a power of
+  // two commutes with every rounding, so this is exactly the sum of a · code, one shift cheaper
+  // per code vector. The top phase would not fit a positive int32 and is shifted down instead.
   const int sh0 = j0 * bits, sh1 = (j0 + 1) * bits;
+  const bool top1 = j0 + 1 == cpw - 1;
+  const auto mask0 = hn::Set(du, ((1u << bits) - 1u) << sh0);
+  const auto mask1 = hn::Set(du, ((1u << bits) - 1u) << (top1 ? 0 : sh1));
   hn::Vec<DF> acc0[RB], acc1[RB];
   for (int r = 0; r < RB; ++r) acc0[r] = acc1[r] = hn::Zero(df);
   const std::uint8_t* p = codes + 4 * word0;
   for (int i = 0; i < rows; ++i, p += row_bytes) {
     const auto w = hn::LoadU(du, reinterpret_cast<const std::uint32_t*>(p));
-    const auto c0 = hn::ConvertTo(df, hn::BitCast(di, hn::And(hn::ShiftRightSame(w, sh0), mask)));
-    const auto c1 = hn::ConvertTo(df, hn::BitCast(di, hn::And(hn::ShiftRightSame(w, sh1), mask)));
+    const auto c0 = hn::ConvertTo(df, hn::BitCast(di, hn::And(w, mask0)));
+    const auto c1 = hn::ConvertTo(
+        df, hn::BitCast(di, top1 ? hn::ShiftRightSame(w, sh1) : hn::And(w, mask1)));
     for (int r = 0; r < RB; ++r) {
       const auto s = hn::Set(df, a[std::size_t(r) * a_stride + std::size_t(i)]);
       acc0[r] = hn::MulAdd(s, c0, acc0[r]);
       acc1[r] = hn::MulAdd(s, c1, acc1[r]);
     }
+  }
+  const auto unscale0 = hn::Set(df, std::ldexp(1.0f, -sh0));
+  const auto unscale1 = hn::Set(df, top1 ? 1.0f : std::ldexp(1.0f, -sh1));
+  for (int r = 0; r < RB; ++r) {
+    acc0[r] = hn::Mul(acc0[r], unscale0);
+    acc1[r] = hn::Mul(acc1[r], unscale1);
   }
   HWY_ALIGN float tmp[2 * hn::MaxLanes(df)];
   for (int r = 0; r < RB; ++r) {
