@@ -124,21 +124,34 @@ struct Worker {
     load_scales(rec + L.zp_v, G, zp_v.data(), "zp_V", simd);
     const int st = stride();
 
+    if (simd) {
+      // Scores: q pre-scaled by s_col_K, codes × floats, then zero point and s_row_K per token;
+      // values: weights p·s_row_V over the codes, plus Σ p·zp_V, all times s_col_V.
+      simd::prescale_query(q, R, D, s_col_k.data(), zp_k.data(), qs.data(), z.data());
+      simd::code_matmul(qs.data(), std::size_t(D), R, rec + L.k_codes, L.k_row_bytes, L.k_bits, D,
+                        G, score.data(), std::size_t(st));
+      simd::fold_scores(score.data(), std::size_t(st), R, G, s_row_k.data(), z.data(), scale);
+      softmax_update(G, m, l, acc);
+      simd::value_weights(score.data(), std::size_t(st), R, G, zp_v.data(), s_row_v.data(), zs.data());
+      simd::code_matmul(score.data(), std::size_t(st), R, rec + L.v_codes, L.v_row_bytes, L.v_bits,
+                        G, D, tmp.data(), std::size_t(D));
+      simd::accumulate_values(acc, tmp.data(), R, D, s_col_v.data(), zs.data());
+      return;
+    }
+
     // Scores: q pre-scaled by s_col_K, codes × floats, then zero point and s_row_K per token.
     for (int r = 0; r < R; ++r) {
       const float* qr = q + std::size_t(r) * D;
-      float zr = 0;
+      // The zero-point sums may cancel and shift every score of the tile: summed in double.
+      double zr = 0;
       for (int d = 0; d < D; ++d) {
         qs[std::size_t(r) * D + d] = qr[d] * s_col_k[std::size_t(d)];
         zr += qr[d] * zp_k[std::size_t(d)];
       }
-      z[std::size_t(r)] = zr;
-      if (!simd) std::fill_n(score.data() + std::size_t(r) * st, G, 0.0f);
+      z[std::size_t(r)] = float(zr);
+      std::fill_n(score.data() + std::size_t(r) * st, G, 0.0f);
     }
-    if (simd)
-      simd::code_matmul(qs.data(), std::size_t(D), R, rec + L.k_codes, L.k_row_bytes, L.k_bits, D,
-                        G, score.data(), std::size_t(st));
-    else for (int d = 0; d < D; ++d) {
+    for (int d = 0; d < D; ++d) {
       unpack_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits, cf.data());
       for (int r = 0; r < R; ++r) {
         const float a = qs[std::size_t(r) * D + d];
@@ -155,18 +168,15 @@ struct Worker {
     // Values: weights p·s_row_V over the codes, plus Σ p·zp_V, all times s_col_V.
     for (int r = 0; r < R; ++r) {
       float* sr = score.data() + std::size_t(r) * st;
-      float zsum = 0;
+      double zsum = 0;
       for (int t = 0; t < G; ++t) {
         zsum += sr[t] * zp_v[std::size_t(t)];
         sr[t] *= s_row_v[std::size_t(t)];
       }
-      zs[std::size_t(r)] = zsum;
+      zs[std::size_t(r)] = float(zsum);
     }
-    if (simd)
-      simd::code_matmul(score.data(), std::size_t(st), R, rec + L.v_codes, L.v_row_bytes, L.v_bits,
-                        G, D, tmp.data(), std::size_t(D));
-    else std::fill(tmp.begin(), tmp.end(), 0.0f);
-    if (!simd) for (int t = 0; t < G; ++t) {
+    std::fill(tmp.begin(), tmp.end(), 0.0f);
+    for (int t = 0; t < G; ++t) {
       unpack_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits, cf.data());
       for (int r = 0; r < R; ++r) {
         const float w = score[std::size_t(r) * st + t];

@@ -51,6 +51,19 @@ void fp16_accumulate(const float* p, std::size_t stride, int R, int D, const hal
 // replaces the scores by their weights exp(score - m_new).
 void softmax_update(float* score, std::size_t stride, int R, int n, int D, float* m, float* l,
                     float* acc);
+// The steps of SPEC §4 around the two code products, for R heads of one tile:
+// qs[r][d] = q[r][d]·s_col[d] and z[r] = Σ_d q[r][d]·zp[d];
+void prescale_query(const float* q, int R, int D, const float* s_col, const float* zp, float* qs,
+                    float* z);
+// score[r][t] = s_row[t]·(score[r][t] + z[r])·scale;
+void fold_scores(float* score, std::size_t stride, int R, int G, const float* s_row,
+                 const float* z, float scale);
+// zs[r] = Σ_t p[r][t]·zp[t], then p[r][t] *= s_row[t] (p in `score`);
+void value_weights(float* score, std::size_t stride, int R, int G, const float* zp,
+                   const float* s_row, float* zs);
+// acc[r][d] += s_col[d]·(tmp[r][d] + zs[r]).
+void accumulate_values(float* acc, const float* tmp, int R, int D, const float* s_col,
+                       const float* zs);
 // n fp16 values (unaligned bytes) to floats; false when one is NaN/Inf.
 bool load_finite_halves(const std::uint8_t* src, int n, float* out);
 

@@ -172,6 +172,92 @@ void Fp16Accumulate(const float* p, std::size_t stride, int R, int D, const half
   }
 }
 
+// The per-tile vector steps around the two code products (see simd.hpp): vectorized over channels
+// or tokens, the sums as vector partial sums.
+// The zero-point sums are dot products whose terms may cancel, and an error in them shifts every
+// score of the tile: they are summed in double like the reference (four partial sums, so the
+// adds do not wait on each other), over the fp32 products the reference forms.
+HWY_INLINE float SumInDouble(const float* x, int n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += x[i];
+    s1 += x[i + 1];
+    s2 += x[i + 2];
+    s3 += x[i + 3];
+  }
+  for (; i < n; ++i) s0 += x[i];
+  return float((s0 + s1) + (s2 + s3));
+}
+
+void PrescaleQuery(const float* q, int R, int D, const float* s_col, const float* zp, float* qs,
+                   float* z) {
+  const hn::ScalableTag<float> df;
+  const int N = int(hn::Lanes(df));
+  HWY_ALIGN float prod[256];
+  for (int r = 0; r < R; ++r) {
+    const float* qr = q + std::size_t(r) * D;
+    float* out = qs + std::size_t(r) * D;
+    for (int d0 = 0; d0 < D; d0 += 256) {
+      const int n = std::min(256, D - d0);
+      for (int d = 0; d < n; d += N) {
+        const auto qv = hn::LoadU(df, qr + d0 + d);
+        hn::StoreU(hn::Mul(qv, hn::LoadU(df, s_col + d0 + d)), df, out + d0 + d);
+        hn::Store(hn::Mul(qv, hn::LoadU(df, zp + d0 + d)), df, prod + d);
+      }
+      z[r] = (d0 == 0 ? 0.0f : z[r]) + SumInDouble(prod, n);
+    }
+  }
+}
+
+void FoldScores(float* score, std::size_t stride, int R, int G, const float* s_row,
+                const float* z, float scale) {
+  const hn::ScalableTag<float> df;
+  const int N = int(hn::Lanes(df));
+  const auto vs = hn::Set(df, scale);
+  for (int r = 0; r < R; ++r) {
+    float* sr = score + std::size_t(r) * stride;
+    const auto vz = hn::Set(df, z[r]);
+    for (int t = 0; t < G; t += N)
+      hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(df, s_row + t), hn::Add(hn::LoadU(df, sr + t), vz)), vs),
+                 df, sr + t);
+  }
+}
+
+void ValueWeights(float* score, std::size_t stride, int R, int G, const float* zp,
+                  const float* s_row, float* zs) {
+  const hn::ScalableTag<float> df;
+  const int N = int(hn::Lanes(df));
+  HWY_ALIGN float prod[256];
+  for (int r = 0; r < R; ++r) {
+    float* sr = score + std::size_t(r) * stride;
+    for (int t0 = 0; t0 < G; t0 += 256) {
+      const int n = std::min(256, G - t0);
+      for (int t = 0; t < n; t += N) {
+        const auto p = hn::LoadU(df, sr + t0 + t);
+        hn::Store(hn::Mul(p, hn::LoadU(df, zp + t0 + t)), df, prod + t);
+        hn::StoreU(hn::Mul(p, hn::LoadU(df, s_row + t0 + t)), df, sr + t0 + t);
+      }
+      zs[r] = (t0 == 0 ? 0.0f : zs[r]) + SumInDouble(prod, n);
+    }
+  }
+}
+
+void AccumulateValues(float* acc, const float* tmp, int R, int D, const float* s_col,
+                      const float* zs) {
+  const hn::ScalableTag<float> df;
+  const int N = int(hn::Lanes(df));
+  for (int r = 0; r < R; ++r) {
+    float* ar = acc + std::size_t(r) * D;
+    const float* tr = tmp + std::size_t(r) * D;
+    const auto vz = hn::Set(df, zs[r]);
+    for (int d = 0; d < D; d += N)
+      hn::StoreU(hn::MulAdd(hn::LoadU(df, s_col + d), hn::Add(hn::LoadU(df, tr + d), vz),
+                            hn::LoadU(df, ar + d)),
+                 df, ar + d);
+  }
+}
+
 // Online softmax update of R heads over n new scores (see simd.hpp).
 void SoftmaxUpdate(float* score, std::size_t stride, int R, int n, int D, float* m, float* l,
                    float* acc) {
@@ -248,6 +334,27 @@ HWY_EXPORT(CodeMatmul);
 HWY_EXPORT(Fp16Scores);
 HWY_EXPORT(Fp16Accumulate);
 HWY_EXPORT(SoftmaxUpdate);
+HWY_EXPORT(PrescaleQuery);
+HWY_EXPORT(FoldScores);
+HWY_EXPORT(ValueWeights);
+HWY_EXPORT(AccumulateValues);
+
+void prescale_query(const float* q, int R, int D, const float* s_col, const float* zp, float* qs,
+                    float* z) {
+  HWY_DYNAMIC_DISPATCH(PrescaleQuery)(q, R, D, s_col, zp, qs, z);
+}
+void fold_scores(float* score, std::size_t stride, int R, int G, const float* s_row,
+                 const float* z, float scale) {
+  HWY_DYNAMIC_DISPATCH(FoldScores)(score, stride, R, G, s_row, z, scale);
+}
+void value_weights(float* score, std::size_t stride, int R, int G, const float* zp,
+                   const float* s_row, float* zs) {
+  HWY_DYNAMIC_DISPATCH(ValueWeights)(score, stride, R, G, zp, s_row, zs);
+}
+void accumulate_values(float* acc, const float* tmp, int R, int D, const float* s_col,
+                       const float* zs) {
+  HWY_DYNAMIC_DISPATCH(AccumulateValues)(acc, tmp, R, D, s_col, zs);
+}
 HWY_EXPORT(LoadFiniteHalves);
 
 void softmax_update(float* score, std::size_t stride, int R, int n, int D, float* m, float* l,
