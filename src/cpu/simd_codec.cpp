@@ -529,8 +529,16 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
   }
   half_bits* kh = sized(s.halves, values);
   floats_to_halves(kc, kh, values);
-  for (int d = 0; d < D; ++d)
-    for (int t = 0; t < G; ++t) k_out[std::size_t(t) * D + d] = kh[std::size_t(d) * G + t];
+  // Transposing store in 16×16 blocks: each output row segment is one contiguous 32-byte run
+  // and the strided reads stay within a few cache lines.
+  constexpr int kB = 16;
+  for (int t0 = 0; t0 < G; t0 += kB)
+    for (int d0 = 0; d0 < D; d0 += kB)
+      for (int t = t0; t < t0 + kB; ++t) {
+        half_bits* o = k_out + std::size_t(t) * D + d0;
+        const half_bits* in = kh + std::size_t(d0) * G + t;
+        for (int d = 0; d < kB; ++d) o[d] = in[std::size_t(d) * G];
+      }
 
   // V: token-major as stored.
   float* vrow = sized(s.cur, std::size_t(D));
