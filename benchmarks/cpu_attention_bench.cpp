@@ -97,7 +97,6 @@ void BM_Fp16Decode(benchmark::State& state) {
   a.v = vb.get();
   a.capacity = ctx;
   a.seq_lens = lb.get();
-  a.max_context = ctx;
   for (auto _ : state) {
     be->attend_fp16(a);
     benchmark::DoNotOptimize(ob->host_data());

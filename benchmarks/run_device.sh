@@ -5,7 +5,9 @@
 #   . .gpu/nvidia-opencl-env.sh; bash benchmarks/run_device.sh "$OUT"
 #
 # KVARN_CL_PLATFORM selects the platform (default: NVIDIA). Set KVARN_RUN_TESTS=0 or
-# KVARN_RUN_BENCH=0 to skip a phase; KVARN_TEST_FILTER (ctest -R) and KVARN_BENCH_FILTER narrow them.
+# KVARN_RUN_BENCH=0 to skip a phase, KVARN_RUN_TORCH=0 the PyTorch baseline
+# (benchmarks/torch_sdpa_bench.py); KVARN_TEST_FILTER (ctest -R), KVARN_BENCH_FILTER and
+# KVARN_BENCH_ONLY (a glob of benchmark executables) narrow them.
 set -u
 out=${1:-device-results}
 mkdir -p "$out"
@@ -30,10 +32,16 @@ if [ "${KVARN_RUN_TESTS:-1}" = 1 ]; then
 fi
 
 if [ "${KVARN_RUN_BENCH:-1}" = 1 ]; then
+  # What users would pick instead, in the same run (skips itself without torch + CUDA).
+  if [ "${KVARN_RUN_TORCH:-1}" = 1 ]; then
+    python3 benchmarks/torch_sdpa_bench.py "$out/torch_sdpa_bench.json" > "$out/torch_sdpa_bench.txt" 2>&1
+    echo "torch_sdpa_bench: exit $?"; tail -40 "$out/torch_sdpa_bench.txt"
+  fi
   for b in build-device/benchmarks/*_bench; do
     [ -x "$b" ] || continue
     name=$(basename "$b")
     case "$name" in cpu_*) continue ;; esac  # CPU benchmarks belong to CPU machines
+    case "$name" in ${KVARN_BENCH_ONLY:-*}) ;; *) continue ;; esac
     "$b" --benchmark_filter="${KVARN_BENCH_FILTER:-.}" --benchmark_counters_tabular=true \
       --benchmark_out="$out/$name.json" --benchmark_out_format=json > "$out/$name.txt" 2>&1
     echo "$name: exit $?"; tail -40 "$out/$name.txt"

@@ -68,9 +68,13 @@ struct AttendArgs {
 
   // int32 [num_seqs][4]: { slot, sink_len, num_blocks, tail_len } per sequence.
   const Buffer* seq_info = nullptr;
-  // Largest num_blocks and sink_len + num_blocks*G + tail_len over the batch (for launch sizing).
-  int max_seq_blocks = 0;
-  int max_context = 0;
+
+  // Optional host copies of the values in seq_info and block_tables (a cache has them anyway).
+  // Given, a device backend validates the indices and sizes its launch from them and never
+  // reads the index buffers back (no blocking round trip on the decode path); absent, it reads
+  // them back first. They must equal what the buffers hold when the call's kernels run.
+  const std::int32_t* host_seq_info = nullptr;      // [num_seqs][4]
+  const std::int32_t* host_block_tables = nullptr;  // [num_seqs][max_blocks]
 };
 
 // One run of consecutive rows to copy: rows [src_row, src_row + rows) of the source to
@@ -99,7 +103,9 @@ struct AttendFp16Args {
   const Buffer* v = nullptr;
   int capacity = 0;
   const Buffer* seq_lens = nullptr;  // int32 [num_seqs]
-  int max_context = 0;               // largest seq_lens entry (for launch sizing)
+  // Optional host copy of seq_lens (as AttendArgs::host_seq_info): validation and launch sizing
+  // without reading seq_lens back.
+  const std::int32_t* host_seq_lens = nullptr;
   // rotated: k/v hold rotated rows (a materialized KVarN cache): q is rotated first and the
   // output rotated back. original: a plain fp16 cache, no rotation at all.
   Frame kv_frame = Frame::original;
@@ -114,6 +120,13 @@ class Backend {
 
   virtual std::unique_ptr<Buffer> allocate(std::size_t bytes) = 0;
   virtual void write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) = 0;
+  // Like write(), but returns without waiting for the device: the bytes are copied before the
+  // call returns and reach dst before any later call's work runs (in order). Device backends
+  // override it so that small per-step uploads (queries, index lists) do not wait for the
+  // queue to drain.
+  virtual void write_async(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) {
+    write(dst, offset, src, bytes);
+  }
   virtual void read(const Buffer& src, std::size_t offset, void* dst, std::size_t bytes) = 0;
   virtual void copy(const Buffer& src, std::size_t src_offset, Buffer& dst, std::size_t dst_offset,
                     std::size_t bytes) = 0;

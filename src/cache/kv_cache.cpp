@@ -671,14 +671,13 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
       throw NonFiniteInput(cat("attend: q[", i / (std::size_t(hq) * D), "][", (i / D) % hq, "][", i % D, "] is ", q[i]));
 
   std::vector<const Sequence*> batch;
-  int max_nb = 0, max_context = 0;
+  int max_nb = 0;
   for (std::size_t i = 0; i < S; ++i) {
     const Sequence& s = find(ids[i], "attend");
     if (s.length[l] == 0)
       throw InvalidArgument(cat("attend: sequence ", ids[i], " has no tokens in layer ", layer));
     batch.push_back(&s);
     max_nb = std::max(max_nb, tiles_for(s.committed[l]));
-    max_context = std::max(max_context, s.length[l]);
   }
   const std::size_t out_bytes = q_values * (out_type == ElementType::f32 ? 4 : 2);
   if (on_device && q_rows.device->size() < q_values * 4)
@@ -690,13 +689,15 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
   // Host queries and outputs go through workspaces; device ones are used where they are.
   const Buffer& qb = on_device ? *q_rows.device : q_ws.ensure(*be, q_values * 4);
   Buffer& ob = on_device ? *out_device : out_ws.ensure(*be, out_bytes);
-  if (!on_device) be->write(q_ws.ensure(*be, q_values * 4), 0, q, q_values * 4);
+  // Uploads do not wait for the queue (the previous layer's kernels may still run); the one
+  // wait of a host-side call is the read of its output.
+  if (!on_device) be->write_async(q_ws.ensure(*be, q_values * 4), 0, q, q_values * 4);
 
   if (path == AttendPath::materialize) {
     std::vector<std::int32_t> lens;
     const int cap = gather_fp16(layer, batch, lens);
     Buffer& lb = lens_ws.ensure(*be, lens.size() * 4);
-    be->write(lb, 0, lens.data(), lens.size() * 4);
+    be->write_async(lb, 0, lens.data(), lens.size() * 4);
     AttendFp16Args a;
     a.num_seqs = int(S);
     a.num_q_heads = hq;
@@ -710,7 +711,7 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
     a.v = &mat_v.ensure(*be, 0);
     a.capacity = cap;
     a.seq_lens = &lb;
-    a.max_context = max_context;
+    a.host_seq_lens = lens.data();
     a.kv_frame = Frame::rotated;
     be->attend_fp16(a);
   } else {
@@ -727,8 +728,8 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
     }
     Buffer& tb = tables_ws.ensure(*be, tables.size() * 4);
     Buffer& ib = info_ws.ensure(*be, info.size() * 4);
-    be->write(tb, 0, tables.data(), tables.size() * 4);
-    be->write(ib, 0, info.data(), info.size() * 4);
+    be->write_async(tb, 0, tables.data(), tables.size() * 4);
+    be->write_async(ib, 0, info.data(), info.size() * 4);
     const LayerPools& pools = layers[l];
     AttendArgs a;
     a.params = pools.codec;
@@ -749,8 +750,8 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
     a.sink_capacity = sink_cap;
     a.tail_capacity = tail_cap;
     a.seq_info = &ib;
-    a.max_seq_blocks = max_nb;
-    a.max_context = max_context;
+    a.host_seq_info = info.data();  // the backend validates and sizes from these: no read-back
+    a.host_block_tables = tables.data();
     be->attend(a);
   }
   if (!on_device) be->read(ob, 0, out, out_bytes);

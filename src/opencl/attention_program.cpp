@@ -79,6 +79,26 @@ int attend_fp16_splits(std::size_t groups_without_split, int max_units, unsigned
   return int(std::max<std::size_t>(1, std::min(want, most)));
 }
 
+int attend_mma_heads_per_group(int q_per_kv) {
+  for (int h = 8; h > 1; --h)
+    if (q_per_kv % h == 0) return h;
+  return 1;
+}
+
+ProgramSpec attend_records_mma_program(const CodecParams& params, int heads_per_group, bool emulate) {
+  return {{"common.cl", "attention_merge.cl", "mma_primitives.cl", "attention_mma.cl"},
+          geometry_options(params) + " -DAT_HPW=" + std::to_string(heads_per_group) +
+              (emulate ? " -DAT_MMA_EMULATE=1" : "")};
+}
+
+int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {
+  if (max_units <= 1 || groups_without_split == 0) return 1;
+  const std::size_t target = std::size_t(std::max(1u, compute_units)) * 24;
+  const std::size_t want = (target + groups_without_split - 1) / groups_without_split;
+  const std::size_t most = std::size_t(std::max(1, max_units / 2));
+  return int(std::max<std::size_t>(1, std::min(want, most)));
+}
+
 ProgramSpec copy_rows_program() { return {{"copy_rows.cl"}, ""}; }
 
 int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,

@@ -71,6 +71,20 @@ ProgramSpec attend_records_short_program(const CodecParams& params, int heads_pe
 // batch 8) and loses beyond (256 per compute unit, or <= 32 units).
 bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
                                  int heads_per_group, unsigned compute_units);
+// --- matrix-unit fused program (kernels/attention_mma.cl; NVIDIA inline PTX, matrix_units.hpp) ---
+constexpr int kAttendMmaWorkGroup = 32;  // attention_mma.cl MW: one warp
+// Query heads per work-group: the largest divisor of q_per_kv that is at most 8 (4 heads fill
+// one n-block of the mma with their high and low parts, 8 two n-blocks over the same codes).
+int attend_mma_heads_per_group(int q_per_kv);
+// common.cl + attention_merge.cl + mma_primitives.cl + attention_mma.cl for a record geometry;
+// emulate: the primitives in portable OpenCL C (PoCL tests of the kernel's logic).
+ProgramSpec attend_records_mma_program(const CodecParams& params, int heads_per_group,
+                                       bool emulate = false);
+// Context splits: enough one-warp work-groups to fill the device (about 24 per compute unit)
+// while every split keeps at least 2 units where the context allows (a split's fixed cost is
+// the query load and its partial).
+int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
+
 // Context splits of the short program: about 8 groups per compute unit, down to one unit per
 // split (never more splits than units).
 int attend_short_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);

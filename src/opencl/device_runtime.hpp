@@ -26,6 +26,13 @@ struct ProgramSpec {
   std::string options;
 };
 
+// Whether a device runs the matrix-unit kernels (kernels/attention_mma.cl, inline PTX): the
+// result of the probe in matrix_units.cpp, with the reason when it does not.
+struct MatrixUnits {
+  bool available = false;
+  std::string reason;  // "mma.sync probe passed" or why not
+};
+
 class DeviceRuntime {
  public:
   // The shared runtime of a device found by discovery (creates its context on first use).
@@ -44,12 +51,17 @@ class DeviceRuntime {
   // rejects it, DeviceError for other failures. "-cl-std=CL1.2" is always added.
   cl::Program program(const ProgramSpec& spec);
 
+  // Probed once per device, on first use (matrix_units.cpp); never throws.
+  const MatrixUnits& matrix_units();
+
  private:
   cl::Context context_;
   cl::Device device_;
   DeviceCapabilities caps_;
   std::mutex mutex_;
   std::map<std::string, cl::Program> programs_;
+  std::once_flag matrix_units_once_;
+  MatrixUnits matrix_units_;
 };
 
 }  // namespace kvarn_cl::opencl

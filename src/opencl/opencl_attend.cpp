@@ -53,7 +53,8 @@ cl::Buffer& OpenCLBackend::attend_workspace(std::size_t bytes) {
 }
 
 void OpenCLBackend::launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::Kernel& merge_kernel,
-                                                  const cl::NDRange& split_global, int num_splits,
+                                                  const cl::NDRange& split_global,
+                                                  std::size_t split_local, int num_splits,
                                                   std::size_t rows, int head_dim, bool rotate_back,
                                                   ElementType out_type, Buffer& out,
                                                   const char* what) {
@@ -78,11 +79,48 @@ void OpenCLBackend::launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::
       merge_kernel.setArg(5, cl_buffer(out, "out"));
     }
   });
-  launch(split_kernel, split_global, cl::NDRange(kAttendWorkGroup, 1, 1), what);
+  launch(split_kernel, split_global, cl::NDRange(split_local, 1, 1), what);
   attend_split_event_ = last_event_;
   if (num_splits > 1)
     launch(merge_kernel, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
   last_attend_splits_ = num_splits;
+}
+
+OpenCLBackend::AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int max_units,
+                                                             int hpw_portable) {
+  if (attend_kernel_override_ != AttendKernel::automatic) return attend_kernel_override_;
+  if (runtime_->matrix_units().available) return AttendKernel::matrix_units;
+  // Few tiles per compute unit: the short-context kernel (all 128 items of a group on one tile);
+  // otherwise attention.cl's tile slots (attention_program.hpp says where the crossover is).
+  return attend_prefers_short_kernel(groups_portable, max_units, hpw_portable, caps().compute_units)
+             ? AttendKernel::short_context
+             : AttendKernel::tile_slots;
+}
+
+OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind, const CodecParams& params,
+                                                              int hpw) {
+  // Looked up by a small key on every call; the program spec (option strings) is made only once.
+  const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw};
+  auto it = attend_programs_.find(key);
+  if (it != attend_programs_.end()) return it->second;
+  ProgramSpec spec;
+  const char* name = "kvarn_attend_records";
+  switch (kind) {
+    case AttendKernel::matrix_units:
+    case AttendKernel::matrix_units_emulated:
+      spec = attend_records_mma_program(params, hpw, kind == AttendKernel::matrix_units_emulated);
+      name = "kvarn_attend_records_mma";
+      break;
+    case AttendKernel::short_context:
+      spec = attend_records_short_program(params, hpw);
+      name = "kvarn_attend_records_short";
+      break;
+    default:
+      spec = attend_records_program(params, hpw, caps().type == "gpu");
+      break;
+  }
+  AttendPrograms p{&kernel(spec, name), &kernel(spec, "kvarn_attend_merge")};
+  return attend_programs_.emplace(key, p).first->second;
 }
 
 void OpenCLBackend::attend(const AttendArgs& a) {
@@ -98,6 +136,8 @@ void OpenCLBackend::attend(const AttendArgs& a) {
     throw InvalidArgument("attend: max_blocks " + std::to_string(a.max_blocks) + ", sink_capacity " +
                           std::to_string(a.sink_capacity) + ", tail_capacity " +
                           std::to_string(a.tail_capacity) + " must not be negative");
+  if ((a.host_seq_info == nullptr) != (a.host_block_tables == nullptr))
+    throw InvalidArgument("attend: host_seq_info and host_block_tables must be given together");
   const std::size_t S = std::size_t(a.num_seqs), D = std::size_t(L.head_dim);
   const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
   check_range(*a.q, 0, S * Hq * D * 4, "attend: q");
@@ -106,10 +146,19 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   check_range(*a.seq_info, 0, S * 16, "attend: seq_info");
   if (S == 0) return;
 
-  // Validate the index data (as the CPU backend does) and size the launch from it.
-  std::vector<std::int32_t> info(S * 4), tables(S * std::size_t(a.max_blocks));
-  read(*a.seq_info, 0, info.data(), info.size() * 4);
-  if (!tables.empty()) read(*a.block_tables, 0, tables.data(), tables.size() * 4);
+  // Validate the index data (as the CPU backend does) and size the launch from it: from the
+  // caller's host copies when given, else read back (a blocking round trip).
+  const std::int32_t* info = a.host_seq_info;
+  const std::int32_t* tables = a.host_block_tables;
+  if (info == nullptr) {
+    attend_info_rb_.resize(S * 4);
+    attend_tables_rb_.resize(S * std::size_t(a.max_blocks));
+    read(*a.seq_info, 0, attend_info_rb_.data(), attend_info_rb_.size() * 4);
+    if (!attend_tables_rb_.empty())
+      read(*a.block_tables, 0, attend_tables_rb_.data(), attend_tables_rb_.size() * 4);
+    info = attend_info_rb_.data();
+    tables = attend_tables_rb_.data();
+  }
   const std::size_t pool_blocks = a.records->size() / (Hk * L.bytes);
   const std::size_t sink_slot = Hk * std::size_t(a.sink_capacity) * D * 2;
   const std::size_t tail_slot = Hk * std::size_t(a.tail_capacity) * D * 2;
@@ -135,24 +184,22 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   }
 
   const int R = a.num_q_heads / a.num_kv_heads;
-  const int hpw = attend_heads_per_group(R);
+  const int hpw_portable = attend_heads_per_group(R);
+  const AttendKernel kind =
+      attend_kernel_for(S * Hk * std::size_t(R / hpw_portable), max_units, hpw_portable);
+  const bool mma = kind == AttendKernel::matrix_units || kind == AttendKernel::matrix_units_emulated;
+  const int hpw = mma ? attend_mma_heads_per_group(R) : hpw_portable;
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
-  // Few tiles per compute unit: the short-context kernel (all 128 items of a group on one tile);
-  // otherwise attention.cl's tile slots (attention_program.hpp says where the crossover is).
-  const bool use_short =
-      attend_kernel_override_ == AttendKernel::automatic
-          ? attend_prefers_short_kernel(groups, max_units, hpw, caps().compute_units)
-          : attend_kernel_override_ == AttendKernel::short_context;
   int splits = attend_splits_override_ > 0 ? attend_splits_override_
-               : use_short ? attend_short_splits(groups, max_units, caps().compute_units)
-                           : attend_splits(groups, max_units, attend_units_per_step(a.params),
-                                           caps().compute_units);
+               : mma ? attend_mma_splits(groups, max_units, caps().compute_units)
+               : kind == AttendKernel::short_context
+                   ? attend_short_splits(groups, max_units, caps().compute_units)
+                   : attend_splits(groups, max_units, attend_units_per_step(a.params), caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
-  const ProgramSpec spec = use_short ? attend_records_short_program(a.params, hpw)
-                                     : attend_records_program(a.params, hpw, caps().type == "gpu");
-  cl::Kernel& k = kernel(spec, use_short ? "kvarn_attend_records_short" : "kvarn_attend_records");
-  cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
+  AttendPrograms& prog = attend_programs(kind, a.params, hpw);
+  cl::Kernel& k = *prog.split;
+  cl::Kernel& merge = *prog.merge;
   cl_call("attend: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(*a.q, "attend: q"));
     k.setArg(1, cl_buffer(*a.records, "attend: records"));
@@ -170,8 +217,8 @@ void OpenCLBackend::attend(const AttendArgs& a) {
     k.setArg(13, cl_int(splits));
     k.setArg(14, cl_float(a.scale));
   });
-  last_attend_kernel_ = use_short ? AttendKernel::short_context : AttendKernel::tile_slots;
-  if (use_short) {
+  last_attend_kernel_ = kind;
+  if (kind == AttendKernel::short_context) {
     // Partials always, then the merge (as the fp16 program).
     const std::size_t parts = S * Hq * std::size_t(splits);
     cl::Buffer& ws = attend_workspace(parts * (2 + D) * sizeof(float));
@@ -193,9 +240,11 @@ void OpenCLBackend::attend(const AttendArgs& a) {
     last_attend_splits_ = splits;
     return;
   }
+  const std::size_t wg = mma ? kAttendMmaWorkGroup : kAttendWorkGroup;
   launch_attend_split_and_merge(
-      k, merge, cl::NDRange(std::size_t(splits) * kAttendWorkGroup, Hk * std::size_t(R / hpw), S),
-      splits, S * Hq, L.head_dim, true, a.out_type, *a.out, "attend: launching kvarn_attend_records");
+      k, merge, cl::NDRange(std::size_t(splits) * wg, Hk * std::size_t(R / hpw), S), wg, splits,
+      S * Hq, L.head_dim, true, a.out_type, *a.out,
+      mma ? "attend: launching kvarn_attend_records_mma" : "attend: launching kvarn_attend_records");
 }
 
 void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
@@ -216,8 +265,12 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
   check_range(*a.seq_lens, 0, S * 4, "attend_fp16: seq_lens");
   if (S == 0) return;
 
-  std::vector<std::int32_t> lens(S);
-  read(*a.seq_lens, 0, lens.data(), S * 4);
+  const std::int32_t* lens = a.host_seq_lens;
+  if (lens == nullptr) {
+    attend_info_rb_.resize(S);
+    read(*a.seq_lens, 0, attend_info_rb_.data(), S * 4);
+    lens = attend_info_rb_.data();
+  }
   constexpr int kUnit = 128;  // rows per unit (the fp16 program: KV_G of its geometry)
   int max_units = 0;
   for (std::size_t s = 0; s < S; ++s) {

@@ -74,6 +74,24 @@ void OpenCLBackend::write(Buffer& dst, std::size_t offset, const void* src, std:
           [&] { queue_.enqueueWriteBuffer(mem, CL_TRUE, offset, bytes, src); });
 }
 
+void OpenCLBackend::write_async(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
+  check_range(dst, offset, bytes, "write_async: dst");
+  if (bytes == 0) return;
+  const cl::Buffer& mem = cl_buffer(dst, "write_async: dst");
+  // A ring of host copies: a copy is reused only after the write that read it has run (its
+  // event), which for a ring of 16 is long done in a decode loop; so the call never waits for
+  // the queue to drain, unlike a blocking write behind the previous step's kernels.
+  constexpr std::size_t kRing = 16;
+  if (staging_.size() < kRing) staging_.resize(kRing);
+  Staging& slot = staging_[staging_next_++ % kRing];
+  if (slot.done()) cl_call("write_async: waiting for a staging copy", [&] { slot.done.wait(); });
+  slot.bytes.assign(static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
+  cl_call("write " + std::to_string(bytes) + " bytes to the device", [&] {
+    queue_.enqueueWriteBuffer(mem, CL_FALSE, offset, bytes, slot.bytes.data(), nullptr, &slot.done);
+  });
+}
+
 void OpenCLBackend::read(const Buffer& src, std::size_t offset, void* dst, std::size_t bytes) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   check_range(src, offset, bytes, "read: src");

@@ -16,6 +16,7 @@
 // set of kernel arguments on the one queue. The toolkit below is for use inside such a call.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,7 @@ class OpenCLBackend final : public Backend {
 
   std::unique_ptr<Buffer> allocate(std::size_t bytes) override;
   void write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) override;
+  void write_async(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) override;
   void read(const Buffer& src, std::size_t offset, void* dst, std::size_t bytes) override;
   void copy(const Buffer& src, std::size_t src_offset, Buffer& dst, std::size_t dst_offset,
             std::size_t bytes) override;
@@ -87,10 +89,12 @@ class OpenCLBackend final : public Backend {
   // merge kernel's event is last_event()).
   int last_attend_splits() const noexcept { return last_attend_splits_; }
   const cl::Event& last_attend_split_event() const noexcept { return attend_split_event_; }
-  // Fused attention kernel of later attend calls: chosen per launch (attention_program.hpp,
-  // attend_prefers_short_kernel), or forced to attention.cl (tile slots) or attention_short.cl.
+  // Fused attention kernel of later attend calls: chosen per launch (the matrix-unit kernel where
+  // the device has it, matrix_units.hpp; else attention_program.hpp's attend_prefers_short_kernel),
+  // or forced to attention.cl (tile slots), attention_short.cl, attention_mma.cl (inline PTX) or
+  // attention_mma.cl with emulated primitives (any device; slow, for tests).
   // For tests and benchmarks; last_attend_kernel() says which one the last attend call ran.
-  enum class AttendKernel { automatic, tile_slots, short_context };
+  enum class AttendKernel { automatic, tile_slots, short_context, matrix_units, matrix_units_emulated };
   void set_attend_kernel(AttendKernel k) noexcept { attend_kernel_override_ = k; }
   AttendKernel last_attend_kernel() const noexcept { return last_attend_kernel_; }
 
@@ -112,9 +116,28 @@ class OpenCLBackend final : public Backend {
   // Attention (opencl_attend.cpp): split-K partials workspace (grown on demand) and knobs.
   cl::Buffer& attend_workspace(std::size_t bytes);
   void launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::Kernel& merge_kernel,
-                                     const cl::NDRange& split_global, int num_splits,
+                                     const cl::NDRange& split_global, std::size_t split_local,
+                                     int num_splits,
                                      std::size_t rows, int head_dim, bool rotate_back,
                                      ElementType out_type, Buffer& out, const char* what);
+  // The fused kernel for a launch (override, matrix units, or the portable policy).
+  AttendKernel attend_kernel_for(std::size_t groups_portable, int max_units, int hpw_portable);
+  // Split and merge kernels of a fused program, cached by a small key (no option strings per call).
+  struct AttendPrograms {
+    cl::Kernel* split;
+    cl::Kernel* merge;
+  };
+  using AttendProgramKey = std::array<int, 4>;  // kind, preset, head_dim, heads per group
+  AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
+  std::map<AttendProgramKey, AttendPrograms> attend_programs_;
+  std::vector<std::int32_t> attend_info_rb_, attend_tables_rb_;  // read-back when no host copy
+  // write_async staging: host copies that stay alive until their write has run.
+  struct Staging {
+    std::vector<unsigned char> bytes;
+    cl::Event done;
+  };
+  std::vector<Staging> staging_;
+  std::size_t staging_next_ = 0;
   cl::Buffer attend_ws_;
   std::size_t attend_ws_bytes_ = 0;
   int attend_splits_override_ = 0;

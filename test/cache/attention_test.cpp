@@ -188,7 +188,6 @@ TEST(CacheAttention, Fp16BaselineMatchesExact) {
     a.v = vb.get();
     a.capacity = cap;
     a.seq_lens = lb.get();
-    a.max_context = cap;
     be.attend_fp16(a);
     std::vector<float> out(std::size_t(S) * Hq * D);
     be.read(*ob, 0, out.data(), out.size() * 4);

@@ -19,6 +19,7 @@
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
+#include "opencl/matrix_units.hpp"
 #include "opencl_fixture.hpp"
 
 namespace kvarn_cl::test {
@@ -99,7 +100,8 @@ AttendData make_data(const AttendCase& c, std::uint32_t seed) {
 }
 
 // Runs attend on `be` with the host data uploaded to its buffers; returns the output as floats.
-std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_type) {
+std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_type,
+                              bool host_indices = false) {
   auto up = [&](const void* p, std::size_t bytes) {
     auto b = be.allocate(bytes);
     if (bytes) be.write(*b, 0, p, bytes);
@@ -132,6 +134,10 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
   a.sink_capacity = d.sink_cap;
   a.tail_capacity = d.tail_cap;
   a.seq_info = info.get();
+  if (host_indices) {  // the cache's way: host copies of the index data, no read-back
+    a.host_seq_info = d.info.data();
+    a.host_block_tables = d.tables.data();
+  }
   be.attend(a);
   std::vector<float> r(out_n);
   if (out_type == ElementType::f32) {
@@ -171,16 +177,24 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   const std::vector<float> want = run_attend(*cpu, d, c.out_type);
   opencl::OpenCLBackend& cl = cl_backend();
   using Kernel = opencl::OpenCLBackend::AttendKernel;
-  // Both fused kernels (attention.cl's tile slots and attention_short.cl), whichever the
-  // launch policy would pick for this shape.
-  for (const Kernel kernel : {Kernel::tile_slots, Kernel::short_context}) {
-    SCOPED_TRACE(kernel == Kernel::tile_slots ? "attention.cl" : "attention_short.cl");
+  // Every fused kernel, whichever the launch policy would pick for this shape: attention.cl's
+  // tile slots, attention_short.cl, attention_mma.cl with emulated primitives (the matrix-unit
+  // kernel's logic, on any device) and, where the device has matrix units, attention_mma.cl
+  // itself (inline PTX: the H200 host).
+  std::vector<Kernel> kernels{Kernel::tile_slots, Kernel::short_context, Kernel::matrix_units_emulated};
+  if (cl.runtime().matrix_units().available) kernels.push_back(Kernel::matrix_units);
+  for (const Kernel kernel : kernels) {
+    SCOPED_TRACE(kernel == Kernel::tile_slots      ? "attention.cl"
+                 : kernel == Kernel::short_context ? "attention_short.cl"
+                 : kernel == Kernel::matrix_units  ? "attention_mma.cl (inline PTX)"
+                                                   : "attention_mma.cl (emulated)");
     cl.set_attend_kernel(kernel);
     cl.set_attend_splits(c.splits);
     const std::vector<float> got = run_attend(cl, d, c.out_type);
     const int used = cl.last_attend_splits();
     const Kernel ran = cl.last_attend_kernel();
-    const std::vector<float> again = run_attend(cl, d, c.out_type);
+    // The second run passes the index data as host copies (no read-back): same launch, same bits.
+    const std::vector<float> again = run_attend(cl, d, c.out_type, true);
     cl.set_attend_splits(0);
     cl.set_attend_kernel(Kernel::automatic);
     EXPECT_TRUE(ran == kernel);
@@ -358,15 +372,54 @@ TEST(OpenCLCopyRows, OneLaunchMatchesHostModel) {
   }
 }
 
+// The matrix-unit kernel on the device that has it (the NVIDIA H200 host); elsewhere this says
+// why it does not run. FusedAttend covers every case with it where it is available.
+TEST(OpenCLMatrixUnits, ChosenAutomaticallyWhereAvailable) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  const opencl::MatrixUnits& mu = cl.runtime().matrix_units();
+  RecordProperty("matrix_units", mu.reason);
+  AttendCase c{Preset::k4v2_g128, 128, 8, 2, {{128, 4, 17}}, 0, ElementType::f32, "auto"};
+  const AttendData d = make_data(c, 77);
+  auto cpu = make_cpu_backend(CpuThreads{2});
+  const std::vector<float> want = run_attend(*cpu, d, c.out_type);
+  const std::vector<float> got = run_attend(cl, d, c.out_type, true);
+  expect_rows_close(got, want, c.head_dim, 1e-4);
+  using Kernel = opencl::OpenCLBackend::AttendKernel;
+  if (!mu.available) {
+    // The fallback decision: no matrix units (PoCL, other vendors, a failed probe) -> portable.
+    EXPECT_TRUE(cl.last_attend_kernel() == Kernel::tile_slots || cl.last_attend_kernel() == Kernel::short_context);
+    GTEST_SKIP() << "no matrix-unit path on " << cl.caps().device_name << ": " << mu.reason;
+  }
+  EXPECT_TRUE(cl.last_attend_kernel() == Kernel::matrix_units);
+}
+
+// The probe itself: its checks pass with the emulated primitives on any device; the inline-PTX
+// build is rejected by non-NVIDIA compilers, which the probe reports as "no" without throwing.
+TEST(OpenCLMatrixUnits, ProbeVerdicts) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  const opencl::MatrixUnits emulated = opencl::run_mma_probe(cl.runtime(), true);
+  EXPECT_TRUE(emulated.available) << emulated.reason;
+  const opencl::MatrixUnits native = opencl::run_mma_probe(cl.runtime(), false);
+  const bool nvidia = cl.caps().device_vendor.find("NVIDIA") != std::string::npos;
+  if (!nvidia) {
+    EXPECT_FALSE(native.available) << native.reason;
+    EXPECT_FALSE(native.reason.empty());
+    EXPECT_FALSE(cl.runtime().matrix_units().available);
+  }
+  RecordProperty("native_probe", native.reason);
+}
+
 TEST(OpenCLAttend, RejectsBadIndicesWithClearErrors) {
   AttendCase c{Preset::k4v2_g128, 64, 2, 1, {{128, 1, 3}}, 0, ElementType::f32, "bad"};
   AttendData d = make_data(c, 5);
   d.tables[0] = 999;
-  try {
-    run_attend(cl_backend(), d, ElementType::f32);
-    FAIL() << "expected InvalidArgument";
-  } catch (const InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find("block id of batch entry 0 is 999"), std::string::npos) << e.what();
+  for (const bool host : {false, true}) {  // read back, and the caller's host copies
+    try {
+      run_attend(cl_backend(), d, ElementType::f32, host);
+      FAIL() << "expected InvalidArgument";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("block id of batch entry 0 is 999"), std::string::npos) << e.what();
+    }
   }
 }
 

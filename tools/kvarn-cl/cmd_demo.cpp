@@ -267,11 +267,11 @@ Row run_fp16(Backend& backend, const Workload& w, int reps) {
   a.v = vb.get();
   a.capacity = cap;
   a.seq_lens = lens.get();
-  a.max_context = cap;
+  a.host_seq_lens = len32.data();
   a.kv_frame = Frame::original;
   std::vector<float> out(w.q.size());
   auto step = [&] {
-    backend.write(*qb, 0, w.q.data(), w.q.size() * sizeof(float));
+    backend.write_async(*qb, 0, w.q.data(), w.q.size() * sizeof(float));
     backend.attend_fp16(a);
     backend.read(*ob, 0, out.data(), out.size() * sizeof(float));
   };

@@ -1,0 +1,93 @@
+// The matrix-unit capability probe and policy (matrix_units.hpp).
+#include "opencl/matrix_units.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kvarn_cl/error.hpp"
+
+namespace kvarn_cl::opencl {
+namespace {
+
+constexpr int kOut = 320;
+
+// Expected results of kernels/mma_probe.cl (see its header for the layout).
+std::vector<float> expected(const std::vector<float>& a, const std::vector<float>& b) {
+  std::vector<float> e(kOut, 0.0f);
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int k = 0; k < 4; ++k) {
+      const int r = g + 8 * (k >> 1), n = 2 * t + (k & 1);
+      double s = 0;
+      for (int j = 0; j < 16; ++j) s += double(a[std::size_t(r * 16 + j)]) * b[std::size_t(j * 8 + n)];
+      e[std::size_t(lane * 4 + k)] = float(s);
+    }
+    e[std::size_t(128 + 2 * lane)] = float(8 * (2 * t) + g);
+    e[std::size_t(128 + 2 * lane + 1)] = float(8 * (2 * t + 1) + g);
+    const std::uint32_t wa = 0x9A3C5E71u * std::uint32_t(lane + 1), wb = 0x6B2D4F83u * std::uint32_t(lane + 3);
+    e[std::size_t(192 + 2 * lane)] = float((wa >> 12) & 15u);
+    e[std::size_t(192 + 2 * lane + 1)] = float((wb >> 12) & 15u);
+    e[std::size_t(256 + lane)] = float(t * 8 + 4 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7));
+    e[std::size_t(288 + lane)] = -1.0f;  // checked separately (|high + low - 1/3| < 1e-7)
+  }
+  return e;
+}
+
+}  // namespace
+
+MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate) {
+  try {
+    const ProgramSpec spec{{"mma_primitives.cl", "mma_probe.cl"}, emulate ? "-DAT_MMA_EMULATE=1" : ""};
+    cl::Program program = runtime.program(spec);
+    std::vector<float> a(256), b(128), out(kOut, 0.0f);
+    for (int i = 0; i < 256; ++i) a[std::size_t(i)] = float((i * 37) % 17 - 8) * 0.125f;
+    for (int i = 0; i < 128; ++i) b[std::size_t(i)] = float((i * 11) % 13 - 6) * 0.25f;
+    cl::CommandQueue queue(runtime.context(), runtime.device());
+    cl::Buffer ba(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, a.size() * 4, a.data());
+    cl::Buffer bb(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b.size() * 4, b.data());
+    cl::Buffer bo(runtime.context(), CL_MEM_WRITE_ONLY, out.size() * 4);
+    cl::Kernel k(program, "kvarn_mma_probe");
+    k.setArg(0, ba);
+    k.setArg(1, bb);
+    k.setArg(2, bo);
+    queue.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(32), cl::NDRange(32));
+    queue.enqueueReadBuffer(bo, CL_TRUE, 0, out.size() * 4, out.data());
+    const std::vector<float> want = expected(a, b);
+    for (int i = 0; i < kOut; ++i) {
+      const bool ok = i >= 288 ? std::fabs(double(out[std::size_t(i)]) - 1.0 / 3.0) < 1e-7
+                               : out[std::size_t(i)] == want[std::size_t(i)];
+      if (!ok)
+        return {false, "mma probe result " + std::to_string(i) + " is " +
+                           std::to_string(out[std::size_t(i)]) + ", expected " +
+                           (i >= 288 ? std::string("1/3") : std::to_string(want[std::size_t(i)]))};
+    }
+    return {true, emulate ? "emulated mma probe passed" : "mma.sync probe passed"};
+  } catch (const KernelBuildError& e) {
+    std::string log = e.build_log();
+    const std::size_t nl = log.find('\n');
+    if (nl != std::string::npos) log = log.substr(0, nl);
+    return {false, "the inline-PTX probe does not build" + (log.empty() ? std::string() : ": " + log)};
+  } catch (const std::exception& e) {
+    return {false, std::string("the mma probe failed: ") + e.what()};
+  }
+}
+
+MatrixUnits detect_matrix_units(DeviceRuntime& runtime) {
+  const char* env = std::getenv("KVARN_CL_MMA");
+  if (env != nullptr && (std::strcmp(env, "0") == 0 || std::strcmp(env, "off") == 0))
+    return {false, "turned off by KVARN_CL_MMA=" + std::string(env)};
+  const std::string vendor = runtime.caps().device_vendor + " " + runtime.caps().platform_name;
+  if (vendor.find("NVIDIA") == std::string::npos)
+    return {false, "not an NVIDIA device (the fast path is inline PTX)"};
+  return run_mma_probe(runtime, false);
+}
+
+const MatrixUnits& DeviceRuntime::matrix_units() {
+  std::call_once(matrix_units_once_, [this] { matrix_units_ = detect_matrix_units(*this); });
+  return matrix_units_;
+}
+
+}  // namespace kvarn_cl::opencl

@@ -1,0 +1,19 @@
+// The capability check of the matrix-unit fast path (SPEC §7): NVIDIA devices whose OpenCL C
+// compiler accepts inline PTX run kernels/attention_mma.cl; every other device, and any NVIDIA
+// device where the check fails, runs the portable kernels.
+#pragma once
+
+#include "opencl/device_runtime.hpp"
+
+namespace kvarn_cl::opencl {
+
+// Builds kernels/mma_probe.cl (the primitives of mma_primitives.cl as inline PTX, or emulated
+// when `emulate`), runs it on one warp and compares every result with the exact value. Never
+// throws: a build failure, a launch error or a wrong result is {false, reason}.
+MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate = false);
+
+// The policy: KVARN_CL_MMA=0 (or "off") turns the fast path off; otherwise vendor NVIDIA and a
+// passing run_mma_probe.
+MatrixUnits detect_matrix_units(DeviceRuntime& runtime);
+
+}  // namespace kvarn_cl::opencl
