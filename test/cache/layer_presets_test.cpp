@@ -10,18 +10,6 @@
 namespace kvarn_cl::test {
 namespace {
 
-template <typename E>
-void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
-
 // Appends `k`/`v` ([T][Hk][D]) to `layer` as a prefill of `prefill` tokens, then decode steps of
 // 1..3 tokens, some of them speculative and committed afterwards.
 void fill(KVCache& cache, SeqId id, int layer, const std::vector<float>& k, const std::vector<float>& v,
