@@ -55,7 +55,14 @@ Sensitivity measure_sensitivity(Model& model, ThreadPool& pool, const std::vecto
   return s;
 }
 
-LayerPlan choose_presets(const Sensitivity& s, double budget) {
+CalibrationObjective parse_objective(const std::string& name) {
+  if (name == "mean") return CalibrationObjective::mean_kl;
+  if (name == "p999") return CalibrationObjective::p999_kl;
+  throw kvarn_cl::InvalidArgument("--calib-objective '" + name + "': expected mean or p999");
+}
+
+LayerPlan choose_presets(const Sensitivity& s, double budget, CalibrationObjective objective) {
+  const auto& cost_of = objective == CalibrationObjective::mean_kl ? s.kl : s.kl_p999;
   const std::size_t L = s.kl.size(), P = s.ladder.size();
   std::vector<std::size_t> at(L, 0);
   double total = s.bytes.front() * double(L);  // sum over layers
@@ -73,7 +80,7 @@ LayerPlan choose_presets(const Sensitivity& s, double budget) {
       for (std::size_t p = at[l] + 1; p < P; ++p) {
         const double cost = s.bytes[p] - s.bytes[at[l]];
         if (total + cost > limit) continue;
-        const double ratio = (s.kl[l][at[l]] - s.kl[l][p]) / cost;
+        const double ratio = (cost_of[l][at[l]] - cost_of[l][p]) / cost;
         if (ratio > best) {
           best = ratio;
           best_l = l;
@@ -88,7 +95,7 @@ LayerPlan choose_presets(const Sensitivity& s, double budget) {
   plan.budget = budget;
   for (std::size_t l = 0; l < L; ++l) {
     plan.presets.push_back(s.ladder[at[l]]);
-    plan.predicted_kl += s.kl[l][at[l]];
+    plan.predicted_kl += cost_of[l][at[l]];
   }
   plan.bytes_per_token_head = total / double(L);
   return plan;

@@ -43,8 +43,14 @@ struct LayerPlan {
   double predicted_kl = 0;                // sum over layers of their sensitivity at the chosen preset
 };
 
+// What the greedy choice minimizes: the sum over layers of their mean KL (default), or of their
+// 99.9th-percentile KL (the tail of the per-position KL, treated as additive too).
+enum class CalibrationObjective { mean_kl, p999_kl };
+CalibrationObjective parse_objective(const std::string& name);
+
 // Throws InvalidArgument if the budget is below the all-cheapest plan.
-LayerPlan choose_presets(const Sensitivity& s, double budget);
+LayerPlan choose_presets(const Sensitivity& s, double budget,
+                         CalibrationObjective objective = CalibrationObjective::mean_kl);
 
 // Markdown: per layer, the sensitivity at every ladder preset and the preset each plan chose.
 std::string sensitivity_table(const Sensitivity& s, const std::vector<LayerPlan>& plans);

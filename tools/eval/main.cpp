@@ -62,6 +62,8 @@ const char* kUsage = R"(usage: kvarn-eval [options]
   --calib-ctx N          calibration tokens (default 1024)
   --calib-presets P,P    the preset ladder (default k4v2_g128,k4v4_g128; one tile size)
   --budgets B,B,...      bytes per token per KV head (default 57,60,64,68)
+  --calib-objective O    mean (default): minimize the summed per-layer mean KL; p999: the summed
+                         per-layer 99.9th-percentile KL
   --plan-dir DIR         write each plan as DIR/layers_b<B>.txt (a layer-preset file)
   --gen-tokens N         greedy tokens per prompt (default 256; 0 skips generation)
   --prompts N            how many of the built-in prompts to use (default 4)
@@ -210,6 +212,7 @@ int main(int argc, char** argv) {
     std::string calib_text = "/usr/share/common-licenses/Apache-2.0", plan_dir;
     std::vector<std::string> calib_presets{"k4v2_g128", "k4v4_g128"};
     std::vector<double> budgets{57, 60, 64, 68};
+    CalibrationObjective objective = CalibrationObjective::mean_kl;
     int ctx = 2048, gen_tokens = 256, n_prompts = 4, step = 64, check_window = 0;
     unsigned threads = 0;
     double max_ratio = 0;
@@ -250,6 +253,7 @@ int main(int argc, char** argv) {
       else if (a == "--calib-ctx") calib_ctx = parse_int(a, val());
       else if (a == "--calib-presets") calib_presets = split(val(), ',');
       else if (a == "--plan-dir") plan_dir = val();
+      else if (a == "--calib-objective") objective = parse_objective(val());
       else if (a == "--budgets") {
         budgets.clear();
         for (auto& b : split(val(), ',')) {
@@ -331,7 +335,7 @@ int main(int argc, char** argv) {
                    calib_ctx, calib_text.c_str());
       const Sensitivity sens = measure_sensitivity(model, pool, {ids}, ladder, step, true);
       std::vector<LayerPlan> chosen;
-      for (double b : budgets) chosen.push_back(choose_presets(sens, b));
+      for (double b : budgets) chosen.push_back(choose_presets(sens, b, objective));
       std::ostringstream cr;
       cr << "Calibration: " << calib_ctx << " tokens of " << calib_text << ", " << mc.layers << " layers x "
          << ladder.size() << " presets, each layer quantized alone (fp16 elsewhere), " << fmt(sens.seconds, 0)
@@ -344,14 +348,16 @@ int main(int argc, char** argv) {
         cr << "- budget " << p.budget << ": " << fmt(p.bytes_per_token_head, 2) << " B/token/head, "
            << up.size() << " layers above " << kvarn_cl::to_string(sens.ladder.front()) << ":";
         for (int l : up) cr << " " << l << "(" << kvarn_cl::to_string(p.presets[std::size_t(l)]) << ")";
-        cr << "; predicted KL (sum of per-layer sensitivities) " << sci(p.predicted_kl) << "\n";
+        cr << "; predicted " << (objective == CalibrationObjective::mean_kl ? "mean" : "99.9%")
+           << " KL (sum of per-layer sensitivities) " << sci(p.predicted_kl) << "\n";
         if (!plan_dir.empty()) {
           const std::string path = plan_dir + "/layers_b" + budget_key(p.budget) + ".txt";
           std::ofstream f(path);
           std::ostringstream comment;
           comment << "kvarn-eval --calibrate: " << mc.name << ", budget " << p.budget << " B/token/head, achieved "
                   << fmt(p.bytes_per_token_head, 2) << "\ncalibration text: first " << calib_ctx << " tokens of "
-                  << calib_text << "\nsensitivity: mean KL vs fp16 with only that layer quantized";
+                  << calib_text << "\nsensitivity: " << (objective == CalibrationObjective::mean_kl ? "mean" : "99.9th-percentile")
+                  << " KL vs fp16 with only that layer quantized";
           f << kvarn_cl::format_layer_presets(p.presets, comment.str());
           if (!f) throw kvarn_cl::IoError("cannot write layer-preset file '" + path + "'");
           cr << "  written to " << path << "\n";
