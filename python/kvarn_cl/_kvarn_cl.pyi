@@ -62,6 +62,7 @@ class MemoryReport(TypedDict):
     workspaces: int
     total: int
     records_in_use: int
+    exact_recent_tokens: int
     live_tokens: int
     fp16_equivalent: int
     free_blocks: int
@@ -82,6 +83,9 @@ def presets() -> List[PresetInfo]:
 def record_bytes(preset: PresetName = "k4v2_g128", head_dim: int = 128) -> int:
     """Bytes of one record (one tile of one KV head)."""
 
+def read_layer_presets(path: str) -> List[str]:
+    """The presets of a layer-preset file (`kvarn-eval --calibrate`), one per layer."""
+
 def devices() -> List[DeviceInfo]:
     """Every OpenCL device of every platform (empty without OpenCL)."""
 
@@ -100,6 +104,8 @@ class Backend:
     def is_opencl(self) -> bool: ...
     @property
     def fallback_reason(self) -> Optional[str]: ...
+    @property
+    def reason(self) -> Optional[str]: ...
 
 def quantize(k: ArrayLike, v: ArrayLike, *, preset: PresetName = "k4v2_g128",
              backend: BackendLike = None, sinkhorn_iters: int = 8,
@@ -120,7 +126,9 @@ class KVCache:
     def __init__(self, preset: PresetName = "k4v2_g128", layers: int = 1, kv_heads: int = 1,
                  head_dim: int = 128, max_tokens: int = 4096, backend: BackendLike = None, *,
                  max_sequences: int = 1, pool_blocks: int = 0, sink_tokens: Optional[int] = None,
-                 max_uncommitted: int = 64, sinkhorn_iters: int = 8) -> None: ...
+                 max_uncommitted: int = 64, sinkhorn_iters: int = 8,
+                 layer_presets: Union[None, str, Sequence[PresetName]] = None,
+                 recent_tokens: int = 0) -> None: ...
     def add_sequence(self) -> int: ...
     def free(self, seq: int) -> None: ...
     def append(self, seq: SeqIds, layer: int, k: ArrayLike, v: ArrayLike, *,
@@ -145,6 +153,12 @@ class KVCache:
     def __len__(self) -> int: ...
     @property
     def preset(self) -> str: ...
+    @property
+    def layer_presets(self) -> List[str]: ...
+    @property
+    def layer_record_bytes(self) -> List[int]: ...
+    @property
+    def recent_tokens(self) -> int: ...
     @property
     def head_dim(self) -> int: ...
     @property

@@ -55,11 +55,25 @@ void init_backend(PyBackend* self, const std::string& kind_name, nb::handle plat
         b.impl = make_opencl_backend(sel);
         break;
       case BackendKind::automatic:
-        try {
-          b.impl = make_opencl_backend(sel);
-        } catch (const Error& e) {
-          b.fallback_reason = std::string("OpenCL backend unavailable, using the CPU: ") + e.what();
-          b.impl = make_cpu_backend(CpuThreads{threads});
+        if (selected) {
+          // A device named by the caller is used even if it is a CPU, as one named by
+          // KVARN_CL_PLATFORM / KVARN_CL_DEVICE is (make_backend's rule).
+          try {
+            b.impl = make_opencl_backend(sel);
+            b.reason = "the selected OpenCL device";
+          } catch (const Error& e) {
+            b.fallback_reason =
+                std::string("OpenCL backend unavailable, using the CPU: ") + e.what();
+            b.reason = b.fallback_reason;
+            b.impl = make_cpu_backend(CpuThreads{threads});
+          }
+        } else {
+          // The library's rule: a GPU or accelerator whose kernels build, else the C++ CPU
+          // backend (also chosen over an OpenCL CPU device such as PoCL, being faster there).
+          bool fell_back = false;
+          b.impl = make_backend(BackendKind::automatic, &b.reason, &fell_back);
+          if (fell_back) b.fallback_reason = b.reason;
+          if (!b.impl->is_opencl() && threads != 0) b.impl = make_cpu_backend(CpuThreads{threads});
         }
         break;
 #else
@@ -67,7 +81,7 @@ void init_backend(PyBackend* self, const std::string& kind_name, nb::handle plat
         b.impl = make_opencl_backend();
         break;  // throws Unsupported
       case BackendKind::automatic:
-        b.fallback_reason = "this build of kvarn_cl has no OpenCL backend";
+        b.fallback_reason = b.reason = "this build of kvarn_cl has no OpenCL backend";
         b.impl = make_cpu_backend(CpuThreads{threads});
         break;
 #endif
@@ -127,10 +141,14 @@ void bind_backend(nb::module_& m) {
   nb::class_<PyBackend>(
       m, "Backend",
       "Where the codec and the cache run: 'cpu' (the exact C++ codec over threads), "
-      "'opencl' (an OpenCL device) or 'auto' (OpenCL when a device is usable, else the CPU).\n\n"
+      "'opencl' (an OpenCL device) or 'auto' (an OpenCL GPU or accelerator whose kernels\n"
+      "build, else the CPU backend, which is also preferred to an OpenCL CPU device such as\n"
+      "PoCL; `reason` says why).\n\n"
       "platform / device pick an OpenCL device by index or by a case-insensitive part of its\n"
       "name (default: KVARN_CL_PLATFORM / KVARN_CL_DEVICE, else the first GPU, accelerator,\n"
-      "then CPU device). threads: CPU worker threads (0 = all cores). An OpenCL backend\n"
+      "then CPU device); with 'auto' a selected device is used even if it is a CPU.\n"
+      "threads: CPU worker threads (0 = the shared pool, KVARN_CL_THREADS or all cores). An OpenCL "
+      "backend\n"
       "builds each kernel program when first needed (per preset and head_dim; seconds\n"
       "on PoCL) and keeps it, so reuse one backend (backend=None shares one per kind).")
       .def("__init__", &init_backend, nb::arg("kind") = "auto", nb::kw_only(),
@@ -152,7 +170,15 @@ void bind_backend(nb::module_& m) {
             if (b.fallback_reason.empty()) return nb::none();
             return nb::str(b.fallback_reason.c_str());
           },
-          "Why 'auto' fell back to the CPU, or None.")
+          "Why 'auto' fell back to the CPU because OpenCL was unusable, or None.")
+      .def_prop_ro(
+          "reason",
+          [](const PyBackend& b) -> nb::object {
+            if (b.reason.empty()) return nb::none();
+            return nb::str(b.reason.c_str());
+          },
+          "Why 'auto' chose what it runs on (e.g. the CPU backend over an OpenCL CPU device), "
+          "or None for 'cpu' and 'opencl'.")
       .def("__repr__",
            [](const PyBackend& b) { return "kvarn_cl.Backend('" + b.impl->name() + "')"; });
 }

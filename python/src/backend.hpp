@@ -16,7 +16,8 @@ struct PyBackend {
   std::shared_ptr<Backend> impl;
   std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
   std::string requested;        // "cpu", "opencl" or "auto"
-  std::string fallback_reason;  // why "auto" runs on the CPU; empty otherwise
+  std::string fallback_reason;  // why "auto" runs on the CPU because OpenCL was unusable
+  std::string reason;           // why "auto" chose what it runs on; empty for cpu / opencl
   bool host_memory = false;     // buffers are host memory: caller arrays are used in place
 };
 

@@ -73,9 +73,31 @@ std::vector<int> token_counts(nb::handle h, const char* fn, std::size_t expected
   return t;
 }
 
+// None: every layer uses `preset`; a str: a layer-preset file (`kvarn-eval --calibrate`); else
+// one preset name per layer.
+std::vector<Preset> parse_layer_list(nb::handle h) {
+  std::vector<Preset> out;
+  if (h.is_none()) return out;
+  if (nb::isinstance<nb::str>(h)) return read_layer_presets(nb::cast<std::string>(h));
+  if (!nb::hasattr(h, "__iter__"))
+    throw InvalidArgument(
+        "KVCache: layer_presets must be None, a layer-preset file or a list of "
+        "preset names, got " +
+        std::string(nb::type_name(h.type()).c_str()));
+  for (nb::handle x : h) {
+    if (!nb::isinstance<nb::str>(x))
+      throw InvalidArgument("KVCache: layer_presets[" + std::to_string(out.size()) + "] " +
+                            std::string(nb::repr(x).c_str()) + " is not a preset name");
+    out.push_back(parse_preset(nb::cast<std::string>(x),
+                               "KVCache: layer_presets[" + std::to_string(out.size()) + "]"));
+  }
+  return out;
+}
+
 void init_cache(PyCache* self, const std::string& preset, int layers, int kv_heads, int head_dim,
                 int max_tokens, nb::handle backend, int max_sequences, int pool_blocks,
-                nb::handle sink_tokens, int max_uncommitted, int sinkhorn_iters) {
+                nb::handle sink_tokens, int max_uncommitted, int sinkhorn_iters,
+                nb::handle layer_presets, int recent_tokens) {
   const char* fn = "KVCache";
   // The Python names of the fields whose C++ names differ.
   if (layers < 1)
@@ -99,6 +121,8 @@ void init_cache(PyCache* self, const std::string& preset, int layers, int kv_hea
     throw InvalidArgument("KVCache: sink_tokens " + std::string(nb::repr(sink_tokens).c_str()) +
                           " must be an int >= 0, or None for one tile");
   cfg.max_uncommitted = max_uncommitted;
+  cfg.recent_tokens = recent_tokens;
+  cfg.layer_presets = parse_layer_list(layer_presets);
   nb::object ref = resolve_backend(backend, fn);
   PyBackend& be = nb::cast<PyBackend&>(ref);
   cfg.backend = be.impl;
@@ -258,6 +282,7 @@ nb::dict memory_report(PyCache& c) {
   d["workspaces"] = r.workspaces;
   d["total"] = r.total();
   d["records_in_use"] = r.records_in_use;
+  d["exact_recent_tokens"] = r.exact_recent_tokens;
   d["live_tokens"] = r.live_tokens;
   d["fp16_equivalent"] = r.fp16_equivalent;
   d["free_blocks"] = r.free_blocks;
@@ -284,7 +309,7 @@ nb::dict snapshot(PyCache& c, nb::handle seq, int layer) {
   const std::size_t d = std::size_t(c.cache->config().codec.head_dim);
   nb::dict r;
   r["records"] = array_from_vector(std::move(snap.records), Dtype::u8,
-                                   {std::size_t(snap.num_tiles), hk, c.cache->layout().bytes});
+                                   {std::size_t(snap.num_tiles), hk, c.cache->layout(layer).bytes});
   r["sink_k"] =
       array_from_vector(std::move(snap.sink_k), Dtype::f16, {hk, std::size_t(snap.sink_len), d});
   r["sink_v"] =
@@ -308,12 +333,16 @@ void bind_cache(nb::module_& m) {
       "max_sequences (alive at once), pool_blocks (tiles of all heads per layer in the record "
       "pool; 0 = enough for every sequence at max_tokens), sink_tokens (None = one tile), "
       "max_uncommitted (speculative tokens per sequence, 0..G), backend (Backend, 'cpu', "
-      "'opencl', 'auto' or None = 'auto'). Every pool is allocated up front.")
+      "'opencl', 'auto' or None = 'auto'), layer_presets (None = `preset` for every layer; a "
+      "list of one preset name per layer, or the path of a layer-preset file written by "
+      "`kvarn-eval --calibrate`; all with the same G), recent_tokens (newest committed tokens "
+      "kept fp16 beyond the filling tile, 0..65536). Every pool is allocated up front.")
       .def("__init__", &init_cache, nb::arg("preset") = "k4v2_g128", nb::arg("layers") = 1,
            nb::arg("kv_heads") = 1, nb::arg("head_dim") = 128, nb::arg("max_tokens") = 4096,
            nb::arg("backend") = nb::none(), nb::kw_only(), nb::arg("max_sequences") = 1,
            nb::arg("pool_blocks") = 0, nb::arg("sink_tokens") = nb::none(),
-           nb::arg("max_uncommitted") = 64, nb::arg("sinkhorn_iters") = kDefaultSinkhornIters)
+           nb::arg("max_uncommitted") = 64, nb::arg("sinkhorn_iters") = kDefaultSinkhornIters,
+           nb::arg("layer_presets") = nb::none(), nb::arg("recent_tokens") = 0)
       .def(
           "add_sequence",
           [](PyCache& c) { return c.locked([](KVCache& kv) { return kv.add_sequence(); }); },
@@ -404,7 +433,28 @@ void bind_cache(nb::module_& m) {
            })
       .def("__len__",
            [](PyCache& c) { return c.locked([](KVCache& kv) { return kv.num_sequences(); }); })
-      .def_prop_ro("preset", [](PyCache& c) { return to_string(c.cache->config().codec.preset); })
+      .def_prop_ro(
+          "preset", [](PyCache& c) { return to_string(c.cache->config().layer_codec(0).preset); },
+          "Layer 0's preset (layer_presets lists every layer's).")
+      .def_prop_ro(
+          "layer_presets",
+          [](PyCache& c) {
+            nb::list l;
+            for (int i = 0; i < c.cache->config().num_layers; ++i)
+              l.append(to_string(c.cache->config().layer_codec(i).preset));
+            return l;
+          },
+          "The preset of every layer.")
+      .def_prop_ro(
+          "layer_record_bytes",
+          [](PyCache& c) {
+            nb::list l;
+            for (int i = 0; i < c.cache->config().num_layers; ++i)
+              l.append(c.cache->layout(i).bytes);
+            return l;
+          },
+          "Bytes of one record of every layer.")
+      .def_prop_ro("recent_tokens", [](PyCache& c) { return c.cache->config().recent_tokens; })
       .def_prop_ro("head_dim", [](PyCache& c) { return c.cache->config().codec.head_dim; })
       .def_prop_ro(
           "group", [](PyCache& c) { return c.cache->config().codec.group(); },
@@ -421,7 +471,9 @@ void bind_cache(nb::module_& m) {
           "sink_tokens", [](PyCache& c) { return c.cache->sink_capacity(); },
           "fp16 tokens kept at the start of each sequence.")
       .def_prop_ro("tail_capacity", [](PyCache& c) { return c.cache->tail_capacity(); })
-      .def_prop_ro("record_bytes", [](PyCache& c) { return c.cache->layout().bytes; })
+      .def_prop_ro(
+          "record_bytes", [](PyCache& c) { return c.cache->layout(0).bytes; },
+          "Bytes of one record of layer 0 (layer_record_bytes: every layer's).")
       .def_prop_ro("backend", [](PyCache& c) { return c.backend_ref; });
 }
 

@@ -1,5 +1,6 @@
 // version(), presets(), record_bytes() and devices().
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
@@ -81,6 +82,16 @@ void bind_info(nb::module_& m) {
         "default, record_bytes ({head_dim: bytes of one record} for 64, 128, 256).");
   m.def("record_bytes", &record_bytes, nb::arg("preset") = "k4v2_g128", nb::arg("head_dim") = 128,
         "Bytes of one record (one tile of one KV head) of the preset at head_dim.");
+  m.def(
+      "read_layer_presets",
+      [](const std::string& path) {
+        std::vector<std::string> names;
+        for (Preset p : read_layer_presets(path)) names.push_back(to_string(p));
+        return names;
+      },
+      nb::arg("path"),
+      "The presets of a layer-preset file (`kvarn-eval --calibrate`; lines '<layer> <preset>'), "
+      "one per layer, for KVCache(layer_presets=...).");
   m.def("devices", &devices,
         "Every OpenCL device of every platform as a dict (platform_index, device_index, platform, "
         "name, vendor, version, type, fp16, subgroups, local_mem_bytes, ...). Empty when no "

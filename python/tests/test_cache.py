@@ -158,6 +158,7 @@ def test_memory_report(backend):
     m = cache.memory_report()
     parts = ("records", "sink", "tail", "block_tables", "seq_info", "workspaces")
     assert m["total"] == sum(m[p] for p in parts)
+    assert m["exact_recent_tokens"] == 0
     assert all(m[p] > 0 for p in parts)
     assert m["records_in_use"] == 2 * 1 * HK * cache.record_bytes  # layers x tiles x heads x bytes
     assert m["live_tokens"] == 2 * 340
@@ -277,3 +278,38 @@ def test_threads_share_a_backend(backend):
         np.testing.assert_array_equal(got[i], want[i])
     for i in range(2):
         np.testing.assert_array_equal(got["attend", i], want_out)
+
+
+def test_layer_presets_and_recent_tokens(backend, tmp_path):
+    """Per-layer presets (a list, or a layer-preset file) give each layer its own records, checked
+    against the reference like the default cache; recent_tokens keeps the newest tokens fp16."""
+    rng = np.random.default_rng(19)
+    path = tmp_path / "layers.txt"
+    path.write_text("# kvarn_cl layer presets\n0 k4v4_g128\n1 k2v2_g128\n")
+    assert kvarn_cl.read_layer_presets(str(path)) == ["k4v4_g128", "k2v2_g128"]
+    for layer_presets in (["k4v4_g128", "k2v2_g128"], str(path)):
+        cache = make_cache(backend, layer_presets=layer_presets, recent_tokens=128)
+        assert cache.layer_presets == ["k4v4_g128", "k2v2_g128"] and cache.preset == "k4v4_g128"
+        assert cache.layer_record_bytes == [kvarn_cl.record_bytes(p, D) for p in cache.layer_presets]
+        assert cache.recent_tokens == 128
+        s = cache.add_sequence()
+        q = rng.standard_normal((1, HQ, D)).astype(np.float32)
+        for layer, preset in enumerate(cache.layer_presets):
+            k, v = kv_with_outliers(rng, (520, HK, D), np.float32)
+            cache.append(s, layer, k, v)
+            # sink 128, then tiles older than the newest 128 tokens: 2 of the 3 complete ones
+            assert cache.quantized_tiles(s, layer) == 2
+            snap = cache.snapshot(s, layer)
+            assert snap["records"].shape == (2, HK, kvarn_cl.record_bytes(preset, D))
+            out = cache.attend(layer, q, seqs=[s])
+            ref = cache_reference_attention(snap, q[0], preset, D)
+            assert rel_err(out[0], ref) < 2e-4
+        m = cache.memory_report()
+        assert m["exact_recent_tokens"] == 2 * 128
+        assert m["records_in_use"] == 2 * HK * sum(cache.layer_record_bytes)
+    with pytest.raises(kvarn_cl.InvalidArgument, match=r"layer_presets\[1\]"):
+        make_cache(backend, layer_presets=["k4v4_g128", "k9"])
+    with pytest.raises(kvarn_cl.InvalidArgument):  # G 128 and 64 cannot share a block table
+        make_cache(backend, layer_presets=["k4v4_g128", "k4v2_g64"])
+    with pytest.raises(kvarn_cl.IoError):
+        make_cache(backend, layer_presets=str(tmp_path / "missing.txt"))
