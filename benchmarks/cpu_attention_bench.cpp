@@ -113,7 +113,7 @@ void contexts(benchmark::internal::Benchmark* b, bool with_path) {
       else
         b->Args({ctx, batch});
     }
-  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+  b->Unit(benchmark::kMicrosecond)->UseRealTime()->MeasureProcessCPUTime();
 }
 
 BENCHMARK(BM_CacheDecode)->Apply([](benchmark::internal::Benchmark* b) { contexts(b, true); })
