@@ -3,6 +3,9 @@
 import ast
 import os
 import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -105,3 +108,21 @@ def test_stubs_cover_the_extension():
         real |= {"__init__", "__contains__", "__len__"} & set(dir(getattr(ext, cls)))
         assert real <= members, real - members
     assert os.path.exists(os.path.join(os.path.dirname(kvarn_cl.__file__), "py.typed"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("ldd") is None,
+                    reason="needs Linux and ldd")
+def test_extension_needs_nothing_outside_the_package():
+    """The wheel works alone: every shared library the extension loads is the C/C++ runtime, the
+    OpenCL ICD loader, or ships inside the package (libhwy)."""
+    ext = kvarn_cl._kvarn_cl.__file__
+    system = ("linux-vdso", "ld-linux", "libc.so", "libm.so", "libstdc++.so", "libgcc_s.so",
+              "libpthread.so", "libdl.so", "librt.so", "libOpenCL.so")
+    pkg = os.path.dirname(os.path.realpath(ext))
+    out = subprocess.run(["ldd", ext], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        name = os.path.basename(line.split()[0])
+        if name.startswith(system):
+            continue
+        where = line.split("=>")[1].split("(")[0].strip() if "=>" in line else ""
+        assert os.path.dirname(os.path.realpath(where)) == pkg, line
