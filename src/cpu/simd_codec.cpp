@@ -26,6 +26,7 @@
 
 #include "cpu/simd.hpp"
 #include "cpu/tile_checks.hpp"
+#include "cpu/unpack_floats.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -467,33 +468,6 @@ void QuantizeTile(const CodecParams& params, const half_bits* k_rot, const half_
 
 // --- dequantize -----------------------------------------------------------------------------
 
-// Packed codes -> floats, natural order (lowest index in the lowest bits).
-struct CodeTables {
-  float four[256][2];
-  float two[256][4];
-};
-
-const CodeTables& Tables() {
-  static const CodeTables tables = [] {
-    CodeTables t{};
-    for (int b = 0; b < 256; ++b) {
-      for (int i = 0; i < 2; ++i) t.four[b][i] = float((b >> (4 * i)) & 0xF);
-      for (int i = 0; i < 4; ++i) t.two[b][i] = float((b >> (2 * i)) & 0x3);
-    }
-    return t;
-  }();
-  return tables;
-}
-
-HWY_INLINE void UnpackRow(const std::uint8_t* packed, int n, int bits, float* out) {
-  const CodeTables& t = Tables();
-  if (bits == 4) {
-    for (int i = 0; i < n / 2; ++i) std::memcpy(out + 2 * i, t.four[packed[i]], 2 * sizeof(float));
-  } else {
-    for (int i = 0; i < n / 4; ++i) std::memcpy(out + 4 * i, t.two[packed[i]], 4 * sizeof(float));
-  }
-}
-
 void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_bits* k_out,
                     half_bits* v_out, Frame frame) {
   const RecordLayout l = RecordLayout::make(params);
@@ -523,7 +497,7 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
   float* kc = sized(s.m, back ? values : std::size_t(G));
   half_bits* kh = sized(s.halves, values);
   for (int d = 0; d < D; ++d) {
-    UnpackRow(record + l.k_codes + std::size_t(d) * l.k_row_bytes, G, l.k_bits, cf);
+    unpack_codes_to_floats(record + l.k_codes + std::size_t(d) * l.k_row_bytes, G, l.k_bits, cf);
     const auto sc = hn::Set(df, s_col_k[d]), zp = hn::Set(df, zp_k[d]);
     float* y = back ? kc + std::size_t(d) * G : kc;
     for (int t = 0; t < G; t += N)
@@ -563,7 +537,7 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
   float* vrow = sized(s.cur, std::size_t(D));
   const float scale = detail::rotation_scale(D);
   for (int t = 0; t < G; ++t) {
-    UnpackRow(record + l.v_codes + std::size_t(t) * l.v_row_bytes, D, l.v_bits, cf);
+    unpack_codes_to_floats(record + l.v_codes + std::size_t(t) * l.v_row_bytes, D, l.v_bits, cf);
     const auto sr = hn::Set(df, s_row_v[t]), zp = hn::Set(df, zp_v[t]);
     for (int d = 0; d < D; d += N)
       hn::StoreU(hn::Mul(hn::Add(hn::Mul(hn::LoadU(df, cf + d), sr), zp), hn::LoadU(df, s_col_v + d)),
