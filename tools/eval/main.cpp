@@ -49,7 +49,8 @@ const char* kUsage = R"(usage: kvarn-eval [options]
                          tokens is taken from the start of each text long enough
   --ctx N                tokens per scored chunk (default 2048)
   --windows L,L,...      context lengths to report perplexity at (default 512,1024,2048)
-  --configs A,B,...|all  cache configurations (default all); the first is the reference
+  --configs A,B,...|all  cache configurations (default all; its calib:B rows only with
+                         --calibrate); the first is the reference
                          forms: fp32 fp16 <preset> <preset>-nonorm|-norot|-plain|-itersN
                                 layers:FILE calib:B, any KVarN form +rN (N recent tokens exact)
                                 K8V8 K8V4 K4V4 [-had|-hf|-had-hf]
@@ -208,7 +209,7 @@ int main(int argc, char** argv) {
     std::vector<int> windows{512, 1024, 2048}, capture_layers{0, 1, 15, 29};
     std::vector<std::string> long_texts;
     int long_ctx = 0, calib_ctx = 1024;
-    bool calibrate = false;
+    bool calibrate = false, configs_are_all = false;
     std::string calib_text = "/usr/share/common-licenses/Apache-2.0", plan_dir;
     std::vector<std::string> calib_presets{"k4v2_g128", "k4v4_g128"};
     std::vector<double> budgets{57, 60, 64, 68};
@@ -232,6 +233,7 @@ int main(int argc, char** argv) {
       } else if (a == "--configs") {
         const std::string v = val();
         config_names = v == "all" ? default_config_names() : split(v, ',');
+        configs_are_all = v == "all";
       } else if (a == "--gen-tokens") gen_tokens = parse_int(a, val());
       else if (a == "--prompts") n_prompts = parse_int(a, val());
       else if (a == "--step") step = parse_int(a, val());
@@ -297,7 +299,16 @@ int main(int argc, char** argv) {
     if (texts.empty())
       for (const char* t : {"GPL-3", "GFDL-1.3", "MPL-2.0", "Apache-2.0"})
         texts.push_back(std::string("/usr/share/common-licenses/") + t);
-    if (config_names.empty()) config_names = default_config_names();
+    if (config_names.empty()) {
+      config_names = default_config_names();
+      configs_are_all = true;
+    }
+    if (configs_are_all && !calibrate) {  // the calib:B rows of the full table need --calibrate
+      config_names.erase(std::remove_if(config_names.begin(), config_names.end(),
+                                        [](const std::string& n) { return n.rfind("calib:", 0) == 0; }),
+                         config_names.end());
+      std::fprintf(stderr, "note: without --calibrate the calib:B rows of the full table are left out\n");
+    }
 
     const auto t_start = std::chrono::steady_clock::now();
     GgufFile file(model_path);
