@@ -20,6 +20,7 @@
 
 #include "common/fma_rate.hpp"
 #include "common/host_copy_bandwidth.hpp"
+#include "common/random_values.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
 #include "kvarn_cl/thread_pool.hpp"
 #if KVARN_CL_WITH_OPENCL
@@ -32,13 +33,7 @@ using namespace kvarn_cl;
 
 constexpr int kHk = 8, kD = 128;
 
-std::vector<float> normal_values(std::size_t n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
+using bench::normal_values;
 
 // 0 = the C++ backend, 1 = OpenCL on the default device (PoCL on a machine without a GPU).
 // Made once per process, so PoCL builds each program once.

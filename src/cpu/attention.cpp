@@ -18,6 +18,7 @@
 
 #include "cpu/simd.hpp"
 #include "cpu/tile_checks.hpp"
+#include "cpu/unpack_floats.hpp"
 #include "kvarn_cl/attention.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -34,37 +35,6 @@ struct Segment {
   const half_bits* v = nullptr;
   int tokens = 0;
 };
-
-// Packed code -> float tables (a byte holds 2 four-bit or 4 two-bit codes, lowest index lowest).
-struct CodeTables {
-  float four[256][2];
-  float two[256][4];
-};
-
-const CodeTables& code_tables() {
-  static const CodeTables tables = [] {
-    CodeTables t{};
-    for (int b = 0; b < 256; ++b) {
-      for (int i = 0; i < 2; ++i) t.four[b][i] = float((b >> (4 * i)) & 0xF);
-      for (int i = 0; i < 4; ++i) t.two[b][i] = float((b >> (2 * i)) & 0x3);
-    }
-    return t;
-  }();
-  return tables;
-}
-
-void unpack_to_floats(const std::uint8_t* packed, int n, int bits, float* out) {
-  const CodeTables& t = code_tables();
-  if (bits == 4) {
-    for (int i = 0; i < n / 2; ++i) {
-      out[2 * i] = t.four[packed[i]][0];
-      out[2 * i + 1] = t.four[packed[i]][1];
-    }
-  } else {
-    for (int i = 0; i < n / 4; ++i)
-      for (int j = 0; j < 4; ++j) out[4 * i + j] = t.two[packed[i]][j];
-  }
-}
 
 void load_scales(const std::uint8_t* src, int n, float* out, const char* field, bool simd) {
   if (!simd || !simd::load_finite_halves(src, n, out)) load_record_halves(src, n, out, field);
@@ -152,7 +122,7 @@ struct Worker {
       std::fill_n(score.data() + std::size_t(r) * st, G, 0.0f);
     }
     for (int d = 0; d < D; ++d) {
-      unpack_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits, cf.data());
+      unpack_codes_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits, cf.data());
       for (int r = 0; r < R; ++r) {
         const float a = qs[std::size_t(r) * D + d];
         float* sr = score.data() + std::size_t(r) * st;
@@ -177,7 +147,7 @@ struct Worker {
     }
     std::fill(tmp.begin(), tmp.end(), 0.0f);
     for (int t = 0; t < G; ++t) {
-      unpack_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits, cf.data());
+      unpack_codes_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits, cf.data());
       for (int r = 0; r < R; ++r) {
         const float w = score[std::size_t(r) * st + t];
         float* tr = tmp.data() + std::size_t(r) * D;

@@ -26,6 +26,7 @@
 
 #include "cpu/simd.hpp"
 #include "cpu/tile_checks.hpp"
+#include "cpu/unpack_floats.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -124,6 +125,23 @@ HWY_INLINE void HalvesToFloats(const half_bits* in, float* out, int n) {
     hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(in + i))),
                df, out + i);
   for (; i < n; ++i) out[i] = half_to_float(in[i]);
+}
+
+// n floats to fp16, rounded to nearest even. Targets with F16C convert in registers (the
+// instruction's rounding is RNE); the others go through floats_to_halves, because Highway's
+// emulated conversion does not round the same way.
+HWY_INLINE void FloatsToHalves(const float* in, half_bits* out, int n) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  const DF df;
+  const DH dh;
+  const int N = int(hn::Lanes(df));
+  int i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::DemoteTo(dh, hn::LoadU(df, in + i)), dh, reinterpret_cast<hwy::float16_t*>(out + i));
+  if (i < n) floats_to_halves(in + i, out + i, std::size_t(n - i));
+#else
+  floats_to_halves(in, out, std::size_t(n));
+#endif
 }
 
 void RotateRowsF16(const half_bits* in, half_bits* out, std::size_t rows, int D) {
@@ -450,33 +468,6 @@ void QuantizeTile(const CodecParams& params, const half_bits* k_rot, const half_
 
 // --- dequantize -----------------------------------------------------------------------------
 
-// Packed codes -> floats, natural order (lowest index in the lowest bits).
-struct CodeTables {
-  float four[256][2];
-  float two[256][4];
-};
-
-const CodeTables& Tables() {
-  static const CodeTables tables = [] {
-    CodeTables t{};
-    for (int b = 0; b < 256; ++b) {
-      for (int i = 0; i < 2; ++i) t.four[b][i] = float((b >> (4 * i)) & 0xF);
-      for (int i = 0; i < 4; ++i) t.two[b][i] = float((b >> (2 * i)) & 0x3);
-    }
-    return t;
-  }();
-  return tables;
-}
-
-HWY_INLINE void UnpackRow(const std::uint8_t* packed, int n, int bits, float* out) {
-  const CodeTables& t = Tables();
-  if (bits == 4) {
-    for (int i = 0; i < n / 2; ++i) std::memcpy(out + 2 * i, t.four[packed[i]], 2 * sizeof(float));
-  } else {
-    for (int i = 0; i < n / 4; ++i) std::memcpy(out + 4 * i, t.two[packed[i]], 4 * sizeof(float));
-  }
-}
-
 void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_bits* k_out,
                     half_bits* v_out, Frame frame) {
   const RecordLayout l = RecordLayout::make(params);
@@ -502,14 +493,17 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
 
   // K: channel-major (codes run along tokens), then the rotation across channels with tokens in
   // the lanes, then a transposing store.
-  float* kc = sized(s.m, values);
+  // In the rotated frame each channel row goes to fp16 at once; rotating back needs all of them.
+  float* kc = sized(s.m, back ? values : std::size_t(G));
+  half_bits* kh = sized(s.halves, values);
   for (int d = 0; d < D; ++d) {
-    UnpackRow(record + l.k_codes + std::size_t(d) * l.k_row_bytes, G, l.k_bits, cf);
+    unpack_codes_to_floats(record + l.k_codes + std::size_t(d) * l.k_row_bytes, G, l.k_bits, cf);
     const auto sc = hn::Set(df, s_col_k[d]), zp = hn::Set(df, zp_k[d]);
-    float* y = kc + std::size_t(d) * G;
+    float* y = back ? kc + std::size_t(d) * G : kc;
     for (int t = 0; t < G; t += N)
       hn::StoreU(hn::Mul(hn::Add(hn::Mul(hn::LoadU(df, cf + t), sc), zp), hn::LoadU(df, s_row_k + t)),
                  df, y + t);
+    if (!back) FloatsToHalves(kc, kh + std::size_t(d) * G, G);
   }
   if (back) {
     for (int h = 1; h < D; h <<= 1)
@@ -526,9 +520,8 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
     const auto sc = hn::Set(df, detail::rotation_scale(D));
     for (std::size_t i = 0; i < values; i += std::size_t(N))
       hn::StoreU(hn::Mul(hn::LoadU(df, kc + i), sc), df, kc + i);
+    FloatsToHalves(kc, kh, int(values));
   }
-  half_bits* kh = sized(s.halves, values);
-  floats_to_halves(kc, kh, values);
   // Transposing store in 16×16 blocks: each output row segment is one contiguous 32-byte run
   // and the strided reads stay within a few cache lines.
   constexpr int kB = 16;
@@ -544,13 +537,13 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
   float* vrow = sized(s.cur, std::size_t(D));
   const float scale = detail::rotation_scale(D);
   for (int t = 0; t < G; ++t) {
-    UnpackRow(record + l.v_codes + std::size_t(t) * l.v_row_bytes, D, l.v_bits, cf);
+    unpack_codes_to_floats(record + l.v_codes + std::size_t(t) * l.v_row_bytes, D, l.v_bits, cf);
     const auto sr = hn::Set(df, s_row_v[t]), zp = hn::Set(df, zp_v[t]);
     for (int d = 0; d < D; d += N)
       hn::StoreU(hn::Mul(hn::Add(hn::Mul(hn::LoadU(df, cf + d), sr), zp), hn::LoadU(df, s_col_v + d)),
                  df, vrow + d);
     if (back) FwhtRow(vrow, D, scale);
-    floats_to_halves(vrow, v_out + std::size_t(t) * D, std::size_t(D));
+    FloatsToHalves(vrow, v_out + std::size_t(t) * D, D);
   }
 }
 

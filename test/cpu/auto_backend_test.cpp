@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "common/scoped_env.hpp"
 #include "kvarn_cl/backend.hpp"
 #if KVARN_CL_WITH_OPENCL
 #include "kvarn_cl/device.hpp"
@@ -22,23 +23,7 @@ namespace kvarn_cl {
 namespace {
 
 #if KVARN_CL_WITH_OPENCL
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_.c_str(), old_.c_str(), 1);
-    else
-      unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
+using test::ScopedEnv;
 
 bool have_device(DeviceEntry* out) {
   try {

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/scoped_env.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/thread_pool.hpp"
@@ -26,26 +27,7 @@
 namespace kvarn_cl {
 namespace {
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_.c_str(), old_.c_str(), 1);
-    else
-      unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
+using test::ScopedEnv;
 
 TEST(ThreadPool, EveryItemRunsExactlyOnceOverManyCalls) {
   ThreadPool pool(4);
