@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/host_copy_bandwidth.hpp"
+#include "common/random_values.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
 
 namespace {
@@ -21,13 +22,7 @@ using namespace kvarn_cl;
 
 constexpr int kHq = 32, kHk = 8, kD = 128;
 
-std::vector<float> normal_values(std::size_t n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(rng);
-  return v;
-}
+using bench::normal_values;
 
 void set_counters(benchmark::State& state, double bytes_per_step) {
   const double rate = bytes_per_step * double(state.iterations());
@@ -113,7 +108,7 @@ void contexts(benchmark::internal::Benchmark* b, bool with_path) {
       else
         b->Args({ctx, batch});
     }
-  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+  b->Unit(benchmark::kMicrosecond)->UseRealTime()->MeasureProcessCPUTime();
 }
 
 BENCHMARK(BM_CacheDecode)->Apply([](benchmark::internal::Benchmark* b) { contexts(b, true); })

@@ -94,7 +94,7 @@ void Args(benchmark::internal::Benchmark* b) {
   for (long preset = 0; preset < 5; ++preset)
     for (long threads : {1L, all}) b->Args({preset, 128, threads});
   for (long d : {64L, 256L}) b->Args({0, d, all});
-  b->Unit(benchmark::kMillisecond)->UseRealTime();
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
 }
 
 }  // namespace

@@ -55,6 +55,12 @@
 #define KSW (KSB >= 32 ? KSB / 32 : 1) // 32-bit words of a K span
 #define VSW (VSB >= 32 ? VSB / 32 : 1)
 #define MCH (MBV < 8 ? MBV : 8)        // V m-blocks per chunk (bounds the accumulator registers)
+// Record code words of a whole tile are loaded ahead (all in flight at once: one memory latency
+// per tile instead of one per k-block) where they fit in 64 registers per side: the K words of
+// the next record while this one's softmax and values run (one n-block only: with two the
+// registers spill), the V words while the softmax runs. Larger geometries load per k-block.
+#define AT_PRELOAD_K (KBK * 4 * KSW <= 64 && NB == 1)
+#define AT_PRELOAD_V (MBK * 4 * VSW <= 64)
 #define AT_LOG2E 1.4426950408889634f
 #define AT_LN2 0.6931471805599453f
 #if (KV_G != 64 && KV_G != 128) || KSB > 64 || VSB > 128 || (KV_D % 64) != 0
@@ -71,45 +77,54 @@ typedef struct {
 
 // One unit of context: a record tile (rec != 0) or n fp16 rows at k/v (token-major, D halves).
 // Processes it into st. All 32 work-items call it together.
+inline void at_load_k_words(__global const uchar* rec, uint kw[KBK][4][KSW], int lane) {
+  const int g = lane >> 2, t = lane & 3;
+  AT_MMA_UNROLL
+  for (int kb = 0; kb < KBK; ++kb)
+    AT_MMA_UNROLL
+    for (int j = 0; j < 4; ++j)
+      at_load_span(rec + KV_OFF_K_CODES + (t * (KV_D / 4) + 4 * kb + j) * KV_K_ROW_BYTES + g * (KSB / 8),
+                   KSB, kw[kb][j]);
+}
+
+// kw: with AT_PRELOAD_K, the K code words of this unit when it is a record (in), and of
+// next_rec when that is not null (out).
 inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const half* kr,
                         __global const half* vr, int n, __local const float* q, float qmax,
-                        float scale2, AtMmaState* st, int lane AT_WARP_ARG) {
+                        float scale2, AtMmaState* st, uint kw[KBK][4][KSW],
+                        __global const uchar* next_rec, int lane AT_WARP_ARG) {
   const int g = lane >> 2, t = lane & 3;
   const int part = g & 1;
 
+  // ---- code words of the tile: kw holds them already (loaded by the previous unit or the
+  // kernel, see AT_PRELOAD_K); this unit loads the next record's once its scores are done.
+
   // ---- per-tile factors, kept as raw fp16 pairs (half the registers of floats) -----------------
   uint skw[KV_D / 8];                     // s_col_K of channels [t*D/4, (t+1)*D/4)
-  uint rkw[TPL / 2], rvw[TPL / 2], zvw[TPL / 2];  // s_row_K, s_row_V, zp_V of tokens g*TPL + f
-  uint zkw[CPL / 2], cvw[CPL / 2];        // zp_K, s_col_V of channels g*CPL + f
+  uint rkw[TPL / 2];                      // s_row_K of tokens g*TPL + f
+  uint zkw[CPL / 2];                      // zp_K of channels g*CPL + f
   if (is_rec) {
     at_load_words(rec + KV_OFF_S_COL_K + 2 * t * (KV_D / 4), KV_D / 8, skw);
     at_load_words(rec + KV_OFF_S_ROW_K + 2 * g * TPL, TPL / 2, rkw);
-    at_load_words(rec + KV_OFF_S_ROW_V + 2 * g * TPL, TPL / 2, rvw);
-    at_load_words(rec + KV_OFF_ZP_V + 2 * g * TPL, TPL / 2, zvw);
     at_load_words(rec + KV_OFF_ZP_K + 2 * g * CPL, CPL / 2, zkw);
-    at_load_words(rec + KV_OFF_S_COL_V + 2 * g * CPL, CPL / 2, cvw);
   } else {  // fp16 rows: every scale 1, every zero point 0
     AT_MMA_UNROLL
     for (int i = 0; i < KV_D / 8; ++i) skw[i] = 0x3C003C00u;
     AT_MMA_UNROLL
-    for (int i = 0; i < TPL / 2; ++i) { rkw[i] = 0x3C003C00u; rvw[i] = 0x3C003C00u; zvw[i] = 0u; }
+    for (int i = 0; i < TPL / 2; ++i) rkw[i] = 0x3C003C00u;
     AT_MMA_UNROLL
-    for (int i = 0; i < CPL / 2; ++i) { zkw[i] = 0u; cvw[i] = 0x3C003C00u; }
+    for (int i = 0; i < CPL / 2; ++i) zkw[i] = 0u;
   }
   // Power-of-two operand scales of the tile: K side from max|s_col_K| * max|q|, V side from
   // max|s_row_V| (softmax weights are at most 1). The largest magnitude of fp16 values is the
   // largest of their bits without the sign (NaN aside), so no conversion is needed for it.
-  uint sbits = 0, vbits = 0;
+  uint sbits = 0;
   AT_MMA_UNROLL
   for (int i = 0; i < KV_D / 8; ++i) sbits = max(sbits, max(skw[i] & 0x7FFFu, (skw[i] >> 16) & 0x7FFFu));
-  AT_MMA_UNROLL
-  for (int i = 0; i < TPL / 2; ++i) vbits = max(vbits, max(rvw[i] & 0x7FFFu, (rvw[i] >> 16) & 0x7FFFu));
-  const float smax0 = at_h2_lo(sbits AT_WARP), vmax0 = at_h2_lo(vbits AT_WARP);
+  const float smax0 = at_h2_lo(sbits AT_WARP);
   float smax = fmax(smax0, at_shfl_xor(smax0, 1 AT_WARP));
   smax = fmax(smax, at_shfl_xor(smax, 2 AT_WARP));
-  const float vmax = at_max_g(vmax0 AT_WARP);
   const float ks = at_pow2_scale(smax * qmax), ks_inv = 1.0f / ks;
-  const float vs = at_pow2_scale(vmax), vs_inv = 1.0f / vs;
 
   // Σ_d q·zp_K per head of the lane (t, 4+t), over all channels.
   float zdot[NB];
@@ -154,10 +169,14 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       b1[nb] = at_part_h2(x[2], x[3], part AT_WARP);
     }
     if (is_rec) {
-      uint w[4][4];
+#if AT_PRELOAD_K
+      uint (*w)[KSW] = kw[kb];
+#else
+      uint w[4][KSW];
       AT_MMA_UNROLL
       for (int j = 0; j < 4; ++j)
         at_load_span(rec + KV_OFF_K_CODES + (c0 + j) * KV_K_ROW_BYTES + g * (KSB / 8), KSB, w[j]);
+#endif
       AT_MMA_UNROLL
       for (int i = 0; i < MBK; ++i) {
         // Field i (row g) and MBK + i (row g+8) of the channel pairs (c0, c0+1), (c0+2, c0+3).
@@ -187,7 +206,41 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     }
   }
 
+  // The tile's V-side scales and code words: issued here, in flight while the softmax runs.
+  uint rvw[TPL / 2], zvw[TPL / 2];  // s_row_V, zp_V of tokens g*TPL + f
+  uint cvw[CPL / 2];                // s_col_V of channels g*CPL + f
+  if (is_rec) {
+    at_load_words(rec + KV_OFF_S_ROW_V + 2 * g * TPL, TPL / 2, rvw);
+    at_load_words(rec + KV_OFF_ZP_V + 2 * g * TPL, TPL / 2, zvw);
+    at_load_words(rec + KV_OFF_S_COL_V + 2 * g * CPL, CPL / 2, cvw);
+  } else {
+    AT_MMA_UNROLL
+    for (int i = 0; i < TPL / 2; ++i) { rvw[i] = 0x3C003C00u; zvw[i] = 0u; }
+    AT_MMA_UNROLL
+    for (int i = 0; i < CPL / 2; ++i) cvw[i] = 0x3C003C00u;
+  }
+#if AT_PRELOAD_V
+  uint vw[MBK][4][VSW];
+  if (is_rec) {
+    AT_MMA_UNROLL
+    for (int i = 0; i < MBK; ++i)
+      AT_MMA_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const int tok = (2 * t + (j & 1)) * TPL + (j >> 1) * MBK + i;
+        at_load_span(rec + KV_OFF_V_CODES + tok * KV_V_ROW_BYTES + g * (VSB / 8), VSB, vw[i][j]);
+      }
+  }
+#endif
+
+#if AT_PRELOAD_K
+  if (next_rec) at_load_k_words(next_rec, kw, lane);
+#endif
   // ---- online softmax over the lane's tokens g*TPL + f (f = r*MBK + i) ----------------------
+  uint vbits = 0;
+  AT_MMA_UNROLL
+  for (int i = 0; i < TPL / 2; ++i) vbits = max(vbits, max(rvw[i] & 0x7FFFu, (rvw[i] >> 16) & 0x7FFFu));
+  const float vmax = at_max_g(at_h2_lo(vbits AT_WARP) AT_WARP);
+  const float vs = at_pow2_scale(vmax), vs_inv = 1.0f / vs;
   uint Wb[NB][MBK][2];  // V B operand per n-block and V k-block
   float y[NB], alpha[NB];
   AT_MMA_UNROLL
@@ -245,10 +298,14 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       const int tk[4] = {2 * t * TPL + i, (2 * t + 1) * TPL + i, 2 * t * TPL + MBK + i,
                          (2 * t + 1) * TPL + MBK + i};
       if (is_rec) {
-        uint w[4][4];
+#if AT_PRELOAD_V
+        uint (*w)[VSW] = vw[i];
+#else
+        uint w[4][VSW];
         AT_MMA_UNROLL
         for (int j = 0; j < 4; ++j)
           at_load_span(rec + KV_OFF_V_CODES + tk[j] * KV_V_ROW_BYTES + g * (VSB / 8), VSB, w[j]);
+#endif
         AT_MMA_UNROLL
         for (int mi = 0; mi < MCH; ++mi) {
           const int f0 = ch + mi, f1 = MBV + ch + mi;  // rows g and g+8 of V m-block ch+mi
@@ -363,21 +420,35 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   const int u0 = (int)((long)nu * split / num_splits);
   const int u1 = (int)((long)nu * (split + 1) / num_splits);
   const ulong head_row = (ulong)info.x * num_kv_heads + h;
+  // The record of unit ui, or null for sink/tail units and past the split.
+#define AT_UNIT_REC(ui)                                                                          \
+  ((ui) >= ns && (ui) < ns + nbk && (ui) < u1                                                    \
+       ? records + ((ulong)block_tables[(ulong)s * max_blocks + ((ui) - ns)] * num_kv_heads + h) * \
+                       KV_RECORD_BYTES                                                           \
+       : (__global const uchar*)0)
+  uint kw[KBK][4][KSW];
+#if AT_PRELOAD_K
+  {
+    __global const uchar* first = AT_UNIT_REC(u0);
+    if (first) at_load_k_words(first, kw, lane);
+  }
+#endif
   for (int ui = u0; ui < u1; ++ui) {
-    if (ui >= ns && ui < ns + nbk) {
-      const ulong b = (ulong)block_tables[(ulong)s * max_blocks + (ui - ns)];
-      at_mma_unit(1, records + (b * num_kv_heads + h) * KV_RECORD_BYTES, sink, sink_v, KV_G, qs,
-                  qmax, scale2, &st, lane AT_WARP);
+    __global const uchar* rec = AT_UNIT_REC(ui);
+    __global const uchar* next = AT_UNIT_REC(ui + 1);
+    if (rec) {
+      at_mma_unit(1, rec, sink, sink_v, KV_G, qs, qmax, scale2, &st, kw, next, lane AT_WARP);
     } else {
       const int sinkside = ui < ns;
       const int j = sinkside ? ui : ui - ns - nbk;
       const ulong row = head_row * (sinkside ? sink_cap : tail_cap) + (ulong)j * KV_G;
       const int n = min(KV_G, (sinkside ? info.y : info.w) - j * KV_G);
       at_mma_unit(0, records, (sinkside ? sink : tail) + row * KV_D,
-                  (sinkside ? sink_v : tail_v) + row * KV_D, n, qs, qmax, scale2, &st,
+                  (sinkside ? sink_v : tail_v) + row * KV_D, n, qs, qmax, scale2, &st, kw, next,
                   lane AT_WARP);
     }
   }
+#undef AT_UNIT_REC
 
   // ---- split result ---------------------------------------------------------------------------
   const int g = lane >> 2, t = lane & 3;

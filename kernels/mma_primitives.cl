@@ -120,7 +120,9 @@ inline float at_shfl_xor(float v, int m) {
   return r;
 }
 inline void at_mma(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint b1) {
-  asm volatile(
+  // Not volatile: a pure function of its operands, so the compiler may schedule loads and
+  // other work around it (it is only ever reached by the whole warp together).
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -182,7 +184,7 @@ inline float at_pow2_scale(float max_abs) {
             (uint)((0x8000u | ((25u - (((f) * (b)) % 8)) << 10)) * 0x00010001u) AT_WARP)
 
 // A lane's span of one code row (bits of nbits <= 128 at byte address p): 32-bit words.
-inline void at_load_span(__global const uchar* p, int nbits, uint w[4]) {
+inline void at_load_span(__global const uchar* p, int nbits, uint* w) {
   if (nbits <= 16) {
     w[0] = *(__global const ushort*)p;
   } else if (nbits == 32) {

@@ -15,6 +15,8 @@
 
 namespace kvarn_cl {
 
+class ThreadPool;  // kvarn_cl/thread_pool.hpp
+
 // Memory owned by a backend: host memory for the CPU backend, a cl_mem for the OpenCL backend.
 class Buffer {
  public:
@@ -182,11 +184,22 @@ class Backend {
 enum class BackendKind { cpu, opencl, automatic };
 BackendKind parse_backend_kind(const std::string& name, const std::string& argument = "backend");
 
+// The CPU backend with its own persistent pool of threads.count threads, or (count 0) on the
+// process-wide ThreadPool::shared() (KVARN_CL_THREADS, else the machine's hardware threads;
+// include/kvarn_cl/thread_pool.hpp), or on a pool the caller shares with its own work. Throws InvalidArgument for a count above ThreadPool::kMaxThreads or
+// a malformed KVARN_CL_THREADS; a pool that could start fewer threads runs with those (name()
+// says "N threads of M requested").
 std::unique_ptr<Backend> make_cpu_backend(CpuThreads threads = {});
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<ThreadPool> pool);
 // OpenCL backend on the device chosen by KVARN_CL_PLATFORM / KVARN_CL_DEVICE or the default order
 // (GPU, accelerator, CPU). Throws Unsupported if no OpenCL device is usable.
 std::unique_ptr<Backend> make_opencl_backend();
-// automatic: OpenCL when a device is usable, else the CPU; `why` receives the reason for a fallback.
-std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr);
+// automatic: an OpenCL GPU or accelerator whose kernels build; the C++ CPU backend when the only
+// OpenCL devices are CPUs (it is faster there, docs/PERFORMANCE.md), when no device is usable or
+// when the kernels do not build; a device named by KVARN_CL_PLATFORM / KVARN_CL_DEVICE is used
+// even if it is a CPU. `why` receives the reason for the choice; `fell_back` is set when the CPU
+// was taken because OpenCL was unusable (not chosen as the faster path).
+std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr,
+                                      bool* fell_back = nullptr);
 
 }  // namespace kvarn_cl

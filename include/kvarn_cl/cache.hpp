@@ -12,13 +12,19 @@
 // sequences. A tile is quantized as soon as it is complete AND committed, in one Backend::quantize
 // call per append (or per layer for commit()) covering every new tile of every sequence and head.
 // Uncommitted ("speculative") tokens stay fp16 until commit(); rollback() drops them.
-// Tail capacity = G - 1 + max_uncommitted: at most G-1 committed tokens wait for their tile to
-// complete, plus the uncommitted ones.
+// Tail capacity = G - 1 + recent_tokens + max_uncommitted: at most G-1 committed tokens wait for
+// their tile to complete, recent_tokens more are kept exact on purpose, plus the uncommitted ones.
+//
+// Layers may use different presets (CacheConfig::layer_presets, e.g. from a layer-preset file
+// written by `kvarn-eval --calibrate`): each layer's record pool, quantize, dequantize and attend
+// use that layer's record layout. All layers share the tile size G (one block table serves every
+// layer), the head dimension and the Sinkhorn iteration count.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kvarn_cl/attention.hpp"
@@ -32,7 +38,10 @@ namespace kvarn_cl {
 using SeqId = std::uint64_t;
 
 struct CacheConfig {
-  CodecParams codec;
+  CodecParams codec;  // head_dim, Sinkhorn iterations, and the preset of every layer by default
+  // Empty: every layer uses codec.preset. Otherwise one preset per layer (size num_layers), all
+  // with the same tile size G; codec.preset is then ignored.
+  std::vector<Preset> layer_presets;
   int num_layers = 1;
   int num_kv_heads = 1;
   int max_sequences = 1;               // sequences alive at once (slots of the fp16 pools)
@@ -42,11 +51,31 @@ struct CacheConfig {
   int pool_blocks = 0;
   int sink_tokens = -1;      // fp16 tokens kept at the start of each sequence; -1 = one tile (G)
   int max_uncommitted = 64;  // speculative tokens a sequence may hold, 0..G (default 64)
+  // Newest committed tokens kept exact (fp16) beyond the still-filling tile: a tile is quantized
+  // only once all its tokens are older than the newest recent_tokens (the llama.cpp KVarN fork
+  // keeps 128). They live in the tail pool, which grows by recent_tokens rows per sequence and
+  // head and is counted in MemoryReport::tail. 0..65536, default 0.
+  int recent_tokens = 0;
   std::shared_ptr<Backend> backend;  // required
 
+  // Codec parameters of one layer (its preset from layer_presets, or codec.preset).
+  CodecParams layer_codec(int layer) const;
   // Throws InvalidArgument naming the field and its value.
   void validate() const;
 };
+
+// Layer-preset files: the per-layer choice of a calibration (`kvarn-eval --calibrate`), read by
+// KVCache users, kvarn-eval (`--configs layers:FILE`) and kvarn-cl (`--layer-presets FILE`).
+// Text, one line per layer in order, "<layer> <preset>" (layers 0..N-1), '#' starts a comment:
+//   # kvarn_cl layer presets
+//   0 k4v4_g128
+//   1 k4v2_g128
+// parse throws InvalidArgument naming `source`, the line and the value; read throws IoError if
+// the file cannot be read.
+std::vector<Preset> parse_layer_presets(const std::string& text, const std::string& source);
+std::vector<Preset> read_layer_presets(const std::string& path);
+// The file text for `presets`; every line of `comment` becomes a '#' line at the top.
+std::string format_layer_presets(const std::vector<Preset>& presets, const std::string& comment = "");
 
 enum class AppendMode {
   commit,       // the tokens are committed at once (prefill, plain decode)
@@ -55,9 +84,9 @@ enum class AppendMode {
 
 // Every byte the cache holds, by kind. "Allocated" numbers are resident whether used or not.
 struct MemoryReport {
-  std::size_t records = 0;       // record pools, all layers (allocated)
+  std::size_t records = 0;       // record pools, all layers, each at its own preset (allocated)
   std::size_t sink = 0;          // fp16 sink pools, K and V, all layers (allocated)
-  std::size_t tail = 0;          // fp16 tail pools, K and V, all layers (allocated)
+  std::size_t tail = 0;          // fp16 tail pools, K and V, all layers (allocated; recent window included)
   std::size_t block_tables = 0;  // host block tables + the device copy built for attend()
   std::size_t seq_info = 0;      // host per-sequence state + the device seq_info of attend()
   std::size_t workspaces = 0;    // staging buffers of append/attend/materialize (grow on demand)
@@ -68,6 +97,7 @@ struct MemoryReport {
   // Use, for context (not additional bytes):
   std::size_t records_in_use = 0;   // bytes of records holding live tiles
   std::size_t live_tokens = 0;      // tokens over all sequences and layers (per layer, summed)
+  std::size_t exact_recent_tokens = 0;  // of those, committed tokens held fp16 only because of recent_tokens
   std::size_t fp16_equivalent = 0;  // bytes those tokens would take as fp16 K+V
   std::size_t free_blocks = 0;      // blocks left in the pool
 };
@@ -95,7 +125,9 @@ class KVCache {
   KVCache& operator=(const KVCache&) = delete;
 
   const CacheConfig& config() const noexcept;
-  const RecordLayout& layout() const noexcept;
+  const RecordLayout& layout() const noexcept;  // layer 0's record layout
+  // One layer's record layout (InvalidArgument for a layer outside [0, num_layers)).
+  const RecordLayout& layout(int layer) const;
   Backend& backend() noexcept;
   int sink_capacity() const noexcept;
   int tail_capacity() const noexcept;

@@ -35,7 +35,9 @@ void dequantize_tile(const CodecParams& params, const std::uint8_t* record, floa
                      float* v_out, Frame frame = Frame::rotated);
 
 // --- many tiles, spread over threads ---------------------------------------------------------
-// 0 threads = std::thread::hardware_concurrency().
+// These run the SIMD paths (held to quantize_tile / dequantize_tile above, the reference, by the
+// tests) on the process-wide ThreadPool::shared(); `count` caps the threads used (0 = all of
+// the pool, which has KVARN_CL_THREADS or hardware_concurrency() threads).
 struct CpuThreads {
   unsigned count = 0;
 };

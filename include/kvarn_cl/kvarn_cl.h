@@ -97,6 +97,13 @@ typedef struct kvarn_cl_cache_config {
   int pool_blocks;             /* 0 = enough for every sequence at full length */
   int sink_tokens;             /* -1 = one tile */
   int max_uncommitted;         /* speculative tokens per sequence, 0..G (default 64) */
+  /* NULL: every layer uses `preset`. Otherwise num_layers presets, one per layer, all with the same
+   * tile size (e.g. from kvarn_cl_layer_presets_read); `preset` is then ignored. Read only during
+   * kvarn_cl_cache_create. */
+  const kvarn_cl_preset* layer_presets;
+  /* Newest committed tokens kept exact (fp16) beyond the still-filling tile, 0..65536 (default
+   * 0); they enlarge the tail pool, which the memory report counts. */
+  int recent_tokens;
 } kvarn_cl_cache_config;
 
 /* Fills the defaults of the C++ CacheConfig (k4v2_g128, D 128, 1 layer, 1 head, ...). */
@@ -105,7 +112,15 @@ void kvarn_cl_cache_config_init(kvarn_cl_cache_config* config);
 typedef struct kvarn_cl_memory_report {
   size_t records, sink, tail, block_tables, seq_info, workspaces, total;
   size_t records_in_use, live_tokens, fp16_equivalent, free_blocks;
+  size_t exact_recent_tokens; /* live tokens held fp16 only because of recent_tokens */
 } kvarn_cl_memory_report;
+
+/* Reads a layer-preset file ("<layer> <preset>" lines, '#' comments; written by
+ * `kvarn-eval --calibrate`): *count receives the number of layers; up to `capacity` presets go
+ * to `out` (which may be NULL when capacity is 0, to ask for the count). A file with more layers
+ * than `capacity` is KVARN_CL_INVALID_ARGUMENT, with *count set. */
+kvarn_cl_status kvarn_cl_layer_presets_read(const char* path, kvarn_cl_preset* out, size_t capacity,
+                                            size_t* count);
 
 /* The cache keeps using `backend`: destroy the cache first. */
 kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_cache_config* config,
@@ -133,6 +148,9 @@ kvarn_cl_status kvarn_cl_cache_attend(kvarn_cl_cache* cache, int layer, size_t n
                                       kvarn_cl_attend_path path);
 kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
                                              kvarn_cl_memory_report* out);
+/* The preset of one layer of the cache and its record bytes. */
+kvarn_cl_status kvarn_cl_cache_layer_preset(const kvarn_cl_cache* cache, int layer,
+                                            kvarn_cl_preset* preset, size_t* record_bytes);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
-// The CPU backend: Buffers are host memory; every batched call runs the exact CPU codec
-// (src/cpu) spread over std::threads. It is the library's reference and its fallback.
+// The CPU backend: Buffers are host memory; every batched call runs the SIMD paths of the CPU
+// codec (src/cpu/simd.hpp, held to the scalar reference by the tests) on the backend's one
+// persistent thread pool. It is the library's fallback.
 #include <cstring>
 #include <new>
 #include <sstream>
@@ -8,9 +9,10 @@
 #include <unistd.h>
 
 #include "cpu/attention.hpp"
-#include "cpu/parallel_for.hpp"
+#include "cpu/simd.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/error.hpp"
+#include "kvarn_cl/thread_pool.hpp"
 
 namespace kvarn_cl {
 namespace {
@@ -55,10 +57,15 @@ void check_range(const Buffer& b, std::size_t offset, std::size_t bytes, const c
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(CpuThreads threads) : threads_(threads) {}
+  explicit CpuBackend(std::shared_ptr<ThreadPool> pool) : pool_(std::move(pool)) {
+    if (!pool_) throw InvalidArgument("make_cpu_backend: the thread pool is null");
+  }
 
   std::string name() const override {
-    return "cpu (" + std::to_string(detail::resolve_threads(threads_.count)) + " threads)";
+    std::string n = "cpu (" + std::to_string(pool_->size()) + " threads";
+    if (pool_->size() != pool_->requested())
+      n += " of " + std::to_string(pool_->requested()) + " requested";
+    return n + ", " + cpu::simd::target_name() + ")";
   }
 
   std::size_t memory_capacity() const noexcept override {
@@ -112,14 +119,14 @@ class CpuBackend final : public Backend {
     half_bits* dst = reinterpret_cast<half_bits*>(bytes_of(out, "rotate output")) + out_row * D;
     // Chunks of at least 256 rows: rotation is cheap, threads only pay off for prefill.
     const std::size_t chunk = 256, chunks = (rows + chunk - 1) / chunk;
-    detail::parallel_for(chunks, threads_.count, [&](std::size_t b, std::size_t e) {
-      const std::size_t r0 = b * chunk, r1 = std::min(rows, e * chunk);
+    pool_->parallel_for(chunks, [&](std::size_t c) {
+      const std::size_t r0 = c * chunk, r1 = std::min(rows, (c + 1) * chunk);
       if (in_type == ElementType::f32)
-        rotate_rows(reinterpret_cast<const float*>(src) + r0 * D, dst + r0 * D, r1 - r0,
-                    params.head_dim);
+        cpu::simd::rotate_rows(reinterpret_cast<const float*>(src) + r0 * D, dst + r0 * D,
+                               r1 - r0, params.head_dim);
       else
-        rotate_rows(reinterpret_cast<const half_bits*>(src) + r0 * D, dst + r0 * D, r1 - r0,
-                    params.head_dim);
+        cpu::simd::rotate_rows(reinterpret_cast<const half_bits*>(src) + r0 * D, dst + r0 * D,
+                               r1 - r0, params.head_dim);
     });
   }
 
@@ -135,11 +142,10 @@ class CpuBackend final : public Backend {
     const half_bits* k = reinterpret_cast<const half_bits*>(bytes_of(k_rows, "quantize K rows"));
     const half_bits* v = reinterpret_cast<const half_bits*>(bytes_of(v_rows, "quantize V rows"));
     std::uint8_t* rec = bytes_of(records, "quantize records");
-    detail::parallel_for(jobs.size(), threads_.count, [&](std::size_t b, std::size_t e) {
-      for (std::size_t i = b; i < e; ++i) {
-        const std::size_t row = std::size_t(jobs[i].src_row) * L.head_dim;
-        quantize_tile(params, k + row, v + row, rec + std::size_t(jobs[i].dst_record) * L.bytes);
-      }
+    pool_->parallel_for(jobs.size(), [&](std::size_t i) {
+      const std::size_t row = std::size_t(jobs[i].src_row) * L.head_dim;
+      cpu::simd::quantize_tile(params, k + row, v + row,
+                               rec + std::size_t(jobs[i].dst_record) * L.bytes);
     });
   }
 
@@ -163,14 +169,9 @@ class CpuBackend final : public Backend {
                             std::to_string(i) + "]): " + e.what());
       }
     }
-    detail::parallel_for(record_ids.size(), threads_.count, [&](std::size_t b, std::size_t e) {
-      std::vector<float> kf(tile_values), vf(tile_values);
-      for (std::size_t i = b; i < e; ++i) {
-        dequantize_tile(params, rec + std::size_t(record_ids[i]) * L.bytes, kf.data(), vf.data(),
-                        frame);
-        floats_to_halves_saturated(kf.data(), k + i * tile_values, tile_values);  // finite output
-        floats_to_halves_saturated(vf.data(), v + i * tile_values, tile_values);
-      }
+    pool_->parallel_for(record_ids.size(), [&](std::size_t i) {
+      cpu::simd::dequantize_tile(params, rec + std::size_t(record_ids[i]) * L.bytes,
+                                 k + i * tile_values, v + i * tile_values, frame);
     });
   }
 
@@ -215,7 +216,7 @@ class CpuBackend final : public Backend {
     h.sink_slots = sink_slot ? sink_bytes / sink_slot : SIZE_MAX;
     h.tail_slots = tail_slot ? tail_bytes / tail_slot : SIZE_MAX;
     h.seq_info = reinterpret_cast<const std::int32_t*>(bytes_of(*a.seq_info, "attend seq_info"));
-    cpu::attend_records(h, threads_.count);
+    cpu::attend_records(h, *pool_);
   }
 
   void attend_fp16(const AttendFp16Args& a) override {
@@ -245,17 +246,26 @@ class CpuBackend final : public Backend {
     h.capacity = a.capacity;
     h.seq_lens = reinterpret_cast<const std::int32_t*>(bytes_of(*a.seq_lens, "attend_fp16 seq_lens"));
     h.kv_frame = a.kv_frame;
-    cpu::attend_fp16(h, threads_.count);
+    cpu::attend_fp16(h, *pool_);
   }
 
  private:
-  CpuThreads threads_;
+  std::shared_ptr<ThreadPool> pool_;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend(CpuThreads threads) {
-  return std::make_unique<CpuBackend>(threads);
+  // The default size shares the process-wide pool: several caches or tools in one process then
+  // run on one set of threads instead of one set each.
+  if (threads.count == 0)
+    return std::make_unique<CpuBackend>(
+        std::shared_ptr<ThreadPool>(&ThreadPool::shared(), [](ThreadPool*) {}));
+  return std::make_unique<CpuBackend>(std::make_shared<ThreadPool>(threads.count));
+}
+
+std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<ThreadPool> pool) {
+  return std::make_unique<CpuBackend>(std::move(pool));
 }
 
 }  // namespace kvarn_cl

@@ -46,6 +46,13 @@ std::size_t mul_checked(std::size_t a, std::size_t b, bool* overflow) {
 
 }  // namespace
 
+CodecParams CacheConfig::layer_codec(int layer) const {
+  CodecParams p = codec;
+  if (!layer_presets.empty() && layer >= 0 && std::size_t(layer) < layer_presets.size())
+    p.preset = layer_presets[std::size_t(layer)];
+  return p;
+}
+
 void CacheConfig::validate() const {
   codec.validate();
   if (num_layers < 1) throw InvalidArgument(cat("invalid CacheConfig::num_layers ", num_layers, ": must be >= 1"));
@@ -60,10 +67,23 @@ void CacheConfig::validate() const {
     throw InvalidArgument(cat("invalid CacheConfig::pool_blocks ", pool_blocks, ": must be >= 0 (0 = automatic)"));
   if (sink_tokens < -1)
     throw InvalidArgument(cat("invalid CacheConfig::sink_tokens ", sink_tokens, ": must be >= 0, or -1 for one tile"));
-  const int G = codec.group();
+  if (!layer_presets.empty()) {
+    if (layer_presets.size() != std::size_t(num_layers))
+      throw InvalidArgument(cat("invalid CacheConfig::layer_presets: ", layer_presets.size(),
+                                " presets for num_layers ", num_layers, " (one per layer, or none)"));
+    for (std::size_t l = 1; l < layer_presets.size(); ++l)
+      if (preset_info(layer_presets[l]).group != preset_info(layer_presets[0]).group)
+        throw InvalidArgument(cat("invalid CacheConfig::layer_presets[", l, "] ", to_string(layer_presets[l]),
+                                  ": tile size ", preset_info(layer_presets[l]).group, " differs from layer 0's ",
+                                  to_string(layer_presets[0]), " (", preset_info(layer_presets[0]).group,
+                                  "); all layers share one tile size"));
+  }
+  const int G = layer_codec(0).group();
+  if (recent_tokens < 0 || recent_tokens > 65536)
+    throw InvalidArgument(cat("invalid CacheConfig::recent_tokens ", recent_tokens, ": must be in 0..65536"));
   if (max_uncommitted < 0 || max_uncommitted > G)
     throw InvalidArgument(cat("invalid CacheConfig::max_uncommitted ", max_uncommitted, ": must be in 0..", G,
-                              " (the tile size of preset ", to_string(codec.preset), ")"));
+                              " (the tile size of preset ", to_string(layer_codec(0).preset), ")"));
   if (!backend) throw InvalidArgument("invalid CacheConfig::backend: null (make_cpu_backend() or make_backend())");
 }
 
@@ -75,21 +95,23 @@ struct KVCache::Impl {
     std::vector<int> length;           // per layer, uncommitted included
     std::vector<int> committed;        // per layer
   };
+  // One layer's codec geometry (its own preset) and its pools.
   struct LayerPools {
+    CodecParams codec;
+    RecordLayout layout;
     std::unique_ptr<Buffer> records, sink_k, sink_v, tail_k, tail_v;
   };
 
   CacheConfig cfg;
-  RecordLayout L;
   std::shared_ptr<Backend> be;
-  int G = 0, D = 0, Hk = 0, sink_cap = 0, tail_cap = 0, table_width = 0, pool_blocks = 0;
+  int G = 0, D = 0, Hk = 0, sink_cap = 0, tail_cap = 0, recent = 0, table_width = 0, pool_blocks = 0;
   std::vector<LayerPools> layers;
   cache::BlockPool pool{0};
   std::vector<int> free_slots;
   std::unordered_map<SeqId, Sequence> seqs;
   SeqId next_id = 1;
   cache::Workspace in_k, in_v, rot_k, rot_v, q_ws, out_ws, tables_ws, info_ws, deq_k, deq_v, mat_k,
-      mat_v, lens_ws;
+      mat_v, lens_ws, shift_ws;
   // Misuse guard (a KVCache is not thread-safe): > 0 readers inside a const call, -1 a writer
   // inside a mutating call. A call that overlaps a writer, or a writer that overlaps anything,
   // throws InvalidArgument instead of racing on the state. One atomic operation per call.
@@ -103,10 +125,12 @@ struct KVCache::Impl {
   std::size_t tail_row(int slot, int h, int pos) const {
     return (std::size_t(slot) * Hk + std::size_t(h)) * std::size_t(tail_cap) + std::size_t(pos);
   }
-  // Tiles that are complete and committed, hence quantized, for `committed` tokens.
-  int tiles_for(int committed_tokens) const {
-    return committed_tokens > sink_cap ? (committed_tokens - sink_cap) / G : 0;
+  // Tiles that are complete, committed and older than the recent window, hence quantized, for
+  // `committed` tokens (window: the newest `window` committed tokens stay fp16).
+  int tiles_for(int committed_tokens, int window) const {
+    return committed_tokens > sink_cap + window ? (committed_tokens - sink_cap - window) / G : 0;
   }
+  int tiles_for(int committed_tokens) const { return tiles_for(committed_tokens, recent); }
   int sink_len(const Sequence& s, int layer) const { return std::min(s.length[std::size_t(layer)], sink_cap); }
   int tail_len(const Sequence& s, int layer) const {
     const int len = s.length[std::size_t(layer)];
@@ -221,13 +245,14 @@ KVCache::KVCache(CacheConfig config) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.cfg = std::move(config);
   m.be = m.cfg.backend;
-  m.L = RecordLayout::make(m.cfg.codec);
-  m.G = m.L.group;
-  m.D = m.L.head_dim;
+  const RecordLayout first = RecordLayout::make(m.cfg.layer_codec(0));
+  m.G = first.group;
+  m.D = first.head_dim;
   m.Hk = m.cfg.num_kv_heads;
   m.sink_cap = m.cfg.sink_tokens < 0 ? m.G : m.cfg.sink_tokens;
   m.cfg.sink_tokens = m.sink_cap;
-  m.tail_cap = m.G - 1 + m.cfg.max_uncommitted;
+  m.recent = m.cfg.recent_tokens;
+  m.tail_cap = m.G - 1 + m.recent + m.cfg.max_uncommitted;
   m.table_width = std::max(0, m.cfg.max_tokens_per_sequence - m.sink_cap) / m.G;
   const long long blocks = m.cfg.pool_blocks > 0 ? m.cfg.pool_blocks
                                                  : (long long)m.table_width * m.cfg.max_sequences;
@@ -241,7 +266,9 @@ KVCache::KVCache(CacheConfig config) : impl_(std::make_unique<Impl>()) {
   const std::size_t slots_heads = std::size_t(m.cfg.max_sequences) * m.Hk;
   for (int l = 0; l < m.cfg.num_layers; ++l) {
     Impl::LayerPools p;
-    p.records = m.allocate_pool(std::size_t(m.pool_blocks) * m.Hk * m.L.bytes, "record", l);
+    p.codec = m.cfg.layer_codec(l);
+    p.layout = RecordLayout::make(p.codec);
+    p.records = m.allocate_pool(std::size_t(m.pool_blocks) * m.Hk * p.layout.bytes, "record", l);
     p.sink_k = m.allocate_pool(slots_heads * m.sink_cap * m.row_bytes(), "sink K", l);
     p.sink_v = m.allocate_pool(slots_heads * m.sink_cap * m.row_bytes(), "sink V", l);
     p.tail_k = m.allocate_pool(slots_heads * m.tail_cap * m.row_bytes(), "tail K", l);
@@ -253,7 +280,11 @@ KVCache::KVCache(CacheConfig config) : impl_(std::make_unique<Impl>()) {
 KVCache::~KVCache() = default;
 
 const CacheConfig& KVCache::config() const noexcept { return impl_->cfg; }
-const RecordLayout& KVCache::layout() const noexcept { return impl_->L; }
+const RecordLayout& KVCache::layout() const noexcept { return impl_->layers.front().layout; }
+const RecordLayout& KVCache::layout(int layer) const {
+  impl_->check_layer(layer, "layout");
+  return impl_->layers[std::size_t(layer)].layout;
+}
 Backend& KVCache::backend() noexcept { return *impl_->be; }
 int KVCache::sink_capacity() const noexcept { return impl_->sink_cap; }
 int KVCache::tail_capacity() const noexcept { return impl_->tail_cap; }
@@ -397,7 +428,7 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
     p.n_t = p.T - p.n_sink;
     p.q0 = tiles_for(C0);
     p.a0 = std::max(0, p.L0 + p.n_sink - sink_cap) - p.q0 * G;
-    p.new_tiles = mode == AppendMode::commit ? (p.a0 + p.n_t) / G : 0;
+    p.new_tiles = mode == AppendMode::commit ? tiles_for(C0 + p.T) - p.q0 : 0;
     p.gap = p.new_tiles > 0 ? p.a0 : 0;
     if (p.new_tiles == 0 && p.a0 + p.n_t > tail_cap)
       throw Error(Status::internal, cat("append: tail overflow (", p.a0 + p.n_t, " > ", tail_cap, ')'));
@@ -506,9 +537,9 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
       be->write(ik, 0, host_k.data(), host_k.size());
       be->write(iv, 0, host_v.data(), host_v.size());
     }
-    be->rotate(cfg.codec, ik, type, staging_rows, rk, 0);
-    be->rotate(cfg.codec, iv, type, staging_rows, rv, 0);
     LayerPools& pools = layers[l];
+    be->rotate(pools.codec, ik, type, staging_rows, rk, 0);
+    be->rotate(pools.codec, iv, type, staging_rows, rv, 0);
     // 3. Old tail rows into the gaps (before step 4 overwrites the tail's first rows).
     if (!gap_fill.empty()) {
       be->copy_rows(*pools.tail_k, rk, gap_fill, row_bytes());
@@ -540,7 +571,7 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
       be->copy_rows(rv, *pools.sink_v, to_sink, row_bytes());
     }
     // 5. One quantize for every complete tile of the batch.
-    if (!jobs.empty()) be->quantize(cfg.codec, rk, rv, jobs, *pools.records);
+    if (!jobs.empty()) be->quantize(pools.codec, rk, rv, jobs, *pools.records);
   } catch (...) {
     for (std::int32_t b : taken) pool.give_back(b);
     throw;
@@ -605,11 +636,13 @@ void KVCache::Impl::commit(const std::vector<SeqId>& ids, const std::vector<int>
   }
   try {
     // Per layer: quantize the tiles that became complete, in place in the tail pool, then move
-    // the remaining tail rows to the front. The runs never overlap: the remainder holds fewer than
-    // max_uncommitted <= G rows and starts at least G rows in.
+    // the remaining tail rows to the front. Without a recent window the runs never overlap (the
+    // remainder holds fewer than max_uncommitted <= G rows and starts at least G rows in); with
+    // one, an overlapping remainder moves through a workspace.
     for (std::size_t l = 0; l < NL; ++l) {
       std::vector<QuantizeJob> jobs;
       std::vector<RowRun> shift;
+      bool overlap = false;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         const Sequence& s = *batch[i];
         const int q0 = tiles_for(s.committed[l]), q1 = tiles_for(target[i][l]);
@@ -621,14 +654,28 @@ void KVCache::Impl::commit(const std::vector<SeqId>& ids, const std::vector<int>
                             std::uint32_t(s.blocks[std::size_t(j)] * Hk + h)});
           const int rest = tl - (q1 - q0) * G;
           if (rest > 0) shift.push_back({tail_row(s.slot, h, (q1 - q0) * G), tail_row(s.slot, h, 0), std::uint64_t(rest)});
+          overlap = overlap || rest > (q1 - q0) * G;
         }
       }
       if (jobs.empty()) continue;
       LayerPools& pools = layers[l];
-      be->quantize(cfg.codec, *pools.tail_k, *pools.tail_v, jobs, *pools.records);
-      if (!shift.empty()) {
+      be->quantize(pools.codec, *pools.tail_k, *pools.tail_v, jobs, *pools.records);
+      if (!shift.empty() && !overlap) {
         be->copy_rows(*pools.tail_k, *pools.tail_k, shift, row_bytes());
         be->copy_rows(*pools.tail_v, *pools.tail_v, shift, row_bytes());
+      } else if (!shift.empty()) {
+        std::vector<RowRun> out, back;
+        std::uint64_t at = 0;
+        for (const RowRun& r : shift) {
+          out.push_back({r.src_row, at, r.rows});
+          back.push_back({at, r.dst_row, r.rows});
+          at += r.rows;
+        }
+        Buffer& ws = shift_ws.ensure(*be, std::size_t(at) * row_bytes());
+        for (Buffer* t : {pools.tail_k.get(), pools.tail_v.get()}) {
+          be->copy_rows(*t, ws, out, row_bytes());
+          be->copy_rows(ws, *t, back, row_bytes());
+        }
       }
       for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->committed[l] = target[i][l];
     }
@@ -703,7 +750,7 @@ int KVCache::Impl::gather_fp16(int layer, const std::vector<const Sequence*>& ba
   if (!ids.empty()) {
     Buffer& dk = deq_k.ensure(*be, ids.size() * G * row_bytes());
     Buffer& dv = deq_v.ensure(*be, ids.size() * G * row_bytes());
-    be->dequantize(cfg.codec, *pools.records, ids, Frame::rotated, dk, dv);
+    be->dequantize(pools.codec, *pools.records, ids, Frame::rotated, dk, dv);
     be->copy_rows(dk, mk, deq_runs, row_bytes());
     be->copy_rows(dv, mv, deq_runs, row_bytes());
   }
@@ -799,7 +846,7 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
     be->write_async(ib, 0, info.data(), info.size() * 4);
     const LayerPools& pools = layers[l];
     AttendArgs a;
-    a.params = cfg.codec;
+    a.params = pools.codec;
     a.num_seqs = int(S);
     a.num_q_heads = hq;
     a.num_kv_heads = Hk;
@@ -843,7 +890,7 @@ MaterializedKV KVCache::materialize(SeqId id, int layer, Frame frame) {
     // H is its own inverse: rotating the rotated fp16 rows again gives the original frame.
     Buffer& ok = m.deq_k.ensure(*m.be, rows * m.row_bytes());
     Buffer& ov = m.deq_v.ensure(*m.be, rows * m.row_bytes());
-    m.be->rotate(m.cfg.codec, *k, ElementType::f16, rows, ok, 0);
+    m.be->rotate(m.cfg.codec, *k, ElementType::f16, rows, ok, 0);  // the preset plays no part in a rotation
     m.be->rotate(m.cfg.codec, *v, ElementType::f16, rows, ov, 0);
     k = &ok;
     v = &ov;
@@ -865,7 +912,7 @@ SequenceSnapshot KVCache::snapshot(SeqId id, int layer) {
   r.sink_len = m.sink_len(s, layer);
   r.num_tiles = m.tiles_for(s.committed[std::size_t(layer)]);
   r.tail_len = m.tail_len(s, layer);
-  const std::size_t rb = m.L.bytes * m.Hk, row = m.row_bytes();
+  const std::size_t rb = p.layout.bytes * m.Hk, row = m.row_bytes();
   r.records.resize(std::size_t(r.num_tiles) * rb);
   for (int j = 0; j < r.num_tiles; ++j)
     m.be->read(*p.records, std::size_t(s.blocks[std::size_t(j)]) * rb, r.records.data() + j * rb, rb);
@@ -902,12 +949,14 @@ MemoryReport KVCache::memory_report() const {
     r.seq_info += sizeof(SeqId) + sizeof(Impl::Sequence) + sizeof(void*) +
                   (s.length.capacity() + s.committed.capacity()) * sizeof(int);
     for (int l = 0; l < m.cfg.num_layers; ++l) {
+      const int c = s.committed[std::size_t(l)];
       r.live_tokens += std::size_t(s.length[std::size_t(l)]);
-      r.records_in_use += std::size_t(m.tiles_for(s.committed[std::size_t(l)])) * m.Hk * m.L.bytes;
+      r.records_in_use += std::size_t(m.tiles_for(c)) * m.Hk * m.layers[std::size_t(l)].layout.bytes;
+      r.exact_recent_tokens += std::size_t(m.tiles_for(c, 0) - m.tiles_for(c)) * std::size_t(m.G);
     }
   }
   for (const cache::Workspace* w : {&m.in_k, &m.in_v, &m.rot_k, &m.rot_v, &m.q_ws, &m.out_ws, &m.deq_k,
-                                    &m.deq_v, &m.mat_k, &m.mat_v, &m.lens_ws})
+                                    &m.deq_v, &m.mat_k, &m.mat_v, &m.lens_ws, &m.shift_ws})
     r.workspaces += w->bytes();
   r.fp16_equivalent = r.live_tokens * m.Hk * m.row_bytes() * 2;
   r.free_blocks = m.pool.free_count();

@@ -51,6 +51,12 @@ Preset to_preset(const kvarn_cl_preset& p) {
   return all_presets()[std::size_t(v)];
 }
 
+kvarn_cl_preset from_preset(Preset p) {
+  for (std::size_t i = 0; i < all_presets().size(); ++i)
+    if (all_presets()[i] == p) return static_cast<kvarn_cl_preset>(i);
+  throw Error(Status::internal, "preset without a C value: " + to_string(p));
+}
+
 ElementType to_element(const kvarn_cl_element_type& t, const char* name) {
   const long long v = raw(t);
   if (v == KVARN_CL_F16) return ElementType::f16;
@@ -118,9 +124,7 @@ kvarn_cl_status kvarn_cl_preset_parse(const char* name, kvarn_cl_preset* out) {
   return capi::guarded([&] {
     require(name, "name");
     require(out, "out");
-    const Preset p = parse_preset(name, "preset name");
-    for (std::size_t i = 0; i < all_presets().size(); ++i)
-      if (all_presets()[i] == p) *out = static_cast<kvarn_cl_preset>(i);
+    *out = from_preset(parse_preset(name, "preset name"));
   });
 }
 
@@ -266,6 +270,8 @@ void kvarn_cl_cache_config_init(kvarn_cl_cache_config* config) {
   config->pool_blocks = d.pool_blocks;
   config->sink_tokens = d.sink_tokens;
   config->max_uncommitted = d.max_uncommitted;
+  config->layer_presets = nullptr;
+  config->recent_tokens = d.recent_tokens;
 }
 
 kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_cache_config* config,
@@ -287,6 +293,12 @@ kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_
     c.pool_blocks = config->pool_blocks;
     c.sink_tokens = config->sink_tokens;
     c.max_uncommitted = config->max_uncommitted;
+    c.recent_tokens = config->recent_tokens;
+    if (config->layer_presets != nullptr) {
+      if (config->num_layers < 1)
+        throw InvalidArgument("invalid config->num_layers " + std::to_string(config->num_layers) + ": must be >= 1");
+      for (int l = 0; l < config->num_layers; ++l) c.layer_presets.push_back(to_preset(config->layer_presets[l]));
+    }
     c.backend = backend->impl;
     auto cache = std::make_unique<kvarn_cl_cache>();
     cache->impl = std::make_unique<KVCache>(std::move(c));
@@ -391,6 +403,32 @@ kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
     out->live_tokens = r.live_tokens;
     out->fp16_equivalent = r.fp16_equivalent;
     out->free_blocks = r.free_blocks;
+    out->exact_recent_tokens = r.exact_recent_tokens;
+  });
+}
+
+kvarn_cl_status kvarn_cl_cache_layer_preset(const kvarn_cl_cache* cache, int layer,
+                                            kvarn_cl_preset* preset, size_t* record_bytes) {
+  return capi::guarded([&] {
+    require(cache, "cache");
+    const RecordLayout& L = cache->impl->layout(layer);  // checks the layer
+    if (preset != nullptr) *preset = from_preset(cache->impl->config().layer_codec(layer).preset);
+    if (record_bytes != nullptr) *record_bytes = L.bytes;
+  });
+}
+
+kvarn_cl_status kvarn_cl_layer_presets_read(const char* path, kvarn_cl_preset* out, size_t capacity,
+                                            size_t* count) {
+  return capi::guarded([&] {
+    require(path, "path");
+    require(count, "count");
+    if (capacity > 0) require(out, "out");
+    const std::vector<Preset> p = read_layer_presets(path);
+    *count = p.size();
+    if (p.size() > capacity)
+      throw InvalidArgument(std::string("layer-preset file '") + path + "' lists " + std::to_string(p.size()) +
+                            " layers but capacity is " + std::to_string(capacity));
+    for (std::size_t i = 0; i < p.size(); ++i) out[i] = from_preset(p[i]);
   });
 }
 

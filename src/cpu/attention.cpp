@@ -12,10 +12,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <vector>
 
-#include "cpu/parallel_for.hpp"
+#include "cpu/simd.hpp"
+#include "cpu/tile_checks.hpp"
+#include "cpu/unpack_floats.hpp"
 #include "kvarn_cl/attention.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -33,60 +36,20 @@ struct Segment {
   int tokens = 0;
 };
 
-// Packed code -> float tables (a byte holds 2 four-bit or 4 two-bit codes, lowest index lowest).
-struct CodeTables {
-  float four[256][2];
-  float two[256][4];
-};
-
-const CodeTables& code_tables() {
-  static const CodeTables tables = [] {
-    CodeTables t{};
-    for (int b = 0; b < 256; ++b) {
-      for (int i = 0; i < 2; ++i) t.four[b][i] = float((b >> (4 * i)) & 0xF);
-      for (int i = 0; i < 4; ++i) t.two[b][i] = float((b >> (2 * i)) & 0x3);
-    }
-    return t;
-  }();
-  return tables;
-}
-
-void unpack_to_floats(const std::uint8_t* packed, int n, int bits, float* out) {
-  const CodeTables& t = code_tables();
-  if (bits == 4) {
-    for (int i = 0; i < n / 2; ++i) {
-      out[2 * i] = t.four[packed[i]][0];
-      out[2 * i + 1] = t.four[packed[i]][1];
-    }
-  } else {
-    for (int i = 0; i < n / 4; ++i)
-      for (int j = 0; j < 4; ++j) out[4 * i + j] = t.two[packed[i]][j];
-  }
-}
-
-void load_scales(const std::uint8_t* src, int n, float* out, const char* field) {
-  for (int i = 0; i < n; ++i) {
-    half_bits h;
-    std::memcpy(&h, src + 2 * std::size_t(i), sizeof h);
-    if ((h & 0x7C00u) == 0x7C00u) {
-      std::ostringstream msg;
-      msg << "corrupt record: " << field << '[' << i << "] is not finite (0x" << std::hex << h
-          << ')';
-      throw CorruptRecord(msg.str());
-    }
-    out[i] = half_to_float(h);
-  }
+void load_scales(const std::uint8_t* src, int n, float* out, const char* field, bool simd) {
+  if (!simd || !simd::load_finite_halves(src, n, out)) load_record_halves(src, n, out, field);
 }
 
 // Per-thread scratch and the running softmax of the R query heads of one work item.
 struct Worker {
   int R, D, G;
   float scale;
+  bool simd;
   std::vector<float> score, tmp, qs, cf, row, z, zs;
   std::vector<float> s_col_k, zp_k, s_row_k, s_col_v, s_row_v, zp_v;
 
-  Worker(int r, int d, int g, float sc)
-      : R(r), D(d), G(g), scale(sc),
+  Worker(int r, int d, int g, float sc, bool use_simd)
+      : R(r), D(d), G(g), scale(sc), simd(use_simd),
         score(std::size_t(r) * std::max(g, kRunTokens)), tmp(std::size_t(r) * d),
         qs(std::size_t(r) * d), cf(std::size_t(std::max(g, d))), row(std::size_t(d)),
         z(std::size_t(r)), zs(std::size_t(r)), s_col_k(std::size_t(d)), zp_k(std::size_t(d)),
@@ -99,6 +62,7 @@ struct Worker {
   // m, sum l and accumulator acc.
   void softmax_update(int n, float* m, float* l, float* acc) {
     const int st = stride();
+    if (simd) return simd::softmax_update(score.data(), std::size_t(st), R, n, D, m, l, acc);
     for (int r = 0; r < R; ++r) {
       float* sr = score.data() + std::size_t(r) * st;
       float mx = m[r];
@@ -122,27 +86,43 @@ struct Worker {
 
   void record_tile(const RecordLayout& L, const std::uint8_t* rec, const float* q, float* m,
                    float* l, float* acc) {
-    load_scales(rec + L.s_col_k, D, s_col_k.data(), "s_col_K");
-    load_scales(rec + L.zp_k, D, zp_k.data(), "zp_K");
-    load_scales(rec + L.s_row_k, G, s_row_k.data(), "s_row_K");
-    load_scales(rec + L.s_col_v, D, s_col_v.data(), "s_col_V");
-    load_scales(rec + L.s_row_v, G, s_row_v.data(), "s_row_V");
-    load_scales(rec + L.zp_v, G, zp_v.data(), "zp_V");
+    load_scales(rec + L.s_col_k, D, s_col_k.data(), "s_col_K", simd);
+    load_scales(rec + L.zp_k, D, zp_k.data(), "zp_K", simd);
+    load_scales(rec + L.s_row_k, G, s_row_k.data(), "s_row_K", simd);
+    load_scales(rec + L.s_col_v, D, s_col_v.data(), "s_col_V", simd);
+    load_scales(rec + L.s_row_v, G, s_row_v.data(), "s_row_V", simd);
+    load_scales(rec + L.zp_v, G, zp_v.data(), "zp_V", simd);
     const int st = stride();
+
+    if (simd) {
+      // Scores: q pre-scaled by s_col_K, codes × floats, then zero point and s_row_K per token;
+      // values: weights p·s_row_V over the codes, plus Σ p·zp_V, all times s_col_V.
+      simd::prescale_query(q, R, D, s_col_k.data(), zp_k.data(), qs.data(), z.data());
+      simd::code_matmul(qs.data(), std::size_t(D), R, rec + L.k_codes, L.k_row_bytes, L.k_bits, D,
+                        G, score.data(), std::size_t(st));
+      simd::fold_scores(score.data(), std::size_t(st), R, G, s_row_k.data(), z.data(), scale);
+      softmax_update(G, m, l, acc);
+      simd::value_weights(score.data(), std::size_t(st), R, G, zp_v.data(), s_row_v.data(), zs.data());
+      simd::code_matmul(score.data(), std::size_t(st), R, rec + L.v_codes, L.v_row_bytes, L.v_bits,
+                        G, D, tmp.data(), std::size_t(D));
+      simd::accumulate_values(acc, tmp.data(), R, D, s_col_v.data(), zs.data());
+      return;
+    }
 
     // Scores: q pre-scaled by s_col_K, codes × floats, then zero point and s_row_K per token.
     for (int r = 0; r < R; ++r) {
       const float* qr = q + std::size_t(r) * D;
-      float zr = 0;
+      // The zero-point sums may cancel and shift every score of the tile: summed in double.
+      double zr = 0;
       for (int d = 0; d < D; ++d) {
         qs[std::size_t(r) * D + d] = qr[d] * s_col_k[std::size_t(d)];
         zr += qr[d] * zp_k[std::size_t(d)];
       }
-      z[std::size_t(r)] = zr;
+      z[std::size_t(r)] = float(zr);
       std::fill_n(score.data() + std::size_t(r) * st, G, 0.0f);
     }
     for (int d = 0; d < D; ++d) {
-      unpack_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits, cf.data());
+      unpack_codes_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits, cf.data());
       for (int r = 0; r < R; ++r) {
         const float a = qs[std::size_t(r) * D + d];
         float* sr = score.data() + std::size_t(r) * st;
@@ -158,16 +138,16 @@ struct Worker {
     // Values: weights p·s_row_V over the codes, plus Σ p·zp_V, all times s_col_V.
     for (int r = 0; r < R; ++r) {
       float* sr = score.data() + std::size_t(r) * st;
-      float zsum = 0;
+      double zsum = 0;
       for (int t = 0; t < G; ++t) {
         zsum += sr[t] * zp_v[std::size_t(t)];
         sr[t] *= s_row_v[std::size_t(t)];
       }
-      zs[std::size_t(r)] = zsum;
+      zs[std::size_t(r)] = float(zsum);
     }
     std::fill(tmp.begin(), tmp.end(), 0.0f);
     for (int t = 0; t < G; ++t) {
-      unpack_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits, cf.data());
+      unpack_codes_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits, cf.data());
       for (int r = 0; r < R; ++r) {
         const float w = score[std::size_t(r) * st + t];
         float* tr = tmp.data() + std::size_t(r) * D;
@@ -184,6 +164,14 @@ struct Worker {
   void fp16_run(const half_bits* k, const half_bits* v, int n, const float* q, float* m, float* l,
                 float* acc) {
     const int st = stride();
+    if (simd) {
+      simd::fp16_scores(q, R, D, k, n, score.data(), std::size_t(st));
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < n; ++t) score[std::size_t(r) * st + t] *= scale;
+      softmax_update(n, m, l, acc);
+      simd::fp16_accumulate(score.data(), std::size_t(st), R, D, v, n, acc);
+      return;
+    }
     for (int t = 0; t < n; ++t) {
       halves_to_floats(k + std::size_t(t) * D, row.data(), std::size_t(D));
       for (int r = 0; r < R; ++r) {
@@ -221,7 +209,7 @@ void append_fp16_runs(std::vector<Segment>& segs, const half_bits* k, const half
 template <typename Segments>
 void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layout, float scale,
                    const std::vector<float>& q, bool rotate_back, void* out, ElementType out_type,
-                   unsigned threads, Segments&& segments_of) {
+                   ThreadPool& pool, bool simd, Segments&& segments_of) {
   const int R = Hq / Hk;
   const std::size_t groups = std::size_t(S) * Hk;
   if (groups == 0) return;
@@ -236,17 +224,22 @@ void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layo
       max_segs = std::max(max_segs, segs.size());
     }
   }
-  const std::size_t workers = detail::resolve_threads(threads);
+  const std::size_t workers = pool.size();
   std::size_t chunks = 1;
   if (groups < 2 * workers)
     chunks = std::max<std::size_t>(1, std::min((2 * workers + groups - 1) / groups, max_segs / 2));
 
   const std::size_t part = std::size_t(R) * (D + 2);  // m[R], l[R], acc[R][D]
   std::vector<float> partials(groups * chunks * part);
-  detail::parallel_for(groups * chunks, threads, [&](std::size_t begin, std::size_t end) {
-    Worker w(R, D, G, scale);
-    std::vector<Segment> segs;
-    for (std::size_t item = begin; item < end; ++item) {
+  pool.parallel_for(groups * chunks, [&](std::size_t item) {
+    // One Worker per thread, kept between calls: a decode step makes no allocation per item.
+    static thread_local std::unique_ptr<Worker> cached;
+    if (!cached || cached->R != R || cached->D != D || cached->G != G || cached->simd != simd)
+      cached = std::make_unique<Worker>(R, D, G, scale, simd);
+    Worker& w = *cached;
+    w.scale = scale;
+    static thread_local std::vector<Segment> segs;
+    {
       const std::size_t g = item / chunks, c = item % chunks;
       const int s = int(g / Hk), h = int(g % Hk);
       segs.clear();
@@ -260,6 +253,11 @@ void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layo
       const float* qg = q.data() + (std::size_t(s) * Hq + std::size_t(h) * R) * D;
       const std::size_t b = segs.size() * c / chunks, e = segs.size() * (c + 1) / chunks;
       for (std::size_t i = b; i < e; ++i) {
+        // The next record is Hk records away in the pool: no hardware prefetcher follows that
+        // stride, so ask for it while this tile is computed.
+        if (i + 1 < e && segs[i + 1].record != nullptr)
+          for (std::size_t off = 0; off < layout->bytes; off += 64)
+            __builtin_prefetch(segs[i + 1].record + off);
         if (segs[i].record != nullptr)
           w.record_tile(*layout, segs[i].record, qg, m, l, acc);
         else
@@ -269,7 +267,7 @@ void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layo
   });
 
   // Log-sum-exp merge of the chunks, normalization, rotation back, store.
-  detail::parallel_for(std::size_t(S) * Hq, threads, [&](std::size_t begin, std::size_t end) {
+  pool.parallel_ranges(std::size_t(S) * Hq, [&](std::size_t begin, std::size_t end) {
     std::vector<float> o(static_cast<std::size_t>(D));
     for (std::size_t sq = begin; sq < end; ++sq) {
       const std::size_t s = sq / Hq, hq = sq % Hq, h = hq / R, r = hq % R;
@@ -288,7 +286,12 @@ void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layo
           for (int d = 0; d < D; ++d) o[std::size_t(d)] += acc[d] * f;
         }
         for (auto& x : o) x /= lsum;
-        if (rotate_back) fwht_inplace(o.data(), D);
+        if (rotate_back) {
+          if (simd)
+            simd::fwht_rows(o.data(), 1, D);
+          else
+            fwht_inplace(o.data(), D);
+        }
       }
       if (out_type == ElementType::f32)
         std::memcpy(static_cast<float*>(out) + sq * D, o.data(), sizeof(float) * D);
@@ -298,9 +301,10 @@ void run_attention(int S, int Hq, int Hk, int D, int G, const RecordLayout* layo
   });
 }
 
-std::vector<float> queries(const float* q, std::size_t rows, int D, bool rotate) {
+std::vector<float> queries(const float* q, std::size_t rows, int D, bool rotate, bool simd) {
   std::vector<float> out(q, q + rows * D);
-  if (rotate)
+  if (rotate && simd) simd::fwht_rows(out.data(), rows, D);
+  if (rotate && !simd)
     for (std::size_t i = 0; i < rows; ++i) fwht_inplace(out.data() + i * D, D);
   return out;
 }
@@ -320,7 +324,8 @@ void check_heads(int Hq, int Hk) {
 
 }  // namespace
 
-void attend_records(const AttendRecordsHost& a, unsigned threads) {
+void attend_records(const AttendRecordsHost& a, ThreadPool& pool, Kernels kernels) {
+  const bool simd = kernels == Kernels::simd;
   const RecordLayout L = RecordLayout::make(a.params);
   const int D = L.head_dim, Hk = a.num_kv_heads;
   check_heads(a.num_q_heads, Hk);
@@ -337,7 +342,7 @@ void attend_records(const AttendRecordsHost& a, unsigned threads) {
         bad_index("block id", s, b, (long long)a.num_blocks_in_pool);
     }
   }
-  const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, true);
+  const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, true, simd);
   // Token order: sink, records in block-table order, tail.
   auto segments_of = [&](int s, int h, std::vector<Segment>& segs) {
     const std::int32_t* info = a.seq_info + 4 * std::size_t(s);
@@ -355,10 +360,11 @@ void attend_records(const AttendRecordsHost& a, unsigned threads) {
     append_fp16_runs(segs, a.tail + tail_at, a.tail_v + tail_at, info[3], D);
   };
   run_attention(a.num_seqs, a.num_q_heads, Hk, D, L.group, &L, a.scale, q, true, a.out,
-                a.out_type, threads, segments_of);
+                a.out_type, pool, simd, segments_of);
 }
 
-void attend_fp16(const AttendFp16Host& a, unsigned threads) {
+void attend_fp16(const AttendFp16Host& a, ThreadPool& pool, Kernels kernels) {
+  const bool simd = kernels == Kernels::simd;
   validate_head_dim(a.head_dim, "attend_fp16 head_dim");
   check_heads(a.num_q_heads, a.num_kv_heads);
   const int D = a.head_dim, Hk = a.num_kv_heads;
@@ -366,13 +372,13 @@ void attend_fp16(const AttendFp16Host& a, unsigned threads) {
     if (a.seq_lens[s] < 0 || a.seq_lens[s] > a.capacity)
       bad_index("seq_len", s, a.seq_lens[s], a.capacity + 1LL);
   const bool rotated = a.kv_frame == Frame::rotated;
-  const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, rotated);
+  const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, rotated, simd);
   auto segments_of = [&](int s, int h, std::vector<Segment>& segs) {
     const std::size_t at = (std::size_t(s) * Hk + std::size_t(h)) * std::size_t(a.capacity) * D;
     append_fp16_runs(segs, a.k + at, a.v + at, a.seq_lens[s], D);
   };
   run_attention(a.num_seqs, a.num_q_heads, Hk, D, 0, nullptr, a.scale, q, rotated, a.out,
-                a.out_type, threads, segments_of);
+                a.out_type, pool, simd, segments_of);
 }
 
 }  // namespace kvarn_cl::cpu

@@ -9,6 +9,7 @@
 
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/thread_pool.hpp"
 
 namespace kvarn_cl::cpu {
 
@@ -47,9 +48,14 @@ struct AttendFp16Host {
   Frame kv_frame = Frame::original;
 };
 
+// Which inner loops run: the SIMD paths of src/cpu/simd.hpp (the default), or the scalar
+// reference they are tested against.
+enum class Kernels { simd, reference };
+
 // Both throw InvalidArgument for out-of-range indices (block ids, slots, lengths) and
 // CorruptRecord for non-finite scale vectors. A sequence with no tokens gets a zero output.
-void attend_records(const AttendRecordsHost& args, unsigned threads);
-void attend_fp16(const AttendFp16Host& args, unsigned threads);
+// Work items are (sequence, KV head, context split), run on `pool`.
+void attend_records(const AttendRecordsHost& args, ThreadPool& pool, Kernels kernels = Kernels::simd);
+void attend_fp16(const AttendFp16Host& args, ThreadPool& pool, Kernels kernels = Kernels::simd);
 
 }  // namespace kvarn_cl::cpu

@@ -5,7 +5,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "cpu/parallel_for.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 

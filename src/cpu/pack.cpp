@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu/unpack_floats.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_cl::detail {
@@ -35,3 +36,37 @@ void unpack_codes(const std::uint8_t* packed, int n, int bits, std::uint8_t* cod
 }
 
 }  // namespace kvarn_cl::detail
+
+namespace kvarn_cl::cpu {
+namespace {
+
+// A byte holds 2 four-bit or 4 two-bit codes, lowest index in the lowest bits.
+struct CodeTables {
+  float four[256][2];
+  float two[256][4];
+};
+
+const CodeTables& code_tables() {
+  static const CodeTables tables = [] {
+    CodeTables t{};
+    for (int b = 0; b < 256; ++b) {
+      for (int i = 0; i < 2; ++i) t.four[b][i] = float((b >> (4 * i)) & 0xF);
+      for (int i = 0; i < 4; ++i) t.two[b][i] = float((b >> (2 * i)) & 0x3);
+    }
+    return t;
+  }();
+  return tables;
+}
+
+}  // namespace
+
+void unpack_codes_to_floats(const std::uint8_t* packed, int n, int bits, float* out) noexcept {
+  const CodeTables& t = code_tables();
+  if (bits == 4) {
+    for (int i = 0; i < n / 2; ++i) std::memcpy(out + 2 * i, t.four[packed[i]], 2 * sizeof(float));
+  } else {
+    for (int i = 0; i < n / 4; ++i) std::memcpy(out + 4 * i, t.two[packed[i]], 4 * sizeof(float));
+  }
+}
+
+}  // namespace kvarn_cl::cpu

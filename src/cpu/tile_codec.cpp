@@ -5,17 +5,15 @@
 #include <sstream>
 #include <vector>
 
+#include "cpu/tile_checks.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
 namespace kvarn_cl {
-namespace {
-
-bool is_finite_half(half_bits h) { return (h & 0x7C00u) != 0x7C00u; }
 
 // The codec's input bound (format.hpp kMaxRotatedMagnitude): finite, and small enough that every
 // folded scale product of the record is a finite fp16.
-void check_finite(const half_bits* rows, int G, int D, const char* which) {
+void cpu::check_finite_rows(const half_bits* rows, int G, int D, const char* which) {
   for (int t = 0; t < G; ++t)
     for (int d = 0; d < D; ++d) {
       const half_bits h = rows[std::size_t(t) * D + d];
@@ -35,6 +33,22 @@ void check_finite(const half_bits* rows, int G, int D, const char* which) {
     }
 }
 
+void cpu::load_record_halves(const std::uint8_t* src, int n, float* out, const char* field) {
+  for (int i = 0; i < n; ++i) {
+    half_bits h;
+    std::memcpy(&h, src + 2 * std::size_t(i), sizeof h);
+    if (!is_finite_half(h)) {
+      std::ostringstream msg;
+      msg << "corrupt record: " << field << '[' << i << "] is not finite (0x" << std::hex << h
+          << ')';
+      throw CorruptRecord(msg.str());
+    }
+    out[i] = half_to_float(h);
+  }
+}
+
+namespace {
+
 void store_halves(const std::vector<float>& v, std::uint8_t* dst) {
   std::vector<half_bits> h(v.size());
   floats_to_halves(v.data(), h.data(), v.size());
@@ -42,18 +56,8 @@ void store_halves(const std::vector<float>& v, std::uint8_t* dst) {
 }
 
 std::vector<float> load_halves(const std::uint8_t* src, int n, const char* field) {
-  std::vector<half_bits> h(static_cast<std::size_t>(n));
-  std::memcpy(h.data(), src, h.size() * sizeof(half_bits));
-  std::vector<float> f(h.size());
-  for (std::size_t i = 0; i < h.size(); ++i) {
-    if (!is_finite_half(h[i])) {
-      std::ostringstream msg;
-      msg << "corrupt record: " << field << '[' << i << "] is not finite (0x" << std::hex << h[i]
-          << ')';
-      throw CorruptRecord(msg.str());
-    }
-    f[i] = half_to_float(h[i]);
-  }
+  std::vector<float> f(static_cast<std::size_t>(n));
+  cpu::load_record_halves(src, n, f.data(), field);
   return f;
 }
 
@@ -92,8 +96,8 @@ void quantize_tile(const CodecParams& params, const half_bits* k_rot, const half
                    std::uint8_t* record) {
   const RecordLayout l = RecordLayout::make(params);
   const int G = l.group, D = l.head_dim;
-  check_finite(k_rot, G, D, "keys");
-  check_finite(v_rot, G, D, "values");
+  cpu::check_finite_rows(k_rot, G, D, "keys");
+  cpu::check_finite_rows(v_rot, G, D, "values");
 
   // K: rows = channels, columns = tokens (transpose of the token-major input).
   std::vector<float> m(std::size_t(G) * D);

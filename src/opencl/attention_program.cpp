@@ -95,7 +95,7 @@ int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned 
   if (max_units <= 1 || groups_without_split == 0) return 1;
   const std::size_t target = std::size_t(std::max(1u, compute_units)) * 24;
   const std::size_t want = (target + groups_without_split - 1) / groups_without_split;
-  const std::size_t most = std::size_t(std::max(1, max_units / 2));
+  const std::size_t most = std::size_t(std::max(1, max_units / 4));
   return int(std::max<std::size_t>(1, std::min(want, most)));
 }
 

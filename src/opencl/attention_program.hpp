@@ -15,7 +15,7 @@ namespace kvarn_cl::opencl {
 constexpr int kAttendWorkGroup = 64;   // attention.cl AT_WG
 constexpr int kAttendFp16WorkGroup = 128;  // attention_short.cl AT_WG
 constexpr int kAttendShortWorkGroup = 128;  // attention_short.cl AT_WG
-constexpr int kMergeWorkGroup = 64;    // attention.cl AT_MWG
+constexpr int kMergeWorkGroup = 256;   // attention_merge.cl AT_MWG
 constexpr int kCopyRowsWorkGroup = 256;  // copy_rows.cl CR_WG
 
 // Query heads per work-group: the largest divisor of q_per_kv (Hq/Hk) that is at most 4 (the
@@ -23,10 +23,6 @@ constexpr int kCopyRowsWorkGroup = 256;  // copy_rows.cl CR_WG
 // All query heads of a KV head share one read (and one decode) of each tile up to GQA ratio 4;
 // ratio 8 reads each tile twice.
 int attend_heads_per_group(int q_per_kv);
-// Older form (src/opencl/device_api.cpp uses it): head_dim no longer limits the heads per group.
-inline int attend_heads_per_group(int q_per_kv, int /*head_dim*/) {
-  return attend_heads_per_group(q_per_kv);
-}
 
 // Units (tiles of G tokens) one work-group processes per step (attention.cl AT_NS): one per
 // slot of AT_IPS = max(G*key_bits/32, D/8) items in a group of kAttendWorkGroup.

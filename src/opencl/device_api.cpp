@@ -8,6 +8,7 @@
 #include "opencl/codec_program.hpp"
 #include "opencl/device_discovery.hpp"
 #include "opencl/attention_program.hpp"
+#include "opencl/matrix_units.hpp"
 #include "opencl/opencl_backend.hpp"
 
 namespace kvarn_cl {
@@ -114,10 +115,17 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
   // row copies: a device that builds these runs every path of the cache.
   const CodecParams defaults{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
   std::vector<std::pair<std::string, opencl::ProgramSpec>> others;
+  const opencl::MatrixUnits& mu = cl_backend.runtime().matrix_units();
+  report.attention_variant = (mu.available ? "matrix units (" : "portable (") + mu.reason + ")";
+  report.program_cache = cl_backend.runtime().disk_cache_state();
   for (int ratio : {1, 4}) {
-    const int heads = opencl::attend_heads_per_group(ratio, defaults.head_dim);
+    const int heads = opencl::attend_heads_per_group(ratio);
+    if (mu.available)
+      others.push_back({"matrix-unit fused attention (GQA " + std::to_string(ratio) + ":1)",
+                        opencl::attend_records_mma_program(defaults, opencl::attend_mma_heads_per_group(ratio))});
+    // The same programs attend() builds (GPU devices: the unrolled variant).
     others.push_back({"fused attention (GQA " + std::to_string(ratio) + ":1)",
-                      opencl::attend_records_program(defaults, heads)});
+                      opencl::attend_records_program(defaults, heads, cl_backend.caps().type == "gpu")});
     others.push_back({"fused short-context attention (GQA " + std::to_string(ratio) + ":1)",
                       opencl::attend_records_short_program(defaults, heads)});
     others.push_back({"fp16 attention (GQA " + std::to_string(ratio) + ":1)",

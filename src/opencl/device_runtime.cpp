@@ -11,6 +11,7 @@
 #include "opencl/cl_error.hpp"
 #include "opencl/stderr_capture.hpp"
 #include "opencl/kernel_sources.hpp"
+#include "opencl/program_binary_cache.hpp"
 
 #ifndef KVARN_CL_VERSION
 #define KVARN_CL_VERSION "unknown"
@@ -77,8 +78,9 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
   const std::string source = program_source(spec.files);
   const std::string options = "-cl-std=CL1.2 " + spec.options;
   std::ostringstream key;
-  key << caps_.driver_version << '|' << KVARN_CL_VERSION << '|' << std::hash<std::string>{}(source)
-      << '|' << source.size() << '|' << options;
+  key << caps_.platform_name << '|' << caps_.platform_version << '|' << caps_.device_name << '|'
+      << caps_.device_version << '|' << caps_.driver_version << '|' << KVARN_CL_VERSION << '|'
+      << std::hash<std::string>{}(source) << '|' << source.size() << '|' << options;
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = programs_.find(key.str());
   if (it != programs_.end()) return it->second;
@@ -86,6 +88,26 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
   const std::string what = "building OpenCL program [" + join(spec.files) + "] (kernels from " +
                            kernel_source_origin() + ") for " + caps_.device_name +
                            " with options '" + options + "'";
+  if (!disk_cache_checked_) {
+    disk_cache_ = ProgramBinaryCache::for_device(caps_, &disk_cache_state_);
+    disk_cache_checked_ = true;
+  }
+  // A binary from the on-disk cache, where it is on: any failure to load or build it is a miss.
+  if (disk_cache_) {
+    if (auto binary = disk_cache_->load(key.str())) {
+      try {
+        cl::Program program(context_, std::vector<cl::Device>{device_},
+                            cl::Program::Binaries{*binary});
+        program.build(std::vector<cl::Device>{device_}, options.c_str());
+        ++cache_stats_.disk_hits;
+        programs_.emplace(key.str(), program);
+        return program;
+      } catch (const cl::Error&) {
+        // stale or foreign binary: rebuilt from source below and rewritten
+      }
+    }
+    ++cache_stats_.disk_misses;
+  }
   cl::Program program = cl_call(what, [&] { return cl::Program(context_, source); });
   // The compiler's own stderr output joins the build log (stderr_capture.hpp).
   auto with_stderr = [](std::string log, const std::string& printed) {
@@ -114,8 +136,31 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
     throw_cl_error(what, e.what(), e.err());
   }
   if (const std::string printed = capture.finish(); !printed.empty()) std::fputs(printed.c_str(), stderr);
+  ++cache_stats_.source_builds;
+  if (disk_cache_) {
+    try {
+      const auto binaries = program.getInfo<CL_PROGRAM_BINARIES>();
+      if (binaries.size() == 1 && disk_cache_->store(key.str(), binaries[0])) ++cache_stats_.disk_stores;
+    } catch (const cl::Error&) {
+      // a driver that cannot hand out binaries simply gets no cache entry
+    }
+  }
   programs_.emplace(key.str(), program);
   return program;
+}
+
+DeviceRuntime::ProgramCacheStats DeviceRuntime::program_cache_stats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cache_stats_;
+}
+
+std::string DeviceRuntime::disk_cache_state() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!disk_cache_checked_) {
+    disk_cache_ = ProgramBinaryCache::for_device(caps_, &disk_cache_state_);
+    disk_cache_checked_ = true;
+  }
+  return disk_cache_state_;
 }
 
 }  // namespace kvarn_cl::opencl

@@ -2,7 +2,8 @@
 // the capability record (read once) and the cache of built programs.
 //
 // Programs are built once per (device, driver version, source hash, build options, library
-// version): the runtime is per device and context, and the cache key holds the rest. Runtimes for
+// version) in a process, and kept across processes in the on-disk binary cache for drivers that
+// keep none themselves (program_binary_cache.hpp): the runtime is per device and context, and the cache key holds the rest. Runtimes for
 // devices chosen by the library are shared through a registry of weak references, so a second
 // make_opencl_backend() on the same device reuses its programs, while no cl:: object outlives the
 // last backend (no global cl:: objects).
@@ -11,12 +12,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "kvarn_cl/device.hpp"
 #include "opencl/cl_headers.hpp"
 #include "opencl/device_discovery.hpp"
+#include "opencl/program_binary_cache.hpp"
 
 namespace kvarn_cl::opencl {
 
@@ -54,12 +57,24 @@ class DeviceRuntime {
   // Probed once per device, on first use (matrix_units.cpp); never throws.
   const MatrixUnits& matrix_units();
 
+  // Where this runtime's programs came from (the on-disk cache of program_binary_cache.hpp or a
+  // build from source), and whether that cache is on for this device and where.
+  struct ProgramCacheStats {
+    int source_builds = 0, disk_hits = 0, disk_misses = 0, disk_stores = 0;
+  };
+  ProgramCacheStats program_cache_stats();
+  std::string disk_cache_state();
+
  private:
   cl::Context context_;
   cl::Device device_;
   DeviceCapabilities caps_;
   std::mutex mutex_;
   std::map<std::string, cl::Program> programs_;
+  bool disk_cache_checked_ = false;
+  std::optional<ProgramBinaryCache> disk_cache_;
+  std::string disk_cache_state_;
+  ProgramCacheStats cache_stats_;
   std::once_flag matrix_units_once_;
   MatrixUnits matrix_units_;
 };

@@ -5,6 +5,7 @@ list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/device_discovery.cpp
   ${CMAKE_CURRENT_LIST_DIR}/device_runtime.cpp
   ${CMAKE_CURRENT_LIST_DIR}/matrix_units.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/program_binary_cache.cpp
   ${CMAKE_CURRENT_LIST_DIR}/codec_program.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_backend.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_attend.cpp

@@ -40,12 +40,12 @@ std::vector<float> kv_rows(int tokens, int kv_heads, int head_dim, std::uint32_t
 std::vector<float> reference_attention(KVCache& cache, SeqId id, int layer, int num_q_heads,
                                        const float* q, float scale) {
   const SequenceSnapshot s = cache.snapshot(id, layer);
-  const CodecParams& p = cache.config().codec;
+  const CodecParams p = cache.config().layer_codec(layer);
   const int D = p.head_dim, G = p.group(), Hk = cache.config().num_kv_heads;
   const int T = s.sink_len + s.num_tiles * G + s.tail_len;
   std::vector<float> k(std::size_t(Hk) * T * D), v(k.size());
   std::vector<float> kt(std::size_t(G) * D), vt(kt.size());
-  const std::size_t rb = cache.layout().bytes;
+  const std::size_t rb = cache.layout(layer).bytes;
   for (int h = 0; h < Hk; ++h) {
     float* kh = k.data() + std::size_t(h) * T * D;
     float* vh = v.data() + std::size_t(h) * T * D;

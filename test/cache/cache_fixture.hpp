@@ -2,9 +2,12 @@
 // is usable), seeded K/V/q data, and the fp32 reference built from a cache's own bytes.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "common/test_support.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
@@ -34,5 +37,18 @@ std::vector<float> reference_attention(KVCache& cache, SeqId id, int layer, int 
 std::vector<float> exact_over_rows(const std::vector<float>& k, const std::vector<float>& v, int tokens,
                                    int kv_heads, int head_dim, int num_q_heads, const float* q,
                                    float scale);
+
+// Runs f and expects an exception of type E whose message contains `needle`.
+template <typename E>
+void expect_error(const std::function<void()>& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error containing '" << needle << "'";
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception type: " << e.what();
+  }
+}
 
 }  // namespace kvarn_cl::test

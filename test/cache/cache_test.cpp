@@ -156,18 +156,6 @@ TEST(KVCache, MemoryReportAddsUp) {
   EXPECT_EQ(r.total(), r.records + r.sink + r.tail + r.block_tables + r.seq_info + r.workspaces);
 }
 
-template <typename E>
-void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
-
 TEST(KVCache, BadInputGetsClearErrors) {
   auto be = std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1}));
   const int D = 64, Hk = 4;

@@ -1,10 +1,11 @@
-// The whole tile codec: hand-computed records, determinism, batch = single, error handling, and
+// The whole tile codec: hand-computed records, determinism, batch (SIMD) against single tiles (reference), error handling, and
 // the accuracy property of SPEC §5 (KVarN beats plain min/max rounding on outlier tiles).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
+#include "common/record_agreement.hpp"
 #include "common/test_support.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
@@ -91,14 +92,15 @@ TEST_P(TileCodecAllPresets, DeterministicBatchEqualsSingleAndDecodesClose) {
   rotate_rows(kf.data(), k.data(), tiles * G, D);
   rotate_rows(vf.data(), v.data(), tiles * G, D);
 
-  std::vector<std::uint8_t> a(tiles * l.bytes), b(tiles * l.bytes), single(l.bytes);
+  std::vector<std::uint8_t> a(tiles * l.bytes), b(tiles * l.bytes);
   quantize_tiles(p, k.data(), v.data(), tiles, a.data(), CpuThreads{3});
   quantize_tiles(p, k.data(), v.data(), tiles, b.data(), CpuThreads{1});
   EXPECT_EQ(a, b);
-  for (std::size_t i = 0; i < tiles; ++i) {
-    quantize_tile(p, k.data() + i * tv, v.data() + i * tv, single.data());
-    EXPECT_EQ(0, std::memcmp(single.data(), a.data() + i * l.bytes, l.bytes)) << "tile " << i;
-  }
+  // The batch runs the SIMD codec: the reference's records except at rounding ties (SPEC §5).
+  std::vector<std::uint8_t> ref(tiles * l.bytes);
+  for (std::size_t i = 0; i < tiles; ++i)
+    quantize_tile(p, k.data() + i * tv, v.data() + i * tv, ref.data() + i * l.bytes);
+  EXPECT_LE(test::records_agree(p, a.data(), ref.data(), tiles), 16u);
 
   // Original-frame decode reconstructs the input; error bounds for 4- and 2-bit codes.
   std::vector<half_bits> kh(tiles * tv), vh(tiles * tv);

@@ -34,6 +34,16 @@ double ScoreStats::perplexity(std::size_t w) const {
   return nll_count[w] ? std::exp(nll_sum[w] / double(nll_count[w])) : 0.0;
 }
 
+double ScoreStats::kl_quantile(double q) const {
+  if (kl_values.empty()) return 0.0;
+  std::vector<float> v = kl_values;
+  std::sort(v.begin(), v.end());
+  const double at = q * double(v.size() - 1);
+  const std::size_t i = std::size_t(at);
+  if (i + 1 >= v.size()) return v.back();
+  return double(v[i]) + (at - double(i)) * (double(v[i + 1]) - double(v[i]));
+}
+
 std::size_t agreement_length(const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b) {
   std::size_t n = 0;
   while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
@@ -96,6 +106,7 @@ std::vector<ScoreStats> score_chunks(Model& model, ThreadPool& pool, const std::
               stats[c].nll_count[w] += 1;
             }
           stats[c].kl_sum += per[c][std::size_t(i) * 3 + 1];
+          stats[c].kl_values.push_back(float(per[c][std::size_t(i) * 3 + 1]));
           stats[c].kl_count += 1;
           stats[c].top1_agree += long(per[c][std::size_t(i) * 3 + 2]);
         }

@@ -25,8 +25,12 @@ struct ScoreStats {
   double kl_sum = 0;           // over every scored position of the whole context
   long kl_count = 0;
   long top1_agree = 0;
+  std::vector<float> kl_values;  // KL of every scored position (for the median and percentiles)
   double perplexity(std::size_t window) const;
   double mean_kl() const { return kl_count ? kl_sum / kl_count : 0; }
+  // q-quantile of the per-position KL (0.5: median; 0.999: llama.cpp's "99.9%"), linear
+  // interpolation between order statistics.
+  double kl_quantile(double q) const;
   double top1() const { return kl_count ? double(top1_agree) / kl_count : 0; }
 };
 

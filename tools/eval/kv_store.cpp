@@ -15,8 +15,12 @@ KvStore::KvStore(const KvConfig& config, int layers, int kv_heads, int head_dim,
   if (config_.library_cache) {
     if (!backend)
       throw kvarn_cl::InvalidArgument("config '" + config_.name + "' needs a backend (--backend cpu|opencl|auto)");
+    if (config_.only_layer >= 0)
+      throw kvarn_cl::InvalidArgument("config '" + config_.name + "': a one-layer calibration config cannot run through the library cache");
     kvarn_cl::CacheConfig cc;
     cc.codec = config_.codec;
+    cc.layer_presets = config_.layer_presets;
+    cc.recent_tokens = config_.recent;
     cc.num_layers = layers;
     cc.num_kv_heads = kv_heads;
     cc.max_sequences = 1;
@@ -53,18 +57,54 @@ const float* KvStore::quant_v(int layer) const {
   return l.quant_v.empty() ? l.exact_v.data() : l.quant_v.data();
 }
 
-int KvStore::boundary(int t) const {
+int KvStore::boundary(int layer, int t) const {
   switch (config_.kind) {
     case KvKind::fp32:
     case KvKind::fp16: return 0;
     case KvKind::ggml: return t + 1;
     case KvKind::kvarn:
     case KvKind::ablation: {
-      const int G = config_.group();
-      return (t + 1) / G * G;  // whole tiles up to and including t's, if t completes it
+      if (!config_.quantizes(layer)) return 0;
+      // The sink tile and the quantized tiles after it, once t is appended.
+      const int tiles = config_.quantized_tiles(t + 1);
+      return tiles > 0 ? (tiles + 1) * config_.group() : 0;
     }
   }
   return 0;
+}
+
+namespace {
+
+// llama.cpp's converter permutes each head's Q/K rows: its channel c is Hugging Face channel
+// (c % 2)·(D/2) + c/2. These move a row between the two orders.
+void to_llama_order(const float* hf, float* ll, int D) {
+  for (int c = 0; c < D; ++c) ll[c] = hf[(c % 2) * (D / 2) + c / 2];
+}
+void from_llama_order(const float* ll, float* hf, int D) {
+  for (int c = 0; c < D; ++c) hf[(c % 2) * (D / 2) + c / 2] = ll[c];
+}
+
+}  // namespace
+
+// A row through a llama.cpp block type as llama.cpp stores it: in its channel order (keys and
+// queries), Hadamard-rotated there if configured, quantized in blocks of 32, decoded, and brought
+// back to the caller's frame (rotation and order undone; both are orthonormal, so dot products
+// between rows treated alike are llama.cpp's).
+static void ggml_row(GgmlKvType type, bool llama_order, bool rotate, const float* src, float* dst, int D) {
+  thread_local std::vector<float> a, b;
+  a.resize(std::size_t(D));
+  b.resize(std::size_t(D));
+  if (llama_order) to_llama_order(src, a.data(), D);
+  else std::memcpy(a.data(), src, std::size_t(D) * sizeof(float));
+  if (rotate) kvarn_cl::fwht_inplace(a.data(), D);
+  ggml_round_trip(type, a.data(), b.data(), std::size_t(D));
+  if (rotate) kvarn_cl::fwht_inplace(b.data(), D);
+  if (llama_order) from_llama_order(b.data(), dst, D);
+  else std::memcpy(dst, b.data(), std::size_t(D) * sizeof(float));
+}
+
+void KvStore::transform_query(const float* q, float* out) const {
+  ggml_row(GgmlKvType::q8_0, config_.llama_order, config_.rotate, q, out, head_dim_);
 }
 
 void KvStore::append(int layer, int pos0, int T, const float* k, const float* v) {
@@ -94,25 +134,13 @@ void KvStore::append(int layer, int pos0, int T, const float* k, const float* v)
         l.exact_v[off + i] = kvarn_cl::half_to_float(kvarn_cl::float_to_half(v[i]));
       }
       break;
-    case KvKind::ggml: {
-      std::vector<float> buf(static_cast<std::size_t>(D));
+    case KvKind::ggml:
       for (std::size_t r = 0; r < rows; ++r) {
-        for (int which = 0; which < 2; ++which) {
-          const float* src = (which == 0 ? k : v) + r * D;
-          float* dst = (which == 0 ? l.quant_k : l.quant_v).data() + off + r * D;
-          const GgmlKvType type = which == 0 ? config_.k_type : config_.v_type;
-          if (config_.rotate) {  // rotate in fp32, quantize, rotate the decoded row back
-            std::memcpy(buf.data(), src, std::size_t(D) * sizeof(float));
-            kvarn_cl::fwht_inplace(buf.data(), D);
-            ggml_round_trip(type, buf.data(), dst, std::size_t(D));
-            kvarn_cl::fwht_inplace(dst, D);
-          } else {
-            ggml_round_trip(type, src, dst, std::size_t(D));
-          }
-        }
+        // Keys in llama.cpp's permuted channel order; values are not permuted by its converter.
+        ggml_row(config_.k_type, config_.llama_order, config_.rotate, k + r * D, l.quant_k.data() + off + r * D, D);
+        ggml_row(config_.v_type, false, config_.rotate, v + r * D, l.quant_v.data() + off + r * D, D);
       }
       break;
-    }
     case KvKind::kvarn:
     case KvKind::ablation: {
       // fp16 rows as the codec receives them: rotated for KVarN, plain for the -norot/-plain rows.
@@ -137,8 +165,10 @@ void KvStore::append(int layer, int pos0, int T, const float* k, const float* v)
         std::memcpy(l.quant_k.data() + o, l.exact_k.data() + o, std::size_t(kv_heads_) * D * sizeof(float));
         std::memcpy(l.quant_v.data() + o, l.exact_v.data() + o, std::size_t(kv_heads_) * D * sizeof(float));
       }
-      for (int tile = std::max(1, pos0 / G); (tile + 1) * G <= pos0 + T; ++tile)
-        if ((tile + 1) * G > pos0) quantize_tile(layer, tile);
+      if (!config_.quantizes(layer)) break;
+      // Tile j+1 (tile 0 is the sink) is quantized once quantized_tiles() counts it.
+      for (int j = config_.quantized_tiles(pos0); j < config_.quantized_tiles(pos0 + T); ++j)
+        quantize_tile(layer, j + 1);
       break;
     }
   }
@@ -151,10 +181,11 @@ void KvStore::library_attend(int layer, int num_q_heads, const float* q, float* 
 void KvStore::quantize_tile(int layer, int tile) {
   Layer& l = layers_[std::size_t(layer)];
   const int G = config_.group(), D = head_dim_;
+  const kvarn_cl::CodecParams codec = config_.codec_for(layer);
   const std::size_t tile_n = std::size_t(G) * D;
   std::vector<kvarn_cl::half_bits> k(tile_n), v(tile_n);
   std::vector<float> kq(tile_n), vq(tile_n);
-  std::vector<std::uint8_t> record(config_.kind == KvKind::kvarn ? kvarn_cl::RecordLayout::make(config_.codec).bytes : 0);
+  std::vector<std::uint8_t> record(config_.kind == KvKind::kvarn ? kvarn_cl::RecordLayout::make(codec).bytes : 0);
   for (int h = 0; h < kv_heads_; ++h) {
     for (int t = 0; t < G; ++t) {  // gather this head's rows: the store is [pos][head][D]
       const std::size_t src = (std::size_t(tile * G + t) * kv_heads_ + h) * D;
@@ -163,10 +194,10 @@ void KvStore::quantize_tile(int layer, int tile) {
     }
     if (observer_) observer_(layer, h, tile, k.data(), v.data());
     if (config_.kind == KvKind::kvarn) {
-      kvarn_cl::quantize_tile(config_.codec, k.data(), v.data(), record.data());
-      kvarn_cl::dequantize_tile(config_.codec, record.data(), kq.data(), vq.data(), kvarn_cl::Frame::original);
+      kvarn_cl::quantize_tile(codec, k.data(), v.data(), record.data());
+      kvarn_cl::dequantize_tile(codec, record.data(), kq.data(), vq.data(), kvarn_cl::Frame::original);
     } else {
-      ablation_round_trip(config_.codec, config_.normalize, k.data(), v.data(), kq.data(), vq.data());
+      ablation_round_trip(codec, config_.normalize, k.data(), v.data(), kq.data(), vq.data());
     }
     for (int t = 0; t < G; ++t) {
       const std::size_t dst = (std::size_t(tile * G + t) * kv_heads_ + h) * D;

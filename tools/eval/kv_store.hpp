@@ -4,10 +4,13 @@
 //   exact     - what an fp16 region of the cache returns: fp16 rows (rotated for KVarN, rounded
 //               in the rotated frame and rotated back for attention);
 //   quantized - the round trip through the cache's quantizer.
-// A query at position t reads positions < boundary(t) from the quantized view and the rest from
-// the exact view. For KVarN (SPEC §3) the first tile is the fp16 sink, a tile is quantized once
-// its G tokens are all appended (append-then-attend, so the token completing a tile already sees
-// it quantized), and the still-filling tail is fp16. llama.cpp caches quantize every row on store.
+// A query at position t reads positions < boundary(layer, t) from the quantized view and the rest
+// from the exact view. For KVarN (SPEC §3) the first tile is the fp16 sink, a tile is quantized
+// once its G tokens are all appended and (with a recent window of R) R more tokens follow it
+// (append-then-attend, so the token completing a tile already sees it quantized), and the
+// still-filling tail is fp16. Each layer uses its own preset (KvConfig::codec_for). llama.cpp
+// caches quantize every row on store, with K blocks over llama.cpp's permuted channel order and
+// the query rounded to q8_0 (transform_query) as its CPU flash attention computes scores.
 // Keys arrive after rotary embedding, as vLLM caches them.
 //
 // A config with library_cache set holds a real kvarn_cl::KVCache on the given backend instead;
@@ -47,7 +50,12 @@ class KvStore {
   void append(int layer, int pos0, int T, const float* k, const float* v);
   void commit(int T) { length_ += T; }
 
-  int boundary(int t) const;
+  int boundary(int layer, int t) const;
+  // Whether queries must go through transform_query before the scores (llama.cpp's q8_0 query).
+  bool transforms_query() const { return config_.kind == KvKind::ggml && config_.q8_query; }
+  // One query head row of D values (Hugging Face channel order) -> what llama.cpp's dot product
+  // sees, expressed in the same frame as quant_k (so q·k over the views equals llama.cpp's score).
+  void transform_query(const float* q, float* out) const;
   const float* exact_k(int layer) const { return layers_[std::size_t(layer)].exact_k.data(); }
   const float* exact_v(int layer) const { return layers_[std::size_t(layer)].exact_v.data(); }
   const float* quant_k(int layer) const;

@@ -12,17 +12,20 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
 
 #include "ablation_codec.hpp"
+#include "calibrate.hpp"
 #include "capture.hpp"
 #include "evaluate.hpp"
 #include "gguf.hpp"
 #include "kv_config.hpp"
 #include "kvarn_cl/backend.hpp"
+#include "kvarn_cl/cache.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 #include "model.hpp"
@@ -46,9 +49,23 @@ const char* kUsage = R"(usage: kvarn-eval [options]
                          tokens is taken from the start of each text long enough
   --ctx N                tokens per scored chunk (default 2048)
   --windows L,L,...      context lengths to report perplexity at (default 512,1024,2048)
-  --configs A,B,...|all  cache configurations (default all); the first is the reference
+  --configs A,B,...|all  cache configurations (default all; its calib:B rows only with
+                         --calibrate); the first is the reference
                          forms: fp32 fp16 <preset> <preset>-nonorm|-norot|-plain|-itersN
-                                K8V8 K8V4 K4V4 [-had]
+                                layers:FILE calib:B, any KVarN form +rN (N recent tokens exact)
+                                K8V8 K8V4 K4V4 [-had|-hf|-had-hf]
+  --long-texts F,F,...   also score one chunk of --long-ctx tokens of these texts concatenated
+                         (in order; the scored texts may repeat here)
+  --long-ctx N           tokens of the long chunk (default: the model's training context)
+  --calibrate            measure per-layer sensitivity on --calib-text and choose per-layer
+                         presets for every --budgets entry (configs calib:B use them)
+  --calib-text FILE      calibration text, not a scored one (default Apache-2.0)
+  --calib-ctx N          calibration tokens (default 1024)
+  --calib-presets P,P    the preset ladder (default k4v2_g128,k4v4_g128; one tile size)
+  --budgets B,B,...      bytes per token per KV head (default 57,60,64,68)
+  --calib-objective O    mean (default): minimize the summed per-layer mean KL; p999: the summed
+                         per-layer 99.9th-percentile KL
+  --plan-dir DIR         write each plan as DIR/layers_b<B>.txt (a layer-preset file)
   --gen-tokens N         greedy tokens per prompt (default 256; 0 skips generation)
   --prompts N            how many of the built-in prompts to use (default 4)
   --long-prompts F,F,...  use the first --long-prompt-tokens tokens of each file as the greedy
@@ -172,6 +189,14 @@ std::string sci(double v) {
   return b;
 }
 
+std::string budget_key(double b) {
+  std::ostringstream s;
+  s << b;
+  return s.str();
+}
+
+std::string signed_percent(double v) { return (v >= 0 ? "+" : "") + fmt(v, 2) + "%"; }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,6 +207,13 @@ int main(int argc, char** argv) {
     int long_prompt_tokens = 1024;
     std::vector<std::string> texts, config_names;
     std::vector<int> windows{512, 1024, 2048}, capture_layers{0, 1, 15, 29};
+    std::vector<std::string> long_texts;
+    int long_ctx = 0, calib_ctx = 1024;
+    bool calibrate = false, configs_are_all = false;
+    std::string calib_text = "/usr/share/common-licenses/Apache-2.0", plan_dir;
+    std::vector<std::string> calib_presets{"k4v2_g128", "k4v4_g128"};
+    std::vector<double> budgets{57, 60, 64, 68};
+    CalibrationObjective objective = CalibrationObjective::mean_kl;
     int ctx = 2048, gen_tokens = 256, n_prompts = 4, step = 64, check_window = 0;
     unsigned threads = 0;
     double max_ratio = 0;
@@ -201,6 +233,7 @@ int main(int argc, char** argv) {
       } else if (a == "--configs") {
         const std::string v = val();
         config_names = v == "all" ? default_config_names() : split(v, ',');
+        configs_are_all = v == "all";
       } else if (a == "--gen-tokens") gen_tokens = parse_int(a, val());
       else if (a == "--prompts") n_prompts = parse_int(a, val());
       else if (a == "--step") step = parse_int(a, val());
@@ -215,6 +248,28 @@ int main(int argc, char** argv) {
       else if (a == "--check-config") check_config = val();
       else if (a == "--check-window") check_window = parse_int(a, val());
       else if (a == "--capture") capture_dir = val();
+      else if (a == "--long-texts") long_texts = split(val(), ',');
+      else if (a == "--long-ctx") long_ctx = parse_int(a, val());
+      else if (a == "--calibrate") calibrate = true;
+      else if (a == "--calib-text") calib_text = val();
+      else if (a == "--calib-ctx") calib_ctx = parse_int(a, val());
+      else if (a == "--calib-presets") calib_presets = split(val(), ',');
+      else if (a == "--plan-dir") plan_dir = val();
+      else if (a == "--calib-objective") objective = parse_objective(val());
+      else if (a == "--budgets") {
+        budgets.clear();
+        for (auto& b : split(val(), ',')) {
+          std::size_t used = 0;
+          double x = 0;
+          try {
+            x = std::stod(b, &used);
+          } catch (...) {
+            used = 0;
+          }
+          if (used != b.size() || !(x > 0)) throw kvarn_cl::InvalidArgument("--budgets entry '" + b + "' is not a positive number");
+          budgets.push_back(x);
+        }
+      }
       else if (a == "--capture-layers") {
         capture_layers.clear();
         for (auto& w : split(val(), ',')) capture_layers.push_back(parse_int(a, w));
@@ -244,7 +299,16 @@ int main(int argc, char** argv) {
     if (texts.empty())
       for (const char* t : {"GPL-3", "GFDL-1.3", "MPL-2.0", "Apache-2.0"})
         texts.push_back(std::string("/usr/share/common-licenses/") + t);
-    if (config_names.empty()) config_names = default_config_names();
+    if (config_names.empty()) {
+      config_names = default_config_names();
+      configs_are_all = true;
+    }
+    if (configs_are_all && !calibrate) {  // the calib:B rows of the full table need --calibrate
+      config_names.erase(std::remove_if(config_names.begin(), config_names.end(),
+                                        [](const std::string& n) { return n.rfind("calib:", 0) == 0; }),
+                         config_names.end());
+      std::fprintf(stderr, "note: without --calibrate the calib:B rows of the full table are left out\n");
+    }
 
     const auto t_start = std::chrono::steady_clock::now();
     GgufFile file(model_path);
@@ -264,10 +328,59 @@ int main(int argc, char** argv) {
     }
 
     self_check_ablation(mc.head_dim);
+    // Calibration first: the calib:B configs use its plans.
+    std::map<std::string, std::vector<kvarn_cl::Preset>> plans;
+    std::string calib_report;
+    if (calibrate) {
+      if (calib_ctx < 2 * 128) throw kvarn_cl::InvalidArgument("--calib-ctx must be >= 256 (a sink tile and a quantized tile)");
+      for (const auto& t : texts)
+        if (t == calib_text) throw kvarn_cl::InvalidArgument("--calib-text '" + calib_text + "' is also a scored --text");
+      std::vector<kvarn_cl::Preset> ladder;
+      for (const auto& p : calib_presets) ladder.push_back(kvarn_cl::parse_preset(p, "--calib-presets"));
+      auto ids = tok.encode(read_text(calib_text));
+      if (int(ids.size()) < calib_ctx)
+        throw kvarn_cl::InvalidArgument("--calib-text '" + calib_text + "' has " + std::to_string(ids.size()) +
+                                        " tokens, fewer than --calib-ctx " + std::to_string(calib_ctx));
+      ids.resize(std::size_t(calib_ctx));
+      std::fprintf(stderr, "calibration: %d layers x %zu presets on %d tokens of %s\n", mc.layers, ladder.size(),
+                   calib_ctx, calib_text.c_str());
+      const Sensitivity sens = measure_sensitivity(model, pool, {ids}, ladder, step, true);
+      std::vector<LayerPlan> chosen;
+      for (double b : budgets) chosen.push_back(choose_presets(sens, b, objective));
+      std::ostringstream cr;
+      cr << "Calibration: " << calib_ctx << " tokens of " << calib_text << ", " << mc.layers << " layers x "
+         << ladder.size() << " presets, each layer quantized alone (fp16 elsewhere), " << fmt(sens.seconds, 0)
+         << " s\n\n" << sensitivity_table(sens, chosen) << "\n";
+      for (const LayerPlan& p : chosen) {
+        plans[budget_key(p.budget)] = p.presets;
+        std::vector<int> up;
+        for (std::size_t l = 0; l < p.presets.size(); ++l)
+          if (p.presets[l] != sens.ladder.front()) up.push_back(int(l));
+        cr << "- budget " << p.budget << ": " << fmt(p.bytes_per_token_head, 2) << " B/token/head, "
+           << up.size() << " layers above " << kvarn_cl::to_string(sens.ladder.front()) << ":";
+        for (int l : up) cr << " " << l << "(" << kvarn_cl::to_string(p.presets[std::size_t(l)]) << ")";
+        cr << "; predicted " << (objective == CalibrationObjective::mean_kl ? "mean" : "99.9%")
+           << " KL (sum of per-layer sensitivities) " << sci(p.predicted_kl) << "\n";
+        if (!plan_dir.empty()) {
+          const std::string path = plan_dir + "/layers_b" + budget_key(p.budget) + ".txt";
+          std::ofstream f(path);
+          std::ostringstream comment;
+          comment << "kvarn-eval --calibrate: " << mc.name << ", budget " << p.budget << " B/token/head, achieved "
+                  << fmt(p.bytes_per_token_head, 2) << "\ncalibration text: first " << calib_ctx << " tokens of "
+                  << calib_text << "\nsensitivity: " << (objective == CalibrationObjective::mean_kl ? "mean" : "99.9th-percentile")
+                  << " KL vs fp16 with only that layer quantized";
+          f << kvarn_cl::format_layer_presets(p.presets, comment.str());
+          if (!f) throw kvarn_cl::IoError("cannot write layer-preset file '" + path + "'");
+          cr << "  written to " << path << "\n";
+        }
+      }
+      calib_report = cr.str();
+      std::fputs(calib_report.c_str(), stderr);
+    }
     std::vector<KvConfig> configs;
     bool need_backend = false;
     for (const auto& n : config_names) {
-      configs.push_back(KvConfig::parse(n, mc.head_dim));
+      configs.push_back(KvConfig::parse(n, mc.head_dim, plans));
       need_backend = need_backend || configs.back().library_cache;
     }
     std::shared_ptr<kvarn_cl::Backend> backend;
@@ -301,6 +414,27 @@ int main(int argc, char** argv) {
       st.nll_count.assign(windows.size(), 0);
     }
     if (!no_score) stats = score_chunks(model, pool, configs, 0, chunks, windows, step, true, backend);
+    // The long chunk: the texts concatenated, up to the model's context.
+    std::vector<ScoreStats> long_stats;
+    std::string long_note;
+    if (!long_texts.empty() && !no_score) {
+      if (long_ctx == 0) long_ctx = mc.train_context > 0 ? mc.train_context : 8192;
+      if (mc.train_context > 0 && long_ctx > mc.train_context)
+        throw kvarn_cl::InvalidArgument("--long-ctx " + std::to_string(long_ctx) + " exceeds the model's context " +
+                                        std::to_string(mc.train_context));
+      std::vector<std::int32_t> ids;
+      for (const auto& t : long_texts) {
+        const auto part = tok.encode(read_text(t) + "\n\n");
+        ids.insert(ids.end(), part.begin(), part.end());
+        long_note += (long_note.empty() ? "" : " + ") + t + " (" + std::to_string(part.size()) + ")";
+        if (int(ids.size()) >= long_ctx) break;
+      }
+      if (int(ids.size()) < long_ctx)
+        throw kvarn_cl::InvalidArgument("--long-texts hold " + std::to_string(ids.size()) + " tokens, fewer than --long-ctx " +
+                                        std::to_string(long_ctx));
+      ids.resize(std::size_t(long_ctx));
+      long_stats = score_chunks(model, pool, configs, 0, {ids}, {long_ctx}, step, true, backend);
+    }
     std::vector<std::vector<std::int32_t>> prompts;
     auto all_prompts = builtin_prompts();
     if (!long_prompts.empty()) {
@@ -331,23 +465,35 @@ int main(int argc, char** argv) {
       for (const auto& f : long_prompts) r << " " << f;
     }
     r << "\n";
+    if (!long_stats.empty()) r << "Long chunk: " << long_ctx << " tokens of " << long_note << "\n";
     r << "Reference for KL / top-1 / greedy: " << configs[0].name << "\n\n";
+    if (!calib_report.empty()) r << calib_report << "\n";
+    const bool with_long = !long_stats.empty();
     r << "| cache | B/token/head | B/token/head @" << ctx << " |";
     for (int w : windows) r << " PPL@" << w << " |";
-    r << " dPPL@" << windows.back() << " | mean KL | top-1 agree | greedy agree (per prompt) |\n|---|---|---|";
+    r << " dPPL@" << windows.back() << " | mean KLD | median KLD | 99.9% KLD | same top-1 |";
+    if (with_long) r << " PPL@" << long_ctx << " | dPPL@" << long_ctx << " | mean KLD @" << long_ctx << " | 99.9% KLD @" << long_ctx << " | same top-1 @" << long_ctx << " |";
+    r << " greedy agree (per prompt) |\n|---|---|---|";
     for (std::size_t w = 0; w < windows.size(); ++w) r << "---|";
-    r << "---|---|---|---|\n";
+    r << "---|---|---|---|---|";
+    if (with_long) r << "---|---|---|---|---|";
+    r << "---|\n";
     const std::size_t last = windows.size() - 1;
     for (std::size_t c = 0; c < configs.size(); ++c) {
       r << "| " << configs[c].name << " | " << fmt(configs[c].bytes_per_token_head(), 1) << " | "
         << fmt(configs[c].resident_bytes_per_token_head(ctx), 1) << " |";
       if (stats[0].nll_count[last] == 0) {  // --no-score
-        for (std::size_t w = 0; w < windows.size() + 3; ++w) r << " - |";
+        for (std::size_t w = 0; w < windows.size() + 5; ++w) r << " - |";
       } else {
         for (std::size_t w = 0; w < windows.size(); ++w) r << " " << fmt(stats[c].perplexity(w), 3) << " |";
         const double dppl = 100.0 * (stats[c].perplexity(last) / stats[0].perplexity(last) - 1.0);
-        r << " " << (dppl >= 0 ? "+" : "") << fmt(dppl, 2) << "% | " << sci(stats[c].mean_kl()) << " | "
-          << fmt(100.0 * stats[c].top1(), 2) << "% |";
+        r << " " << signed_percent(dppl) << " | " << sci(stats[c].mean_kl()) << " | " << sci(stats[c].kl_quantile(0.5))
+          << " | " << sci(stats[c].kl_quantile(0.999)) << " | " << fmt(100.0 * stats[c].top1(), 2) << "% |";
+      }
+      if (with_long) {
+        const ScoreStats& ls = long_stats[c];
+        r << " " << fmt(ls.perplexity(0), 3) << " | " << signed_percent(100.0 * (ls.perplexity(0) / long_stats[0].perplexity(0) - 1.0))
+          << " | " << sci(ls.mean_kl()) << " | " << sci(ls.kl_quantile(0.999)) << " | " << fmt(100.0 * ls.top1(), 2) << "% |";
       }
       if (prompts.empty() || gen_tokens == 0) {
         r << " - |\n";

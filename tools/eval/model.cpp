@@ -189,14 +189,20 @@ void Model::attention(ThreadPool& pool, const std::vector<SequenceStep>& steps,
     const int i = int(local / std::size_t(Hk)), g = int(local % std::size_t(Hk));
     const KvStore& cache = *steps[s].cache;
     const int t = cache.length() + i;  // absolute position of this query
-    const int B = cache.boundary(t);
+    const int B = cache.boundary(layer, t);
     const float *qk = cache.quant_k(layer), *qv = cache.quant_v(layer);
     const float *ek = cache.exact_k(layer), *ev = cache.exact_v(layer);
     const std::size_t row = std::size_t(row0[s] + i);
     thread_local std::vector<float> scores;
     scores.resize(std::size_t(rep) * (t + 1));
+    thread_local std::vector<float> q_seen;
     for (int r = 0; r < rep; ++r) {
       const float* q = qkv + row * width + std::size_t(g * rep + r) * D;
+      if (cache.transforms_query()) {  // llama.cpp's q8_0 query for quantized K
+        q_seen.resize(std::size_t(D));
+        cache.transform_query(q, q_seen.data());
+        q = q_seen.data();
+      }
       float* sc = scores.data() + std::size_t(r) * (t + 1);
       float mx = -INFINITY;
       for (int j = 0; j <= t; ++j) {

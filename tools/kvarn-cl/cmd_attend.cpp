@@ -17,7 +17,13 @@ const CommandSpec& spec() {
   static const CommandSpec s{
       "attend",
       "Decode attention of one query token over K/V files through a KVarN cache.",
-      {preset_option(true),
+      {{"preset", "P", preset_option(true).help + "; required unless --layer-presets is given", false},
+       {"layer-presets", "FILE",
+        "per-layer presets (a layer-preset file, e.g. from kvarn-eval --calibrate): the cache gets\n"
+        "                            one layer per line and K/V go to --layer", false},
+       {"layer", "L", "layer of a --layer-presets cache to fill and attend (default 0)", false},
+       {"recent-tokens", "R",
+        "newest tokens kept exact (fp16) beyond the still-filling tile, 0..65536 (default 0)", false},
        head_dim_option(true),
        {"q-heads", "HQ", "query heads", true},
        {"kv-heads", "HK", "KV heads; HQ must be a multiple (query head h reads KV head h/(HQ/HK))",
@@ -32,7 +38,8 @@ const CommandSpec& spec() {
        iters_option(),
        backend_option()},
       "The first G tokens stay fp16 (the attention sink), complete tiles after them are quantized,\n"
-      "the rest stays in the fp16 tail, exactly as in an inference engine's cache.\n" +
+      "the rest stays in the fp16 tail, exactly as in an inference engine's cache. With\n"
+      "--recent-tokens R a tile is quantized only once all its tokens are older than the newest R.\n" +
           output_policy_help()};
   return s;
 }
@@ -45,7 +52,22 @@ int run_attend(int argc, char** argv) {
     std::fputs(help_text(spec()).c_str(), stdout);
     return kExitOk;
   }
-  const CodecParams params = opts.codec_params();
+  if (opts.has("layer-presets") == opts.has("preset"))
+    throw UsageError(opts.has("preset") ? "give --preset or --layer-presets, not both"
+                                        : "missing option --preset (or --layer-presets)");
+  if (opts.has("layer") && !opts.has("layer-presets")) throw UsageError("--layer needs --layer-presets");
+  std::vector<Preset> layer_presets;
+  if (opts.has("layer-presets")) {
+    try {
+      layer_presets = read_layer_presets(opts.get("layer-presets"));
+    } catch (const InvalidArgument& e) {
+      throw UsageError(std::string("invalid --layer-presets: ") + e.what());
+    }
+  }
+  const int layer = int(opts.get_int("layer", 0, 0, std::max<long>(0, long(layer_presets.size()) - 1)));
+  const int recent = int(opts.get_int("recent-tokens", 0, 0, 65536));
+  CodecParams params = opts.codec_params();
+  if (!layer_presets.empty()) params.preset = layer_presets[std::size_t(layer)];
   const BackendKind kind = opts.backend_kind();
   const int d = params.head_dim;
   const int hq = int(opts.get_int("q-heads", 0, 1, 1024));
@@ -80,18 +102,20 @@ int run_attend(int argc, char** argv) {
 
   CacheConfig cfg;
   cfg.codec = params;
-  cfg.num_layers = 1;
+  cfg.num_layers = layer_presets.empty() ? 1 : int(layer_presets.size());
+  cfg.layer_presets = layer_presets;
+  cfg.recent_tokens = recent;
   cfg.num_kv_heads = hk;
   cfg.max_sequences = 1;
   cfg.max_tokens_per_sequence = int(k_rows);
   cfg.backend = open_backend(kind);
   KVCache cache(cfg);
   const SeqId seq = cache.add_sequence();
-  cache.append(0, {seq}, {int(k_rows)}, k.data(), v.data());
+  cache.append(layer, {seq}, {int(k_rows)}, k.data(), v.data());
 
   std::vector<float> qf(q.size()), o(q.size());
   halves_to_floats(q.data(), qf.data(), q.size());
-  cache.attend(0, {seq}, hq, qf.data(), o.data(), 1.0f / std::sqrt(float(d)), path);
+  cache.attend(layer, {seq}, hq, qf.data(), o.data(), 1.0f / std::sqrt(float(d)), path);
   cache.backend().finish();
 
   std::vector<std::uint8_t> bytes(o.size() * 4);
@@ -103,12 +127,15 @@ int run_attend(int argc, char** argv) {
   }
   out.write(bytes.data(), bytes.size());
   out.commit();
-  std::fprintf(summary_stream({&out}), "attended %d query heads over %zu tokens (%d sink, %d tiles of %s, %d tail) on %s, "
-              "%s path\n",
-              hq, k_rows, std::min(int(k_rows), cache.sink_capacity()), cache.quantized_tiles(seq, 0),
-              to_string(params.preset).c_str(), cache.length(seq, 0) - std::min(int(k_rows), cache.sink_capacity()) -
-                  cache.quantized_tiles(seq, 0) * params.group(),
-              cfg.backend->name().c_str(), path_name.c_str());
+  const int sink = std::min(int(k_rows), cache.sink_capacity()), tiles = cache.quantized_tiles(seq, layer);
+  std::fprintf(summary_stream({&out}), "attended %d query heads over %zu tokens (%d sink, %d tiles of %s, %d tail%s) on %s, "
+              "%s path%s\n",
+              hq, k_rows, sink, tiles, to_string(params.preset).c_str(),
+              cache.length(seq, layer) - sink - tiles * params.group(),
+              recent ? (", " + std::to_string(recent) + " recent kept exact").c_str() : "",
+              cfg.backend->name().c_str(), path_name.c_str(),
+              layer_presets.empty() ? "" : (", layer " + std::to_string(layer) + " of " +
+                                            std::to_string(layer_presets.size())).c_str());
   return kExitOk;
 }
 

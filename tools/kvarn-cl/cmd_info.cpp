@@ -73,6 +73,9 @@ void print_opencl_devices(bool skip_build) {
     if (skip_build) continue;
     std::fflush(stdout);
     const KernelBuildReport r = try_build_kernels(d.platform_index, d.device_index);
+    if (!r.attention_variant.empty())
+      std::printf("    fused decode attention: %s\n", r.attention_variant.c_str());
+    if (!r.program_cache.empty()) std::printf("    program binary cache: %s\n", r.program_cache.c_str());
     if (r.ok) {
       std::printf("    kernels: build OK (%.1f s): %s\n", r.seconds, r.message.c_str());
     } else {
@@ -114,8 +117,9 @@ int run_info(int argc, char** argv) {
 #endif
   std::string why;
   auto backend = make_backend(BackendKind::automatic, &why);
-  std::printf("backend auto uses: %s%s%s\n", backend->name().c_str(), why.empty() ? "" : " because ",
-              why.c_str());
+  // The choice and its reason (src/backend/make_backend.cpp); the CPU backend's name carries its
+  // thread count (KVARN_CL_THREADS) and the SIMD instruction set it dispatched to.
+  std::printf("\nbackend auto uses: %s\n  why: %s\n", backend->name().c_str(), why.c_str());
   return kExitOk;
 }
 
