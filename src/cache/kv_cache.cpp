@@ -153,12 +153,24 @@ struct KVCache::Impl {
   void check_total_size() const {
     bool overflow = false;
     const std::size_t slots_heads = mul_checked(std::size_t(cfg.max_sequences), std::size_t(Hk), &overflow);
+    // Record bytes of one block in every layer (layers may use different presets). With very
+    // many layers, the largest record of any preset stands for each (the total is refused anyway).
+    std::size_t record_bytes = 0;
+    if (cfg.num_layers <= (1 << 16)) {
+      for (int l = 0; l < cfg.num_layers; ++l) record_bytes += RecordLayout::make(cfg.layer_codec(l)).bytes;
+    } else {
+      std::size_t largest = 0;
+      for (Preset p : all_presets())
+        largest = std::max(largest, RecordLayout::make({p, D, cfg.layer_codec(0).sinkhorn_iters}).bytes);
+      record_bytes = mul_checked(largest, std::size_t(cfg.num_layers), &overflow);
+    }
     const std::size_t records = mul_checked(mul_checked(std::size_t(pool_blocks), std::size_t(Hk), &overflow),
-                                            L.bytes, &overflow);
+                                            record_bytes, &overflow);
     const std::size_t fp16_rows = mul_checked(slots_heads, std::size_t(sink_cap) + std::size_t(tail_cap), &overflow);
-    const std::size_t fp16 = mul_checked(fp16_rows, 2 * row_bytes(), &overflow);  // K and V
+    const std::size_t fp16 = mul_checked(mul_checked(fp16_rows, 2 * row_bytes(), &overflow),  // K and V
+                                         std::size_t(cfg.num_layers), &overflow);
     if (records > SIZE_MAX - fp16) overflow = true;
-    const std::size_t total = mul_checked(records + fp16, std::size_t(cfg.num_layers), &overflow);
+    const std::size_t total = records + fp16;
     const std::size_t capacity = be->memory_capacity();
     if (overflow || (capacity != 0 && total > capacity))
       throw OutOfMemory(cat("KVCache: ", cfg.num_layers, " layers × ", cfg.max_sequences, " sequences × ", Hk,

@@ -19,18 +19,6 @@ using namespace kvarn_cl::test;
 
 namespace {
 
-template <typename E>
-void expect_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const E& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
-
 std::unique_ptr<Buffer> to_device(Backend& be, const std::vector<float>& rows) {
   auto b = be.allocate(rows.size() * 4);
   be.write(*b, 0, rows.data(), rows.size() * 4);
