@@ -1,6 +1,8 @@
 // Fuzzes the C API entry points that take sizes and buffers, driven by the input bytes: the codec
 // calls (kvarn_cl_quantize_tiles / _dequantize_tiles with any preset, head_dim, frame and element
-// type values, on data from the input) and a cache fed appends, commits, rollbacks and attends
+// type, on data from the input). Enum values stay in range here: holding an out-of-range value in
+// a C++ enum variable is itself undefined behaviour, so those are exercised from C
+// (test/capi/c_robustness_check.c) and a cache fed appends, commits, rollbacks and attends
 // whose counts, flags and rows come from the input. Every call must return a status (never crash,
 // never leak), and a cache must stay usable after any refused call.
 #include <algorithm>
@@ -54,10 +56,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const int dims[] = {64, 128, 256, 96, 0, -64};
   // Codec calls: enum values and sizes straight from the input (any int).
   {
-    const auto preset = static_cast<kvarn_cl_preset>(in.small(8) - 1);
+    const auto preset = static_cast<kvarn_cl_preset>(in.small(5));
     const int head_dim = dims[in.small(6)];
-    const auto frame = static_cast<kvarn_cl_frame>(in.small(4) - 1);
-    const auto type = static_cast<kvarn_cl_element_type>(in.small(4) - 1);
+    const auto frame = static_cast<kvarn_cl_frame>(in.small(2));
+    const auto type = static_cast<kvarn_cl_element_type>(in.small(2));
     const std::size_t tiles = in.small(3);
     size_t record = 0;
     if (kvarn_cl_record_bytes(preset, head_dim, &record) == KVARN_CL_OK && record > 0) {
@@ -100,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     int tokens[2] = {in.small(80) - 2, in.small(80) - 2};
     if (op <= 2) {
       const std::size_t total = std::size_t(std::max(0, tokens[0])) + (n > 1 ? std::size_t(std::max(0, tokens[1])) : 0);
-      const auto type = static_cast<kvarn_cl_element_type>(in.small(3));
+      const auto type = static_cast<kvarn_cl_element_type>(in.small(2));
       const std::size_t elem = type == KVARN_CL_F32 ? 4 : 2;
       auto k = in.payload(total * row * elem + 4), v = in.payload(total * row * elem + 4);
       kvarn_cl_cache_append(cache, layer, n, ids, tokens, k.data(), v.data(), type, in.small(4) - 1);
@@ -113,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       std::vector<float> q(n * std::size_t(hq) * 64, 0.5f), out(q.size());
       q[0] = float(in.i32());
       kvarn_cl_cache_attend(cache, layer, n, ids, hq, q.data(), out.data(), KVARN_CL_F32, 0.0f,
-                            static_cast<kvarn_cl_attend_path>(in.small(3)));
+                            static_cast<kvarn_cl_attend_path>(in.small(2)));
     }
   }
   kvarn_cl_memory_report report;
