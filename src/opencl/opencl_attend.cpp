@@ -1,14 +1,16 @@
 // Decode attention on the OpenCL device: the fused path straight from the records (SPEC §4) and
 // plain fp16 attention (baseline / materialize path). Each call launches, for the whole batch of
 // one layer, the split kernel (one work-group per context split, KV head, block of query heads and
-// sequence; kernels/attention.cl) and, only when the context is split, the log-sum-exp merge that
-// also rotates the output back and stores f32 or f16. With one split the split kernel stores the
-// output itself. Launches with few tiles per compute unit take the short-context kernel
-// (kernels/attention_short.cl: all 128 items of a group on one tile, always split + merge).
+// sequence) and, only when the context is split, the log-sum-exp merge that also rotates the
+// output back and stores f32 or f16. With one split the split kernel stores the output itself.
+// The fused kernel: kernels/attention_mma.cl on devices with matrix units (matrix_units.hpp),
+// else kernels/attention.cl, or kernels/attention_short.cl where few tiles per compute unit make
+// the launch latency-bound (always split + merge).
 //
-// Index data (seq_info, block tables, seq_lens) is read back and validated before the launch, as
-// the CPU backend does: a bad slot, length or block id is an InvalidArgument naming the batch
-// entry, never an out-of-bounds device read. (Those buffers are a few bytes per sequence.)
+// Index data (seq_info, block tables, seq_lens) is validated before the launch, as the CPU backend
+// does: a bad slot, length or block id is an InvalidArgument naming the batch entry, never an
+// out-of-bounds device read. It is read from the caller's host copies when given (the cache's
+// decode path: no device round trip), else read back from the buffers.
 #include <algorithm>
 #include <cstring>
 #include <sstream>
