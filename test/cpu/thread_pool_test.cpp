@@ -137,6 +137,13 @@ TEST(ThreadPool, AnAbsurdCountIsATypedErrorNotATermination) {
 // child process so that the limit does not touch the test runner (RLIMIT_AS holds for root too,
 // unlike RLIMIT_NPROC).
 TEST(ThreadPool, ThreadStartFailureDegradesInsteadOfTerminating) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer reserves terabytes of shadow memory: RLIMIT_AS cannot be used";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "AddressSanitizer reserves terabytes of shadow memory: RLIMIT_AS cannot be used";
+#endif
+#endif
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
