@@ -180,17 +180,10 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       AT_MMA_UNROLL
       for (int i = 0; i < MBK; ++i) {
         // Field i (row g) and MBK + i (row g+8) of the channel pairs (c0, c0+1), (c0+2, c0+3).
-        const int f0 = i, f1 = MBK + i;
-        const uint p00 = at_chunk_pair(w[0], w[1], (f0 * KV_KB) / 16 AT_WARP);
-        const uint p01 = at_chunk_pair(w[0], w[1], (f1 * KV_KB) / 16 AT_WARP);
-        const uint p10 = at_chunk_pair(w[2], w[3], (f0 * KV_KB) / 16 AT_WARP);
-        const uint p11 = at_chunk_pair(w[2], w[3], (f1 * KV_KB) / 16 AT_WARP);
-        const uint a0 = AT_FIELD_H2(p00, f0 % (16 / KV_KB), KV_KB);
-        const uint a1 = AT_FIELD_H2(p01, f1 % (16 / KV_KB), KV_KB);
-        const uint a2 = AT_FIELD_H2(p10, f0 % (16 / KV_KB), KV_KB);
-        const uint a3 = AT_FIELD_H2(p11, f1 % (16 / KV_KB), KV_KB);
+        uint a[4];
+        at_code_fragment(w[0], w[1], w[2], w[3], i, MBK + i, KV_KB, a AT_WARP);
         AT_MMA_UNROLL
-        for (int nb = 0; nb < NB; ++nb) at_mma(S[nb][i], a0, a1, a2, a3, b0[nb], b1[nb] AT_WARP);
+        for (int nb = 0; nb < NB; ++nb) at_mma(S[nb][i], a[0], a[1], a[2], a[3], b0[nb], b1[nb] AT_WARP);
       }
     } else {
       // fp16 rows: channels c0..c0+3 of tokens g*TPL + i (row g) and g*TPL + MBK + i (row g+8).
@@ -308,18 +301,11 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
 #endif
         AT_MMA_UNROLL
         for (int mi = 0; mi < MCH; ++mi) {
-          const int f0 = ch + mi, f1 = MBV + ch + mi;  // rows g and g+8 of V m-block ch+mi
-          const uint p00 = at_chunk_pair(w[0], w[1], (f0 * KV_VB) / 16 AT_WARP);
-          const uint p01 = at_chunk_pair(w[0], w[1], (f1 * KV_VB) / 16 AT_WARP);
-          const uint p10 = at_chunk_pair(w[2], w[3], (f0 * KV_VB) / 16 AT_WARP);
-          const uint p11 = at_chunk_pair(w[2], w[3], (f1 * KV_VB) / 16 AT_WARP);
-          const uint a0 = AT_FIELD_H2(p00, f0 % (16 / KV_VB), KV_VB);
-          const uint a1 = AT_FIELD_H2(p01, f1 % (16 / KV_VB), KV_VB);
-          const uint a2 = AT_FIELD_H2(p10, f0 % (16 / KV_VB), KV_VB);
-          const uint a3 = AT_FIELD_H2(p11, f1 % (16 / KV_VB), KV_VB);
+          uint a[4];  // rows g and g+8 of V m-block ch+mi: fields ch+mi and MBV+ch+mi
+          at_code_fragment(w[0], w[1], w[2], w[3], ch + mi, MBV + ch + mi, KV_VB, a AT_WARP);
           AT_MMA_UNROLL
           for (int nb = 0; nb < NB; ++nb)
-            at_mma(O[nb][mi], a0, a1, a2, a3, Wb[nb][i][0], Wb[nb][i][1] AT_WARP);
+            at_mma(O[nb][mi], a[0], a[1], a[2], a[3], Wb[nb][i][0], Wb[nb][i][1] AT_WARP);
         }
       } else {
         // fp16 rows: channels g*CPL .. of the four tokens, zero for tokens past n (their

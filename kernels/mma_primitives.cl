@@ -203,6 +203,21 @@ inline uint at_chunk_pair(const uint* wa, const uint* wb, int c AT_WARP_ARG) {
   return at_prmt(wa[c / 2], wb[c / 2], (c & 1) ? 0x7632u : 0x5410u AT_WARP);
 }
 
+// The A fragment of one mma from the code spans of four rows (K: channels c0..c0+3; V: the four
+// tokens of the lane's k indices): a0/a1 pair rows 0 and 1, a2/a3 rows 2 and 3; a0/a2 take field
+// f0 (fragment row g), a1/a3 field f1 (row g+8); b bits per code. All compile-time after unrolling.
+inline void at_code_fragment(const uint* w0, const uint* w1, const uint* w2, const uint* w3, int f0,
+                             int f1, int b, uint a[4] AT_WARP_ARG) {
+  const uint p00 = at_chunk_pair(w0, w1, (f0 * b) / 16 AT_WARP);
+  const uint p01 = at_chunk_pair(w0, w1, (f1 * b) / 16 AT_WARP);
+  const uint p10 = at_chunk_pair(w2, w3, (f0 * b) / 16 AT_WARP);
+  const uint p11 = at_chunk_pair(w2, w3, (f1 * b) / 16 AT_WARP);
+  a[0] = AT_FIELD_H2(p00, f0 % (16 / b), b);
+  a[1] = AT_FIELD_H2(p01, f1 % (16 / b), b);
+  a[2] = AT_FIELD_H2(p10, f0 % (16 / b), b);
+  a[3] = AT_FIELD_H2(p11, f1 % (16 / b), b);
+}
+
 // n 32-bit words at p (n a multiple of 4, 16-byte aligned), as wide loads.
 inline void at_load_words(__global const void* p, int n, uint* w) {
   AT_MMA_UNROLL
