@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/codec.hpp"  // CpuThreads
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/format.hpp"
 
@@ -27,14 +27,22 @@ class Buffer {
   const void* host_data() const noexcept { return const_cast<Buffer*>(this)->host_data(); }
 };
 
-enum class ElementType { f16, f32 };
-
 // One tile to quantize: G rotated fp16 rows of K (and of V) starting at row `src_row` of the
 // source buffers, written as record number `dst_record` of the record pool.
 struct QuantizeJob {
   std::uint32_t src_row;
   std::uint32_t dst_record;
 };
+
+// Where one sequence's tokens are, as attend() reads it: seq_info holds one of these per
+// sequence (int32 x 4; the kernels read it as an int4 with the same field order, common.cl).
+struct SeqInfo {
+  std::int32_t slot;        // row of the sequence in the fp16 sink and tail pools
+  std::int32_t sink_len;    // fp16 sink tokens, the first of the sequence
+  std::int32_t num_blocks;  // records in its block-table row, after the sink
+  std::int32_t tail_len;    // fp16 tail tokens, the last of the sequence
+};
+static_assert(sizeof(SeqInfo) == 16, "SeqInfo is mirrored as an int4 by the kernels");
 
 // Decode attention over a paged, compressed cache (SPEC §3–4), one query token per sequence,
 // one layer. All index buffers are int32. Token order of a sequence: sink, records in block-table
@@ -68,14 +76,14 @@ struct AttendArgs {
   int sink_capacity = 0;
   int tail_capacity = 0;
 
-  // int32 [num_seqs][4]: { slot, sink_len, num_blocks, tail_len } per sequence.
+  // SeqInfo [num_seqs]: where each sequence's tokens are.
   const Buffer* seq_info = nullptr;
 
   // Optional host copies of the values in seq_info and block_tables (a cache has them anyway).
   // Given, a device backend validates the indices and sizes its launch from them and never
   // reads the index buffers back (no blocking round trip on the decode path); absent, it reads
   // them back first. They must equal what the buffers hold when the call's kernels run.
-  const std::int32_t* host_seq_info = nullptr;      // [num_seqs][4]
+  const SeqInfo* host_seq_info = nullptr;           // [num_seqs]
   const std::int32_t* host_block_tables = nullptr;  // [num_seqs][max_blocks]
 };
 

@@ -27,15 +27,21 @@
 #include <string>
 #include <vector>
 
-#include "kvarn_cl/attention.hpp"
 #include "kvarn_cl/backend.hpp"
-#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/half.hpp"
 #include "kvarn_cl/format.hpp"
 
 namespace kvarn_cl {
 
 // Sequence ids are handed out by add_sequence() and never reused, so a stale id is an error.
 using SeqId = std::uint64_t;
+
+// How KVCache::attend reads a compressed layer. Both give SPEC §4's result within SPEC §5's bar;
+// the backend calls each needs are in docs/ARCHITECTURE.md.
+enum class AttendPath {
+  fused,        // scores and values straight from the codes (the library's decode path)
+  materialize,  // dequantize the batch's tiles to fp16 rows, then Backend::attend_fp16
+};
 
 struct CacheConfig {
   CodecParams codec;  // head_dim, Sinkhorn iterations, and the preset of every layer by default

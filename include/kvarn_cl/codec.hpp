@@ -1,7 +1,6 @@
 // The KVarN tile codec on the CPU (SPEC §2): the library's numeric reference and its fallback.
 //
-// Frames: the "original" frame is what the model produces; the "rotated" frame is x·H with H the
-// normalized Sylvester Hadamard matrix. Records always hold rotated-frame data.
+// Frames (format.hpp): records always hold rotated-frame data.
 // Row layout everywhere: token-major [tokens][head_dim], fp16 as raw IEEE bits (half_bits).
 #pragma once
 
@@ -13,8 +12,6 @@
 #include "kvarn_cl/half.hpp"
 
 namespace kvarn_cl {
-
-enum class Frame { original, rotated };
 
 // --- rotation (SPEC §2.2) -------------------------------------------------------------------
 // In-place fast Walsh–Hadamard transform of one row of n floats, followed by the 1/sqrt(n) scale.
@@ -81,4 +78,12 @@ void pack_codes(const std::uint8_t* codes, int n, int bits, std::uint8_t* out) n
 void unpack_codes(const std::uint8_t* packed, int n, int bits, std::uint8_t* codes) noexcept;
 
 }  // namespace detail
+// --- the yardstick ----------------------------------------------------------------------------
+// Exact attention of one query token over `tokens` cached tokens, one sequence:
+// q [Hq][D], k and v [Hk][tokens][D] (any frame, as long as q is in the same one), out [Hq][D].
+// Query head h reads KV head h / (Hq / Hk). Accumulates in double. tokens = 0 gives zeros.
+// Throws InvalidArgument when Hq is not a positive multiple of Hk. (src/cpu/exact_attention.cpp)
+void exact_attention(const float* q, const float* k, const float* v, int num_q_heads,
+                     int num_kv_heads, int head_dim, int tokens, float scale, float* out);
+
 }  // namespace kvarn_cl

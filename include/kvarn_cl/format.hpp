@@ -11,6 +11,13 @@
 
 namespace kvarn_cl {
 
+// Element type of rows handed to the library and of the outputs it writes (fp16 as IEEE bits).
+enum class ElementType { f16, f32 };
+
+// The "original" frame is what the model produces; the "rotated" frame is x·H with H the
+// normalized Sylvester Hadamard matrix. Records always hold rotated-frame data.
+enum class Frame { original, rotated };
+
 enum class Preset { k4v2_g128, k4v4_g128, k2v2_g128, k4v2_g64, k4v4_g64 };
 
 struct PresetInfo {

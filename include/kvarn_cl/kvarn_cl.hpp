@@ -2,7 +2,6 @@
 // the paged KV cache and decode attention. Errors are the typed exceptions of error.hpp.
 #pragma once
 
-#include "kvarn_cl/attention.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/cache.hpp"
 #include "kvarn_cl/codec.hpp"

@@ -842,20 +842,18 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
     be->attend_fp16(a);
   } else {
     const int width = std::max(1, max_nb);
-    std::vector<std::int32_t> tables(S * std::size_t(width), 0), info(S * 4);
+    std::vector<std::int32_t> tables(S * std::size_t(width), 0);
+    std::vector<SeqInfo> info(S);
     for (std::size_t i = 0; i < S; ++i) {
       const Sequence& s = *batch[i];
       const int nb = tiles_for(s.committed[l]);
       std::copy(s.blocks.begin(), s.blocks.begin() + nb, tables.begin() + std::ptrdiff_t(i * width));
-      info[4 * i + 0] = s.slot;
-      info[4 * i + 1] = sink_len(s, layer);
-      info[4 * i + 2] = nb;
-      info[4 * i + 3] = tail_len(s, layer);
+      info[i] = SeqInfo{s.slot, sink_len(s, layer), nb, tail_len(s, layer)};
     }
     Buffer& tb = tables_ws.ensure(*be, tables.size() * 4);
-    Buffer& ib = info_ws.ensure(*be, info.size() * 4);
+    Buffer& ib = info_ws.ensure(*be, info.size() * sizeof(SeqInfo));
     be->write_async(tb, 0, tables.data(), tables.size() * 4);
-    be->write_async(ib, 0, info.data(), info.size() * 4);
+    be->write_async(ib, 0, info.data(), info.size() * sizeof(SeqInfo));
     const LayerPools& pools = layers[l];
     AttendArgs a;
     a.params = pools.codec;

@@ -6,8 +6,9 @@ list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/batch_codec.cpp
   ${CMAKE_CURRENT_LIST_DIR}/thread_pool.cpp
   ${CMAKE_CURRENT_LIST_DIR}/simd_codec.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/simd_attention.cpp)
-list(APPEND KVARN_CL_SOURCES ${CMAKE_CURRENT_LIST_DIR}/attention.cpp)  # cache/API engineer
+  ${CMAKE_CURRENT_LIST_DIR}/simd_attention.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/attention.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/exact_attention.cpp)
 # The SIMD files are compiled once per instruction set by Highway; without fused multiply-add
 # contraction, so that dequantize and rotation stay bit-identical to the scalar reference.
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")

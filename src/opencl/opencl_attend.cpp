@@ -150,12 +150,12 @@ void OpenCLBackend::attend(const AttendArgs& a) {
 
   // Validate the index data (as the CPU backend does) and size the launch from it: from the
   // caller's host copies when given, else read back (a blocking round trip).
-  const std::int32_t* info = a.host_seq_info;
+  const SeqInfo* info = a.host_seq_info;
   const std::int32_t* tables = a.host_block_tables;
   if (info == nullptr) {
-    attend_info_rb_.resize(S * 4);
+    attend_info_rb_.resize(S);
     attend_tables_rb_.resize(S * std::size_t(a.max_blocks));
-    read(*a.seq_info, 0, attend_info_rb_.data(), attend_info_rb_.size() * 4);
+    read(*a.seq_info, 0, attend_info_rb_.data(), attend_info_rb_.size() * sizeof(SeqInfo));
     if (!attend_tables_rb_.empty())
       read(*a.block_tables, 0, attend_tables_rb_.data(), attend_tables_rb_.size() * 4);
     info = attend_info_rb_.data();
@@ -172,17 +172,17 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   const int G = L.group;
   int max_units = 0;
   for (std::size_t s = 0; s < S; ++s) {
-    const std::int32_t* in = &info[4 * s];
+    const SeqInfo& in = info[s];
     const int si = int(s);
-    if (in[0] < 0 || std::size_t(in[0]) >= slots) bad_index(call, "slot", si, in[0], (long long)slots);
-    if (in[1] < 0 || in[1] > a.sink_capacity) bad_index(call, "sink_len", si, in[1], a.sink_capacity + 1LL);
-    if (in[2] < 0 || in[2] > a.max_blocks) bad_index(call, "num_blocks", si, in[2], a.max_blocks + 1LL);
-    if (in[3] < 0 || in[3] > a.tail_capacity) bad_index(call, "tail_len", si, in[3], a.tail_capacity + 1LL);
-    for (int j = 0; j < in[2]; ++j) {
+    if (in.slot < 0 || std::size_t(in.slot) >= slots) bad_index(call, "slot", si, in.slot, (long long)slots);
+    if (in.sink_len < 0 || in.sink_len > a.sink_capacity) bad_index(call, "sink_len", si, in.sink_len, a.sink_capacity + 1LL);
+    if (in.num_blocks < 0 || in.num_blocks > a.max_blocks) bad_index(call, "num_blocks", si, in.num_blocks, a.max_blocks + 1LL);
+    if (in.tail_len < 0 || in.tail_len > a.tail_capacity) bad_index(call, "tail_len", si, in.tail_len, a.tail_capacity + 1LL);
+    for (int j = 0; j < in.num_blocks; ++j) {
       const std::int32_t b = tables[s * std::size_t(a.max_blocks) + std::size_t(j)];
       if (b < 0 || std::size_t(b) >= pool_blocks) bad_index(call, "block id", si, b, (long long)pool_blocks);
     }
-    max_units = std::max(max_units, (in[1] + G - 1) / G + in[2] + (in[3] + G - 1) / G);
+    max_units = std::max(max_units, (in.sink_len + G - 1) / G + in.num_blocks + (in.tail_len + G - 1) / G);
   }
 
   const int R = a.num_q_heads / a.num_kv_heads;
@@ -269,9 +269,9 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
 
   const std::int32_t* lens = a.host_seq_lens;
   if (lens == nullptr) {
-    attend_info_rb_.resize(S);
-    read(*a.seq_lens, 0, attend_info_rb_.data(), S * 4);
-    lens = attend_info_rb_.data();
+    attend_tables_rb_.resize(S);
+    read(*a.seq_lens, 0, attend_tables_rb_.data(), S * 4);
+    lens = attend_tables_rb_.data();
   }
   constexpr int kUnit = 128;  // rows per unit (the fp16 program: KV_G of its geometry)
   int max_units = 0;

@@ -135,7 +135,8 @@ class OpenCLBackend final : public Backend {
   using AttendProgramKey = std::array<int, 4>;  // kind, preset, head_dim, heads per group
   AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
   std::map<AttendProgramKey, AttendPrograms> attend_programs_;
-  std::vector<std::int32_t> attend_info_rb_, attend_tables_rb_;  // read-back when no host copy
+  std::vector<SeqInfo> attend_info_rb_;
+  std::vector<std::int32_t> attend_tables_rb_;  // read-back when no host copy
   // write_async staging: host copies that stay alive until their write has run.
   struct Staging {
     std::vector<unsigned char> bytes;

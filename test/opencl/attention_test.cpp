@@ -17,7 +17,7 @@
 #include <sstream>
 
 #include "common/test_support.hpp"
-#include "kvarn_cl/attention.hpp"
+#include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
@@ -46,7 +46,8 @@ struct AttendData {
   int S = 0, hq = 0, hk = 0, max_blocks = 1, sink_cap = 0, tail_cap = 0, slots = 0;
   std::vector<float> q;
   std::vector<std::uint8_t> records;
-  std::vector<std::int32_t> tables, info;
+  std::vector<std::int32_t> tables;
+  std::vector<SeqInfo> info;
   std::vector<half_bits> sink_k, sink_v, tail_k, tail_v;
 };
 
@@ -86,7 +87,7 @@ AttendData make_data(const AttendCase& c, std::uint32_t seed) {
   for (int s = 0; s < d.S; ++s) {
     const SeqShape& sh = c.seqs[std::size_t(s)];
     for (int j = 0; j < sh.num_blocks; ++j) d.tables[std::size_t(s) * d.max_blocks + j] = blocks[std::size_t(next++)];
-    d.info.insert(d.info.end(), {slots[std::size_t(s)], sh.sink_len, sh.num_blocks, sh.tail_len});
+    d.info.push_back(SeqInfo{slots[std::size_t(s)], sh.sink_len, sh.num_blocks, sh.tail_len});
   }
   auto rows = [&](int cap, std::uint32_t sd) {
     std::vector<float> f = gaussian_rows(std::size_t(d.slots) * c.hk * std::max(cap, 1), D, sd, {3, 17}, 6.0f);
@@ -113,7 +114,7 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
   auto q = up(d.q.data(), d.q.size() * 4);
   auto rec = up(d.records.data(), d.records.size());
   auto tab = up(d.tables.data(), d.tables.size() * 4);
-  auto info = up(d.info.data(), d.info.size() * 4);
+  auto info = up(d.info.data(), d.info.size() * sizeof(SeqInfo));
   auto sk = up(d.sink_k.data(), d.sink_k.size() * 2), sv = up(d.sink_v.data(), d.sink_v.size() * 2);
   auto tk = up(d.tail_k.data(), d.tail_k.size() * 2), tv = up(d.tail_v.data(), d.tail_v.size() * 2);
   auto out = be.allocate(out_n * (out_type == ElementType::f32 ? 4 : 2));

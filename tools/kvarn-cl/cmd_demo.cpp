@@ -10,7 +10,7 @@
 #include <functional>
 
 #include "cli.hpp"
-#include "kvarn_cl/attention.hpp"
+#include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/cache.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
