@@ -1,0 +1,104 @@
+// KVCache::Impl, the private state shared by the parts of the cache (one job per file):
+//   cache_config.cpp          CacheConfig checks and per-layer codec parameters
+//   kv_cache_construction.cpp geometry from the config, the up-front size check, the pools
+//   kv_cache_sequences.cpp    sequences: slots, ids, lengths
+//   append_plan.cpp           the plan of an append; kv_cache_append.cpp checks and executes it
+//   kv_cache_commit.cpp       commit (quantize in the tail) and rollback
+//   kv_cache_attend.cpp       attend: its arguments, the fused and the materialize path
+//   materialize_gather.cpp    fp16 rows of sequences gathered on the device; KVCache::materialize
+//   kv_cache_snapshot.cpp     raw content of one sequence
+//   memory_report.cpp         every byte the cache holds
+// Host state (sequences, block tables) lives here; every byte of K/V lives on the backend.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/block_pool.hpp"
+#include "cache/call_guard.hpp"
+#include "cache/geometry.hpp"
+#include "cache/sequence.hpp"
+#include "cache/workspace.hpp"
+#include "kvarn_cl/cache.hpp"
+
+namespace kvarn_cl {
+
+namespace cache {
+struct AppendPlan;   // append_plan.hpp
+struct AppendMoves;  // append_plan.hpp
+struct StagedInput;  // kv_cache_append.cpp
+}  // namespace cache
+
+struct KVCache::Impl : cache::Geometry {
+  using Sequence = cache::Sequence;
+  // One layer's codec geometry (its own preset) and its pools.
+  struct LayerPools {
+    CodecParams codec;
+    RecordLayout layout;
+    std::unique_ptr<Buffer> records, sink_k, sink_v, tail_k, tail_v;
+  };
+  // Input rows of an append or an attend: host memory (checked on the host) or a Buffer of this
+  // cache's backend (stays on the device).
+  struct Rows {
+    const void* host = nullptr;
+    const Buffer* device = nullptr;
+  };
+
+  CacheConfig cfg;
+  std::shared_ptr<Backend> be;
+  int table_width = 0;  // block-table entries a sequence can need (max_tokens_per_sequence)
+  int pool_blocks = 0;  // blocks of every layer's record pool
+  std::vector<LayerPools> layers;
+  cache::BlockPool pool{0};
+  std::vector<int> free_slots;
+  std::unordered_map<SeqId, Sequence> seqs;
+  SeqId next_id = 1;
+  // Staging of appends (in_*: input rows, rot_*: rotated), of attends (q, out, tables, info,
+  // lens) and of gathers (deq_*: dequantized tiles, mat_*: gathered rows), and commit's tail shift.
+  cache::Workspace in_k, in_v, rot_k, rot_v, q_ws, out_ws, tables_ws, info_ws, deq_k, deq_v, mat_k,
+      mat_v, lens_ws, shift_ws;
+  // KVARN_CL_CACHE_CALL's state (cache/call_guard.hpp).
+  mutable std::atomic<int> users{0};
+  mutable std::atomic<const char*> writer{nullptr};
+
+  // kv_cache_construction.cpp
+  void check_total_size() const;
+  std::unique_ptr<Buffer> allocate_pool(std::size_t bytes, const char* what, int layer);
+
+  // kv_cache_sequences.cpp: the lookups every call shares (InvalidArgument naming `fn`).
+  void check_layer(int layer, const char* fn) const;
+  Sequence& find(SeqId id, const char* fn);
+  const Sequence& find(SeqId id, const char* fn) const;
+  // The sequences of a batch call: ids and tokens of the same size, every id known, none twice.
+  std::vector<Sequence*> find_batch(const std::vector<SeqId>& ids, const std::vector<int>& tokens, const char* fn);
+  // OutOfMemory unless the block pool has `needed` free blocks.
+  void check_free_blocks(std::size_t needed, const char* fn) const;
+
+  // kv_cache_append.cpp: checks and plans the request, then executes the plan (device calls).
+  void append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, Rows k, Rows v,
+              ElementType type, AppendMode mode);
+  void execute_append(int layer, const cache::AppendPlan& plan, const cache::StagedInput& staged,
+                      const cache::AppendMoves& moves, ElementType type);
+  // kv_cache_commit.cpp
+  void commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens);
+  // Quantizes layer l's tiles that `target` (committed tokens per batch entry and layer) completes
+  // and shifts the tail rows left behind; false when no tile completes in the layer.
+  bool quantize_committed_tiles(std::size_t l, const std::vector<Sequence*>& batch,
+                                const std::vector<std::vector<int>>& target);
+  // kv_cache_attend.cpp
+  void attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q, void* out, Buffer* out_device,
+              ElementType out_type, float scale, AttendPath path);
+  // The two paths of attend over checked arguments (q and out on the backend, scale resolved).
+  void attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale, const Buffer& q,
+                    Buffer& out, ElementType out_type);
+  void attend_materialized(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
+                           const Buffer& q, Buffer& out, ElementType out_type);
+  // materialize_gather.cpp: gathers the fp16 rotated rows of the listed sequences into mat_k/mat_v as
+  // [S][Hk][capacity][D] and their lengths into lens; returns the capacity.
+  int gather_fp16(int layer, const std::vector<const Sequence*>& batch, std::vector<std::int32_t>& lens);
+};
+
+}  // namespace kvarn_cl
