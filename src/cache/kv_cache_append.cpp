@@ -102,7 +102,7 @@ void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector
 void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                            Rows k_rows, Rows v_rows, ElementType type, AppendMode mode) {
   check_layer(layer, "append");
-  if (ids.empty()) throw InvalidArgument("append: seq_ids is empty");
+  check_not_empty(ids, "append");
   const bool on_device = k_rows.device != nullptr;
   if (on_device ? v_rows.device == nullptr : (k_rows.host == nullptr || v_rows.host == nullptr))
     throw InvalidArgument("append: k or v is null");

@@ -88,7 +88,7 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
   const float* q = static_cast<const float*>(q_rows.host);
   const bool on_device = q_rows.device != nullptr;
   check_layer(layer, "attend");
-  if (ids.empty()) throw InvalidArgument("attend: seq_ids is empty");
+  check_not_empty(ids, "attend");
   if (hq < 1 || hq % Hk != 0)
     throw InvalidArgument(message("attend: num_q_heads ", hq, " is not a positive multiple of num_kv_heads ", Hk));
   if (on_device ? out_device == nullptr : (q == nullptr || out == nullptr))

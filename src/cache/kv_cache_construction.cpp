@@ -79,9 +79,10 @@ KVCache::KVCache(CacheConfig config) : impl_(std::make_unique<Impl>()) {
   // At most G-1 committed tokens wait for their tile, recent_tokens more are kept exact on
   // purpose, plus the uncommitted ones.
   m.tail_cap = m.G - 1 + m.recent + m.cfg.max_uncommitted;
-  m.table_width = std::max(0, m.cfg.max_tokens_per_sequence - m.sink_cap) / m.G;
+  // Automatic pool: enough tiles for every sequence to reach max_tokens_per_sequence at once.
+  const int tiles_per_sequence = std::max(0, m.cfg.max_tokens_per_sequence - m.sink_cap) / m.G;
   const long long blocks =
-      m.cfg.pool_blocks > 0 ? m.cfg.pool_blocks : (long long)m.table_width * m.cfg.max_sequences;
+      m.cfg.pool_blocks > 0 ? m.cfg.pool_blocks : (long long)tiles_per_sequence * m.cfg.max_sequences;
   if (blocks * m.Hk > 0x7fffffffLL)
     throw InvalidArgument(message("KVCache: pool of ", blocks, " blocks × ", m.Hk,
                                   " heads exceeds the int32 record ids; lower pool_blocks or max_sequences"));

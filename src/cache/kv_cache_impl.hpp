@@ -1,13 +1,18 @@
-// KVCache::Impl, the private state shared by the parts of the cache (one job per file):
+// KVCache::Impl, the private state shared by the parts of the cache. One job per file:
 //   cache_config.cpp          CacheConfig checks and per-layer codec parameters
 //   kv_cache_construction.cpp geometry from the config, the up-front size check, the pools
-//   kv_cache_sequences.cpp    sequences: slots, ids, lengths
-//   append_plan.cpp           the plan of an append; kv_cache_append.cpp checks and executes it
+//   kv_cache_sequences.cpp    sequences (ids, slots, lengths) and the lookups every call shares
+//   append_plan.cpp           the plan of an append (where each new row goes)
+//   kv_cache_append.cpp       append: checks the request, plans it, executes the plan
+//   input_checks.cpp          the checks of caller data (host rows and queries, device buffers)
 //   kv_cache_commit.cpp       commit (quantize in the tail) and rollback
 //   kv_cache_attend.cpp       attend: its arguments, the fused and the materialize path
 //   materialize_gather.cpp    fp16 rows of sequences gathered on the device; KVCache::materialize
 //   kv_cache_snapshot.cpp     raw content of one sequence
 //   memory_report.cpp         every byte the cache holds
+//   layer_presets.cpp         layer-preset files
+// and the headers geometry.hpp (where a sequence's tokens are), sequence.hpp, call_guard.hpp
+// (the misuse guard), block_pool.hpp, workspace.hpp, error_message.hpp.
 // Host state (sequences, block tables) lives here; every byte of K/V lives on the backend.
 #pragma once
 
@@ -49,7 +54,6 @@ struct KVCache::Impl : cache::Geometry {
 
   CacheConfig cfg;
   std::shared_ptr<Backend> be;
-  int table_width = 0;  // block-table entries a sequence can need (max_tokens_per_sequence)
   int pool_blocks = 0;  // blocks of every layer's record pool
   std::vector<LayerPools> layers;
   cache::BlockPool pool{0};
@@ -72,6 +76,8 @@ struct KVCache::Impl : cache::Geometry {
   void check_layer(int layer, const char* fn) const;
   Sequence& find(SeqId id, const char* fn);
   const Sequence& find(SeqId id, const char* fn) const;
+  // A batch call that needs at least one sequence (append, attend).
+  static void check_not_empty(const std::vector<SeqId>& ids, const char* fn);
   // The sequences of a batch call: ids and tokens of the same size, every id known, none twice.
   std::vector<Sequence*> find_batch(const std::vector<SeqId>& ids, const std::vector<int>& tokens, const char* fn);
   // OutOfMemory unless the block pool has `needed` free blocks.

@@ -27,6 +27,10 @@ const KVCache::Impl::Sequence& KVCache::Impl::find(SeqId id, const char* fn) con
   return const_cast<Impl*>(this)->find(id, fn);
 }
 
+void KVCache::Impl::check_not_empty(const std::vector<SeqId>& ids, const char* fn) {
+  if (ids.empty()) throw InvalidArgument(message(fn, ": seq_ids is empty"));
+}
+
 std::vector<KVCache::Impl::Sequence*> KVCache::Impl::find_batch(const std::vector<SeqId>& ids,
                                                                 const std::vector<int>& tokens, const char* fn) {
   if (ids.size() != tokens.size())
