@@ -20,6 +20,15 @@ void expect_same_bytes(KVCache& a, SeqId ia, KVCache& b, SeqId ib, int layer) {
   EXPECT_TRUE(x.tail_k == y.tail_k && x.tail_v == y.tail_v);
 }
 
+// The sequence's bytes (layer 0) equal those of one committed append of its `tokens` rows.
+void expect_same_bytes_as_one_append(KVCache& cache, SeqId id, const CacheConfig& cfg, const std::vector<float>& k,
+                                     const std::vector<float>& v, int tokens) {
+  KVCache one(cfg);
+  const SeqId o = one.add_sequence();
+  one.append(0, {o}, {tokens}, k.data(), v.data());
+  expect_same_bytes(cache, id, one, o, 0);
+}
+
 const float* row_at(const std::vector<float>& rows, int token, int Hk, int D) {
   return rows.data() + std::size_t(token) * Hk * D;
 }
@@ -123,6 +132,33 @@ TEST(KVCache, FreedBlocksAreReused) {
     EXPECT_NE(c, a);  // ids are never reused
     EXPECT_THROW(cache.length(a, 0), InvalidArgument);
   }
+}
+
+// commit looks up its batch by the same rules as append (sizes, known ids, no repeats) and
+// refuses, changing nothing, when the pool cannot hold the tiles it would complete.
+TEST(KVCache, CommitChecksItsBatchAndThePool) {
+  const int D = 64, Hk = 1, G = 64;
+  auto be = std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1}));
+  CacheConfig cfg = small_config(be, Preset::k4v4_g64, D, 1, Hk, 2, G * 4);
+  cfg.pool_blocks = 1;
+  KVCache cache(cfg);
+  const auto k = kv_rows(G * 2, Hk, D, 7), v = kv_rows(G * 2, Hk, D, 8);
+  const SeqId a = cache.add_sequence(), b = cache.add_sequence();
+  cache.append(0, {a}, {2 * G - 1}, k.data(), v.data());  // sink + a tail of G-1: no block yet
+  cache.append(0, {b}, {2 * G}, k.data(), v.data());      // one tile: the whole pool
+  cache.append(0, {a}, {1}, row_at(k, 2 * G - 1, Hk, D), row_at(v, 2 * G - 1, Hk, D), AppendMode::speculative);
+  expect_error<InvalidArgument>([&] { cache.commit({a, a}, {1, 1}); }, "listed twice (batch entry 1)");
+  expect_error<InvalidArgument>([&] { cache.commit({a}, {1, 1}); }, "tokens has 2");
+  expect_error<InvalidArgument>([&] { cache.commit({a + 99}, {1}); }, "unknown sequence id");
+  expect_error<InvalidArgument>([&] { cache.commit({a}, {-2}); }, "tokens[0] = -2");
+  expect_error<OutOfMemory>([&] { cache.commit(a, 1); },
+                            "commit: the block pool is exhausted: this commit needs 1 new blocks but 0 of 1 are free");
+  EXPECT_EQ(cache.committed(a, 0), 2 * G - 1);  // nothing changed
+  EXPECT_EQ(cache.quantized_tiles(a, 0), 0);
+  cache.free_sequence(b);
+  cache.commit(a, 1);
+  EXPECT_EQ(cache.quantized_tiles(a, 0), 1);
+  expect_same_bytes_as_one_append(cache, a, cfg, k, v, 2 * G);
 }
 
 TEST(KVCache, MemoryReportAddsUp) {
