@@ -38,7 +38,8 @@ struct AppendEntryPlan {
   std::size_t first_staging_row = 0;  // first staging row of head 0
 
   int staging_rows_per_head() const { return tail_rows_moved + new_tokens; }
-  // Staging row of the new token `token` (0-based within the entry) of KV head h.
+  // Staging row of the new token `token` (0-based within the entry) of KV head h; tokens
+  // -tail_rows_moved..-1 are the moved old tail rows in front of it.
   std::size_t staging_row(int h, int token) const {
     return first_staging_row + std::size_t(h) * std::size_t(staging_rows_per_head()) +
            std::size_t(tail_rows_moved + token);
