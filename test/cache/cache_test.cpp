@@ -148,9 +148,9 @@ TEST(KVCache, CommitChecksItsBatchAndThePool) {
   cache.append(0, {b}, {2 * G}, k.data(), v.data());      // one tile: the whole pool
   cache.append(0, {a}, {1}, row_at(k, 2 * G - 1, Hk, D), row_at(v, 2 * G - 1, Hk, D), AppendMode::speculative);
   expect_error<InvalidArgument>([&] { cache.commit({a, a}, {1, 1}); }, "listed twice (batch entry 1)");
-  expect_error<InvalidArgument>([&] { cache.commit({a}, {1, 1}); }, "tokens has 2");
-  expect_error<InvalidArgument>([&] { cache.commit({a + 99}, {1}); }, "unknown sequence id");
-  expect_error<InvalidArgument>([&] { cache.commit({a}, {-2}); }, "tokens[0] = -2");
+  expect_error<InvalidArgument>([&] { cache.commit(std::vector<SeqId>{a}, std::vector<int>{1, 1}); }, "tokens has 2");
+  expect_error<InvalidArgument>([&] { cache.commit(std::vector<SeqId>{a + 99}, std::vector<int>{1}); }, "unknown sequence id");
+  expect_error<InvalidArgument>([&] { cache.commit(std::vector<SeqId>{a}, std::vector<int>{-2}); }, "tokens[0] = -2");
   expect_error<OutOfMemory>([&] { cache.commit(a, 1); },
                             "commit: the block pool is exhausted: this commit needs 1 new blocks but 0 of 1 are free");
   EXPECT_EQ(cache.committed(a, 0), 2 * G - 1);  // nothing changed
