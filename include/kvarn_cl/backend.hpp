@@ -121,6 +121,9 @@ struct AttendFp16Args {
   Frame kv_frame = Frame::original;
 };
 
+// Every implementation checks the arguments of each call with the same rules, written once in
+// src/backend/checks.hpp: a bad argument is an InvalidArgument naming the call, the argument and
+// its value, never an out-of-bounds access on the host or the device.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -177,7 +180,7 @@ class Backend {
   // Index of the first of `rows` fp16 rows (head_dim channels each) at the start of `rows_buf`
   // that holds NaN, Inf or a value of magnitude above max_abs; -1 when every row is in range. The
   // cache checks device-resident input with it before it stores anything. The default reads the
-  // rows back to the host (backend_checks.cpp); backends override it with one launch.
+  // rows back to the host (src/backend/checks.cpp); backends override it with one launch.
   virtual std::int64_t first_row_out_of_range(const Buffer& rows_buf, std::size_t rows,
                                               int head_dim, float max_abs);
 
