@@ -10,9 +10,8 @@
 #include <functional>
 
 #include "cli.hpp"
-#include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/cache.hpp"
-#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/codec.hpp"  // relative_error
 #include "kvarn_cl/error.hpp"
 #include "synthetic_kv.hpp"
 
@@ -57,15 +56,6 @@ double median_seconds(int reps, const std::function<void()>& step) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
-}
-
-double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 struct Workload {
