@@ -3,6 +3,7 @@
 // never loop over tiles issuing one call each.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -119,6 +120,27 @@ struct AttendFp16Args {
   // rotated: k/v hold rotated rows (a materialized KVarN cache): q is rotated first and the
   // output rotated back. original: a plain fp16 cache, no rotation at all.
   Frame kv_frame = Frame::original;
+
+  // The arguments of one call with the usual defaults: scale 1/sqrt(head_dim), f32 output, no
+  // host copy of seq_lens (set scale, out_type or host_seq_lens afterwards where they differ).
+  static AttendFp16Args over(int num_seqs, int num_q_heads, int num_kv_heads, int head_dim,
+                             const Buffer& q, Buffer& out, const Buffer& k, const Buffer& v,
+                             int capacity, const Buffer& seq_lens, Frame kv_frame) {
+    AttendFp16Args a;
+    a.num_seqs = num_seqs;
+    a.num_q_heads = num_q_heads;
+    a.num_kv_heads = num_kv_heads;
+    a.head_dim = head_dim;
+    a.scale = head_dim > 0 ? 1.0f / std::sqrt(float(head_dim)) : 0.0f;
+    a.q = &q;
+    a.out = &out;
+    a.k = &k;
+    a.v = &v;
+    a.capacity = capacity;
+    a.seq_lens = &seq_lens;
+    a.kv_frame = kv_frame;
+    return a;
+  }
 };
 
 // Every implementation checks the arguments of each call with the same rules, written once in
