@@ -214,6 +214,25 @@ class Backend {
   virtual void finish() {}
 };
 
+// --- the tile codec over host memory, on any backend --------------------------------------------
+// For callers whose rows and records live in host memory (the C API, kvarn-cl quantize and
+// dequantize): each uploads, runs one launch per step over the whole batch, and reads the result
+// back. Rows are token-major [rows][head_dim]; `tiles` tiles hold G rows each. They throw what the
+// Backend calls throw, and InvalidArgument for a batch too large for one call.
+
+// rows values of in_type (f16 or f32), original frame -> rotated fp16 rows.
+void rotate_host(Backend& backend, const CodecParams& params, const void* in, ElementType in_type,
+                 std::size_t rows, half_bits* out);
+// tiles * G rows of K and of V -> tiles records, back to back. Rows in the original frame (f16 or
+// f32) are rotated on the backend first; rotated rows (f16 only, e.g. from rotate_host) are
+// quantized as they are.
+void quantize_host(Backend& backend, const CodecParams& params, const void* k, const void* v,
+                   ElementType in_type, Frame in_frame, std::size_t tiles, std::uint8_t* records);
+// tiles records, back to back -> tiles * G rows of K and of V, in `frame`, as out_type.
+void dequantize_host(Backend& backend, const CodecParams& params, const std::uint8_t* records,
+                     std::size_t tiles, Frame frame, ElementType out_type, void* k_out,
+                     void* v_out);
+
 enum class BackendKind { cpu, opencl, automatic };
 BackendKind parse_backend_kind(const std::string& name, const std::string& argument = "backend");
 

@@ -2,4 +2,5 @@
 list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/checks.cpp
   ${CMAKE_CURRENT_LIST_DIR}/cpu_backend.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/host_codec.cpp
   ${CMAKE_CURRENT_LIST_DIR}/make_backend.cpp)
