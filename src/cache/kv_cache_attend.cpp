@@ -41,30 +41,6 @@ FusedIndex fused_index(const cache::Geometry& g, const std::vector<const cache::
   return x;
 }
 
-// The arguments of Backend::attend_fp16 over rows gathered by gather_fp16 (rotated frame,
-// [seqs][Hk][capacity][D]).
-AttendFp16Args materialized_attend_args(int seqs, int num_q_heads, int num_kv_heads, int head_dim, float scale,
-                                        const Buffer& q, Buffer& out, ElementType out_type, const Buffer& k,
-                                        const Buffer& v, int capacity, const Buffer& seq_lens,
-                                        const std::int32_t* host_seq_lens) {
-  AttendFp16Args a;
-  a.num_seqs = seqs;
-  a.num_q_heads = num_q_heads;
-  a.num_kv_heads = num_kv_heads;
-  a.head_dim = head_dim;
-  a.scale = scale;
-  a.q = &q;
-  a.out = &out;
-  a.out_type = out_type;
-  a.k = &k;
-  a.v = &v;
-  a.capacity = capacity;
-  a.seq_lens = &seq_lens;
-  a.host_seq_lens = host_seq_lens;
-  a.kv_frame = Frame::rotated;
-  return a;
-}
-
 }  // namespace
 
 void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, float* out, float scale,
@@ -132,8 +108,12 @@ void KVCache::Impl::attend_materialized(int layer, const std::vector<const Seque
   const int cap = gather_fp16(layer, batch, lens);
   Buffer& lb = lens_ws.ensure(*be, lens.size() * 4);
   be->write_async(lb, 0, lens.data(), lens.size() * 4);
-  be->attend_fp16(materialized_attend_args(int(batch.size()), hq, Hk, D, scale, q, out, out_type,
-                                           mat_k.ensure(*be, 0), mat_v.ensure(*be, 0), cap, lb, lens.data()));
+  AttendFp16Args a = AttendFp16Args::over(int(batch.size()), hq, Hk, D, q, out, mat_k.ensure(*be, 0),
+                                          mat_v.ensure(*be, 0), cap, lb, Frame::rotated);
+  a.scale = scale;
+  a.out_type = out_type;
+  a.host_seq_lens = lens.data();  // the backend sizes its launch from these: no read-back
+  be->attend_fp16(a);
 }
 
 void KVCache::Impl::attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
