@@ -199,8 +199,8 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
     }
   }
   report.ok = true;
-  report.message = "built " + std::to_string(built) + " programs (codec kernels of " +
-                   std::to_string(geometries.size()) + " geometries, attention, copies) on " +
+  report.message = "built " + std::to_string(built) + " programs (rotation, codec kernels of " +
+                   std::to_string(geometries.size()) + " geometries, attention, row copies and checks) on " +
                    cl_backend.caps().device_name;
   return finish();
 }
