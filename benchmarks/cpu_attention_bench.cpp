@@ -80,18 +80,8 @@ void BM_Fp16Decode(benchmark::State& state) {
   be->write(*qb, 0, q.data(), q.size() * 4);
   const std::vector<std::int32_t> lens(std::size_t(batch), ctx);
   be->write(*lb, 0, lens.data(), lens.size() * 4);
-  AttendFp16Args a;
-  a.num_seqs = batch;
-  a.num_q_heads = kHq;
-  a.num_kv_heads = kHk;
-  a.head_dim = kD;
-  a.scale = 1.0f / std::sqrt(float(kD));
-  a.q = qb.get();
-  a.out = ob.get();
-  a.k = kb.get();
-  a.v = vb.get();
-  a.capacity = ctx;
-  a.seq_lens = lb.get();
+  const AttendFp16Args a =
+      AttendFp16Args::over(batch, kHq, kHk, kD, *qb, *ob, *kb, *vb, ctx, *lb, Frame::original);
   for (auto _ : state) {
     be->attend_fp16(a);
     benchmark::DoNotOptimize(ob->host_data());

@@ -305,19 +305,8 @@ void BM_Materialize_body(benchmark::State& state, Shape s) {
   std::vector<std::int32_t> lens(B, int(nb * 128));
   auto lb = be.allocate(B * 4);
   be.write(*lb, 0, lens.data(), B * 4);
-  AttendFp16Args a;
-  a.num_seqs = s.batch;
-  a.num_q_heads = s.hq;
-  a.num_kv_heads = s.hk;
-  a.head_dim = s.D;
-  a.scale = 1.0f / std::sqrt(float(s.D));
-  a.q = c.q.get();
-  a.out = c.out.get();
-  a.k = k.get();
-  a.v = v.get();
-  a.capacity = int(nb * 128);
-  a.seq_lens = lb.get();
-  a.kv_frame = Frame::rotated;
+  const AttendFp16Args a = AttendFp16Args::over(s.batch, s.hq, s.hk, s.D, *c.q, *c.out, *k, *v,
+                                                 int(nb * 128), *lb, Frame::rotated);
   auto step = [&] {
     be.dequantize(c.params, *c.records, ids, Frame::rotated, *k, *v);  // reads its status word: synchronizes
     const double dq = bench::event_seconds(tuning().last_event());
@@ -349,19 +338,8 @@ void BM_Fp16_body(benchmark::State& state, Shape s) {
   std::vector<float> q(B * s.hq * s.D, 0.01f);
   auto qb = be.allocate(q.size() * 4), ob = be.allocate(q.size() * 4);
   be.write(*qb, 0, q.data(), q.size() * 4);
-  AttendFp16Args a;
-  a.num_seqs = s.batch;
-  a.num_q_heads = s.hq;
-  a.num_kv_heads = s.hk;
-  a.head_dim = s.D;
-  a.scale = 1.0f / std::sqrt(float(s.D));
-  a.q = qb.get();
-  a.out = ob.get();
-  a.k = k.get();
-  a.v = v.get();
-  a.capacity = int(T);
-  a.seq_lens = lb.get();
-  a.kv_frame = Frame::original;
+  const AttendFp16Args a = AttendFp16Args::over(s.batch, s.hq, s.hk, s.D, *qb, *ob, *k, *v, int(T),
+                                                 *lb, Frame::original);
   be.attend_fp16(a);
   be.finish();
   std::vector<double> times;

@@ -3,6 +3,7 @@
 // never loop over tiles issuing one call each.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -119,8 +120,32 @@ struct AttendFp16Args {
   // rotated: k/v hold rotated rows (a materialized KVarN cache): q is rotated first and the
   // output rotated back. original: a plain fp16 cache, no rotation at all.
   Frame kv_frame = Frame::original;
+
+  // The arguments of one call with the usual defaults: scale 1/sqrt(head_dim), f32 output, no
+  // host copy of seq_lens (set scale, out_type or host_seq_lens afterwards where they differ).
+  static AttendFp16Args over(int num_seqs, int num_q_heads, int num_kv_heads, int head_dim,
+                             const Buffer& q, Buffer& out, const Buffer& k, const Buffer& v,
+                             int capacity, const Buffer& seq_lens, Frame kv_frame) {
+    AttendFp16Args a;
+    a.num_seqs = num_seqs;
+    a.num_q_heads = num_q_heads;
+    a.num_kv_heads = num_kv_heads;
+    a.head_dim = head_dim;
+    a.scale = head_dim > 0 ? 1.0f / std::sqrt(float(head_dim)) : 0.0f;
+    a.q = &q;
+    a.out = &out;
+    a.k = &k;
+    a.v = &v;
+    a.capacity = capacity;
+    a.seq_lens = &seq_lens;
+    a.kv_frame = kv_frame;
+    return a;
+  }
 };
 
+// Every implementation checks the arguments of each call with the same rules, written once in
+// src/backend/checks.hpp: a bad argument is an InvalidArgument naming the call, the argument and
+// its value, never an out-of-bounds access on the host or the device.
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -177,7 +202,7 @@ class Backend {
   // Index of the first of `rows` fp16 rows (head_dim channels each) at the start of `rows_buf`
   // that holds NaN, Inf or a value of magnitude above max_abs; -1 when every row is in range. The
   // cache checks device-resident input with it before it stores anything. The default reads the
-  // rows back to the host (backend_checks.cpp); backends override it with one launch.
+  // rows back to the host (src/backend/checks.cpp); backends override it with one launch.
   virtual std::int64_t first_row_out_of_range(const Buffer& rows_buf, std::size_t rows,
                                               int head_dim, float max_abs);
 
@@ -188,6 +213,25 @@ class Backend {
   // Waits for queued work (no-op on the CPU).
   virtual void finish() {}
 };
+
+// --- the tile codec over host memory, on any backend --------------------------------------------
+// For callers whose rows and records live in host memory (the C API, kvarn-cl quantize and
+// dequantize): each uploads, runs one launch per step over the whole batch, and reads the result
+// back. Rows are token-major [rows][head_dim]; `tiles` tiles hold G rows each. They throw what the
+// Backend calls throw, and InvalidArgument for a batch too large for one call.
+
+// rows values of in_type (f16 or f32), original frame -> rotated fp16 rows.
+void rotate_host(Backend& backend, const CodecParams& params, const void* in, ElementType in_type,
+                 std::size_t rows, half_bits* out);
+// tiles * G rows of K and of V -> tiles records, back to back. Rows in the original frame (f16 or
+// f32) are rotated on the backend first; rotated rows (f16 only, e.g. from rotate_host) are
+// quantized as they are.
+void quantize_host(Backend& backend, const CodecParams& params, const void* k, const void* v,
+                   ElementType in_type, Frame in_frame, std::size_t tiles, std::uint8_t* records);
+// tiles records, back to back -> tiles * G rows of K and of V, in `frame`, as out_type.
+void dequantize_host(Backend& backend, const CodecParams& params, const std::uint8_t* records,
+                     std::size_t tiles, Frame frame, ElementType out_type, void* k_out,
+                     void* v_out);
 
 enum class BackendKind { cpu, opencl, automatic };
 BackendKind parse_backend_kind(const std::string& name, const std::string& argument = "backend");

@@ -86,4 +86,10 @@ void unpack_codes(const std::uint8_t* packed, int n, int bits, std::uint8_t* cod
 void exact_attention(const float* q, const float* k, const float* v, int num_q_heads,
                      int num_kv_heads, int head_dim, int tokens, float scale, float* out);
 
+// The relative error that SPEC §5's "relative" bars are checked with (tests, kvarn-cl demo):
+// ||got - want|| / ||want|| (L2 over all values, summed in double), or ||got - want|| when want
+// is all zeros. Throws InvalidArgument when the
+// sizes differ. (src/cpu/relative_error.cpp)
+double relative_error(const std::vector<float>& got, const std::vector<float>& want);
+
 }  // namespace kvarn_cl

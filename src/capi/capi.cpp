@@ -81,16 +81,6 @@ AttendPath to_path(const kvarn_cl_attend_path& a) {
                         ": expected KVARN_CL_ATTEND_FUSED (0) or KVARN_CL_ATTEND_MATERIALIZE (1)");
 }
 
-// tiles · per_tile bytes, refused as an invalid size (not reported as out of memory) when the
-// product does not fit in size_t.
-std::size_t tile_bytes(const char* function, std::size_t tiles, std::size_t per_tile) {
-  if (per_tile != 0 && tiles > SIZE_MAX / per_tile)
-    throw InvalidArgument(std::string(function) + ": tiles " + std::to_string(tiles) +
-                          " is too many: " + std::to_string(per_tile) +
-                          " bytes per tile overflow size_t");
-  return tiles * per_tile;
-}
-
 CodecParams params(const kvarn_cl_preset& preset, int head_dim, int iters) {
   CodecParams p;
   p.preset = to_preset(preset);
@@ -186,30 +176,7 @@ kvarn_cl_status kvarn_cl_quantize_tiles(kvarn_cl_backend* backend, kvarn_cl_pres
     require(records, "records");
     const CodecParams p = params(preset, head_dim, sinkhorn_iters);
     const ElementType type = to_element(elem_type, "elem_type");
-    if (tiles == 0) return;
-    const RecordLayout L = RecordLayout::make(p);
-    Backend& be = *backend->impl;
-    if (tiles > 0xffffffffULL / std::size_t(L.group))
-      throw InvalidArgument("kvarn_cl_quantize_tiles: tiles " + std::to_string(tiles) + " is too many for one call");
-    const std::size_t rows = tiles * std::size_t(L.group);
-    const std::size_t tile_values = std::size_t(L.group) * std::size_t(L.head_dim);
-    const std::size_t in_bytes = tile_bytes("kvarn_cl_quantize_tiles", tiles,
-                                            tile_values * (type == ElementType::f32 ? 4 : 2));
-    const std::size_t rot_bytes = tile_bytes("kvarn_cl_quantize_tiles", tiles, tile_values * 2);
-    const std::size_t rec_bytes = tile_bytes("kvarn_cl_quantize_tiles", tiles, L.bytes);
-    auto in = be.allocate(in_bytes);
-    auto rk = be.allocate(rot_bytes);
-    auto rv = be.allocate(rot_bytes);
-    auto rec = be.allocate(rec_bytes);
-    be.write(*in, 0, k, in_bytes);
-    be.rotate(p, *in, type, rows, *rk, 0);
-    be.write(*in, 0, v, in_bytes);
-    be.rotate(p, *in, type, rows, *rv, 0);
-    std::vector<QuantizeJob> jobs(tiles);
-    for (std::size_t i = 0; i < tiles; ++i)
-      jobs[i] = {std::uint32_t(i * L.group), std::uint32_t(i)};
-    be.quantize(p, *rk, *rv, jobs, *rec);
-    be.read(*rec, 0, records, rec_bytes);
+    quantize_host(*backend->impl, p, k, v, type, Frame::original, tiles, records);
   });
 }
 
@@ -224,36 +191,7 @@ kvarn_cl_status kvarn_cl_dequantize_tiles(kvarn_cl_backend* backend, kvarn_cl_pr
     require(v_out, "v_out");
     const CodecParams p = params(preset, head_dim, kDefaultSinkhornIters);
     const ElementType type = to_element(out_type, "out_type");
-    const Frame fr = to_frame(frame);
-    if (tiles == 0) return;
-    const RecordLayout L = RecordLayout::make(p);
-    Backend& be = *backend->impl;
-    // Record ids are 32-bit (the backend's tile index), and every byte count must fit in size_t.
-    if (tiles > 0xffffffffULL)
-      throw InvalidArgument("kvarn_cl_dequantize_tiles: tiles " + std::to_string(tiles) +
-                            " is too many for one call (at most 4294967295)");
-    const std::size_t tile_values = std::size_t(L.group) * std::size_t(L.head_dim);
-    const std::size_t rec_bytes = tile_bytes("kvarn_cl_dequantize_tiles", tiles, L.bytes);
-    const std::size_t half_bytes = tile_bytes("kvarn_cl_dequantize_tiles", tiles, tile_values * 2);
-    tile_bytes("kvarn_cl_dequantize_tiles", tiles, tile_values * (type == ElementType::f32 ? 4 : 2));
-    const std::size_t values = tiles * tile_values;
-    auto rec = be.allocate(rec_bytes);
-    auto k = be.allocate(half_bytes);
-    auto v = be.allocate(half_bytes);
-    be.write(*rec, 0, records, rec_bytes);
-    std::vector<std::uint32_t> ids(tiles);
-    for (std::size_t i = 0; i < tiles; ++i) ids[i] = std::uint32_t(i);
-    be.dequantize(p, *rec, ids, fr, *k, *v);
-    if (type == ElementType::f16) {
-      be.read(*k, 0, k_out, values * 2);
-      be.read(*v, 0, v_out, values * 2);
-    } else {
-      std::vector<half_bits> h(values);
-      be.read(*k, 0, h.data(), values * 2);
-      halves_to_floats(h.data(), static_cast<float*>(k_out), values);
-      be.read(*v, 0, h.data(), values * 2);
-      halves_to_floats(h.data(), static_cast<float*>(v_out), values);
-    }
+    dequantize_host(*backend->impl, p, records, tiles, to_frame(frame), type, k_out, v_out);
   });
 }
 

@@ -32,7 +32,7 @@ void fwht_rows(float* rows, std::size_t count, int n);
 void rotate_rows(const float* in, half_bits* out, std::size_t rows, int head_dim);
 void rotate_rows(const half_bits* in, half_bits* out, std::size_t rows, int head_dim);
 
-// --- attention building blocks (simd_attention.cpp) -------------------------------------------
+// --- attention building blocks (simd_decode_attention.cpp) --------------------------------
 // out[r * out_stride + c] = sum over i < rows of a[r * a_stride + i] * code(i, c), for r < R, where
 // code(i, c) is code c of packed row i (row_bytes bytes, `bits` bits per code, SPEC §2.5).
 // cols * bits must be a multiple of 128 (every geometry of SPEC §2.1).

@@ -12,8 +12,6 @@
 // out-of-bounds device read. It is read from the caller's host copies when given (the cache's
 // decode path: no device round trip), else read back from the buffers.
 #include <algorithm>
-#include <cstring>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,27 +22,6 @@
 #include "opencl/opencl_backend.hpp"
 
 namespace kvarn_cl::opencl {
-namespace {
-
-[[noreturn]] void bad_index(const char* call, const char* what, int seq, long long value,
-                            long long limit) {
-  std::ostringstream msg;
-  msg << call << ": " << what << " of batch entry " << seq << " is " << value << ", outside [0, "
-      << limit << ')';
-  throw InvalidArgument(msg.str());
-}
-
-void check_heads(const char* call, int num_seqs, int hq, int hk) {
-  if (num_seqs < 0 || hk <= 0 || hq <= 0 || hq % hk != 0)
-    throw InvalidArgument(std::string(call) + ": num_seqs " + std::to_string(num_seqs) +
-                          ", num_q_heads " + std::to_string(hq) + ", num_kv_heads " +
-                          std::to_string(hk) +
-                          " (heads must be positive and num_q_heads a multiple of num_kv_heads)");
-}
-
-std::size_t elem_bytes(ElementType t) { return t == ElementType::f32 ? 4 : 2; }
-
-}  // namespace
 
 cl::Buffer& OpenCLBackend::attend_workspace(std::size_t bytes) {
   if (bytes > attend_ws_bytes_) {
@@ -151,29 +128,14 @@ OpenCLBackend::AttendPrograms& OpenCLBackend::attend_fp16_programs(int head_dim,
 
 void OpenCLBackend::attend(const AttendArgs& a) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
-  const char* call = "attend";
-  a.params.validate();
+  const AttendPools pools = check_attend(a);
   const RecordLayout L = RecordLayout::make(a.params);
-  check_heads(call, a.num_seqs, a.num_q_heads, a.num_kv_heads);
-  if (!a.q || !a.out || !a.records || !a.block_tables || !a.sink || !a.tail || !a.sink_v ||
-      !a.tail_v || !a.seq_info)
-    throw InvalidArgument("attend: a buffer of AttendArgs is null");
-  if (a.max_blocks < 0 || a.sink_capacity < 0 || a.tail_capacity < 0)
-    throw InvalidArgument("attend: max_blocks " + std::to_string(a.max_blocks) + ", sink_capacity " +
-                          std::to_string(a.sink_capacity) + ", tail_capacity " +
-                          std::to_string(a.tail_capacity) + " must not be negative");
-  if ((a.host_seq_info == nullptr) != (a.host_block_tables == nullptr))
-    throw InvalidArgument("attend: host_seq_info and host_block_tables must be given together");
-  const std::size_t S = std::size_t(a.num_seqs), D = std::size_t(L.head_dim);
+  const std::size_t S = std::size_t(a.num_seqs);
   const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
-  check_range(*a.q, 0, S * Hq * D * 4, "attend: q");
-  check_range(*a.out, 0, S * Hq * D * elem_bytes(a.out_type), "attend: out");
-  check_range(*a.block_tables, 0, S * std::size_t(a.max_blocks) * 4, "attend: block_tables");
-  check_range(*a.seq_info, 0, S * 16, "attend: seq_info");
   if (S == 0) return;
 
-  // Validate the index data (as the CPU backend does) and size the launch from it: from the
-  // caller's host copies when given, else read back (a blocking round trip).
+  // Validate the index data (src/backend/checks.hpp, as the CPU backend) and size the launch from
+  // it: from the caller's host copies when given, else read back (a blocking round trip).
   const SeqInfo* info = a.host_seq_info;
   const std::int32_t* tables = a.host_block_tables;
   if (info == nullptr) {
@@ -185,29 +147,7 @@ void OpenCLBackend::attend(const AttendArgs& a) {
     info = attend_info_rb_.data();
     tables = attend_tables_rb_.data();
   }
-  const std::size_t pool_blocks = a.records->size() / (Hk * L.bytes);
-  const std::size_t sink_slot = Hk * std::size_t(a.sink_capacity) * D * 2;
-  const std::size_t tail_slot = Hk * std::size_t(a.tail_capacity) * D * 2;
-  const std::size_t sink_slots =
-      sink_slot ? std::min(a.sink->size(), a.sink_v->size()) / sink_slot : SIZE_MAX;
-  const std::size_t tail_slots =
-      tail_slot ? std::min(a.tail->size(), a.tail_v->size()) / tail_slot : SIZE_MAX;
-  const std::size_t slots = std::min(sink_slots, tail_slots);
-  const int G = L.group;
-  int max_units = 0;
-  for (std::size_t s = 0; s < S; ++s) {
-    const SeqInfo& in = info[s];
-    const int si = int(s);
-    if (in.slot < 0 || std::size_t(in.slot) >= slots) bad_index(call, "slot", si, in.slot, (long long)slots);
-    if (in.sink_len < 0 || in.sink_len > a.sink_capacity) bad_index(call, "sink_len", si, in.sink_len, a.sink_capacity + 1LL);
-    if (in.num_blocks < 0 || in.num_blocks > a.max_blocks) bad_index(call, "num_blocks", si, in.num_blocks, a.max_blocks + 1LL);
-    if (in.tail_len < 0 || in.tail_len > a.tail_capacity) bad_index(call, "tail_len", si, in.tail_len, a.tail_capacity + 1LL);
-    for (int j = 0; j < in.num_blocks; ++j) {
-      const std::int32_t b = tables[s * std::size_t(a.max_blocks) + std::size_t(j)];
-      if (b < 0 || std::size_t(b) >= pool_blocks) bad_index(call, "block id", si, b, (long long)pool_blocks);
-    }
-    max_units = std::max(max_units, (in.sink_len + G - 1) / G + in.num_blocks + (in.tail_len + G - 1) / G);
-  }
+  const int max_units = check_attend_indices(pools, a.num_seqs, info, tables, L.group);
 
   const int R = a.num_q_heads / a.num_kv_heads;
   const int hpw_portable = attend_heads_per_group(R);
@@ -246,20 +186,9 @@ void OpenCLBackend::attend(const AttendArgs& a) {
 
 void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
-  const char* call = "attend_fp16";
-  check_heads(call, a.num_seqs, a.num_q_heads, a.num_kv_heads);
-  if (a.capacity < 0)
-    throw InvalidArgument("attend_fp16: capacity " + std::to_string(a.capacity) + " is negative");
-  if (!a.q || !a.out || !a.k || !a.v || !a.seq_lens)
-    throw InvalidArgument("attend_fp16: a buffer of AttendFp16Args is null");
-  validate_head_dim(a.head_dim, "attend_fp16 head_dim");
-  const std::size_t S = std::size_t(a.num_seqs), D = std::size_t(a.head_dim);
+  check_attend_fp16(a);
+  const std::size_t S = std::size_t(a.num_seqs);
   const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
-  check_range(*a.q, 0, S * Hq * D * 4, "attend_fp16: q");
-  check_range(*a.out, 0, S * Hq * D * elem_bytes(a.out_type), "attend_fp16: out");
-  check_range(*a.k, 0, S * Hk * std::size_t(a.capacity) * D * 2, "attend_fp16: k");
-  check_range(*a.v, 0, S * Hk * std::size_t(a.capacity) * D * 2, "attend_fp16: v");
-  check_range(*a.seq_lens, 0, S * 4, "attend_fp16: seq_lens");
   if (S == 0) return;
 
   const std::int32_t* lens = a.host_seq_lens;
@@ -269,11 +198,7 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
     lens = attend_tables_rb_.data();
   }
   constexpr int kUnit = 128;  // rows per unit (the fp16 program: KV_G of its geometry)
-  int max_units = 0;
-  for (std::size_t s = 0; s < S; ++s) {
-    if (lens[s] < 0 || lens[s] > a.capacity) bad_index(call, "seq_len", int(s), lens[s], a.capacity + 1LL);
-    max_units = std::max(max_units, (lens[s] + kUnit - 1) / kUnit);
-  }
+  const int max_units = (check_seq_lens(a.num_seqs, lens, a.capacity) + kUnit - 1) / kUnit;
 
   const int R = a.num_q_heads / a.num_kv_heads;
   const int hpw = attend_fp16_heads_per_group(R, a.head_dim);

@@ -31,13 +31,6 @@ const cl::Buffer& cl_buffer(const Buffer& buffer, const char* argument) {
   return b->mem();
 }
 
-void check_range(const Buffer& buffer, std::size_t offset, std::size_t bytes, const char* argument) {
-  if (offset > buffer.size() || bytes > buffer.size() - offset)
-    throw InvalidArgument(std::string(argument) + ": range [" + std::to_string(offset) + ", " +
-                          std::to_string(offset) + " + " + std::to_string(bytes) +
-                          ") is outside the buffer of " + std::to_string(buffer.size()) + " bytes");
-}
-
 OpenCLBackend::OpenCLBackend(std::shared_ptr<DeviceRuntime> runtime, cl::CommandQueue queue)
     : runtime_(std::move(runtime)), queue_(std::move(queue)) {}
 
@@ -210,11 +203,8 @@ OpenCLBackend::RotateKernels& OpenCLBackend::rotate_kernels(int head_dim) {
 void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementType in_type,
                            std::size_t rows, Buffer& out, std::size_t out_row) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
-  params.validate();
+  check_rotate(params, in, in_type, rows, out, out_row);
   const std::size_t D = std::size_t(params.head_dim);
-  const std::size_t in_elem = in_type == ElementType::f16 ? 2 : 4;
-  check_range(in, 0, rows * D * in_elem, "rotate: in");
-  check_range(out, out_row * D * 2, rows * D * 2, "rotate: out");
   check_u32(rows, "rotate: rows");
   check_u32(out_row, "rotate: out_row");
   if (rows == 0) return;
@@ -235,24 +225,8 @@ void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementT
 void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
                              const std::vector<QuantizeJob>& jobs, Buffer& records) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
-  const RecordLayout l = RecordLayout::make(params);
+  const RecordLayout l = check_quantize(params, k_rows, v_rows, jobs, records);
   if (jobs.empty()) return;
-  const std::size_t row_bytes = std::size_t(l.head_dim) * 2;
-  const std::size_t k_rows_n = k_rows.size() / row_bytes, v_rows_n = v_rows.size() / row_bytes;
-  const std::size_t n_records = records.size() / l.bytes;
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    const QuantizeJob& j = jobs[i];
-    if (std::size_t(j.src_row) + l.group > std::min(k_rows_n, v_rows_n))
-      throw InvalidArgument("quantize: jobs[" + std::to_string(i) + "].src_row = " +
-                            std::to_string(j.src_row) + " needs rows up to " +
-                            std::to_string(std::size_t(j.src_row) + l.group) + " but k_rows has " +
-                            std::to_string(k_rows_n) + " and v_rows " + std::to_string(v_rows_n));
-    if (j.dst_record >= n_records)
-      throw InvalidArgument("quantize: jobs[" + std::to_string(i) + "].dst_record = " +
-                            std::to_string(j.dst_record) + " but records holds " +
-                            std::to_string(n_records) + " records of " + std::to_string(l.bytes) +
-                            " bytes");
-  }
   const CodecKernels& ck = codec_kernels(params);
   const int rt = ck.tokens_per_item;
   cl::Kernel& k = *ck.quantize;
@@ -285,17 +259,8 @@ void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
                                const std::vector<std::uint32_t>& record_ids, Frame frame,
                                Buffer& k_out, Buffer& v_out) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
-  const RecordLayout l = RecordLayout::make(params);
+  check_dequantize(params, records, record_ids, k_out, v_out);
   if (record_ids.empty()) return;
-  const std::size_t n_records = records.size() / l.bytes;
-  for (std::size_t i = 0; i < record_ids.size(); ++i)
-    if (record_ids[i] >= n_records)
-      throw InvalidArgument("dequantize: record_ids[" + std::to_string(i) + "] = " +
-                            std::to_string(record_ids[i]) + " but records holds " +
-                            std::to_string(n_records) + " records of " + std::to_string(l.bytes) + " bytes");
-  const std::size_t out_bytes = record_ids.size() * std::size_t(l.group) * l.head_dim * 2;
-  check_range(k_out, 0, out_bytes, "dequantize: k_out");
-  check_range(v_out, 0, out_bytes, "dequantize: v_out");
   const CodecKernels& ck = codec_kernels(params);
   cl::Kernel& k = frame == Frame::rotated ? *ck.dequantize_rotated : *ck.dequantize_original;
   cl::Buffer ids = upload(record_ids.data(), record_ids.size() * sizeof(std::uint32_t),

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "backend/checks.hpp"  // check_range and the other argument checks, for every method
 #include "kvarn_cl/backend.hpp"
 #include "opencl/cl_headers.hpp"
 
@@ -24,8 +25,5 @@ class ClBuffer final : public Buffer {
 // The cl::Buffer behind `buffer`; throws InvalidArgument naming `argument` when it is not a
 // buffer of an OpenCL backend (e.g. a CPU backend's buffer).
 const cl::Buffer& cl_buffer(const Buffer& buffer, const char* argument);
-
-// Throws InvalidArgument unless [offset, offset + bytes) lies inside the buffer.
-void check_range(const Buffer& buffer, std::size_t offset, std::size_t bytes, const char* argument);
 
 }  // namespace kvarn_cl::opencl

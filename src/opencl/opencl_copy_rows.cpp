@@ -13,12 +13,7 @@ namespace kvarn_cl::opencl {
 void OpenCLBackend::copy_rows(const Buffer& src, Buffer& dst, const std::vector<RowRun>& runs,
                               std::size_t row_bytes) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    const RowRun& r = runs[i];
-    const std::string at = "copy_rows: runs[" + std::to_string(i) + "]";
-    check_range(src, r.src_row * row_bytes, r.rows * row_bytes, (at + " source").c_str());
-    check_range(dst, r.dst_row * row_bytes, r.rows * row_bytes, (at + " destination").c_str());
-  }
+  check_copy_rows(src, dst, runs, row_bytes);
   // The kernel moves 16-byte words; other row sizes (never used by the cache, whose rows are
   // D >= 64 fp16 channels) take the per-run copies of the base class.
   if (row_bytes == 0 || row_bytes % 16 != 0) {

@@ -176,18 +176,8 @@ TEST(CacheAttention, Fp16BaselineMatchesExact) {
     const auto q = gaussian_rows(std::size_t(S) * Hq, D, 10);
     be.write(*qb, 0, q.data(), q.size() * 4);
     be.write(*lb, 0, lens.data(), S * 4);
-    AttendFp16Args a;
-    a.num_seqs = S;
-    a.num_q_heads = Hq;
-    a.num_kv_heads = Hk;
-    a.head_dim = D;
-    a.scale = 1.0f / std::sqrt(float(D));
-    a.q = qb.get();
-    a.out = ob.get();
-    a.k = kb.get();
-    a.v = vb.get();
-    a.capacity = cap;
-    a.seq_lens = lb.get();
+    const AttendFp16Args a =
+        AttendFp16Args::over(S, Hq, Hk, D, *qb, *ob, *kb, *vb, cap, *lb, Frame::original);
     be.attend_fp16(a);
     std::vector<float> out(std::size_t(S) * Hq * D);
     be.read(*ob, 0, out.data(), out.size() * 4);

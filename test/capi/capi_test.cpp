@@ -80,7 +80,7 @@ TEST(CApi, QuantizeAndDequantizeTilesMatchTheCppCodec) {
   ASSERT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, tiles, rec.data(), KVARN_CL_FRAME_ORIGINAL,
                                       KVARN_CL_F32, ko.data(), vo.data()),
             KVARN_CL_OK);
-  EXPECT_LT(kvarn_cl::test::relative_error(ko, k), 0.2);
+  EXPECT_LT(kvarn_cl::relative_error(ko, k), 0.2);
   std::vector<uint16_t> kh(k.size()), vh(v.size());
   ASSERT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, tiles, rec.data(), KVARN_CL_FRAME_ORIGINAL,
                                       KVARN_CL_F16, kh.data(), vh.data()),
@@ -167,7 +167,7 @@ TEST(CApi, CacheLifecycle) {
                                   KVARN_CL_ATTEND_MATERIALIZE),
             KVARN_CL_OK)
       << last_error();
-  EXPECT_LT(kvarn_cl::test::relative_error(mat, fused), 3e-3);
+  EXPECT_LT(kvarn_cl::relative_error(mat, fused), 3e-3);
 
   kvarn_cl_memory_report r;
   ASSERT_EQ(kvarn_cl_cache_memory_report(cache, &r), KVARN_CL_OK);

@@ -1,7 +1,5 @@
 #include "common/test_support.hpp"
 
-#include <cmath>
-
 namespace kvarn_cl::test {
 
 std::vector<float> gaussian_rows(std::size_t rows, int cols, std::uint32_t seed,
@@ -25,15 +23,6 @@ std::vector<float> to_float(const std::vector<half_bits>& v) {
   std::vector<float> f(v.size());
   halves_to_floats(v.data(), f.data(), v.size());
   return f;
-}
-
-double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 }  // namespace kvarn_cl::test

@@ -120,8 +120,8 @@ Errors kvarn_errors(const RealTile& tile, Preset preset) {
   dequantize_tile(p, rec.data(), kh.data(), vh.data(), Frame::original);
   const auto k = rotate_back(tile.k_rot, G), v = rotate_back(tile.v_rot, G);
   const auto q = random_queries(16, k, 7);
-  return {test::relative_error(kh, k), test::relative_error(vh, v),
-          test::relative_error(attend(q, 16, kh, vh, G), attend(q, 16, k, v, G))};
+  return {relative_error(kh, k), relative_error(vh, v),
+          relative_error(attend(q, 16, kh, vh, G), attend(q, 16, k, v, G))};
 }
 
 Errors plain_errors(const RealTile& tile, int G, int kb, int vb) {
@@ -129,8 +129,8 @@ Errors plain_errors(const RealTile& tile, int G, int kb, int vb) {
   std::vector<float> kh, vh;
   plain_round_trip(k, v, G, kb, vb, kh, vh);
   const auto q = random_queries(16, k, 7);
-  return {test::relative_error(kh, k), test::relative_error(vh, v),
-          test::relative_error(attend(q, 16, kh, vh, G), attend(q, 16, k, v, G))};
+  return {relative_error(kh, k), relative_error(vh, v),
+          relative_error(attend(q, 16, kh, vh, G), attend(q, 16, k, v, G))};
 }
 
 struct Bounds {

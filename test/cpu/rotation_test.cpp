@@ -60,7 +60,7 @@ TEST_P(Rotation, RotateRowsRoundsTheFp32ResultToFp16) {
       EXPECT_EQ(from_float[r * D + std::size_t(d)], float_to_half(row[std::size_t(d)]));
   }
   // From fp16 input the rows agree with the fp32 path to fp16 accuracy.
-  EXPECT_LT(test::relative_error(test::to_float(from_half), test::to_float(from_float)), 2e-3);
+  EXPECT_LT(relative_error(test::to_float(from_half), test::to_float(from_float)), 2e-3);
 }
 
 TEST(Rotation, RejectsUnsupportedHeadDim) {

@@ -15,7 +15,7 @@
 
 #include "common/record_agreement.hpp"
 #include "common/test_support.hpp"
-#include "cpu/attention.hpp"
+#include "cpu/decode_attention.hpp"
 #include "cpu/simd.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
@@ -172,7 +172,8 @@ struct AttendCase {
   CodecParams p{Preset::k4v2_g128, 128, 8};
   int Hq = 8, Hk = 2;
   std::vector<std::uint8_t> records;
-  std::vector<std::int32_t> tables, info;
+  std::vector<std::int32_t> tables;
+  std::vector<SeqInfo> info;
   std::vector<half_bits> sink, tail, sink_v, tail_v;
   std::vector<float> q;
   int max_blocks = 0;
@@ -210,12 +211,8 @@ struct AttendCase {
     sink_v = rows(62, 2.0f);
     tail = rows(63, 5.0f);
     tail_v = rows(64, 2.0f);
-    for (int s = 0; s < S; ++s) {
-      info.push_back(s);
-      info.push_back(lens[std::size_t(s)][0]);
-      info.push_back(lens[std::size_t(s)][1]);
-      info.push_back(lens[std::size_t(s)][2]);
-    }
+    for (int s = 0; s < S; ++s)
+      info.push_back({s, lens[std::size_t(s)][0], lens[std::size_t(s)][1], lens[std::size_t(s)][2]});
     q = gaussian_rows(std::size_t(S) * Hq, D, 77, {}, 1.0f);
     for (auto& x : q) x *= 0.5f;
   }
@@ -224,7 +221,7 @@ struct AttendCase {
     const RecordLayout l = RecordLayout::make(p);
     cpu::AttendRecordsHost h;
     h.params = p;
-    h.num_seqs = int(info.size() / 4);
+    h.num_seqs = int(info.size());
     h.num_q_heads = Hq;
     h.num_kv_heads = Hk;
     h.scale = 1.0f / std::sqrt(float(p.head_dim));
@@ -232,15 +229,15 @@ struct AttendCase {
     out.assign(std::size_t(h.num_seqs) * Hq * p.head_dim, 0.0f);
     h.out = out.data();
     h.records = records.data();
-    h.num_blocks_in_pool = records.size() / (std::size_t(Hk) * l.bytes);
     h.block_tables = tables.data();
-    h.max_blocks = max_blocks;
     h.sink = sink.data();
     h.tail = tail.data();
     h.sink_v = sink_v.data();
     h.tail_v = tail_v.data();
-    h.sink_capacity = h.tail_capacity = p.group();
-    h.sink_slots = h.tail_slots = std::size_t(h.num_seqs);
+    h.pools.max_blocks = max_blocks;
+    h.pools.sink_capacity = h.pools.tail_capacity = p.group();
+    h.pools.blocks = records.size() / (std::size_t(Hk) * l.bytes);
+    h.pools.slots = std::size_t(h.num_seqs);
     h.seq_info = info.data();
     return h;
   }

@@ -105,8 +105,8 @@ TEST_P(TileCodecAllPresets, DeterministicBatchEqualsSingleAndDecodesClose) {
   // Original-frame decode reconstructs the input; error bounds for 4- and 2-bit codes.
   std::vector<half_bits> kh(tiles * tv), vh(tiles * tv);
   dequantize_tiles(p, a.data(), tiles, kh.data(), vh.data(), Frame::original, CpuThreads{2});
-  const double k_err = test::relative_error(test::to_float(kh), kf);
-  const double v_err = test::relative_error(test::to_float(vh), vf);
+  const double k_err = relative_error(test::to_float(kh), kf);
+  const double v_err = relative_error(test::to_float(vh), vf);
   // 2-bit min/max over 256 Gaussian channels has a step of ~1.9σ, i.e. ~0.55σ RMS error.
   EXPECT_LT(k_err, p.k_bits() == 4 ? 0.12 : 0.6) << "K";
   EXPECT_LT(v_err, p.v_bits() == 4 ? 0.12 : 0.6) << "V";

@@ -306,20 +306,9 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
   opencl::OpenCLBackend& cl = cl_backend();
   auto kb = to_device(kh), vb = to_device(vh), qb = to_device(q), lb = to_device(c.lens);
   auto ob = cl.allocate(std::size_t(S) * c.hq * D * 4);
-  AttendFp16Args a;
-  a.num_seqs = S;
-  a.num_q_heads = c.hq;
-  a.num_kv_heads = c.hk;
-  a.head_dim = D;
-  a.scale = scale;
-  a.q = qb.get();
-  a.out = ob.get();
+  AttendFp16Args a =
+      AttendFp16Args::over(S, c.hq, c.hk, D, *qb, *ob, *kb, *vb, c.capacity, *lb, c.frame);
   a.out_type = c.out_type;
-  a.k = kb.get();
-  a.v = vb.get();
-  a.capacity = c.capacity;
-  a.seq_lens = lb.get();
-  a.kv_frame = c.frame;
   opencl::internal::OpenCLBackendTuning tuning(cl);
   tuning.force_attend_splits(c.splits);
   cl.attend_fp16(a);

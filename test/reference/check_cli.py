@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks `kvarn-cl quantize` / `dequantize` against the independent reference kvarn_ref.py.
 
-For every preset x head_dim 64/128/256 it generates seeded fp16 keys and values with outlier
+For every preset x head_dim 64/128/256 (or the --configs subset) it generates seeded fp16 keys and values with outlier
 channels (a few tiles each), runs the CLI, and compares with the reference:
 
 - record file size: exactly tiles x record bytes (no header, no padding);
@@ -255,6 +255,9 @@ def main():
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--verbose", action="store_true", help="print reconstruction errors")
     ap.add_argument("--no-attend", action="store_true", help="skip the kvarn-cl attend checks")
+    ap.add_argument("--configs", default="",
+                    help="comma-separated preset:head_dim pairs to check (default: every preset x "
+                         "every head_dim)")
     args = ap.parse_args()
     if args.backend != "cpu" and "POCL_CACHE_DIR" not in os.environ:
         # One PoCL kernel cache for this test process and the kvarn-cl runs it starts, so PoCL
@@ -265,14 +268,26 @@ def main():
     ref.self_test()
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="kvarn_check_cli_") as work:
-        seed = args.seed
-        for preset in ref.PRESETS:
-            for d in ref.HEAD_DIMS:
-                seed += 1
-                try:
-                    check_config(args.kvarn_cl, args.backend, preset, d, args.tiles, seed, work, tally)
-                except RuntimeError as e:
-                    tally.fail("%s D=%d: %s" % (preset, d, e))
+        # Seeds follow the position in the full preset x head_dim grid, so a subset checks the
+        # same data as the full run does for those configurations.
+        grid = [(p, d) for p in ref.PRESETS for d in ref.HEAD_DIMS]
+        wanted = grid
+        if args.configs:
+            wanted = []
+            for item in args.configs.split(","):
+                preset, _, d = item.partition(":")
+                if (preset, int(d) if d.isdigit() else -1) not in grid:
+                    ap.error("--configs: %r is not a preset:head_dim of %s x %s" % (
+                        item, "/".join(ref.PRESETS), "/".join(map(str, ref.HEAD_DIMS))))
+                wanted.append((preset, int(d)))
+        for i, (preset, d) in enumerate(grid):
+            if (preset, d) not in wanted:
+                continue
+            try:
+                check_config(args.kvarn_cl, args.backend, preset, d, args.tiles, args.seed + 1 + i,
+                             work, tally)
+            except RuntimeError as e:
+                tally.fail("%s D=%d: %s" % (preset, d, e))
         if not args.no_attend:
             check_attend(args.kvarn_cl, args.backend, work, tally, args.seed)
     allowed = TIES_PER_128_TILES * tally.tiles / 128.0

@@ -65,7 +65,7 @@ TEST(CliLayerPresets, AttendUsesTheLayersPresetAndTheWindow) {
   std::vector<float> want(qf.size());
   cache.attend(layer, {id}, Hq, qf.data(), want.data(), 1.0f / std::sqrt(float(D)));
   ASSERT_EQ(got.size(), want.size());
-  EXPECT_LT(test::relative_error(got, want), 1e-6);
+  EXPECT_LT(relative_error(got, want), 1e-6);
 
   const CliResult both = with({"--layer-presets", "plan.txt", "--preset", "k4v2_g128"});
   EXPECT_EQ(both.exit_code, 2);

@@ -67,8 +67,8 @@ void check_round_trip(const RoundTrip& c) {
     const double v_bound = p.v_bits() == 4 ? 0.12 : 0.45;
     const auto& k_ref = frame == Frame::original ? k : k_rot;
     const auto& v_ref = frame == Frame::original ? v : v_rot;
-    EXPECT_LT(test::relative_error(widen(k_out), widen(k_ref)), k_bound);
-    EXPECT_LT(test::relative_error(widen(v_out), widen(v_ref)), v_bound);
+    EXPECT_LT(relative_error(widen(k_out), widen(k_ref)), k_bound);
+    EXPECT_LT(relative_error(widen(v_out), widen(v_ref)), v_bound);
   }
 }
 

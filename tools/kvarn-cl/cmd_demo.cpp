@@ -10,9 +10,8 @@
 #include <functional>
 
 #include "cli.hpp"
-#include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/cache.hpp"
-#include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/codec.hpp"  // relative_error
 #include "kvarn_cl/error.hpp"
 #include "synthetic_kv.hpp"
 
@@ -57,15 +56,6 @@ double median_seconds(int reps, const std::function<void()>& step) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
-}
-
-double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 struct Workload {
@@ -257,20 +247,9 @@ Row run_fp16(Backend& backend, const Workload& w, int reps) {
   std::vector<std::int32_t> len32(w.lengths.begin(), w.lengths.end());
   backend.write(*lens, 0, len32.data(), len32.size() * sizeof(std::int32_t));
 
-  AttendFp16Args a;
-  a.num_seqs = int(seqs);
-  a.num_q_heads = w.q_heads;
-  a.num_kv_heads = w.kv_heads;
-  a.head_dim = w.d;
-  a.scale = 1.0f / std::sqrt(float(w.d));
-  a.q = qb.get();
-  a.out = ob.get();
-  a.k = kb.get();
-  a.v = vb.get();
-  a.capacity = cap;
-  a.seq_lens = lens.get();
+  AttendFp16Args a = AttendFp16Args::over(int(seqs), w.q_heads, w.kv_heads, w.d, *qb, *ob, *kb,
+                                           *vb, cap, *lens, Frame::original);
   a.host_seq_lens = len32.data();
-  a.kv_frame = Frame::original;
   std::vector<float> out(w.q.size());
   auto step = [&] {
     backend.write_async(*qb, 0, w.q.data(), w.q.size() * sizeof(float));

@@ -1,9 +1,9 @@
 // kvarn-cl dequantize: KVarN records back to back -> fp16 keys and values [T][D], in the original
-// frame (rotated back with H) or, with --rotated, as stored.
+// frame (rotated back with H) or, with --rotated, as stored, on the chosen backend
+// (dequantize_host of backend.hpp).
 #include <cstdio>
 
 #include "cli.hpp"
-#include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
 namespace kvarn_cl::cli {
@@ -55,25 +55,10 @@ int run_dequantize(int argc, char** argv) {
   AtomicOutput k_out(opts.get("k-out"), "k-out");
   AtomicOutput v_out(opts.get("v-out"), "v-out");
   std::vector<half_bits> k(values), v(values);
-  std::string ran_on;
+  auto backend = open_backend(kind);
   try {
-    if (kind == BackendKind::cpu) {
-      dequantize_tiles(params, records.data(), tiles, k.data(), v.data(), frame);
-      ran_on = "cpu codec";
-    } else {
-      auto backend = open_backend(kind);
-      const std::size_t row_bytes = values * sizeof(half_bits);
-      auto rec_dev = backend->allocate(records.size());
-      auto k_dev = backend->allocate(row_bytes), v_dev = backend->allocate(row_bytes);
-      backend->write(*rec_dev, 0, records.data(), records.size());
-      std::vector<std::uint32_t> ids(tiles);
-      for (std::size_t i = 0; i < tiles; ++i) ids[i] = std::uint32_t(i);
-      backend->dequantize(params, *rec_dev, ids, frame, *k_dev, *v_dev);
-      backend->read(*k_dev, 0, k.data(), row_bytes);
-      backend->read(*v_dev, 0, v.data(), row_bytes);
-      backend->finish();
-      ran_on = backend->name();
-    }
+    dequantize_host(*backend, params, records.data(), tiles, frame, ElementType::f16, k.data(),
+                    v.data());
   } catch (const CorruptRecord& e) {
     throw CorruptRecord(in_what + ": " + e.what());
   }
@@ -99,7 +84,7 @@ int run_dequantize(int argc, char** argv) {
   }
   std::fprintf(summary_stream({&k_out, &v_out}), "decoded %zu records (%s, D=%d) into %zu tokens, %s frame, on %s\n", tiles,
               to_string(params.preset).c_str(), params.head_dim, rows,
-              frame == Frame::rotated ? "rotated" : "original", ran_on.c_str());
+              frame == Frame::rotated ? "rotated" : "original", backend->name().c_str());
   return kExitOk;
 }
 

@@ -1,11 +1,10 @@
 // kvarn-cl quantize: one KV head's fp16 keys and values (token-major, original frame) -> KVarN
-// records back to back (SPEC §2.5, no header, no padding). Rotation then tile quantization, on the
-// CPU codec directly (--backend cpu) or through the backend seam (opencl / auto).
+// records back to back (SPEC §2.5, no header, no padding). Rotation, a check of the rotated rows,
+// then tile quantization, on the chosen backend (rotate_host, quantize_host of backend.hpp).
 #include <cstdio>
 #include <numeric>
 
 #include "cli.hpp"
-#include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
 namespace kvarn_cl::cli {
@@ -63,45 +62,22 @@ int run_quantize(int argc, char** argv) {
   const std::size_t rows = k_rows, tiles = rows / g, values = rows * std::size_t(d);
   AtomicOutput out(opts.get("out"), "out");  // fails early if the output cannot be created
 
+  auto backend = open_backend(kind);
   std::vector<half_bits> k_rot(values), v_rot(values);
+  rotate_host(*backend, params, k.data(), ElementType::f16, rows, k_rot.data());
+  rotate_host(*backend, params, v.data(), ElementType::f16, rows, v_rot.data());
+  check_rotated(k_rot, rows, d, "k", opts.get("k"));
+  check_rotated(v_rot, rows, d, "v", opts.get("v"));
   std::vector<std::uint8_t> records(tiles * layout.bytes);
-  std::string ran_on;
-  if (kind == BackendKind::cpu) {
-    rotate_rows(k.data(), k_rot.data(), rows, d);
-    rotate_rows(v.data(), v_rot.data(), rows, d);
-    check_rotated(k_rot, rows, d, "k", opts.get("k"));
-    check_rotated(v_rot, rows, d, "v", opts.get("v"));
-    quantize_tiles(params, k_rot.data(), v_rot.data(), tiles, records.data());
-    ran_on = "cpu codec";
-  } else {
-    auto backend = open_backend(kind);
-    const std::size_t row_bytes = values * sizeof(half_bits);
-    auto k_in = backend->allocate(row_bytes), v_in = backend->allocate(row_bytes);
-    auto k_dev = backend->allocate(row_bytes), v_dev = backend->allocate(row_bytes);
-    auto rec_dev = backend->allocate(records.size());
-    backend->write(*k_in, 0, k.data(), row_bytes);
-    backend->write(*v_in, 0, v.data(), row_bytes);
-    backend->rotate(params, *k_in, ElementType::f16, rows, *k_dev, 0);
-    backend->rotate(params, *v_in, ElementType::f16, rows, *v_dev, 0);
-    backend->read(*k_dev, 0, k_rot.data(), row_bytes);
-    backend->read(*v_dev, 0, v_rot.data(), row_bytes);
-    check_rotated(k_rot, rows, d, "k", opts.get("k"));
-    check_rotated(v_rot, rows, d, "v", opts.get("v"));
-    std::vector<QuantizeJob> jobs(tiles);
-    for (std::size_t i = 0; i < tiles; ++i)
-      jobs[i] = {std::uint32_t(i * g), std::uint32_t(i)};
-    backend->quantize(params, *k_dev, *v_dev, jobs, *rec_dev);
-    backend->read(*rec_dev, 0, records.data(), records.size());
-    backend->finish();
-    ran_on = backend->name();
-  }
+  quantize_host(*backend, params, k_rot.data(), v_rot.data(), ElementType::f16, Frame::rotated,
+                tiles, records.data());
 
   out.write(records.data(), records.size());
   out.commit();
   std::fprintf(summary_stream({&out}), "quantized %zu tokens (%zu tiles of %s, D=%d) into %zu bytes (%.2fx smaller than "
               "fp16 K+V) on %s\n",
               rows, tiles, to_string(params.preset).c_str(), d, records.size(),
-               layout.compression(), ran_on.c_str());
+               layout.compression(), backend->name().c_str());
   return kExitOk;
 }
 

@@ -7,7 +7,7 @@
 // undone when the sums are stored. Every code vector serves up to four rows of `a` (the query heads
 // of a KV head under GQA) from registers.
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "cpu/simd_attention.cpp"
+#define HWY_TARGET_INCLUDE "cpu/simd_decode_attention.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 
 #include <hwy/highway.h>

@@ -6,14 +6,13 @@
 // and tail rows are read as fp16 in the same pass. Each item keeps an online (running max)
 // softmax; the chunks of one (sequence, KV head) are merged by log-sum-exp (flash-decoding), then
 // the output is rotated back to the original frame.
-#include "cpu/attention.hpp"
+#include "cpu/decode_attention.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <sstream>
 #include <vector>
 
 #include "cpu/simd.hpp"
@@ -308,55 +307,30 @@ std::vector<float> queries(const float* q, std::size_t rows, int D, bool rotate,
   return out;
 }
 
-[[noreturn]] void bad_index(const char* what, int seq, long long value, long long limit) {
-  std::ostringstream msg;
-  msg << "attend: " << what << " of batch entry " << seq << " is " << value
-      << ", outside [0, " << limit << ')';
-  throw InvalidArgument(msg.str());
-}
-
-void check_heads(int Hq, int Hk) {
-  if (Hk <= 0 || Hq <= 0 || Hq % Hk != 0)
-    throw InvalidArgument("attend: num_q_heads " + std::to_string(Hq) +
-                          " is not a positive multiple of num_kv_heads " + std::to_string(Hk));
-}
-
 }  // namespace
 
 void attend_records(const AttendRecordsHost& a, ThreadPool& pool, Kernels kernels) {
   const bool simd = kernels == Kernels::simd;
   const RecordLayout L = RecordLayout::make(a.params);
   const int D = L.head_dim, Hk = a.num_kv_heads;
-  check_heads(a.num_q_heads, Hk);
-  const std::size_t slots = std::min(a.sink_slots, a.tail_slots);
-  for (int s = 0; s < a.num_seqs; ++s) {
-    const std::int32_t* info = a.seq_info + 4 * std::size_t(s);
-    if (info[0] < 0 || std::size_t(info[0]) >= slots) bad_index("slot", s, info[0], (long long)slots);
-    if (info[1] < 0 || info[1] > a.sink_capacity) bad_index("sink_len", s, info[1], a.sink_capacity + 1LL);
-    if (info[2] < 0 || info[2] > a.max_blocks) bad_index("num_blocks", s, info[2], a.max_blocks + 1LL);
-    if (info[3] < 0 || info[3] > a.tail_capacity) bad_index("tail_len", s, info[3], a.tail_capacity + 1LL);
-    for (int j = 0; j < info[2]; ++j) {
-      const std::int32_t b = a.block_tables[std::size_t(s) * a.max_blocks + j];
-      if (b < 0 || std::size_t(b) >= a.num_blocks_in_pool)
-        bad_index("block id", s, b, (long long)a.num_blocks_in_pool);
-    }
-  }
+  const std::size_t W = std::size_t(a.pools.max_blocks);
+  check_attend_indices(a.pools, a.num_seqs, a.seq_info, a.block_tables, L.group);
   const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, true, simd);
   // Token order: sink, records in block-table order, tail.
   auto segments_of = [&](int s, int h, std::vector<Segment>& segs) {
-    const std::int32_t* info = a.seq_info + 4 * std::size_t(s);
-    const std::size_t slot_head = std::size_t(info[0]) * Hk + std::size_t(h);
-    const std::size_t sink_at = slot_head * std::size_t(a.sink_capacity) * D;
-    append_fp16_runs(segs, a.sink + sink_at, a.sink_v + sink_at, info[1], D);
-    for (int j = 0; j < info[2]; ++j) {
-      const std::size_t b = std::size_t(a.block_tables[std::size_t(s) * a.max_blocks + j]);
+    const SeqInfo& info = a.seq_info[s];
+    const std::size_t slot_head = std::size_t(info.slot) * Hk + std::size_t(h);
+    const std::size_t sink_at = slot_head * std::size_t(a.pools.sink_capacity) * D;
+    append_fp16_runs(segs, a.sink + sink_at, a.sink_v + sink_at, info.sink_len, D);
+    for (int j = 0; j < info.num_blocks; ++j) {
+      const std::size_t b = std::size_t(a.block_tables[std::size_t(s) * W + std::size_t(j)]);
       Segment seg;
       seg.record = a.records + (b * Hk + std::size_t(h)) * L.bytes;
       seg.tokens = L.group;
       segs.push_back(seg);
     }
-    const std::size_t tail_at = slot_head * std::size_t(a.tail_capacity) * D;
-    append_fp16_runs(segs, a.tail + tail_at, a.tail_v + tail_at, info[3], D);
+    const std::size_t tail_at = slot_head * std::size_t(a.pools.tail_capacity) * D;
+    append_fp16_runs(segs, a.tail + tail_at, a.tail_v + tail_at, info.tail_len, D);
   };
   run_attention(a.num_seqs, a.num_q_heads, Hk, D, L.group, &L, a.scale, q, true, a.out,
                 a.out_type, pool, simd, segments_of);
@@ -364,12 +338,8 @@ void attend_records(const AttendRecordsHost& a, ThreadPool& pool, Kernels kernel
 
 void attend_fp16(const AttendFp16Host& a, ThreadPool& pool, Kernels kernels) {
   const bool simd = kernels == Kernels::simd;
-  validate_head_dim(a.head_dim, "attend_fp16 head_dim");
-  check_heads(a.num_q_heads, a.num_kv_heads);
   const int D = a.head_dim, Hk = a.num_kv_heads;
-  for (int s = 0; s < a.num_seqs; ++s)
-    if (a.seq_lens[s] < 0 || a.seq_lens[s] > a.capacity)
-      bad_index("seq_len", s, a.seq_lens[s], a.capacity + 1LL);
+  check_seq_lens(a.num_seqs, a.seq_lens, a.capacity);
   const bool rotated = a.kv_frame == Frame::rotated;
   const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, rotated, simd);
   auto segments_of = [&](int s, int h, std::vector<Segment>& segs) {

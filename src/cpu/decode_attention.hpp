@@ -1,12 +1,14 @@
 // Decode attention on the CPU (SPEC §4): one query token per sequence, straight from the records
-// (fused), or over plain fp16 rows (the fp16 baseline and the materialize path). These are the
-// host-pointer kernels behind the CPU backend's attend() and attend_fp16(); the backend resolves
-// its Buffers to host addresses and passes the sizes so that every index can be bounds-checked.
+// (fused) over the fp16 sink and tail, or over plain fp16 rows (the fp16 baseline and the
+// materialize path). These are the host-pointer kernels behind the CPU backend's attend() and
+// attend_fp16(): the backend checks the arguments (src/backend/checks.hpp), resolves its Buffers
+// to host addresses and passes the pool sizes, against which these check every index they read.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "backend/checks.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/thread_pool.hpp"
@@ -22,16 +24,13 @@ struct AttendRecordsHost {
   void* out = nullptr;
   ElementType out_type = ElementType::f32;
   const std::uint8_t* records = nullptr;
-  std::size_t num_blocks_in_pool = 0;  // records buffer size / (Hk * record bytes)
   const std::int32_t* block_tables = nullptr;
-  int max_blocks = 0;
   const half_bits* sink = nullptr;
   const half_bits* tail = nullptr;
   const half_bits* sink_v = nullptr;
   const half_bits* tail_v = nullptr;
-  int sink_capacity = 0, tail_capacity = 0;
-  std::size_t sink_slots = 0, tail_slots = 0;  // slots the fp16 pools hold
-  const std::int32_t* seq_info = nullptr;
+  AttendPools pools;  // table width, fp16 capacities, and what the pools hold (check_attend)
+  const SeqInfo* seq_info = nullptr;
 };
 
 // Host view of AttendFp16Args.
@@ -52,8 +51,8 @@ struct AttendFp16Host {
 // reference they are tested against.
 enum class Kernels { simd, reference };
 
-// Both throw InvalidArgument for out-of-range indices (block ids, slots, lengths) and
-// CorruptRecord for non-finite scale vectors. A sequence with no tokens gets a zero output.
+// Both throw InvalidArgument for out-of-range indices (block ids, slots, lengths: the checks of
+// src/backend/checks.hpp) and CorruptRecord for non-finite scale vectors. A sequence with no tokens gets a zero output.
 // Work items are (sequence, KV head, context split), run on `pool`.
 void attend_records(const AttendRecordsHost& args, ThreadPool& pool, Kernels kernels = Kernels::simd);
 void attend_fp16(const AttendFp16Host& args, ThreadPool& pool, Kernels kernels = Kernels::simd);
