@@ -27,6 +27,8 @@
 #include "kvarn_cl/device.hpp"
 #include "opencl/attention_program.hpp"
 #include "opencl/opencl_backend.hpp"
+#include "opencl/opencl_backend_tuning.hpp"
+#include "opencl/program_table.hpp"
 
 namespace {
 
@@ -41,9 +43,12 @@ struct BenchEnv {
 };
 BenchEnv* g_env = nullptr;  // set by main for the run (no global cl:: objects)
 
+opencl::internal::OpenCLBackendTuning tuning() {
+  return opencl::internal::OpenCLBackendTuning(*g_env->backend);
+}
+
 // fp32 FMA rate: every work-item runs 8 independent fma chains; flops = 2 per fma.
-double measure_fma_gflops(opencl::OpenCLBackend& be, bool gpu) {
-  static const char* src = R"CLC(
+const char* const kFmaProbe = R"CLC(
 __kernel void fma_probe(__global float* out, int iters) {
   float a0 = get_global_id(0) * 1e-9f, a1 = a0 + 1e-3f, a2 = a0 + 2e-3f, a3 = a0 + 3e-3f;
   float a4 = a0 + 4e-3f, a5 = a0 + 5e-3f, a6 = a0 + 6e-3f, a7 = a0 + 7e-3f;
@@ -55,28 +60,19 @@ __kernel void fma_probe(__global float* out, int iters) {
   out[get_global_id(0)] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
 }
 )CLC";
-  cl::Program prog(be.context(), src);
-  prog.build({be.device()}, "-cl-std=CL1.2");
-  cl::Kernel k(prog, "fma_probe");
+
+double measure_fma_gflops(opencl::OpenCLBackend& be, bool gpu) {
   const std::size_t items = gpu ? std::size_t(be.caps().compute_units) * 2048 * 4 : 4096;
   const int iters = gpu ? 4096 : 256;
-  cl::Buffer out(be.context(), CL_MEM_READ_WRITE, items * sizeof(float));
-  k.setArg(0, out);
-  k.setArg(1, iters);
-  std::vector<double> t;
-  for (int r = 0; r < 6; ++r) {
-    cl::Event e;
-    be.queue().enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(items), cl::NDRange(256), nullptr, &e);
-    e.wait();
-    if (r > 0) t.push_back(bench::event_seconds(e));
-  }
-  return double(items) * iters * 8 * 2 / bench::median(t) * 1e-9;
+  opencl::internal::OpenCLBackendTuning t_(be);
+  const double t = bench::probe_kernel_seconds(t_.context(), t_.queue(), kFmaProbe, "fma_probe",
+                                               items, 256, iters);
+  return double(items) * iters * 8 * 2 / t * 1e-9;
 }
 
 // mma.sync m16n8k16 fp16 -> fp32 rate through inline PTX (devices with matrix units only):
 // every warp runs 4 independent accumulator chains; 4096 flops per mma.
-double measure_mma_gflops(opencl::OpenCLBackend& be) {
-  static const char* src = R"CLC(
+const char* const kMmaProbe = R"CLC(
 __kernel void mma_rate(__global float* out, int iters) {
   const uint lane = get_local_id(0);
   const uint a0 = 0x3C003C00u ^ lane, a1 = a0 ^ 1u, a2 = a0 ^ 2u, a3 = a0 ^ 3u;
@@ -92,22 +88,14 @@ __kernel void mma_rate(__global float* out, int iters) {
   out[get_global_id(0)] = s;
 }
 )CLC";
-  cl::Program prog(be.context(), src);
-  prog.build({be.device()}, "-cl-std=CL1.2");
-  cl::Kernel k(prog, "mma_rate");
+
+double measure_mma_gflops(opencl::OpenCLBackend& be) {
   const std::size_t items = std::size_t(be.caps().compute_units) * 4 * 128 * 4;
   const int iters = 4096;
-  cl::Buffer out(be.context(), CL_MEM_READ_WRITE, items * sizeof(float));
-  k.setArg(0, out);
-  k.setArg(1, iters);
-  std::vector<double> t;
-  for (int r = 0; r < 6; ++r) {
-    cl::Event e;
-    be.queue().enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(items), cl::NDRange(128), nullptr, &e);
-    e.wait();
-    if (r > 0) t.push_back(bench::event_seconds(e));
-  }
-  return double(items / 32) * iters * 4 * 4096.0 / bench::median(t) * 1e-9;
+  opencl::internal::OpenCLBackendTuning t_(be);
+  const double t = bench::probe_kernel_seconds(t_.context(), t_.queue(), kMmaProbe, "mma_rate",
+                                               items, 128, iters);
+  return double(items / 32) * iters * 4 * 4096.0 / t * 1e-9;
 }
 
 // Fills [0, total) of dst with copies of its first `unit` bytes (doubling copies on the device).
@@ -175,17 +163,11 @@ void set_counters(benchmark::State& state, const Shape& s, std::vector<double> t
   if (mma_floor > 0) state.counters["mma_floor_us"] = mma_floor * 1e6;
   state.counters["fraction_of_floor"] = std::max(bw_floor, mma_floor > 0 ? mma_floor : fl_floor) / t;
   state.counters["fraction_of_bw"] = bw_floor / t;
-  state.counters["splits"] = g_env->backend->last_attend_splits();
+  state.counters["splits"] = tuning().last_attend_splits();
   state.counters["scaled"] = g_env->gpu ? 0 : 1;
   state.SetLabel("Hq" + std::to_string(s.hq) + " Hk" + std::to_string(s.hk) + " D" +
                  std::to_string(s.D) + " ctx" + std::to_string(int(tokens / s.batch)) + " batch" +
                  std::to_string(s.batch) + " k4v2_g128");
-}
-
-double span_seconds(const cl::Event& first, const cl::Event& last) {
-  const cl_ulong a = first.getProfilingInfo<CL_PROFILING_COMMAND_START>();
-  const cl_ulong b = last.getProfilingInfo<CL_PROFILING_COMMAND_END>();
-  return double(b - a) * 1e-9;
 }
 
 // The compressed cache of a shape: records of B*blocks tiles per KV head, fp16 sink/tail.
@@ -212,13 +194,14 @@ FusedCache make_fused(const Shape& s) {
   const std::size_t blocks = std::max<std::size_t>(1, B * nb);
   c.record_bytes = B * nb * Hk * L.bytes;
   c.records = device_copies(rec.data(), rec.size(), blocks * Hk * L.bytes);
-  std::vector<std::int32_t> tables(B * std::max<std::size_t>(nb, 1)), info;
+  std::vector<std::int32_t> tables(B * std::max<std::size_t>(nb, 1));
   for (std::size_t i = 0; i < tables.size(); ++i) tables[i] = std::int32_t(i);
-  for (std::size_t b = 0; b < B; ++b) info.insert(info.end(), {int(b), c.lay.sink, int(nb), c.lay.tail});
+  std::vector<SeqInfo> info;
+  for (std::size_t b = 0; b < B; ++b) info.push_back(SeqInfo{int(b), c.lay.sink, int(nb), c.lay.tail});
   c.tables = be.allocate(tables.size() * 4);
   be.write(*c.tables, 0, tables.data(), tables.size() * 4);
-  c.info = be.allocate(info.size() * 4);
-  be.write(*c.info, 0, info.data(), info.size() * 4);
+  c.info = be.allocate(info.size() * sizeof(SeqInfo));
+  be.write(*c.info, 0, info.data(), info.size() * sizeof(SeqInfo));
   const std::size_t sink_bytes = B * Hk * std::size_t(c.lay.sink) * s.D * 2;
   const std::size_t tail_bytes = B * Hk * std::size_t(c.lay.tail) * s.D * 2;
   c.sink = device_copies(k.data(), std::min(k.size() * 2, sink_bytes), sink_bytes);
@@ -266,12 +249,12 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   for (auto _ : state) {
     be.attend(a);
     be.finish();
-    const double t = span_seconds(be.last_attend_split_event(), be.last_event());
+    const double t = bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event());
     state.SetIterationTime(t);
     times.push_back(t);
   }
-  using Kernel = opencl::OpenCLBackend::AttendKernel;
-  const Kernel ran = be.last_attend_kernel();
+  using Kernel = opencl::AttendKernel;
+  const Kernel ran = tuning().last_attend_kernel();
   const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
   const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
   const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
@@ -284,20 +267,20 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   if (be.runtime().matrix_units().available) variants.push_back({Kernel::matrix_units, "mma_kernel_us"});
   double portable = 1e30;
   for (const auto& [kernel, name] : variants) {
-    be.set_attend_kernel(kernel);
+    tuning().force_attend_kernel(kernel);
     be.attend(a);
     be.finish();
     std::vector<double> forced;
     for (int i = 0; i < 20; ++i) {
       be.attend(a);
       be.finish();
-      forced.push_back(span_seconds(be.last_attend_split_event(), be.last_event()));
+      forced.push_back(bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event()));
     }
     const double us = bench::median(std::move(forced)) * 1e6;
     state.counters[name] = us;
     if (kernel != Kernel::matrix_units) portable = std::min(portable, us);
   }
-  be.set_attend_kernel(Kernel::automatic);
+  tuning().force_attend_kernel(Kernel::automatic);
   // The portable kernels' fraction of max(bandwidth floor, fp32 floor) (their arithmetic runs on
   // the fp32 lanes), for the issue's "portable >= 0.5 of the floor" goal.
   const double floor_portable = std::max(state.counters["bw_floor_us"].value, state.counters["fp32_floor_us"].value);
@@ -326,10 +309,10 @@ void BM_Materialize_body(benchmark::State& state, Shape s) {
                                                  int(nb * 128), *lb, Frame::rotated);
   auto step = [&] {
     be.dequantize(c.params, *c.records, ids, Frame::rotated, *k, *v);  // reads its status word: synchronizes
-    const double dq = bench::event_seconds(be.last_event());
+    const double dq = bench::event_seconds(tuning().last_event());
     be.attend_fp16(a);
     be.finish();
-    return dq + span_seconds(be.last_attend_split_event(), be.last_event());
+    return dq + bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event());
   };
   step();
   std::vector<double> times;
@@ -363,7 +346,7 @@ void BM_Fp16_body(benchmark::State& state, Shape s) {
   for (auto _ : state) {
     be.attend_fp16(a);
     be.finish();
-    const double t = span_seconds(be.last_attend_split_event(), be.last_event());
+    const double t = bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event());
     state.SetIterationTime(t);
     times.push_back(t);
   }
@@ -388,29 +371,22 @@ void BM_Fp16(benchmark::State& state, Shape s) { guarded<BM_Fp16_body>(state, s)
 // as the driver reports them: they bound how many work-groups share a compute unit, which is
 // what the latency-bound launches hinge on. Printed with the run's context lines.
 void add_kernel_resource_context(opencl::OpenCLBackend& be) {
-  const CodecParams params{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
-  struct Entry {
-    std::string name;
-    opencl::ProgramSpec spec;
-    const char* kernel;
-  };
-  std::vector<Entry> entries;
-  for (int hpw : {1, 4}) {
-    const std::string h = "_hpw" + std::to_string(hpw);
-    entries.push_back({"slots" + h, opencl::attend_records_program(params, hpw, be.caps().type == "gpu"),
-                       "kvarn_attend_records"});
-    entries.push_back({"short" + h, opencl::attend_records_short_program(params, hpw),
-                       "kvarn_attend_records_short"});
-    entries.push_back({"fp16" + h, opencl::attend_fp16_program(128, hpw), "kvarn_attend_fp16"});
-  }
-  for (const Entry& e : entries) {
-    const cl::Kernel k(be.runtime().program(e.spec), e.kernel);
-    const cl::Device& dev = be.runtime().device();
-    benchmark::AddCustomContext(
-        "kernel_" + e.name,
-        "local_bytes=" + std::to_string(k.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(dev)) +
-            " private_bytes=" + std::to_string(k.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(dev)));
-  }
+  opencl::internal::OpenCLBackendTuning t(be);
+  const std::pair<opencl::Program, const char*> programs[] = {
+      {opencl::Program::attend_tile_slots, "slots"},
+      {opencl::Program::attend_short, "short"},
+      {opencl::Program::attend_fp16, "fp16"}};
+  for (int hpw : {1, 4})
+    for (const auto& [program, name] : programs) {
+      opencl::ProgramArgs args;
+      args.params = CodecParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
+      args.heads_per_group = hpw;
+      const cl::Kernel& k = t.kernel(t.program_spec(program, args), opencl::program_def(program).kernels.at(0));
+      benchmark::AddCustomContext(
+          "kernel_" + std::string(name) + "_hpw" + std::to_string(hpw),
+          "local_bytes=" + std::to_string(k.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(t.device())) +
+              " private_bytes=" + std::to_string(k.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(t.device())));
+    }
 }
 
 void register_benchmarks(bool gpu) {
@@ -449,7 +425,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<Backend> b = make_opencl_backend();
     env.backend.reset(static_cast<opencl::OpenCLBackend*>(b.release()));
     env.gpu = env.backend->caps().type != "cpu";
-    env.copy_gbs = bench::measure_copy_bandwidth_gbs(env.backend->context(), env.backend->queue(),
+    opencl::internal::OpenCLBackendTuning t(*env.backend);
+    env.copy_gbs = bench::measure_copy_bandwidth_gbs(t.context(), t.queue(),
                                                      env.gpu ? (std::size_t(1) << 30) : (std::size_t(64) << 20));
     env.fma_gflops = measure_fma_gflops(*env.backend, env.gpu);
     if (env.backend->runtime().matrix_units().available) env.mma_gflops = measure_mma_gflops(*env.backend);

@@ -22,6 +22,7 @@
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/half.hpp"
 #include "opencl/opencl_backend.hpp"
+#include "opencl/opencl_backend_tuning.hpp"
 
 namespace {
 
@@ -33,13 +34,8 @@ struct Shape {
 
 std::shared_ptr<Backend> g_backend;  // set by main for the run (no global cl:: objects)
 
-double span_seconds(const cl::Event& first, const cl::Event& last) {
-  return double(last.getProfilingInfo<CL_PROFILING_COMMAND_END>() -
-                first.getProfilingInfo<CL_PROFILING_COMMAND_START>()) * 1e-9;
-}
-
 void BM_CacheStep_body(benchmark::State& state, Shape s, bool device_io) {
-  auto& cl = static_cast<opencl::OpenCLBackend&>(*g_backend);
+  opencl::internal::OpenCLBackendTuning cl(static_cast<opencl::OpenCLBackend&>(*g_backend));
   const int D = 128;
   CacheConfig cfg;
   cfg.codec = CodecParams{Preset::k4v2_g128, D, kDefaultSinkhornIters};
@@ -85,13 +81,13 @@ void BM_CacheStep_body(benchmark::State& state, Shape s, bool device_io) {
     const double w = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     state.SetIterationTime(w);
     wall.push_back(w);
-    kern.push_back(span_seconds(cl.last_attend_split_event(), cl.last_event()));
+    kern.push_back(bench::span_seconds(cl.last_attend_split_event(), cl.last_event()));
   }
   const double wm = bench::median(wall), km = bench::median(kern);
   state.counters["wall_us"] = wm * 1e6;
   state.counters["kernel_us"] = km * 1e6;
   state.counters["host_overhead"] = wm / km - 1.0;
-  using Kernel = opencl::OpenCLBackend::AttendKernel;
+  using Kernel = opencl::AttendKernel;
   const Kernel ran = cl.last_attend_kernel();
   state.counters["kernel"] = ran == Kernel::matrix_units ? 2 : ran == Kernel::short_context ? 1 : 0;
   state.SetLabel("Hq" + std::to_string(s.hq) + " Hk" + std::to_string(s.hk) + " D128 ctx" +

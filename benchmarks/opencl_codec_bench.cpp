@@ -26,6 +26,8 @@
 #include "kvarn_cl/device.hpp"
 #include "opencl/codec_program.hpp"
 #include "opencl/opencl_backend.hpp"
+#include "opencl/opencl_backend_tuning.hpp"
+#include "opencl/program_table.hpp"
 
 namespace {
 
@@ -37,6 +39,18 @@ struct BenchEnv {
   double copy_gbs = 0;
 };
 BenchEnv* g_env = nullptr;  // set by main for the run, released before exit (no global cl:: objects)
+
+opencl::internal::OpenCLBackendTuning tuning() {
+  return opencl::internal::OpenCLBackendTuning(*g_env->backend);
+}
+
+// The codec program of a geometry as the backend builds it, with Q_RT = tokens_per_item.
+opencl::ProgramSpec codec_spec(const CodecParams& params, int tokens_per_item) {
+  opencl::ProgramArgs args;
+  args.params = params;
+  args.tokens_per_item = tokens_per_item;
+  return tuning().program_spec(opencl::Program::codec, args);
+}
 
 constexpr std::size_t kDistinctTiles = 128;  // real data; larger batches repeat it on the device
 
@@ -97,20 +111,20 @@ void BM_Quantize(benchmark::State& state) {
   std::vector<double> seconds;
   for (auto _ : state) {
     b.quantize(params, *rows.k, *rows.v, jobs, *records);
-    seconds.push_back(bench::event_seconds(b.last_event()));
+    seconds.push_back(bench::event_seconds(tuning().last_event()));
     state.SetIterationTime(seconds.back());
   }
   const double t = bench::median(seconds);
   // What the compiler made of the kernel: private_bytes > 0 on a GPU means values spilled to
   // (off-chip) stack memory; kernel_max_wg below the work-group means too many registers.
   const int rt = b.quantize_tokens_per_item(params);
-  cl::Kernel& kern = b.kernel(opencl::codec_program(params, rt, b.unroll_codec()), "kvarn_quantize");
-  state.counters["private_bytes"] =
-      double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
-  state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(b.device()));
-  state.counters["kernel_max_wg"] = double(kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(b.device()));
+  const cl::Device& dev = tuning().device();
+  cl::Kernel& kern = tuning().kernel(codec_spec(params, rt), "kvarn_quantize");
+  state.counters["private_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(dev));
+  state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(dev));
+  state.counters["kernel_max_wg"] = double(kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(dev));
   state.counters["work_group"] = double(opencl::quantize_work_group(params, rt));
-  state.counters["unroll"] = b.unroll_codec() ? 1 : 0;
+  state.counters["unroll"] = opencl::unrolls_loops(b.caps()) ? 1 : 0;
   state.counters["ms_per_launch"] = t * 1e3;
   state.counters["tile_pairs_per_s"] = double(tiles) / t;
   state.counters["scaled"] = g_env->gpu ? 0 : 1;
@@ -118,7 +132,7 @@ void BM_Quantize(benchmark::State& state) {
 }
 
 bool has_nv_compiler_options() {
-  const std::string ext = g_env->backend->device().getInfo<CL_DEVICE_EXTENSIONS>();
+  const std::string ext = tuning().device().getInfo<CL_DEVICE_EXTENSIONS>();
   return ext.find("cl_nv_compiler_options") != std::string::npos;
 }
 
@@ -130,7 +144,7 @@ double nv_registers(const opencl::ProgramSpec& spec, const std::string& kernel_n
   verbose.options += " -cl-nv-verbose";
   auto& b = *g_env->backend;
   const std::string log =
-      b.runtime().program(verbose).getBuildInfo<CL_PROGRAM_BUILD_LOG>(b.device());
+      b.runtime().program(verbose).getBuildInfo<CL_PROGRAM_BUILD_LOG>(b.runtime().device());
   const std::size_t at = log.find("'" + kernel_name + "'");
   if (at == std::string::npos) return -1;
   const std::size_t used = log.find("Used ", at);
@@ -141,8 +155,8 @@ double nv_registers(const opencl::ProgramSpec& spec, const std::string& kernel_n
 // The quantize kernel built with a chosen Q_RT (tokens per work-item: 4, 8 or 16) and Q_M_HALF
 // (M kept as floats or as fp16 words, quantize.cl), launched directly: the data for choosing
 // the defaults (quantize_tokens_per_item, Q_M_HALF). Skipped where the variant cannot run
-// (work-group above the kernel's limit). (A register cap, -cl-nv-maxrregcount=128, changed
-// nothing on an H100 with driver 580: same register count, same time.)
+// (work-group above the kernel's limit). No register cap variant: -cl-nv-maxrregcount=128 gives
+// the same register count and time as the default on an H100 (driver 580).
 void BM_QuantizeVariant(benchmark::State& state) {
   const CodecParams params = params_of(state);
   const RecordLayout l = RecordLayout::make(params);
@@ -150,11 +164,12 @@ void BM_QuantizeVariant(benchmark::State& state) {
   const int rt = int(state.range(3));
   const int m_half = int(state.range(4));
   auto& b = *g_env->backend;
-  opencl::ProgramSpec spec = opencl::codec_program(params, rt, b.unroll_codec());
+  opencl::internal::OpenCLBackendTuning tune(b);
+  opencl::ProgramSpec spec = codec_spec(params, rt);
   spec.options += " -DQ_M_HALF=" + std::to_string(m_half);
-  cl::Kernel& kern = b.kernel(spec, "kvarn_quantize");
+  cl::Kernel& kern = tune.kernel(spec, "kvarn_quantize");
   const std::size_t wg = std::size_t(opencl::quantize_work_group(params, rt));
-  const std::size_t kwg = kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(b.device());
+  const std::size_t kwg = kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(tune.device());
   if (wg > kwg) {
     const std::string why = "work-group " + std::to_string(wg) + " above the kernel's limit " +
                             std::to_string(kwg) + " (registers " +
@@ -167,9 +182,9 @@ void BM_QuantizeVariant(benchmark::State& state) {
   std::vector<QuantizeJob> jobs(tiles);
   for (std::size_t i = 0; i < tiles; ++i)
     jobs[i] = {std::uint32_t(i * std::size_t(l.group)), std::uint32_t(i)};
-  cl::Buffer job_buf = b.upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "uploading jobs");
+  cl::Buffer job_buf = tune.upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "uploading jobs");
   const std::uint32_t none = 0xFFFFFFFFu;
-  cl::Buffer status(b.context(), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof none,
+  cl::Buffer status(tune.context(), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof none,
                     const_cast<std::uint32_t*>(&none));
   kern.setArg(0, opencl::cl_buffer(*rows.k, "k"));
   kern.setArg(1, opencl::cl_buffer(*rows.v, "v"));
@@ -178,21 +193,21 @@ void BM_QuantizeVariant(benchmark::State& state) {
   kern.setArg(4, cl_int(params.sinkhorn_iters));
   kern.setArg(5, status);
   const cl::NDRange global(wg * tiles, 2), local(wg, 1);
-  b.launch(kern, global, local, "warm-up");
+  tune.launch(kern, global, local, "warm-up");
   b.finish();
   std::vector<double> seconds;
   for (auto _ : state) {
-    b.launch(kern, global, local, "quantize variant");
+    tune.launch(kern, global, local, "quantize variant");
     b.finish();
-    seconds.push_back(bench::event_seconds(b.last_event()));
+    seconds.push_back(bench::event_seconds(tune.last_event()));
     state.SetIterationTime(seconds.back());
   }
   const double t = bench::median(seconds);
   state.counters["rt"] = rt;
   state.counters["m_half"] = m_half;
   state.counters["registers"] = nv_registers(spec, "kvarn_quantize");
-  state.counters["private_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
-  state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(b.device()));
+  state.counters["private_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(tune.device()));
+  state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(tune.device()));
   state.counters["kernel_max_wg"] = double(kwg);
   state.counters["work_group"] = double(wg);
   state.counters["ms_per_launch"] = t * 1e3;
@@ -225,17 +240,16 @@ void BM_Dequantize(benchmark::State& state) {
   std::vector<double> seconds;
   for (auto _ : state) {
     b.dequantize(params, *pool, ids, frame, *k_out, *v_out);
-    seconds.push_back(bench::event_seconds(b.last_event()));
+    seconds.push_back(bench::event_seconds(tuning().last_event()));
     state.SetIterationTime(seconds.back());
   }
   const double t = bench::median(seconds);
   {
-    cl::Kernel& kern = b.kernel(opencl::codec_program(params, b.quantize_tokens_per_item(params),
-                                                      b.unroll_codec()),
-                                frame == Frame::rotated ? "kvarn_dequantize_rotated"
-                                                        : "kvarn_dequantize_original");
+    cl::Kernel& kern = tuning().kernel(codec_spec(params, b.quantize_tokens_per_item(params)),
+                                       frame == Frame::rotated ? "kvarn_dequantize_rotated"
+                                                               : "kvarn_dequantize_original");
     state.counters["private_bytes"] =
-        double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(b.device()));
+        double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(tuning().device()));
   }
   // Bytes moved: every record read once (codes + scale vectors) + the fp16 K and V rows written.
   const double bytes = double(n) * double(l.bytes) + 2.0 * double(out_bytes);
@@ -305,7 +319,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   env.gpu = env.backend->caps().type != "cpu";
-  env.copy_gbs = bench::measure_copy_bandwidth_gbs(env.backend->context(), env.backend->queue(),
+  opencl::internal::OpenCLBackendTuning t(*env.backend);
+  env.copy_gbs = bench::measure_copy_bandwidth_gbs(t.context(), t.queue(),
                                                    env.gpu ? (std::size_t(1) << 30) : (std::size_t(64) << 20));
   g_env = &env;
   benchmark::AddCustomContext("device", env.backend->caps().device_name);

@@ -14,7 +14,8 @@
 // compute unit (short contexts, small batch) take attention_short.cl instead (host policy in
 // attention_program.hpp): this kernel's slots walk a whole tile serially per item, which is
 // throughput-friendly but too long a chain of dependent loads when there is nothing to overlap.
-// Needs common.cl (its -D geometry only) and attention_merge.cl (at_fwht_local, the merge kernel).
+// Needs common.cl (its -D geometry only), attention_shared.cl (FWHT, unit walk) and
+// attention_merge.cl (the merge kernel).
 //
 // Work-group shape: AT_WG = 64 work-items in AT_NS slots of AT_IPS items; a step hands each
 // slot its own unit of G tokens (a record tile or fp16 rows), so a step covers AT_NS units.
@@ -140,19 +141,6 @@ inline float4 at_pack4(const float* a) {
   return v;
 }
 
-// A unit of context: up to G tokens, either one record tile or fp16 K/V rows (token-major, D
-// halves per row). n == 0: no unit (the slot idles this step).
-// Pointers of a unit are always valid addresses (a real record, the sink rows) even where the
-// unit does not use them: PoCL 3.1 was seen to run a work-item through the record branch with a
-// null record pointer when the items of a group took different branches (segfault).
-typedef struct {
-  __global const uchar* rec;  // record (see is_rec)
-  int is_rec;                 // 1: a record tile; 0: fp16 rows
-  __global const half* k;
-  __global const half* v;
-  int n;                      // tokens
-} AtUnit;
-
 // Shared local memory of the work-group. Head r of a float4 is component r (unused heads 0).
 typedef struct {
   float4 q[KV_D];                  // rotated queries, one float4 of heads per channel
@@ -169,15 +157,11 @@ typedef struct {
 } AtLocal;
 
 
-// Loads (and rotates) the queries of heads [h0, h0 + AT_HPW) of sequence s (q is [S][Hq][D])
-// into L->q, transposed to one float4 of heads per channel.
-inline void at_load_queries(__global const float* q, int hq_total, int s, int h0, __local AtLocal* L,
-                            int lid, int rotate) {
-  __global const float* src = q + ((ulong)s * hq_total + h0) * KV_D;
+// Loads (and rotates) the queries of the group's AT_HPW rows into L->q, transposed to one float4
+// of heads per channel.
+inline void at_load_queries(__global const float* q, ulong row0, __local AtLocal* L, int lid) {
   __local float* rows = (__local float*)L->ak;  // AT_HPW rows of D floats (scratch)
-  for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) rows[p] = src[p];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (rotate) at_fwht_local(rows, AT_HPW, lid, AT_WG);
+  at_load_query_rows(q, row0, rows, lid, AT_WG, 1);
   for (int d = lid; d < KV_D; d += AT_WG) {
     float4 v = (float4)(0.0f);
     v.s0 = rows[d];
@@ -565,12 +549,12 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
 #endif
       o[p] = lr > 0.0f ? sum / lr : 0.0f;
     } else {
-      part[2 * num_parts + ((row0 + (ulong)r) * num_splits + split) * KV_D + d] = sum;
+      part[2 * num_parts + at_part(row0 + (ulong)r, split, num_splits) * KV_D + d] = sum;
     }
   }
   if (!direct) {
     if (lid < AT_HPW) {
-      const ulong i = (row0 + (ulong)lid) * num_splits + split;
+      const ulong i = at_part(row0 + (ulong)lid, split, num_splits);
       float mr = mx[0], lr = lt[0];
       if (lid == 1) { mr = mx[1]; lr = lt[1]; }
       if (lid == 2) { mr = mx[2]; lr = lt[2]; }
@@ -582,16 +566,12 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   if (rotate_back) at_fwht_local(o, AT_HPW, lid, AT_WG);
-  for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) {
-    if (out_f16) vstore_half_rte(o[p], row0 * KV_D + p, (__global half*)out);
-    else ((__global float*)out)[row0 * KV_D + p] = o[p];
-  }
+  at_store_output(o, AT_HPW, row0, out_f16, out, lid, AT_WG);
 }
 
 // Fused decode attention from the records. Launch: local (AT_WG, 1, 1), global
-// (num_splits * AT_WG, Hk * (R / AT_HPW), S). seq_info is int4 {slot, sink_len, num_blocks,
-// tail_len} per sequence. Units of a sequence: ceil(sink_len/G) sink chunks, num_blocks records,
-// ceil(tail_len/G) tail chunks; split c takes units [n*c/NS, n*(c+1)/NS), AT_NS per step.
+// (num_splits * AT_WG, Hk * (R / AT_HPW), S). seq_info holds one AtSeqInfo per sequence; split
+// c takes units [n*c/NS, n*(c+1)/NS) of the sequence's n units (at_seq_unit), AT_NS per step.
 // part: split partials (num_splits > 1); out: the output (num_splits == 1).
 __kernel __attribute__((reqd_work_group_size(AT_WG, 1, 1)))
 void kvarn_attend_records(__global const float* q, __global const uchar* records,
@@ -604,52 +584,22 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
                           ulong num_parts) {
   __local AtLocal L;
   const int lid = (int)get_local_id(0);
-  const int split = (int)get_group_id(0);
-  const int hb_per_kv = q_per_kv / AT_HPW;
-  const int h = (int)get_group_id(1) / hb_per_kv, hb = (int)get_group_id(1) % hb_per_kv;
-  const int s = (int)get_group_id(2);
-  const int hq_total = num_kv_heads * q_per_kv;
-  const int h0 = h * q_per_kv + hb * AT_HPW;
+  const AtGroup g = at_group(num_kv_heads, q_per_kv);
+  const AtPools pools = {records, block_tables, max_blocks, sink, tail, sink_v, tail_v,
+                         sink_cap, tail_cap, num_kv_heads};
 
-  at_load_queries(q, hq_total, s, h0, &L, lid, 1);
+  at_load_queries(q, g.row0, &L, lid);
   float A[AT_HPW][AT_VC], m[AT_HPW], l[AT_HPW];
   at_begin(A, m, l);
 
-  const int4 info = seq_info[s];
-  const int ns = (info.y + KV_G - 1) / KV_G, nb = info.z, nt = (info.w + KV_G - 1) / KV_G;
-  const int n = ns + nb + nt;
-  const int u0 = (int)((long)n * split / num_splits), u1 = (int)((long)n * (split + 1) / num_splits);
-  const ulong head_row = (ulong)info.x * num_kv_heads + h;
+  const AtSeqInfo info = at_seq_info(seq_info, g.s);
+  const int n = at_units(info);
+  const int u0 = at_split_first(n, g.split, num_splits), u1 = at_split_first(n, g.split + 1, num_splits);
   const int slot = lid / AT_IPS;
   for (int base = u0; base < u1; base += AT_NS) {
-    const int ui = base + slot;
-    AtUnit u;
-    u.rec = records;
-    u.is_rec = 0;
-    u.k = sink;
-    u.v = sink_v;
-    u.n = 0;
-    if (ui >= u1) {
-      // no unit for this slot in the last step
-    } else if (ui < ns) {
-      const ulong row = head_row * sink_cap + (ulong)ui * KV_G;
-      u.k = sink + row * KV_D;
-      u.v = sink_v + row * KV_D;
-      u.n = min(KV_G, info.y - ui * KV_G);
-    } else if (ui < ns + nb) {
-      const ulong b = (ulong)block_tables[(ulong)s * max_blocks + (ui - ns)];
-      u.rec = records + (b * num_kv_heads + h) * KV_RECORD_BYTES;
-      u.is_rec = 1;
-      u.n = KV_G;
-    } else {
-      const int jt = ui - ns - nb;
-      const ulong row = head_row * tail_cap + (ulong)jt * KV_G;
-      u.k = tail + row * KV_D;
-      u.v = tail_v + row * KV_D;
-      u.n = min(KV_G, info.w - jt * KV_G);
-    }
+    const int ui = base + slot;  // no unit for this slot in the last step when ui >= u1
+    const AtUnit u = ui < u1 ? at_seq_unit(&pools, info, g.s, g.h, ui) : at_no_unit(&pools);
     at_step(u, scale, &L, lid, A, m, l);
   }
-  at_finish(&L, lid, A, m, l, (ulong)s * hq_total + h0, split, num_splits, part, num_parts, 1,
-            out_f16, out);
+  at_finish(&L, lid, A, m, l, g.row0, g.split, num_splits, part, num_parts, 1, out_f16, out);
 }

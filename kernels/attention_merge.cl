@@ -1,28 +1,7 @@
-// Pieces shared by the three decode-attention programs (the fused tile-slot kernel of
-// attention.cl; the short-context fused kernel and the fp16 kernel, both from attention_short.cl):
-// the FWHT of rows held in local memory and the kernel that merges the
-// splits' partials. Each program is built from common.cl, this file, then its own file; they all
-// write partials the same way: running max m [num_parts], sum l [num_parts], unnormalized output
-// in the rotated frame [num_parts][D], part index = (sequence * Hq + head) * num_splits + split.
-
-#define AT_NEG_INF (-INFINITY)
-
-// FWHT of `rows` rows of KV_D floats in local memory, same stage order and butterflies as
-// kvarn_cl::fwht_inplace, then the 1/sqrt(D) scale. All items of the group must call it.
-inline void at_fwht_local(__local float* x, int rows, int lid, int wg) {
-  for (int h = 1; h < KV_D; h <<= 1) {
-    for (int p = lid; p < rows * (KV_D / 2); p += wg) {
-      const int row = p / (KV_D / 2), b = p % (KV_D / 2);
-      const int a = row * KV_D + (((b & ~(h - 1)) << 1) | (b & (h - 1)));
-      const float ya = x[a], yb = x[a + h];
-      x[a] = ya + yb;
-      x[a + h] = ya - yb;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  for (int p = lid; p < rows * KV_D; p += wg) x[p] *= KV_ROT_SCALE;
-  barrier(CLK_LOCAL_MEM_FENCE);
-}
+// The kernel that merges the context splits' partials of every decode-attention program. All of
+// them write partials the same way: running max m [num_parts], sum l [num_parts], unnormalized
+// output in the rotated frame [num_parts][D], part index = (sequence * Hq + head) * num_splits +
+// split. Needs common.cl and attention_shared.cl.
 
 // Log-sum-exp merge of the splits, normalization, optional rotation back, store.
 // Launch: local (AT_MWG), global (AT_MWG, S * Hq): one work-group per output row. Its items are
@@ -106,8 +85,5 @@ void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_spl
     // mx is uniform over the group, so every item takes this branch together.
     at_fwht_local(o, 1, lid, AT_MWG);
   }
-  for (int d = lid; d < KV_D; d += AT_MWG) {
-    if (out_f16) vstore_half_rte(o[d], sq * KV_D + d, (__global half*)out);
-    else ((__global float*)out)[sq * KV_D + d] = o[d];
-  }
+  at_store_output(o, 1, sq, out_f16, out, lid, AT_MWG);
 }

@@ -4,7 +4,7 @@
 //   baseline and the second half of the materialize path) over an uncompressed cache
 //   [S][Hk][capacity][D]. Its fp16 units use the roles described below (consecutive items read
 //   consecutive 16-byte pieces of a row); the tile-slot layout of attention.cl, where an item owns
-//   whole tokens, read fp16 rows with half-used sectors and ran 1.5-2.4x slower (H100, measured).
+//   whole tokens, reads fp16 rows with half-used sectors and runs 1.5-2.4x slower (H100, measured).
 //
 // Short-context variant of the fused decode attention (SPEC §4): the same launch geometry,
 // arguments and partials as kernels/attention.cl, but a work-group of AT_WG = 128 items works on
@@ -15,9 +15,8 @@
 // item), so a launch with few tiles per compute unit (short contexts, small batch) finishes in
 // fewer dependent load rounds; with many tiles per compute unit attention.cl's register-resident
 // slots win (fewer barriers and local-memory reductions per multiply-add). The host picks per
-// launch (attend_prefers_short_kernel, src/opencl/attention_program.cpp) from measured H100 runs:
-// this kernel was the first version of attention.cl (7dced0a), e.g. Llama-3-8B ctx 1K batch 1
-// 30.6 us against 57.5 us of attention.cl's v3.
+// launch (attend_prefers_short_kernel, src/opencl/attention_program.cpp) from measured H100 runs,
+// e.g. Llama-3-8B ctx 1K batch 1: 30.6 us here against 57.5 us with attention.cl.
 //
 //   kvarn_attend_records_short  one work-group per (context split, KV head, block of query heads,
 //                         sequence): streams its share of the sequence's units (fp16 sink chunks,
@@ -26,8 +25,9 @@
 //                         output in the rotated frame) per query head and split;
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
 //                         splits, normalization, FWHT back to the original frame, f32/f16 store
-//                         (kernels/attention_merge.cl, shared by the three attention programs).
-// Needs common.cl (geometry, FP_CONTRACT OFF) and attention_merge.cl (FWHT, merge kernel).
+//                         (kernels/attention_merge.cl, shared by the attention programs).
+// Needs common.cl (geometry, FP_CONTRACT OFF), attention_shared.cl (FWHT, unit walk) and
+// attention_merge.cl (the merge kernel).
 //
 // Work-group shape (AT_WG = 128 work-items), per unit of G tokens:
 //   K phase   item (tg, cg): TPI = 32/KB tokens (one 32-bit code word of a channel row) × CPI
@@ -127,15 +127,6 @@ inline float4 at_load_half4(__global const half* p) {
   return vload_half4(0, (const __private half*)&raw);
 }
 
-// A unit of context: up to G tokens, either one record tile or fp16 K/V rows (token-major, D
-// halves per row).
-typedef struct {
-  __global const uchar* rec;  // record, or 0 for fp16 rows
-  __global const half* k;
-  __global const half* v;
-  int n;                      // tokens
-} AtUnit;
-
 // Shared local memory of the work-group.
 typedef struct {
   float q[AT_HPW * KV_D];     // rotated queries of the work-group's heads
@@ -148,19 +139,10 @@ typedef struct {
 } AtLocal;
 
 
-// Loads and rotates the queries of heads [h0, h0 + AT_HPW) of sequence s (q is [S][Hq][D]).
-inline void at_load_queries(__global const float* q, int hq_total, int s, int h0, __local AtLocal* L,
-                            int lid, int rotate) {
-  __global const float* src = q + ((ulong)s * hq_total + h0) * KV_D;
-  for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) L->q[p] = src[p];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (rotate) at_fwht_local(L->q, AT_HPW, lid, AT_WG);
-}
-
 // One unit: scores, online-softmax update, value accumulation into A and l.
 inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
                     float A[AT_HPW][AT_VC], float lpart[AT_HPW]) {
-  const int is_rec = u.rec != 0;
+  const int is_rec = u.is_rec;
   barrier(CLK_LOCAL_MEM_FENCE);  // the previous unit's V phase is done with the local vectors
   // Scale vectors of a record as fp32 in local memory.
   if (is_rec) {
@@ -482,7 +464,7 @@ inline void at_write_partials(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC
       if (r0 + r < AT_HPW) {
         float sum = 0.0f;
         for (int g = 0; g < AT_VTG; ++g) sum += L->red[(g * AT_RV + r) * KV_D + d];
-        pacc[((part0 + (ulong)(r0 + r)) * num_splits + split) * KV_D + d] = sum;
+        pacc[at_part(part0 + (ulong)(r0 + r), split, num_splits) * KV_D + d] = sum;
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -490,15 +472,43 @@ inline void at_write_partials(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC
   if (lid < AT_HPW) {
     float l = 0.0f;
     for (int g = 0; g < AT_VTG; ++g) l += L->lsum[g * AT_HPW + lid];
-    pm[(part0 + (ulong)lid) * num_splits + split] = L->m[lid];
-    pl[(part0 + (ulong)lid) * num_splits + split] = l;
+    const ulong i = at_part(part0 + (ulong)lid, split, num_splits);
+    pm[i] = L->m[lid];
+    pl[i] = l;
   }
 }
 
+// Both kernels start alike: the group's place in the launch, its queries in L->q (rotated when
+// rotate_q), an empty state.
+inline AtGroup at_start(__local AtLocal* L, __global const float* q, int rotate_q,
+                        int num_kv_heads, int q_per_kv, float A[AT_HPW][AT_VC],
+                        float lpart[AT_HPW]) {
+  const int lid = (int)get_local_id(0);
+  const AtGroup g = at_group(num_kv_heads, q_per_kv);
+  at_load_query_rows(q, g.row0, L->q, lid, AT_WG, rotate_q);
+  at_begin(L, lid, A, lpart);
+  return g;
+}
+
+// ... and go on alike: the group's split of the sequence's units, then its partials. (The
+// sequence's info is read only after the queries: read before, it stays live across the query
+// load and costs registers.)
+inline void at_attend_split(__local AtLocal* L, const AtPools* pools, AtSeqInfo info, AtGroup g,
+                            int num_splits, float scale, float A[AT_HPW][AT_VC],
+                            float lpart[AT_HPW], __global float* part, ulong num_parts) {
+  const int lid = (int)get_local_id(0);
+  const int n = at_units(info);
+  const int u0 = at_split_first(n, g.split, num_splits);
+  const int u1 = at_split_first(n, g.split + 1, num_splits);
+  for (int ui = u0; ui < u1; ++ui)
+    at_unit(at_seq_unit(pools, info, g.s, g.h, ui), scale, L, lid, A, lpart);
+  at_write_partials(L, lid, A, lpart, g.row0, g.split, num_splits, part, part + num_parts,
+                    part + 2 * num_parts);
+}
+
 // Fused decode attention from the records. Launch: local (AT_WG, 1, 1), global
-// (num_splits * AT_WG, Hk * (R / AT_HPW), S). seq_info is int4 {slot, sink_len, num_blocks,
-// tail_len} per sequence. Units of a sequence: ceil(sink_len/G) sink chunks, num_blocks records,
-// ceil(tail_len/G) tail chunks; split c takes units [n*c/NS, n*(c+1)/NS).
+// (num_splits * AT_WG, Hk * (R / AT_HPW), S). seq_info holds one AtSeqInfo per sequence; split
+// c takes units [n*c/NS, n*(c+1)/NS) of the sequence's n units (at_seq_unit).
 __kernel __attribute__((reqd_work_group_size(AT_WG, 1, 1)))
 void kvarn_attend_records_short(__global const float* q, __global const uchar* records,
                                 __global const int* block_tables, int max_blocks,
@@ -508,48 +518,12 @@ void kvarn_attend_records_short(__global const float* q, __global const uchar* r
                                 int num_kv_heads, int q_per_kv, int num_splits, float scale,
                                 __global float* part, ulong num_parts) {
   __local AtLocal L;
-  const int lid = (int)get_local_id(0);
-  const int split = (int)get_group_id(0);
-  const int hb_per_kv = q_per_kv / AT_HPW;
-  const int h = (int)get_group_id(1) / hb_per_kv, hb = (int)get_group_id(1) % hb_per_kv;
-  const int s = (int)get_group_id(2);
-  const int hq_total = num_kv_heads * q_per_kv;
-  const int h0 = h * q_per_kv + hb * AT_HPW;
-
-  at_load_queries(q, hq_total, s, h0, &L, lid, 1);
   float A[AT_HPW][AT_VC], lpart[AT_HPW];
-  at_begin(&L, lid, A, lpart);
-
-  const int4 info = seq_info[s];
-  const int ns = (info.y + KV_G - 1) / KV_G, nb = info.z, nt = (info.w + KV_G - 1) / KV_G;
-  const int n = ns + nb + nt;
-  const int u0 = (int)((long)n * split / num_splits), u1 = (int)((long)n * (split + 1) / num_splits);
-  const ulong head_row = (ulong)info.x * num_kv_heads + h;
-  for (int ui = u0; ui < u1; ++ui) {
-    AtUnit u;
-    u.rec = 0;
-    u.k = 0;
-    u.v = 0;
-    if (ui < ns) {
-      const ulong row = head_row * sink_cap + (ulong)ui * KV_G;
-      u.k = sink + row * KV_D;
-      u.v = sink_v + row * KV_D;
-      u.n = min(KV_G, info.y - ui * KV_G);
-    } else if (ui < ns + nb) {
-      const ulong b = (ulong)block_tables[(ulong)s * max_blocks + (ui - ns)];
-      u.rec = records + (b * num_kv_heads + h) * KV_RECORD_BYTES;
-      u.n = KV_G;
-    } else {
-      const int j = ui - ns - nb;
-      const ulong row = head_row * tail_cap + (ulong)j * KV_G;
-      u.k = tail + row * KV_D;
-      u.v = tail_v + row * KV_D;
-      u.n = min(KV_G, info.w - j * KV_G);
-    }
-    at_unit(u, scale, &L, lid, A, lpart);
-  }
-  at_write_partials(&L, lid, A, lpart, (ulong)s * hq_total + h0, split, num_splits, part,
-                    part + num_parts, part + 2 * num_parts);
+  const AtGroup g = at_start(&L, q, 1, num_kv_heads, q_per_kv, A, lpart);
+  const AtPools pools = {records, block_tables, max_blocks, sink, tail, sink_v, tail_v,
+                         sink_cap, tail_cap, num_kv_heads};
+  at_attend_split(&L, &pools, at_seq_info(seq_info, g.s), g, num_splits, scale, A, lpart, part,
+                  num_parts);
 }
 
 // Plain fp16 decode attention (the fp16 baseline and the second half of the materialize path)
@@ -557,36 +531,18 @@ void kvarn_attend_records_short(__global const float* q, __global const uchar* r
 // Launch: local (AT_WG, 1, 1), global (num_splits * AT_WG, Hk * (R / AT_HPW), S); splits from
 // attend_fp16_splits. rotate_q: the rows are in the rotated frame (a materialized KVarN cache), so
 // q is rotated first (the merge rotates the output back).
+// The cache is walked as a fused context of sink rows only: sequence s is pool slot s, its
+// seq_len rows its sink (no records are read, so the record pointers are placeholders).
 __kernel __attribute__((reqd_work_group_size(AT_WG, 1, 1)))
 void kvarn_attend_fp16(__global const float* q, __global const half* k, __global const half* v,
                        int capacity, __global const int* seq_lens, int num_kv_heads, int q_per_kv,
                        int num_splits, float scale, int rotate_q, __global float* part,
                        ulong num_parts) {
   __local AtLocal L;
-  const int lid = (int)get_local_id(0);
-  const int split = (int)get_group_id(0);
-  const int hb_per_kv = q_per_kv / AT_HPW;
-  const int h = (int)get_group_id(1) / hb_per_kv, hb = (int)get_group_id(1) % hb_per_kv;
-  const int s = (int)get_group_id(2);
-  const int hq_total = num_kv_heads * q_per_kv;
-  const int h0 = h * q_per_kv + hb * AT_HPW;
-
-  at_load_queries(q, hq_total, s, h0, &L, lid, rotate_q);
   float A[AT_HPW][AT_VC], lpart[AT_HPW];
-  at_begin(&L, lid, A, lpart);
-
-  const int len = seq_lens[s];
-  const int n = (len + KV_G - 1) / KV_G;
-  const int u0 = (int)((long)n * split / num_splits), u1 = (int)((long)n * (split + 1) / num_splits);
-  const ulong rows = ((ulong)s * num_kv_heads + h) * capacity;
-  for (int ui = u0; ui < u1; ++ui) {
-    AtUnit u;
-    u.rec = 0;
-    u.k = k + (rows + (ulong)ui * KV_G) * KV_D;
-    u.v = v + (rows + (ulong)ui * KV_G) * KV_D;
-    u.n = min(KV_G, len - ui * KV_G);
-    at_unit(u, scale, &L, lid, A, lpart);
-  }
-  at_write_partials(&L, lid, A, lpart, (ulong)s * hq_total + h0, split, num_splits, part,
-                    part + num_parts, part + 2 * num_parts);
+  const AtGroup g = at_start(&L, q, rotate_q, num_kv_heads, q_per_kv, A, lpart);
+  const AtPools pools = {(__global const uchar*)k, seq_lens, 0, k, k, v, v, capacity, capacity,
+                         num_kv_heads};
+  const AtSeqInfo info = {g.s, seq_lens[g.s], 0, 0};
+  at_attend_split(&L, &pools, info, g, num_splits, scale, A, lpart, part, num_parts);
 }

@@ -1,6 +1,8 @@
-// Shared definitions of every libkvarn_cl kernel (OpenCL C 1.2, no extensions).
+// Shared definitions of every libkvarn_cl kernel of a record geometry (OpenCL C 1.2, no
+// extensions).
 //
-// Geometry comes from kvarn_cl::RecordLayout as -D build options (src/opencl/codec_program.cpp):
+// Geometry comes from kvarn_cl::RecordLayout as -D build options (src/opencl/codec_program.cpp;
+// which programs take which options: src/opencl/program_table.cpp):
 //   KV_D, KV_G, KV_KB, KV_VB                 head_dim, tile tokens, key bits, value bits
 //   KV_RECORD_BYTES, KV_K_ROW_BYTES, KV_V_ROW_BYTES
 //   KV_OFF_K_CODES, KV_OFF_S_COL_K, KV_OFF_ZP_K, KV_OFF_S_ROW_K,
@@ -19,7 +21,7 @@
 // Work-items that share one row of D channels, 8 contiguous channels each.
 #define KV_D_BLOCKS (KV_D / 8)
 
-// KV_UNROLL=1 (set by the host for GPU devices only, src/opencl/codec_program.cpp) fully unrolls
+// KV_UNROLL=1 (set by the host for GPU devices only, src/opencl/program_table.cpp) fully unrolls
 // the loops over a work-item's private tile values. A GPU keeps a private array in registers only
 // when every index is a compile-time constant; otherwise it lives in (slow, off-chip) stack
 // memory. CPU compilers (PoCL) do not need it and compile several times slower with it.
@@ -56,75 +58,4 @@ inline void unpack8(float8 f, float v[8]) {
 
 inline float8 pack8(const float v[8]) {
   return (float8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
-}
-
-// Stages h = 1, 2, 4 of the radix-2 fast Walsh–Hadamard transform on 8 contiguous channels.
-// The butterflies and their order are those of kvarn_cl::fwht_inplace, so results are bitwise
-// the same as the CPU codec's.
-inline void fwht8(float v[8]) {
-  #pragma unroll
-  for (int h = 1; h < 8; h <<= 1) {
-    #pragma unroll
-    for (int i = 0; i < 8; i += 2 * h) {
-      for (int j = i; j < i + h; ++j) {
-        const float a = v[j];
-        const float b = v[j + h];
-        v[j] = a + b;
-        v[j + h] = a - b;
-      }
-    }
-  }
-}
-
-// The FWHT stages of stride 8 .. KV_D/2 on a row in local memory (the strides 1, 2, 4 are done
-// in registers by fwht8 before): KV_D/2 butterflies per stage, 4 per work-item; consecutive
-// work-items take consecutive pairs so local-memory accesses stay conflict-free. Every work-item
-// of the row's group must call it (barriers inside).
-inline void fwht_local_stages(__local float* row, int x) {
-  for (int h = 8; h < KV_D; h <<= 1) {  // not unrolled: barriers inside
-    #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int p = k * KV_D_BLOCKS + x;
-      const int a = ((p & ~(h - 1)) << 1) | (p & (h - 1));
-      const float ya = row[a];
-      const float yb = row[a + h];
-      row[a] = ya + yb;
-      row[a + h] = ya - yb;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-}
-
-// Full FWHT (with the 1/sqrt(D) scale) of one row of KV_D channels held by KV_D_BLOCKS
-// work-items, work-item x holding channels [8x, 8x+8) in v. `row` is KV_D floats of local memory
-// private to this row. Every work-item of the group must call it (it contains barriers); rows
-// that carry no data simply transform zeros.
-inline void fwht_row(float v[8], __local float* row, int x) {
-  fwht8(v);
-  #pragma unroll
-  for (int i = 0; i < 8; ++i) row[x * 8 + i] = v[i];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  fwht_local_stages(row, x);
-  #pragma unroll
-  for (int i = 0; i < 8; ++i) v[i] = row[x * 8 + i] * KV_ROT_SCALE;
-  barrier(CLK_LOCAL_MEM_FENCE);  // the caller may reuse `row` right away
-}
-
-// fwht_row with the same butterflies in the same order (bitwise the same results), moving each
-// work-item's 8 channels to and from local memory as two float4 accesses instead of eight
-// scalar ones: scalar accesses at a stride of 8 floats hit the same local-memory bank 8 ways on
-// GPUs. `row` must be 16-byte aligned (KV_D floats per row keep it so).
-inline void fwht_row_wide(float v[8], __local float* row, int x) {
-  fwht8(v);
-  __local float4* row4 = (__local float4*)row;
-  row4[2 * x] = (float4)(v[0], v[1], v[2], v[3]);
-  row4[2 * x + 1] = (float4)(v[4], v[5], v[6], v[7]);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  fwht_local_stages(row, x);
-  const float4 lo = row4[2 * x];
-  const float4 hi = row4[2 * x + 1];
-  v[0] = lo.x * KV_ROT_SCALE; v[1] = lo.y * KV_ROT_SCALE; v[2] = lo.z * KV_ROT_SCALE;
-  v[3] = lo.w * KV_ROT_SCALE; v[4] = hi.x * KV_ROT_SCALE; v[5] = hi.y * KV_ROT_SCALE;
-  v[6] = hi.z * KV_ROT_SCALE; v[7] = hi.w * KV_ROT_SCALE;
-  barrier(CLK_LOCAL_MEM_FENCE);  // the caller may reuse `row` right away
 }

@@ -1,5 +1,5 @@
 // Batched decoding of records into fp16 rows (SPEC §2.4 decode formulas), in the rotated frame
-// or rotated back to the original frame. Needs common.cl and rotate.cl (fwht_rows_local).
+// or rotated back to the original frame. Needs common.cl and fwht_rows.cl (the row transform).
 //
 // One launch for any list of record ids. Each tile half (K or V of one list entry) is cut into
 // 8-token × 8-channel blocks, one per work-item: DQ_BLOCKS = (G/8)·(D/8) work-items per tile half.
@@ -22,9 +22,9 @@
 // - Scale vectors: 8 entries of each per work-item, three 16-byte loads (L1 hits after the first
 //   work-item of a tile). Their check (NaN/Inf anywhere, a negative step or column scale) folds
 //   into those registers, and only a work-item that finds one touches the status word.
-// - The original frame runs the FWHT of rotate.cl over the group's DQ_ROWS_WG·8 whole rows: the
-//   three low stages in registers, the rest in one exchange through local memory (two barriers
-//   per work-item in all, not two per stage and token).
+// - The original frame runs the row FWHT of fwht_rows.cl over the group's DQ_ROWS_WG·8 whole
+//   rows: the three low stages in registers, the rest in one exchange through local memory (two
+//   barriers per work-item in all, not two per stage and token).
 // Decoding is exactly the CPU's expressions (no fma contraction, common.cl), so the results are
 // bit-identical to kvarn_cl::dequantize_tiles.
 //

@@ -147,8 +147,8 @@ Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local
 // -DQ_M_HALF=1 they are the fp16 words M was loaded from (every fp16 value is exactly a float, so
 // converting on use gives the same M) in half the registers, at the price of a conversion per
 // value per use. On an H100 (NVIDIA OpenCL, opencl_codec_bench BM_QuantizeVariant, 16,384 k4v2
-// D=128 tiles) that was slower and used more registers, not fewer (10.2 ms and 189 registers
-// against 9.96 ms and 178), so it stays an option for other devices, not the default.
+// D=128 tiles) it is slower and uses more registers, not fewer (10.2 ms and 189 registers
+// against 9.96 ms and 178), so it is an option for other devices, not the default.
 #ifndef Q_M_HALF
 #define Q_M_HALF 0
 #endif

@@ -18,6 +18,18 @@ double event_seconds(const cl::Event& event);
 
 double median(std::vector<double> values);
 
+// Seconds from the start of `first` to the end of `last` (finished events of a profiling queue):
+// the kernel time of a multi-launch step.
+double span_seconds(const cl::Event& first, const cl::Event& last);
+
+// A throughput probe: kernel `kernel_name` of `source`, taking (__global float* out, int iters),
+// launched over `items` work-items in groups of `local` on `queue` (which must have
+// CL_QUEUE_PROFILING_ENABLE), once to warm up and then `repetitions` times. Returns the median
+// kernel seconds. Throws std::runtime_error with the build log when the source does not build.
+double probe_kernel_seconds(const cl::Context& context, const cl::CommandQueue& queue,
+                            const char* source, const char* kernel_name, std::size_t items,
+                            std::size_t local, int iters, int repetitions = 5);
+
 // Copy bandwidth of the device behind `queue`: a kernel copying `bytes` bytes with one uint4 load
 // and store per work-item, timed with event profiling (a profiling queue of its own when `queue`
 // has none), after a warm-up; the median of `repetitions` runs. Returns GB/s (1e9 B/s) counting

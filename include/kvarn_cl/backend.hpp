@@ -36,7 +36,7 @@ struct QuantizeJob {
 };
 
 // Where one sequence's tokens are, as attend() reads it: seq_info holds one of these per
-// sequence (int32 x 4; the kernels read it as an int4 with the same field order, common.cl).
+// sequence (int32 x 4; the kernels read it as an int4 into AtSeqInfo, kernels/attention_shared.cl).
 struct SeqInfo {
   std::int32_t slot;        // row of the sequence in the fp16 sink and tail pools
   std::int32_t sink_len;    // fp16 sink tokens, the first of the sequence

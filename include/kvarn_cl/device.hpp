@@ -60,8 +60,11 @@ std::vector<DeviceEntry> list_opencl_devices();
 // the first GPU, accelerator, CPU). Throws Unsupported naming the reason when there is none.
 DeviceEntry default_opencl_device();
 
-// Compiles every library kernel for the given device (all presets' geometry at head_dim 128 and
-// the other head dims of the default preset). ok = false carries the failing build's log.
+// Compiles the library's programs for the given device as the backend builds them there: the
+// rotation at head_dim 64, 128 and 256, the codec programs of every preset at head_dim 128 and of
+// the default preset at 64 and 256, the fused attention programs the device's launch policy can
+// pick and the fp16 attention (GQA 4:1 and MHA at the default geometry), the row copies and
+// checks. ok = false carries the failing build's log.
 struct KernelBuildReport {
   bool ok = false;
   std::string message;    // what was built, or which build failed and why

@@ -1,9 +1,9 @@
-// Build options and launch policy of the decode-attention kernels.
+// Launch policy of the decode-attention kernels.
 #include "opencl/attention_program.hpp"
 
 #include <algorithm>
 
-#include "opencl/codec_program.hpp"
+#include "kvarn_cl/error.hpp"
 
 namespace kvarn_cl::opencl {
 
@@ -20,19 +20,42 @@ int attend_units_per_step(const CodecParams& params) {
   return kAttendWorkGroup / items_per_slot;
 }
 
+Program attend_program(AttendKernel kernel) {
+  switch (kernel) {
+    case AttendKernel::tile_slots: return Program::attend_tile_slots;
+    case AttendKernel::short_context: return Program::attend_short;
+    case AttendKernel::matrix_units: return Program::attend_matrix_units;
+    case AttendKernel::matrix_units_emulated: return Program::attend_matrix_units_emulated;
+    case AttendKernel::automatic: break;
+  }
+  throw InvalidArgument("attend_program: AttendKernel::automatic names no program");
+}
+
 namespace {
-std::string attend_options(const CodecParams& params, int heads_per_group, bool unroll) {
-  return geometry_options(params) + " -DAT_HPW=" + std::to_string(heads_per_group) +
-         (unroll ? " -DAT_UNROLL=1" : "");
+bool on_matrix_units(AttendKernel kernel) {
+  return kernel == AttendKernel::matrix_units || kernel == AttendKernel::matrix_units_emulated;
 }
 }  // namespace
 
-ProgramSpec attend_records_program(const CodecParams& params, int heads_per_group, bool unroll) {
-  return {{"common.cl", "attention_merge.cl", "attention.cl"}, attend_options(params, heads_per_group, unroll)};
+std::size_t attend_work_group(AttendKernel kernel) {
+  return on_matrix_units(kernel)                 ? kAttendMmaWorkGroup
+         : kernel == AttendKernel::short_context ? kAttendShortWorkGroup
+                                                 : kAttendWorkGroup;
 }
 
-ProgramSpec attend_records_short_program(const CodecParams& params, int heads_per_group) {
-  return {{"common.cl", "attention_merge.cl", "attention_short.cl"}, attend_options(params, heads_per_group, false)};
+int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv) {
+  return on_matrix_units(kernel) ? attend_mma_heads_per_group(q_per_kv)
+                                 : attend_heads_per_group(q_per_kv);
+}
+
+bool attend_split_writes_output(AttendKernel kernel) { return kernel != AttendKernel::short_context; }
+
+int attend_kernel_splits(AttendKernel kernel, const CodecParams& params,
+                         std::size_t groups_without_split, int max_units, unsigned compute_units) {
+  if (on_matrix_units(kernel)) return attend_mma_splits(groups_without_split, max_units, compute_units);
+  if (kernel == AttendKernel::short_context)
+    return attend_short_splits(groups_without_split, max_units, compute_units);
+  return attend_splits(groups_without_split, max_units, attend_units_per_step(params), compute_units);
 }
 
 bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
@@ -59,18 +82,6 @@ int attend_fp16_heads_per_group(int q_per_kv, int head_dim) {
   return 1;
 }
 
-ProgramSpec attend_fp16_program(int head_dim, int heads_per_group, bool /*unroll*/) {
-  // Units of 128 rows: the k4v2_g128 geometry supplies KV_D and KV_G = 128 (record fields unused).
-  CodecParams p;
-  p.preset = Preset::k4v2_g128;
-  p.head_dim = head_dim;
-  // The fp16 kernel shares attention_short.cl's unit code; AT_PREFETCH_FP16 makes it prefetch
-  // fp16 V rows (its only kind of unit) instead of record code words.
-  return {{"common.cl", "attention_merge.cl", "attention_short.cl"},
-          geometry_options(p) + " -DAT_HPW=" + std::to_string(heads_per_group) +
-              " -DAT_PREFETCH_FP16=1"};
-}
-
 int attend_fp16_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {
   if (max_units <= 1 || groups_without_split == 0) return 1;
   const std::size_t target = std::size_t(std::max(1u, compute_units)) * 8;
@@ -85,12 +96,6 @@ int attend_mma_heads_per_group(int q_per_kv) {
   return 1;
 }
 
-ProgramSpec attend_records_mma_program(const CodecParams& params, int heads_per_group, bool emulate) {
-  return {{"common.cl", "attention_merge.cl", "mma_primitives.cl", "attention_mma.cl"},
-          geometry_options(params) + " -DAT_HPW=" + std::to_string(heads_per_group) +
-              (emulate ? " -DAT_MMA_EMULATE=1" : "")};
-}
-
 int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {
   if (max_units <= 1 || groups_without_split == 0) return 1;
   const std::size_t target = std::size_t(std::max(1u, compute_units)) * 24;
@@ -98,8 +103,6 @@ int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned 
   const std::size_t most = std::size_t(std::max(1, max_units / 4));
   return int(std::max<std::size_t>(1, std::min(want, most)));
 }
-
-ProgramSpec copy_rows_program() { return {{"copy_rows.cl"}, ""}; }
 
 int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,
                   unsigned compute_units) {

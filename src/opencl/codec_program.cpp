@@ -31,15 +31,4 @@ std::string geometry_options(const CodecParams& params) {
   return o.str();
 }
 
-const std::vector<std::string>& codec_files() {
-  static const std::vector<std::string> files{"common.cl", "rotate.cl", "quantize.cl",
-                                              "dequantize.cl"};
-  return files;
-}
-
-ProgramSpec codec_program(const CodecParams& params, int tokens_per_item, bool unroll) {
-  return {codec_files(), geometry_options(params) + " -DQ_RT=" + std::to_string(tokens_per_item) +
-                             (unroll ? " -DKV_UNROLL=1" : "")};
-}
-
 }  // namespace kvarn_cl::opencl

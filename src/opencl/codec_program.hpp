@@ -1,12 +1,12 @@
-// The codec program (rotate, quantize, dequantize kernels) and the geometry build options that
-// every kernel of a record geometry shares. The numbers come from kvarn_cl::RecordLayout, the one
-// source of truth for record geometry, so the kernels and the CPU codec cannot disagree on them.
+// The geometry build options that every program of a record geometry shares (program_table.hpp
+// says which programs take them), and the launch shapes of the codec kernels (rotate, quantize,
+// dequantize). The numbers come from kvarn_cl::RecordLayout, the one source of truth for record
+// geometry, so the kernels and the CPU codec cannot disagree on them.
 #pragma once
 
 #include <string>
 
 #include "kvarn_cl/format.hpp"
-#include "opencl/device_runtime.hpp"
 
 namespace kvarn_cl::opencl {
 
@@ -14,15 +14,6 @@ namespace kvarn_cl::opencl {
 // KV_OFF_* byte offsets of every record field and KV_ROT_SCALE (the CPU's 1/sqrt(D), exact bits).
 // Throws Unsupported if the layout breaks an alignment the kernels rely on.
 std::string geometry_options(const CodecParams& params);
-
-// Kernel files of the codec program, in build order.
-const std::vector<std::string>& codec_files();
-
-// The codec program spec for params; tokens_per_item is the quantize kernel's Q_RT (8 or 16).
-// unroll adds -DKV_UNROLL=1 (common.cl): full unrolling of the loops over private tile values,
-// which a GPU needs to keep them in registers and a CPU compiler (PoCL) is slowed down by; the
-// backend passes caps().type == "gpu".
-ProgramSpec codec_program(const CodecParams& params, int tokens_per_item = 8, bool unroll = false);
 
 // Work-group size of the quantize kernel for a geometry and Q_RT (matches quantize.cl's Q_WG).
 inline int quantize_work_group(const CodecParams& params, int tokens_per_item) {

@@ -1,15 +1,18 @@
 // The public device API of include/kvarn_cl/device.hpp: listing, build check, and backends on
 // library-chosen or caller-owned OpenCL objects.
 #include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
-#include "opencl/codec_program.hpp"
-#include "opencl/device_discovery.hpp"
 #include "opencl/attention_program.hpp"
+#include "opencl/device_discovery.hpp"
 #include "opencl/matrix_units.hpp"
 #include "opencl/opencl_backend.hpp"
+#include "opencl/program_table.hpp"
 
 namespace kvarn_cl {
 namespace {
@@ -77,6 +80,88 @@ _cl_mem* opencl_mem(const Buffer& buffer) noexcept {
   return b ? b->mem()() : nullptr;
 }
 
+namespace {
+
+// One build of the check: what it is, and the build itself (throws what the build throws).
+struct CheckedBuild {
+  std::string what;
+  std::function<void()> build;
+};
+
+// Every program of the table with the arguments the backend builds it with on this device: the
+// codec programs of every preset at head_dim 128 and of the default preset at 64 and 256, the
+// fused kernels the launch policy can pick here for GQA 4:1 and MHA at the default geometry, the
+// fp16 attention, the row copies and checks. (The switch names every program: a new one must say
+// here how the check builds it.)
+std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
+                                          const std::vector<CodecParams>& geometries) {
+  using opencl::Program;
+  const CodecParams defaults{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
+  const bool matrix_units = backend.runtime().matrix_units().available;
+  auto program_build = [&](Program p, opencl::ProgramArgs args) {
+    return [&backend, p, args] {
+      backend.runtime().program(opencl::program_spec(p, args, backend.caps()));
+    };
+  };
+  auto gqa = [](int ratio) { return " (GQA " + std::to_string(ratio) + ":1)"; };
+  std::vector<CheckedBuild> out;
+  for (const opencl::ProgramDef& def : opencl::program_table()) {
+    switch (def.program) {
+      case Program::rotate:
+        for (int d : {64, 128, 256}) {
+          opencl::ProgramArgs args;
+          args.params.head_dim = d;
+          out.push_back({std::string(def.name) + " head_dim " + std::to_string(d),
+                         program_build(def.program, args)});
+        }
+        break;
+      case Program::codec:
+        for (const CodecParams& g : geometries)  // the backend picks Q_RT while it builds
+          out.push_back({std::string(def.name) + " " + to_string(g.preset) + " head_dim " +
+                             std::to_string(g.head_dim),
+                         [&backend, g] { backend.quantize_tokens_per_item(g); }});
+        break;
+      case Program::attend_tile_slots:
+      case Program::attend_short:
+      case Program::attend_matrix_units: {
+        // The kernels the automatic policy can pick here: the matrix-unit one where the device
+        // has matrix units, else the two portable ones (attention_program.hpp).
+        using opencl::AttendKernel;
+        const AttendKernel kernel = def.program == Program::attend_tile_slots ? AttendKernel::tile_slots
+                                    : def.program == Program::attend_short    ? AttendKernel::short_context
+                                                                              : AttendKernel::matrix_units;
+        if ((kernel == AttendKernel::matrix_units) != matrix_units) break;
+        for (int ratio : {1, 4}) {
+          opencl::ProgramArgs args;
+          args.params = defaults;
+          args.heads_per_group = opencl::attend_kernel_heads_per_group(kernel, ratio);
+          out.push_back({def.name + gqa(ratio), program_build(def.program, args)});
+        }
+        break;
+      }
+      case Program::attend_fp16:
+        for (int ratio : {1, 4}) {
+          opencl::ProgramArgs args;
+          args.params.head_dim = defaults.head_dim;
+          args.heads_per_group = opencl::attend_fp16_heads_per_group(ratio, defaults.head_dim);
+          out.push_back({def.name + gqa(ratio), program_build(def.program, args)});
+        }
+        break;
+      case Program::copy_rows:
+      case Program::check_rows:
+        out.push_back({def.name, program_build(def.program, {})});
+        break;
+      case Program::attend_matrix_units_emulated:  // tests only
+      case Program::mma_probe:                     // built by the matrix-unit probe above
+      case Program::mma_probe_emulated:
+        break;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 KernelBuildReport try_build_kernels(int platform_index, int device_index) {
   KernelBuildReport report;
   const auto start = std::chrono::steady_clock::now();
@@ -96,48 +181,16 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
   for (Preset p : all_presets()) geometries.push_back(CodecParams{p, 128, kDefaultSinkhornIters});
   geometries.push_back(CodecParams{Preset::k4v2_g128, 64, kDefaultSinkhornIters});
   geometries.push_back(CodecParams{Preset::k4v2_g128, 256, kDefaultSinkhornIters});
-  int built = 0;
-  for (const CodecParams& params : geometries) {
-    try {
-      cl_backend.quantize_tokens_per_item(params);  // builds the codec program of this geometry
-      ++built;
-    } catch (const KernelBuildError& e) {
-      report.message = "kernel build failed for " + to_string(params.preset) + " head_dim " +
-                       std::to_string(params.head_dim);
-      report.build_log = e.build_log();
-      return finish();
-    } catch (const Error& e) {
-      report.message = e.what();
-      return finish();
-    }
-  }
-  // The attention programs of the default geometry (GQA 4:1 and MHA), the fp16 baseline and the
-  // row copies: a device that builds these runs every path of the cache.
-  const CodecParams defaults{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
-  std::vector<std::pair<std::string, opencl::ProgramSpec>> others;
   const opencl::MatrixUnits& mu = cl_backend.runtime().matrix_units();
   report.attention_variant = (mu.available ? "matrix units (" : "portable (") + mu.reason + ")";
   report.program_cache = cl_backend.runtime().disk_cache_state();
-  for (int ratio : {1, 4}) {
-    const int heads = opencl::attend_heads_per_group(ratio);
-    if (mu.available)
-      others.push_back({"matrix-unit fused attention (GQA " + std::to_string(ratio) + ":1)",
-                        opencl::attend_records_mma_program(defaults, opencl::attend_mma_heads_per_group(ratio))});
-    // The same programs attend() builds (GPU devices: the unrolled variant).
-    others.push_back({"fused attention (GQA " + std::to_string(ratio) + ":1)",
-                      opencl::attend_records_program(defaults, heads, cl_backend.caps().type == "gpu")});
-    others.push_back({"fused short-context attention (GQA " + std::to_string(ratio) + ":1)",
-                      opencl::attend_records_short_program(defaults, heads)});
-    others.push_back({"fp16 attention (GQA " + std::to_string(ratio) + ":1)",
-                      opencl::attend_fp16_program(defaults.head_dim, heads)});
-  }
-  others.push_back({"copy_rows", opencl::copy_rows_program()});
-  for (const auto& [what, spec] : others) {
+  int built = 0;
+  for (const CheckedBuild& b : builds_to_check(cl_backend, geometries)) {
     try {
-      cl_backend.runtime().program(spec);
+      b.build();
       ++built;
     } catch (const KernelBuildError& e) {
-      report.message = "kernel build failed for " + what;
+      report.message = "kernel build failed for " + b.what;
       report.build_log = e.build_log();
       return finish();
     } catch (const Error& e) {
@@ -146,8 +199,8 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
     }
   }
   report.ok = true;
-  report.message = "built " + std::to_string(built) + " programs (codec kernels of " +
-                   std::to_string(geometries.size()) + " geometries, attention, copies) on " +
+  report.message = "built " + std::to_string(built) + " programs (rotation, codec kernels of " +
+                   std::to_string(geometries.size()) + " geometries, attention, row copies and checks) on " +
                    cl_backend.caps().device_name;
   return finish();
 }

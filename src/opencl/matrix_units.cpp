@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kvarn_cl/error.hpp"
+#include "opencl/program_table.hpp"
 
 namespace kvarn_cl::opencl {
 namespace {
@@ -40,8 +41,8 @@ std::vector<float> expected(const std::vector<float>& a, const std::vector<float
 
 MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate) {
   try {
-    const ProgramSpec spec{{"mma_primitives.cl", "mma_probe.cl"}, emulate ? "-DAT_MMA_EMULATE=1" : ""};
-    cl::Program program = runtime.program(spec);
+    const Program probe = emulate ? Program::mma_probe_emulated : Program::mma_probe;
+    cl::Program program = runtime.program(program_spec(probe, ProgramArgs{}, runtime.caps()));
     std::vector<float> a(256), b(128), out(kOut, 0.0f);
     for (int i = 0; i < 256; ++i) a[std::size_t(i)] = float((i * 37) % 17 - 8) * 0.125f;
     for (int i = 0; i < 128; ++i) b[std::size_t(i)] = float((i * 11) % 13 - 6) * 0.25f;
@@ -49,7 +50,7 @@ MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate) {
     cl::Buffer ba(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, a.size() * 4, a.data());
     cl::Buffer bb(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b.size() * 4, b.data());
     cl::Buffer bo(runtime.context(), CL_MEM_WRITE_ONLY, out.size() * 4);
-    cl::Kernel k(program, "kvarn_mma_probe");
+    cl::Kernel k(program, program_def(probe).kernels.at(0).c_str());
     k.setArg(0, ba);
     k.setArg(1, bb);
     k.setArg(2, bo);

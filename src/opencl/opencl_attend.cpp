@@ -12,8 +12,8 @@
 // out-of-bounds device read. It is read from the caller's host copies when given (the cache's
 // decode path: no device round trip), else read back from the buffers.
 #include <algorithm>
-#include <cstring>
-#include <sstream>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kvarn_cl/error.hpp"
@@ -33,42 +33,55 @@ cl::Buffer& OpenCLBackend::attend_workspace(std::size_t bytes) {
   return attend_ws_;
 }
 
-void OpenCLBackend::launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::Kernel& merge_kernel,
-                                                  const cl::NDRange& split_global,
-                                                  std::size_t split_local, int num_splits,
-                                                  std::size_t rows, int head_dim, bool rotate_back,
-                                                  ElementType out_type, Buffer& out,
-                                                  const char* what) {
-  // The split kernel's last four arguments: out_f16, out, part, num_parts. With one split it
-  // writes `out` and the partials are unused (the workspace is still a valid, small buffer).
-  const std::size_t parts = rows * std::size_t(num_splits);
-  cl::Buffer& ws = attend_workspace(
-      num_splits > 1 ? parts * (2 + std::size_t(head_dim)) * sizeof(float) : sizeof(float));
-  const cl_uint last = split_kernel.getInfo<CL_KERNEL_NUM_ARGS>();
-  const cl_int out_f16 = out_type == ElementType::f16 ? 1 : 0;
-  cl_call(std::string(what) + ": setting kernel arguments", [&] {
-    split_kernel.setArg(last - 4, out_f16);
-    split_kernel.setArg(last - 3, cl_buffer(out, "out"));
-    split_kernel.setArg(last - 2, ws);
-    split_kernel.setArg(last - 1, cl_ulong(parts));
-    if (num_splits > 1) {
-      merge_kernel.setArg(0, ws);
-      merge_kernel.setArg(1, cl_ulong(parts));
-      merge_kernel.setArg(2, cl_int(num_splits));
-      merge_kernel.setArg(3, cl_int(rotate_back ? 1 : 0));
-      merge_kernel.setArg(4, out_f16);
-      merge_kernel.setArg(5, cl_buffer(out, "out"));
-    }
-  });
-  launch(split_kernel, split_global, cl::NDRange(split_local, 1, 1), what);
-  attend_split_event_ = last_event_;
-  if (num_splits > 1)
-    launch(merge_kernel, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
-  last_attend_splits_ = num_splits;
+OpenCLBackend::AttendPrograms OpenCLBackend::make_attend_programs(cl::Kernel& split,
+                                                                 cl::Kernel& merge,
+                                                                 std::size_t work_group,
+                                                                 bool split_writes_output,
+                                                                 std::string what) {
+  const cl_uint args = cl_call(what + ": reading the argument count of the split kernel",
+                               [&] { return split.getInfo<CL_KERNEL_NUM_ARGS>(); });
+  return {&split, &merge, work_group, split_writes_output, args - (split_writes_output ? 4 : 2),
+          std::move(what)};
 }
 
-OpenCLBackend::AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int max_units,
-                                                             int hpw_portable) {
+void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y, std::size_t S,
+                                  int splits, std::size_t rows, int head_dim, bool rotate_back,
+                                  ElementType out_type, Buffer& out) {
+  const char* what = p.what.c_str();
+  // With one split, a kernel that stores the output itself needs no merge; the partials are then
+  // unused (the workspace is still a valid, small buffer).
+  const bool merge = splits > 1 || !p.split_writes_output;
+  const std::size_t parts = rows * std::size_t(splits);
+  cl::Buffer& ws =
+      attend_workspace(merge ? parts * (2 + std::size_t(head_dim)) * sizeof(float) : sizeof(float));
+  cl::Kernel& split = *p.split;
+  const cl_int out_f16 = out_type == ElementType::f16 ? 1 : 0;
+  cl_call(what, [&] {
+    cl_uint arg = p.first_output_arg;
+    if (p.split_writes_output) {
+      split.setArg(arg++, out_f16);
+      split.setArg(arg++, cl_buffer(out, "out"));
+    }
+    split.setArg(arg++, ws);
+    split.setArg(arg, cl_ulong(parts));
+    if (merge) {
+      p.merge->setArg(0, ws);
+      p.merge->setArg(1, cl_ulong(parts));
+      p.merge->setArg(2, cl_int(splits));
+      p.merge->setArg(3, cl_int(rotate_back ? 1 : 0));
+      p.merge->setArg(4, out_f16);
+      p.merge->setArg(5, cl_buffer(out, "out"));
+    }
+  });
+  launch(split, cl::NDRange(std::size_t(splits) * p.work_group, groups_y, S),
+         cl::NDRange(p.work_group, 1, 1), what);
+  attend_split_event_ = last_event_;
+  if (merge) launch(*p.merge, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
+  last_attend_splits_ = splits;
+}
+
+AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int max_units,
+                                              int hpw_portable) {
   if (attend_kernel_override_ != AttendKernel::automatic) return attend_kernel_override_;
   if (runtime_->matrix_units().available) return AttendKernel::matrix_units;
   // Few tiles per compute unit: the short-context kernel (all 128 items of a group on one tile);
@@ -84,31 +97,40 @@ OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind,
   const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw};
   auto it = attend_programs_.find(key);
   if (it != attend_programs_.end()) return it->second;
-  ProgramSpec spec;
-  const char* name = "kvarn_attend_records";
-  switch (kind) {
-    case AttendKernel::matrix_units:
-    case AttendKernel::matrix_units_emulated:
-      spec = attend_records_mma_program(params, hpw, kind == AttendKernel::matrix_units_emulated);
-      name = "kvarn_attend_records_mma";
-      break;
-    case AttendKernel::short_context:
-      spec = attend_records_short_program(params, hpw);
-      name = "kvarn_attend_records_short";
-      break;
-    default:
-      spec = attend_records_program(params, hpw, caps().type == "gpu");
-      break;
-  }
-  AttendPrograms p{&kernel(spec, name), &kernel(spec, "kvarn_attend_merge")};
-  return attend_programs_.emplace(key, p).first->second;
+  const Program program = attend_program(kind);
+  ProgramArgs args;
+  args.params = params;
+  args.heads_per_group = hpw;
+  const ProgramSpec spec = program_spec(program, args, caps());
+  const std::vector<std::string>& names = program_def(program).kernels;  // split, merge
+  return attend_programs_
+      .emplace(key, make_attend_programs(kernel(spec, names.at(0)), kernel(spec, names.at(1)),
+                                         attend_work_group(kind), attend_split_writes_output(kind),
+                                         "attend: launching " + names.at(0)))
+      .first->second;
+}
+
+OpenCLBackend::AttendPrograms& OpenCLBackend::attend_fp16_programs(int head_dim, int hpw) {
+  const std::array<int, 2> key{head_dim, hpw};
+  auto it = attend_fp16_programs_.find(key);
+  if (it != attend_fp16_programs_.end()) return it->second;
+  ProgramArgs args;
+  args.params.head_dim = head_dim;
+  args.heads_per_group = hpw;
+  const ProgramSpec spec = program_spec(Program::attend_fp16, args, caps());
+  const std::vector<std::string>& names = program_def(Program::attend_fp16).kernels;
+  return attend_fp16_programs_
+      .emplace(key, make_attend_programs(kernel(spec, names.at(0)), kernel(spec, names.at(1)),
+                                         kAttendShortWorkGroup, false,
+                                         "attend_fp16: launching " + names.at(0)))
+      .first->second;
 }
 
 void OpenCLBackend::attend(const AttendArgs& a) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const AttendPools pools = check_attend(a);
   const RecordLayout L = RecordLayout::make(a.params);
-  const std::size_t S = std::size_t(a.num_seqs), D = std::size_t(L.head_dim);
+  const std::size_t S = std::size_t(a.num_seqs);
   const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
   if (S == 0) return;
 
@@ -131,19 +153,15 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   const int hpw_portable = attend_heads_per_group(R);
   const AttendKernel kind =
       attend_kernel_for(S * Hk * std::size_t(R / hpw_portable), max_units, hpw_portable);
-  const bool mma = kind == AttendKernel::matrix_units || kind == AttendKernel::matrix_units_emulated;
-  const int hpw = mma ? attend_mma_heads_per_group(R) : hpw_portable;
+  const int hpw = attend_kernel_heads_per_group(kind, R);
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
-  int splits = attend_splits_override_ > 0 ? attend_splits_override_
-               : mma ? attend_mma_splits(groups, max_units, caps().compute_units)
-               : kind == AttendKernel::short_context
-                   ? attend_short_splits(groups, max_units, caps().compute_units)
-                   : attend_splits(groups, max_units, attend_units_per_step(a.params), caps().compute_units);
+  int splits = attend_splits_override_ > 0
+                   ? attend_splits_override_
+                   : attend_kernel_splits(kind, a.params, groups, max_units, caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
   AttendPrograms& prog = attend_programs(kind, a.params, hpw);
   cl::Kernel& k = *prog.split;
-  cl::Kernel& merge = *prog.merge;
   cl_call("attend: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(*a.q, "attend: q"));
     k.setArg(1, cl_buffer(*a.records, "attend: records"));
@@ -162,39 +180,14 @@ void OpenCLBackend::attend(const AttendArgs& a) {
     k.setArg(14, cl_float(a.scale));
   });
   last_attend_kernel_ = kind;
-  if (kind == AttendKernel::short_context) {
-    // Partials always, then the merge (as the fp16 program).
-    const std::size_t parts = S * Hq * std::size_t(splits);
-    cl::Buffer& ws = attend_workspace(parts * (2 + D) * sizeof(float));
-    cl_call("attend: setting kernel arguments", [&] {
-      k.setArg(15, ws);
-      k.setArg(16, cl_ulong(parts));
-      merge.setArg(0, ws);
-      merge.setArg(1, cl_ulong(parts));
-      merge.setArg(2, cl_int(splits));
-      merge.setArg(3, cl_int(1));
-      merge.setArg(4, cl_int(a.out_type == ElementType::f16 ? 1 : 0));
-      merge.setArg(5, cl_buffer(*a.out, "attend: out"));
-    });
-    const char* what = "attend: launching kvarn_attend_records_short";
-    launch(k, cl::NDRange(std::size_t(splits) * kAttendShortWorkGroup, Hk * std::size_t(R / hpw), S),
-           cl::NDRange(kAttendShortWorkGroup, 1, 1), what);
-    attend_split_event_ = last_event_;
-    launch(merge, cl::NDRange(kMergeWorkGroup, S * Hq), cl::NDRange(kMergeWorkGroup, 1), what);
-    last_attend_splits_ = splits;
-    return;
-  }
-  const std::size_t wg = mma ? kAttendMmaWorkGroup : kAttendWorkGroup;
-  launch_attend_split_and_merge(
-      k, merge, cl::NDRange(std::size_t(splits) * wg, Hk * std::size_t(R / hpw), S), wg, splits,
-      S * Hq, L.head_dim, true, a.out_type, *a.out,
-      mma ? "attend: launching kvarn_attend_records_mma" : "attend: launching kvarn_attend_records");
+  launch_attend(prog, Hk * std::size_t(R / hpw), S, splits, S * Hq, L.head_dim, true, a.out_type,
+                *a.out);
 }
 
 void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   check_attend_fp16(a);
-  const std::size_t S = std::size_t(a.num_seqs), D = std::size_t(a.head_dim);
+  const std::size_t S = std::size_t(a.num_seqs);
   const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
   if (S == 0) return;
 
@@ -216,9 +209,8 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
   const bool rotated = a.kv_frame == Frame::rotated;
 
-  const ProgramSpec spec = attend_fp16_program(a.head_dim, hpw);
-  cl::Kernel& k = kernel(spec, "kvarn_attend_fp16");
-  cl::Kernel& merge = kernel(spec, "kvarn_attend_merge");
+  AttendPrograms& prog = attend_fp16_programs(a.head_dim, hpw);
+  cl::Kernel& k = *prog.split;
   cl_call("attend_fp16: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(*a.q, "attend_fp16: q"));
     k.setArg(1, cl_buffer(*a.k, "attend_fp16: k"));
@@ -231,25 +223,8 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
     k.setArg(8, cl_float(a.scale));
     k.setArg(9, cl_int(rotated ? 1 : 0));
   });
-  // Two launches always (the fp16 kernel writes partials only), see attention_short.cl.
-  const std::size_t parts = S * Hq * std::size_t(splits);
-  cl::Buffer& ws = attend_workspace(parts * (2 + D) * sizeof(float));
-  cl_call("attend_fp16: setting kernel arguments", [&] {
-    k.setArg(10, ws);
-    k.setArg(11, cl_ulong(parts));
-    merge.setArg(0, ws);
-    merge.setArg(1, cl_ulong(parts));
-    merge.setArg(2, cl_int(splits));
-    merge.setArg(3, cl_int(rotated ? 1 : 0));
-    merge.setArg(4, cl_int(a.out_type == ElementType::f16 ? 1 : 0));
-    merge.setArg(5, cl_buffer(*a.out, "attend_fp16: out"));
-  });
-  const char* what = "attend_fp16: launching kvarn_attend_fp16";
-  launch(k, cl::NDRange(std::size_t(splits) * kAttendFp16WorkGroup, Hk * std::size_t(R / hpw), S),
-         cl::NDRange(kAttendFp16WorkGroup, 1, 1), what);
-  attend_split_event_ = last_event_;
-  launch(merge, cl::NDRange(kMergeWorkGroup, S * Hq), cl::NDRange(kMergeWorkGroup, 1), what);
-  last_attend_splits_ = splits;
+  launch_attend(prog, Hk * std::size_t(R / hpw), S, splits, S * Hq, a.head_dim, rotated,
+                a.out_type, *a.out);
 }
 
 }  // namespace kvarn_cl::opencl

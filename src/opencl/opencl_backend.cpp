@@ -14,9 +14,6 @@
 namespace kvarn_cl::opencl {
 namespace {
 
-constexpr std::uint32_t kNoFailure = 0xFFFFFFFFu;
-
-
 void check_u32(std::size_t value, const char* argument) {
   if (value > std::numeric_limits<std::uint32_t>::max())
     throw InvalidArgument(std::string(argument) + " = " + std::to_string(value) +
@@ -35,11 +32,7 @@ const cl::Buffer& cl_buffer(const Buffer& buffer, const char* argument) {
 }
 
 OpenCLBackend::OpenCLBackend(std::shared_ptr<DeviceRuntime> runtime, cl::CommandQueue queue)
-    : runtime_(std::move(runtime)), queue_(std::move(queue)) {
-  profiling_ = cl_call("reading the command queue properties", [&] {
-    return (queue_.getInfo<CL_QUEUE_PROPERTIES>() & CL_QUEUE_PROFILING_ENABLE) != 0;
-  });
-}
+    : runtime_(std::move(runtime)), queue_(std::move(queue)) {}
 
 std::string OpenCLBackend::name() const {
   return "opencl: " + caps().platform_name + " / " + caps().device_name;
@@ -122,6 +115,17 @@ cl::Kernel& OpenCLBackend::kernel(const ProgramSpec& spec, const std::string& ke
   return kernels_.emplace(std::move(key), std::move(k)).first->second;
 }
 
+cl::Kernel& OpenCLBackend::kernel(Program program, const ProgramArgs& args,
+                                  const std::string& kernel_name) {
+  return kernel(program_spec(program, args, caps()), kernel_name);
+}
+
+cl::Kernel& OpenCLBackend::fixed_kernel(Program program, std::size_t index) {
+  cl::Kernel*& k = fixed_kernels_[{program, index}];
+  if (k == nullptr) k = &kernel(program, ProgramArgs{}, program_def(program).kernels.at(index));
+  return *k;
+}
+
 void OpenCLBackend::launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
                            const char* what) {
   cl_call(what, [&] { queue_.enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, &last_event_); });
@@ -153,33 +157,47 @@ std::uint32_t OpenCLBackend::take_status(const char* what) {
   return s;
 }
 
-bool OpenCLBackend::unroll_codec() const {
-  // GPUs keep private arrays in registers only with constant indices (common.cl KV_UNROLL);
-  // CPU devices gain nothing from it and compile much more slowly.
-  return caps().type == "gpu";
-}
-
-int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {
-  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
-  const std::string key = geometry_options(params);
-  auto it = quantize_rt_.find(key);
-  if (it != quantize_rt_.end()) return it->second;
+OpenCLBackend::CodecKernels& OpenCLBackend::codec_kernels(const CodecParams& params) {
+  const std::array<int, 2> key{int(params.preset), params.head_dim};
+  auto it = codec_kernels_.find(key);
+  if (it != codec_kernels_.end()) return it->second;
   // Q_RT = 8 keeps 64 values per work-item; a device (or a register-hungry build of the kernel)
   // that cannot run that many work-items per group gets Q_RT = 16 (half the group, 128 values).
+  const std::vector<std::string>& names = program_def(Program::codec).kernels;
   for (int rt : {8, 16}) {
     const std::size_t wg = std::size_t(quantize_work_group(params, rt));
     if (wg > caps().max_work_group_size) continue;
-    cl::Kernel& k = kernel(codec_program(params, rt, unroll_codec()), "kvarn_quantize");
+    ProgramArgs args;
+    args.params = params;
+    args.tokens_per_item = rt;
+    const ProgramSpec spec = program_spec(Program::codec, args, caps());
+    cl::Kernel& q = kernel(spec, names.at(0));
     const std::size_t kwg = cl_call("reading CL_KERNEL_WORK_GROUP_SIZE", [&] {
-      return k.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(device());
+      return q.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(device());
     });
-    if (wg <= kwg) return quantize_rt_[key] = rt;
+    if (wg <= kwg)
+      return codec_kernels_[key] = CodecKernels{rt, &q, &kernel(spec, names.at(1)), &kernel(spec, names.at(2))};
   }
   throw Unsupported("quantize: " + caps().device_name + " cannot run the quantize kernel for " +
                     to_string(params.preset) + " with head_dim " + std::to_string(params.head_dim) +
                     " (work-group of " + std::to_string(quantize_work_group(params, 16)) +
                     " work-items needed, device maximum " +
                     std::to_string(caps().max_work_group_size) + ")");
+}
+
+int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
+  return codec_kernels(params).tokens_per_item;
+}
+
+OpenCLBackend::RotateKernels& OpenCLBackend::rotate_kernels(int head_dim) {
+  auto it = rotate_kernels_.find(head_dim);
+  if (it != rotate_kernels_.end()) return it->second;
+  ProgramArgs args;
+  args.params.head_dim = head_dim;
+  const ProgramSpec spec = program_spec(Program::rotate, args, caps());
+  const std::vector<std::string>& names = program_def(Program::rotate).kernels;
+  return rotate_kernels_[head_dim] = RotateKernels{&kernel(spec, names.at(0)), &kernel(spec, names.at(1))};
 }
 
 void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementType in_type,
@@ -190,8 +208,8 @@ void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementT
   check_u32(rows, "rotate: rows");
   check_u32(out_row, "rotate: out_row");
   if (rows == 0) return;
-  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params), unroll_codec()),
-                         in_type == ElementType::f16 ? "kvarn_rotate_f16" : "kvarn_rotate_f32");
+  const RotateKernels& rk = rotate_kernels(params.head_dim);
+  cl::Kernel& k = in_type == ElementType::f16 ? *rk.f16 : *rk.f32;
   const std::size_t rows_per_group = std::size_t(kRotateWorkGroup) * 8 / D;
   cl_call("rotate: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(in, "rotate: in"));
@@ -209,8 +227,9 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const RecordLayout l = check_quantize(params, k_rows, v_rows, jobs, records);
   if (jobs.empty()) return;
-  const int rt = quantize_tokens_per_item(params);
-  cl::Kernel& k = kernel(codec_program(params, rt, unroll_codec()), "kvarn_quantize");
+  const CodecKernels& ck = codec_kernels(params);
+  const int rt = ck.tokens_per_item;
+  cl::Kernel& k = *ck.quantize;
   static_assert(sizeof(QuantizeJob) == 2 * sizeof(cl_uint), "QuantizeJob is uploaded as uint2");
   cl::Buffer job_buf = upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "quantize: uploading jobs");
   cl::Buffer& status = status_buffer();
@@ -242,8 +261,8 @@ void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   check_dequantize(params, records, record_ids, k_out, v_out);
   if (record_ids.empty()) return;
-  cl::Kernel& k = kernel(codec_program(params, quantize_tokens_per_item(params), unroll_codec()),
-                         frame == Frame::rotated ? "kvarn_dequantize_rotated" : "kvarn_dequantize_original");
+  const CodecKernels& ck = codec_kernels(params);
+  cl::Kernel& k = frame == Frame::rotated ? *ck.dequantize_rotated : *ck.dequantize_original;
   cl::Buffer ids = upload(record_ids.data(), record_ids.size() * sizeof(std::uint32_t),
                           "dequantize: uploading record ids");
   cl::Buffer& status = status_buffer();

@@ -1,19 +1,22 @@
-// The OpenCL implementation of kvarn_cl::Backend.
+// The OpenCL implementation of kvarn_cl::Backend. Its public face is the Backend interface plus
+// what the library itself needs (the device runtime and capabilities for `kvarn-cl info` and
+// make_backend's build check); the knobs that tests and benchmarks turn are behind
+// opencl_backend_tuning.hpp.
 //
-// For kernels added in other files (attention: src/opencl/opencl_attend.cpp and its own .cl
-// files), the class offers a small toolkit instead of private plumbing:
-//   kernel(spec, "name")      the kernel of a program (built once per device, cached by the
-//                             runtime; the cl::Kernel object is cached per backend and its arguments are
-//                             set and enqueued under the call mutex of the public call using it)
-//   geometry_options(params)  (codec_program.hpp) the record geometry as -D options
+// Its calls are spread over files by job (opencl_backend.cpp: buffers and the codec,
+// opencl_attend.cpp, opencl_copy_rows.cpp, opencl_check_rows.cpp); they share a small private
+// toolkit:
+//   kernel(program, args, "name")  a kernel of a program of the program table (program_table.hpp),
+//                             built once per device (the runtime's program cache); the cl::Kernel
+//                             object is cached per backend, its arguments set and enqueued under
+//                             the call mutex of the public call using it
 //   launch(kernel, global, local, what)   enqueue + error translation; keeps the event
 //   upload(data, bytes, what) a read-only device copy of small host data (index lists) without
 //                             synchronizing the queue
 //   cl_buffer(buffer, "arg")  (opencl_buffer.hpp) the cl::Buffer of a Buffer argument
-//   context(), device(), queue(), caps()
 // Every public call holds call_mutex_ for its duration, so several threads (e.g. two caches on
 // one backend) may use one backend: their calls are serialized, each one enqueues a consistent
-// set of kernel arguments on the one queue. The toolkit below is for use inside such a call.
+// set of kernel arguments on the one queue.
 #pragma once
 
 #include <array>
@@ -21,15 +24,21 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/device.hpp"
+#include "opencl/attention_program.hpp"
 #include "opencl/cl_headers.hpp"
 #include "opencl/device_runtime.hpp"
 #include "opencl/opencl_buffer.hpp"
+#include "opencl/program_table.hpp"
 
 namespace kvarn_cl::opencl {
+namespace internal {
+class OpenCLBackendTuning;
+}
 
 class OpenCLBackend final : public Backend {
  public:
@@ -64,79 +73,93 @@ class OpenCLBackend final : public Backend {
     return std::size_t(caps().global_mem_bytes);
   }
 
-  // --- toolkit for kernels of other files and for benchmarks ---------------------------------
+  // What the library needs beside the Backend interface (device_api.cpp, make_backend.cpp): the
+  // device runtime (program builds, matrix-unit probe, program cache) and its capabilities.
   DeviceRuntime& runtime() noexcept { return *runtime_; }
-  const cl::Context& context() const noexcept { return runtime_->context(); }
-  const cl::Device& device() const noexcept { return runtime_->device(); }
-  cl::CommandQueue& queue() noexcept { return queue_; }
   const DeviceCapabilities& caps() const noexcept { return runtime_->caps(); }
 
+  // Q_RT of the quantize kernel for a geometry: 8, or 16 where the device cannot run the larger
+  // work-group that 8 needs (decided once per geometry from CL_KERNEL_WORK_GROUP_SIZE). Builds
+  // the geometry's codec program.
+  int quantize_tokens_per_item(const CodecParams& params);
+
+ private:
+  friend class internal::OpenCLBackendTuning;
+
+  const cl::Context& context() const noexcept { return runtime_->context(); }
+  const cl::Device& device() const noexcept { return runtime_->device(); }
+
   cl::Kernel& kernel(const ProgramSpec& spec, const std::string& kernel_name);
+  cl::Kernel& kernel(Program program, const ProgramArgs& args, const std::string& kernel_name);
   void launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
               const char* what);
   cl::Buffer upload(const void* data, std::size_t bytes, const char* what);
-  // The event of the last launch() (kernel time via profiling when the queue has
-  // CL_QUEUE_PROFILING_ENABLE, which queues created by the library have).
-  const cl::Event& last_event() const noexcept { return last_event_; }
-  bool profiling() const noexcept { return profiling_; }
 
-  // Q_RT of the quantize kernel for a geometry: 8, or 16 where the device cannot run the larger
-  // work-group that 8 needs (decided once per geometry from CL_KERNEL_WORK_GROUP_SIZE).
-  int quantize_tokens_per_item(const CodecParams& params);
-  // Whether codec programs are built with -DKV_UNROLL=1 (GPU devices; codec_program.hpp).
-  bool unroll_codec() const;
-
-  // Attention (opencl_attend.cpp): context splits of later attend/attend_fp16 calls; 0 = chosen
-  // per launch (attention_program.hpp), n > 0 forces n (clamped to the units of the longest
-  // sequence). For tests and benchmarks.
-  void set_attend_splits(int splits) noexcept { attend_splits_override_ = splits; }
-  // Splits used by the last attend/attend_fp16 call, and the event of its split kernel (the
-  // merge kernel's event is last_event()).
-  int last_attend_splits() const noexcept { return last_attend_splits_; }
-  const cl::Event& last_attend_split_event() const noexcept { return attend_split_event_; }
-  // Fused attention kernel of later attend calls: chosen per launch (the matrix-unit kernel where
-  // the device has it, matrix_units.hpp; else attention_program.hpp's attend_prefers_short_kernel),
-  // or forced to attention.cl (tile slots), attention_short.cl, attention_mma.cl (inline PTX) or
-  // attention_mma.cl with emulated primitives (any device; slow, for tests).
-  // For tests and benchmarks; last_attend_kernel() says which one the last attend call ran.
-  enum class AttendKernel { automatic, tile_slots, short_context, matrix_units, matrix_units_emulated };
-  void set_attend_kernel(AttendKernel k) noexcept { attend_kernel_override_ = k; }
-  AttendKernel last_attend_kernel() const noexcept { return last_attend_kernel_; }
-
- private:
-  cl::Buffer& status_buffer();  // one uint: min index of a failing tile or row, ~0u when none
+  // The status word: one uint, the least index of a failing tile or row, kNoFailure when none.
+  static constexpr std::uint32_t kNoFailure = 0xFFFFFFFFu;
+  cl::Buffer& status_buffer();  // reset to kNoFailure
   std::uint32_t take_status(const char* what);
+
+  // Kernels of the codec programs, per geometry (rotation: per head_dim, its only parameter),
+  // looked up by a small key: no option strings per call.
+  struct CodecKernels {
+    int tokens_per_item;
+    cl::Kernel* quantize;
+    cl::Kernel* dequantize_rotated;
+    cl::Kernel* dequantize_original;
+  };
+  CodecKernels& codec_kernels(const CodecParams& params);
+  struct RotateKernels {
+    cl::Kernel* f16;
+    cl::Kernel* f32;
+  };
+  RotateKernels& rotate_kernels(int head_dim);
+  // Kernel `index` of a program without parameters (row copies, row checks).
+  cl::Kernel& fixed_kernel(Program program, std::size_t index);
 
   // Serializes the public calls (cached cl::Kernel objects carry their arguments between setArg
   // and enqueue; see the class comment). Recursive: public calls may call each other.
   std::recursive_mutex call_mutex_;
   std::shared_ptr<DeviceRuntime> runtime_;
   cl::CommandQueue queue_;
-  bool profiling_ = false;
   std::map<std::string, cl::Kernel> kernels_;
-  std::map<std::string, int> quantize_rt_;
+  std::map<std::array<int, 2>, CodecKernels> codec_kernels_;  // preset, head_dim
+  std::map<int, RotateKernels> rotate_kernels_;                // head_dim
+  std::map<std::pair<Program, std::size_t>, cl::Kernel*> fixed_kernels_;
   cl::Buffer status_;
   cl::Event last_event_;
 
-  // Attention (opencl_attend.cpp): split-K partials workspace (grown on demand) and knobs.
-  cl::Buffer& attend_workspace(std::size_t bytes);
-  void launch_attend_split_and_merge(cl::Kernel& split_kernel, cl::Kernel& merge_kernel,
-                                     const cl::NDRange& split_global, std::size_t split_local,
-                                     int num_splits,
-                                     std::size_t rows, int head_dim, bool rotate_back,
-                                     ElementType out_type, Buffer& out, const char* what);
-  // The fused kernel for a launch (override, matrix units, or the portable policy).
-  AttendKernel attend_kernel_for(std::size_t groups_portable, int max_units, int hpw_portable);
-  // Split and merge kernels of a fused program, cached by a small key (no option strings per call).
+  // Attention (opencl_attend.cpp): the split and merge kernels of a program, cached by a small
+  // key (no option strings per call), and how they are launched.
   struct AttendPrograms {
     cl::Kernel* split;
     cl::Kernel* merge;
+    std::size_t work_group;    // of the split kernel
+    bool split_writes_output;  // its trailing arguments are (out_f16, out, part, num_parts), not
+                               // (part, num_parts): with one split it stores the output itself
+    cl_uint first_output_arg;  // index of the first of those trailing arguments
+    std::string what;          // "attend: launching <split kernel>", for errors
   };
-  using AttendProgramKey = std::array<int, 4>;  // kind, preset, head_dim, heads per group
+  AttendPrograms make_attend_programs(cl::Kernel& split, cl::Kernel& merge, std::size_t work_group,
+                                      bool split_writes_output, std::string what);
+  using AttendProgramKey = std::array<int, 4>;  // kernel, preset, head_dim, heads per group
   AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
+  AttendPrograms& attend_fp16_programs(int head_dim, int hpw);
   std::map<AttendProgramKey, AttendPrograms> attend_programs_;
+  std::map<std::array<int, 2>, AttendPrograms> attend_fp16_programs_;  // head_dim, heads per group
+  // The fused kernel for a launch (forced, matrix units, or the portable policy).
+  AttendKernel attend_kernel_for(std::size_t groups_portable, int max_units, int hpw_portable);
+  // The split kernel, then (more than one split, or a kernel that only writes partials) the
+  // merge, for `rows` query rows of S sequences; groups_y work-groups per sequence and split.
+  void launch_attend(const AttendPrograms& p, std::size_t groups_y, std::size_t S, int splits,
+                     std::size_t rows, int head_dim, bool rotate_back, ElementType out_type,
+                     Buffer& out);
+  cl::Buffer& attend_workspace(std::size_t bytes);  // split partials, grown on demand
+  cl::Buffer attend_ws_;
+  std::size_t attend_ws_bytes_ = 0;
   std::vector<SeqInfo> attend_info_rb_;
   std::vector<std::int32_t> attend_tables_rb_;  // read-back when no host copy
+
   // write_async staging: host copies that stay alive until their write has run.
   struct Staging {
     std::vector<unsigned char> bytes;
@@ -144,11 +167,11 @@ class OpenCLBackend final : public Backend {
   };
   std::vector<Staging> staging_;
   std::size_t staging_next_ = 0;
-  cl::Buffer attend_ws_;
-  std::size_t attend_ws_bytes_ = 0;
+
+  // Tuning (opencl_backend_tuning.hpp): forced kernel and splits, and what the last attend ran.
   int attend_splits_override_ = 0;
-  int last_attend_splits_ = 0;
   AttendKernel attend_kernel_override_ = AttendKernel::automatic;
+  int last_attend_splits_ = 0;
   AttendKernel last_attend_kernel_ = AttendKernel::automatic;
   cl::Event attend_split_event_;
 };

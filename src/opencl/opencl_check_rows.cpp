@@ -8,7 +8,6 @@ namespace kvarn_cl::opencl {
 namespace {
 
 constexpr std::size_t kCheckRowsWorkGroup = 64;  // check_rows.cl CK_WG
-constexpr std::uint32_t kNoBadRow = 0xFFFFFFFFu;  // the status word's reset value
 
 }  // namespace
 
@@ -19,9 +18,9 @@ std::int64_t OpenCLBackend::first_row_out_of_range(const Buffer& rows_buf, std::
     return Backend::first_row_out_of_range(rows_buf, rows, head_dim, max_abs);
   if (rows == 0) return -1;
   check_range(rows_buf, 0, rows * std::size_t(head_dim) * 2, "first_row_out_of_range: rows_buf");
-  if (rows >= kNoBadRow)
+  if (rows >= kNoFailure)
     throw InvalidArgument("first_row_out_of_range: rows " + std::to_string(rows) + " exceed 2^32 - 1");
-  cl::Kernel& k = kernel(ProgramSpec{{"check_rows.cl"}, ""}, "kvarn_check_rows");
+  cl::Kernel& k = fixed_kernel(Program::check_rows, 0);
   cl::Buffer& status = status_buffer();
   cl_call("first_row_out_of_range: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(rows_buf, "first_row_out_of_range: rows_buf"));
@@ -35,7 +34,7 @@ std::int64_t OpenCLBackend::first_row_out_of_range(const Buffer& rows_buf, std::
   launch(k, cl::NDRange(global), cl::NDRange(kCheckRowsWorkGroup),
          "first_row_out_of_range: launching kvarn_check_rows");
   const std::uint32_t bad = take_status("first_row_out_of_range: reading the status word");
-  return bad == kNoBadRow ? -1 : std::int64_t(bad);
+  return bad == kNoFailure ? -1 : std::int64_t(bad);
 }
 
 }  // namespace kvarn_cl::opencl

@@ -15,7 +15,7 @@
 #include "kvarn_cl/backend.hpp"
 #if KVARN_CL_WITH_OPENCL
 #include "kvarn_cl/device.hpp"
-#include "opencl/codec_program.hpp"
+#include "opencl/program_table.hpp"
 #include "opencl/kernel_sources.hpp"
 #endif
 

@@ -22,6 +22,7 @@
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
 #include "opencl/matrix_units.hpp"
+#include "opencl/opencl_backend_tuning.hpp"
 #include "opencl_fixture.hpp"
 
 namespace kvarn_cl::test {
@@ -179,7 +180,8 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   auto cpu = make_cpu_backend(CpuThreads{2});
   const std::vector<float> want = run_attend(*cpu, d, c.out_type);
   opencl::OpenCLBackend& cl = cl_backend();
-  using Kernel = opencl::OpenCLBackend::AttendKernel;
+  opencl::internal::OpenCLBackendTuning tuning(cl);
+  using Kernel = opencl::AttendKernel;
   // Every fused kernel, whichever the launch policy would pick for this shape: attention.cl's
   // tile slots, attention_short.cl, attention_mma.cl with emulated primitives (the matrix-unit
   // kernel's logic, on any device) and, where the device has matrix units, attention_mma.cl
@@ -205,15 +207,15 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
                  : kernel == Kernel::short_context ? "attention_short.cl"
                  : kernel == Kernel::matrix_units  ? "attention_mma.cl (inline PTX)"
                                                    : "attention_mma.cl (emulated)");
-    cl.set_attend_kernel(kernel);
-    cl.set_attend_splits(c.splits);
+    tuning.force_attend_kernel(kernel);
+    tuning.force_attend_splits(c.splits);
     const std::vector<float> got = run_attend(cl, d, c.out_type);
-    const int used = cl.last_attend_splits();
-    const Kernel ran = cl.last_attend_kernel();
+    const int used = tuning.last_attend_splits();
+    const Kernel ran = tuning.last_attend_kernel();
     // The second run passes the index data as host copies (no read-back): same launch, same bits.
     const std::vector<float> again = run_attend(cl, d, c.out_type, true);
-    cl.set_attend_splits(0);
-    cl.set_attend_kernel(Kernel::automatic);
+    tuning.force_attend_splits(0);
+    tuning.force_attend_kernel(Kernel::automatic);
     EXPECT_TRUE(ran == kernel);
     if (c.splits > 0) {
       int most = 0;
@@ -307,9 +309,10 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
   AttendFp16Args a =
       AttendFp16Args::over(S, c.hq, c.hk, D, *qb, *ob, *kb, *vb, c.capacity, *lb, c.frame);
   a.out_type = c.out_type;
-  cl.set_attend_splits(c.splits);
+  opencl::internal::OpenCLBackendTuning tuning(cl);
+  tuning.force_attend_splits(c.splits);
   cl.attend_fp16(a);
-  cl.set_attend_splits(0);
+  tuning.force_attend_splits(0);
   std::vector<float> got(std::size_t(S) * c.hq * D);
   if (c.out_type == ElementType::f32) got = from_device<float>(*ob, got.size());
   else got = to_float(from_device<half_bits>(*ob, got.size()));
@@ -391,13 +394,14 @@ TEST(OpenCLMatrixUnits, ChosenAutomaticallyWhereAvailable) {
   const std::vector<float> want = run_attend(*cpu, d, c.out_type);
   const std::vector<float> got = run_attend(cl, d, c.out_type, true);
   expect_rows_close(got, want, c.head_dim, 1e-4);
-  using Kernel = opencl::OpenCLBackend::AttendKernel;
+  using Kernel = opencl::AttendKernel;
+  const Kernel ran = opencl::internal::OpenCLBackendTuning(cl).last_attend_kernel();
   if (!mu.available) {
     // The fallback decision: no matrix units (PoCL, other vendors, a failed probe) -> portable.
-    EXPECT_TRUE(cl.last_attend_kernel() == Kernel::tile_slots || cl.last_attend_kernel() == Kernel::short_context);
+    EXPECT_TRUE(ran == Kernel::tile_slots || ran == Kernel::short_context);
     GTEST_SKIP() << "no matrix-unit path on " << cl.caps().device_name << ": " << mu.reason;
   }
-  EXPECT_TRUE(cl.last_attend_kernel() == Kernel::matrix_units);
+  EXPECT_TRUE(ran == Kernel::matrix_units);
 }
 
 // The probe itself: its checks pass with the emulated primitives on any device; the inline-PTX

@@ -11,9 +11,9 @@
 #include <string>
 #include <unistd.h>
 
-#include "opencl/attention_program.hpp"
 #include "opencl/device_runtime.hpp"
 #include "opencl/program_binary_cache.hpp"
+#include "opencl/program_table.hpp"
 #include "opencl_fixture.hpp"
 
 namespace kvarn_cl::test {
@@ -70,10 +70,11 @@ TEST(ProgramBinaryCache, SecondRuntimeLoadsInsteadOfCompiling) {
   const std::string dir = temp_dir("runtime");
   ::setenv("KVARN_CL_CACHE", "1", 1);
   ::setenv("KVARN_CL_CACHE_DIR", dir.c_str(), 1);
-  const opencl::ProgramSpec spec = opencl::copy_rows_program();
+  const opencl::ProgramSpec spec = opencl::program_spec(opencl::Program::copy_rows, {}, be.caps());
   auto fresh_runtime = [&] {
     // A new context on the same device: a runtime of its own, with an empty in-process cache.
-    return opencl::DeviceRuntime::for_context(cl::Context(be.device()), be.device());
+    const cl::Device& device = be.runtime().device();
+    return opencl::DeviceRuntime::for_context(cl::Context(device), device);
   };
   {
     auto rt = fresh_runtime();

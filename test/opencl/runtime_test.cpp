@@ -17,8 +17,8 @@
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
-#include "opencl/codec_program.hpp"
 #include "opencl/kernel_sources.hpp"
+#include "opencl/program_table.hpp"
 #include "opencl_fixture.hpp"
 
 namespace kvarn_cl::test {
@@ -201,7 +201,7 @@ TEST(KernelBuild, FailureCarriesTheBuildLog) {
 // --- a caller's own context, queue and buffers -------------------------------------------------
 
 TEST(CallerContext, BackendOnCallerObjectsAndWrappedBuffers) {
-  const cl::Device device = cl_backend().device();
+  const cl::Device device = cl_backend().runtime().device();
   cl::Context context(device);
   cl::CommandQueue queue(context, device);
   auto backend = make_opencl_backend(context(), device(), queue());

@@ -354,7 +354,7 @@ TEST_F(CliRobustness, KernelBuildFailureStartsWithTheErrorLine) {
 #if KVARN_CL_WITH_OPENCL
   const std::string kernels = box.path("kernels");
   ASSERT_EQ(::mkdir(kernels.c_str(), 0700), 0);
-  for (const char* f : {"common.cl", "rotate.cl", "quantize.cl", "dequantize.cl"}) {
+  for (const char* f : {"common.cl", "fwht_rows.cl", "rotate.cl", "quantize.cl", "dequantize.cl"}) {
     std::ifstream in(std::string(KVARN_CL_SOURCE_DIR) + "/kernels/" + f, std::ios::binary);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (std::string(f) == "rotate.cl") text += "\nthis is not OpenCL C;\nint broken = ;\n";

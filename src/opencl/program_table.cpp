@@ -1,0 +1,107 @@
+// The program table (program_table.hpp).
+#include "opencl/program_table.hpp"
+
+#include <algorithm>
+
+#include "kvarn_cl/error.hpp"
+#include "opencl/codec_program.hpp"
+
+namespace kvarn_cl::opencl {
+namespace {
+
+// Every attention program: the shared helpers and the merge kernel before the program's own file.
+std::vector<std::string> attention_files(std::vector<std::string> own) {
+  std::vector<std::string> files{"common.cl", "attention_shared.cl", "attention_merge.cl"};
+  files.insert(files.end(), own.begin(), own.end());
+  return files;
+}
+
+std::vector<ProgramDef> make_table() {
+  const std::string merge = "kvarn_attend_merge";
+  return {
+      {Program::rotate, "rotation", {"common.cl", "fwht_rows.cl", "rotate.cl"}, Geometry::head_dim,
+       false, false, "", "", {"kvarn_rotate_f16", "kvarn_rotate_f32"}},
+      {Program::codec, "codec", {"common.cl", "fwht_rows.cl", "quantize.cl", "dequantize.cl"},
+       Geometry::record, false, true, "", "-DKV_UNROLL=1",
+       {"kvarn_quantize", "kvarn_dequantize_rotated", "kvarn_dequantize_original"}},
+      {Program::attend_tile_slots, "fused attention (tile slots)", attention_files({"attention.cl"}),
+       Geometry::record, true, false, "", "-DAT_UNROLL=1", {"kvarn_attend_records", merge}},
+      {Program::attend_short, "fused attention (short contexts)",
+       attention_files({"attention_short.cl"}), Geometry::record, true, false, "", "",
+       {"kvarn_attend_records_short", merge}},
+      // attention_short.cl's unit code for fp16 rows only; AT_PREFETCH_FP16 makes it prefetch
+      // fp16 V rows (its only kind of unit) instead of record code words.
+      {Program::attend_fp16, "fp16 attention", attention_files({"attention_short.cl"}),
+       Geometry::head_dim, true, false, "-DAT_PREFETCH_FP16=1", "", {"kvarn_attend_fp16", merge}},
+      {Program::attend_matrix_units, "fused attention (matrix units)",
+       attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
+       "", "", {"kvarn_attend_records_mma", merge}},
+      {Program::attend_matrix_units_emulated, "fused attention (matrix units, emulated)",
+       attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
+       "-DAT_MMA_EMULATE=1", "", {"kvarn_attend_records_mma", merge}},
+      {Program::mma_probe, "matrix-unit probe", {"mma_primitives.cl", "mma_probe.cl"},
+       Geometry::none, false, false, "", "", {"kvarn_mma_probe"}},
+      {Program::mma_probe_emulated, "matrix-unit probe (emulated)",
+       {"mma_primitives.cl", "mma_probe.cl"}, Geometry::none, false, false, "-DAT_MMA_EMULATE=1",
+       "", {"kvarn_mma_probe"}},
+      {Program::copy_rows, "row copies", {"copy_rows.cl"}, Geometry::none, false, false, "", "",
+       {"kvarn_copy_rows"}},
+      {Program::check_rows, "row checks", {"check_rows.cl"}, Geometry::none, false, false, "", "",
+       {"kvarn_check_rows"}},
+  };
+}
+
+}  // namespace
+
+const std::vector<ProgramDef>& program_table() {
+  static const std::vector<ProgramDef> table = make_table();
+  return table;
+}
+
+const ProgramDef& program_def(Program program) {
+  for (const ProgramDef& d : program_table())
+    if (d.program == program) return d;
+  throw InvalidArgument("program " + std::to_string(int(program)) + " is not in the program table");
+}
+
+bool unrolls_loops(const DeviceCapabilities& caps) { return caps.type == "gpu"; }
+
+ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceCapabilities& caps) {
+  const ProgramDef& d = program_def(program);
+  std::string options;
+  auto add = [&](const std::string& o) {
+    if (!o.empty()) options += (options.empty() ? "" : " ") + o;
+  };
+  switch (d.geometry) {
+    case Geometry::none:
+      break;
+    case Geometry::head_dim: {
+      // Units of 128 rows: the k4v2_g128 geometry supplies KV_D and KV_G = 128; the record fields
+      // are unused.
+      validate_head_dim(args.params.head_dim, "program head_dim");
+      add(geometry_options(CodecParams{Preset::k4v2_g128, args.params.head_dim, kDefaultSinkhornIters}));
+      break;
+    }
+    case Geometry::record:
+      add(geometry_options(args.params));
+      break;
+  }
+  if (d.heads_per_group) add("-DAT_HPW=" + std::to_string(args.heads_per_group));
+  if (d.tokens_per_item) add("-DQ_RT=" + std::to_string(args.tokens_per_item));
+  add(d.options);
+  if (unrolls_loops(caps)) add(d.gpu_options);
+  return {d.files, options};
+}
+
+const std::vector<std::string>& codec_files() {
+  static const std::vector<std::string> files = [] {
+    std::vector<std::string> out;
+    for (Program p : {Program::rotate, Program::codec})
+      for (const std::string& f : program_def(p).files)
+        if (std::find(out.begin(), out.end(), f) == out.end()) out.push_back(f);
+    return out;
+  }();
+  return files;
+}
+
+}  // namespace kvarn_cl::opencl

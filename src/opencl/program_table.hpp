@@ -1,0 +1,73 @@
+// The one table of the library's OpenCL programs: for each program, its kernel files in
+// concatenation order, what its -D options are made of (record geometry from RecordLayout, heads
+// per work-group, tokens per work-item, GPU-only loop unrolling, fixed variant options) and the
+// kernels it holds. The backend (opencl_backend.cpp, opencl_attend.cpp, opencl_copy_rows.cpp,
+// opencl_check_rows.cpp, matrix_units.cpp) and the build check of `kvarn-cl info`
+// (try_build_kernels, device_api.cpp) make their programs only through program_spec(), so the
+// check builds the very variants the backend runs on that device.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kvarn_cl/device.hpp"
+#include "kvarn_cl/format.hpp"
+#include "opencl/device_runtime.hpp"
+
+namespace kvarn_cl::opencl {
+
+enum class Program {
+  rotate,                        // rotation of K/V/Q rows
+  codec,                         // quantize and dequantize
+  attend_tile_slots,             // fused decode attention, tile slots (attention.cl)
+  attend_short,                  // fused decode attention, short contexts (attention_short.cl)
+  attend_fp16,                   // plain fp16 decode attention (attention_short.cl)
+  attend_matrix_units,           // fused decode attention on matrix units (inline PTX)
+  attend_matrix_units_emulated,  // the same with the primitives emulated (any device; tests)
+  mma_probe,                     // the matrix-unit capability probe (matrix_units.hpp)
+  mma_probe_emulated,
+  copy_rows,
+  check_rows,
+};
+
+// The record geometry in a program's -D options (geometry_options, codec_program.hpp).
+enum class Geometry {
+  none,      // no geometry
+  head_dim,  // only head_dim matters: the k4v2_g128 geometry at that head_dim (KV_D, KV_G = 128)
+  record,    // the preset's record layout
+};
+
+struct ProgramDef {
+  Program program;
+  const char* name;                // for messages: "codec", "fused attention (tile slots)", ...
+  std::vector<std::string> files;  // concatenated in this order
+  Geometry geometry;
+  bool heads_per_group;            // -DAT_HPW=ProgramArgs::heads_per_group
+  bool tokens_per_item;            // -DQ_RT=ProgramArgs::tokens_per_item
+  std::string options;             // fixed -D options of this variant
+  // Added on GPU devices only: loop unrolling that keeps private arrays in registers there,
+  // and that CPU compilers (PoCL) gain nothing from and compile much more slowly.
+  std::string gpu_options;
+  std::vector<std::string> kernels;
+};
+
+const std::vector<ProgramDef>& program_table();
+const ProgramDef& program_def(Program program);
+
+// What varies between builds of one program.
+struct ProgramArgs {
+  CodecParams params;       // the record geometry, or (Geometry::head_dim) only its head_dim
+  int heads_per_group = 0;  // attention programs
+  int tokens_per_item = 0;  // codec program (quantize.cl Q_RT)
+};
+
+// Whether a device gets the programs' gpu_options.
+bool unrolls_loops(const DeviceCapabilities& caps);
+
+// The files and options of one build of `program` for a device.
+ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceCapabilities& caps);
+
+// The kernel files of the codec programs (rotate and codec), each once, in table order.
+const std::vector<std::string>& codec_files();
+
+}  // namespace kvarn_cl::opencl
