@@ -55,12 +55,10 @@
 #define KSW (KSB >= 32 ? KSB / 32 : 1) // 32-bit words of a K span
 #define VSW (VSB >= 32 ? VSB / 32 : 1)
 #define MCH (MBV < 8 ? MBV : 8)        // V m-blocks per chunk (bounds the accumulator registers)
-// Record code words of a whole tile are loaded ahead (all in flight at once: one memory latency
-// per tile instead of one per k-block) where they fit in 64 registers per side: the K words of
-// the next record while this one's softmax and values run (one n-block only: with two the
-// registers spill), the V words while the softmax runs. Larger geometries load per k-block.
-#define AT_PRELOAD_K (KBK * 4 * KSW <= 64 && NB == 1)
-#define AT_PRELOAD_V (MBK * 4 * VSW <= 64)
+// Code words are loaded per k-block, next to their use. Loading a whole tile's words ahead (the
+// next record's K words during this one's softmax, the V words during the softmax) was measured
+// slower on the H200 at every batch size that fills the GPU (docs/perf/h200_run2/ablation): the
+// registers it holds cost more in resident warps than the latency it hides.
 #define AT_LOG2E 1.4426950408889634f
 #define AT_LN2 0.6931471805599453f
 #if (KV_G != 64 && KV_G != 128) || KSB > 64 || VSB > 128 || (KV_D % 64) != 0
@@ -77,27 +75,11 @@ typedef struct {
 
 // One unit of context: a record tile (rec != 0) or n fp16 rows at k/v (token-major, D halves).
 // Processes it into st. All 32 work-items call it together.
-inline void at_load_k_words(__global const uchar* rec, uint kw[KBK][4][KSW], int lane) {
-  const int g = lane >> 2, t = lane & 3;
-  AT_MMA_UNROLL
-  for (int kb = 0; kb < KBK; ++kb)
-    AT_MMA_UNROLL
-    for (int j = 0; j < 4; ++j)
-      at_load_span(rec + KV_OFF_K_CODES + (t * (KV_D / 4) + 4 * kb + j) * KV_K_ROW_BYTES + g * (KSB / 8),
-                   KSB, kw[kb][j]);
-}
-
-// kw: with AT_PRELOAD_K, the K code words of this unit when it is a record (in), and of
-// next_rec when that is not null (out).
 inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const half* kr,
                         __global const half* vr, int n, __local const float* q, float qmax,
-                        float scale2, AtMmaState* st, uint kw[KBK][4][KSW],
-                        __global const uchar* next_rec, int lane AT_WARP_ARG) {
+                        float scale2, AtMmaState* st, int lane AT_WARP_ARG) {
   const int g = lane >> 2, t = lane & 3;
   const int part = g & 1;
-
-  // ---- code words of the tile: kw holds them already (loaded by the previous unit or the
-  // kernel, see AT_PRELOAD_K); this unit loads the next record's once its scores are done.
 
   // ---- per-tile factors, kept as raw fp16 pairs (half the registers of floats) -----------------
   uint skw[KV_D / 8];                     // s_col_K of channels [t*D/4, (t+1)*D/4)
@@ -169,14 +151,10 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       b1[nb] = at_part_h2(x[2], x[3], part AT_WARP);
     }
     if (is_rec) {
-#if AT_PRELOAD_K
-      uint (*w)[KSW] = kw[kb];
-#else
       uint w[4][KSW];
       AT_MMA_UNROLL
       for (int j = 0; j < 4; ++j)
         at_load_span(rec + KV_OFF_K_CODES + (c0 + j) * KV_K_ROW_BYTES + g * (KSB / 8), KSB, w[j]);
-#endif
       AT_MMA_UNROLL
       for (int i = 0; i < MBK; ++i) {
         // Field i (row g) and MBK + i (row g+8) of the channel pairs (c0, c0+1), (c0+2, c0+3).
@@ -199,7 +177,7 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     }
   }
 
-  // The tile's V-side scales and code words: issued here, in flight while the softmax runs.
+  // The tile's V-side scales: issued here, in flight while the softmax runs.
   uint rvw[TPL / 2], zvw[TPL / 2];  // s_row_V, zp_V of tokens g*TPL + f
   uint cvw[CPL / 2];                // s_col_V of channels g*CPL + f
   if (is_rec) {
@@ -212,22 +190,7 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     AT_MMA_UNROLL
     for (int i = 0; i < CPL / 2; ++i) cvw[i] = 0x3C003C00u;
   }
-#if AT_PRELOAD_V
-  uint vw[MBK][4][VSW];
-  if (is_rec) {
-    AT_MMA_UNROLL
-    for (int i = 0; i < MBK; ++i)
-      AT_MMA_UNROLL
-      for (int j = 0; j < 4; ++j) {
-        const int tok = (2 * t + (j & 1)) * TPL + (j >> 1) * MBK + i;
-        at_load_span(rec + KV_OFF_V_CODES + tok * KV_V_ROW_BYTES + g * (VSB / 8), VSB, vw[i][j]);
-      }
-  }
-#endif
 
-#if AT_PRELOAD_K
-  if (next_rec) at_load_k_words(next_rec, kw, lane);
-#endif
   // ---- online softmax over the lane's tokens g*TPL + f (f = r*MBK + i) ----------------------
   uint vbits = 0;
   AT_MMA_UNROLL
@@ -291,14 +254,10 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       const int tk[4] = {2 * t * TPL + i, (2 * t + 1) * TPL + i, 2 * t * TPL + MBK + i,
                          (2 * t + 1) * TPL + MBK + i};
       if (is_rec) {
-#if AT_PRELOAD_V
-        uint (*w)[VSW] = vw[i];
-#else
         uint w[4][VSW];
         AT_MMA_UNROLL
         for (int j = 0; j < 4; ++j)
           at_load_span(rec + KV_OFF_V_CODES + tk[j] * KV_V_ROW_BYTES + g * (VSB / 8), VSB, w[j]);
-#endif
         AT_MMA_UNROLL
         for (int mi = 0; mi < MCH; ++mi) {
           uint a[4];  // rows g and g+8 of V m-block ch+mi: fields ch+mi and MBV+ch+mi
@@ -407,23 +366,15 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   const int nu = at_units(info);
   const int u0 = at_split_first(nu, split, num_splits);
   const int u1 = at_split_first(nu, split + 1, num_splits);
-  uint kw[KBK][4][KSW];
-#if AT_PRELOAD_K
-  {
-    __global const uchar* first = at_unit_record(&pools, info, grp.s, grp.h, u0, u1);
-    if (first) at_load_k_words(first, kw, lane);
-  }
-#endif
   // Two call sites with a literal is_rec: each inlined copy of at_mma_unit is specialized to one
   // kind of unit (one call with a run-time flag merges both paths into one register allocation).
   for (int ui = u0; ui < u1; ++ui) {
     __global const uchar* rec = at_unit_record(&pools, info, grp.s, grp.h, ui, u1);
-    __global const uchar* next = at_unit_record(&pools, info, grp.s, grp.h, ui + 1, u1);
     if (rec) {
-      at_mma_unit(1, rec, sink, sink_v, KV_G, qs, qmax, scale2, &st, kw, next, lane AT_WARP);
+      at_mma_unit(1, rec, sink, sink_v, KV_G, qs, qmax, scale2, &st, lane AT_WARP);
     } else {
       const AtUnit u = at_seq_unit(&pools, info, grp.s, grp.h, ui);
-      at_mma_unit(0, records, u.k, u.v, u.n, qs, qmax, scale2, &st, kw, next, lane AT_WARP);
+      at_mma_unit(0, records, u.k, u.v, u.n, qs, qmax, scale2, &st, lane AT_WARP);
     }
   }
 

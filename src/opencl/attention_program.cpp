@@ -98,9 +98,13 @@ int attend_mma_heads_per_group(int q_per_kv) {
 
 int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units) {
   if (max_units <= 1 || groups_without_split == 0) return 1;
-  const std::size_t target = std::size_t(std::max(1u, compute_units)) * 24;
-  const std::size_t want = (target + groups_without_split - 1) / groups_without_split;
-  const std::size_t most = std::size_t(std::max(1, max_units / 4));
+  const std::size_t cu = std::max(1u, compute_units);
+  const std::size_t want = (48 * cu + groups_without_split - 1) / groups_without_split;
+  int units_per_split = 4;
+  while (units_per_split > 1 &&
+         groups_without_split * std::size_t(std::max(1, max_units / units_per_split)) < 4 * cu)
+    units_per_split /= 2;
+  const std::size_t most = std::size_t(std::max(1, max_units / units_per_split));
   return int(std::max<std::size_t>(1, std::min(want, most)));
 }
 

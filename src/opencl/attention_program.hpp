@@ -74,9 +74,10 @@ bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units
 // Query heads per work-group: the largest divisor of q_per_kv that is at most 8 (4 heads fill
 // one n-block of the mma with their high and low parts, 8 two n-blocks over the same codes).
 int attend_mma_heads_per_group(int q_per_kv);
-// Context splits: enough one-warp work-groups to fill the device (about 24 per compute unit)
-// while every split keeps at least 2 units where the context allows (a split's fixed cost is
-// the query load and its partial).
+// Context splits: about 48 one-warp work-groups per compute unit, with at least 4 units (tiles)
+// per split where that still gives 4 work-groups per compute unit, else 2, else 1 (a split's
+// fixed cost is the query load, its partial and a longer merge; an idle compute unit costs more).
+// Measured on the H200: docs/perf/h200_run2/ablation.
 int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
 
 // Context splits of the short program: about 8 groups per compute unit, down to one unit per

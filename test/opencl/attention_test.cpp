@@ -251,6 +251,19 @@ TEST(OpenCLAttendPolicy, ShortKernelOnlyForFewTilesPerComputeUnit) {
   EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 1024, 1, 132)); // ctx 128K, batch 8
 }
 
+TEST(OpenCLAttendPolicy, MatrixUnitSplitsFillTheDeviceBeforeShorteningSplits) {
+  // Llama-3-8B on 132 compute units (one group per KV head at 4 query heads per work-group).
+  EXPECT_EQ(opencl::attend_mma_splits(8, 32, 132), 32);      // ctx 4K, batch 1: one tile a split
+  EXPECT_EQ(opencl::attend_mma_splits(64, 32, 132), 16);     // ctx 4K, batch 8: two tiles
+  EXPECT_EQ(opencl::attend_mma_splits(8, 256, 132), 128);    // ctx 32K, batch 1: two tiles
+  EXPECT_EQ(opencl::attend_mma_splits(64, 256, 132), 64);    // ctx 32K, batch 8: four tiles
+  EXPECT_EQ(opencl::attend_mma_splits(8, 1024, 132), 256);   // ctx 128K, batch 1: four tiles
+  EXPECT_EQ(opencl::attend_mma_splits(512, 256, 132), 13);   // ctx 32K, batch 64: 48 per CU
+  EXPECT_EQ(opencl::attend_mma_splits(512, 8, 132), 2);      // ctx 1K, batch 64: four tiles
+  EXPECT_EQ(opencl::attend_mma_splits(512, 1, 132), 1);      // a single unit
+  EXPECT_EQ(opencl::attend_mma_splits(0, 64, 132), 1);       // no groups
+}
+
 std::vector<AttendCase> fused_cases() {
   const ElementType f32 = ElementType::f32, f16 = ElementType::f16;
   return {
