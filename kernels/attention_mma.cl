@@ -310,18 +310,10 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
   }
 }
 
-// The record of unit ui of the split [.., u1), or null for sink and tail units and past the split.
-inline __global const uchar* at_unit_record(const AtPools* pools, AtSeqInfo info, int s, int h,
-                                            int ui, int u1) {
-  if (ui >= u1) return (__global const uchar*)0;
-  const AtUnit u = at_seq_unit(pools, info, s, h, ui);
-  return u.is_rec ? u.rec : (__global const uchar*)0;
-}
-
 // Fused decode attention on matrix units. Launch: local (32, 1, 1), global (num_splits * 32,
 // Hk * (R / AT_HPW), S); arguments as kvarn_attend_records (attention.cl). seq_info holds one
 // AtSeqInfo per sequence; split c takes units [n*c/NS, n*(c+1)/NS) of the sequence's n units
-// (at_seq_unit).
+// (the order of at_seq_unit).
 __kernel __attribute__((reqd_work_group_size(MW, 1, 1)))
 void kvarn_attend_records_mma(__global const float* q, __global const uchar* records,
                               __global const int* block_tables, int max_blocks,
@@ -360,21 +352,29 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   }
   const float scale2 = scale * AT_LOG2E;
 
-  const AtPools pools = {records, block_tables, max_blocks, sink, tail, sink_v, tail_v,
-                         sink_cap, tail_cap, num_kv_heads};
   const AtSeqInfo info = at_seq_info(seq_info, grp.s);
   const int nu = at_units(info);
   const int u0 = at_split_first(nu, split, num_splits);
   const int u1 = at_split_first(nu, split + 1, num_splits);
-  // Two call sites with a literal is_rec: each inlined copy of at_mma_unit is specialized to one
-  // kind of unit (one call with a run-time flag merges both paths into one register allocation).
+  // The units of the split, in at_seq_unit's order (attention_shared.cl), but written out here:
+  // through at_seq_unit and its AtPools, NVIDIA's compiler gave this kernel 219 registers instead
+  // of 151, and it ran 7-12 % slower wherever the launch fills the H200
+  // (docs/perf/h200_run2/ablation). Two call sites with a literal is_rec: each inlined copy of
+  // at_mma_unit is specialized to one kind of unit.
+  const int ns = at_chunks(info.sink_len), nbk = info.num_blocks;
+  const ulong head_row = (ulong)info.slot * num_kv_heads + grp.h;
   for (int ui = u0; ui < u1; ++ui) {
-    __global const uchar* rec = at_unit_record(&pools, info, grp.s, grp.h, ui, u1);
-    if (rec) {
-      at_mma_unit(1, rec, sink, sink_v, KV_G, qs, qmax, scale2, &st, lane AT_WARP);
+    if (ui >= ns && ui < ns + nbk) {
+      const ulong b = (ulong)block_tables[(ulong)grp.s * max_blocks + (ui - ns)];
+      at_mma_unit(1, records + (b * num_kv_heads + grp.h) * KV_RECORD_BYTES, sink, sink_v, KV_G, qs,
+                  qmax, scale2, &st, lane AT_WARP);
     } else {
-      const AtUnit u = at_seq_unit(&pools, info, grp.s, grp.h, ui);
-      at_mma_unit(0, records, u.k, u.v, u.n, qs, qmax, scale2, &st, lane AT_WARP);
+      const int sinkside = ui < ns;
+      const int j = sinkside ? ui : ui - ns - nbk;
+      const ulong row = head_row * (sinkside ? sink_cap : tail_cap) + (ulong)j * KV_G;
+      const int n = min(KV_G, (sinkside ? info.sink_len : info.tail_len) - j * KV_G);
+      at_mma_unit(0, records, (sinkside ? sink : tail) + row * KV_D,
+                  (sinkside ? sink_v : tail_v) + row * KV_D, n, qs, qmax, scale2, &st, lane AT_WARP);
     }
   }
 
