@@ -33,7 +33,7 @@
 // The cross-lane and matrix operations are the primitives of mma_primitives.cl: inline PTX on
 // NVIDIA, or emulated through local memory (-DAT_MMA_EMULATE=1), which lets PoCL run and test
 // this kernel's index and softmax logic in CI.
-// Needs common.cl (geometry), attention_shared.cl (FWHT, unit walk), attention_merge.cl
+// Needs common.cl (geometry), attention_shared.cl (FWHT of rows), attention_merge.cl
 // (kvarn_attend_merge) and mma_primitives.cl.
 
 #pragma OPENCL FP_CONTRACT ON
@@ -311,9 +311,9 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
 }
 
 // Fused decode attention on matrix units. Launch: local (32, 1, 1), global (num_splits * 32,
-// Hk * (R / AT_HPW), S); arguments as kvarn_attend_records (attention.cl). seq_info holds one
-// AtSeqInfo per sequence; split c takes units [n*c/NS, n*(c+1)/NS) of the sequence's n units
-// (the order of at_seq_unit).
+// Hk * (R / AT_HPW), S); arguments as kvarn_attend_records (attention.cl). seq_info is int4
+// {slot, sink_len, num_blocks, tail_len}; split c takes units [n*c/NS, n*(c+1)/NS) of the
+// sequence's ceil(sink_len/G) sink chunks, num_blocks records and ceil(tail_len/G) tail chunks.
 __kernel __attribute__((reqd_work_group_size(MW, 1, 1)))
 void kvarn_attend_records_mma(__global const float* q, __global const uchar* records,
                               __global const int* block_tables, int max_blocks,
@@ -332,12 +332,19 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
 #if defined(AT_MMA_EMULATE) && AT_MMA_EMULATE
   const int lane_ = lane;
 #endif
-  const AtGroup grp = at_group(num_kv_heads, q_per_kv);
-  const int split = grp.split;
-  const ulong row0 = grp.row0;
+  const int split = (int)get_group_id(0);
+  const int hb_per_kv = q_per_kv / AT_HPW;
+  const int h = (int)get_group_id(1) / hb_per_kv, hb = (int)get_group_id(1) % hb_per_kv;
+  const int s = (int)get_group_id(2);
+  const int hq_total = num_kv_heads * q_per_kv;
+  const int h0 = h * q_per_kv + hb * AT_HPW;
+  const ulong row0 = (ulong)s * hq_total + h0;
 
   // Rotated queries of the block's heads, and their largest magnitude.
-  at_load_query_rows(q, row0, qs, lane, MW, 1);
+  __global const float* src = q + row0 * KV_D;
+  for (int p = lane; p < AT_HPW * KV_D; p += MW) qs[p] = src[p];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  at_fwht_local(qs, AT_HPW, lane, MW);
   float qmax = 0.0f;
   for (int p = lane; p < AT_HPW * KV_D; p += MW) qmax = fmax(qmax, fabs(qs[p]));
   for (int m = 1; m < 32; m <<= 1) qmax = fmax(qmax, at_shfl_xor(qmax, m AT_WARP));
@@ -352,31 +359,39 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   }
   const float scale2 = scale * AT_LOG2E;
 
-  const AtSeqInfo info = at_seq_info(seq_info, grp.s);
-  const int nu = at_units(info);
-  const int u0 = at_split_first(nu, split, num_splits);
-  const int u1 = at_split_first(nu, split + 1, num_splits);
-  // The units of the split, in at_seq_unit's order (attention_shared.cl), but written out here:
-  // through at_seq_unit and its AtPools, NVIDIA's compiler gave this kernel 219 registers instead
-  // of 151, and it ran 7-12 % slower wherever the launch fills the H200
-  // (docs/perf/h200_run2/ablation). Two call sites with a literal is_rec: each inlined copy of
-  // at_mma_unit is specialized to one kind of unit.
-  const int ns = at_chunks(info.sink_len), nbk = info.num_blocks;
-  const ulong head_row = (ulong)info.slot * num_kv_heads + grp.h;
+  // The unit walk of attention_shared.cl (at_seq_unit: sink chunks, records, tail chunks),
+  // written out here with the int4 fields {slot, sink_len, num_blocks, tail_len} of AtSeqInfo:
+  // with the shared walk, AtSeqInfo or the shared preamble (at_group, at_load_query_rows,
+  // at_store_output), in every combination tried, NVIDIA's compiler gave this kernel 200-219
+  // registers instead of 153, and it ran 7-12 % slower wherever the launch fills the H200
+  // (docs/perf/h200_run2/ablation). The two call sites with a literal is_rec give each inlined
+  // copy of at_mma_unit one kind of unit.
+  const int4 info = seq_info[s];
+  const int ns = (info.y + KV_G - 1) / KV_G, nbk = info.z, nt = (info.w + KV_G - 1) / KV_G;
+  const int nu = ns + nbk + nt;
+  const int u0 = (int)((long)nu * split / num_splits);
+  const int u1 = (int)((long)nu * (split + 1) / num_splits);
+  const ulong head_row = (ulong)info.x * num_kv_heads + h;
+  // The record of unit ui, or null for sink/tail units and past the split.
+#define AT_UNIT_REC(ui)                                                                          \
+  ((ui) >= ns && (ui) < ns + nbk && (ui) < u1                                                    \
+       ? records + ((ulong)block_tables[(ulong)s * max_blocks + ((ui) - ns)] * num_kv_heads + h) * \
+                       KV_RECORD_BYTES                                                           \
+       : (__global const uchar*)0)
   for (int ui = u0; ui < u1; ++ui) {
-    if (ui >= ns && ui < ns + nbk) {
-      const ulong b = (ulong)block_tables[(ulong)grp.s * max_blocks + (ui - ns)];
-      at_mma_unit(1, records + (b * num_kv_heads + grp.h) * KV_RECORD_BYTES, sink, sink_v, KV_G, qs,
-                  qmax, scale2, &st, lane AT_WARP);
+    __global const uchar* rec = AT_UNIT_REC(ui);
+    if (rec) {
+      at_mma_unit(1, rec, sink, sink_v, KV_G, qs, qmax, scale2, &st, lane AT_WARP);
     } else {
       const int sinkside = ui < ns;
       const int j = sinkside ? ui : ui - ns - nbk;
       const ulong row = head_row * (sinkside ? sink_cap : tail_cap) + (ulong)j * KV_G;
-      const int n = min(KV_G, (sinkside ? info.sink_len : info.tail_len) - j * KV_G);
+      const int n = min(KV_G, (sinkside ? info.y : info.w) - j * KV_G);
       at_mma_unit(0, records, (sinkside ? sink : tail) + row * KV_D,
                   (sinkside ? sink_v : tail_v) + row * KV_D, n, qs, qmax, scale2, &st, lane AT_WARP);
     }
   }
+#undef AT_UNIT_REC
 
   // ---- split result ---------------------------------------------------------------------------
   const int g = lane >> 2, t = lane & 3;
@@ -388,7 +403,7 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
     for (int nb = 0; nb < NB; ++nb) {
       const int hh = nb * 4 + t;
       if (hh >= AT_HPW) continue;
-      const ulong i = at_part(row0 + (ulong)hh, split, num_splits);
+      const ulong i = (row0 + (ulong)hh) * num_splits + split;
       if (g == 0) {
         part[i] = st.m[nb] == -INFINITY ? -INFINITY : st.m[nb] * AT_LN2;
         part[num_parts + i] = lt[nb];
@@ -415,5 +430,8 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   at_fwht_local(qs, AT_HPW, lane, MW);
-  at_store_output(qs, AT_HPW, row0, out_f16, out, lane, MW);
+  for (int p = lane; p < AT_HPW * KV_D; p += MW) {
+    if (out_f16) vstore_half_rte(qs[p], row0 * KV_D + p, (__global half*)out);
+    else ((__global float*)out)[row0 * KV_D + p] = qs[p];
+  }
 }
