@@ -4,6 +4,10 @@
 #
 #   . .gpu/nvidia-opencl-env.sh; bash benchmarks/run_device.sh "$OUT"
 #
+# The build needs Highway (libhwy-dev). On a host without it and without a package manager that
+# reaches Debian, unpack Debian's libhwy-dev and libhwy1 .debs (dpkg -x) into a folder and export
+# CMAKE_PREFIX_PATH=<folder>/usr and LD_LIBRARY_PATH=<folder>/usr/lib/x86_64-linux-gnu first.
+#
 # KVARN_CL_PLATFORM selects the platform (default: NVIDIA). Set KVARN_RUN_TESTS=0 or
 # KVARN_RUN_BENCH=0 to skip a phase, KVARN_RUN_TORCH=0 the PyTorch baseline
 # (benchmarks/torch_sdpa_bench.py); KVARN_TEST_FILTER (ctest -R), KVARN_BENCH_FILTER and
