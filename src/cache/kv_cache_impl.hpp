@@ -37,6 +37,15 @@ struct AppendMoves;  // append_plan.hpp
 struct StagedInput;  // kv_cache_append.cpp
 }  // namespace cache
 
+// Every out-of-line member is marked KVARN_CL_CACHE_INTERNAL: a nested class of the exported
+// KVCache shares its visibility (the class itself cannot be hidden here: it was declared in the
+// public header), and these functions are no part of the library's interface (test/package
+// checks the exported symbols).
+#if defined(__GNUC__)
+#define KVARN_CL_CACHE_INTERNAL __attribute__((visibility("hidden")))
+#else
+#define KVARN_CL_CACHE_INTERNAL
+#endif
 struct KVCache::Impl : cache::Geometry {
   using Sequence = cache::Sequence;
   // One layer's codec geometry (its own preset) and its pools.
@@ -69,42 +78,42 @@ struct KVCache::Impl : cache::Geometry {
   mutable std::atomic<const char*> writer{nullptr};
 
   // kv_cache_construction.cpp
-  void check_total_size() const;
-  std::unique_ptr<Buffer> allocate_pool(std::size_t bytes, const char* what, int layer);
+  KVARN_CL_CACHE_INTERNAL void check_total_size() const;
+  KVARN_CL_CACHE_INTERNAL std::unique_ptr<Buffer> allocate_pool(std::size_t bytes, const char* what, int layer);
 
   // kv_cache_sequences.cpp: the lookups every call shares (InvalidArgument naming `fn`).
-  void check_layer(int layer, const char* fn) const;
-  Sequence& find(SeqId id, const char* fn);
-  const Sequence& find(SeqId id, const char* fn) const;
+  KVARN_CL_CACHE_INTERNAL void check_layer(int layer, const char* fn) const;
+  KVARN_CL_CACHE_INTERNAL Sequence& find(SeqId id, const char* fn);
+  KVARN_CL_CACHE_INTERNAL const Sequence& find(SeqId id, const char* fn) const;
   // A batch call that needs at least one sequence (append, attend).
-  static void check_not_empty(const std::vector<SeqId>& ids, const char* fn);
+  KVARN_CL_CACHE_INTERNAL static void check_not_empty(const std::vector<SeqId>& ids, const char* fn);
   // The sequences of a batch call: ids and tokens of the same size, every id known, none twice.
-  std::vector<Sequence*> find_batch(const std::vector<SeqId>& ids, const std::vector<int>& tokens, const char* fn);
+  KVARN_CL_CACHE_INTERNAL std::vector<Sequence*> find_batch(const std::vector<SeqId>& ids, const std::vector<int>& tokens, const char* fn);
   // OutOfMemory unless the block pool has `needed` free blocks.
-  void check_free_blocks(std::size_t needed, const char* fn) const;
+  KVARN_CL_CACHE_INTERNAL void check_free_blocks(std::size_t needed, const char* fn) const;
 
   // kv_cache_append.cpp: checks and plans the request, then executes the plan (device calls).
-  void append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, Rows k, Rows v,
+  KVARN_CL_CACHE_INTERNAL void append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, Rows k, Rows v,
               ElementType type, AppendMode mode);
-  void execute_append(int layer, const cache::AppendPlan& plan, const cache::StagedInput& staged,
+  KVARN_CL_CACHE_INTERNAL void execute_append(int layer, const cache::AppendPlan& plan, const cache::StagedInput& staged,
                       const cache::AppendMoves& moves, ElementType type);
   // kv_cache_commit.cpp
-  void commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens);
+  KVARN_CL_CACHE_INTERNAL void commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens);
   // Quantizes layer l's tiles that `target` (committed tokens per batch entry and layer) completes
   // and shifts the tail rows left behind; false when no tile completes in the layer.
-  bool quantize_committed_tiles(std::size_t l, const std::vector<Sequence*>& batch,
+  KVARN_CL_CACHE_INTERNAL bool quantize_committed_tiles(std::size_t l, const std::vector<Sequence*>& batch,
                                 const std::vector<std::vector<int>>& target);
   // kv_cache_attend.cpp
-  void attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q, void* out, Buffer* out_device,
+  KVARN_CL_CACHE_INTERNAL void attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q, void* out, Buffer* out_device,
               ElementType out_type, float scale, AttendPath path);
   // The two paths of attend over checked arguments (q and out on the backend, scale resolved).
-  void attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale, const Buffer& q,
+  KVARN_CL_CACHE_INTERNAL void attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale, const Buffer& q,
                     Buffer& out, ElementType out_type);
-  void attend_materialized(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
+  KVARN_CL_CACHE_INTERNAL void attend_materialized(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
                            const Buffer& q, Buffer& out, ElementType out_type);
   // materialize_gather.cpp: gathers the fp16 rotated rows of the listed sequences into mat_k/mat_v as
   // [S][Hk][capacity][D] and their lengths into lens; returns the capacity.
-  int gather_fp16(int layer, const std::vector<const Sequence*>& batch, std::vector<std::int32_t>& lens);
+  KVARN_CL_CACHE_INTERNAL int gather_fp16(int layer, const std::vector<const Sequence*>& batch, std::vector<std::int32_t>& lens);
 };
 
 }  // namespace kvarn_cl
