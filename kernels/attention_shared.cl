@@ -1,8 +1,9 @@
-// What the three decode-attention programs share (the fused tile-slot kernel of attention.cl,
-// the short-context fused kernel and the fp16 kernel of attention_short.cl, the matrix-unit
-// kernel of attention_mma.cl): the FWHT of rows held in local memory, the seq_info entry, the
-// walk over a sequence's units, and the work-group's place in the launch. Each program is built
-// from common.cl, this file, attention_merge.cl, then its own file.
+// What the decode-attention programs share: the FWHT of rows held in local memory (every
+// program, the matrix-unit kernel of attention_mma.cl included), and for the fused tile-slot
+// kernel of attention.cl, the short-context and fp16 kernels of attention_short.cl and the merge
+// the seq_info entry, the walk over a sequence's units and the work-group's place in the launch
+// (attention_mma.cl writes its own: the shared form cost it registers, see there). Each program
+// is built from common.cl, this file, attention_merge.cl, then its own file.
 
 #define AT_NEG_INF (-INFINITY)
 
