@@ -192,6 +192,7 @@ void BM_QuantizeVariant(benchmark::State& state) {
   kern.setArg(3, opencl::cl_buffer(*records, "records"));
   kern.setArg(4, cl_int(params.sinkhorn_iters));
   kern.setArg(5, status);
+  kern.setArg(6, cl_uint(0));  // status word
   const cl::NDRange global(wg * tiles, 2), local(wg, 1);
   tune.launch(kern, global, local, "warm-up");
   b.finish();

@@ -464,7 +464,11 @@ __kernel __attribute__((reqd_work_group_size(Q_WG, 1, 1)))
 void kvarn_quantize(__global const half* k_rows, __global const half* v_rows,
                     __global const uint2* jobs,  // (src_row, dst_record)
                     __global uchar* records, int iters,
-                    __global uint* status) {     // min over (job*2 + part) of non-finite tiles
+                    __global uint* status_words,  // status_words[status_word]: min over
+                    uint status_word) {               // (job*2 + part) of non-finite tiles
+  // The word index lets the decode step give every layer its own word of one status buffer
+  // (read once per step); the plain quantize call passes word 0 of its own buffer.
+  __global uint* status = status_words + status_word;
   __local float scratch[Q_SCRATCH];
   __local float l_t[KV_G], e_t[2 * KV_G], best_t[KV_G], std_t[KV_G];
   __local float l_d[KV_D], e_d[2 * KV_D], best_d[KV_D], std_d[KV_D];

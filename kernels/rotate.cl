@@ -47,3 +47,74 @@ void kvarn_rotate_f32(__global const float* in, __global half* out, uint rows, u
   __local float4 rowbuf[ROT_ROWS * FW_STRIDE / 4];
   rotate_rows_body(0, in, out, rows, out_row, (__local float*)rowbuf);
 }
+
+// The decode step's append (Backend::append_rows): each input row rotated as above, checked, and
+// stored at its own destination: dest[row] >= 0 is a row of the tail pool, dest[row] < 0 the row
+// -(dest[row] + 1) of the sink pool. get_global_id(1) is 0 for K (k_in -> sink_k/tail_k), 1 for
+// V. One launch carries every (sequence, KV head) row of a layer's step, so appending a token
+// costs one kernel instead of rotate + check + read-back + copies. A rotated value that is NaN,
+// Inf or above max_abs (the codec's bound) writes 2·row + part into status[status_word] with
+// atomic_min; the row is stored anyway: the step drops it when it reads the status word.
+inline void append_rows_body(__global const half* in_f16, __global const float* in_f32,
+                             __global const int* dest, uint rows, __global half* sink,
+                             __global half* tail, float max_abs, __global uint* status,
+                             uint part, __local float* rowbuf) {
+  const int lid = (int)get_local_id(0);
+  const int r = lid / KV_D_BLOCKS;
+  const int x = lid % KV_D_BLOCKS;
+  const ulong row = (ulong)get_group_id(0) * ROT_ROWS + (ulong)r;
+  const bool valid = row < (ulong)rows;
+  float v[8];
+  if (valid) {
+    const ulong at = row * KV_D + (ulong)(x * 8);
+    if (in_f16) {
+      unpack8(load_half8_wide((__global const uint4*)(in_f16 + at)), v);
+    } else {
+      unpack8(vload8(0, in_f32 + at), v);
+    }
+  } else {
+    #pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = 0.0f;
+  }
+  fwht8(v);
+  fwht_put8(v, rowbuf, r, x);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  fwht_rows_local(rowbuf, ROT_ROWS, lid, ROT_WG);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  fwht_get8_scaled(v, rowbuf, r, x);
+  if (!valid) return;
+  // The check reads the fp16 values that are stored (what the quantizer will see): NaN fails the
+  // comparison, Inf and values above the bound exceed it.
+  uint4 raw;
+  vstore_half8_rte(pack8(v), 0, (__private half*)&raw);
+  const int8 ok = fabs(vload_half8(0, (const __private half*)&raw)) <= (float8)(max_abs);
+  if (!all(ok)) atomic_min(status, (uint)row * 2u + part);
+  const int d = dest[row];
+  __global half* pool = d >= 0 ? tail : sink;
+  const ulong drow = d >= 0 ? (ulong)d : (ulong)(-(d + 1));
+  *(__global uint4*)(pool + drow * KV_D + (ulong)(x * 8)) = raw;
+}
+
+__kernel __attribute__((reqd_work_group_size(ROT_WG, 1, 1)))
+void kvarn_append_rows_f16(__global const half* k_in, __global const half* v_in,
+                           __global const int* dest, uint rows, __global half* sink_k,
+                           __global half* tail_k, __global half* sink_v, __global half* tail_v,
+                           float max_abs, __global uint* status, uint status_word) {
+  __local float4 rowbuf[ROT_ROWS * FW_STRIDE / 4];
+  const uint part = (uint)get_global_id(1);
+  append_rows_body(part ? v_in : k_in, 0, dest, rows, part ? sink_v : sink_k,
+                   part ? tail_v : tail_k, max_abs, status + status_word, part,
+                   (__local float*)rowbuf);
+}
+
+__kernel __attribute__((reqd_work_group_size(ROT_WG, 1, 1)))
+void kvarn_append_rows_f32(__global const float* k_in, __global const float* v_in,
+                           __global const int* dest, uint rows, __global half* sink_k,
+                           __global half* tail_k, __global half* sink_v, __global half* tail_v,
+                           float max_abs, __global uint* status, uint status_word) {
+  __local float4 rowbuf[ROT_ROWS * FW_STRIDE / 4];
+  const uint part = (uint)get_global_id(1);
+  append_rows_body(0, part ? v_in : k_in, dest, rows, part ? sink_v : sink_k,
+                   part ? tail_v : tail_k, max_abs, status + status_word, part,
+                   (__local float*)rowbuf);
+}

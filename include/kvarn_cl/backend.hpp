@@ -14,6 +14,8 @@
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/format.hpp"
 
+struct _cl_event;  // OpenCL's cl_event, declared by its C name (no CL/cl.h here)
+
 namespace kvarn_cl {
 
 class ThreadPool;  // kvarn_cl/thread_pool.hpp
@@ -94,6 +96,40 @@ struct RowRun {
   std::uint64_t src_row;
   std::uint64_t dst_row;
   std::uint64_t rows;
+};
+
+// One word of a status buffer (uint32 words, kNoDeviceFailure when nothing failed) that a device
+// check writes its first failure into with an atomic minimum, instead of the call reading it back:
+// the decode step (include/kvarn_cl/decode_step.hpp) reads all its words once, at its
+// synchronization point.
+constexpr std::uint32_t kNoDeviceFailure = 0xFFFFFFFFu;
+struct StatusWord {
+  Buffer* words = nullptr;
+  std::size_t index = 0;
+};
+
+// The decode step's append (Backend::append_rows): `rows` rows of K and of V (in_type, original
+// frame, [rows][head_dim]) rotated, range-checked and stored each at its own row of the sink or
+// the tail pools, in one launch.
+struct AppendRowsArgs {
+  int head_dim = 0;
+  const Buffer* k = nullptr;
+  const Buffer* v = nullptr;
+  ElementType in_type = ElementType::f16;
+  std::size_t rows = 0;
+  // int32 [rows]: d >= 0 stores row r at row d of tail_k/tail_v; d < 0 at row -(d + 1) of
+  // sink_k/sink_v. host_destinations holds the same values on the host (validated there, never
+  // read back); they must equal the buffer's content when the launch runs.
+  const Buffer* destinations = nullptr;
+  const std::int32_t* host_destinations = nullptr;
+  Buffer* sink_k = nullptr;
+  Buffer* sink_v = nullptr;
+  Buffer* tail_k = nullptr;
+  Buffer* tail_v = nullptr;
+  // A rotated value that is NaN, Inf or of magnitude above kMaxRotatedMagnitude makes the launch
+  // write min(2 * row + (0 for K, 1 for V)) into this word. The row is stored all the same (the
+  // caller drops it when it reads the word).
+  StatusWord status;
 };
 
 // Plain decode attention over an uncompressed fp16 cache, one query token per sequence: the fp16
@@ -205,6 +241,32 @@ class Backend {
   // rows back to the host (src/backend/checks.cpp); backends override it with one launch.
   virtual std::int64_t first_row_out_of_range(const Buffer& rows_buf, std::size_t rows,
                                               int head_dim, float max_abs);
+
+  // --- the decode step (KVCache::begin_step): calls that only enqueue --------------------------
+  // Rotation, range check and scatter of one row per (sequence, KV head) into the fp16 pools, in
+  // one launch; failures go to args.status (no read-back). Default: Unsupported.
+  virtual void append_rows(const AppendRowsArgs& /*args*/) {
+    throw Unsupported("append_rows is not implemented by backend '" + name() + "'");
+  }
+  // quantize() with the jobs already in a backend buffer (uint32 pairs {src_row, dst_record}, the
+  // layout of QuantizeJob; host_jobs holds the same values, for validation) and a tile that cannot
+  // be quantized (NaN, Inf, beyond the codec's bound) reported as min(2 * job + (0 K, 1 V)) in
+  // `status` instead of thrown. Default: Unsupported.
+  virtual void quantize_deferred(const CodecParams& /*params*/, const Buffer& /*k_rows*/,
+                                 const Buffer& /*v_rows*/, const Buffer& /*jobs*/,
+                                 const std::vector<QuantizeJob>& /*host_jobs*/, Buffer& /*records*/,
+                                 StatusWord /*status*/) {
+    throw Unsupported("quantize_deferred is not implemented by backend '" + name() + "'");
+  }
+  // Ordering with a caller's own device work. wait_for: work enqueued after it starts only once
+  // every event completed (no host wait). enqueue_marker: a new event (the caller releases it)
+  // that completes when all work enqueued so far has. Host backends complete each call before it
+  // returns: they refuse events (Unsupported, they have none to wait on) and return nullptr.
+  virtual void wait_for(const std::vector<_cl_event*>& events) {
+    if (!events.empty())
+      throw Unsupported("wait_for: backend '" + name() + "' cannot wait for OpenCL events");
+  }
+  virtual _cl_event* enqueue_marker() { return nullptr; }
 
   // Bytes this backend's buffers can hold in all (device global memory; host physical memory for
   // the CPU), 0 when unknown. KVCache checks its total size against it before allocating.

@@ -122,6 +122,8 @@ struct MaterializedKV {
   std::vector<half_bits> k, v;
 };
 
+class DecodeStep;  // decode_step.hpp
+
 class KVCache {
  public:
   // Allocates every pool up front (OutOfMemory names the pool and its size).
@@ -184,6 +186,13 @@ class KVCache {
               Buffer& out, ElementType out_type, float scale = 0.0f,
               AttendPath path = AttendPath::fused);
 
+  // --- the engine's decode step (decode_step.hpp) ---------------------------------------------
+  // One token of every listed sequence through every layer, planned once, enqueue-only per layer,
+  // one synchronization at DecodeStep::finish(). Throws InvalidArgument (ids, a sequence whose
+  // layers differ in length or hold uncommitted tokens, a step already open, capacity) and
+  // OutOfMemory (block pool); on an error nothing changes.
+  DecodeStep begin_step(const std::vector<SeqId>& seq_ids);
+
   // --- inspection ------------------------------------------------------------------------------
   // Dequantized fp16 K/V of one sequence (records decoded by the backend; sink and tail as they
   // are). Frame::original rotates the fp16 rows back (one more fp16 rounding).
@@ -192,8 +201,11 @@ class KVCache {
   MemoryReport memory_report() const;
 
  private:
+  friend class DecodeStep;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace kvarn_cl
+
+#include "kvarn_cl/decode_step.hpp"  // KVCache::begin_step's result, usable wherever the cache is

@@ -5,6 +5,7 @@
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/cache.hpp"
 #include "kvarn_cl/codec.hpp"
+#include "kvarn_cl/decode_step.hpp"
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/format.hpp"
 #include "kvarn_cl/half.hpp"

@@ -13,8 +13,6 @@
 namespace kvarn_cl {
 namespace {
 
-std::size_t element_bytes(ElementType t) { return t == ElementType::f32 ? 4 : 2; }
-
 [[noreturn]] void bad_index(const char* call, const char* what, int entry, long long value,
                             long long limit) {
   std::ostringstream msg;
@@ -96,6 +94,42 @@ RecordLayout check_quantize(const CodecParams& params, const Buffer& k_rows, con
                             " bytes");
   }
   return l;
+}
+
+void check_status_word(StatusWord status, const char* call) {
+  check_not_null(status.words, call, "status", "words");
+  check_range(*status.words, status.index * 4, 4, std::string(call) + ": status word");
+}
+
+void check_append_rows(const AppendRowsArgs& a) {
+  const char* call = "append_rows";
+  CodecParams{Preset::k4v2_g128, a.head_dim, kDefaultSinkhornIters}.validate();
+  for (const void* p : {static_cast<const void*>(a.k), static_cast<const void*>(a.v),
+                        static_cast<const void*>(a.destinations), static_cast<const void*>(a.sink_k),
+                        static_cast<const void*>(a.sink_v), static_cast<const void*>(a.tail_k),
+                        static_cast<const void*>(a.tail_v)})
+    check_not_null(p, call, "AppendRowsArgs", "k, v, destinations and the four pools");
+  check_status_word(a.status, call);
+  if (a.rows == 0) return;
+  check_not_null(a.host_destinations, call, "AppendRowsArgs", "host_destinations");
+  if (a.rows > 0x7FFFFFFFu)
+    throw InvalidArgument("append_rows: rows " + std::to_string(a.rows) + " exceed 2^31 - 1");
+  const std::size_t row_bytes = std::size_t(a.head_dim) * 2;
+  check_range(*a.k, 0, a.rows * std::size_t(a.head_dim) * element_bytes(a.in_type), "append_rows: k");
+  check_range(*a.v, 0, a.rows * std::size_t(a.head_dim) * element_bytes(a.in_type), "append_rows: v");
+  check_range(*a.destinations, 0, a.rows * 4, "append_rows: destinations");
+  const std::size_t sink_rows = std::min(a.sink_k->size(), a.sink_v->size()) / row_bytes;
+  const std::size_t tail_rows = std::min(a.tail_k->size(), a.tail_v->size()) / row_bytes;
+  for (std::size_t r = 0; r < a.rows; ++r) {
+    const std::int32_t d = a.host_destinations[r];
+    const bool tail = d >= 0;
+    const std::size_t row = tail ? std::size_t(d) : std::size_t(-(std::int64_t(d) + 1));
+    if (row >= (tail ? tail_rows : sink_rows))
+      throw InvalidArgument("append_rows: destinations[" + std::to_string(r) + "] = " +
+                            std::to_string(d) + " names " + (tail ? "tail" : "sink") + " row " +
+                            std::to_string(row) + " but the pool holds " +
+                            std::to_string(tail ? tail_rows : sink_rows) + " rows");
+  }
 }
 
 RecordLayout check_dequantize(const CodecParams& params, const Buffer& records,

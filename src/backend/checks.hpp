@@ -32,6 +32,10 @@ RecordLayout check_quantize(const CodecParams& params, const Buffer& k_rows, con
 RecordLayout check_dequantize(const CodecParams& params, const Buffer& records,
                               const std::vector<std::uint32_t>& record_ids, const Buffer& k_out,
                               const Buffer& v_out);
+// The decode step's calls: every destination row inside its pool, the input rows inside k and v,
+// the status word inside its buffer; quantize_deferred: the device job list holds the host jobs.
+void check_append_rows(const AppendRowsArgs& args);
+void check_status_word(StatusWord status, const char* call);
 // Every run's source rows inside src and destination rows inside dst, the run named.
 void check_copy_rows(const Buffer& src, const Buffer& dst, const std::vector<RowRun>& runs,
                      std::size_t row_bytes);

@@ -1,6 +1,8 @@
 // The CPU backend: Buffers are host memory; every batched call runs the SIMD paths of the CPU
 // codec (src/cpu/simd.hpp, held to the scalar reference by the tests) on the backend's one
 // persistent thread pool. It is the library's fallback.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -148,6 +150,63 @@ class CpuBackend final : public Backend {
       cpu::simd::dequantize_tile(params, rec + std::size_t(record_ids[i]) * L.bytes,
                                  k + i * tile_values, v + i * tile_values, frame);
     });
+  }
+
+  // The decode step's calls: the host completes them before returning, with the OpenCL
+  // backend's semantics (failures go to the status word, the rows are stored all the same).
+  void append_rows(const AppendRowsArgs& a) override {
+    check_append_rows(a);
+    const std::size_t D = std::size_t(a.head_dim);
+    const std::size_t in_row = D * element_bytes(a.in_type);
+    std::uint32_t* status = reinterpret_cast<std::uint32_t*>(bytes_of(*a.status.words, "append_rows: status")) +
+                            a.status.index;
+    std::vector<half_bits> rotated(D);
+    for (int part = 0; part < 2; ++part) {
+      const unsigned char* in = bytes_of(part == 0 ? *a.k : *a.v, "append_rows: k/v");
+      half_bits* sink = reinterpret_cast<half_bits*>(bytes_of(part == 0 ? *a.sink_k : *a.sink_v, "append_rows: sink"));
+      half_bits* tail = reinterpret_cast<half_bits*>(bytes_of(part == 0 ? *a.tail_k : *a.tail_v, "append_rows: tail"));
+      for (std::size_t r = 0; r < a.rows; ++r) {
+        if (a.in_type == ElementType::f32)
+          cpu::simd::rotate_rows(reinterpret_cast<const float*>(in + r * in_row), rotated.data(), 1, a.head_dim);
+        else
+          cpu::simd::rotate_rows(reinterpret_cast<const half_bits*>(in + r * in_row), rotated.data(), 1, a.head_dim);
+        bool ok = true;
+        for (half_bits h : rotated) ok = ok && std::fabs(half_to_float(h)) <= kMaxRotatedMagnitude;
+        if (!ok) *status = std::min(*status, std::uint32_t(r * 2 + std::size_t(part)));
+        const std::int32_t d = a.host_destinations[r];
+        half_bits* dst = d >= 0 ? tail + std::size_t(d) * D : sink + std::size_t(-(std::int64_t(d) + 1)) * D;
+        std::memcpy(dst, rotated.data(), D * 2);
+      }
+    }
+  }
+
+  void quantize_deferred(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
+                         const Buffer& jobs, const std::vector<QuantizeJob>& host_jobs,
+                         Buffer& records, StatusWord status) override {
+    const RecordLayout L = check_quantize(params, k_rows, v_rows, host_jobs, records);
+    check_status_word(status, "quantize_deferred");
+    check_range(jobs, 0, host_jobs.size() * sizeof(QuantizeJob), "quantize_deferred: jobs");
+    std::uint32_t* word = reinterpret_cast<std::uint32_t*>(bytes_of(*status.words, "quantize_deferred: status")) +
+                          status.index;
+    const half_bits* k = reinterpret_cast<const half_bits*>(bytes_of(k_rows, "quantize: k_rows"));
+    const half_bits* v = reinterpret_cast<const half_bits*>(bytes_of(v_rows, "quantize: v_rows"));
+    const std::size_t tile_values = std::size_t(L.group) * L.head_dim;
+    // A tile that cannot be quantized is reported and skipped (its record is left as it was), as
+    // the kernel's early exit does; the others are quantized.
+    std::vector<QuantizeJob> good;
+    for (std::size_t i = 0; i < host_jobs.size(); ++i) {
+      const std::size_t row = std::size_t(host_jobs[i].src_row) * L.head_dim;
+      bool tile_ok = true;
+      for (int part = 0; part < 2; ++part) {
+        const half_bits* t = (part == 0 ? k : v) + row;
+        bool ok = true;
+        for (std::size_t j = 0; j < tile_values && ok; ++j) ok = std::fabs(half_to_float(t[j])) <= kMaxRotatedMagnitude;
+        if (!ok) *word = std::min(*word, std::uint32_t(i * 2 + std::size_t(part)));
+        tile_ok = tile_ok && ok;
+      }
+      if (tile_ok) good.push_back(host_jobs[i]);
+    }
+    quantize(params, k_rows, v_rows, good, records);
   }
 
   void attend(const AttendArgs& a) override {

@@ -12,8 +12,6 @@
 namespace kvarn_cl {
 namespace {
 
-std::size_t element_bytes(ElementType t) { return t == ElementType::f32 ? 4 : 2; }
-
 // count * per_item bytes, refused when the product overflows size_t.
 std::size_t batch_bytes(const char* call, const char* what, std::size_t count,
                         std::size_t per_item) {

@@ -101,6 +101,7 @@ void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector
 
 void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
                            Rows k_rows, Rows v_rows, ElementType type, AppendMode mode) {
+  check_no_step("append");
   check_layer(layer, "append");
   check_not_empty(ids, "append");
   const bool on_device = k_rows.device != nullptr;

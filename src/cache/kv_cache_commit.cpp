@@ -23,11 +23,13 @@ void KVCache::commit(SeqId id, int tokens) {
 
 void KVCache::rollback(SeqId id) {
   KVARN_CL_CACHE_CALL("rollback", true);
+  impl_->check_no_step("rollback");
   Impl::Sequence& s = impl_->find(id, "rollback");
   s.length = s.committed;
 }
 
 void KVCache::Impl::commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens) {
+  check_no_step("commit");
   const std::vector<Sequence*> batch = find_batch(ids, tokens, "commit");
   const std::size_t NL = std::size_t(cfg.num_layers);
   std::vector<std::vector<int>> target(batch.size(), std::vector<int>(NL));  // committed tokens after

@@ -6,6 +6,9 @@
 //   kv_cache_append.cpp       append: checks the request, plans it, executes the plan
 //   input_checks.cpp          the checks of caller data (host rows and queries, device buffers)
 //   kv_cache_commit.cpp       commit (quantize in the tail) and rollback
+//   step_plan.cpp             the plan of a decode step (where each new token goes)
+//   kv_cache_step.cpp         the decode step: begin_step, its enqueue-only append and attend,
+//                             its synchronization point and rollback
 //   kv_cache_attend.cpp       attend: its arguments, the fused and the materialize path
 //   materialize_gather.cpp    fp16 rows of sequences gathered on the device; KVCache::materialize
 //   kv_cache_snapshot.cpp     raw content of one sequence
@@ -35,6 +38,7 @@ namespace cache {
 struct AppendPlan;   // append_plan.hpp
 struct AppendMoves;  // append_plan.hpp
 struct StagedInput;  // kv_cache_append.cpp
+struct StepState;    // kv_cache_step.cpp
 }  // namespace cache
 
 // Every out-of-line member is marked KVARN_CL_CACHE_INTERNAL: a nested class of the exported
@@ -47,6 +51,9 @@ struct StagedInput;  // kv_cache_append.cpp
 #define KVARN_CL_CACHE_INTERNAL
 #endif
 struct KVCache::Impl : cache::Geometry {
+  // Both in kv_cache_step.cpp, where StepState is complete.
+  KVARN_CL_CACHE_INTERNAL Impl();
+  KVARN_CL_CACHE_INTERNAL ~Impl();
   using Sequence = cache::Sequence;
   // One layer's codec geometry (its own preset) and its pools.
   struct LayerPools {
@@ -73,6 +80,12 @@ struct KVCache::Impl : cache::Geometry {
   // lens) and of gathers (deq_*: dequantized tiles, mat_*: gathered rows), and commit's tail shift.
   cache::Workspace in_k, in_v, rot_k, rot_v, q_ws, out_ws, tables_ws, info_ws, deq_k, deq_v, mat_k,
       mat_v, lens_ws, shift_ws;
+  // The open decode step (kv_cache_step.cpp; null when none), the serial number of the last one,
+  // and its device copies of the plan: new-row destinations, quantize jobs, block tables, SeqInfo,
+  // status words (two per layer) and the rows its tail shifts overwrite (kept for a rollback).
+  std::unique_ptr<cache::StepState> step;
+  std::uint64_t step_serial = 0;
+  cache::Workspace step_dest_ws, step_jobs_ws, step_tables_ws, step_info_ws, step_status_ws, step_undo_ws;
   // KVARN_CL_CACHE_CALL's state (cache/call_guard.hpp).
   mutable std::atomic<int> users{0};
   mutable std::atomic<const char*> writer{nullptr};
@@ -97,6 +110,17 @@ struct KVCache::Impl : cache::Geometry {
               ElementType type, AppendMode mode);
   KVARN_CL_CACHE_INTERNAL void execute_append(int layer, const cache::AppendPlan& plan, const cache::StagedInput& staged,
                       const cache::AppendMoves& moves, ElementType type);
+  // kv_cache_step.cpp: InvalidArgument while a decode step is open (calls that change sequences).
+  KVARN_CL_CACHE_INTERNAL void check_no_step(const char* fn) const;
+  // The open step that handle `id` names (InvalidArgument naming `fn` otherwise).
+  KVARN_CL_CACHE_INTERNAL cache::StepState& open_step(std::uint64_t id, const char* fn);
+  // Undoes the open step (host state, tail shifts, blocks) once its device work is done; closes it.
+  KVARN_CL_CACHE_INTERNAL void roll_back_step() noexcept;
+  KVARN_CL_CACHE_INTERNAL void step_append(std::uint64_t id, int layer, const Buffer& k, const Buffer& v, ElementType type,
+                   const StepEvents& events);
+  KVARN_CL_CACHE_INTERNAL void step_attend(std::uint64_t id, int layer, int hq, const Buffer& q, Buffer& out, ElementType out_type,
+                   float scale, const StepEvents& events);
+  KVARN_CL_CACHE_INTERNAL void step_finish(std::uint64_t id);
   // kv_cache_commit.cpp
   KVARN_CL_CACHE_INTERNAL void commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens);
   // Quantizes layer l's tiles that `target` (committed tokens per batch entry and layer) completes

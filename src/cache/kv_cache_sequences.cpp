@@ -73,6 +73,7 @@ SeqId KVCache::add_sequence() {
 void KVCache::free_sequence(SeqId id) {
   KVARN_CL_CACHE_CALL("free_sequence", true);
   Impl& m = *impl_;
+  m.check_no_step("free_sequence");
   Impl::Sequence& s = m.find(id, "free_sequence");
   for (std::int32_t b : s.blocks) m.pool.give_back(b);
   m.free_slots.push_back(s.slot);

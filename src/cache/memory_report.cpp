@@ -14,8 +14,8 @@ MemoryReport KVCache::memory_report() const {
     r.sink += p.sink_k->size() + p.sink_v->size();
     r.tail += p.tail_k->size() + p.tail_v->size();
   }
-  r.block_tables = m.pool.host_bytes() + m.tables_ws.bytes();
-  r.seq_info = m.info_ws.bytes() + m.free_slots.capacity() * sizeof(int) + m.seqs.bucket_count() * sizeof(void*);
+  r.block_tables = m.pool.host_bytes() + m.tables_ws.bytes() + m.step_tables_ws.bytes();
+  r.seq_info = m.info_ws.bytes() + m.step_info_ws.bytes() + m.free_slots.capacity() * sizeof(int) + m.seqs.bucket_count() * sizeof(void*);
   for (const auto& kv : m.seqs) {
     const Impl::Sequence& s = kv.second;
     r.block_tables += s.blocks.capacity() * sizeof(std::int32_t);
@@ -30,7 +30,8 @@ MemoryReport KVCache::memory_report() const {
     }
   }
   for (const cache::Workspace* w : {&m.in_k, &m.in_v, &m.rot_k, &m.rot_v, &m.q_ws, &m.out_ws, &m.deq_k, &m.deq_v,
-                                    &m.mat_k, &m.mat_v, &m.lens_ws, &m.shift_ws})
+                                    &m.mat_k, &m.mat_v, &m.lens_ws, &m.shift_ws, &m.step_dest_ws, &m.step_jobs_ws,
+                                    &m.step_status_ws, &m.step_undo_ws})
     r.workspaces += w->bytes();
   r.fp16_equivalent = r.live_tokens * m.Hk * m.row_bytes() * 2;
   r.free_blocks = m.pool.free_count();

@@ -197,7 +197,8 @@ OpenCLBackend::RotateKernels& OpenCLBackend::rotate_kernels(int head_dim) {
   args.params.head_dim = head_dim;
   const ProgramSpec spec = program_spec(Program::rotate, args, caps());
   const std::vector<std::string>& names = program_def(Program::rotate).kernels;
-  return rotate_kernels_[head_dim] = RotateKernels{&kernel(spec, names.at(0)), &kernel(spec, names.at(1))};
+  return rotate_kernels_[head_dim] = RotateKernels{&kernel(spec, names.at(0)), &kernel(spec, names.at(1)),
+                                                   &kernel(spec, names.at(2)), &kernel(spec, names.at(3))};
 }
 
 void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementType in_type,
@@ -227,22 +228,9 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   const RecordLayout l = check_quantize(params, k_rows, v_rows, jobs, records);
   if (jobs.empty()) return;
-  const CodecKernels& ck = codec_kernels(params);
-  const int rt = ck.tokens_per_item;
-  cl::Kernel& k = *ck.quantize;
   static_assert(sizeof(QuantizeJob) == 2 * sizeof(cl_uint), "QuantizeJob is uploaded as uint2");
   cl::Buffer job_buf = upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "quantize: uploading jobs");
-  cl::Buffer& status = status_buffer();
-  cl_call("quantize: setting kernel arguments", [&] {
-    k.setArg(0, cl_buffer(k_rows, "quantize: k_rows"));
-    k.setArg(1, cl_buffer(v_rows, "quantize: v_rows"));
-    k.setArg(2, job_buf);
-    k.setArg(3, cl_buffer(records, "quantize: records"));
-    k.setArg(4, cl_int(params.sinkhorn_iters));
-    k.setArg(5, status);
-  });
-  const std::size_t wg = std::size_t(quantize_work_group(params, rt));
-  launch(k, cl::NDRange(wg * jobs.size(), 2), cl::NDRange(wg, 1), "quantize: launching kvarn_quantize");
+  launch_quantize(params, k_rows, v_rows, job_buf, jobs.size(), records, status_buffer(), 0);
   const std::uint32_t failed = take_status("quantize: reading the status word");
   if (failed != kNoFailure) {
     const std::size_t job = failed / 2;
@@ -253,6 +241,26 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
                          ") holds NaN, Inf or a value beyond the codec's bound " +
                          std::to_string(int(kMaxRotatedMagnitude)) + ", which cannot be quantized");
   }
+}
+
+void OpenCLBackend::launch_quantize(const CodecParams& params, const Buffer& k_rows,
+                                    const Buffer& v_rows, const cl::Buffer& jobs,
+                                    std::size_t num_jobs, Buffer& records,
+                                    const cl::Buffer& status, std::size_t word) {
+  const CodecKernels& ck = codec_kernels(params);
+  cl::Kernel& k = *ck.quantize;
+  check_u32(word, "quantize: status word");
+  cl_call("quantize: setting kernel arguments", [&] {
+    k.setArg(0, cl_buffer(k_rows, "quantize: k_rows"));
+    k.setArg(1, cl_buffer(v_rows, "quantize: v_rows"));
+    k.setArg(2, jobs);
+    k.setArg(3, cl_buffer(records, "quantize: records"));
+    k.setArg(4, cl_int(params.sinkhorn_iters));
+    k.setArg(5, status);
+    k.setArg(6, cl_uint(word));
+  });
+  const std::size_t wg = std::size_t(quantize_work_group(params, ck.tokens_per_item));
+  launch(k, cl::NDRange(wg * num_jobs, 2), cl::NDRange(wg, 1), "quantize: launching kvarn_quantize");
 }
 
 void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,

@@ -69,6 +69,13 @@ class OpenCLBackend final : public Backend {
   void finish() override;
   std::int64_t first_row_out_of_range(const Buffer& rows_buf, std::size_t rows, int head_dim,
                                       float max_abs) override;  // opencl_check_rows.cpp
+  // The decode step's enqueue-only calls (opencl_step.cpp).
+  void append_rows(const AppendRowsArgs& args) override;
+  void quantize_deferred(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
+                         const Buffer& jobs, const std::vector<QuantizeJob>& host_jobs,
+                         Buffer& records, StatusWord status) override;
+  void wait_for(const std::vector<_cl_event*>& events) override;
+  _cl_event* enqueue_marker() override;
   std::size_t memory_capacity() const noexcept override {
     return std::size_t(caps().global_mem_bytes);
   }
@@ -94,6 +101,10 @@ class OpenCLBackend final : public Backend {
   void launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
               const char* what);
   cl::Buffer upload(const void* data, std::size_t bytes, const char* what);
+  // The quantize launch of quantize() and quantize_deferred(): status word `word` of `status`.
+  void launch_quantize(const CodecParams& params, const Buffer& k_rows, const Buffer& v_rows,
+                       const cl::Buffer& jobs, std::size_t num_jobs, Buffer& records,
+                       const cl::Buffer& status, std::size_t word);
 
   // The status word: one uint, the least index of a failing tile or row, kNoFailure when none.
   static constexpr std::uint32_t kNoFailure = 0xFFFFFFFFu;
@@ -112,6 +123,8 @@ class OpenCLBackend final : public Backend {
   struct RotateKernels {
     cl::Kernel* f16;
     cl::Kernel* f32;
+    cl::Kernel* append_f16;  // rotate.cl's decode-step append
+    cl::Kernel* append_f32;
   };
   RotateKernels& rotate_kernels(int head_dim);
   // Kernel `index` of a program without parameters (row copies, row checks).

@@ -20,7 +20,8 @@ std::vector<ProgramDef> make_table() {
   const std::string merge = "kvarn_attend_merge";
   return {
       {Program::rotate, "rotation", {"common.cl", "fwht_rows.cl", "rotate.cl"}, Geometry::head_dim,
-       false, false, "", "", {"kvarn_rotate_f16", "kvarn_rotate_f32"}},
+       false, false, "", "",
+       {"kvarn_rotate_f16", "kvarn_rotate_f32", "kvarn_append_rows_f16", "kvarn_append_rows_f32"}},
       {Program::codec, "codec", {"common.cl", "fwht_rows.cl", "quantize.cl", "dequantize.cl"},
        Geometry::record, false, true, "", "-DKV_UNROLL=1",
        {"kvarn_quantize", "kvarn_dequantize_rotated", "kvarn_dequantize_original"}},
