@@ -129,6 +129,7 @@ cl::Kernel& OpenCLBackend::fixed_kernel(Program program, std::size_t index) {
 void OpenCLBackend::launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
                            const char* what) {
   cl_call(what, [&] { queue_.enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, &last_event_); });
+  if (kernel_event_log_ != nullptr) kernel_event_log_->push_back(last_event_);
 }
 
 cl::Buffer OpenCLBackend::upload(const void* data, std::size_t bytes, const char* what) {

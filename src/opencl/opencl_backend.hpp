@@ -187,6 +187,8 @@ class OpenCLBackend final : public Backend {
   int last_attend_splits_ = 0;
   AttendKernel last_attend_kernel_ = AttendKernel::automatic;
   cl::Event attend_split_event_;
+  // Benchmarks only (OpenCLBackendTuning::log_kernel_events): every launch's event, appended.
+  std::vector<cl::Event>* kernel_event_log_ = nullptr;
 };
 
 // Creates the backend on a device chosen by discovery (own context and profiling queue).

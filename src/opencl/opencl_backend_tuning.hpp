@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "opencl/attention_program.hpp"
 #include "opencl/opencl_backend.hpp"
@@ -30,6 +31,10 @@ class OpenCLBackendTuning {
   // attend: the merge kernel's when there was one).
   const cl::Event& last_attend_split_event() const noexcept { return b_.attend_split_event_; }
   const cl::Event& last_event() const noexcept { return b_.last_event_; }
+
+  // Every kernel launch of later calls appends its event to *log (nullptr: stop): the kernel-time
+  // sum of a whole decode step.
+  void log_kernel_events(std::vector<cl::Event>* log) noexcept { b_.kernel_event_log_ = log; }
 
   // The backend's program builds and launches, for program variants beyond what it runs itself.
   ProgramSpec program_spec(Program program, const ProgramArgs& args) const {
