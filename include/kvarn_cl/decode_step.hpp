@@ -48,6 +48,7 @@
 
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/cache.hpp"
+#include "kvarn_cl/half.hpp"
 
 namespace kvarn_cl {
 
@@ -79,7 +80,9 @@ class DecodeStep {
   // original frame; scale 0 = 1/sqrt(head_dim).
   void attend(int layer, int num_q_heads, const Buffer& q, Buffer& out, ElementType out_type,
               float scale = 0.0f, const StepEvents& events = {});
-  void attend(int layer, int num_q_heads, const float* q, float* out, float scale = 0.0f);  // host; waits for out
+  // Host q and out (f32 or f16): the output is read back, which waits for the step so far.
+  void attend(int layer, int num_q_heads, const float* q, float* out, float scale = 0.0f);
+  void attend(int layer, int num_q_heads, const float* q, half_bits* out, float scale = 0.0f);
 
   // The synchronization point: waits for the step's device work and reads its status words;
   // throws NonFiniteInput (the step rolled back, see above) or InvalidArgument when a layer was
@@ -89,6 +92,7 @@ class DecodeStep {
  private:
   friend class KVCache;
   DecodeStep(KVCache& cache, std::uint64_t id) noexcept : cache_(&cache), id_(id) {}
+  void attend_host(int layer, int num_q_heads, const float* q, void* out, ElementType out_type, float scale);
   KVCache* cache_;    // nullptr once moved from
   std::uint64_t id_;  // which step of the cache this handle is (a finished one is refused)
 };

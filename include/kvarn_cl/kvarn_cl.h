@@ -48,6 +48,15 @@ typedef enum kvarn_cl_attend_path { KVARN_CL_ATTEND_FUSED = 0, KVARN_CL_ATTEND_M
 
 typedef struct kvarn_cl_backend kvarn_cl_backend;
 typedef struct kvarn_cl_cache kvarn_cl_cache;
+typedef struct kvarn_cl_step kvarn_cl_step;
+
+/* OpenCL's handle types by their C names (cl_context is struct _cl_context*, ...), so that this
+ * header does not need CL/cl.h: pass the engine's cl_context, cl_mem, cl_event directly. */
+struct _cl_context;
+struct _cl_device_id;
+struct _cl_command_queue;
+struct _cl_mem;
+struct _cl_event;
 
 /* --- library ------------------------------------------------------------------------------ */
 const char* kvarn_cl_version(void);
@@ -68,6 +77,10 @@ kvarn_cl_status kvarn_cl_record_bytes(kvarn_cl_preset preset, int head_dim, size
 /* cpu_threads: threads of the CPU backend (0 = all hardware threads). */
 kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu_threads,
                                         kvarn_cl_backend** out);
+/* The OpenCL backend on an engine's context, device and in-order queue (retained): the library's
+ * kernels run on that queue, in order with the engine's own work. */
+kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context, struct _cl_device_id* device,
+                                                 struct _cl_command_queue* queue, kvarn_cl_backend** out);
 void kvarn_cl_backend_destroy(kvarn_cl_backend* backend);
 /* "cpu (N threads)" or "opencl: <platform> / <device>"; owned by the handle. */
 const char* kvarn_cl_backend_name(const kvarn_cl_backend* backend);
@@ -148,6 +161,39 @@ kvarn_cl_status kvarn_cl_cache_attend(kvarn_cl_cache* cache, int layer, size_t n
                                       kvarn_cl_attend_path path);
 kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
                                              kvarn_cl_memory_report* out);
+/* --- the decode step (docs/API.md, "The decode step"; C++: kvarn_cl/decode_step.hpp) ---------
+ * One new token of every listed sequence through every layer: begin plans and uploads once; per
+ * layer, append and attend only enqueue device work (no blocking write, no read-back, no wait);
+ * finish is the one synchronization point. Device-side failures (NaN, Inf or a value beyond the
+ * codec's bound in a new K/V row) are returned by finish as KVARN_CL_NON_FINITE_INPUT, the step
+ * rolled back (every sequence as before begin, nothing committed earlier lost). finish and
+ * abandon free the handle whatever happens; abandon rolls an unfinished step back. While a step
+ * is open the cache refuses append, commit, rollback and free_sequence.
+ *
+ * Events follow the clEnqueue* convention: the call's device work waits for the num_wait events
+ * of `wait` (may be NULL when num_wait is 0); `done`, when not NULL, receives a new event (release
+ * it with clReleaseEvent) that completes when the call's work has. On the CPU backend calls
+ * complete before returning: num_wait must be 0 and *done is set to NULL. */
+kvarn_cl_status kvarn_cl_cache_begin_step(kvarn_cl_cache* cache, size_t num_seqs, const uint64_t* seq_ids,
+                                          kvarn_cl_step** out);
+/* k, v: [num_seqs][num_kv_heads][head_dim] of elem_type, original frame, in host memory. */
+kvarn_cl_status kvarn_cl_step_append(kvarn_cl_step* step, int layer, const void* k, const void* v,
+                                     kvarn_cl_element_type elem_type);
+/* The same from cl_mem buffers of the backend's context (OpenCL backend only). */
+kvarn_cl_status kvarn_cl_step_append_cl(kvarn_cl_step* step, int layer, struct _cl_mem* k, struct _cl_mem* v,
+                                        kvarn_cl_element_type elem_type, uint32_t num_wait,
+                                        struct _cl_event* const* wait, struct _cl_event** done);
+/* q [num_seqs][num_q_heads][head_dim] f32, out the same shape of out_type, original frame; host
+ * memory (waits for the output). Each layer after its append. scale 0 = 1/sqrt(head_dim). */
+kvarn_cl_status kvarn_cl_step_attend(kvarn_cl_step* step, int layer, int num_q_heads, const float* q,
+                                     void* out, kvarn_cl_element_type out_type, float scale);
+kvarn_cl_status kvarn_cl_step_attend_cl(kvarn_cl_step* step, int layer, int num_q_heads, struct _cl_mem* q,
+                                        struct _cl_mem* out, kvarn_cl_element_type out_type, float scale,
+                                        uint32_t num_wait, struct _cl_event* const* wait,
+                                        struct _cl_event** done);
+kvarn_cl_status kvarn_cl_step_finish(kvarn_cl_step* step);
+void kvarn_cl_step_abandon(kvarn_cl_step* step);
+
 /* The preset of one layer of the cache and its record bytes. */
 kvarn_cl_status kvarn_cl_cache_layer_preset(const kvarn_cl_cache* cache, int layer,
                                             kvarn_cl_preset* preset, size_t* record_bytes);

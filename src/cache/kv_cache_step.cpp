@@ -183,6 +183,14 @@ void DecodeStep::attend(int layer, int hq, const Buffer& q, Buffer& out, Element
 }
 
 void DecodeStep::attend(int layer, int hq, const float* q, float* out, float scale) {
+  attend_host(layer, hq, q, out, ElementType::f32, scale);
+}
+
+void DecodeStep::attend(int layer, int hq, const float* q, half_bits* out, float scale) {
+  attend_host(layer, hq, q, out, ElementType::f16, scale);
+}
+
+void DecodeStep::attend_host(int layer, int hq, const float* q, void* out, ElementType out_type, float scale) {
   KVARN_CL_STEP_CALL("attend");
   KVCache::Impl& m = *cache_ref_.impl_;
   const cache::StepState& st = m.open_step(id_, "attend");
@@ -192,10 +200,10 @@ void DecodeStep::attend(int layer, int hq, const float* q, float* out, float sca
   const std::size_t values = st.ids.size() * std::size_t(hq) * std::size_t(m.D);
   cache::check_host_queries(q, st.ids.size(), hq, m.D);
   Buffer& qb = m.q_ws.ensure(*m.be, values * 4);
-  Buffer& ob = m.out_ws.ensure(*m.be, values * 4);
+  Buffer& ob = m.out_ws.ensure(*m.be, values * element_bytes(out_type));
   m.be->write_async(qb, 0, q, values * 4);
-  m.step_attend(id_, layer, hq, qb, ob, ElementType::f32, scale, {});
-  m.be->read(ob, 0, out, values * 4);
+  m.step_attend(id_, layer, hq, qb, ob, out_type, scale, {});
+  m.be->read(ob, 0, out, values * element_bytes(out_type));
 }
 
 void DecodeStep::finish() {

@@ -12,6 +12,9 @@
 #include "capi/last_error.hpp"
 #include "kvarn_cl/kvarn_cl.h"
 #include "kvarn_cl/kvarn_cl.hpp"
+#if KVARN_CL_WITH_OPENCL
+#include "kvarn_cl/device.hpp"
+#endif
 
 struct kvarn_cl_backend {
   std::shared_ptr<kvarn_cl::Backend> impl;
@@ -20,6 +23,10 @@ struct kvarn_cl_backend {
 
 struct kvarn_cl_cache {
   std::unique_ptr<kvarn_cl::KVCache> impl;
+};
+
+struct kvarn_cl_step {
+  kvarn_cl::DecodeStep impl;
 };
 
 namespace {
@@ -156,6 +163,25 @@ kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu
                             ": expected KVARN_CL_BACKEND_CPU, _OPENCL or _AUTOMATIC");
     b->name = b->impl->name();
     *out = b.release();
+  });
+}
+
+kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context, struct _cl_device_id* device,
+                                                 struct _cl_command_queue* queue, kvarn_cl_backend** out) {
+  return capi::guarded([&] {
+    require(out, "out");
+    *out = nullptr;
+    require(context, "context");
+    require(device, "device");
+    require(queue, "queue");
+#if KVARN_CL_WITH_OPENCL
+    auto b = std::make_unique<kvarn_cl_backend>();
+    b->impl = make_opencl_backend(context, device, queue);
+    b->name = b->impl->name();
+    *out = b.release();
+#else
+    throw Unsupported("this build of libkvarn_cl has no OpenCL backend (KVARN_CL_WITH_OPENCL=OFF)");
+#endif
   });
 }
 
@@ -344,6 +370,99 @@ kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
     out->exact_recent_tokens = r.exact_recent_tokens;
   });
 }
+
+kvarn_cl_status kvarn_cl_cache_begin_step(kvarn_cl_cache* cache, size_t num_seqs, const uint64_t* seq_ids,
+                                          kvarn_cl_step** out) {
+  return capi::guarded([&] {
+    require(out, "out");
+    *out = nullptr;
+    require(cache, "cache");
+    require(seq_ids, "seq_ids");
+    check_batch(*cache->impl, num_seqs);
+    const std::vector<SeqId> ids(seq_ids, seq_ids + num_seqs);
+    *out = new kvarn_cl_step{cache->impl->begin_step(ids)};
+  });
+}
+
+kvarn_cl_status kvarn_cl_step_append(kvarn_cl_step* step, int layer, const void* k, const void* v,
+                                     kvarn_cl_element_type elem_type) {
+  return capi::guarded([&] {
+    require(step, "step");
+    require(k, "k");
+    require(v, "v");
+    step->impl.append(layer, k, v, to_element(elem_type, "elem_type"));
+  });
+}
+
+kvarn_cl_status kvarn_cl_step_append_cl(kvarn_cl_step* step, int layer, struct _cl_mem* k, struct _cl_mem* v,
+                                        kvarn_cl_element_type elem_type, uint32_t num_wait,
+                                        struct _cl_event* const* wait, struct _cl_event** done) {
+  return capi::guarded([&] {
+    if (done != nullptr) *done = nullptr;
+    require(step, "step");
+    require(k, "k");
+    require(v, "v");
+    if (num_wait > 0) require(wait, "wait");
+    const ElementType type = to_element(elem_type, "elem_type");
+#if KVARN_CL_WITH_OPENCL
+    const std::unique_ptr<Buffer> kb = wrap_opencl_buffer(k), vb = wrap_opencl_buffer(v);
+    StepEvents ev{std::vector<_cl_event*>(wait, wait + num_wait), done};
+    step->impl.append(layer, *kb, *vb, type, ev);
+#else
+    (void)type;
+    (void)layer;
+    throw Unsupported("kvarn_cl_step_append_cl: this build of libkvarn_cl has no OpenCL backend");
+#endif
+  });
+}
+
+kvarn_cl_status kvarn_cl_step_attend(kvarn_cl_step* step, int layer, int num_q_heads, const float* q,
+                                     void* out, kvarn_cl_element_type out_type, float scale) {
+  return capi::guarded([&] {
+    require(step, "step");
+    require(q, "q");
+    require(out, "out");
+    if (to_element(out_type, "out_type") == ElementType::f32)
+      step->impl.attend(layer, num_q_heads, q, static_cast<float*>(out), scale);
+    else
+      step->impl.attend(layer, num_q_heads, q, static_cast<half_bits*>(out), scale);
+  });
+}
+
+kvarn_cl_status kvarn_cl_step_attend_cl(kvarn_cl_step* step, int layer, int num_q_heads, struct _cl_mem* q,
+                                        struct _cl_mem* out, kvarn_cl_element_type out_type, float scale,
+                                        uint32_t num_wait, struct _cl_event* const* wait,
+                                        struct _cl_event** done) {
+  return capi::guarded([&] {
+    if (done != nullptr) *done = nullptr;
+    require(step, "step");
+    require(q, "q");
+    require(out, "out");
+    if (num_wait > 0) require(wait, "wait");
+    const ElementType type = to_element(out_type, "out_type");
+#if KVARN_CL_WITH_OPENCL
+    const std::unique_ptr<Buffer> qb = wrap_opencl_buffer(q), ob = wrap_opencl_buffer(out);
+    StepEvents ev{std::vector<_cl_event*>(wait, wait + num_wait), done};
+    step->impl.attend(layer, num_q_heads, *qb, *ob, type, scale, ev);
+#else
+    (void)type;
+    (void)layer;
+    (void)num_q_heads;
+    (void)scale;
+    throw Unsupported("kvarn_cl_step_attend_cl: this build of libkvarn_cl has no OpenCL backend");
+#endif
+  });
+}
+
+kvarn_cl_status kvarn_cl_step_finish(kvarn_cl_step* step) {
+  const std::unique_ptr<kvarn_cl_step> owned(step);
+  return capi::guarded([&] {
+    require(step, "step");
+    step->impl.finish();
+  });
+}
+
+void kvarn_cl_step_abandon(kvarn_cl_step* step) { delete step; }
 
 kvarn_cl_status kvarn_cl_cache_layer_preset(const kvarn_cl_cache* cache, int layer,
                                             kvarn_cl_preset* preset, size_t* record_bytes) {
