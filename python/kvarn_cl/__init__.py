@@ -6,7 +6,8 @@ directly. The package binds the library's C++ API:
 
 - :func:`devices`, :func:`presets`, :func:`version`, :func:`record_bytes` and :class:`Backend`;
 - :func:`quantize` / :func:`dequantize`: the tile codec, byte-compatible with ``kvarn-cl``;
-- :class:`KVCache`: the paged cache (append, commit/rollback, attend, memory_report).
+- :class:`KVCache`: the paged cache (append, commit/rollback, attend, memory_report), and
+  :class:`DecodeStep` (``KVCache.begin_step``): an engine's decode step, every layer.
 
 Arrays (numpy, or anything with the buffer protocol or DLPack on the CPU) are used in place, never
 copied; a dtype or layout that would need a copy is an error naming the argument. Errors are the
@@ -27,6 +28,7 @@ from ._errors import (
 )
 from ._kvarn_cl import (
     Backend,
+    DecodeStep,
     KVCache,
     dequantize,
     devices,
@@ -43,6 +45,7 @@ __version__ = version()
 __all__ = [
     "Backend",
     "CorruptRecord",
+    "DecodeStep",
     "DeviceError",
     "Error",
     "InvalidArgument",

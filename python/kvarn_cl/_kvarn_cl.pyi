@@ -142,6 +142,8 @@ class KVCache:
                dtype: DTypeLike = None) -> np.ndarray:
         """q float32 (or float16) [B][Hq][D] -> [B][Hq][D] float32 (or float16), original frame."""
     def memory_report(self) -> MemoryReport: ...
+    def begin_step(self, seqs: Sequence[int]) -> "DecodeStep":
+        """One new token of every listed sequence through every layer; finish() synchronizes."""
     def materialize(self, seq: int, layer: int = 0, *,
                     rotated: bool = False) -> Tuple[npt.NDArray[np.float16], npt.NDArray[np.float16]]:
         """K, V float16 [Hk][tokens][D] as the cache holds them, decoded."""
@@ -186,3 +188,19 @@ class KVCache:
 
 def _addresses() -> Dict[str, int]:
     """Testing hook: data address of each array argument as the C++ code used it."""
+
+
+class DecodeStep:
+    """One token of a batch through every layer (KVCache.begin_step); a context manager."""
+
+    @property
+    def sequences(self) -> List[int]: ...
+    def append(self, layer: int, k: ArrayLike, v: ArrayLike) -> None:
+        """k, v float16 or float32 [B][Hk][D], original frame; each layer once per step."""
+    def attend(self, layer: int, q: ArrayLike, *, scale: Optional[float] = None,
+               out: Optional[np.ndarray] = None, dtype: DTypeLike = None) -> np.ndarray:
+        """q [B][Hq][D] -> [B][Hq][D] float32 (or float16), after the layer's append."""
+    def finish(self) -> None: ...
+    def abandon(self) -> None: ...
+    def __enter__(self) -> "DecodeStep": ...
+    def __exit__(self, *exc: object) -> bool: ...

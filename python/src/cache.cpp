@@ -4,6 +4,7 @@
 #include <nanobind/stl/string.h>
 
 #include <cmath>
+#include <optional>
 
 #include "arrays.hpp"
 #include "backend.hpp"
@@ -321,6 +322,117 @@ nb::dict snapshot(PyCache& c, nb::handle seq, int layer) {
   return r;
 }
 
+// kvarn_cl.DecodeStep: one token of a batch through every layer (include/kvarn_cl/decode_step.hpp).
+// It keeps its cache alive; the C++ step lives in an optional so that finish/abandon end it.
+struct PyStep {
+  nb::object cache_ref;
+  PyCache* cache = nullptr;
+  std::optional<DecodeStep> step;
+  std::size_t num_seqs = 0;
+
+  DecodeStep& open(const char* fn) {
+    if (!step)
+      throw InvalidArgument(std::string("DecodeStep.") + fn + ": this step is finished (begin a new one with begin_step)");
+    return *step;
+  }
+  template <typename F>
+  auto locked(F&& f) {
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(*cache->backend->mutex);
+    return f();
+  }
+};
+
+nb::object begin_step(nb::handle self, nb::handle seqs) {
+  PyCache& c = nb::cast<PyCache&>(self);
+  const std::vector<SeqId> ids = seq_ids(seqs, "begin_step", "seqs");
+  auto st = std::make_unique<PyStep>();
+  st->cache_ref = nb::borrow(self);
+  st->cache = &c;
+  st->num_seqs = ids.size();
+  st->step.emplace(c.locked([&](KVCache& kv) { return kv.begin_step(ids); }));
+  return nb::cast(st.release(), nb::rv_policy::take_ownership);
+}
+
+void step_append(PyStep& s, int layer, nb::handle k_obj, nb::handle v_obj) {
+  const char* fn = "DecodeStep.append";
+  DecodeStep& st = s.open("append");
+  const ArrayIn k = array_in(k_obj, fn, "k", {Dtype::f16, Dtype::f32});
+  const ArrayIn v = array_in(v_obj, fn, "v", {Dtype::f16, Dtype::f32});
+  const CacheConfig& cfg = s.cache->cache->config();
+  const std::vector<std::size_t> want{s.num_seqs, std::size_t(cfg.num_kv_heads), std::size_t(cfg.codec.head_dim)};
+  for (const ArrayIn* a : {&k, &v})
+    if (a->shape != want)
+      throw InvalidArgument(std::string(fn) + ": " + (a == &k ? "k" : "v") + " has shape " + shape_str(a->shape) +
+                            ", expected " + shape_str(want) + " (one new token per sequence)");
+  if (k.dtype != v.dtype)
+    throw InvalidArgument(std::string(fn) + ": k is " + dtype_name(k.dtype) + " but v is " + dtype_name(v.dtype));
+  const ElementType type = k.dtype == Dtype::f32 ? ElementType::f32 : ElementType::f16;
+  s.locked([&] {
+    st.append(layer, k.data, v.data, type);
+    return 0;
+  });
+}
+
+nb::object step_attend(PyStep& s, int layer, nb::handle q_obj, nb::handle scale_obj, nb::handle out_obj,
+                       nb::handle dtype_obj) {
+  const char* fn = "DecodeStep.attend";
+  DecodeStep& st = s.open("attend");
+  const ArrayIn q = array_in(q_obj, fn, "q", {Dtype::f32, Dtype::f16});
+  const std::size_t d = std::size_t(s.cache->cache->config().codec.head_dim);
+  if (q.shape.size() != 3 || q.shape[0] != s.num_seqs || q.shape[2] != d)
+    throw InvalidArgument(std::string(fn) + ": q has shape " + shape_str(q.shape) + ", expected [" +
+                          std::to_string(s.num_seqs) + "][Hq][" + std::to_string(d) + "]");
+  float scale = 0;
+  if (!scale_obj.is_none()) {
+    double x = 0;
+    if (!nb::try_cast(scale_obj, x, true) || !(x > 0) || !std::isfinite(x))
+      throw InvalidArgument(std::string(fn) + ": scale " + std::string(nb::repr(scale_obj).c_str()) +
+                            " must be a finite number > 0 (None = 1/sqrt(head_dim))");
+    scale = float(x);
+  }
+  const Dtype want = parse_dtype(dtype_obj, fn, Dtype::f32);
+  ArrayOut out = array_out(out_obj, fn, q.shape, want, {Dtype::f32, Dtype::f16});
+  const int hq = int(q.shape[1]);
+  s.locked([&] {
+    std::vector<float> widened;
+    const float* qf = static_cast<const float*>(q.data);
+    if (q.dtype == Dtype::f16) {
+      widened.resize(q.elements());
+      halves_to_floats(static_cast<const half_bits*>(q.data), widened.data(), widened.size());
+      qf = widened.data();
+    }
+    if (out.dtype == Dtype::f32)
+      st.attend(layer, hq, qf, static_cast<float*>(out.data), scale);
+    else
+      st.attend(layer, hq, qf, static_cast<half_bits*>(out.data), scale);
+    return 0;
+  });
+  return out.object;
+}
+
+void step_finish(PyStep& s) {
+  DecodeStep& st = s.open("finish");
+  try {
+    s.locked([&] {
+      st.finish();
+      return 0;
+    });
+  } catch (...) {
+    s.step.reset();
+    throw;
+  }
+  s.step.reset();
+}
+
+void step_abandon(PyStep& s) {
+  if (!s.step) return;
+  s.locked([&] {
+    s.step.reset();  // rolls the unfinished step back
+    return 0;
+  });
+}
+
 }  // namespace
 
 void bind_cache(nb::module_& m) {
@@ -474,7 +586,48 @@ void bind_cache(nb::module_& m) {
       .def_prop_ro(
           "record_bytes", [](PyCache& c) { return c.cache->layout(0).bytes; },
           "Bytes of one record of layer 0 (layer_record_bytes: every layer's).")
-      .def_prop_ro("backend", [](PyCache& c) { return c.backend_ref; });
+      .def_prop_ro("backend", [](PyCache& c) { return c.backend_ref; })
+      .def("begin_step", &begin_step, nb::arg("seqs"),
+           "Starts a decode step: one new token of every listed sequence through every layer "
+           "(docs/PYTHON.md). Planned and uploaded once; per layer DecodeStep.append then "
+           "DecodeStep.attend; DecodeStep.finish() is the one synchronization point. Use it as a "
+           "context manager: `with cache.begin_step(ids) as step:` finishes on success and rolls "
+           "the step back on an exception.");
+
+  nb::class_<PyStep>(
+      m, "DecodeStep",
+      "One token of a batch of sequences through every layer (KVCache.begin_step). Every "
+      "sequence's layers advance together; failures found on the device (NaN/Inf in a new key "
+      "or value row) are raised by finish(), which then rolls the whole step back.")
+      .def("append", &step_append, nb::arg("layer"), nb::arg("k"), nb::arg("v"),
+           "The new token's keys and values of one layer: float16 or float32 [B][Hk][D], original "
+           "frame, B = len(sequences). Each layer exactly once per step.")
+      .def("attend", &step_attend, nb::arg("layer"), nb::arg("q"), nb::kw_only(), nb::arg("scale") = nb::none(),
+           nb::arg("out") = nb::none(), nb::arg("dtype") = nb::none(),
+           "Decode attention of one layer after its append: q float32 (or float16) [B][Hq][D]; "
+           "returns [B][Hq][D] float32 (or float16 with dtype=np.float16 / an out= array).")
+      .def("finish", &step_finish,
+           "Waits for the step and reports device-side failures (NonFiniteInput, the step rolled "
+           "back; ValueError if a layer was not appended, rolled back too). Ends the step.")
+      .def("abandon", &step_abandon, "Rolls an unfinished step back and ends it.")
+      .def_prop_ro(
+          "sequences",
+          [](PyStep& s) {
+            nb::list l;
+            if (s.step)
+              for (SeqId id : s.step->sequences()) l.append(id);
+            return l;
+          },
+          "The step's sequence ids in batch order (empty once finished).")
+      .def("__enter__", [](nb::handle self) { return nb::borrow(self); })
+      .def("__exit__", [](PyStep& s, nb::handle type, nb::handle, nb::handle) {
+        if (!s.step) return false;
+        if (type.is_none())
+          step_finish(s);
+        else
+          step_abandon(s);
+        return false;
+      });
 }
 
 }  // namespace kvarn_cl::py
