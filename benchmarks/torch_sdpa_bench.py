@@ -93,11 +93,11 @@ def main() -> int:
                     calls_in_graph = max(1, min(GRAPH_CALLS, int(4_000 / max(per_call, 1.0))))
                     graph_us, graph_wall, ginfo = timer.graph(call, calls_in_graph=calls_in_graph,
                                                               replays=5, reps=5)
-                except torch.cuda.OutOfMemoryError as e:
-                    info["skipped"].append({"hq": hq, "hk": hk, "context": ctx, "batch": batch,
-                                            "reason": f"out of memory: {str(e).splitlines()[0][:200]}"})
-                    print(f"{hq}/{hk:<3} {batch:>5} {ctx:>7}  skipped: out of memory", flush=True)
-                    del q, k, v
+                except Exception as e:  # noqa: BLE001 - out of memory or a failing call: say so, go on
+                    reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+                    info["skipped"].append({"hq": hq, "hk": hk, "context": ctx, "batch": batch, "reason": reason})
+                    print(f"{hq}/{hk:<3} {batch:>5} {ctx:>7}  skipped: {reason}", flush=True)
+                    q = k = v = None
                     continue
                 row = {"hq": hq, "hk": hk, "D": D, "context": ctx, "batch": batch, "kv_bytes": kv_bytes,
                        "kernel_only_us": kernel_only, "graph_us": graph_us, "per_call_us": per_call,
