@@ -7,6 +7,8 @@ cache, our fp16 attention and PyTorch's fp16 scaled_dot_product_attention, all f
   python3 benchmarks/plot_decode.py ATTN.json TORCH.json OUT.png
 
 ATTN.json is opencl_attention_bench's --benchmark_out, TORCH.json benchmarks/torch_sdpa_bench.py's.
+PyTorch is drawn kernel-only (launch cost excluded, like our event times) where TORCH.json has it;
+an older TORCH.json has only per-call times (launch cost included), and the legend says so.
 Needs matplotlib.
 """
 import json
@@ -35,9 +37,14 @@ def main() -> int:
             portable = min(b.get("short_kernel_us", 1e30), b.get("slots_kernel_us", 1e30))
             ours.setdefault(("Portable", batch), {})[ctx] = portable
     pt = {}
+    kernel_only = any(r.get("kernel_only_us") for r in torch["rows"])
     for r in torch["rows"]:
         if r["hq"] == 32 and r["hk"] == 8:
-            pt.setdefault(r["batch"], {})[r["context"]] = r["us_per_step"]
+            us = r.get("kernel_only_us") if kernel_only else r.get("per_call_us", r.get("us_per_step"))
+            if us:
+                pt.setdefault(r["batch"], {})[r["context"]] = us
+    pt_label = ("PyTorch fp16 SDPA, kernel-only" if kernel_only
+                else "PyTorch fp16 SDPA, per call (launch cost included)")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     device = attn.get("context", {}).get("device", "?")
@@ -45,7 +52,7 @@ def main() -> int:
         series = [("KVarN k4v2 fused (auto: matrix units)", ours.get(("Fused", batch), {}), "o-"),
                   ("KVarN k4v2, best portable kernel", ours.get(("Portable", batch), {}), "s--"),
                   ("our fp16 attention", ours.get(("Fp16", batch), {}), "^:"),
-                  ("PyTorch fp16 SDPA", pt.get(batch, {}), "d-")]
+                  (pt_label, pt.get(batch, {}), "d-")]
         for label, pts, style in series:
             if not pts:
                 continue
@@ -58,7 +65,8 @@ def main() -> int:
         ax.set_title(f"batch {batch}, Hq 32 / Hk 8, D 128")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Decode attention on {device}: kernel time per step (lower is better)")
+    fig.suptitle(f"Decode attention on {device}: kernel time per step (lower is better)"
+                 + ("" if kernel_only else "; PyTorch per call, launch included"))
     fig.tight_layout()
     fig.savefig(sys.argv[3], dpi=110)
     return 0

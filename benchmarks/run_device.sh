@@ -9,8 +9,9 @@
 # CMAKE_PREFIX_PATH=<folder>/usr and LD_LIBRARY_PATH=<folder>/usr/lib/x86_64-linux-gnu first.
 #
 # KVARN_CL_PLATFORM selects the platform (default: NVIDIA). Set KVARN_RUN_TESTS=0 or
-# KVARN_RUN_BENCH=0 to skip a phase, KVARN_RUN_TORCH=0 the PyTorch baseline
-# (benchmarks/torch_sdpa_bench.py); KVARN_TEST_FILTER (ctest -R), KVARN_BENCH_FILTER and
+# KVARN_RUN_BENCH=0 to skip a phase, KVARN_RUN_TORCH=0 the PyTorch baselines
+# (benchmarks/torch_sdpa_bench.py, benchmarks/torch_model_step_bench.py; KVARN_TORCH_BUDGET_GB sets
+# the latter's capacity budget); KVARN_TEST_FILTER (ctest -R), KVARN_BENCH_FILTER and
 # KVARN_BENCH_ONLY (a glob of benchmark executables) narrow them.
 set -u
 out=${1:-device-results}
@@ -36,10 +37,16 @@ if [ "${KVARN_RUN_TESTS:-1}" = 1 ]; then
 fi
 
 if [ "${KVARN_RUN_BENCH:-1}" = 1 ]; then
-  # What users would pick instead, in the same run (skips itself without torch + CUDA).
+  # What users would pick instead, in the same run (each skips itself without torch + CUDA):
+  # PyTorch fp16 SDPA per layer (kernel-only, CUDA graph and per-call times) and a 32-layer fp16
+  # decode step (KV write + SDPA per layer: eager wall, kernel-only, CUDA graph; the capacity view
+  # at KVARN_TORCH_BUDGET_GB of KV memory, default 60).
   if [ "${KVARN_RUN_TORCH:-1}" = 1 ]; then
     python3 benchmarks/torch_sdpa_bench.py "$out/torch_sdpa_bench.json" > "$out/torch_sdpa_bench.txt" 2>&1
     echo "torch_sdpa_bench: exit $?"; tail -40 "$out/torch_sdpa_bench.txt"
+    python3 benchmarks/torch_model_step_bench.py "$out/torch_model_step_bench.json" \
+      --budget-gb "${KVARN_TORCH_BUDGET_GB:-60}" > "$out/torch_model_step_bench.txt" 2>&1
+    echo "torch_model_step_bench: exit $?"; tail -25 "$out/torch_model_step_bench.txt"
   fi
   for b in build-device/benchmarks/*_bench; do
     [ -x "$b" ] || continue
