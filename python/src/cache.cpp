@@ -627,7 +627,7 @@ void bind_cache(nb::module_& m) {
         else
           step_abandon(s);
         return false;
-      });
+      }, nb::arg("exc_type").none(), nb::arg("exc_value").none(), nb::arg("traceback").none());
 }
 
 }  // namespace kvarn_cl::py
