@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "common/opencl_timing.hpp"
+#include "kvarn_cl/device.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
 #include "opencl/opencl_backend.hpp"
 #include "opencl/opencl_backend_tuning.hpp"
@@ -57,6 +58,7 @@ struct ModelShape {
 struct Run {
   std::shared_ptr<Backend> backend;
   double read_gbs = 0;  // read bandwidth: the measured copy bandwidth (GPU.md: reads run as fast)
+  bool profiling = true;  // false: a queue without CL_QUEUE_PROFILING_ENABLE (wall only)
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -155,7 +157,7 @@ void model_step(benchmark::State& state, const Run& run, ModelShape s) {
   std::vector<cl::Event> events;
   for (auto _ : state) {
     events.clear();
-    tune.log_kernel_events(&events);
+    if (run.profiling) tune.log_kernel_events(&events);
     const auto t0 = Clock::now();
     one_step(true);
     const double w = seconds_since(t0);
@@ -175,6 +177,10 @@ void model_step(benchmark::State& state, const Run& run, ModelShape s) {
   state.counters["span_us"] = bench::median(spans) * 1e6;
   state.counters["host_us_per_layer"] = (wm - km) / kLayers * 1e6;
   state.counters["wall_per_kernel"] = km > 0 ? wm / km : 0;
+  if (!run.profiling) {
+    // No kernel times on this queue: only what the caller waits for.
+    for (const char* c : {"kernel_us", "span_us", "host_us_per_layer", "wall_per_kernel"}) state.counters.erase(c);
+  }
   state.counters["append_host_us"] = bench::median(append_host) * 1e6;
   state.counters["attend_host_us"] = bench::median(attend_host) * 1e6;
   state.counters["kernels_per_step"] = double(events.size());
@@ -184,7 +190,8 @@ void model_step(benchmark::State& state, const Run& run, ModelShape s) {
   state.counters["cache_gb"] = double(m.total()) / 1e9;
   state.counters["batch"] = s.batch;
   state.counters["context"] = s.context;
-  state.SetLabel(std::string(s.fp16 ? "fp16 cache" : "k4v2_g128") + ", 32 layers, Hq 32 / Hk 8, D 128");
+  state.SetLabel(std::string(s.fp16 ? "fp16 cache" : "k4v2_g128") + ", 32 layers, Hq 32 / Hk 8, D 128" +
+                 (run.profiling ? "" : ", queue without profiling"));
 }
 
 void BM_ModelStep(benchmark::State& state, const Run* run, ModelShape s) {
@@ -242,6 +249,22 @@ int main(int argc, char** argv) {
                              std::to_string(s.batch) + "/ctx" + std::to_string(s.context);
     benchmark::RegisterBenchmark(name.c_str(), BM_ModelStep, &run, s)
         ->UseManualTime()->Iterations(iterations)->Unit(benchmark::kMicrosecond);
+  }
+  // The same steps on a queue without CL_QUEUE_PROFILING_ENABLE (the library's own queues have it;
+  // an engine's may not): what event profiling adds to the host's enqueue cost.
+  Run plain;
+  if (gpu) {
+    opencl::internal::OpenCLBackendTuning tune(cl);
+    cl::CommandQueue queue(tune.context(), tune.device(), 0);
+    plain.backend = make_opencl_backend(tune.context()(), tune.device()(), queue());
+    plain.read_gbs = run.read_gbs;
+    plain.profiling = false;
+    for (ModelShape s : {ModelShape{1, 1024, false}, ModelShape{1, 4096, false}, ModelShape{8, 32768, false}}) {
+      const std::string name = "BM_ModelStep/no_profiling/kvarn/batch" + std::to_string(s.batch) + "/ctx" +
+                               std::to_string(s.context);
+      benchmark::RegisterBenchmark(name.c_str(), BM_ModelStep, &plain, s)
+          ->UseManualTime()->Iterations(iterations)->Unit(benchmark::kMicrosecond);
+    }
   }
   // The capacity view: the largest batch whose KVarN cache fits the budget at 32K (PyTorch's fp16
   // capacity is torch_model_step_bench.py's).
