@@ -128,7 +128,8 @@ cl::Kernel& OpenCLBackend::fixed_kernel(Program program, std::size_t index) {
 
 void OpenCLBackend::launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
                            const char* what) {
-  cl_call(what, [&] { queue_.enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, &last_event_); });
+  cl::Event* event = keep_events_ || kernel_event_log_ != nullptr ? &last_event_ : nullptr;
+  cl_call(what, [&] { queue_.enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, event); });
   if (kernel_event_log_ != nullptr) kernel_event_log_->push_back(last_event_);
 }
 

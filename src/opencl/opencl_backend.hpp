@@ -187,7 +187,10 @@ class OpenCLBackend final : public Backend {
   int last_attend_splits_ = 0;
   AttendKernel last_attend_kernel_ = AttendKernel::automatic;
   cl::Event attend_split_event_;
-  // Benchmarks only (OpenCLBackendTuning::log_kernel_events): every launch's event, appended.
+  // Benchmarks only (OpenCLBackendTuning): keep each launch's event (last_event_,
+  // attend_split_event_), and append every launch's event to a log. Off, launches ask for no event:
+  // the library itself never waits on one, and each costs the driver an allocation per enqueue.
+  bool keep_events_ = false;
   std::vector<cl::Event>* kernel_event_log_ = nullptr;
 };
 
