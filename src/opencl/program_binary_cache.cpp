@@ -86,10 +86,10 @@ Folder open_folder(const std::string& dir, Fd* out, std::string* why) {
   out->fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (out->fd < 0) {
     if (errno == ENOENT) return Folder::absent;
-    if (errno == ELOOP) {
-      *why = "is a symbolic link";
-    } else if (errno == ENOTDIR) {
-      *why = "is not a directory";
+    struct stat link {};
+    if ((errno == ELOOP || errno == ENOTDIR) && ::lstat(dir.c_str(), &link) == 0) {
+      // O_DIRECTORY|O_NOFOLLOW on a link gives ELOOP or ENOTDIR, depending on the kernel.
+      *why = S_ISLNK(link.st_mode) ? "is a symbolic link" : "is not a directory";
     } else {
       *why = std::string("cannot be opened: ") + std::strerror(errno);
     }
