@@ -2,9 +2,9 @@
 
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
+#include "io/bounded_file.hpp"
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/half.hpp"
 
@@ -152,14 +152,9 @@ std::uint64_t GgufTensor::elements() const {
 }
 
 GgufFile::GgufFile(const std::string& path) : path_(path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw kvarn_cl::IoError("cannot open GGUF model file '" + path + "'");
-  const std::streamsize size = in.tellg();
-  if (size < 0) throw kvarn_cl::IoError("cannot read GGUF model file '" + path + "' (not a regular file?)");
-  in.seekg(0);
-  bytes_.resize(static_cast<std::size_t>(size));
-  if (!in.read(reinterpret_cast<char*>(bytes_.data()), size))
-    throw kvarn_cl::IoError("cannot read GGUF model file '" + path + "'");
+  // The library's bounded reader: a regular file of at most kMaxModelBytes (a FIFO or a device
+  // is refused, not read without end).
+  bytes_ = kvarn_cl::io::read_file(path, {kMaxModelBytes, false, true}, "GGUF model file '" + path + "'");
   parse();
 }
 
