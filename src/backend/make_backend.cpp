@@ -44,12 +44,14 @@ std::unique_ptr<Backend> make_opencl_backend() {
 
 namespace {
 
+#if KVARN_CL_WITH_OPENCL  // (helpers of the OpenCL choice; unused, hence unwarned-of, without it)
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0';
 }
+#endif
 
 std::unique_ptr<Backend> automatic_backend(std::string* why, bool* fell_back) {
   auto reason = [&](const std::string& r) {

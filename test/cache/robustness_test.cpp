@@ -251,7 +251,9 @@ TEST(Robustness, SequenceChurnAgainstQueriesFromAnotherThread) {
       ++refused;
     }
   };
+  std::atomic<bool> go{false};
   std::thread churn([&] {
+    while (!go) std::this_thread::yield();  // start together with the queries below
     for (int i = 0; i < 2000; ++i) {
       SeqId id = 0;
       bool added = false;
@@ -273,7 +275,8 @@ TEST(Robustness, SequenceChurnAgainstQueriesFromAnotherThread) {
     done = true;
   });
   SeqId probe = 0;
-  while (!done) {
+  go = true;
+  for (long queries = 0; !done || queries < 2000; ++queries) {
     refusing([&] { (void)cache.contains(probe++ % 64); });
     refusing([&] { (void)cache.num_sequences(); });
   }
