@@ -26,7 +26,7 @@
 namespace kvarn_cl::test {
 namespace {
 
-std::size_t address_space_in_use() {
+[[maybe_unused]] std::size_t address_space_in_use() {
   std::ifstream in("/proc/self/statm");
   unsigned long long pages = 0;
   in >> pages;
