@@ -147,9 +147,11 @@ TEST_F(CliReliability, HugeDeviceIndexMatchesNoDevice) {
   for (const char* var : {"KVARN_CL_DEVICE", "KVARN_CL_PLATFORM"}) {
     SCOPED_TRACE(var);
     const std::string setup = std::string("export ") + var + "=99999999999";
-    const CliResult info = box.run_in_shell(setup, {"info"});
-    EXPECT_EQ(info.exit_code, 0) << info.err;
-    EXPECT_FALSE(mentions(info, "internal error")) << info.err;
+    if (std::string(var) == "KVARN_CL_DEVICE") {  // (info builds every kernel: once is enough)
+      const CliResult info = box.run_in_shell(setup, {"info"});
+      EXPECT_EQ(info.exit_code, 0) << info.err;
+      EXPECT_FALSE(mentions(info, "internal error")) << info.err;
+    }
     const CliResult autob = box.run_in_shell(setup, quantize("a.kvarn", "k.f16", "auto"));
     EXPECT_EQ(autob.exit_code, 0) << autob.err;
 #if KVARN_CL_WITH_OPENCL
