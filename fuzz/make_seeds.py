@@ -48,6 +48,36 @@ def gguf(kvs, tensors, data=b""):
     return out + data
 
 
+def fnv1a(data):
+    h = 1469598103934665603
+    for b in data:
+        h = ((h ^ b) * 1099511628211) % 2**64
+    return h
+
+
+def cache_entry(key, binary):
+    """A program-cache entry (src/opencl/program_binary_cache.cpp, format 2)."""
+    k = key.encode()
+    return (b"KVCLBIN2" + struct.pack("<QQ", fnv1a(k), len(k)) + k + struct.pack("<Q", len(binary)) + binary
+            + struct.pack("<Q", fnv1a(binary)))
+
+
+def text_seeds():
+    """Seeds of the targets that need no kvarn-cl: program_cache_entry, layer_presets."""
+    # program_cache_entry: a key-length byte, the key, then the entry bytes.
+    for name, key, entry in [
+            ("valid", "k", cache_entry("k", bytes(range(16)))),
+            ("valid_long_key", "NVIDIA|3.0|H100", cache_entry("NVIDIA|3.0|H100", b"\x7fELF" + bytes(40))),
+            ("other_key", "k", cache_entry("q", b"binary")),
+            ("wrapped_length", "k", cache_entry("k", b"x")[:8 + 16 + 1] + struct.pack("<Q", 2**64 - 8) + b"abcde")]:
+        put("program_cache_entry", name, bytes([len(key)]) + key.encode() + entry)
+    # layer_presets: layer-preset file text.
+    put("layer_presets", "calibrated", b"# kvarn_cl layer presets: <layer> <preset>\n# b64\n0 k4v4_g128\n1 k4v2_g128\n2 k2v2_g128\n")
+    put("layer_presets", "bad_numbers", b"+0 k4v2_g128\n00 k4v4_g128\n")
+    put("layer_presets", "escapes", b"0 \x1b[31mk4v2_g128\x07\n1 k4v2_g64 extra\n")
+    put("layer_presets", "mixed_g", b"0 k4v2_g64\r\n1 k4v4_g64 # recent\n\n")
+
+
 def main():
     kvarn_cl = sys.argv[1]
     # record_decoder: selector byte (preset = b % 5, head_dim = (64,128,256)[(b/8) % 3], frame bit 7).
@@ -75,6 +105,7 @@ def main():
     for i in range(4):
         put("capi", "random%d" % i, bytes(rng.randrange(256) for _ in range(64 + 64 * i)))
     put("capi", "valid_codec", bytes([1, 1, 1, 2, 1, 9]) + bytes(200))
+    text_seeds()
 
 
 if __name__ == "__main__":

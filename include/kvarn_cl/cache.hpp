@@ -143,8 +143,8 @@ class KVCache {
   // --- sequences -------------------------------------------------------------------------------
   SeqId add_sequence();            // OutOfMemory when max_sequences are alive
   void free_sequence(SeqId id);    // its blocks and slot are reused by later sequences
-  bool contains(SeqId id) const noexcept;
-  std::size_t num_sequences() const noexcept;
+  bool contains(SeqId id) const;          // InvalidArgument while another thread is inside a
+  std::size_t num_sequences() const;      // mutating call on this cache (docs/API.md, "Threads")
   int length(SeqId id, int layer) const;       // tokens in the layer, uncommitted included
   int committed(SeqId id, int layer) const;    // committed tokens in the layer
   int quantized_tiles(SeqId id, int layer) const;

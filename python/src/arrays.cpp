@@ -101,6 +101,25 @@ void check_view(const Array& a, const char* fn, const char* name,
   *dtype = d;
 }
 
+// The object nanobind should import: `obj` itself, or a memoryview of it when it exports a buffer
+// without strides. PEP 3118 lets an exporter leave Py_buffer::strides NULL for C-contiguous data
+// (ctypes arrays do), and nanobind 3.1 reads the strides without checking (SIGSEGV); a
+// memoryview fills them in and shares the memory (no copy). Objects with DLPack are imported
+// through DLPack and are left alone.
+nb::object importable(nb::handle obj) {
+  if (obj.is_none() || nb::hasattr(obj, "__dlpack__") || !PyObject_CheckBuffer(obj.ptr()))
+    return nb::borrow(obj);
+  Py_buffer view;
+  if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_RECORDS_RO) != 0) {
+    PyErr_Clear();  // not importable either way: nanobind reports it
+    return nb::borrow(obj);
+  }
+  const bool strideless = view.ndim > 0 && view.strides == nullptr;
+  PyBuffer_Release(&view);
+  if (!strideless) return nb::borrow(obj);
+  return nb::steal(PyMemoryView_FromObject(obj.ptr()));
+}
+
 std::map<std::string, std::uintptr_t>& addresses() {
   static std::map<std::string, std::uintptr_t> a;
   return a;
@@ -165,7 +184,9 @@ nb::dlpack::dtype to_dlpack(Dtype d) noexcept {
 ArrayIn array_in(nb::handle obj, const char* fn, const char* name,
                  std::initializer_list<Dtype> allowed) {
   ArrayIn a;
-  if (obj.is_none() || !nb::try_cast(obj, a.array, /*convert=*/false))
+  const nb::object source = importable(obj);
+  if (!source.is_valid()) throw nb::python_error();
+  if (obj.is_none() || !nb::try_cast(source, a.array, /*convert=*/false))
     throw InvalidArgument(
         prefix(fn, name) + ": expected a CPU array (numpy, buffer protocol or DLPack) of " +
         allowed_str(allowed) + ", got " + std::string(nb::type_name(obj.type()).c_str()));
@@ -193,9 +214,11 @@ ArrayOut array_out(nb::handle out, const char* fn, const std::vector<std::size_t
     return r;
   }
   nb::ndarray<> view;
-  if (!nb::try_cast(out, view, /*convert=*/false)) {
+  const nb::object source = importable(out);
+  if (!source.is_valid()) throw nb::python_error();
+  if (!nb::try_cast(source, view, /*convert=*/false)) {
     nb::ndarray<nb::ro> ro;
-    if (nb::try_cast(out, ro, false))
+    if (nb::try_cast(source, ro, false))
       throw InvalidArgument(std::string(fn) + ": out: the array is read-only");
     throw InvalidArgument(std::string(fn) + ": out: expected a writable CPU array of " +
                           allowed_str(allowed) + ", got " +

@@ -8,6 +8,7 @@
 
 #include "arrays.hpp"
 #include "backend.hpp"
+#include "files.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
 #include "module.hpp"
 
@@ -79,7 +80,7 @@ std::vector<int> token_counts(nb::handle h, const char* fn, std::size_t expected
 std::vector<Preset> parse_layer_list(nb::handle h) {
   std::vector<Preset> out;
   if (h.is_none()) return out;
-  if (nb::isinstance<nb::str>(h)) return read_layer_presets(nb::cast<std::string>(h));
+  if (nb::isinstance<nb::str>(h)) return read_layer_presets_without_gil(nb::cast<std::string>(h));
   if (!nb::hasattr(h, "__iter__"))
     throw InvalidArgument(
         "KVCache: layer_presets must be None, a layer-preset file or a list of "

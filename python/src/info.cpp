@@ -4,6 +4,7 @@
 
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
+#include "files.hpp"
 #include "module.hpp"
 
 namespace kvarn_cl::py {
@@ -86,7 +87,7 @@ void bind_info(nb::module_& m) {
       "read_layer_presets",
       [](const std::string& path) {
         std::vector<std::string> names;
-        for (Preset p : read_layer_presets(path)) names.push_back(to_string(p));
+        for (Preset p : read_layer_presets_without_gil(path)) names.push_back(to_string(p));
         return names;
       },
       nb::arg("path"),

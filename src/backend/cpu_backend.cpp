@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backend/checks.hpp"
+#include "backend/host_memory.hpp"
 #include "cpu/decode_attention.hpp"
 #include "cpu/simd.hpp"
 #include "kvarn_cl/backend.hpp"
@@ -61,10 +62,8 @@ class CpuBackend final : public Backend {
     return n + ", " + cpu::simd::target_name() + ")";
   }
 
-  std::size_t memory_capacity() const noexcept override {
-    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-    return pages > 0 && page > 0 ? std::size_t(pages) * std::size_t(page) : 0;
-  }
+  // Physical memory, and the process's own limits (host_memory.hpp).
+  std::size_t memory_capacity() const noexcept override { return host_memory_capacity(); }
 
   std::unique_ptr<Buffer> allocate(std::size_t bytes) override {
     return std::make_unique<HostBuffer>(bytes);

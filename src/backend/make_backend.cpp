@@ -1,8 +1,8 @@
 // Backend choice: parse_backend_kind, make_opencl_backend() and make_backend() with the rule of
 // `automatic` (docs/PERFORMANCE.md, "CPU: which backend auto picks"):
 // - an OpenCL GPU or accelerator wins when present, once its kernels build (the default codec
-//   program is built here, so a broken kernel build falls back to the CPU now rather than
-//   failing the first append);
+//   program and the default attention kernels are built here, so a broken kernel build falls
+//   back to the CPU now rather than failing the first append or attend);
 // - when the only OpenCL devices are CPUs (PoCL), the C++ backend runs the same work faster on
 //   the same cores (its SIMD codec and attention against PoCL running our kernels, measured side
 //   by side by benchmarks/cpu_backends_bench.cpp), so auto uses it;
@@ -18,6 +18,7 @@
 #include "kvarn_cl/error.hpp"
 #if KVARN_CL_WITH_OPENCL
 #include "kvarn_cl/device.hpp"
+#include "opencl/device_acceptance.hpp"
 #include "opencl/opencl_backend.hpp"
 #endif
 
@@ -43,12 +44,14 @@ std::unique_ptr<Backend> make_opencl_backend() {
 
 namespace {
 
+#if KVARN_CL_WITH_OPENCL  // (helpers of the OpenCL choice; unused, hence unwarned-of, without it)
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0';
 }
+#endif
 
 std::unique_ptr<Backend> automatic_backend(std::string* why, bool* fell_back) {
   auto reason = [&](const std::string& r) {
@@ -77,8 +80,8 @@ std::unique_ptr<Backend> automatic_backend(std::string* why, bool* fell_back) {
   std::unique_ptr<Backend> backend;
   try {
     backend = make_opencl_backend();
-    // Build the default codec program now: a device whose kernels do not build is no device.
-    static_cast<opencl::OpenCLBackend&>(*backend).quantize_tokens_per_item(CodecParams{});
+    // Build the default programs now: a device whose kernels do not build is no device.
+    opencl::build_acceptance_programs(static_cast<opencl::OpenCLBackend&>(*backend));
   } catch (const Error& e) {
     return fallback(std::string("OpenCL backend unusable on ") + device.caps.device_name +
                     ", using the CPU: " + first_line(e.what()));

@@ -80,8 +80,14 @@ void KVCache::free_sequence(SeqId id) {
   m.seqs.erase(id);
 }
 
-bool KVCache::contains(SeqId id) const noexcept { return impl_->seqs.count(id) != 0; }
-std::size_t KVCache::num_sequences() const noexcept { return impl_->seqs.size(); }
+bool KVCache::contains(SeqId id) const {
+  KVARN_CL_CACHE_CALL("contains", false);
+  return impl_->seqs.count(id) != 0;
+}
+std::size_t KVCache::num_sequences() const {
+  KVARN_CL_CACHE_CALL("num_sequences", false);
+  return impl_->seqs.size();
+}
 
 int KVCache::length(SeqId id, int layer) const {
   KVARN_CL_CACHE_CALL("length", false);

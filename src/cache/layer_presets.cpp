@@ -1,7 +1,11 @@
 // Layer-preset files (include/kvarn_cl/cache.hpp): "<layer> <preset>" lines, '#' comments.
-#include <fstream>
+// Layer numbers are written as format_layer_presets writes them (plain decimal digits, no sign,
+// no leading zero), like every integer kvarn-cl takes; text quoted from the file in a message is
+// escaped (printable.hpp).
 #include <sstream>
 
+#include "format/printable.hpp"
+#include "io/bounded_file.hpp"
 #include "kvarn_cl/cache.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -21,17 +25,11 @@ std::vector<Preset> parse_layer_presets(const std::string& text, const std::stri
     if (!(fields >> layer)) continue;  // blank or comment
     const std::string where = source + ":" + std::to_string(line_no);
     if (!(fields >> preset) || (fields >> extra))
-      throw InvalidArgument(where + ": expected '<layer> <preset>', got '" + line + "'");
-    std::size_t used = 0;
-    long n = -1;
-    try {
-      n = std::stol(layer, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used != layer.size() || n != long(out.size()))
-      throw InvalidArgument(where + ": layer '" + layer + "' where layer " + std::to_string(out.size()) +
-                            " was expected (layers are listed in order from 0)");
+      throw InvalidArgument(where + ": expected '<layer> <preset>', got '" + printable(line) + "'");
+    // The one spelling of the expected number: "+0", "00" or " 0" are not layer 0.
+    if (layer != std::to_string(out.size()))
+      throw InvalidArgument(where + ": layer '" + printable(layer) + "' where layer " + std::to_string(out.size()) +
+                            " was expected (layers are listed in order from 0, in plain decimal digits)");
     out.push_back(parse_preset(preset, where + " preset"));
   }
   if (out.empty()) throw InvalidArgument(source + ": no '<layer> <preset>' lines");
@@ -39,12 +37,10 @@ std::vector<Preset> parse_layer_presets(const std::string& text, const std::stri
 }
 
 std::vector<Preset> read_layer_presets(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError("cannot read layer-preset file '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw IoError("error reading layer-preset file '" + path + "'");
-  return parse_layer_presets(ss.str(), path);
+  // A FIFO, /dev/zero or a huge file is refused instead of hanging or filling memory.
+  const std::string text = io::read_text_file(path, {io::kMaxTextFileBytes, false, true},
+                                              "layer-preset file '" + printable(path) + "'");
+  return parse_layer_presets(text, path);
 }
 
 std::string format_layer_presets(const std::vector<Preset>& presets, const std::string& comment) {

@@ -1,6 +1,7 @@
 // Presets of SPEC §2.1 and their names.
 #include <sstream>
 
+#include "format/printable.hpp"
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/format.hpp"
 
@@ -34,7 +35,8 @@ Preset parse_preset(std::string_view name, std::string_view argument) {
   for (const auto& info : kPresets)
     if (name == info.name) return info.preset;
   std::ostringstream msg;
-  msg << "invalid " << argument << " '" << name << "': expected one of";
+  // The name may come from a file (a layer-preset file): quoted printable.
+  msg << "invalid " << argument << " '" << printable(name) << "': expected one of";
   for (const auto& info : kPresets) msg << ' ' << info.name;
   throw InvalidArgument(msg.str());
 }

@@ -22,10 +22,15 @@ bool is_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-// "index or case-insensitive substring of name"
+// "index or case-insensitive substring of name". An index is compared as digits, so that one
+// too large for any integer type (KVARN_CL_DEVICE=99999999999) matches no device instead of
+// throwing std::out_of_range out of the library.
 bool matches(const std::string& choice, int index, const std::string& name) {
   if (choice.empty()) return true;
-  if (is_index(choice)) return std::stoi(choice) == index;
+  if (is_index(choice)) {
+    const std::size_t first = std::min(choice.find_first_not_of('0'), choice.size() - 1);
+    return choice.substr(first) == std::to_string(index);
+  }
   return lower(name).find(lower(choice)) != std::string::npos;
 }
 

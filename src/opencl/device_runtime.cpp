@@ -3,8 +3,6 @@
 
 #include <cstdio>
 
-#include <functional>
-#include <sstream>
 #include <utility>
 
 #include "kvarn_cl/error.hpp"
@@ -12,10 +10,6 @@
 #include "opencl/stderr_capture.hpp"
 #include "opencl/kernel_sources.hpp"
 #include "opencl/program_binary_cache.hpp"
-
-#ifndef KVARN_CL_VERSION
-#define KVARN_CL_VERSION "unknown"
-#endif
 
 namespace kvarn_cl::opencl {
 namespace {
@@ -30,6 +24,20 @@ struct Registry {
 Registry& registry() {
   static Registry* r = new Registry();  // leaked on purpose: usable during static destruction
   return *r;
+}
+
+// Whether `name` is one of the ';'-separated kernel names of CL_PROGRAM_KERNEL_NAMES.
+bool has_kernel(const std::string& names, const std::string& name) {
+  std::size_t from = 0;
+  while (from <= names.size()) {
+    std::size_t end = names.find(';', from);
+    if (end == std::string::npos) end = names.size();
+    std::string one = names.substr(from, end - from);
+    while (!one.empty() && (one.back() == '\0' || one.back() == ' ')) one.pop_back();
+    if (one == name) return true;
+    from = end + 1;
+  }
+  return false;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -75,14 +83,11 @@ std::shared_ptr<DeviceRuntime> DeviceRuntime::for_context(const cl::Context& con
 }
 
 cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
-  const std::string source = program_source(spec.files);
+  std::string source = program_source(spec.files);
   const std::string options = "-cl-std=CL1.2 " + spec.options;
-  std::ostringstream key;
-  key << caps_.platform_name << '|' << caps_.platform_version << '|' << caps_.device_name << '|'
-      << caps_.device_version << '|' << caps_.driver_version << '|' << KVARN_CL_VERSION << '|'
-      << std::hash<std::string>{}(source) << '|' << source.size() << '|' << options;
+  const std::string key = build_key(caps_, source, options);
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = programs_.find(key.str());
+  auto it = programs_.find(key);
   if (it != programs_.end()) return it->second;
 
   const std::string what = "building OpenCL program [" + join(spec.files) + "] (kernels from " +
@@ -92,18 +97,27 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
     disk_cache_ = ProgramBinaryCache::for_device(caps_, &disk_cache_state_);
     disk_cache_checked_ = true;
   }
-  // A binary from the on-disk cache, where it is on: any failure to load or build it is a miss.
   if (disk_cache_) {
-    if (auto binary = disk_cache_->load(key.str())) {
+    // The program carries the stamp of its build as an empty kernel, so that a binary loaded from
+    // disk can be checked to be this build's and no other (program_binary_cache.hpp).
+    const std::string stamp = stamp_kernel_name(build_stamp(key));
+    source += "\n__kernel void " + stamp + "(void) {}\n";
+    // A binary from the on-disk cache: one that does not load, does not build or carries another
+    // stamp is a miss, rebuilt from source below and rewritten.
+    if (auto binary = disk_cache_->load(key)) {
       try {
         cl::Program program(context_, std::vector<cl::Device>{device_},
                             cl::Program::Binaries{*binary});
         program.build(std::vector<cl::Device>{device_}, options.c_str());
-        ++cache_stats_.disk_hits;
-        programs_.emplace(key.str(), program);
-        return program;
+        const std::string names = program.getInfo<CL_PROGRAM_KERNEL_NAMES>();
+        if (has_kernel(names, stamp)) {
+          ++cache_stats_.disk_hits;
+          programs_.emplace(key, program);
+          return program;
+        }
+        ++cache_stats_.disk_rejected;
       } catch (const cl::Error&) {
-        // stale or foreign binary: rebuilt from source below and rewritten
+        ++cache_stats_.disk_rejected;
       }
     }
     ++cache_stats_.disk_misses;
@@ -140,12 +154,12 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
   if (disk_cache_) {
     try {
       const auto binaries = program.getInfo<CL_PROGRAM_BINARIES>();
-      if (binaries.size() == 1 && disk_cache_->store(key.str(), binaries[0])) ++cache_stats_.disk_stores;
+      if (binaries.size() == 1 && disk_cache_->store(key, binaries[0])) ++cache_stats_.disk_stores;
     } catch (const cl::Error&) {
       // a driver that cannot hand out binaries simply gets no cache entry
     }
   }
-  programs_.emplace(key.str(), program);
+  programs_.emplace(key, program);
   return program;
 }
 

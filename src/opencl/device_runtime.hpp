@@ -60,7 +60,9 @@ class DeviceRuntime {
   // Where this runtime's programs came from (the on-disk cache of program_binary_cache.hpp or a
   // build from source), and whether that cache is on for this device and where.
   struct ProgramCacheStats {
-    int source_builds = 0, disk_hits = 0, disk_misses = 0, disk_stores = 0;
+    // disk_rejected: entries found but refused after loading (the driver refused the binary, or
+    // it carried another build's stamp); each is also a miss.
+    int source_builds = 0, disk_hits = 0, disk_misses = 0, disk_stores = 0, disk_rejected = 0;
   };
   ProgramCacheStats program_cache_stats();
   std::string disk_cache_state();

@@ -2,9 +2,8 @@
 #include "opencl/kernel_sources.hpp"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
+#include "io/bounded_file.hpp"
 #include "kvarn_cl/error.hpp"
 
 namespace kvarn_cl::opencl {
@@ -20,11 +19,8 @@ const char* kernel_dir() {
 std::string kernel_source(const std::string& file) {
   if (const char* dir = kernel_dir()) {
     const std::string path = std::string(dir) + "/" + file;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw IoError("cannot read kernel file '" + path + "' (KVARN_CL_KERNEL_DIR=" + dir + ")");
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    return io::read_text_file(path, {io::kMaxTextFileBytes, false, true},
+                              "kernel file '" + path + "' (KVARN_CL_KERNEL_DIR=" + dir + ")");
   }
   for (std::size_t i = 0; i < kEmbeddedKernelFileCount; ++i)
     if (file == kEmbeddedKernelFiles[i].name)

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "backend/host_memory.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/device.hpp"
 #include "opencl/attention_program.hpp"
@@ -77,7 +78,9 @@ class OpenCLBackend final : public Backend {
   void wait_for(const std::vector<_cl_event*>& events) override;
   _cl_event* enqueue_marker() override;
   std::size_t memory_capacity() const noexcept override {
-    return std::size_t(caps().global_mem_bytes);
+    // A CPU device (PoCL) allocates in this process: its limits apply too (host_memory.hpp).
+    const std::size_t global = std::size_t(caps().global_mem_bytes), host = host_memory_capacity();
+    return caps().type == "cpu" && host != 0 && host < global ? host : global;
   }
 
   // What the library needs beside the Backend interface (device_api.cpp, make_backend.cpp): the

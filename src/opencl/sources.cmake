@@ -15,4 +15,5 @@ list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/opencl_check_rows.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_step.cpp
   ${CMAKE_CURRENT_LIST_DIR}/stderr_capture.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/device_acceptance.cpp
   ${CMAKE_CURRENT_LIST_DIR}/device_api.cpp)

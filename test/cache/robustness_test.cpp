@@ -214,3 +214,72 @@ TEST(Robustness, ConcurrentUseOfOneCacheIsReported) {
   for (int i = 0; i < 1000; ++i) (void)cache.committed(id, 0);
   reader.join();
 }
+
+// contains() and num_sequences() used to skip the guard: called while another thread added or
+// freed sequences they read the sequence map as it changed (SIGSEGV). Now they are refused like
+// every other call that overlaps a mutating one.
+TEST(Robustness, SequenceQueriesAreGuardedToo) {
+  auto be = std::make_shared<HoldingBackend>(std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1})));
+  const int D = 64, Hk = 1;
+  KVCache cache(small_config(be, Preset::k4v2_g64, D, 1, Hk, 2, 1024));
+  const SeqId id = cache.add_sequence();
+  const auto k = kv_rows(8, Hk, D, 13), v = kv_rows(8, Hk, D, 14);
+  be->hold_next_rotate();
+  std::thread writer([&] { cache.append(0, {id}, {8}, k.data(), v.data()); });
+  be->wait_until_held();
+  expect_error<InvalidArgument>([&] { (void)cache.contains(id); }, "KVCache::contains");
+  expect_error<InvalidArgument>([&] { (void)cache.num_sequences(); }, "KVCache::append");
+  be->release();
+  writer.join();
+  EXPECT_TRUE(cache.contains(id));
+  EXPECT_EQ(cache.num_sequences(), 1u);
+}
+
+// The same race without a held call: one thread adds and frees sequences while another asks
+// about them. Every call either completes or is refused with InvalidArgument; nothing crashes,
+// and the cache is consistent afterwards. (CI also runs this under ThreadSanitizer.)
+TEST(Robustness, SequenceChurnAgainstQueriesFromAnotherThread) {
+  auto be = std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1}));
+  KVCache cache(small_config(be, Preset::k4v2_g64, 64, 1, 1, 4, 256));
+  std::atomic<bool> done{false};
+  std::atomic<long> refused{0};
+  auto refusing = [&](const std::function<void()>& call) {
+    try {
+      call();
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("two threads"), std::string::npos) << e.what();
+      ++refused;
+    }
+  };
+  std::atomic<bool> go{false};
+  std::thread churn([&] {
+    while (!go) std::this_thread::yield();  // start together with the queries below
+    for (int i = 0; i < 2000; ++i) {
+      SeqId id = 0;
+      bool added = false;
+      refusing([&] {
+        id = cache.add_sequence();
+        added = true;
+      });
+      if (added) {
+        for (;;) {
+          try {
+            cache.free_sequence(id);
+            break;
+          } catch (const InvalidArgument&) {
+            ++refused;  // the other thread was inside a call: try again
+          }
+        }
+      }
+    }
+    done = true;
+  });
+  SeqId probe = 0;
+  go = true;
+  for (long queries = 0; !done || queries < 2000; ++queries) {
+    refusing([&] { (void)cache.contains(probe++ % 64); });
+    refusing([&] { (void)cache.num_sequences(); });
+  }
+  churn.join();
+  EXPECT_EQ(cache.num_sequences(), 0u);
+}

@@ -50,7 +50,7 @@ TEST(ProgramBinaryCache, RoundTripAndDamageIsAMiss) {
   write_all(path, {good.begin(), good.begin() + std::ptrdiff_t(good.size() / 2)});
   EXPECT_FALSE(cache.load("key-a").has_value());
   bad = good;
-  bad[8 + 8] ^= 1;  // first byte of the stored key
+  bad[8 + 8 + 8] ^= 1;  // first byte of the stored key (after magic, stamp and key length)
   write_all(path, bad);
   EXPECT_FALSE(cache.load("key-a").has_value());
   write_all(path, {'n', 'o', 't', ' ', 'a', 'n', ' ', 'e', 'n', 't', 'r', 'y'});

@@ -66,12 +66,23 @@ CliResult CliSandbox::run(const std::vector<std::string>& args) const {
 }
 
 CliResult CliSandbox::run_program(const std::string& program, const std::vector<std::string>& args) const {
+  return run_command(program, "", args, "");
+}
+
+CliResult CliSandbox::run_in_shell(const std::string& setup, const std::vector<std::string>& args,
+                                   const std::string& stdout_to) const {
+  return run_command(tool_path(), setup, args, stdout_to);
+}
+
+CliResult CliSandbox::run_command(const std::string& program, const std::string& setup,
+                                  const std::vector<std::string>& args, const std::string& stdout_to) const {
   // Captured streams live outside the listing() (a dot-directory) so they never look like output.
   const std::string cap = dir_ + "/.captured";
   ::mkdir(cap.c_str(), 0700);
-  std::string cmd = "cd " + shell_quote(dir_) + " && " + shell_quote(program);
+  std::string cmd = "cd " + shell_quote(dir_) + " && " + (setup.empty() ? "" : setup + " && ") + shell_quote(program);
   for (const auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " </dev/null >" + shell_quote(cap + "/out") + " 2>" + shell_quote(cap + "/err");
+  cmd += " </dev/null >" + shell_quote(stdout_to.empty() ? cap + "/out" : stdout_to) + " 2>" +
+         shell_quote(cap + "/err");
   const int status = std::system(cmd.c_str());
   CliResult r;
   r.exit_code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;

@@ -35,6 +35,11 @@ class CliSandbox {
   CliResult run(const std::vector<std::string>& args) const;
   // Another program (e.g. kvarn-eval) the same way.
   CliResult run_program(const std::string& program, const std::vector<std::string>& args) const;
+  // kvarn-cl in a shell that first runs `setup` (e.g. "ulimit -f 100", "export X=1"; empty:
+  // nothing), with stdout sent to `stdout_to` instead of being captured when that is not empty
+  // (e.g. "/dev/full").
+  CliResult run_in_shell(const std::string& setup, const std::vector<std::string>& args,
+                         const std::string& stdout_to = "") const;
 
   void write_bytes(const std::string& name, const std::vector<std::uint8_t>& bytes) const;
   void write_halves(const std::string& name, const std::vector<half_bits>& h) const;
@@ -45,6 +50,8 @@ class CliSandbox {
   std::vector<std::string> listing() const;
 
  private:
+  CliResult run_command(const std::string& program, const std::string& setup,
+                        const std::vector<std::string>& args, const std::string& stdout_to) const;
   std::string dir_;
 };
 

@@ -2,9 +2,10 @@
 
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
+#include "format/printable.hpp"
+#include "io/bounded_file.hpp"
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/half.hpp"
 
@@ -66,7 +67,7 @@ double scalar(Cursor& c, std::uint32_t type, const std::string& path, const std:
     case kF64: return c.get<double>();
     default: {
       std::ostringstream m;
-      m << "GGUF file '" << path << "': metadata key '" << key << "' has unknown value type "
+      m << "GGUF file '" << path << "': metadata key '" << kvarn_cl::printable(key) << "' has unknown value type "
         << type;
       throw kvarn_cl::IoError(m.str());
     }
@@ -152,14 +153,9 @@ std::uint64_t GgufTensor::elements() const {
 }
 
 GgufFile::GgufFile(const std::string& path) : path_(path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw kvarn_cl::IoError("cannot open GGUF model file '" + path + "'");
-  const std::streamsize size = in.tellg();
-  if (size < 0) throw kvarn_cl::IoError("cannot read GGUF model file '" + path + "' (not a regular file?)");
-  in.seekg(0);
-  bytes_.resize(static_cast<std::size_t>(size));
-  if (!in.read(reinterpret_cast<char*>(bytes_.data()), size))
-    throw kvarn_cl::IoError("cannot read GGUF model file '" + path + "'");
+  // The library's bounded reader: a regular file of at most kMaxModelBytes (a FIFO or a device
+  // is refused, not read without end).
+  bytes_ = kvarn_cl::io::read_file(path, {kMaxModelBytes, false, true}, "GGUF model file '" + path + "'");
   parse();
 }
 
@@ -201,12 +197,12 @@ void GgufFile::parse() {
     t.name = c.str();
     const auto nd = c.get<std::uint32_t>();
     if (nd > kMaxDims)
-      throw corrupt("tensor '" + t.name + "' has " + std::to_string(nd) + " dimensions (at most 4)");
+      throw corrupt("tensor '" + kvarn_cl::printable(t.name) + "' has " + std::to_string(nd) + " dimensions (at most 4)");
     std::uint64_t elements = 1;
     for (std::uint32_t d = 0; d < nd; ++d) {
       const auto n = c.get<std::uint64_t>();
       if (n != 0 && elements > UINT64_MAX / n)
-        throw corrupt("tensor '" + t.name + "' has more elements than fit in 64 bits");
+        throw corrupt("tensor '" + kvarn_cl::printable(t.name) + "' has more elements than fit in 64 bits");
       elements *= n;
       t.dims.push_back(n);
     }
@@ -238,7 +234,7 @@ void GgufFile::parse() {
     if (data_offset_ > file_size || t.offset > file_size - data_offset_ ||
         blocks > room / g.block_bytes) {
       std::ostringstream m;
-      m << "GGUF file '" << path << "' is truncated: tensor '" << t.name << "' at offset "
+      m << "GGUF file '" << path << "' is truncated: tensor '" << kvarn_cl::printable(t.name) << "' at offset "
         << t.offset << " (data section at byte " << data_offset_ << ") needs " << blocks
         << " blocks of " << g.block_bytes << " bytes, the file has " << file_size << " bytes";
       throw kvarn_cl::IoError(m.str());
@@ -301,13 +297,13 @@ std::vector<float> GgufFile::dequantize(const GgufTensor& t) const {
   TypeGeometry g{};
   if (!geometry(t.type, g)) {
     std::ostringstream m;
-    m << "tensor '" << t.name << "' has ggml type " << t.type
+    m << "tensor '" << kvarn_cl::printable(t.name) << "' has ggml type " << t.type
       << ", which kvarn-eval cannot dequantize (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)";
     throw kvarn_cl::Unsupported(m.str());
   }
   const std::uint64_t n = t.elements();
   if (n % g.block_elems != 0)
-    throw kvarn_cl::IoError("tensor '" + t.name + "' has a size that is not a whole number of blocks");
+    throw kvarn_cl::IoError("tensor '" + kvarn_cl::printable(t.name) + "' has a size that is not a whole number of blocks");
   std::vector<float> out(n);
   const std::uint8_t* p = bytes_.data() + data_offset_ + t.offset;
   const std::uint64_t blocks = n / g.block_elems;

@@ -42,6 +42,8 @@ struct GgufTensor {
 
 class GgufFile {
  public:
+  // The largest model file read (64 GiB); a larger one is refused before it is read.
+  static constexpr std::uint64_t kMaxModelBytes = std::uint64_t(64) << 30;
   // Reads the whole file. Throws kvarn_cl::IoError (unreadable, truncated, not GGUF, version 1 or
   // big-endian) naming the path and what is wrong.
   explicit GgufFile(const std::string& path);

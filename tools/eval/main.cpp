@@ -23,6 +23,7 @@
 #include "capture.hpp"
 #include "evaluate.hpp"
 #include "gguf.hpp"
+#include "io/bounded_file.hpp"
 #include "kv_config.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/cache.hpp"
@@ -108,12 +109,9 @@ bool file_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
+// Evaluation texts (a book at most): through the library's bounded reader.
 std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw kvarn_cl::IoError("cannot read text file '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  return kvarn_cl::io::read_text_file(path, {std::uint64_t(1) << 30, false, true}, "text file '" + path + "'");
 }
 
 struct Prompt {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "format/printable.hpp"
 #include "kvarn_cl/error.hpp"
 #include "matmul.hpp"
 
@@ -54,7 +55,7 @@ void rms_norm(const float* x, const float* w, float* y, int n, double eps) {
 Model::Model(const GgufFile& f) {
   const std::string arch = f.string("general.architecture");
   if (arch != "llama")
-    throw kvarn_cl::Unsupported("model architecture '" + arch + "' is not supported (kvarn-eval runs 'llama')");
+    throw kvarn_cl::Unsupported("model architecture '" + kvarn_cl::printable(arch) + "' is not supported (kvarn-eval runs 'llama')");
   cfg_.name = f.has("general.name") ? f.string("general.name") : arch;
   // Sizes come from a downloaded file: each is range-checked before it divides or sizes anything.
   auto count = [&](const std::string& key, std::int64_t max) {

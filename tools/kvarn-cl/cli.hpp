@@ -89,6 +89,9 @@ OptionSpec backend_option();
 
 // Whole file as bytes. Throws IoError naming the option and the path.
 std::vector<std::uint8_t> read_file(const std::string& path, const std::string& option);
+// The largest input file kvarn-cl reads (16 GiB: a quarter of a billion tokens of one KV head at
+// head dimension 128); a larger one is refused before it is read.
+constexpr std::uint64_t kMaxInputBytes = std::uint64_t(16) << 30;
 
 // fp16 rows [rows][cols] from a raw little-endian fp16 file. Checks that the size is a whole
 // number of rows of `cols` values, that rows is a multiple of `row_multiple` (with `multiple_what`

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.hpp"
+#include "io/bounded_file.hpp"
 #include "kvarn_cl/error.hpp"
 
 namespace kvarn_cl::cli {
@@ -40,17 +41,9 @@ std::string base_name(const std::string& path) {
 }  // namespace
 
 std::vector<std::uint8_t> read_file(const std::string& path, const std::string& option) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0)
-    throw IoError(quoted(option, path) + ": cannot open: " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw IoError(quoted(option, path) + ": not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(quoted(option, path) + ": cannot open: " + std::strerror(errno));
-  std::vector<std::uint8_t> data(static_cast<std::size_t>(st.st_size));
-  if (!data.empty() && !in.read(reinterpret_cast<char*>(data.data()), std::streamsize(data.size())))
-    throw IoError(quoted(option, path) + ": read failed after " + std::to_string(in.gcount()) +
-                  " of " + std::to_string(data.size()) + " bytes");
-  return data;
+  // The library's bounded reader: regular files only (a FIFO or a device is refused, never waited
+  // on), procfs files read although they report size 0, at most kMaxInputBytes.
+  return io::read_file(path, {kMaxInputBytes, false, true}, quoted(option, path));
 }
 
 void check_finite(const half_bits* data, std::size_t rows, int cols, const std::string& what) {

@@ -1,6 +1,8 @@
 // kvarn-cl: the command-line face of libkvarn_cl. This file only dispatches to a subcommand and turns
 // every failure into one line "kvarn-cl: error: ..." and a documented exit code; nothing escapes
 // as a crash.
+#include <csignal>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -9,6 +11,7 @@
 
 #include "cli.hpp"
 #include "kvarn_cl/error.hpp"
+#include "kvarn_cl/thread_pool.hpp"
 
 namespace {
 
@@ -70,9 +73,17 @@ int exit_code(Status s) {
   return kExitInternal;
 }
 
-}  // namespace
+// What went to stdout must have arrived: a full disk or a closed pipe on stdout (> /dev/full) is
+// exit 4 with a message, not a silent success. An earlier failure keeps its own exit code.
+int flush_stdout(int code) {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return code;
+  const std::string why = errno != 0 ? std::strerror(errno) : "write error";
+  std::fprintf(stderr, "kvarn-cl: error: standard output: write failed: %s\n", why.c_str());
+  return code == kExitOk ? kExitIo : code;
+}
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   if (argc < 2) {
     print_usage(stderr);
     return kExitUsage;
@@ -89,6 +100,13 @@ int main(int argc, char** argv) {
   for (const auto& s : kSubcommands) {
     if (sub != s.name) continue;
     try {
+      // The environment is part of the command line: a malformed KVARN_CL_THREADS is exit 2
+      // before any work, not an input-data error from deep inside the first CPU call.
+      try {
+        (void)ThreadPool::default_size();
+      } catch (const InvalidArgument& e) {
+        throw UsageError(e.what());
+      }
       return s.run(argc - 2, argv + 2);
     } catch (const UsageError& e) {
       return report(e.what(), kExitUsage);
@@ -103,4 +121,13 @@ int main(int argc, char** argv) {
   report("unknown subcommand '" + sub + "' (expected info, quantize, dequantize, attend or demo; see kvarn-cl --help)",
          kExitUsage);
   return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Past the file-size limit (ulimit -f) a write fails with EFBIG, reported as exit 4 like any
+  // other write error (the output is then discarded), instead of SIGXFSZ killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
+  return flush_stdout(run(argc, argv));
 }

@@ -1,0 +1,2 @@
+list(APPEND KVARN_CL_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/bounded_file.cpp)

@@ -1,0 +1,26 @@
+// The programs `auto` builds before it accepts an OpenCL device (device_acceptance.hpp). The
+// codec alone used to be built: a device whose attention kernels did not build was accepted and
+// the first attend failed (issue 19). Only MHA at the default geometry: every attention program
+// shares its sources, so a compiler that cannot build them fails here; other geometries are
+// built when first used.
+#include "opencl/device_acceptance.hpp"
+
+#include "opencl/attention_program.hpp"
+#include "opencl/program_table.hpp"
+
+namespace kvarn_cl::opencl {
+
+void build_acceptance_programs(OpenCLBackend& backend) {
+  const CodecParams defaults{};
+  backend.quantize_tokens_per_item(defaults);  // builds the codec program
+  const bool matrix_units = backend.runtime().matrix_units().available;
+  for (AttendKernel kernel : {AttendKernel::tile_slots, AttendKernel::short_context, AttendKernel::matrix_units}) {
+    if ((kernel == AttendKernel::matrix_units) != matrix_units) continue;
+    ProgramArgs args;
+    args.params = defaults;
+    args.heads_per_group = attend_kernel_heads_per_group(kernel, 1);
+    backend.runtime().program(program_spec(attend_program(kernel), args, backend.caps()));
+  }
+}
+
+}  // namespace kvarn_cl::opencl
