@@ -115,6 +115,7 @@ class CudaTimer:
             return None, info
         torch.cuda.synchronize()
         results = []
+        enqueue_per_call = []
         host_us = host_us_per_call * n
         tries = 0
         while len(results) < reps and tries < reps + 6:
@@ -133,6 +134,7 @@ class CudaTimer:
             covered = not a.query()  # start event still pending: the GPU was asleep until all were queued
             b.synchronize()
             host_us = max(host_us, enqueue_us)
+            enqueue_per_call.append(enqueue_us / n)
             info["sleep_us"] = round(sleep, 1)
             if covered:
                 results.append(a.elapsed_time(b) * 1e3 / n)
@@ -146,7 +148,8 @@ class CudaTimer:
                     n = max(1, n // 2)
                     info["calls_per_batch"] = n
         info["reps"] = len(results)
-        info["host_enqueue_us_per_call"] = round(host_us / max(1, n), 2)
+        # Measured host time to enqueue one call (sleep launch included, spread over the calls).
+        info["host_enqueue_us_per_call"] = round(statistics.median(enqueue_per_call), 2) if enqueue_per_call else None
         return (statistics.median(results) if results else None), info
 
     def graph(self, fn, calls_in_graph: int, replays: int = 5, reps: int = 5):
