@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,7 +103,10 @@ double step_read_bytes(const MemoryReport& m, const KVCache& cache) {
 void model_step(benchmark::State& state, const Run& run, ModelShape s) {
   Backend& be = *run.backend;
   auto& ocl = static_cast<opencl::OpenCLBackend&>(be);
-  opencl::internal::OpenCLBackendTuning tune(ocl);
+  // Only the profiled run logs kernel events (the tuning makes the backend ask for an event per
+  // launch); the queue without profiling runs as the library does by itself, with none.
+  std::optional<opencl::internal::OpenCLBackendTuning> tune;
+  if (run.profiling) tune.emplace(ocl);
   const int steps = int(state.max_iterations) + kWarmup;
   KVCache cache(model_config(run.backend, s, steps + 8));
   std::vector<SeqId> ids;
@@ -157,11 +161,11 @@ void model_step(benchmark::State& state, const Run& run, ModelShape s) {
   std::vector<cl::Event> events;
   for (auto _ : state) {
     events.clear();
-    if (run.profiling) tune.log_kernel_events(&events);
+    if (tune) tune->log_kernel_events(&events);
     const auto t0 = Clock::now();
     one_step(true);
     const double w = seconds_since(t0);
-    tune.log_kernel_events(nullptr);
+    if (tune) tune->log_kernel_events(nullptr);
     state.SetIterationTime(w);
     wall.push_back(w);
     double sum = 0;
