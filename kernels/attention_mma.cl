@@ -13,7 +13,8 @@
 // One work-group is one warp (32 work-items: lane = 4g + t, g = lane/4, t = lane%4 in the mma
 // fragment layout). It streams the units (sink chunks, record tiles, tail chunks) of one context
 // split of one (sequence, KV head, block of AT_HPW query heads) with an online softmax, and writes
-// a split partial (merged by kvarn_attend_merge) or, with one split, the output itself.
+// a split partial (merged by kvarn_attend_merge, or by the split's last work-group in the same
+// launch: at_last_split, attention_merge.cl) or, with one split, the output itself.
 //
 // Token and channel permutations. The mma index of a token or channel is free as long as both
 // operands agree, so they are chosen so that every lane's code bits come from a few contiguous
@@ -311,7 +312,9 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
 }
 
 // Fused decode attention on matrix units. Launch: local (32, 1, 1), global (num_splits * 32,
-// Hk * (R / AT_HPW), S); arguments as kvarn_attend_records (attention.cl). seq_info is int4
+// Hk * (R / AT_HPW), S); arguments as kvarn_attend_records (attention.cl), the split result too:
+// finish (attention_merge.cl) says whether it stores the output (one split), writes partials, or
+// writes them and the last split of each group's rows merges them. seq_info is int4
 // {slot, sink_len, num_blocks, tail_len}; split c takes units [n*c/NS, n*(c+1)/NS) of the
 // sequence's ceil(sink_len/G) sink chunks, num_blocks records and ceil(tail_len/G) tail chunks.
 __kernel __attribute__((reqd_work_group_size(MW, 1, 1)))
@@ -322,8 +325,9 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
                               int sink_cap, int tail_cap, __global const int4* seq_info,
                               int num_kv_heads, int q_per_kv, int num_splits, float scale,
                               int out_f16, __global void* out, __global float* part,
-                              ulong num_parts) {
+                              ulong num_parts, __global int* tickets, int finish) {
   __local float qs[AT_HPW * KV_D];
+  __local int last_split;
 #if defined(AT_MMA_EMULATE) && AT_MMA_EMULATE
   __local AtWarp warp;
   __local AtWarp* W_ = &warp;
@@ -398,7 +402,7 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   float lt[NB];
   AT_MMA_UNROLL
   for (int nb = 0; nb < NB; ++nb) lt[nb] = at_sum_g(st.l[nb] AT_WARP);
-  if (num_splits > 1) {
+  if (finish != AT_FINISH_DIRECT) {  // the host passes AT_FINISH_DIRECT with one split only
     AT_MMA_UNROLL
     for (int nb = 0; nb < NB; ++nb) {
       const int hh = nb * 4 + t;
@@ -414,7 +418,13 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
         for (int r = 0; r < 2; ++r)
           part[2 * num_parts + i * KV_D + g * CPL + r * MBV + mi] = st.acc[nb][mi][r];
     }
-    return;  // uniform: num_splits is a kernel argument
+    // One launch (attention_merge.cl): the last split of these rows merges them. Uniform:
+    // finish is a kernel argument, at_last_split's answer is the group's.
+    if (finish == AT_FINISH_MERGE &&
+        at_last_split(tickets, (ulong)get_group_id(2) * get_num_groups(1) + get_group_id(1),
+                      num_splits, &last_split, lane))
+      at_merge_split_rows(part, num_parts, row0, AT_HPW, num_splits, 1, out_f16, out, qs, lane, MW);
+    return;
   }
   // One split: normalize, rotate back, store.
   barrier(CLK_LOCAL_MEM_FENCE);

@@ -81,9 +81,17 @@ inline void at_mma(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint
   }
   barrier(CLK_LOCAL_MEM_FENCE);
 }
+inline void at_fence_gpu(void) { mem_fence(CLK_GLOBAL_MEM_FENCE); }
 #else
 #define AT_WARP_ARG
 #define AT_WARP
+// A device-scope memory fence (CUDA's __threadfence()): the instruction of attention_merge.cl's
+// at_fence_device in the matrix-unit program (-DAT_PTX_FENCE=1), built here as well so that the
+// capability probe fails, and the matrix-unit path stays off, where a compiler refuses it.
+inline void at_fence_gpu(void) {
+  uint z;
+  asm volatile("{ membar.gl; mov.b32 %0, 0; }" : "=r"(z));
+}
 inline uint at_pack_h2(float lo, float hi) {
   uint r;
   asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));

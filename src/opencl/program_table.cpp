@@ -33,9 +33,11 @@ std::vector<ProgramDef> make_table() {
       // fp16 V rows (its only kind of unit) instead of record code words.
       {Program::attend_fp16, "fp16 attention", attention_files({"attention_short.cl"}),
        Geometry::head_dim, true, false, "-DAT_PREFETCH_FP16=1", "", {"kvarn_attend_fp16", merge}},
+      // AT_PTX_FENCE: the in-kernel merge's fence as PTX membar.gl (attention_merge.cl); the
+      // capability probe builds the same instruction (mma_primitives.cl at_fence_gpu).
       {Program::attend_matrix_units, "fused attention (matrix units)",
        attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
-       "", "", {"kvarn_attend_records_mma", merge}},
+       "-DAT_PTX_FENCE=1", "", {"kvarn_attend_records_mma", merge}},
       {Program::attend_matrix_units_emulated, "fused attention (matrix units, emulated)",
        attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
        "-DAT_MMA_EMULATE=1", "", {"kvarn_attend_records_mma", merge}},
