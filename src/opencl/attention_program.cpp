@@ -115,6 +115,10 @@ int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned 
   return int(std::max<std::size_t>(1, std::min(want, most)));
 }
 
+bool attend_mma_loads_ahead(std::size_t work_groups, unsigned compute_units) {
+  return work_groups <= 8 * std::size_t(std::max(1u, compute_units));
+}
+
 int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,
                   unsigned compute_units) {
   if (max_units <= 1 || groups_without_split == 0) return 1;

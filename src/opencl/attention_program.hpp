@@ -103,6 +103,15 @@ int attend_mma_heads_per_group(int q_per_kv);
 // Measured on the H200: docs/perf/h200_run2/ablation.
 int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
 
+// Whether a matrix-unit launch takes the latency build of attention_mma.cl (AT_MMA_AHEAD: the
+// sequence's info and first unit read before the queries, every next unit prefetched into L2, the
+// V-side scales loaded with the K-side ones): when its warps (work-groups x splits) are at most 8
+// per compute unit. There a warp's serial chain of memory round trips is the launch's time and no
+// other warp wants the registers the build holds longer (the throughput build's 151 allow ~13
+// warps per compute unit; ~8 still fit with a few dozen more). Beyond that the throughput build,
+// whose register count was measured to matter (docs/PERFORMANCE.md).
+bool attend_mma_loads_ahead(std::size_t work_groups, unsigned compute_units);
+
 // Context splits of the short program: about 8 groups per compute unit, down to one unit per
 // split (never more splits than units).
 int attend_short_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);

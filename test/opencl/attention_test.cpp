@@ -212,11 +212,22 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   else if (!none && (emulated_cases.count(c.name) || (all && std::string(all) == "1")))
     kernels.push_back(Kernel::matrix_units_emulated);
   using Merge = opencl::AttendMerge;
+  // The matrix-unit kernel in both of its builds: throughput (0) and latency (1, AT_MMA_AHEAD).
+  std::vector<std::pair<Kernel, int>> runs;
   for (const Kernel kernel : kernels) {
+    if (kernel == Kernel::matrix_units || kernel == Kernel::matrix_units_emulated) {
+      runs.push_back({kernel, 0});
+      runs.push_back({kernel, 1});
+    } else {
+      runs.push_back({kernel, -1});
+    }
+  }
+  for (const auto& [kernel, ahead] : runs) {
     SCOPED_TRACE(kernel == Kernel::tile_slots      ? "attention.cl"
                  : kernel == Kernel::short_context ? "attention_short.cl"
                  : kernel == Kernel::matrix_units  ? "attention_mma.cl (inline PTX)"
                                                    : "attention_mma.cl (emulated)");
+    SCOPED_TRACE(ahead == 1 ? "latency build (loads ahead)" : ahead == 0 ? "throughput build" : "");
     // Every way a launch can end (attention_program.hpp, AttendMerge): the policy's, the merge in
     // the split kernel's launch (the last split of each group's rows), the merge launch, and the
     // path before the one-launch change.
@@ -228,17 +239,21 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
       tuning.force_attend_kernel(kernel);
       tuning.force_attend_splits(c.splits);
       tuning.force_attend_merge(merge);
+      tuning.force_attend_loads_ahead(ahead);
       const std::vector<float> got = run_attend(cl, d, c.out_type);
       const int used = tuning.last_attend_splits();
       const Kernel ran = tuning.last_attend_kernel();
       const Merge ended = tuning.last_attend_merge();
+      const bool ran_ahead = tuning.last_attend_loads_ahead();
       // The second run passes the index data as host copies (no read-back): same launch, same
       // bits (also with the in-kernel merge: it sums the splits in split order, whichever came last).
       const std::vector<float> again = run_attend(cl, d, c.out_type, true);
+      tuning.force_attend_loads_ahead(-1);
       tuning.force_attend_merge(Merge::automatic);
       tuning.force_attend_splits(0);
       tuning.force_attend_kernel(Kernel::automatic);
       EXPECT_TRUE(ran == kernel);
+      EXPECT_EQ(ran_ahead, ahead == 1);
       if (c.splits > 0) {
         int most = 0;
         for (const SeqShape& s : c.seqs) {
@@ -260,6 +275,15 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
           << "repeated run is not bit-identical";
     }
   }
+}
+
+// The matrix-unit kernel's latency build while a launch has at most 8 warps per compute unit.
+TEST(OpenCLAttendPolicy, MatrixUnitLatencyBuildOnlyForFewWarpsPerComputeUnit) {
+  EXPECT_TRUE(opencl::attend_mma_loads_ahead(8 * 8, 132));       // 1 x 1K: 8 groups x 8 splits
+  EXPECT_TRUE(opencl::attend_mma_loads_ahead(8 * 32, 132));      // 1 x 4K: 32 splits
+  EXPECT_TRUE(opencl::attend_mma_loads_ahead(64 * 16, 132));     // 8 x 4K: 16 splits
+  EXPECT_FALSE(opencl::attend_mma_loads_ahead(64 * 64, 132));    // 8 x 32K
+  EXPECT_FALSE(opencl::attend_mma_loads_ahead(512 * 2, 100));    // 64 x 1K on 100 units
 }
 
 // Where the policy merges the splits in the split kernel's own launch: while one item's share of
