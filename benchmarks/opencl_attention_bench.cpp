@@ -287,6 +287,22 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
     if (kernel != Kernel::matrix_units) portable = std::min(portable, us);
   }
   tuning().force_attend_kernel(Kernel::automatic);
+  // The kernel the policy ran, with its splits merged in the launch and by a merge launch (both
+  // forced; at one split neither runs): where attend_merges_in_kernel should draw its line.
+  for (const auto& [merge, name] : {std::pair<opencl::AttendMerge, const char*>{opencl::AttendMerge::in_kernel, "merge_in_kernel_us"},
+                                    {opencl::AttendMerge::separate_launch, "merge_launch_us"}}) {
+    tuning().force_attend_merge(merge);
+    be.attend(a);
+    be.finish();
+    std::vector<double> forced;
+    for (int i = 0; i < 20; ++i) {
+      be.attend(a);
+      be.finish();
+      forced.push_back(bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event()));
+    }
+    state.counters[name] = bench::median(std::move(forced)) * 1e6;
+  }
+  tuning().force_attend_merge(opencl::AttendMerge::automatic);
   // The portable kernels' fraction of max(bandwidth floor, fp32 floor) (their arithmetic runs on
   // the fp32 lanes), for the "portable >= 0.5 of the floor" goal.
   const double floor_portable = std::max(state.counters["bw_floor_us"].value, state.counters["fp32_floor_us"].value);

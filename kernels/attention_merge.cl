@@ -106,12 +106,15 @@ void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_spl
 
 // Makes this work-item's earlier global stores visible to every work-group of the device before
 // its later memory operations (release), and orders later loads after earlier ones (acquire).
-// mem_fence(CLK_GLOBAL_MEM_FENCE) is what OpenCL C 1.2 offers; builds that may use inline PTX
-// (AT_PTX_FENCE) state the device scope explicitly with membar.gl, as CUDA's __threadfence().
+// mem_fence(CLK_GLOBAL_MEM_FENCE) is what OpenCL C 1.2 offers (and a fence no compiler moves
+// memory operations across); builds that may use inline PTX (AT_PTX_FENCE) add the device scope
+// explicitly with membar.gl, as CUDA's __threadfence().
 #if defined(AT_PTX_FENCE) && AT_PTX_FENCE
 inline void at_fence_device(void) {
+  mem_fence(CLK_GLOBAL_MEM_FENCE);
   uint z;
   asm volatile("{ membar.gl; mov.b32 %0, 0; }" : "=r"(z));
+  mem_fence(CLK_GLOBAL_MEM_FENCE);
 }
 #else
 inline void at_fence_device(void) { mem_fence(CLK_GLOBAL_MEM_FENCE); }
@@ -141,9 +144,12 @@ inline int at_last_split(volatile __global int* tickets, ulong ticket, int num_s
 // before they were written (a merge of neighbouring rows by another group) may serve them.
 // An item takes KV_D / min(wg, KV_D) channels of one row and makes one pass over the splits with a
 // running max (online softmax), in split order: the result does not depend on which group came
-// last, and every split's loads are independent of the ones before (one round trip, not two).
+// last. The partials of AT_MB splits are loaded together before any of them is used: a GPU issues
+// a warp's instructions in order, so a load that followed the previous split's arithmetic would
+// wait for the previous split's loads (one L2 round trip per split instead of per AT_MB splits).
 // Items without a row of their own (wg > rows x KV_D) load a valid row and write nothing: the
 // loop and its loads stay uniform (PoCL 3.1 wrote past the group's rows when they were not).
+#define AT_MB (KV_D <= 128 ? 16 : 8)  // splits per block of loads
 inline void at_merge_split_rows(__global float* part_rw, ulong num_parts, ulong row0, int rows,
                                 int num_splits, int rotate_back, int out_f16, __global void* out,
                                 __local float* o, int lid, int wg) {
@@ -161,20 +167,29 @@ inline void at_merge_split_rows(__global float* part_rw, ulong num_parts, ulong 
     float mx = AT_NEG_INF, l = 0.0f, acc[KV_D / 32];
     #pragma unroll
     for (int i = 0; i < KV_D / 32; ++i) acc[i] = 0.0f;
-    for (int c = 0; c < num_splits; ++c) {
-      const volatile __global float* src = pacc + (base + (ulong)c) * KV_D + j;
-      const float mc = pm[base + c], lc = pl[base + c];
-      float v[KV_D / 32];
+    for (int c0 = 0; c0 < num_splits; c0 += AT_MB) {
+      float mb[AT_MB], lb[AT_MB], vb[AT_MB][KV_D / 32];
       #pragma unroll
-      for (int i = 0; i < KV_D / 32; ++i) v[i] = i < cpi ? src[i * ipr] : 0.0f;
-      // A split that saw no token (m = -inf, l = 0, acc = 0) adds nothing.
-      const float mn = fmax(mx, mc);
-      const float a = mx == AT_NEG_INF ? 0.0f : exp(mx - mn);  // rescales what came before
-      const float f = mc == AT_NEG_INF ? 0.0f : exp(mc - mn);
-      l = l * a + lc * f;
+      for (int k = 0; k < AT_MB; ++k) {
+        const int c = min(c0 + k, num_splits - 1);  // past the splits: a valid split, unused
+        const volatile __global float* src = pacc + (base + (ulong)c) * KV_D + j;
+        mb[k] = pm[base + c];
+        lb[k] = pl[base + c];
+        #pragma unroll
+        for (int i = 0; i < KV_D / 32; ++i) vb[k][i] = i < cpi ? src[i * ipr] : 0.0f;
+      }
       #pragma unroll
-      for (int i = 0; i < KV_D / 32; ++i) acc[i] = acc[i] * a + v[i] * f;
-      mx = mn;
+      for (int k = 0; k < AT_MB; ++k) {
+        // A split that saw no token (m = -inf, l = 0, acc = 0) adds nothing; nor one past the end.
+        const float mc = c0 + k < num_splits ? mb[k] : AT_NEG_INF;
+        const float mn = fmax(mx, mc);
+        const float a = mx == AT_NEG_INF ? 0.0f : exp(mx - mn);  // rescales what came before
+        const float f = mc == AT_NEG_INF ? 0.0f : exp(mc - mn);
+        l = l * a + lb[k] * f;
+        #pragma unroll
+        for (int i = 0; i < KV_D / 32; ++i) acc[i] = acc[i] * a + vb[k][i] * f;
+        mx = mn;
+      }
     }
     if (r < rows) {
       #pragma unroll
