@@ -30,7 +30,7 @@ std::size_t attend_work_group(AttendKernel kernel);
 int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv);
 
 // How a launch ends (every split kernel, fused and fp16: the arguments out_f16, out, part,
-// num_parts, tickets, merge_here). With one split the split kernel stores the output itself. With
+// num_parts, tickets, finish). With one split the split kernel stores the output itself. With
 // more, each split writes partials and then either
 //   - the last split of each work-group's rows merges them in the same launch (in_kernel:
 //     kernels/attention_merge.cl, at_last_split), or

@@ -138,7 +138,7 @@ class OpenCLBackend final : public Backend {
     int heads_per_group;       // of the split kernel
     bool legacy_direct;        // AttendMerge::legacy stores the output from the split kernel
     cl_uint first_output_arg;  // index of its trailing (out_f16, out, part, num_parts, tickets,
-                               // merge_here)
+                               // finish: kernels/attention_merge.cl AT_FINISH_*)
     std::string what;          // "attend: launching <split kernel>", for errors
   };
   AttendPrograms make_attend_programs(cl::Kernel& split, cl::Kernel& merge, std::size_t work_group,
