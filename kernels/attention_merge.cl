@@ -199,13 +199,5 @@ inline void at_merge_split_rows(__global float* part_rw, ulong num_parts, ulong 
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   if (rotate_back) at_fwht_local(o, rows, lid, wg);
-  // Branch-free store: items past the rows store the last element again (the same value to the
-  // same address). Stored with a guard (at_store_output), PoCL 3.1 let the items past the rows
-  // store a row past the group's rows here (the short kernel, D 64: wg 128 > one row).
-  const int n = rows * KV_D;
-  for (int p0 = 0; p0 < n; p0 += wg) {
-    const int p = min(p0 + lid, n - 1);
-    if (out_f16) vstore_half_rte(o[p], row0 * KV_D + p, (__global half*)out);
-    else ((__global float*)out)[row0 * KV_D + p] = o[p];
-  }
+  at_store_output(o, rows, row0, out_f16, out, lid, wg);
 }

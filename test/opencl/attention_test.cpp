@@ -352,6 +352,7 @@ std::vector<AttendCase> fused_cases() {
       {Preset::k4v2_g128, 64, 8, 1, {{128, 2, 17}, {128, 4, 0}}, 3, f16, "d64_gqa8"},
       {Preset::k4v2_g128, 256, 4, 1, {{128, 2, 90}}, 2, f32, "d256_gqa4"},
       {Preset::k4v4_g64, 64, 2, 2, {{64, 2, 33}, {10, 0, 0}}, 0, f32, "k4v4_g64_d64"},
+      {Preset::k4v2_g128, 64, 2, 2, {{128, 1, 20}, {3, 0, 0}}, 1, f32, "d64_mha_nosplit"},
       // Many sequences of mixed lengths in one launch.
       {Preset::k4v2_g128, 128, 8, 2,
        {{128, 5, 3}, {2, 0, 0}, {128, 0, 128}, {128, 1, 0}, {128, 7, 64}, {77, 0, 0}, {128, 2, 1},
@@ -386,7 +387,8 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
   const float scale = 1.0f / std::sqrt(float(D));
   opencl::OpenCLBackend& cl = cl_backend();
   auto kb = to_device(kh), vb = to_device(vh), qb = to_device(q), lb = to_device(c.lens);
-  auto ob = cl.allocate(std::size_t(S) * c.hq * D * 4);
+  const std::size_t out_bytes = std::size_t(S) * c.hq * D * 4, guard = 4096;
+  auto ob = cl.allocate(out_bytes + guard);  // the output and a guard zone after it
   AttendFp16Args a =
       AttendFp16Args::over(S, c.hq, c.hk, D, *qb, *ob, *kb, *vb, c.capacity, *lb, c.frame);
   a.out_type = c.out_type;
@@ -397,11 +399,15 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
                  : merge == Merge::in_kernel       ? "merge: in kernel"
                  : merge == Merge::separate_launch ? "merge: separate launch"
                                                    : "merge: legacy");
-    const std::vector<std::uint8_t> nan_bytes(std::size_t(S) * c.hq * D * 4, 0xFF);
+    const std::vector<std::uint8_t> nan_bytes(out_bytes + guard, 0xFF);
     cl.write(*ob, 0, nan_bytes.data(), nan_bytes.size());  // unwritten rows fail the check
     tuning.force_attend_splits(c.splits);
     tuning.force_attend_merge(merge);
     cl.attend_fp16(a);
+    std::vector<std::uint8_t> after(guard);
+    cl.read(*ob, out_bytes, after.data(), guard);
+    EXPECT_EQ(std::count(after.begin(), after.end(), std::uint8_t(0xFF)), std::ptrdiff_t(guard))
+        << "the launch wrote past the output";
     tuning.force_attend_merge(Merge::automatic);
     tuning.force_attend_splits(0);
     std::vector<float> got(std::size_t(S) * c.hq * D);
@@ -439,6 +445,9 @@ INSTANTIATE_TEST_SUITE_P(
         Fp16Case{128, 8, 2, {1, 127, 128, 129, 300}, 300, 0, Frame::original, ElementType::f32, "gqa4_mixed"},
         Fp16Case{128, 8, 2, {700}, 704, 4, Frame::rotated, ElementType::f32, "gqa4_rotated_split4"},
         Fp16Case{64, 4, 4, {200, 33}, 256, 1, Frame::original, ElementType::f16, "mha_d64_f16"},
+        // One head per group at D 64: the group (128 items) is wider than its output row.
+        Fp16Case{64, 2, 2, {150, 7}, 160, 1, Frame::rotated, ElementType::f32, "mha_d64_split1"},
+        Fp16Case{64, 2, 2, {300}, 300, 3, Frame::original, ElementType::f32, "mha_d64_split3"},
         Fp16Case{256, 8, 1, {260}, 260, 3, Frame::rotated, ElementType::f32, "gqa8_d256"}),
     [](const ::testing::TestParamInfo<Fp16Case>& i) { return i.param.name; });
 
