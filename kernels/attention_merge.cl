@@ -147,8 +147,9 @@ inline int at_last_split(volatile __global int* tickets, ulong ticket, int num_s
 // last. The partials of AT_MB splits are loaded together before any of them is used: a GPU issues
 // a warp's instructions in order, so a load that followed the previous split's arithmetic would
 // wait for the previous split's loads (one L2 round trip per split instead of per AT_MB splits).
-// Items without a row of their own (wg > rows x KV_D) load a valid row and write nothing: the
-// loop and its loads stay uniform (PoCL 3.1 wrote past the group's rows when they were not).
+// Items without a row of their own (wg > rows x KV_D) load a valid row and write nothing to o, so
+// the loop and its loads stay uniform; the store after the rotation is at_store_output's
+// branch-free one (attention_shared.cl says why).
 #define AT_MB (KV_D <= 128 ? 16 : 8)  // splits per block of loads
 inline void at_merge_split_rows(__global float* part_rw, ulong num_parts, ulong row0, int rows,
                                 int num_splits, int rotate_back, int out_f16, __global void* out,
