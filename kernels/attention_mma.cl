@@ -70,11 +70,25 @@
 //   - prefetches unit ui+1 into L2 while unit ui runs (prefetch.global.L2: no registers, no wait),
 //     so every load of a tile after the first hits L2 (~0.25 us) instead of DRAM;
 //   - loads the tile's V-side scales with its K-side ones (24 more registers through the scores)
-//     instead of after the scores, one round trip less per tile.
+//     instead of after the scores, one round trip less per tile;
+//   - loads all of a tile's K code words before its first score mma (64 registers at k4, D 128)
+//     and all of its V code words before the softmax (32 at v2), where the throughput build loads
+//     them per k-block next to their use: one round trip each instead of one per k-block (AT_KWA,
+//     AT_VWA: where they take at most 64 registers; D 256 keeps the per-k-block loads).
 // AT_MMA_AHEAD=0 (the default) is the throughput build, unchanged: at full occupancy the registers
 // matter more than the latency (see the tile-ahead loads above).
 #ifndef AT_MMA_AHEAD
 #define AT_MMA_AHEAD 0
+#endif
+#if AT_MMA_AHEAD && (KBK * 4 * KSW) <= 64
+#define AT_KWA 1  // the tile's K code words ahead: kwa[KBK][4][KSW]
+#else
+#define AT_KWA 0
+#endif
+#if AT_MMA_AHEAD && (MBK * 4 * VSW) <= 64
+#define AT_VWA 1  // the tile's V code words ahead: vwa[MBK][4][VSW]
+#else
+#define AT_VWA 0
 #endif
 #define AT_LOG2E 1.4426950408889634f
 #define AT_LN2 0.6931471805599453f
@@ -156,6 +170,17 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
   }
 
   // ---- scores: S[nb][i] is m-block i (tokens), columns of n-block nb ------------------------
+#if AT_KWA
+  uint kwa[KBK][4][KSW];  // channel rows t*D/4 + 4kb + j, the lane's span
+  if (is_rec) {
+    AT_MMA_UNROLL
+    for (int kb = 0; kb < KBK; ++kb)
+      AT_MMA_UNROLL
+      for (int j = 0; j < 4; ++j)
+        at_load_span(rec + KV_OFF_K_CODES + (t * (KV_D / 4) + 4 * kb + j) * KV_K_ROW_BYTES + g * (KSB / 8),
+                     KSB, kwa[kb][j]);
+  }
+#endif
   float S[NB][MBK][4];
   AT_MMA_UNROLL
   for (int nb = 0; nb < NB; ++nb)
@@ -185,8 +210,14 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     if (is_rec) {
       uint w[4][KSW];
       AT_MMA_UNROLL
-      for (int j = 0; j < 4; ++j)
+      for (int j = 0; j < 4; ++j) {
+#if AT_KWA
+        AT_MMA_UNROLL
+        for (int x = 0; x < KSW; ++x) w[j][x] = kwa[kb][j][x];
+#else
         at_load_span(rec + KV_OFF_K_CODES + (c0 + j) * KV_K_ROW_BYTES + g * (KSB / 8), KSB, w[j]);
+#endif
+      }
       AT_MMA_UNROLL
       for (int i = 0; i < MBK; ++i) {
         // Field i (row g) and MBK + i (row g+8) of the channel pairs (c0, c0+1), (c0+2, c0+3).
@@ -222,6 +253,22 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     for (int i = 0; i < TPL / 2; ++i) { rvw[i] = 0x3C003C00u; zvw[i] = 0u; }
     AT_MMA_UNROLL
     for (int i = 0; i < CPL / 2; ++i) cvw[i] = 0x3C003C00u;
+  }
+#endif
+
+#if AT_VWA
+  // The tile's V code words: in flight while the softmax runs. Row j of k-block i is token
+  // tk[j] of the V loop below.
+  uint vwa[MBK][4][VSW];
+  if (is_rec) {
+    AT_MMA_UNROLL
+    for (int i = 0; i < MBK; ++i) {
+      const int tka[4] = {2 * t * TPL + i, (2 * t + 1) * TPL + i, 2 * t * TPL + MBK + i,
+                          (2 * t + 1) * TPL + MBK + i};
+      AT_MMA_UNROLL
+      for (int j = 0; j < 4; ++j)
+        at_load_span(rec + KV_OFF_V_CODES + tka[j] * KV_V_ROW_BYTES + g * (VSB / 8), VSB, vwa[i][j]);
+    }
   }
 #endif
 
@@ -290,8 +337,14 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       if (is_rec) {
         uint w[4][VSW];
         AT_MMA_UNROLL
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < 4; ++j) {
+#if AT_VWA
+          AT_MMA_UNROLL
+          for (int x = 0; x < VSW; ++x) w[j][x] = vwa[i][j][x];
+#else
           at_load_span(rec + KV_OFF_V_CODES + tk[j] * KV_V_ROW_BYTES + g * (VSB / 8), VSB, w[j]);
+#endif
+        }
         AT_MMA_UNROLL
         for (int mi = 0; mi < MCH; ++mi) {
           uint a[4];  // rows g and g+8 of V m-block ch+mi: fields ch+mi and MBV+ch+mi
