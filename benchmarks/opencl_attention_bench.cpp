@@ -1,9 +1,12 @@
 // Decode-step attention on the default OpenCL device (KVARN_CL_PLATFORM / KVARN_CL_DEVICE choose),
 // one layer, one query token per sequence, for the three ways to read a cache:
-//   BM_Fused        Backend::attend straight from the KVarN records (k4v2_g128): split + merge
+//   BM_Fused        Backend::attend straight from the KVarN records (k4v2_g128): one launch, or
+//                   split + merge launch where the launch policy says (attention_program.hpp)
 //   BM_Materialize  Backend::dequantize of every tile to fp16, then Backend::attend_fp16 over them
 //                   (rotated frame); the sink/tail rows are not part of the materialized cache
 //   BM_Fp16         Backend::attend_fp16 over a plain fp16 cache (what a user compares against)
+//   BM_FusedAB      the small-work launch paths side by side (one launch vs split + merge launch,
+//                   forced split counts), per fused kernel: see BM_FusedAB_body
 // Geometry: Llama-3-8B (Hq 32, Hk 8, D 128) and MHA (Hq = Hk = 32), contexts 1K/4K/32K/128K,
 // batches 1/8/32/64 (combinations whose buffers exceed 60% of device memory are skipped).
 // Counters (median over iterations of the event-profiled kernel time, all kernels of a step):
@@ -15,6 +18,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -255,6 +259,8 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   }
   using Kernel = opencl::AttendKernel;
   const Kernel ran = tuning().last_attend_kernel();
+  state.counters["loads_ahead"] = tuning().last_attend_loads_ahead() ? 1 : 0;
+  state.counters["merge_launches"] = tuning().last_attend_merge() == opencl::AttendMerge::separate_launch ? 1 : 0;
   const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
   const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
   const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
@@ -281,11 +287,106 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
     if (kernel != Kernel::matrix_units) portable = std::min(portable, us);
   }
   tuning().force_attend_kernel(Kernel::automatic);
+  // The kernel the policy ran, with its splits merged in the launch and by a merge launch (both
+  // forced; at one split neither runs): where attend_merges_in_kernel should draw its line.
+  for (const auto& [merge, name] : {std::pair<opencl::AttendMerge, const char*>{opencl::AttendMerge::in_kernel, "merge_in_kernel_us"},
+                                    {opencl::AttendMerge::separate_launch, "merge_launch_us"}}) {
+    tuning().force_attend_merge(merge);
+    be.attend(a);
+    be.finish();
+    std::vector<double> forced;
+    for (int i = 0; i < 20; ++i) {
+      be.attend(a);
+      be.finish();
+      forced.push_back(bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event()));
+    }
+    state.counters[name] = bench::median(std::move(forced)) * 1e6;
+  }
+  tuning().force_attend_merge(opencl::AttendMerge::automatic);
   // The portable kernels' fraction of max(bandwidth floor, fp32 floor) (their arithmetic runs on
   // the fp32 lanes), for the issue's "portable >= 0.5 of the floor" goal.
   const double floor_portable = std::max(state.counters["bw_floor_us"].value, state.counters["fp32_floor_us"].value);
   state.counters["portable_fraction_of_floor"] = floor_portable / portable;
   state.counters["kernel"] = ran == Kernel::matrix_units ? 2 : ran == Kernel::short_context ? 1 : 0;
+}
+
+// A/B of the small-work launch paths (issue 21, item 3), every variant in the same process on the
+// same cache: a row per (shape, fused kernel, variant). Variants:
+//   legacy      the path before the one-launch change (AttendMerge::legacy): the policy's splits,
+//               then the merge launch (attention_short.cl: always; the others: at splits > 1)
+//   policy      the launch policy now (AttendMerge::automatic): one split stores the output, more
+//               merge in the split kernel's launch where the last group's share is short
+//   separate    the policy's splits, the merge as a second launch (AttendMerge::separate_launch)
+//   splitsN     N splits forced (1: one launch, no merge at all; N > 1: merged in the kernel)
+//   ahead0/1    (matrix units only) the policy's launch with the throughput (0) or the latency (1)
+//               build of attention_mma.cl forced (AT_MMA_AHEAD; the policy: attend_mma_loads_ahead);
+//               legacy is the throughput build, as before
+// Counters: us_per_step (kernel time: first launch's start to the last launch's end, so a second
+// launch's gap is counted), wall_us (attend() + finish() on the host, median), splits, launches,
+// loads_ahead (the latency build ran).
+enum class AbVariant { legacy, policy, separate, splits1, splits2, splits4, splits8, ahead0, ahead1 };
+
+const char* ab_name(AbVariant v) {
+  switch (v) {
+    case AbVariant::legacy: return "legacy";
+    case AbVariant::policy: return "policy";
+    case AbVariant::separate: return "separate";
+    case AbVariant::splits1: return "splits1";
+    case AbVariant::splits2: return "splits2";
+    case AbVariant::splits4: return "splits4";
+    case AbVariant::splits8: return "splits8";
+    case AbVariant::ahead0: return "ahead0";
+    case AbVariant::ahead1: return "ahead1";
+  }
+  return "?";
+}
+
+void BM_FusedAB_body(benchmark::State& state, Shape s, opencl::AttendKernel kernel, AbVariant v) {
+  using Merge = opencl::AttendMerge;
+  auto& be = *g_env->backend;
+  FusedCache c = make_fused(s);
+  const AttendArgs a = fused_args(c, s);
+  const int forced = v == AbVariant::splits1 ? 1 : v == AbVariant::splits2 ? 2
+                     : v == AbVariant::splits4 ? 4 : v == AbVariant::splits8 ? 8 : 0;
+  const Merge merge = v == AbVariant::legacy ? Merge::legacy
+                      : v == AbVariant::separate ? Merge::separate_launch
+                      : forced > 1 ? Merge::in_kernel : Merge::automatic;
+  struct Reset {  // the forced settings end with the benchmark, whatever happens
+    ~Reset() {
+      tuning().force_attend_kernel(opencl::AttendKernel::automatic);
+      tuning().force_attend_splits(0);
+      tuning().force_attend_merge(opencl::AttendMerge::automatic);
+      tuning().force_attend_loads_ahead(-1);
+    }
+  } reset;
+  tuning().force_attend_kernel(kernel);
+  tuning().force_attend_splits(forced);
+  tuning().force_attend_merge(merge);
+  tuning().force_attend_loads_ahead(v == AbVariant::ahead1 ? 1 : v == AbVariant::ahead0 || v == AbVariant::legacy ? 0 : -1);
+  be.attend(a);  // build + warm-up
+  be.finish();
+  std::vector<double> times, walls;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    be.attend(a);
+    be.finish();
+    walls.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    const double t = bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event());
+    state.SetIterationTime(t);
+    times.push_back(t);
+  }
+  const Merge ended = tuning().last_attend_merge();
+  const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
+  const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
+  const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
+  set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens(),
+               kernel == opencl::AttendKernel::matrix_units ? mma_flops(s, units) : 0);
+  state.counters["wall_us"] = bench::median(std::move(walls)) * 1e6;
+  state.counters["launches"] = ended == Merge::separate_launch ? 2 : 1;
+  state.counters["merge_in_kernel"] = ended == Merge::in_kernel ? 1 : 0;
+  state.counters["loads_ahead"] = tuning().last_attend_loads_ahead() ? 1 : 0;
+  state.counters["kernel"] = kernel == opencl::AttendKernel::matrix_units ? 2
+                             : kernel == opencl::AttendKernel::short_context ? 1 : 0;
 }
 
 void BM_Materialize_body(benchmark::State& state, Shape s) {
@@ -364,6 +465,13 @@ void guarded(benchmark::State& state, Shape s) {
   }
 }
 void BM_Fused(benchmark::State& state, Shape s) { guarded<BM_Fused_body>(state, s); }
+void BM_FusedAB(benchmark::State& state, Shape s, opencl::AttendKernel kernel, AbVariant v) {
+  try {
+    BM_FusedAB_body(state, s, kernel, v);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
 void BM_Materialize(benchmark::State& state, Shape s) { guarded<BM_Materialize_body>(state, s); }
 void BM_Fp16(benchmark::State& state, Shape s) { guarded<BM_Fp16_body>(state, s); }
 
@@ -414,6 +522,26 @@ void register_benchmarks(bool gpu) {
           benchmark::RegisterBenchmark(("BM_Materialize/" + tag).c_str(), BM_Materialize, s)
               ->UseManualTime()->Iterations(iters)->Unit(benchmark::kMicrosecond);
       }
+  // The small-work A/B (BM_FusedAB_body): Llama-3-8B at 1K and 4K, batch 1 and 8, every fused
+  // kernel the device runs (mma: the matrix-unit kernel, where the device has it).
+  using Kernel = opencl::AttendKernel;
+  std::vector<std::pair<Kernel, const char*>> kernels{{Kernel::short_context, "short"},
+                                                     {Kernel::tile_slots, "slots"}};
+  if (g_env->backend->runtime().matrix_units().available)
+    kernels.insert(kernels.begin(), {Kernel::matrix_units, "mma"});
+  for (int ctx : {1024, 4096})
+    for (int b : {1, 8})
+      for (const auto& [kernel, kname] : kernels)
+        for (AbVariant v : {AbVariant::legacy, AbVariant::policy, AbVariant::separate, AbVariant::splits1,
+                            AbVariant::splits2, AbVariant::splits4, AbVariant::splits8,
+                            AbVariant::ahead0, AbVariant::ahead1}) {
+          if ((v == AbVariant::ahead0 || v == AbVariant::ahead1) && kernel != Kernel::matrix_units) continue;
+          const Shape s{32, 8, 128, ctx, b};
+          const std::string name = "BM_FusedAB/Llama3_8B/ctx" + std::to_string(ctx) + "/batch" +
+                                   std::to_string(b) + "/" + kname + "/" + ab_name(v);
+          benchmark::RegisterBenchmark(name.c_str(), BM_FusedAB, s, kernel, v)
+              ->UseManualTime()->Iterations(gpu ? 200 : 3)->Unit(benchmark::kMicrosecond);
+        }
 }
 
 }  // namespace

@@ -8,7 +8,9 @@
 //                         (running max m, sum l, unnormalized output in the rotated frame) per
 //                         query head and split;
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
-//                         splits, normalization, FWHT back to the original frame, f32/f16 store.
+//                         splits, normalization, FWHT back to the original frame, f32/f16 store;
+//                         or the same merge by the last split of each group's rows, in the split
+//                         kernel's launch (finish, attention_merge.cl).
 // The fp16 baseline (attention_short.cl built with AT_PREFETCH_FP16) has a shape suited to fp16 rows;
 // here fp16 rows occur only as the sink and tail units of a sequence. Launches with few tiles per
 // compute unit (short contexts, small batch) take attention_short.cl instead (host policy in
@@ -154,6 +156,7 @@ typedef struct {
 #endif
   float4 ms[AT_NS];                // final merge: running max of every slot
   float4 lp[AT_WG];                // final merge: softmax sums of every item
+  int last;                        // at_last_split's answer
 } AtLocal;
 
 
@@ -467,10 +470,12 @@ at_pack4(acc[k]);
 
 // Merges the slots (log-sum-exp) and writes the split's result: with one split (direct) the
 // normalized output, rotated back when rotate_back, as f32 or f16 (out [S*Hq][D]); otherwise
-// the partials pm/pl [(s*Hq + hq)*NS + split] and pacc [...][D] (rotated frame, unnormalized).
+// the partials pm/pl [(s*Hq + hq)*NS + split] and pacc [...][D] (rotated frame, unnormalized),
+// merged by the last split of these rows when finish == AT_FINISH_MERGE (at_last_split,
+// attention_merge.cl). finish == AT_FINISH_DIRECT (one split only): the output itself.
 inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int split, int num_splits,
                       __global float* part, ulong num_parts, int rotate_back, int out_f16,
-                      __global void* out) {
+                      __global void* out, __global int* tickets, int finish) {
   const int slot = lid / AT_IPS, j = lid % AT_IPS;
   barrier(CLK_LOCAL_MEM_FENCE);  // the last step's readers of w / ak are done
   __local float* acc = (__local float*)L->ak;  // [slot][head][D]
@@ -517,7 +522,7 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
     for (int r = 0; r < 4; ++r) lt[r] += fs[s][r] * ls[r];
   }
 
-  const int direct = num_splits == 1;
+  const int direct = finish == AT_FINISH_DIRECT;  // the host passes it with one split only
   __local float* o = (__local float*)L->q;  // direct: [head][D] normalized output (q is done)
   for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) {
     const int r = p / KV_D, d = p % KV_D;
@@ -562,7 +567,13 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
       part[i] = mr;
       part[num_parts + i] = lr;
     }
-    return;  // uniform: num_splits is a kernel argument
+    // Uniform: finish is a kernel argument, at_last_split's answer the group's.
+    if (finish == AT_FINISH_MERGE &&
+        at_last_split(tickets, (ulong)get_group_id(2) * get_num_groups(1) + get_group_id(1),
+                      num_splits, &L->last, lid))
+      at_merge_split_rows(part, num_parts, row0, AT_HPW, num_splits, rotate_back, out_f16, out, o,
+                          lid, AT_WG);
+    return;
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   if (rotate_back) at_fwht_local(o, AT_HPW, lid, AT_WG);
@@ -572,7 +583,10 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
 // Fused decode attention from the records. Launch: local (AT_WG, 1, 1), global
 // (num_splits * AT_WG, Hk * (R / AT_HPW), S). seq_info holds one AtSeqInfo per sequence; split
 // c takes units [n*c/NS, n*(c+1)/NS) of the sequence's n units (at_seq_unit), AT_NS per step.
-// part: split partials (num_splits > 1); out: the output (num_splits == 1).
+// finish (attention_merge.cl): AT_FINISH_DIRECT (one split) stores the output; AT_FINISH_PARTIALS
+// writes the split partials to part (for kvarn_attend_merge); AT_FINISH_MERGE writes them and the
+// last split of each group's rows merges them in this launch (tickets: one int per work-group of
+// a split, zero before the launch).
 __kernel __attribute__((reqd_work_group_size(AT_WG, 1, 1)))
 void kvarn_attend_records(__global const float* q, __global const uchar* records,
                           __global const int* block_tables, int max_blocks,
@@ -581,7 +595,7 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
                           int sink_cap, int tail_cap, __global const int4* seq_info,
                           int num_kv_heads, int q_per_kv, int num_splits, float scale,
                           int out_f16, __global void* out, __global float* part,
-                          ulong num_parts) {
+                          ulong num_parts, __global int* tickets, int finish) {
   __local AtLocal L;
   const int lid = (int)get_local_id(0);
   const AtGroup g = at_group(num_kv_heads, q_per_kv);
@@ -601,5 +615,6 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
     const AtUnit u = ui < u1 ? at_seq_unit(&pools, info, g.s, g.h, ui) : at_no_unit(&pools);
     at_step(u, scale, &L, lid, A, m, l);
   }
-  at_finish(&L, lid, A, m, l, g.row0, g.split, num_splits, part, num_parts, 1, out_f16, out);
+  at_finish(&L, lid, A, m, l, g.row0, g.split, num_splits, part, num_parts, 1, out_f16, out,
+            tickets, finish);
 }

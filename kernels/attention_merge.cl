@@ -87,3 +87,118 @@ void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_spl
   }
   at_store_output(o, 1, sq, out_f16, out, lid, AT_MWG);
 }
+
+// ---- one launch for a split context: the last split of a work-group's rows merges them -----------
+// A launch whose context is split used to end with a second launch (kvarn_attend_merge above). On
+// NVIDIA a dependent launch costs a few microseconds of its own (the launch, then the merge
+// kernel's own chain of loads and barriers) on top of a decode step that at short context is only a
+// few tile latencies long. Instead, every split kernel can merge in place: each work-group writes
+// its partials, then takes a ticket (one atomic per group on a per-rows counter); the group that
+// takes the last ticket reads every split's partials back (they are in L2: written microseconds
+// before) and does the merge, rotation back and store itself. The cost moves from a launch to one
+// atomic round trip and, in one group only, a read of splits x rows x D floats (host policy,
+// attend_merges_in_kernel: only where that read is short). The split kernels' trailing arguments
+// `tickets` (one int per work-group of a split, zero before the launch; the last group resets it)
+// and `finish` choose how a launch ends:
+#define AT_FINISH_PARTIALS 0  // write the split partials (kvarn_attend_merge runs next)
+#define AT_FINISH_MERGE 1     // write them; the last split of each group's rows merges them
+#define AT_FINISH_DIRECT 2    // one split: normalize, rotate back and store the output itself
+
+// Makes this work-item's earlier global stores visible to every work-group of the device before
+// its later memory operations (release), and orders later loads after earlier ones (acquire).
+// mem_fence(CLK_GLOBAL_MEM_FENCE) is what OpenCL C 1.2 offers (and a fence no compiler moves
+// memory operations across); builds that may use inline PTX (AT_PTX_FENCE) add the device scope
+// explicitly with membar.gl, as CUDA's __threadfence().
+#if defined(AT_PTX_FENCE) && AT_PTX_FENCE
+inline void at_fence_device(void) {
+  mem_fence(CLK_GLOBAL_MEM_FENCE);
+  uint z;
+  asm volatile("{ membar.gl; mov.b32 %0, 0; }" : "=r"(z));
+  mem_fence(CLK_GLOBAL_MEM_FENCE);
+}
+#else
+inline void at_fence_device(void) { mem_fence(CLK_GLOBAL_MEM_FENCE); }
+#endif
+
+// Whether this work-group is the last of the num_splits groups of its rows to finish; every item
+// gets the answer (uniform). Every item calls it after its partial stores; `flag` is an int of
+// local memory. The last group resets the ticket to 0 for the next launch.
+inline int at_last_split(volatile __global int* tickets, ulong ticket, int num_splits,
+                         volatile __local int* flag, int lid) {
+  at_fence_device();  // this item's partial stores before the ticket
+  barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+  if (lid == 0) {
+    const int last = atomic_inc(tickets + ticket) == num_splits - 1;
+    if (last) atomic_xchg(tickets + ticket, 0);
+    at_fence_device();  // the merge's loads after the ticket
+    *flag = last;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return *flag;
+}
+
+// The merge of kvarn_attend_merge for the `rows` query rows row0 .. of one work-group of `wg`
+// items (a compile-time constant at every call): log-sum-exp over the splits, normalization,
+// rotation back (rotate_back), f32/f16 store. o: rows x KV_D floats of local memory. The partials
+// of the other groups are read through a volatile pointer: no line cached in this compute unit's L1
+// before they were written (a merge of neighbouring rows by another group) may serve them.
+// An item takes KV_D / min(wg, KV_D) channels of one row and makes one pass over the splits with a
+// running max (online softmax), in split order: the result does not depend on which group came
+// last. The partials of AT_MB splits are loaded together before any of them is used: a GPU issues
+// a warp's instructions in order, so a load that followed the previous split's arithmetic would
+// wait for the previous split's loads (one L2 round trip per split instead of per AT_MB splits).
+// Items without a row of their own (wg > rows x KV_D) load a valid row and write nothing to o, so
+// the loop and its loads stay uniform; the store after the rotation is at_store_output's
+// branch-free one (attention_shared.cl says why).
+#define AT_MB (KV_D <= 128 ? 16 : 8)  // splits per block of loads
+inline void at_merge_split_rows(__global float* part_rw, ulong num_parts, ulong row0, int rows,
+                                int num_splits, int rotate_back, int out_f16, __global void* out,
+                                __local float* o, int lid, int wg) {
+  const volatile __global float* pm = part_rw;
+  const volatile __global float* pl = part_rw + num_parts;
+  const volatile __global float* pacc = part_rw + 2 * num_parts;
+  const int ipr = wg < KV_D ? wg : KV_D;  // items per row
+  const int cpi = KV_D / ipr;             // channels per item (at most KV_D / 32)
+  const int rpp = wg / ipr;               // rows per pass
+  const int j = lid % ipr;
+  for (int r0 = 0; r0 < rows; r0 += rpp) {
+    const int r = r0 + lid / ipr;
+    const int rr = r < rows ? r : rows - 1;
+    const ulong base = (row0 + (ulong)rr) * (ulong)num_splits;
+    float mx = AT_NEG_INF, l = 0.0f, acc[KV_D / 32];
+    #pragma unroll
+    for (int i = 0; i < KV_D / 32; ++i) acc[i] = 0.0f;
+    for (int c0 = 0; c0 < num_splits; c0 += AT_MB) {
+      float mb[AT_MB], lb[AT_MB], vb[AT_MB][KV_D / 32];
+      #pragma unroll
+      for (int k = 0; k < AT_MB; ++k) {
+        const int c = min(c0 + k, num_splits - 1);  // past the splits: a valid split, unused
+        const volatile __global float* src = pacc + (base + (ulong)c) * KV_D + j;
+        mb[k] = pm[base + c];
+        lb[k] = pl[base + c];
+        #pragma unroll
+        for (int i = 0; i < KV_D / 32; ++i) vb[k][i] = i < cpi ? src[i * ipr] : 0.0f;
+      }
+      #pragma unroll
+      for (int k = 0; k < AT_MB; ++k) {
+        // A split that saw no token (m = -inf, l = 0, acc = 0) adds nothing; nor one past the end.
+        const float mc = c0 + k < num_splits ? mb[k] : AT_NEG_INF;
+        const float mn = fmax(mx, mc);
+        const float a = mx == AT_NEG_INF ? 0.0f : exp(mx - mn);  // rescales what came before
+        const float f = mc == AT_NEG_INF ? 0.0f : exp(mc - mn);
+        l = l * a + lb[k] * f;
+        #pragma unroll
+        for (int i = 0; i < KV_D / 32; ++i) acc[i] = acc[i] * a + vb[k][i] * f;
+        mx = mn;
+      }
+    }
+    if (r < rows) {
+      #pragma unroll
+      for (int i = 0; i < KV_D / 32; ++i)
+        if (i < cpi) o[r * KV_D + j + i * ipr] = mx != AT_NEG_INF && l > 0.0f ? acc[i] / l : 0.0f;
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (rotate_back) at_fwht_local(o, rows, lid, wg);
+  at_store_output(o, rows, row0, out_f16, out, lid, wg);
+}

@@ -157,10 +157,16 @@ inline void at_load_query_rows(__global const float* q, ulong row0, __local floa
 inline ulong at_part(ulong row, int split, int num_splits) { return row * num_splits + split; }
 
 // Stores `rows` rows of KV_D floats of local memory as output rows row0.. (f32, or f16 rounded
-// to nearest even).
+// to nearest even). Branch-free: where the group has more items than the rows have elements, the
+// items past them store the last element again (the same value to the same address). Written with
+// a bound (`for (p = lid; p < n; p += wg)`, or a guarded body), PoCL 3.1 let those items store a
+// row past the group's rows at the end of attention_short.cl's kernels (one split, or the
+// in-kernel merge; D 64, one head per group: 128 items, 64 elements), corrupting the heap.
 inline void at_store_output(__local const float* o, int rows, ulong row0, int out_f16,
                             __global void* out, int lid, int wg) {
-  for (int p = lid; p < rows * KV_D; p += wg) {
+  const int n = rows * KV_D;
+  for (int p0 = 0; p0 < n; p0 += wg) {
+    const int p = min(p0 + lid, n - 1);
     if (out_f16) vstore_half_rte(o[p], row0 * KV_D + p, (__global half*)out);
     else ((__global float*)out)[row0 * KV_D + p] = o[p];
   }

@@ -21,8 +21,10 @@
 //   kvarn_attend_records_short  one work-group per (context split, KV head, block of query heads,
 //                         sequence): streams its share of the sequence's units (fp16 sink chunks,
 //                         record tiles in block-table order, fp16 tail chunks) with an online
-//                         softmax and writes one partial (running max m, sum l, unnormalized
-//                         output in the rotated frame) per query head and split;
+//                         softmax; with one split it stores the output itself, otherwise it
+//                         writes one partial (running max m, sum l, unnormalized output in the
+//                         rotated frame) per query head and split, merged by the last split of
+//                         its rows in the same launch (finish, attention_merge.cl) or by:
 //   kvarn_attend_merge    one work-group per (sequence, query head): log-sum-exp merge of the
 //                         splits, normalization, FWHT back to the original frame, f32/f16 store
 //                         (kernels/attention_merge.cl, shared by the attention programs).
@@ -136,6 +138,7 @@ typedef struct {
   float srk[KV_G], srv[KV_G], zpv[KV_G];
   float m[AT_HPW], alpha[AT_HPW];
   float lsum[AT_VTG * AT_HPW];
+  int last;                   // at_last_split's answer
 } AtLocal;
 
 
@@ -437,13 +440,20 @@ inline void at_begin(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC], float 
   }
 }
 
-// Sums the per-item accumulators over the V token groups and writes the split's partials:
-// pm/pl [(s*Hq + hq)*NS + split], pacc [...][D] (rotated frame, unnormalized).
-inline void at_write_partials(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC],
-                              float lpart[AT_HPW], ulong part0, int split, int num_splits,
-                              __global float* pm, __global float* pl, __global float* pacc) {
+// Sums the per-item accumulators over the V token groups and writes the split's result: with
+// finish == AT_FINISH_DIRECT (one split) the output itself (normalized, rotated back when
+// rotate_back, f32/f16); otherwise the partials pm/pl [(s*Hq + hq)*NS + split], pacc [...][D]
+// (rotated frame, unnormalized), merged by the last split of these rows in this launch when
+// finish == AT_FINISH_MERGE (attention_merge.cl).
+inline void at_split_result(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC],
+                            float lpart[AT_HPW], AtGroup g, int num_splits, __global float* part,
+                            ulong num_parts, __global int* tickets, int finish,
+                            int rotate_back, int out_f16, __global void* out) {
   const int vcb = lid % AT_VCB, vtg = lid / AT_VCB;
-  barrier(CLK_LOCAL_MEM_FENCE);  // last unit's readers of red/sc are done
+  const int direct = finish == AT_FINISH_DIRECT;  // the host passes it with one split only
+  __global float* pacc = part + 2 * num_parts;
+  __local float* o = L->q;  // [AT_HPW][KV_D]: the output (direct) or the merge's; q is done
+  barrier(CLK_LOCAL_MEM_FENCE);  // last unit's readers of red/sc/q are done
   if (vcb == 0) {
     #pragma unroll
     for (int r = 0; r < AT_HPW; ++r) L->lsum[vtg * AT_HPW + r] = lpart[r];
@@ -463,19 +473,38 @@ inline void at_write_partials(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC
       const int r = p / KV_D, d = p % KV_D;
       if (r0 + r < AT_HPW) {
         float sum = 0.0f;
-        for (int g = 0; g < AT_VTG; ++g) sum += L->red[(g * AT_RV + r) * KV_D + d];
-        pacc[at_part(part0 + (ulong)(r0 + r), split, num_splits) * KV_D + d] = sum;
+        for (int c = 0; c < AT_VTG; ++c) sum += L->red[(c * AT_RV + r) * KV_D + d];
+        if (direct) o[(r0 + r) * KV_D + d] = sum;
+        else pacc[at_part(g.row0 + (ulong)(r0 + r), g.split, num_splits) * KV_D + d] = sum;
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
+  if (direct) {  // uniform: num_splits is a kernel argument
+    for (int p = lid; p < AT_HPW * KV_D; p += AT_WG) {
+      const int r = p / KV_D;
+      float l = 0.0f;
+      for (int c = 0; c < AT_VTG; ++c) l += L->lsum[c * AT_HPW + r];
+      o[p] = l > 0.0f ? o[p] / l : 0.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (rotate_back) at_fwht_local(o, AT_HPW, lid, AT_WG);
+    at_store_output(o, AT_HPW, g.row0, out_f16, out, lid, AT_WG);
+    return;
+  }
   if (lid < AT_HPW) {
     float l = 0.0f;
-    for (int g = 0; g < AT_VTG; ++g) l += L->lsum[g * AT_HPW + lid];
-    const ulong i = at_part(part0 + (ulong)lid, split, num_splits);
-    pm[i] = L->m[lid];
-    pl[i] = l;
+    for (int c = 0; c < AT_VTG; ++c) l += L->lsum[c * AT_HPW + lid];
+    const ulong i = at_part(g.row0 + (ulong)lid, g.split, num_splits);
+    part[i] = L->m[lid];
+    part[num_parts + i] = l;
   }
+  if (finish != AT_FINISH_MERGE) return;  // uniform: a kernel argument
+  const int last = at_last_split(tickets, (ulong)get_group_id(2) * get_num_groups(1) + get_group_id(1),
+                                 num_splits, &L->last, lid);
+  if (!last) return;  // uniform: the group's answer
+  at_merge_split_rows(part, num_parts, g.row0, AT_HPW, num_splits, rotate_back, out_f16, out, o,
+                      lid, AT_WG);
 }
 
 // Both kernels start alike: the group's place in the launch, its queries in L->q (rotated when
@@ -495,15 +524,17 @@ inline AtGroup at_start(__local AtLocal* L, __global const float* q, int rotate_
 // load and costs registers.)
 inline void at_attend_split(__local AtLocal* L, const AtPools* pools, AtSeqInfo info, AtGroup g,
                             int num_splits, float scale, float A[AT_HPW][AT_VC],
-                            float lpart[AT_HPW], __global float* part, ulong num_parts) {
+                            float lpart[AT_HPW], __global float* part, ulong num_parts,
+                            __global int* tickets, int finish, int rotate_back, int out_f16,
+                            __global void* out) {
   const int lid = (int)get_local_id(0);
   const int n = at_units(info);
   const int u0 = at_split_first(n, g.split, num_splits);
   const int u1 = at_split_first(n, g.split + 1, num_splits);
   for (int ui = u0; ui < u1; ++ui)
     at_unit(at_seq_unit(pools, info, g.s, g.h, ui), scale, L, lid, A, lpart);
-  at_write_partials(L, lid, A, lpart, g.row0, g.split, num_splits, part, part + num_parts,
-                    part + 2 * num_parts);
+  at_split_result(L, lid, A, lpart, g, num_splits, part, num_parts, tickets, finish,
+                  rotate_back, out_f16, out);
 }
 
 // Fused decode attention from the records. Launch: local (AT_WG, 1, 1), global
@@ -516,14 +547,15 @@ void kvarn_attend_records_short(__global const float* q, __global const uchar* r
                                 __global const half* sink_v, __global const half* tail_v,
                                 int sink_cap, int tail_cap, __global const int4* seq_info,
                                 int num_kv_heads, int q_per_kv, int num_splits, float scale,
-                                __global float* part, ulong num_parts) {
+                                int out_f16, __global void* out, __global float* part,
+                                ulong num_parts, __global int* tickets, int finish) {
   __local AtLocal L;
   float A[AT_HPW][AT_VC], lpart[AT_HPW];
   const AtGroup g = at_start(&L, q, 1, num_kv_heads, q_per_kv, A, lpart);
   const AtPools pools = {records, block_tables, max_blocks, sink, tail, sink_v, tail_v,
                          sink_cap, tail_cap, num_kv_heads};
   at_attend_split(&L, &pools, at_seq_info(seq_info, g.s), g, num_splits, scale, A, lpart, part,
-                  num_parts);
+                  num_parts, tickets, finish, 1, out_f16, out);
 }
 
 // Plain fp16 decode attention (the fp16 baseline and the second half of the materialize path)
@@ -536,13 +568,15 @@ void kvarn_attend_records_short(__global const float* q, __global const uchar* r
 __kernel __attribute__((reqd_work_group_size(AT_WG, 1, 1)))
 void kvarn_attend_fp16(__global const float* q, __global const half* k, __global const half* v,
                        int capacity, __global const int* seq_lens, int num_kv_heads, int q_per_kv,
-                       int num_splits, float scale, int rotate_q, __global float* part,
-                       ulong num_parts) {
+                       int num_splits, float scale, int rotate_q, int out_f16,
+                       __global void* out, __global float* part, ulong num_parts,
+                       __global int* tickets, int finish) {
   __local AtLocal L;
   float A[AT_HPW][AT_VC], lpart[AT_HPW];
   const AtGroup g = at_start(&L, q, rotate_q, num_kv_heads, q_per_kv, A, lpart);
   const AtPools pools = {(__global const uchar*)k, seq_lens, 0, k, k, v, v, capacity, capacity,
                          num_kv_heads};
   const AtSeqInfo info = {g.s, seq_lens[g.s], 0, 0};
-  at_attend_split(&L, &pools, info, g, num_splits, scale, A, lpart, part, num_parts);
+  at_attend_split(&L, &pools, info, g, num_splits, scale, A, lpart, part, num_parts, tickets,
+                  finish, rotate_q, out_f16, out);
 }

@@ -48,7 +48,14 @@ int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv) {
                                  : attend_heads_per_group(q_per_kv);
 }
 
-bool attend_split_writes_output(AttendKernel kernel) { return kernel != AttendKernel::short_context; }
+bool attend_legacy_direct_store(AttendKernel kernel) { return kernel != AttendKernel::short_context; }
+
+bool attend_merges_in_kernel(int splits, int heads_per_group, int head_dim, std::size_t work_group) {
+  if (splits <= 1) return true;
+  const std::size_t per_item = std::size_t(splits) * std::size_t(std::max(1, heads_per_group)) *
+                               std::size_t(std::max(1, head_dim)) / std::max<std::size_t>(1, work_group);
+  return per_item <= 512;
+}
 
 int attend_kernel_splits(AttendKernel kernel, const CodecParams& params,
                          std::size_t groups_without_split, int max_units, unsigned compute_units) {
@@ -106,6 +113,10 @@ int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned 
     units_per_split /= 2;
   const std::size_t most = std::size_t(std::max(1, max_units / units_per_split));
   return int(std::max<std::size_t>(1, std::min(want, most)));
+}
+
+bool attend_mma_loads_ahead(std::size_t work_groups, unsigned compute_units) {
+  return work_groups <= 8 * std::size_t(std::max(1u, compute_units));
 }
 
 int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,

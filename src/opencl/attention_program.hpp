@@ -23,13 +23,36 @@ constexpr int kCopyRowsWorkGroup = 256;     // copy_rows.cl CR_WG
 // attention_mma.cl (inline PTX) or attention_mma.cl with emulated primitives (any device; slow).
 enum class AttendKernel { automatic, tile_slots, short_context, matrix_units, matrix_units_emulated };
 
-// The program of a fused kernel (not automatic), its work-group size, its query heads per
-// work-group, and whether its split kernel stores the output itself when there is one split
-// (else it always writes partials for the merge).
+// The program of a fused kernel (not automatic), its work-group size and its query heads per
+// work-group.
 Program attend_program(AttendKernel kernel);
 std::size_t attend_work_group(AttendKernel kernel);
 int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv);
-bool attend_split_writes_output(AttendKernel kernel);
+
+// How a launch ends (every split kernel, fused and fp16: the arguments out_f16, out, part,
+// num_parts, tickets, finish). With one split the split kernel stores the output itself. With
+// more, each split writes partials and then either
+//   - the last split of each work-group's rows merges them in the same launch (in_kernel:
+//     kernels/attention_merge.cl, at_last_split), or
+//   - a second launch, kvarn_attend_merge, merges them (separate_launch).
+// NVIDIA cost model (docs/PERFORMANCE.md, H100): a dependent launch in the same queue adds a few
+// microseconds (launch, then the merge kernel's own chain: partial loads, two reduction trees,
+// the FWHT, ~8 barriers), which at short context is as long as the whole split kernel. The
+// in-kernel merge costs one atomic round trip per group (~1 us, overlapped but in the last group)
+// and, in the last group alone, a read of splits x heads x D partial floats by its few items: cheap
+// for few splits, but at hundreds of splits (batch 1, 128K) one group's read is longer than the
+// 256-item merge kernel's. attend_merges_in_kernel draws that line.
+// AttendMerge::legacy is the path before the one-launch change, for A/B benchmarks: partials and
+// the merge launch at every split count for attention_short.cl and the fp16 program, and at more
+// than one split for the others.
+enum class AttendMerge { automatic, in_kernel, separate_launch, legacy };
+// The automatic choice at splits > 1: in the kernel while one item's share of the merge is at most
+// 512 partial loads (splits x heads_per_group x head_dim / work_group): matrix units (32 items,
+// 4 heads, D 128) up to 32 splits (batch 1 to 4K), attention.cl up to 64, attention_short.cl up
+// to 128.
+bool attend_merges_in_kernel(int splits, int heads_per_group, int head_dim, std::size_t work_group);
+// Whether a kernel stored the output itself at one split before the one-launch change (legacy).
+bool attend_legacy_direct_store(AttendKernel kernel);
 // Context splits of a launch of `kernel` (the policy of that kernel, below).
 int attend_kernel_splits(AttendKernel kernel, const CodecParams& params,
                          std::size_t groups_without_split, int max_units, unsigned compute_units);
@@ -79,6 +102,15 @@ int attend_mma_heads_per_group(int q_per_kv);
 // fixed cost is the query load, its partial and a longer merge; an idle compute unit costs more).
 // Measured on the H200: docs/perf/h200_run2/ablation.
 int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
+
+// Whether a matrix-unit launch takes the latency build of attention_mma.cl (AT_MMA_AHEAD: the
+// sequence's info and first unit read before the queries, every next unit prefetched into L2, the
+// V-side scales loaded with the K-side ones): when its warps (work-groups x splits) are at most 8
+// per compute unit. There a warp's serial chain of memory round trips is the launch's time and no
+// other warp wants the registers the build holds longer (the throughput build's 151 allow ~13
+// warps per compute unit; ~8 still fit with a few dozen more). Beyond that the throughput build,
+// whose register count was measured to matter (docs/PERFORMANCE.md).
+bool attend_mma_loads_ahead(std::size_t work_groups, unsigned compute_units);
 
 // Context splits of the short program: about 8 groups per compute unit, down to one unit per
 // split (never more splits than units).

@@ -1,11 +1,13 @@
 // Decode attention on the OpenCL device: the fused path straight from the records (SPEC §4) and
 // plain fp16 attention (baseline / materialize path). Each call launches, for the whole batch of
 // one layer, the split kernel (one work-group per context split, KV head, block of query heads and
-// sequence) and, only when the context is split, the log-sum-exp merge that also rotates the
-// output back and stores f32 or f16. With one split the split kernel stores the output itself.
+// sequence). With one split it stores the output itself (normalized, rotated back, f32 or f16);
+// with more, the log-sum-exp merge of the splits runs in the same launch (the last split of each
+// group's rows) or, where that group's share would be long, as a second launch
+// (attention_program.hpp, AttendMerge).
 // The fused kernel: kernels/attention_mma.cl on devices with matrix units (matrix_units.hpp),
 // else kernels/attention.cl, or kernels/attention_short.cl where few tiles per compute unit make
-// the launch latency-bound (always split + merge).
+// the launch latency-bound.
 //
 // Index data (seq_info, block tables, seq_lens) is validated before the launch, as the CPU backend
 // does: a bad slot, length or block id is an InvalidArgument naming the batch entry, never an
@@ -33,38 +35,65 @@ cl::Buffer& OpenCLBackend::attend_workspace(std::size_t bytes) {
   return attend_ws_;
 }
 
+cl::Buffer& OpenCLBackend::attend_tickets(std::size_t count) {
+  if (count > attend_tickets_count_) {
+    const std::size_t bytes = count * sizeof(cl_int);
+    attend_tickets_ = cl_call("attend: allocating " + std::to_string(bytes) + " bytes of merge tickets",
+                              [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, bytes); },
+                              ClContext::allocation);
+    // Zero once, in queue order before the first launch that uses them; the kernels leave every
+    // ticket at zero again (the last split of a group resets its own).
+    const cl_int zero = 0;
+    cl_call("attend: zeroing the merge tickets",
+            [&] { queue_.enqueueFillBuffer(attend_tickets_, zero, 0, bytes); });
+    attend_tickets_count_ = count;
+  }
+  return attend_tickets_;
+}
+
 OpenCLBackend::AttendPrograms OpenCLBackend::make_attend_programs(cl::Kernel& split,
                                                                  cl::Kernel& merge,
                                                                  std::size_t work_group,
-                                                                 bool split_writes_output,
+                                                                 int heads_per_group,
+                                                                 bool legacy_direct,
                                                                  std::string what) {
   const cl_uint args = cl_call(what + ": reading the argument count of the split kernel",
                                [&] { return split.getInfo<CL_KERNEL_NUM_ARGS>(); });
-  return {&split, &merge, work_group, split_writes_output, args - (split_writes_output ? 4 : 2),
-          std::move(what)};
+  return {&split, &merge, work_group, heads_per_group, legacy_direct, args - 6, std::move(what)};
 }
 
 void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y, std::size_t S,
                                   int splits, std::size_t rows, int head_dim, bool rotate_back,
                                   ElementType out_type, Buffer& out) {
   const char* what = p.what.c_str();
-  // With one split, a kernel that stores the output itself needs no merge; the partials are then
-  // unused (the workspace is still a valid, small buffer).
-  const bool merge = splits > 1 || !p.split_writes_output;
+  // How the launch ends (attention_program.hpp, AttendMerge): one split stores the output from the
+  // split kernel; more splits merge in the kernel (the last split of each group's rows) or in a
+  // second launch. AttendMerge::legacy reproduces the path before the one-launch change.
+  AttendMerge mode = attend_merge_override_;
+  if (mode == AttendMerge::automatic)
+    mode = attend_merges_in_kernel(splits, p.heads_per_group, head_dim, p.work_group)
+               ? AttendMerge::in_kernel
+               : AttendMerge::separate_launch;
+  const bool direct = mode == AttendMerge::legacy ? splits == 1 && p.legacy_direct : splits == 1;
+  const bool merge_launch = !direct && mode != AttendMerge::in_kernel;
+  const bool merge_here = !direct && mode == AttendMerge::in_kernel;
+  // The kernels' `finish` argument (kernels/attention_merge.cl AT_FINISH_*).
+  const cl_int finish = direct ? 2 : merge_here ? 1 : 0;
   const std::size_t parts = rows * std::size_t(splits);
   cl::Buffer& ws =
-      attend_workspace(merge ? parts * (2 + std::size_t(head_dim)) * sizeof(float) : sizeof(float));
+      attend_workspace(direct ? sizeof(float) : parts * (2 + std::size_t(head_dim)) * sizeof(float));
+  cl::Buffer& tickets = attend_tickets(merge_here ? groups_y * S : 1);
   cl::Kernel& split = *p.split;
   const cl_int out_f16 = out_type == ElementType::f16 ? 1 : 0;
   cl_call(what, [&] {
     cl_uint arg = p.first_output_arg;
-    if (p.split_writes_output) {
-      split.setArg(arg++, out_f16);
-      split.setArg(arg++, cl_buffer(out, "out"));
-    }
+    split.setArg(arg++, out_f16);
+    split.setArg(arg++, cl_buffer(out, "out"));
     split.setArg(arg++, ws);
-    split.setArg(arg, cl_ulong(parts));
-    if (merge) {
+    split.setArg(arg++, cl_ulong(parts));
+    split.setArg(arg++, tickets);
+    split.setArg(arg, finish);
+    if (merge_launch) {
       p.merge->setArg(0, ws);
       p.merge->setArg(1, cl_ulong(parts));
       p.merge->setArg(2, cl_int(splits));
@@ -76,8 +105,11 @@ void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y,
   launch(split, cl::NDRange(std::size_t(splits) * p.work_group, groups_y, S),
          cl::NDRange(p.work_group, 1, 1), what);
   attend_split_event_ = last_event_;
-  if (merge) launch(*p.merge, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
+  if (merge_launch)
+    launch(*p.merge, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
   last_attend_splits_ = splits;
+  last_attend_merge_ = direct ? AttendMerge::automatic : merge_here ? AttendMerge::in_kernel
+                                                                    : AttendMerge::separate_launch;
 }
 
 AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int max_units,
@@ -92,20 +124,21 @@ AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int m
 }
 
 OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind, const CodecParams& params,
-                                                              int hpw) {
+                                                              int hpw, bool loads_ahead) {
   // Looked up by a small key on every call; the program spec (option strings) is made only once.
-  const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw};
+  const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw, loads_ahead ? 1 : 0};
   auto it = attend_programs_.find(key);
   if (it != attend_programs_.end()) return it->second;
   const Program program = attend_program(kind);
   ProgramArgs args;
   args.params = params;
   args.heads_per_group = hpw;
+  args.loads_ahead = loads_ahead;
   const ProgramSpec spec = program_spec(program, args, caps());
   const std::vector<std::string>& names = program_def(program).kernels;  // split, merge
   return attend_programs_
       .emplace(key, make_attend_programs(kernel(spec, names.at(0)), kernel(spec, names.at(1)),
-                                         attend_work_group(kind), attend_split_writes_output(kind),
+                                         attend_work_group(kind), hpw, attend_legacy_direct_store(kind),
                                          "attend: launching " + names.at(0)))
       .first->second;
 }
@@ -121,7 +154,7 @@ OpenCLBackend::AttendPrograms& OpenCLBackend::attend_fp16_programs(int head_dim,
   const std::vector<std::string>& names = program_def(Program::attend_fp16).kernels;
   return attend_fp16_programs_
       .emplace(key, make_attend_programs(kernel(spec, names.at(0)), kernel(spec, names.at(1)),
-                                         kAttendShortWorkGroup, false,
+                                         kAttendShortWorkGroup, hpw, false,
                                          "attend_fp16: launching " + names.at(0)))
       .first->second;
 }
@@ -160,7 +193,13 @@ void OpenCLBackend::attend(const AttendArgs& a) {
                    : attend_kernel_splits(kind, a.params, groups, max_units, caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
-  AttendPrograms& prog = attend_programs(kind, a.params, hpw);
+  // The matrix-unit kernel's latency build where the launch leaves most warp slots empty.
+  const bool mma = kind == AttendKernel::matrix_units || kind == AttendKernel::matrix_units_emulated;
+  const bool ahead = mma && (attend_loads_ahead_override_ >= 0
+                                 ? attend_loads_ahead_override_ > 0
+                                 : attend_mma_loads_ahead(groups * std::size_t(splits), caps().compute_units));
+  last_attend_loads_ahead_ = ahead;
+  AttendPrograms& prog = attend_programs(kind, a.params, hpw, ahead);
   cl::Kernel& k = *prog.split;
   cl_call("attend: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(*a.q, "attend: q"));

@@ -151,15 +151,18 @@ class OpenCLBackend final : public Backend {
     cl::Kernel* split;
     cl::Kernel* merge;
     std::size_t work_group;    // of the split kernel
-    bool split_writes_output;  // its trailing arguments are (out_f16, out, part, num_parts), not
-                               // (part, num_parts): with one split it stores the output itself
-    cl_uint first_output_arg;  // index of the first of those trailing arguments
+    int heads_per_group;       // of the split kernel
+    bool legacy_direct;        // AttendMerge::legacy stores the output from the split kernel
+    cl_uint first_output_arg;  // index of its trailing (out_f16, out, part, num_parts, tickets,
+                               // finish: kernels/attention_merge.cl AT_FINISH_*)
     std::string what;          // "attend: launching <split kernel>", for errors
   };
   AttendPrograms make_attend_programs(cl::Kernel& split, cl::Kernel& merge, std::size_t work_group,
-                                      bool split_writes_output, std::string what);
-  using AttendProgramKey = std::array<int, 4>;  // kernel, preset, head_dim, heads per group
-  AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
+                                      int heads_per_group, bool legacy_direct, std::string what);
+  // kernel, preset, head_dim, heads per group, latency build (matrix units: loads ahead)
+  using AttendProgramKey = std::array<int, 5>;
+  AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw,
+                                  bool loads_ahead);
   AttendPrograms& attend_fp16_programs(int head_dim, int hpw);
   std::map<AttendProgramKey, AttendPrograms> attend_programs_;
   std::map<std::array<int, 2>, AttendPrograms> attend_fp16_programs_;  // head_dim, heads per group
@@ -173,6 +176,11 @@ class OpenCLBackend final : public Backend {
   cl::Buffer& attend_workspace(std::size_t bytes);  // split partials, grown on demand
   cl::Buffer attend_ws_;
   std::size_t attend_ws_bytes_ = 0;
+  // In-kernel merge tickets, one int per work-group of a split, zero between launches (the
+  // kernels reset them); grown (and zeroed) on demand.
+  cl::Buffer& attend_tickets(std::size_t count);
+  cl::Buffer attend_tickets_;
+  std::size_t attend_tickets_count_ = 0;
   std::vector<SeqInfo> attend_info_rb_;
   std::vector<std::int32_t> attend_tables_rb_;  // read-back when no host copy
 
@@ -187,6 +195,11 @@ class OpenCLBackend final : public Backend {
   // Tuning (opencl_backend_tuning.hpp): forced kernel and splits, and what the last attend ran.
   int attend_splits_override_ = 0;
   AttendKernel attend_kernel_override_ = AttendKernel::automatic;
+  AttendMerge attend_merge_override_ = AttendMerge::automatic;
+  int attend_loads_ahead_override_ = -1;  // -1: attend_mma_loads_ahead; 0 / 1: forced
+  bool last_attend_loads_ahead_ = false;
+  AttendMerge last_attend_merge_ = AttendMerge::automatic;  // in_kernel, separate_launch or
+                                                            // automatic (one split: no merge)
   int last_attend_splits_ = 0;
   AttendKernel last_attend_kernel_ = AttendKernel::automatic;
   cl::Event attend_split_event_;

@@ -23,13 +23,26 @@ class OpenCLBackendTuning {
   // Context splits of later attend/attend_fp16 calls; 0 = chosen per launch
   // (attention_program.hpp), n > 0 forces n (clamped to the units of the longest sequence).
   void force_attend_splits(int splits) noexcept { b_.attend_splits_override_ = splits; }
+  // How later attend/attend_fp16 calls with more than one split merge them (attention_program.hpp):
+  // automatic (the policy), in_kernel (one launch), separate_launch (the merge kernel), or legacy
+  // (the path before the one-launch change, for A/B: also partials + merge at one split for
+  // attention_short.cl and the fp16 program).
+  void force_attend_merge(AttendMerge merge) noexcept { b_.attend_merge_override_ = merge; }
+  // Which build of the matrix-unit kernel later attend calls take (attend_mma_loads_ahead): -1 the
+  // policy, 0 the throughput build, 1 the latency build (loads ahead, AT_MMA_AHEAD=1).
+  void force_attend_loads_ahead(int ahead) noexcept { b_.attend_loads_ahead_override_ = ahead; }
 
   // What the last attend call ran, and the last attend/attend_fp16 call's splits.
   AttendKernel last_attend_kernel() const noexcept { return b_.last_attend_kernel_; }
   int last_attend_splits() const noexcept { return b_.last_attend_splits_; }
+  // How the last attend/attend_fp16 call ended: in_kernel, separate_launch, or automatic when the
+  // split kernel stored the output itself (one split, one launch).
+  AttendMerge last_attend_merge() const noexcept { return b_.last_attend_merge_; }
+  // Whether the last attend call ran the matrix-unit kernel's latency build.
+  bool last_attend_loads_ahead() const noexcept { return b_.last_attend_loads_ahead_; }
   // Events (kernel time by profiling: queues made by the library have CL_QUEUE_PROFILING_ENABLE)
   // of the last attend/attend_fp16 call's split kernel, and of the last launch of any call (for
-  // attend: the merge kernel's when there was one).
+  // attend: the merge kernel's when there was a merge launch).
   const cl::Event& last_attend_split_event() const noexcept { return b_.attend_split_event_; }
   const cl::Event& last_event() const noexcept { return b_.last_event_; }
 

@@ -34,9 +34,11 @@ std::vector<ProgramDef> make_table() {
       // fp16 V rows (its only kind of unit) instead of record code words.
       {Program::attend_fp16, "fp16 attention", attention_files({"attention_short.cl"}),
        Geometry::head_dim, true, false, "-DAT_PREFETCH_FP16=1", "", {"kvarn_attend_fp16", merge}},
+      // AT_PTX_FENCE: the in-kernel merge's fence as PTX membar.gl (attention_merge.cl); the
+      // capability probe builds the same instruction (mma_primitives.cl at_fence_gpu).
       {Program::attend_matrix_units, "fused attention (matrix units)",
        attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
-       "", "", {"kvarn_attend_records_mma", merge}},
+       "-DAT_PTX_FENCE=1", "", {"kvarn_attend_records_mma", merge}},
       {Program::attend_matrix_units_emulated, "fused attention (matrix units, emulated)",
        attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
        "-DAT_MMA_EMULATE=1", "", {"kvarn_attend_records_mma", merge}},
@@ -89,6 +91,9 @@ ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceC
   }
   if (d.heads_per_group) add("-DAT_HPW=" + std::to_string(args.heads_per_group));
   if (d.tokens_per_item) add("-DQ_RT=" + std::to_string(args.tokens_per_item));
+  if (args.loads_ahead &&
+      (program == Program::attend_matrix_units || program == Program::attend_matrix_units_emulated))
+    add("-DAT_MMA_AHEAD=1");
   add(d.options);
   if (unrolls_loops(caps)) add(d.gpu_options);
   return {d.files, options};

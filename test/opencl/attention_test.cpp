@@ -118,7 +118,12 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
   auto info = up(d.info.data(), d.info.size() * sizeof(SeqInfo));
   auto sk = up(d.sink_k.data(), d.sink_k.size() * 2), sv = up(d.sink_v.data(), d.sink_v.size() * 2);
   auto tk = up(d.tail_k.data(), d.tail_k.size() * 2), tv = up(d.tail_v.data(), d.tail_v.size() * 2);
-  auto out = be.allocate(out_n * (out_type == ElementType::f32 ? 4 : 2));
+  // The output and a guard zone after it, NaN everywhere (all-ones bits): a launch that left an
+  // output row unwritten fails the comparison, one that wrote past the output the guard check.
+  const std::size_t out_bytes = out_n * (out_type == ElementType::f32 ? 4 : 2), guard = 4096;
+  auto out = be.allocate(out_bytes + guard);
+  const std::vector<std::uint8_t> nan_bytes(out_bytes + guard, 0xFF);
+  be.write(*out, 0, nan_bytes.data(), nan_bytes.size());
   AttendArgs a;
   a.params = d.params;
   a.num_seqs = d.S;
@@ -143,6 +148,10 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
     a.host_block_tables = d.tables.data();
   }
   be.attend(a);
+  std::vector<std::uint8_t> after(guard);
+  be.read(*out, out_bytes, after.data(), guard);
+  EXPECT_EQ(std::count(after.begin(), after.end(), std::uint8_t(0xFF)), std::ptrdiff_t(guard))
+      << "the launch wrote past the output";
   std::vector<float> r(out_n);
   if (out_type == ElementType::f32) {
     be.read(*out, 0, r.data(), out_n * 4);
@@ -202,34 +211,93 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
     kernels.push_back(Kernel::matrix_units);
   else if (!none && (emulated_cases.count(c.name) || (all && std::string(all) == "1")))
     kernels.push_back(Kernel::matrix_units_emulated);
+  using Merge = opencl::AttendMerge;
+  // The matrix-unit kernel in both of its builds: throughput (0) and latency (1, AT_MMA_AHEAD).
+  std::vector<std::pair<Kernel, int>> runs;
   for (const Kernel kernel : kernels) {
+    if (kernel == Kernel::matrix_units || kernel == Kernel::matrix_units_emulated) {
+      runs.push_back({kernel, 0});
+      runs.push_back({kernel, 1});
+    } else {
+      runs.push_back({kernel, -1});
+    }
+  }
+  for (const auto& [kernel, ahead] : runs) {
     SCOPED_TRACE(kernel == Kernel::tile_slots      ? "attention.cl"
                  : kernel == Kernel::short_context ? "attention_short.cl"
                  : kernel == Kernel::matrix_units  ? "attention_mma.cl (inline PTX)"
                                                    : "attention_mma.cl (emulated)");
-    tuning.force_attend_kernel(kernel);
-    tuning.force_attend_splits(c.splits);
-    const std::vector<float> got = run_attend(cl, d, c.out_type);
-    const int used = tuning.last_attend_splits();
-    const Kernel ran = tuning.last_attend_kernel();
-    // The second run passes the index data as host copies (no read-back): same launch, same bits.
-    const std::vector<float> again = run_attend(cl, d, c.out_type, true);
-    tuning.force_attend_splits(0);
-    tuning.force_attend_kernel(Kernel::automatic);
-    EXPECT_TRUE(ran == kernel);
-    if (c.splits > 0) {
-      int most = 0;
-      for (const SeqShape& s : c.seqs) {
-        const int G = preset_info(c.preset).group;
-        most = std::max(most, (s.sink_len + G - 1) / G + s.num_blocks + (s.tail_len + G - 1) / G);
+    SCOPED_TRACE(ahead == 1 ? "latency build (loads ahead)" : ahead == 0 ? "throughput build" : "");
+    // Every way a launch can end (attention_program.hpp, AttendMerge): the policy's, the merge in
+    // the split kernel's launch (the last split of each group's rows), the merge launch, and the
+    // path before the one-launch change.
+    for (const Merge merge : {Merge::automatic, Merge::in_kernel, Merge::separate_launch, Merge::legacy}) {
+      SCOPED_TRACE(merge == Merge::automatic         ? "merge: automatic"
+                   : merge == Merge::in_kernel       ? "merge: in kernel"
+                   : merge == Merge::separate_launch ? "merge: separate launch"
+                                                     : "merge: legacy");
+      tuning.force_attend_kernel(kernel);
+      tuning.force_attend_splits(c.splits);
+      tuning.force_attend_merge(merge);
+      tuning.force_attend_loads_ahead(ahead);
+      const std::vector<float> got = run_attend(cl, d, c.out_type);
+      const int used = tuning.last_attend_splits();
+      const Kernel ran = tuning.last_attend_kernel();
+      const Merge ended = tuning.last_attend_merge();
+      const bool ran_ahead = tuning.last_attend_loads_ahead();
+      // The second run passes the index data as host copies (no read-back): same launch, same
+      // bits (also with the in-kernel merge: it sums the splits in split order, whichever came last).
+      const std::vector<float> again = run_attend(cl, d, c.out_type, true);
+      tuning.force_attend_loads_ahead(-1);
+      tuning.force_attend_merge(Merge::automatic);
+      tuning.force_attend_splits(0);
+      tuning.force_attend_kernel(Kernel::automatic);
+      EXPECT_TRUE(ran == kernel);
+      EXPECT_EQ(ran_ahead, ahead == 1);
+      if (c.splits > 0) {
+        int most = 0;
+        for (const SeqShape& s : c.seqs) {
+          const int G = preset_info(c.preset).group;
+          most = std::max(most, (s.sink_len + G - 1) / G + s.num_blocks + (s.tail_len + G - 1) / G);
+        }
+        EXPECT_EQ(used, std::min(c.splits, std::max(most, 1)));
       }
-      EXPECT_EQ(used, std::min(c.splits, std::max(most, 1)));
+      if (used == 1 && !(merge == Merge::legacy && kernel == Kernel::short_context)) {
+        EXPECT_TRUE(ended == Merge::automatic) << "one split: the split kernel stores the output";
+      } else if (merge == Merge::in_kernel) {
+        EXPECT_TRUE(ended == Merge::in_kernel);
+      } else if (merge != Merge::automatic) {
+        EXPECT_TRUE(ended == Merge::separate_launch);
+      }
+      // f32: the CPU reference within 1e-4 relative (SPEC §5); f16: plus one fp16 rounding.
+      expect_rows_close(got, want, c.head_dim, c.out_type == ElementType::f32 ? 1e-4 : 1.5e-3);
+      EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)))
+          << "repeated run is not bit-identical";
     }
-    // f32: the CPU reference within 1e-4 relative (SPEC §5); f16: plus one fp16 rounding.
-    expect_rows_close(got, want, c.head_dim, c.out_type == ElementType::f32 ? 1e-4 : 1.5e-3);
-    EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)))
-        << "repeated run is not bit-identical";
   }
+}
+
+// The matrix-unit kernel's latency build while a launch has at most 8 warps per compute unit.
+TEST(OpenCLAttendPolicy, MatrixUnitLatencyBuildOnlyForFewWarpsPerComputeUnit) {
+  EXPECT_TRUE(opencl::attend_mma_loads_ahead(8 * 8, 132));       // 1 x 1K: 8 groups x 8 splits
+  EXPECT_TRUE(opencl::attend_mma_loads_ahead(8 * 32, 132));      // 1 x 4K: 32 splits
+  EXPECT_TRUE(opencl::attend_mma_loads_ahead(64 * 16, 132));     // 8 x 4K: 16 splits
+  EXPECT_FALSE(opencl::attend_mma_loads_ahead(64 * 64, 132));    // 8 x 32K
+  EXPECT_FALSE(opencl::attend_mma_loads_ahead(512 * 2, 100));    // 64 x 1K on 100 units
+}
+
+// Where the policy merges the splits in the split kernel's own launch: while one item's share of
+// the merge (splits x heads per group x D / work-group partial loads) is at most 512.
+TEST(OpenCLAttendPolicy, InKernelMergeWhileTheLastGroupsShareIsShort) {
+  using opencl::attend_merges_in_kernel;
+  EXPECT_TRUE(attend_merges_in_kernel(1, 4, 128, 32));      // one split: no merge at all
+  EXPECT_TRUE(attend_merges_in_kernel(8, 4, 128, 32));      // matrix units, 1 x 1K
+  EXPECT_TRUE(attend_merges_in_kernel(32, 4, 128, 32));     // matrix units, 1 x 4K
+  EXPECT_FALSE(attend_merges_in_kernel(128, 4, 128, 32));   // matrix units, 1 x 32K
+  EXPECT_TRUE(attend_merges_in_kernel(64, 4, 128, 64));     // attention.cl
+  EXPECT_FALSE(attend_merges_in_kernel(65, 4, 128, 64));
+  EXPECT_TRUE(attend_merges_in_kernel(128, 4, 128, 128));   // attention_short.cl
+  EXPECT_FALSE(attend_merges_in_kernel(256, 4, 128, 128));
 }
 
 // The launch policy picks the short-context kernel where few tiles per compute unit make a launch
@@ -284,6 +352,7 @@ std::vector<AttendCase> fused_cases() {
       {Preset::k4v2_g128, 64, 8, 1, {{128, 2, 17}, {128, 4, 0}}, 3, f16, "d64_gqa8"},
       {Preset::k4v2_g128, 256, 4, 1, {{128, 2, 90}}, 2, f32, "d256_gqa4"},
       {Preset::k4v4_g64, 64, 2, 2, {{64, 2, 33}, {10, 0, 0}}, 0, f32, "k4v4_g64_d64"},
+      {Preset::k4v2_g128, 64, 2, 2, {{128, 1, 20}, {3, 0, 0}}, 1, f32, "d64_mha_nosplit"},
       // Many sequences of mixed lengths in one launch.
       {Preset::k4v2_g128, 128, 8, 2,
        {{128, 5, 3}, {2, 0, 0}, {128, 0, 128}, {128, 1, 0}, {128, 7, 64}, {77, 0, 0}, {128, 2, 1},
@@ -318,39 +387,55 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
   const float scale = 1.0f / std::sqrt(float(D));
   opencl::OpenCLBackend& cl = cl_backend();
   auto kb = to_device(kh), vb = to_device(vh), qb = to_device(q), lb = to_device(c.lens);
-  auto ob = cl.allocate(std::size_t(S) * c.hq * D * 4);
+  const std::size_t out_bytes = std::size_t(S) * c.hq * D * 4, guard = 4096;
+  auto ob = cl.allocate(out_bytes + guard);  // the output and a guard zone after it
   AttendFp16Args a =
       AttendFp16Args::over(S, c.hq, c.hk, D, *qb, *ob, *kb, *vb, c.capacity, *lb, c.frame);
   a.out_type = c.out_type;
   opencl::internal::OpenCLBackendTuning tuning(cl);
-  tuning.force_attend_splits(c.splits);
-  cl.attend_fp16(a);
-  tuning.force_attend_splits(0);
-  std::vector<float> got(std::size_t(S) * c.hq * D);
-  if (c.out_type == ElementType::f32) got = from_device<float>(*ob, got.size());
-  else got = to_float(from_device<half_bits>(*ob, got.size()));
+  using Merge = opencl::AttendMerge;
+  for (const Merge merge : {Merge::automatic, Merge::in_kernel, Merge::separate_launch, Merge::legacy}) {
+    SCOPED_TRACE(merge == Merge::automatic         ? "merge: automatic"
+                 : merge == Merge::in_kernel       ? "merge: in kernel"
+                 : merge == Merge::separate_launch ? "merge: separate launch"
+                                                   : "merge: legacy");
+    const std::vector<std::uint8_t> nan_bytes(out_bytes + guard, 0xFF);
+    cl.write(*ob, 0, nan_bytes.data(), nan_bytes.size());  // unwritten rows fail the check
+    tuning.force_attend_splits(c.splits);
+    tuning.force_attend_merge(merge);
+    cl.attend_fp16(a);
+    std::vector<std::uint8_t> after(guard);
+    cl.read(*ob, out_bytes, after.data(), guard);
+    EXPECT_EQ(std::count(after.begin(), after.end(), std::uint8_t(0xFF)), std::ptrdiff_t(guard))
+        << "the launch wrote past the output";
+    tuning.force_attend_merge(Merge::automatic);
+    tuning.force_attend_splits(0);
+    std::vector<float> got(std::size_t(S) * c.hq * D);
+    if (c.out_type == ElementType::f32) got = from_device<float>(*ob, got.size());
+    else got = to_float(from_device<half_bits>(*ob, got.size()));
 
-  const std::vector<float> kf = to_float(kh), vf = to_float(vh);
-  for (int s = 0; s < S; ++s) {
-    const int T = c.lens[std::size_t(s)];
-    // K/V of this sequence as [Hk][T][D] (exact_attention's layout), and q in the rows' frame.
-    std::vector<float> ks(std::size_t(c.hk) * T * D), vs(ks.size());
-    for (int h = 0; h < c.hk; ++h)
-      for (int t = 0; t < T; ++t)
-        for (int d = 0; d < D; ++d) {
-          const std::size_t src = ((std::size_t(s) * c.hk + h) * c.capacity + t) * D + d;
-          ks[(std::size_t(h) * T + t) * D + d] = kf[src];
-          vs[(std::size_t(h) * T + t) * D + d] = vf[src];
-        }
-    std::vector<float> qs(q.begin() + std::ptrdiff_t(s) * c.hq * D, q.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
-    if (c.frame == Frame::rotated)
-      for (int h = 0; h < c.hq; ++h) fwht_inplace(qs.data() + std::size_t(h) * D, D);
-    std::vector<float> want(std::size_t(c.hq) * D);
-    exact_attention(qs.data(), ks.data(), vs.data(), c.hq, c.hk, D, T, scale, want.data());
-    if (c.frame == Frame::rotated)
-      for (int h = 0; h < c.hq; ++h) fwht_inplace(want.data() + std::size_t(h) * D, D);
-    const std::vector<float> g(got.begin() + std::ptrdiff_t(s) * c.hq * D, got.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
-    expect_rows_close(g, want, D, c.out_type == ElementType::f32 ? 2e-5 : 1.5e-3);
+    const std::vector<float> kf = to_float(kh), vf = to_float(vh);
+    for (int s = 0; s < S; ++s) {
+      const int T = c.lens[std::size_t(s)];
+      // K/V of this sequence as [Hk][T][D] (exact_attention's layout), and q in the rows' frame.
+      std::vector<float> ks(std::size_t(c.hk) * T * D), vs(ks.size());
+      for (int h = 0; h < c.hk; ++h)
+        for (int t = 0; t < T; ++t)
+          for (int d = 0; d < D; ++d) {
+            const std::size_t src = ((std::size_t(s) * c.hk + h) * c.capacity + t) * D + d;
+            ks[(std::size_t(h) * T + t) * D + d] = kf[src];
+            vs[(std::size_t(h) * T + t) * D + d] = vf[src];
+          }
+      std::vector<float> qs(q.begin() + std::ptrdiff_t(s) * c.hq * D, q.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
+      if (c.frame == Frame::rotated)
+        for (int h = 0; h < c.hq; ++h) fwht_inplace(qs.data() + std::size_t(h) * D, D);
+      std::vector<float> want(std::size_t(c.hq) * D);
+      exact_attention(qs.data(), ks.data(), vs.data(), c.hq, c.hk, D, T, scale, want.data());
+      if (c.frame == Frame::rotated)
+        for (int h = 0; h < c.hq; ++h) fwht_inplace(want.data() + std::size_t(h) * D, D);
+      const std::vector<float> g(got.begin() + std::ptrdiff_t(s) * c.hq * D, got.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
+      expect_rows_close(g, want, D, c.out_type == ElementType::f32 ? 2e-5 : 1.5e-3);
+    }
   }
 }
 
@@ -360,6 +445,9 @@ INSTANTIATE_TEST_SUITE_P(
         Fp16Case{128, 8, 2, {1, 127, 128, 129, 300}, 300, 0, Frame::original, ElementType::f32, "gqa4_mixed"},
         Fp16Case{128, 8, 2, {700}, 704, 4, Frame::rotated, ElementType::f32, "gqa4_rotated_split4"},
         Fp16Case{64, 4, 4, {200, 33}, 256, 1, Frame::original, ElementType::f16, "mha_d64_f16"},
+        // One head per group at D 64: the group (128 items) is wider than its output row.
+        Fp16Case{64, 2, 2, {150, 7}, 160, 1, Frame::rotated, ElementType::f32, "mha_d64_split1"},
+        Fp16Case{64, 2, 2, {300}, 300, 3, Frame::original, ElementType::f32, "mha_d64_split3"},
         Fp16Case{256, 8, 1, {260}, 260, 3, Frame::rotated, ElementType::f32, "gqa8_d256"}),
     [](const ::testing::TestParamInfo<Fp16Case>& i) { return i.param.name; });
 
