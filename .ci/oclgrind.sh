@@ -47,12 +47,18 @@ portable+=':OpenCLCopyRows.*:Robustness.*:Errors.*:OpenCLAttend.*:CallerContext.
 emulated='OpenCL/FusedAttend.*/k4v4_g64_d64:OpenCLMatrixUnits.ProbeVerdicts:Geometries/CodecKernels.*'
 emulated+='-Geometries/CodecKernels.*/k4v2_g128_d128_t301'
 
+# The simulated device is also the smallest device profile the library supports (Apple M-series,
+# Mali, Adreno): --max-wgsize 256 makes Oclgrind report and enforce work-groups of at most 256
+# items, its local memory is 32 KiB (enforced too), it has no fp16 and no subgroups, and
+# KVARN_CL_DEVICE_LIMITS takes fp64 away as well; the runtime plans every program for that
+# (docs/PORTABILITY.md). It reports itself as a GPU, so the programs are the unrolled GPU builds.
 # KVARN_CL_CACHE=0: each process compiles its programs under Oclgrind (the binary cache would
 # otherwise be on for this platform and write to $HOME).
 run() {
   local name=$1 filter=$2 started=$SECONDS
   shift 2
-  env KVARN_CL_CACHE=0 "$@" oclgrind --data-races --check-api --num-threads 1 \
+  env KVARN_CL_CACHE=0 KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=32K,fp16=0,subgroups=0,fp64=0 \
+    "$@" oclgrind --data-races --check-api --num-threads 1 --max-wgsize 256 \
     --log "$out/$name.log" "$test_bin" --gtest_filter="$filter" > "$out/$name.out" 2>&1
   echo $? > "$out/$name.rc"
   echo "oclgrind $name: exit $(cat "$out/$name.rc"), $((SECONDS - started)) s"
