@@ -598,7 +598,8 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
                           ulong num_parts, __global int* tickets, int finish) {
   __local AtLocal L;
   const int lid = (int)get_local_id(0);
-  const AtGroup g = at_group(num_kv_heads, q_per_kv);
+  AtGroup g;
+  at_group(num_kv_heads, q_per_kv, &g);
   const AtPools pools = {records, block_tables, max_blocks, sink, tail, sink_v, tail_v,
                          sink_cap, tail_cap, num_kv_heads};
 
@@ -606,13 +607,16 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
   float A[AT_HPW][AT_VC], m[AT_HPW], l[AT_HPW];
   at_begin(A, m, l);
 
-  const AtSeqInfo info = at_seq_info(seq_info, g.s);
+  AtSeqInfo info;
+  at_seq_info(seq_info, g.s, &info);
   const int n = at_units(info);
   const int u0 = at_split_first(n, g.split, num_splits), u1 = at_split_first(n, g.split + 1, num_splits);
   const int slot = lid / AT_IPS;
   for (int base = u0; base < u1; base += AT_NS) {
     const int ui = base + slot;  // no unit for this slot in the last step when ui >= u1
-    const AtUnit u = ui < u1 ? at_seq_unit(&pools, info, g.s, g.h, ui) : at_no_unit(&pools);
+    AtUnit u;
+    if (ui < u1) at_seq_unit(&pools, info, g.s, g.h, ui, &u);
+    else at_no_unit(&pools, &u);
     at_step(u, scale, &L, lid, A, m, l);
   }
   at_finish(&L, lid, A, m, l, g.row0, g.split, num_splits, part, num_parts, 1, out_f16, out,

@@ -4,6 +4,13 @@
 // the seq_info entry, the walk over a sequence's units and the work-group's place in the launch
 // (attention_mma.cl writes its own: the shared form cost it registers, see there). Each program
 // is built from common.cl, this file, attention_merge.cl, then its own file.
+//
+// No function of the attention programs returns a struct: each fills the caller's through a
+// pointer. A struct return is an `sret noalias` pointer argument in clang's IR, and inlining a
+// function with a noalias argument leaves an llvm.experimental.noalias.scope.decl call behind,
+// which Oclgrind (21.10, LLVM 14) cannot run ("Undefined external function" when creating the
+// kernel), so the attention kernels could not be checked under it. After inlining the code is
+// the same.
 
 #define AT_NEG_INF (-INFINITY)
 
@@ -34,14 +41,12 @@ typedef struct {
   int tail_len;    // fp16 tail tokens, the last of the sequence
 } AtSeqInfo;
 
-inline AtSeqInfo at_seq_info(__global const int4* seq_info, int s) {
+inline void at_seq_info(__global const int4* seq_info, int s, AtSeqInfo* info) {
   const int4 v = seq_info[s];
-  AtSeqInfo info;
-  info.slot = v.x;
-  info.sink_len = v.y;
-  info.num_blocks = v.z;
-  info.tail_len = v.w;
-  return info;
+  info->slot = v.x;
+  info->sink_len = v.y;
+  info->num_blocks = v.z;
+  info->tail_len = v.w;
 }
 
 // Units (chunks of at most G tokens) of `tokens` fp16 rows.
@@ -86,39 +91,36 @@ typedef struct {
   int n;                      // tokens
 } AtUnit;
 
-inline AtUnit at_no_unit(const AtPools* p) {
-  AtUnit u;
-  u.rec = p->records;
-  u.is_rec = 0;
-  u.k = p->sink;
-  u.v = p->sink_v;
-  u.n = 0;
-  return u;
+inline void at_no_unit(const AtPools* p, AtUnit* u) {
+  u->rec = p->records;
+  u->is_rec = 0;
+  u->k = p->sink;
+  u->v = p->sink_v;
+  u->n = 0;
 }
 
 // Unit ui (0 <= ui < at_units(info)) of sequence s for KV head h.
-inline AtUnit at_seq_unit(const AtPools* p, AtSeqInfo info, int s, int h, int ui) {
-  AtUnit u = at_no_unit(p);
+inline void at_seq_unit(const AtPools* p, AtSeqInfo info, int s, int h, int ui, AtUnit* u) {
+  at_no_unit(p, u);
   const int ns = at_chunks(info.sink_len), nb = info.num_blocks;
   const ulong head_row = (ulong)info.slot * p->num_kv_heads + h;
   if (ui < ns) {
     const ulong row = head_row * p->sink_cap + (ulong)ui * KV_G;
-    u.k = p->sink + row * KV_D;
-    u.v = p->sink_v + row * KV_D;
-    u.n = min(KV_G, info.sink_len - ui * KV_G);
+    u->k = p->sink + row * KV_D;
+    u->v = p->sink_v + row * KV_D;
+    u->n = min(KV_G, info.sink_len - ui * KV_G);
   } else if (ui < ns + nb) {
     const ulong b = (ulong)p->block_tables[(ulong)s * p->max_blocks + (ui - ns)];
-    u.rec = p->records + (b * p->num_kv_heads + h) * KV_RECORD_BYTES;
-    u.is_rec = 1;
-    u.n = KV_G;
+    u->rec = p->records + (b * p->num_kv_heads + h) * KV_RECORD_BYTES;
+    u->is_rec = 1;
+    u->n = KV_G;
   } else {
     const int j = ui - ns - nb;
     const ulong row = head_row * p->tail_cap + (ulong)j * KV_G;
-    u.k = p->tail + row * KV_D;
-    u.v = p->tail_v + row * KV_D;
-    u.n = min(KV_G, info.tail_len - j * KV_G);
+    u->k = p->tail + row * KV_D;
+    u->v = p->tail_v + row * KV_D;
+    u->n = min(KV_G, info.tail_len - j * KV_G);
   }
-  return u;
 }
 
 // The work-group's place in a split-kernel launch, global (num_splits * WG, Hk * (R / AT_HPW), S):
@@ -131,15 +133,13 @@ typedef struct {
   ulong row0;
 } AtGroup;
 
-inline AtGroup at_group(int num_kv_heads, int q_per_kv) {
+inline void at_group(int num_kv_heads, int q_per_kv, AtGroup* g) {
   const int hb_per_kv = q_per_kv / AT_HPW;
-  AtGroup g;
-  g.split = (int)get_group_id(0);
-  g.h = (int)get_group_id(1) / hb_per_kv;
+  g->split = (int)get_group_id(0);
+  g->h = (int)get_group_id(1) / hb_per_kv;
   const int hb = (int)get_group_id(1) % hb_per_kv;
-  g.s = (int)get_group_id(2);
-  g.row0 = (ulong)g.s * (num_kv_heads * q_per_kv) + (g.h * q_per_kv + hb * AT_HPW);
-  return g;
+  g->s = (int)get_group_id(2);
+  g->row0 = (ulong)g->s * (num_kv_heads * q_per_kv) + (g->h * q_per_kv + hb * AT_HPW);
 }
 
 // Copies the queries of the group's AT_HPW rows (q is [S][Hq][D]) into `rows` (AT_HPW x KV_D

@@ -509,14 +509,13 @@ inline void at_split_result(__local AtLocal* L, int lid, float A[AT_HPW][AT_VC],
 
 // Both kernels start alike: the group's place in the launch, its queries in L->q (rotated when
 // rotate_q), an empty state.
-inline AtGroup at_start(__local AtLocal* L, __global const float* q, int rotate_q,
-                        int num_kv_heads, int q_per_kv, float A[AT_HPW][AT_VC],
-                        float lpart[AT_HPW]) {
+inline void at_start(__local AtLocal* L, __global const float* q, int rotate_q,
+                     int num_kv_heads, int q_per_kv, float A[AT_HPW][AT_VC],
+                     float lpart[AT_HPW], AtGroup* g) {
   const int lid = (int)get_local_id(0);
-  const AtGroup g = at_group(num_kv_heads, q_per_kv);
-  at_load_query_rows(q, g.row0, L->q, lid, AT_WG, rotate_q);
+  at_group(num_kv_heads, q_per_kv, g);
+  at_load_query_rows(q, g->row0, L->q, lid, AT_WG, rotate_q);
   at_begin(L, lid, A, lpart);
-  return g;
 }
 
 // ... and go on alike: the group's split of the sequence's units, then its partials. (The
@@ -531,8 +530,11 @@ inline void at_attend_split(__local AtLocal* L, const AtPools* pools, AtSeqInfo 
   const int n = at_units(info);
   const int u0 = at_split_first(n, g.split, num_splits);
   const int u1 = at_split_first(n, g.split + 1, num_splits);
-  for (int ui = u0; ui < u1; ++ui)
-    at_unit(at_seq_unit(pools, info, g.s, g.h, ui), scale, L, lid, A, lpart);
+  for (int ui = u0; ui < u1; ++ui) {
+    AtUnit u;
+    at_seq_unit(pools, info, g.s, g.h, ui, &u);
+    at_unit(u, scale, L, lid, A, lpart);
+  }
   at_split_result(L, lid, A, lpart, g, num_splits, part, num_parts, tickets, finish,
                   rotate_back, out_f16, out);
 }
@@ -551,11 +553,14 @@ void kvarn_attend_records_short(__global const float* q, __global const uchar* r
                                 ulong num_parts, __global int* tickets, int finish) {
   __local AtLocal L;
   float A[AT_HPW][AT_VC], lpart[AT_HPW];
-  const AtGroup g = at_start(&L, q, 1, num_kv_heads, q_per_kv, A, lpart);
+  AtGroup g;
+  at_start(&L, q, 1, num_kv_heads, q_per_kv, A, lpart, &g);
   const AtPools pools = {records, block_tables, max_blocks, sink, tail, sink_v, tail_v,
                          sink_cap, tail_cap, num_kv_heads};
-  at_attend_split(&L, &pools, at_seq_info(seq_info, g.s), g, num_splits, scale, A, lpart, part,
-                  num_parts, tickets, finish, 1, out_f16, out);
+  AtSeqInfo info;
+  at_seq_info(seq_info, g.s, &info);
+  at_attend_split(&L, &pools, info, g, num_splits, scale, A, lpart, part, num_parts, tickets,
+                  finish, 1, out_f16, out);
 }
 
 // Plain fp16 decode attention (the fp16 baseline and the second half of the materialize path)
@@ -573,7 +578,8 @@ void kvarn_attend_fp16(__global const float* q, __global const half* k, __global
                        __global int* tickets, int finish) {
   __local AtLocal L;
   float A[AT_HPW][AT_VC], lpart[AT_HPW];
-  const AtGroup g = at_start(&L, q, rotate_q, num_kv_heads, q_per_kv, A, lpart);
+  AtGroup g;
+  at_start(&L, q, rotate_q, num_kv_heads, q_per_kv, A, lpart, &g);
   const AtPools pools = {(__global const uchar*)k, seq_lens, 0, k, k, v, v, capacity, capacity,
                          num_kv_heads};
   const AtSeqInfo info = {g.s, seq_lens[g.s], 0, 0};

@@ -130,7 +130,11 @@ Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local
     const int per_token = k < KV_G;
     const int kk = per_token ? k : k - KV_G;
     const float r = reduce_result(per_token, op, scratch, kk);
-    if (per_token) out_t[kk] = r; else out_d[kk] = r;
+    // A store through a selected pointer, not an if/else pair of stores: when Q_WG == KV_G ==
+    // KV_D (D 64, G 64) this loop has exactly two trips, per_token is a constant in each, and
+    // Intel's OpenCL CPU compiler (2026.2) crashed (SIGSEGV in SimplifyCFG's removal of the dead
+    // arm, inside its vpo-directive-cleanup pass) on the folded if/else. Same values either way.
+    (per_token ? out_t : out_d)[kk] = r;
     if (update && per_token == col_is_token) update_one(upd_l, upd_e, r, kk);
   }
   barrier(CLK_LOCAL_MEM_FENCE);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <cstdlib>
 #include <sstream>
 
@@ -64,6 +65,48 @@ std::string device_list(const std::vector<FoundDevice>& all) {
 
 }  // namespace
 
+void apply_device_limits(DeviceCapabilities& caps, const std::string& profile) {
+  std::istringstream in(profile);
+  std::string entry;
+  // Entries and their halves may carry spaces around them ("work_group=256, fp16=0").
+  auto strip = [](std::string s) {
+    s = trim(s);
+    s.erase(0, s.find_first_not_of(" \t"));
+    return s;
+  };
+  while (std::getline(in, entry, ',')) {
+    entry = strip(entry);
+    if (entry.empty()) continue;
+    auto bad = [&](const std::string& why) {
+      return InvalidArgument("KVARN_CL_DEVICE_LIMITS: entry '" + entry + "' " + why +
+                             " (entries: work_group=N, local_mem=BYTES or NK, fp16=0, fp64=0, "
+                             "subgroups=0)");
+    };
+    const std::size_t eq = entry.find('=');
+    if (eq == std::string::npos) throw bad("is not name=value");
+    const std::string name = strip(entry.substr(0, eq));
+    std::string value = strip(entry.substr(eq + 1));
+    std::uint64_t scale = 1;
+    if (name == "local_mem" && !value.empty() && (value.back() == 'K' || value.back() == 'k')) {
+      scale = 1024;
+      value.pop_back();
+    }
+    if (!is_index(value) || value.size() > 12) throw bad("has no whole number as its value");
+    const std::uint64_t n = std::stoull(value) * scale;
+    if (name == "work_group" || name == "local_mem") {
+      if (n == 0) throw bad("must be at least 1");
+      std::uint64_t& field = name == "work_group" ? caps.max_work_group_size : caps.local_mem_bytes;
+      field = std::min(field, n);
+    } else if (name == "fp16" || name == "fp64" || name == "subgroups") {
+      if (n > 1) throw bad("must be 0 or 1");
+      bool& flag = name == "fp16" ? caps.fp16 : name == "fp64" ? caps.fp64 : caps.subgroups;
+      flag = flag && n == 1;
+    } else {
+      throw bad("names no limit");
+    }
+  }
+}
+
 DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Device& device) {
   return cl_call("reading OpenCL device capabilities", [&] {
     DeviceCapabilities c;
@@ -97,6 +140,7 @@ DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Dev
     c.global_mem_bytes = device.getInfo<CL_DEVICE_GLOBAL_MEM_SIZE>();
     c.max_alloc_bytes = device.getInfo<CL_DEVICE_MAX_MEM_ALLOC_SIZE>();
     c.max_clock_mhz = device.getInfo<CL_DEVICE_MAX_CLOCK_FREQUENCY>();
+    apply_device_limits(c, env_or("KVARN_CL_DEVICE_LIMITS"));
     return c;
   });
 }

@@ -112,7 +112,34 @@ cl::Kernel& OpenCLBackend::kernel(const ProgramSpec& spec, const std::string& ke
   cl::Program program = runtime_->program(spec);
   cl::Kernel k = cl_call("creating kernel " + kernel_name,
                          [&] { return cl::Kernel(program, kernel_name.c_str()); });
+  check_fits_device(k, kernel_name, spec);
   return kernels_.emplace(std::move(key), std::move(k)).first->second;
+}
+
+// A kernel's static local memory and the work-group it was compiled for
+// (reqd_work_group_size) must fit the limits the runtime plans with, caps(): what the device
+// reports, lowered by KVARN_CL_DEVICE_LIMITS in the limit-profile test mode. A real device would
+// refuse the launch anyway (CL_OUT_OF_RESOURCES, CL_INVALID_WORK_GROUP_SIZE); checked here, the
+// error names the kernel and the limit, and a lowered profile binds on a device that has more
+// (PoCL's 2 MiB of local memory).
+void OpenCLBackend::check_fits_device(const cl::Kernel& k, const std::string& kernel_name,
+                                      const ProgramSpec& spec) {
+  const cl_ulong local = cl_call("reading CL_KERNEL_LOCAL_MEM_SIZE of " + kernel_name, [&] {
+    return k.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(device());
+  });
+  const auto reqd = cl_call("reading CL_KERNEL_COMPILE_WORK_GROUP_SIZE of " + kernel_name, [&] {
+    return k.getWorkGroupInfo<CL_KERNEL_COMPILE_WORK_GROUP_SIZE>(device());
+  });
+  const std::uint64_t items = std::uint64_t(reqd[0]) * reqd[1] * reqd[2];
+  std::string why;
+  if (local > caps().local_mem_bytes)
+    why = std::to_string(local) + " bytes of local memory, the device has " +
+          std::to_string(caps().local_mem_bytes);
+  else if (items > caps().max_work_group_size)
+    why = "work-groups of " + std::to_string(items) + " work-items, the device allows " +
+          std::to_string(caps().max_work_group_size);
+  if (!why.empty())
+    throw Unsupported("kernel " + kernel_name + " (options '" + spec.options + "') needs " + why);
 }
 
 cl::Kernel& OpenCLBackend::kernel(Program program, const ProgramArgs& args,

@@ -100,6 +100,7 @@ class OpenCLBackend final : public Backend {
   const cl::Device& device() const noexcept { return runtime_->device(); }
 
   cl::Kernel& kernel(const ProgramSpec& spec, const std::string& kernel_name);
+  void check_fits_device(const cl::Kernel& k, const std::string& kernel_name, const ProgramSpec& spec);
   cl::Kernel& kernel(Program program, const ProgramArgs& args, const std::string& kernel_name);
   void launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
               const char* what);

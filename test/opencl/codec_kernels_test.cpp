@@ -32,12 +32,14 @@ std::string geometry_name(const ::testing::TestParamInfo<Geometry>& info) {
          std::to_string(info.param.tiles);
 }
 
-// Every preset at D=128, the default preset and one G=64 preset at D=64 and D=256; odd tile
-// counts throughout and one large batch (300+ tiles).
+// Every preset at D=128, the default preset at D=64 and D=256, both G=64 presets at D=64; odd
+// tile counts throughout and one large batch (300+ tiles). G=64 at D=64 is the one geometry where
+// the quantize work-group (Q_WG = D/8 * G/8) equals both G and D: Intel's OpenCL CPU compiler
+// crashed on it (quantize.cl, round2), so both of its presets stay in the sweep.
 const Geometry kGeometries[] = {
     {Preset::k4v2_g128, 128, 301}, {Preset::k4v4_g128, 128, 7}, {Preset::k2v2_g128, 128, 5},
     {Preset::k4v2_g64, 128, 9},    {Preset::k4v4_g64, 128, 3},  {Preset::k4v2_g128, 64, 11},
-    {Preset::k4v2_g128, 256, 5},   {Preset::k4v4_g64, 64, 13},
+    {Preset::k4v2_g128, 256, 5},   {Preset::k4v4_g64, 64, 13},  {Preset::k4v2_g64, 64, 6},
 };
 
 // The reference records of `tiles` tiles, one quantize_tile call each.

@@ -17,6 +17,7 @@
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
+#include "opencl/device_discovery.hpp"
 #include "opencl/kernel_sources.hpp"
 #include "opencl/program_table.hpp"
 #include "opencl_fixture.hpp"
@@ -159,6 +160,90 @@ TEST(Devices, SelectionByEnvironment) {
   EXPECT_EQ(parse_backend_kind("OpenCL"), BackendKind::opencl);
   EXPECT_EQ(parse_backend_kind("auto"), BackendKind::automatic);
   EXPECT_THROW(parse_backend_kind("cuda", "--backend"), InvalidArgument);
+}
+
+// --- device-limit profiles (KVARN_CL_DEVICE_LIMITS) --------------------------------------------
+
+TEST(DeviceLimits, ProfileLowersWhatTheDeviceReportsNeverRaisesIt) {
+  DeviceCapabilities c;
+  c.max_work_group_size = 1024;
+  c.local_mem_bytes = 48 * 1024;
+  c.fp16 = c.fp64 = c.subgroups = true;
+  opencl::apply_device_limits(c, "work_group=256, local_mem=32K,fp16=0,subgroups=0,fp64=0");
+  EXPECT_EQ(c.max_work_group_size, 256u);
+  EXPECT_EQ(c.local_mem_bytes, 32u * 1024);
+  EXPECT_FALSE(c.fp16);
+  EXPECT_FALSE(c.fp64);
+  EXPECT_FALSE(c.subgroups);
+  // Larger numbers and =1 leave the device's own values (a profile cannot add what it lacks).
+  opencl::apply_device_limits(c, "work_group=4096,local_mem=65536,fp16=1,fp64=1");
+  EXPECT_EQ(c.max_work_group_size, 256u);
+  EXPECT_EQ(c.local_mem_bytes, 32u * 1024);
+  EXPECT_FALSE(c.fp16);
+  EXPECT_FALSE(c.fp64);
+  opencl::apply_device_limits(c, "");
+  EXPECT_EQ(c.max_work_group_size, 256u);
+}
+
+TEST(DeviceLimits, BadProfileNamesTheVariableAndTheEntry) {
+  for (const std::string bad : {"work_group", "work_group=", "work_group=0", "local_mem=32M",
+                                "fp16=2", "subgroups=no", "warp=32", "work_group=-1"}) {
+    DeviceCapabilities c;
+    try {
+      opencl::apply_device_limits(c, "fp64=0," + bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("KVARN_CL_DEVICE_LIMITS"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("'" + bad + "'"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The profile reaches the runtime: the backend plans with the lowered limits (the codec program
+// at D 256 · G 128 takes 16 tokens per work-item, a group of 256, where the device allows 512).
+// A device runtime reads the capabilities once, when it is first made for a device (the
+// registry of device_runtime.cpp keeps it), so this part runs in a child process whose profile is
+// set from its start, as a user's would be.
+TEST(DeviceLimitsChild, RuntimePlansWithTheProfile) {
+  if (std::getenv("KVARN_CL_TEST_LIMITS_CHILD") == nullptr)
+    GTEST_SKIP() << "runs in the child process started by DeviceLimits.RuntimePlansWithTheProfile";
+  const CodecParams d256{Preset::k4v2_g128, 256, kDefaultSinkhornIters};
+  opencl::OpenCLBackend& cl = cl_backend();
+  EXPECT_LE(cl.caps().max_work_group_size, 256u);
+  EXPECT_LE(cl.caps().local_mem_bytes, 32u * 1024);
+  EXPECT_FALSE(cl.caps().fp16 || cl.caps().fp64 || cl.caps().subgroups);
+  EXPECT_EQ(cl.quantize_tokens_per_item(d256), 16);
+}
+
+TEST(DeviceLimits, RuntimePlansWithTheProfile) {
+  const std::string log = temp_dir("limits_child") + ".log";
+  const std::string cmd = "env KVARN_CL_TEST_LIMITS_CHILD=1 "
+                          "KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=32K,fp16=0,subgroups=0,fp64=0 '" +
+                          self_exe() + "' --gtest_filter=DeviceLimitsChild.RuntimePlansWithTheProfile > '" +
+                          log + "' 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string out = slurp(log);
+  std::remove(log.c_str());
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+}
+
+// A profile below the floor of the portable kernels (work-groups of 256 items, 32 KiB of local
+// memory: SPEC §6; copy_rows.cl is 256 wide, and attention.cl, attention_short.cl, quantize.cl and
+// dequantize.cl use 17-28 KiB of local memory at D 128-256) is refused with its reason, not left
+// to fail in a launch. Device selection reads the capabilities anew on every call.
+TEST(DeviceLimits, ProfileBelowTheFloorIsRefusedWithItsReason) {
+  const DeviceEntry chosen = default_opencl_device();
+  for (const std::string floor : {"work_group=128", "local_mem=16K"}) {
+    ScopedEnv limits("KVARN_CL_DEVICE_LIMITS", floor);
+    try {
+      make_opencl_backend();
+      ADD_FAILURE() << "a device limited by " << floor << " was accepted";
+    } catch (const Unsupported& e) {
+      EXPECT_NE(std::string(e.what()).find("needed"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(chosen.caps.device_name), std::string::npos) << e.what();
+    }
+  }
 }
 
 // --- kernel build failures ---------------------------------------------------------------------

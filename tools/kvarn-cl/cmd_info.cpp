@@ -1,5 +1,6 @@
 // kvarn-cl info: what this build of the library is and what it can run on.
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli.hpp"
 #include "kvarn_cl/device.hpp"
@@ -70,6 +71,9 @@ void print_opencl_devices(bool skip_build) {
     std::printf("    fp16 %s, fp64 %s, subgroups %s, correctly rounded div/sqrt %s\n",
                 c.fp16 ? "yes" : "no", c.fp64 ? "yes" : "no", c.subgroups ? "yes" : "no",
                 c.correctly_rounded_div_sqrt ? "yes" : "no");
+    // The limit-profile test mode (docs/PORTABILITY.md): the figures above are already lowered.
+    if (const char* limits = std::getenv("KVARN_CL_DEVICE_LIMITS"); limits != nullptr && *limits != '\0')
+      std::printf("    (limits lowered by KVARN_CL_DEVICE_LIMITS=%s)\n", limits);
     if (skip_build) continue;
     std::fflush(stdout);
     const KernelBuildReport r = try_build_kernels(d.platform_index, d.device_index);

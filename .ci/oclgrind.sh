@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Every kernel the library ships, run under Oclgrind (Debian's `oclgrind`, an OpenCL device
+# simulator) with --data-races --check-api: out-of-bounds and unaligned accesses, data races in
+# local and global memory, barrier divergence and OpenCL API misuse (issue 17).
+#
+#   .ci/oclgrind.sh [BUILD_DIR]    (default build/; needs BUILD_DIR/test/test_opencl, test_cache)
+#
+# Fails when a test fails or when Oclgrind reports anything at all: its messages go to a log per
+# run (--log), which must stay empty; the logs are in BUILD_DIR/oclgrind/.
+#
+# Oclgrind interprets every work-item (minutes for what PoCL runs in seconds), so it runs the
+# opencl suite's agreement tests on a representative subset, whose shapes between them reach the
+# kernels' branches; the full grid runs natively on PoCL and on Intel's runtime. Every kernel:
+#   - kvarn_quantize, kvarn_dequantize_{rotated,original}, kvarn_rotate_{f16,f32}: the codec sweep
+#     (CodecKernels) at every geometry but its 301-tile batch (k4v2_g128 D 128, whose kernels run
+#     here through the attention cases): every preset, D 64/128/256, G 64 and 128;
+#   - kvarn_attend_records (tile slots) and kvarn_attend_records_short, with kvarn_attend_merge:
+#     FusedAttend on every preset and head_dim, sink below a tile, tails within and across a tile,
+#     1 to 4 forced splits and the automatic choice, GQA 2/3/4/8 and MHA, f16 output, several
+#     sequences of mixed lengths in one launch (left out: gqa8 and batch10_mixed, the same
+#     branches at a larger size);
+#   - kvarn_attend_fp16 (+ merge): every Fp16Attend case (rotated queries, splits, D 64 and 256);
+#   - kvarn_attend_records_mma and kvarn_mma_probe with the emulated primitives (the inline-PTX
+#     build runs on NVIDIA only): FusedAttend k4v4_g64_d64 and the probe test;
+#   - kvarn_copy_rows, kvarn_check_rows: OpenCLCopyRows, Robustness; plus the error paths
+#     (Errors, OpenCLAttend, CallerContext: caller-owned context and buffers);
+#   - kvarn_append_rows_f32 (the decode step's append; _f16 is the same body with an fp16 load):
+#     DecodeStep.DeviceFailureIsReportedAtFinishAndRolledBack of the cache suite (steps of host
+#     rows, a tile completed by a step, a non-finite row caught on the device, steps after the
+#     rollback). Not DecodeStep.OrdersWithTheCallersQueueThroughEvents: under Oclgrind 21.10 it
+#     never got past its user-event gate (the process spun at 100 % CPU for minutes).
+# Two Oclgrind processes run side by side (one simulator thread each, 2 cores): the portable
+# kernels' cases without the emulated matrix-unit kernel (KVARN_CL_TEST_ALL_EMULATED=0) followed
+# by the decode-step cases, and the codec sweep with the one emulated case.
+#
+# Oclgrind's --uninitialized plugin is not used: with Debian's Oclgrind 21.10 (LLVM 14) it stops
+# at the first `freeze` instruction ("Unsupported instruction: freeze").
+set -euo pipefail
+build=${1:-build}
+for t in test_opencl test_cache; do
+  [ -x "$build/test/$t" ] || { echo "oclgrind.sh: $build/test/$t not built" >&2; exit 2; }
+done
+out=$build/oclgrind
+rm -rf "$out"
+mkdir -p "$out"
+
+portable='OpenCL/FusedAttend.*/gqa4_nosplit:OpenCL/FusedAttend.*/gqa4_split3_tail_across'
+portable+=':OpenCL/FusedAttend.*/gqa4_mixed_auto:OpenCL/FusedAttend.*/mha_f16'
+portable+=':OpenCL/FusedAttend.*/gqa3_odd_ratio:OpenCL/FusedAttend.*/gqa2'
+portable+=':OpenCL/FusedAttend.*/k4v4:OpenCL/FusedAttend.*/k4v2_g64:OpenCL/FusedAttend.*/k2v2'
+portable+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/Fp16Attend.*'
+portable+=':OpenCLCopyRows.*:Robustness.*:Errors.*:OpenCLAttend.*:CallerContext.*'
+emulated='OpenCL/FusedAttend.*/k4v4_g64_d64:OpenCLMatrixUnits.ProbeVerdicts:Geometries/CodecKernels.*'
+emulated+='-Geometries/CodecKernels.*/k4v2_g128_d128_t301'
+step='DecodeStep.DeviceFailureIsReportedAtFinishAndRolledBack'
+
+# The simulated device is also the smallest device profile the library supports (Apple M-series,
+# Mali, Adreno): --max-wgsize 256 makes Oclgrind report and enforce work-groups of at most 256
+# items, its local memory is 32 KiB (enforced too), it has no fp16 and no subgroups, and
+# KVARN_CL_DEVICE_LIMITS takes fp64 away as well; the runtime plans every program for that
+# (docs/PORTABILITY.md). It reports itself as a GPU, so the programs are the unrolled GPU builds.
+# KVARN_CL_CACHE=0: each process compiles its programs under Oclgrind (the binary cache would
+# otherwise be on for this platform and write to $HOME).
+run() {
+  local name=$1 test_bin=$build/test/$2 filter=$3 started=$SECONDS
+  shift 3
+  env KVARN_CL_CACHE=0 KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=32K,fp16=0,subgroups=0,fp64=0 \
+    "$@" oclgrind --data-races --check-api --num-threads 1 --max-wgsize 256 \
+    --log "$out/$name.log" "$test_bin" --gtest_filter="$filter" > "$out/$name.out" 2>&1
+  echo $? > "$out/$name.rc"
+  echo "oclgrind $name: exit $(cat "$out/$name.rc"), $((SECONDS - started)) s"
+}
+set +e
+{ run portable test_opencl "$portable" KVARN_CL_TEST_ALL_EMULATED=0
+  run step test_cache "$step"; } &
+run emulated test_opencl "$emulated" &
+wait
+set -e
+
+fail=0
+for name in portable step emulated; do
+  tail -n 3 "$out/$name.out"
+  if [ "$(cat "$out/$name.rc")" != 0 ]; then
+    echo "oclgrind $name: the tests failed under Oclgrind:" >&2
+    grep -E '^\[  FAILED  \]|Failure' "$out/$name.out" >&2 || tail -n 40 "$out/$name.out" >&2
+    fail=1
+  fi
+  if [ -s "$out/$name.log" ]; then
+    echo "oclgrind $name: Oclgrind reported errors ($out/$name.log):" >&2
+    head -n 60 "$out/$name.log" >&2
+    fail=1
+  fi
+done
+exit $fail
