@@ -15,9 +15,20 @@ import re
 import sys
 
 
+def load_json_cut(path):
+    """Google Benchmark's JSON, also when the run was stopped part-way (the file then ends inside
+    the benchmark list: keep the complete entries)."""
+    text = open(path).read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        cut = text.rfind("\n    }")
+        return json.loads(text[:cut + 6] + "\n  ]\n}\n")
+
+
 def load_ours(path):
     rows = {}
-    for b in json.load(open(path))["benchmarks"]:
+    for b in load_json_cut(path)["benchmarks"]:
         m = re.match(r"BM_ModelStep/(.+)/batch(\d+)/ctx(\d+)", b["name"])
         if not m:
             continue
