@@ -50,12 +50,7 @@ int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv) {
 
 bool attend_legacy_direct_store(AttendKernel kernel) { return kernel != AttendKernel::short_context; }
 
-bool attend_merges_in_kernel(int splits, int heads_per_group, int head_dim, std::size_t work_group) {
-  if (splits <= 1) return true;
-  const std::size_t per_item = std::size_t(splits) * std::size_t(std::max(1, heads_per_group)) *
-                               std::size_t(std::max(1, head_dim)) / std::max<std::size_t>(1, work_group);
-  return per_item <= 512;
-}
+bool attend_merges_in_kernel(int splits) { return splits <= 1; }
 
 int attend_kernel_splits(AttendKernel kernel, const CodecParams& params,
                          std::size_t groups_without_split, int max_units, unsigned compute_units) {
@@ -113,10 +108,6 @@ int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned 
     units_per_split /= 2;
   const std::size_t most = std::size_t(std::max(1, max_units / units_per_split));
   return int(std::max<std::size_t>(1, std::min(want, most)));
-}
-
-bool attend_mma_loads_ahead(std::size_t work_groups, unsigned compute_units) {
-  return work_groups <= 8 * std::size_t(std::max(1u, compute_units));
 }
 
 int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,

@@ -35,22 +35,20 @@ int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv);
 //   - the last split of each work-group's rows merges them in the same launch (in_kernel:
 //     kernels/attention_merge.cl, at_last_split), or
 //   - a second launch, kvarn_attend_merge, merges them (separate_launch).
-// NVIDIA cost model (docs/PERFORMANCE.md, H100): a dependent launch in the same queue adds a few
-// microseconds (launch, then the merge kernel's own chain: partial loads, two reduction trees,
-// the FWHT, ~8 barriers), which at short context is as long as the whole split kernel. The
-// in-kernel merge costs one atomic round trip per group (~1 us, overlapped but in the last group)
-// and, in the last group alone, a read of splits x heads x D partial floats by its few items: cheap
-// for few splits, but at hundreds of splits (batch 1, 128K) one group's read is longer than the
-// 256-item merge kernel's. attend_merges_in_kernel draws that line.
+// The in-kernel merge was written to save NVIDIA's dependent launch at short context; measured,
+// it does not (below), so the policy takes it only at one split, where there is nothing to merge.
 // AttendMerge::legacy is the path before the one-launch change, for A/B benchmarks: partials and
 // the merge launch at every split count for attention_short.cl and the fp16 program, and at more
 // than one split for the others.
 enum class AttendMerge { automatic, in_kernel, separate_launch, legacy };
-// The automatic choice at splits > 1: in the kernel while one item's share of the merge is at most
-// 512 partial loads (splits x heads_per_group x head_dim / work_group): matrix units (32 items,
-// 4 heads, D 128) up to 32 splits (batch 1 to 4K), attention.cl up to 64, attention_short.cl up
-// to 128.
-bool attend_merges_in_kernel(int splits, int heads_per_group, int head_dim, std::size_t work_group);
+// The automatic choice: the split kernel stores the output itself at one split; more splits end
+// with the merge launch. Measured on the H100 (docs/PERFORMANCE.md, decode-step run 2): the
+// in-kernel merge was slower than the merge launch at every small shape of the A/B (1 and 8
+// sequences x 1K and 4K, all three fused kernels; matrix units 27.5 against 22.9 us at 1 x 1K,
+// 36.4 against 24.4 at 1 x 4K; why was not measured: the last group's serial merge and the
+// ticket's fence are the suspects). It stays selectable (OpenCLBackendTuning::force_attend_merge)
+// for devices whose launches cost more.
+bool attend_merges_in_kernel(int splits);
 // Whether a kernel stored the output itself at one split before the one-launch change (legacy).
 bool attend_legacy_direct_store(AttendKernel kernel);
 // Context splits of a launch of `kernel` (the policy of that kernel, below).
@@ -103,14 +101,11 @@ int attend_mma_heads_per_group(int q_per_kv);
 // Measured on the H200: docs/perf/h200_run2/ablation.
 int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
 
-// Whether a matrix-unit launch takes the latency build of attention_mma.cl (AT_MMA_AHEAD: the
-// sequence's info and first unit read before the queries, every next unit prefetched into L2, the
-// V-side scales loaded with the K-side ones): when its warps (work-groups x splits) are at most 8
-// per compute unit. There a warp's serial chain of memory round trips is the launch's time and no
-// other warp wants the registers the build holds longer (the throughput build's 151 allow ~13
-// warps per compute unit; ~8 still fit with a few dozen more). Beyond that the throughput build,
-// whose register count was measured to matter (docs/PERFORMANCE.md).
-bool attend_mma_loads_ahead(std::size_t work_groups, unsigned compute_units);
+// The latency build of attention_mma.cl (AT_MMA_AHEAD: the sequence's info and first unit read
+// before the queries, every next unit prefetched into L2, the V-side scales loaded with the K-side
+// ones) is not chosen automatically: on the H100 it changed nothing measurable at the shapes it
+// was meant for (1 x 1K 27.1 against 26.6 us, 8 x 4K 46.4 against 44.8; docs/PERFORMANCE.md,
+// decode-step run 2). It is built only when forced (OpenCLBackendTuning::force_attend_loads_ahead).
 
 // Context splits of the short program: about 8 groups per compute unit, down to one unit per
 // split (never more splits than units).

@@ -136,10 +136,6 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
           args.params = defaults;
           args.heads_per_group = opencl::attend_kernel_heads_per_group(kernel, ratio);
           out.push_back({def.name + gqa(ratio), program_build(def.program, args)});
-          if (kernel == AttendKernel::matrix_units) {  // its latency build (attend_mma_loads_ahead)
-            args.loads_ahead = true;
-            out.push_back({def.name + gqa(ratio) + " latency build", program_build(def.program, args)});
-          }
         }
         break;
       }

@@ -71,9 +71,7 @@ void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y,
   // second launch. AttendMerge::legacy reproduces the path before the one-launch change.
   AttendMerge mode = attend_merge_override_;
   if (mode == AttendMerge::automatic)
-    mode = attend_merges_in_kernel(splits, p.heads_per_group, head_dim, p.work_group)
-               ? AttendMerge::in_kernel
-               : AttendMerge::separate_launch;
+    mode = attend_merges_in_kernel(splits) ? AttendMerge::in_kernel : AttendMerge::separate_launch;
   const bool direct = mode == AttendMerge::legacy ? splits == 1 && p.legacy_direct : splits == 1;
   const bool merge_launch = !direct && mode != AttendMerge::in_kernel;
   const bool merge_here = !direct && mode == AttendMerge::in_kernel;
@@ -193,11 +191,9 @@ void OpenCLBackend::attend(const AttendArgs& a) {
                    : attend_kernel_splits(kind, a.params, groups, max_units, caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
-  // The matrix-unit kernel's latency build where the launch leaves most warp slots empty.
+  // The matrix-unit kernel's latency build only when forced (attention_program.hpp says why).
   const bool mma = kind == AttendKernel::matrix_units || kind == AttendKernel::matrix_units_emulated;
-  const bool ahead = mma && (attend_loads_ahead_override_ >= 0
-                                 ? attend_loads_ahead_override_ > 0
-                                 : attend_mma_loads_ahead(groups * std::size_t(splits), caps().compute_units));
+  const bool ahead = mma && attend_loads_ahead_override_ > 0;
   last_attend_loads_ahead_ = ahead;
   AttendPrograms& prog = attend_programs(kind, a.params, hpw, ahead);
   cl::Kernel& k = *prog.split;

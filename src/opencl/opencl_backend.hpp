@@ -197,7 +197,7 @@ class OpenCLBackend final : public Backend {
   int attend_splits_override_ = 0;
   AttendKernel attend_kernel_override_ = AttendKernel::automatic;
   AttendMerge attend_merge_override_ = AttendMerge::automatic;
-  int attend_loads_ahead_override_ = -1;  // -1: attend_mma_loads_ahead; 0 / 1: forced
+  int attend_loads_ahead_override_ = -1;  // 1: the latency build forced; -1 / 0: the throughput build
   bool last_attend_loads_ahead_ = false;
   AttendMerge last_attend_merge_ = AttendMerge::automatic;  // in_kernel, separate_launch or
                                                             // automatic (one split: no merge)

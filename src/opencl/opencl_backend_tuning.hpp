@@ -28,8 +28,8 @@ class OpenCLBackendTuning {
   // (the path before the one-launch change, for A/B: also partials + merge at one split for
   // attention_short.cl and the fp16 program).
   void force_attend_merge(AttendMerge merge) noexcept { b_.attend_merge_override_ = merge; }
-  // Which build of the matrix-unit kernel later attend calls take (attend_mma_loads_ahead): -1 the
-  // policy, 0 the throughput build, 1 the latency build (loads ahead, AT_MMA_AHEAD=1).
+  // Which build of the matrix-unit kernel later attend calls take: -1 the policy (the throughput
+  // build, attention_program.hpp), 0 the throughput build, 1 the latency build (AT_MMA_AHEAD=1).
   void force_attend_loads_ahead(int ahead) noexcept { b_.attend_loads_ahead_override_ = ahead; }
 
   // What the last attend call ran, and the last attend/attend_fp16 call's splits.

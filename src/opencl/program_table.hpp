@@ -60,7 +60,7 @@ struct ProgramArgs {
   int heads_per_group = 0;  // attention programs
   int tokens_per_item = 0;  // codec program (quantize.cl Q_RT)
   bool loads_ahead = false; // matrix-unit attention programs: the latency build (-DAT_MMA_AHEAD=1,
-                            // attention_mma.cl; attend_mma_loads_ahead)
+                            // attention_mma.cl; only when forced, attention_program.hpp)
 };
 
 // Whether a device gets the programs' gpu_options.
