@@ -46,8 +46,11 @@ enum class AttendMerge { automatic, in_kernel, separate_launch, legacy };
 // in-kernel merge was slower than the merge launch at every small shape of the A/B (1 and 8
 // sequences x 1K and 4K, all three fused kernels; matrix units 27.5 against 22.9 us at 1 x 1K,
 // 36.4 against 24.4 at 1 x 4K; why was not measured: the last group's serial merge and the
-// ticket's fence are the suspects). It stays selectable (OpenCLBackendTuning::force_attend_merge)
-// for devices whose launches cost more.
+// ticket's fence are the suspects). It also relies on more than OpenCL 1.2 promises: its
+// hand-off between work-groups (mem_fence, an atomic ticket, plain loads of the other groups'
+// partials) assumes global-memory ordering across work-groups of one launch, which NVIDIA's
+// membar.gl and PoCL give but the specification does not (Oclgrind reports the loads as races).
+// So it stays a forced variant (OpenCLBackendTuning::force_attend_merge), never the policy's.
 bool attend_merges_in_kernel(int splits);
 // Whether a kernel stored the output itself at one split before the one-launch change (legacy).
 bool attend_legacy_direct_store(AttendKernel kernel);
