@@ -39,7 +39,8 @@
 //
 // A step is open from begin_step until finish() returns or throws; while it is open, the cache
 // refuses append, commit, rollback and free_sequence (InvalidArgument) and a second begin_step.
-// Destroying a step that was not finished waits for its device work and rolls it back.
+// Destroying a step that was not finished waits for its device work and rolls it back. A step must
+// not outlive its cache.
 #pragma once
 
 #include <cstdint>
