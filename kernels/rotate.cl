@@ -8,16 +8,19 @@
 #define ROT_WG 256
 #define ROT_ROWS (ROT_WG / KV_D_BLOCKS)
 
-inline void rotate_rows_body(__global const half* in_f16, __global const float* in_f32,
-                             __global half* out, uint rows, uint out_row, __local float* rowbuf) {
+// The rotation every kernel of this file shares: this work-item's 8 channels [8x, 8x+8) of row
+// `*row` (zeros past `rows`), transformed with the group's other rows through rowbuf; v receives
+// the rotated fp32 values (not yet rounded). Every work-item of the group calls it (barriers).
+inline void rotate_group_rows(__global const half* in_f16, __global const float* in_f32,
+                              uint rows, __local float* rowbuf, float v[8], ulong* row,
+                              bool* valid, int* x) {
   const int lid = (int)get_local_id(0);
   const int r = lid / KV_D_BLOCKS;
-  const int x = lid % KV_D_BLOCKS;
-  const ulong row = (ulong)get_group_id(0) * ROT_ROWS + (ulong)r;
-  const bool valid = row < (ulong)rows;
-  float v[8];
-  if (valid) {
-    const ulong at = row * KV_D + (ulong)(x * 8);
+  *x = lid % KV_D_BLOCKS;
+  *row = (ulong)get_group_id(0) * ROT_ROWS + (ulong)r;
+  *valid = *row < (ulong)rows;
+  if (*valid) {
+    const ulong at = *row * KV_D + (ulong)(*x * 8);
     if (in_f16) {
       unpack8(load_half8_wide((__global const uint4*)(in_f16 + at)), v);
     } else {
@@ -28,11 +31,20 @@ inline void rotate_rows_body(__global const half* in_f16, __global const float* 
     for (int i = 0; i < 8; ++i) v[i] = 0.0f;
   }
   fwht8(v);
-  fwht_put8(v, rowbuf, r, x);
+  fwht_put8(v, rowbuf, r, *x);
   barrier(CLK_LOCAL_MEM_FENCE);
   fwht_rows_local(rowbuf, ROT_ROWS, lid, ROT_WG);
   barrier(CLK_LOCAL_MEM_FENCE);
-  fwht_get8_scaled(v, rowbuf, r, x);
+  fwht_get8_scaled(v, rowbuf, r, *x);
+}
+
+inline void rotate_rows_body(__global const half* in_f16, __global const float* in_f32,
+                             __global half* out, uint rows, uint out_row, __local float* rowbuf) {
+  float v[8];
+  ulong row;
+  bool valid;
+  int x;
+  rotate_group_rows(in_f16, in_f32, rows, rowbuf, v, &row, &valid, &x);
   if (valid) store_half8_wide(pack8(v), (__global uint4*)(out + ((ulong)out_row + row) * KV_D + (ulong)(x * 8)));
 }
 
@@ -59,29 +71,11 @@ inline void append_rows_body(__global const half* in_f16, __global const float* 
                              __global const int* dest, uint rows, __global half* sink,
                              __global half* tail, float max_abs, __global uint* status,
                              uint part, __local float* rowbuf) {
-  const int lid = (int)get_local_id(0);
-  const int r = lid / KV_D_BLOCKS;
-  const int x = lid % KV_D_BLOCKS;
-  const ulong row = (ulong)get_group_id(0) * ROT_ROWS + (ulong)r;
-  const bool valid = row < (ulong)rows;
   float v[8];
-  if (valid) {
-    const ulong at = row * KV_D + (ulong)(x * 8);
-    if (in_f16) {
-      unpack8(load_half8_wide((__global const uint4*)(in_f16 + at)), v);
-    } else {
-      unpack8(vload8(0, in_f32 + at), v);
-    }
-  } else {
-    #pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = 0.0f;
-  }
-  fwht8(v);
-  fwht_put8(v, rowbuf, r, x);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  fwht_rows_local(rowbuf, ROT_ROWS, lid, ROT_WG);
-  barrier(CLK_LOCAL_MEM_FENCE);
-  fwht_get8_scaled(v, rowbuf, r, x);
+  ulong row;
+  bool valid;
+  int x;
+  rotate_group_rows(in_f16, in_f32, rows, rowbuf, v, &row, &valid, &x);
   if (!valid) return;
   // The check reads the fp16 values that are stored (what the quantizer will see): NaN fails the
   // comparison, Inf and values above the bound exceed it.

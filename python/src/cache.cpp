@@ -193,6 +193,19 @@ void append(PyCache& c, nb::handle seq, int layer, nb::handle k_obj, nb::handle 
   });
 }
 
+// The C++ API takes fp32 queries: an fp16 q is widened once (the one conversion it needs), then
+// f(queries) runs.
+template <typename F>
+void with_f32_queries(const ArrayIn& q, F&& f) {
+  if (q.dtype != Dtype::f16) {
+    f(static_cast<const float*>(q.data));
+    return;
+  }
+  std::vector<float> widened(q.elements());
+  halves_to_floats(static_cast<const half_bits*>(q.data), widened.data(), widened.size());
+  f(widened.data());
+}
+
 nb::object attend(PyCache& c, int layer, nb::handle q_obj, nb::handle seqs, nb::handle scale_obj,
                   const std::string& path_name, nb::handle out_obj, nb::handle dtype_obj) {
   const char* fn = "attend";
@@ -227,18 +240,12 @@ nb::object attend(PyCache& c, int layer, nb::handle q_obj, nb::handle seqs, nb::
     throw InvalidArgument(std::string(fn) + ": dtype " + dtype_name(want) +
                           " disagrees with out's dtype " + dtype_name(out.dtype));
   c.locked([&](KVCache& kv) {
-    // The C++ API takes fp32 queries: an fp16 q is widened once (the one conversion it needs).
-    std::vector<float> widened;
-    const float* qf = static_cast<const float*>(q.data);
-    if (q.dtype == Dtype::f16) {
-      widened.resize(q.elements());
-      halves_to_floats(static_cast<const half_bits*>(q.data), widened.data(), widened.size());
-      qf = widened.data();
-    }
-    if (out.dtype == Dtype::f32)
-      kv.attend(layer, ids, hq, qf, static_cast<float*>(out.data), scale, path);
-    else
-      kv.attend(layer, ids, hq, qf, static_cast<half_bits*>(out.data), scale, path);
+    with_f32_queries(q, [&](const float* qf) {
+      if (out.dtype == Dtype::f32)
+        kv.attend(layer, ids, hq, qf, static_cast<float*>(out.data), scale, path);
+      else
+        kv.attend(layer, ids, hq, qf, static_cast<half_bits*>(out.data), scale, path);
+    });
     return 0;
   });
   return out.object;
@@ -396,17 +403,12 @@ nb::object step_attend(PyStep& s, int layer, nb::handle q_obj, nb::handle scale_
   ArrayOut out = array_out(out_obj, fn, q.shape, want, {Dtype::f32, Dtype::f16});
   const int hq = int(q.shape[1]);
   s.locked([&] {
-    std::vector<float> widened;
-    const float* qf = static_cast<const float*>(q.data);
-    if (q.dtype == Dtype::f16) {
-      widened.resize(q.elements());
-      halves_to_floats(static_cast<const half_bits*>(q.data), widened.data(), widened.size());
-      qf = widened.data();
-    }
-    if (out.dtype == Dtype::f32)
-      st.attend(layer, hq, qf, static_cast<float*>(out.data), scale);
-    else
-      st.attend(layer, hq, qf, static_cast<half_bits*>(out.data), scale);
+    with_f32_queries(q, [&](const float* qf) {
+      if (out.dtype == Dtype::f32)
+        st.attend(layer, hq, qf, static_cast<float*>(out.data), scale);
+      else
+        st.attend(layer, hq, qf, static_cast<half_bits*>(out.data), scale);
+    });
     return 0;
   });
   return out.object;

@@ -116,17 +116,12 @@ void KVCache::Impl::attend_materialized(int layer, const std::vector<const Seque
   be->attend_fp16(a);
 }
 
-void KVCache::Impl::attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
-                                 const Buffer& q, Buffer& out, ElementType out_type) {
-  const FusedIndex index = fused_index(*this, batch, layer);
-  Buffer& tb = tables_ws.ensure(*be, index.tables.size() * 4);
-  Buffer& ib = info_ws.ensure(*be, index.info.size() * sizeof(SeqInfo));
-  be->write_async(tb, 0, index.tables.data(), index.tables.size() * 4);
-  be->write_async(ib, 0, index.info.data(), index.info.size() * sizeof(SeqInfo));
+AttendArgs KVCache::Impl::layer_attend_args(int layer, int num_seqs, int hq, float scale, const Buffer& q,
+                                            Buffer& out, ElementType out_type) const {
   const LayerPools& pools = layers[std::size_t(layer)];
   AttendArgs a;
   a.params = pools.codec;
-  a.num_seqs = int(batch.size());
+  a.num_seqs = num_seqs;
   a.num_q_heads = hq;
   a.num_kv_heads = Hk;
   a.scale = scale;
@@ -134,14 +129,25 @@ void KVCache::Impl::attend_fused(int layer, const std::vector<const Sequence*>& 
   a.out = &out;
   a.out_type = out_type;
   a.records = pools.records.get();
-  a.block_tables = &tb;
-  a.max_blocks = index.width;
   a.sink = pools.sink_k.get();
   a.sink_v = pools.sink_v.get();
   a.tail = pools.tail_k.get();
   a.tail_v = pools.tail_v.get();
   a.sink_capacity = sink_cap;
   a.tail_capacity = tail_cap;
+  return a;
+}
+
+void KVCache::Impl::attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
+                                 const Buffer& q, Buffer& out, ElementType out_type) {
+  const FusedIndex index = fused_index(*this, batch, layer);
+  Buffer& tb = tables_ws.ensure(*be, index.tables.size() * 4);
+  Buffer& ib = info_ws.ensure(*be, index.info.size() * sizeof(SeqInfo));
+  be->write_async(tb, 0, index.tables.data(), index.tables.size() * 4);
+  be->write_async(ib, 0, index.info.data(), index.info.size() * sizeof(SeqInfo));
+  AttendArgs a = layer_attend_args(layer, int(batch.size()), hq, scale, q, out, out_type);
+  a.block_tables = &tb;
+  a.max_blocks = index.width;
   a.seq_info = &ib;
   a.host_seq_info = index.info.data();  // the backend validates and sizes from these: no read-back
   a.host_block_tables = index.tables.data();

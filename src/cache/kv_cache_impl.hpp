@@ -130,6 +130,9 @@ struct KVCache::Impl : cache::Geometry {
   // kv_cache_attend.cpp
   KVARN_CL_CACHE_INTERNAL void attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q, void* out, Buffer* out_device,
               ElementType out_type, float scale, AttendPath path);
+  // The fused attention's arguments of one layer's pools (the caller adds block tables and SeqInfo).
+  KVARN_CL_CACHE_INTERNAL AttendArgs layer_attend_args(int layer, int num_seqs, int hq, float scale, const Buffer& q,
+                                                       Buffer& out, ElementType out_type) const;
   // The two paths of attend over checked arguments (q and out on the backend, scale resolved).
   KVARN_CL_CACHE_INTERNAL void attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale, const Buffer& q,
                     Buffer& out, ElementType out_type);

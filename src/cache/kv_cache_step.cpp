@@ -311,26 +311,10 @@ void KVCache::Impl::step_attend(std::uint64_t id, int layer, int hq, const Buffe
   cache::check_buffer_holds(out, values * element_bytes(out_type), "DecodeStep::attend", "out", "the output");
 
   const cache::StepPlan& p = st.plan;
-  const LayerPools& pools = layers[std::size_t(layer)];
   be->wait_for(events.wait);
-  AttendArgs a;
-  a.params = pools.codec;
-  a.num_seqs = int(S);
-  a.num_q_heads = hq;
-  a.num_kv_heads = Hk;
-  a.scale = scale;
-  a.q = &q;
-  a.out = &out;
-  a.out_type = out_type;
-  a.records = pools.records.get();
+  AttendArgs a = layer_attend_args(layer, int(S), hq, scale, q, out, out_type);
   a.block_tables = &step_tables_ws.ensure(*be, 0);
   a.max_blocks = p.table_width;
-  a.sink = pools.sink_k.get();
-  a.sink_v = pools.sink_v.get();
-  a.tail = pools.tail_k.get();
-  a.tail_v = pools.tail_v.get();
-  a.sink_capacity = sink_cap;
-  a.tail_capacity = tail_cap;
   a.seq_info = &step_info_ws.ensure(*be, 0);
   a.host_seq_info = p.info.data();  // validated and sized from these: nothing is read back
   a.host_block_tables = p.tables.data();
