@@ -259,7 +259,6 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   }
   using Kernel = opencl::AttendKernel;
   const Kernel ran = tuning().last_attend_kernel();
-  state.counters["loads_ahead"] = tuning().last_attend_loads_ahead() ? 1 : 0;
   state.counters["merge_launches"] = tuning().last_attend_merge() == opencl::AttendMerge::separate_launch ? 1 : 0;
   const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
   const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
@@ -318,13 +317,9 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
 //               merge in the split kernel's launch where the last group's share is short
 //   separate    the policy's splits, the merge as a second launch (AttendMerge::separate_launch)
 //   splitsN     N splits forced (1: one launch, no merge at all; N > 1: merged in the kernel)
-//   ahead0/1    (matrix units only) the policy's launch with the throughput (0) or the latency (1)
-//               build of attention_mma.cl forced (AT_MMA_AHEAD; the policy: attend_mma_loads_ahead);
-//               legacy is the throughput build, as before
 // Counters: us_per_step (kernel time: first launch's start to the last launch's end, so a second
-// launch's gap is counted), wall_us (attend() + finish() on the host, median), splits, launches,
-// loads_ahead (the latency build ran).
-enum class AbVariant { legacy, policy, separate, splits1, splits2, splits4, splits8, ahead0, ahead1 };
+// launch's gap is counted), wall_us (attend() + finish() on the host, median), splits, launches.
+enum class AbVariant { legacy, policy, separate, splits1, splits2, splits4, splits8 };
 
 const char* ab_name(AbVariant v) {
   switch (v) {
@@ -335,8 +330,6 @@ const char* ab_name(AbVariant v) {
     case AbVariant::splits2: return "splits2";
     case AbVariant::splits4: return "splits4";
     case AbVariant::splits8: return "splits8";
-    case AbVariant::ahead0: return "ahead0";
-    case AbVariant::ahead1: return "ahead1";
   }
   return "?";
 }
@@ -356,13 +349,11 @@ void BM_FusedAB_body(benchmark::State& state, Shape s, opencl::AttendKernel kern
       tuning().force_attend_kernel(opencl::AttendKernel::automatic);
       tuning().force_attend_splits(0);
       tuning().force_attend_merge(opencl::AttendMerge::automatic);
-      tuning().force_attend_loads_ahead(-1);
     }
   } reset;
   tuning().force_attend_kernel(kernel);
   tuning().force_attend_splits(forced);
   tuning().force_attend_merge(merge);
-  tuning().force_attend_loads_ahead(v == AbVariant::ahead1 ? 1 : v == AbVariant::ahead0 || v == AbVariant::legacy ? 0 : -1);
   be.attend(a);  // build + warm-up
   be.finish();
   std::vector<double> times, walls;
@@ -384,7 +375,6 @@ void BM_FusedAB_body(benchmark::State& state, Shape s, opencl::AttendKernel kern
   state.counters["wall_us"] = bench::median(std::move(walls)) * 1e6;
   state.counters["launches"] = ended == Merge::separate_launch ? 2 : 1;
   state.counters["merge_in_kernel"] = ended == Merge::in_kernel ? 1 : 0;
-  state.counters["loads_ahead"] = tuning().last_attend_loads_ahead() ? 1 : 0;
   state.counters["kernel"] = kernel == opencl::AttendKernel::matrix_units ? 2
                              : kernel == opencl::AttendKernel::short_context ? 1 : 0;
 }
@@ -533,9 +523,7 @@ void register_benchmarks(bool gpu) {
     for (int b : {1, 8})
       for (const auto& [kernel, kname] : kernels)
         for (AbVariant v : {AbVariant::legacy, AbVariant::policy, AbVariant::separate, AbVariant::splits1,
-                            AbVariant::splits2, AbVariant::splits4, AbVariant::splits8,
-                            AbVariant::ahead0, AbVariant::ahead1}) {
-          if ((v == AbVariant::ahead0 || v == AbVariant::ahead1) && kernel != Kernel::matrix_units) continue;
+                            AbVariant::splits2, AbVariant::splits4, AbVariant::splits8}) {
           const Shape s{32, 8, 128, ctx, b};
           const std::string name = "BM_FusedAB/Llama3_8B/ctx" + std::to_string(ctx) + "/batch" +
                                    std::to_string(b) + "/" + kname + "/" + ab_name(v);

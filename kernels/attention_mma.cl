@@ -60,36 +60,6 @@
 // next record's K words during this one's softmax, the V words during the softmax) was measured
 // slower on the H200 at every batch size that fills the GPU (docs/perf/h200_run2/ablation): the
 // registers it holds cost more in resident warps than the latency it hides.
-// AT_MMA_AHEAD=1 builds the latency variant, chosen by the host for launches that leave the
-// device's warp slots mostly empty (attend_mma_loads_ahead, attention_program.hpp): there a
-// warp's serial chain of dependent memory round trips (~0.5-1 us each on an H100: seq_info ->
-// block table -> the tile's scales -> its codes -> the V scales -> ...) is the whole kernel time,
-// and registers cost nothing (no other warp wants them). It
-//   - reads the sequence's info and the first unit's block-table entry before the queries, and
-//     prefetches that unit into L2 while the queries load and rotate;
-//   - prefetches unit ui+1 into L2 while unit ui runs (prefetch.global.L2: no registers, no wait),
-//     so every load of a tile after the first hits L2 (~0.25 us) instead of DRAM;
-//   - loads the tile's V-side scales with its K-side ones (24 more registers through the scores)
-//     instead of after the scores, one round trip less per tile;
-//   - loads all of a tile's K code words before its first score mma (64 registers at k4, D 128)
-//     and all of its V code words before the softmax (32 at v2), where the throughput build loads
-//     them per k-block next to their use: one round trip each instead of one per k-block (AT_KWA,
-//     AT_VWA: where they take at most 64 registers; D 256 keeps the per-k-block loads).
-// AT_MMA_AHEAD=0 (the default) is the throughput build, unchanged: at full occupancy the registers
-// matter more than the latency (see the tile-ahead loads above).
-#ifndef AT_MMA_AHEAD
-#define AT_MMA_AHEAD 0
-#endif
-#if AT_MMA_AHEAD && (KBK * 4 * KSW) <= 64
-#define AT_KWA 1  // the tile's K code words ahead: kwa[KBK][4][KSW]
-#else
-#define AT_KWA 0
-#endif
-#if AT_MMA_AHEAD && (MBK * 4 * VSW) <= 64
-#define AT_VWA 1  // the tile's V code words ahead: vwa[MBK][4][VSW]
-#else
-#define AT_VWA 0
-#endif
 #define AT_LOG2E 1.4426950408889634f
 #define AT_LN2 0.6931471805599453f
 #if (KV_G != 64 && KV_G != 128) || KSB > 64 || VSB > 128 || (KV_D % 64) != 0
@@ -116,19 +86,10 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
   uint skw[KV_D / 8];                     // s_col_K of channels [t*D/4, (t+1)*D/4)
   uint rkw[TPL / 2];                      // s_row_K of tokens g*TPL + f
   uint zkw[CPL / 2];                      // zp_K of channels g*CPL + f
-#if AT_MMA_AHEAD
-  uint rvw[TPL / 2], zvw[TPL / 2];  // s_row_V, zp_V of tokens g*TPL + f
-  uint cvw[CPL / 2];                // s_col_V of channels g*CPL + f
-#endif
   if (is_rec) {
     at_load_words(rec + KV_OFF_S_COL_K + 2 * t * (KV_D / 4), KV_D / 8, skw);
     at_load_words(rec + KV_OFF_S_ROW_K + 2 * g * TPL, TPL / 2, rkw);
     at_load_words(rec + KV_OFF_ZP_K + 2 * g * CPL, CPL / 2, zkw);
-#if AT_MMA_AHEAD
-    at_load_words(rec + KV_OFF_S_ROW_V + 2 * g * TPL, TPL / 2, rvw);
-    at_load_words(rec + KV_OFF_ZP_V + 2 * g * TPL, TPL / 2, zvw);
-    at_load_words(rec + KV_OFF_S_COL_V + 2 * g * CPL, CPL / 2, cvw);
-#endif
   } else {  // fp16 rows: every scale 1, every zero point 0
     AT_MMA_UNROLL
     for (int i = 0; i < KV_D / 8; ++i) skw[i] = 0x3C003C00u;
@@ -136,12 +97,6 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     for (int i = 0; i < TPL / 2; ++i) rkw[i] = 0x3C003C00u;
     AT_MMA_UNROLL
     for (int i = 0; i < CPL / 2; ++i) zkw[i] = 0u;
-#if AT_MMA_AHEAD
-    AT_MMA_UNROLL
-    for (int i = 0; i < TPL / 2; ++i) { rvw[i] = 0x3C003C00u; zvw[i] = 0u; }
-    AT_MMA_UNROLL
-    for (int i = 0; i < CPL / 2; ++i) cvw[i] = 0x3C003C00u;
-#endif
   }
   // Power-of-two operand scales of the tile: K side from max|s_col_K| * max|q|, V side from
   // max|s_row_V| (softmax weights are at most 1). The largest magnitude of fp16 values is the
@@ -170,17 +125,6 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
   }
 
   // ---- scores: S[nb][i] is m-block i (tokens), columns of n-block nb ------------------------
-#if AT_KWA
-  uint kwa[KBK][4][KSW];  // channel rows t*D/4 + 4kb + j, the lane's span
-  if (is_rec) {
-    AT_MMA_UNROLL
-    for (int kb = 0; kb < KBK; ++kb)
-      AT_MMA_UNROLL
-      for (int j = 0; j < 4; ++j)
-        at_load_span(rec + KV_OFF_K_CODES + (t * (KV_D / 4) + 4 * kb + j) * KV_K_ROW_BYTES + g * (KSB / 8),
-                     KSB, kwa[kb][j]);
-  }
-#endif
   float S[NB][MBK][4];
   AT_MMA_UNROLL
   for (int nb = 0; nb < NB; ++nb)
@@ -210,14 +154,8 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     if (is_rec) {
       uint w[4][KSW];
       AT_MMA_UNROLL
-      for (int j = 0; j < 4; ++j) {
-#if AT_KWA
-        AT_MMA_UNROLL
-        for (int x = 0; x < KSW; ++x) w[j][x] = kwa[kb][j][x];
-#else
+      for (int j = 0; j < 4; ++j)
         at_load_span(rec + KV_OFF_K_CODES + (c0 + j) * KV_K_ROW_BYTES + g * (KSB / 8), KSB, w[j]);
-#endif
-      }
       AT_MMA_UNROLL
       for (int i = 0; i < MBK; ++i) {
         // Field i (row g) and MBK + i (row g+8) of the channel pairs (c0, c0+1), (c0+2, c0+3).
@@ -240,7 +178,6 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     }
   }
 
-#if !AT_MMA_AHEAD
   // The tile's V-side scales: issued here, in flight while the softmax runs.
   uint rvw[TPL / 2], zvw[TPL / 2];  // s_row_V, zp_V of tokens g*TPL + f
   uint cvw[CPL / 2];                // s_col_V of channels g*CPL + f
@@ -254,23 +191,6 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
     AT_MMA_UNROLL
     for (int i = 0; i < CPL / 2; ++i) cvw[i] = 0x3C003C00u;
   }
-#endif
-
-#if AT_VWA
-  // The tile's V code words: in flight while the softmax runs. Row j of k-block i is token
-  // tk[j] of the V loop below.
-  uint vwa[MBK][4][VSW];
-  if (is_rec) {
-    AT_MMA_UNROLL
-    for (int i = 0; i < MBK; ++i) {
-      const int tka[4] = {2 * t * TPL + i, (2 * t + 1) * TPL + i, 2 * t * TPL + MBK + i,
-                          (2 * t + 1) * TPL + MBK + i};
-      AT_MMA_UNROLL
-      for (int j = 0; j < 4; ++j)
-        at_load_span(rec + KV_OFF_V_CODES + tka[j] * KV_V_ROW_BYTES + g * (VSB / 8), VSB, vwa[i][j]);
-    }
-  }
-#endif
 
   // ---- online softmax over the lane's tokens g*TPL + f (f = r*MBK + i) ----------------------
   uint vbits = 0;
@@ -337,14 +257,8 @@ inline void at_mma_unit(int is_rec, __global const uchar* rec, __global const ha
       if (is_rec) {
         uint w[4][VSW];
         AT_MMA_UNROLL
-        for (int j = 0; j < 4; ++j) {
-#if AT_VWA
-          AT_MMA_UNROLL
-          for (int x = 0; x < VSW; ++x) w[j][x] = vwa[i][j][x];
-#else
+        for (int j = 0; j < 4; ++j)
           at_load_span(rec + KV_OFF_V_CODES + tk[j] * KV_V_ROW_BYTES + g * (VSB / 8), VSB, w[j]);
-#endif
-        }
         AT_MMA_UNROLL
         for (int mi = 0; mi < MCH; ++mi) {
           uint a[4];  // rows g and g+8 of V m-block ch+mi: fields ch+mi and MBV+ch+mi
@@ -430,48 +344,6 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   const int h0 = h * q_per_kv + hb * AT_HPW;
   const ulong row0 = (ulong)s * hq_total + h0;
 
-  // The unit walk of attention_shared.cl (at_seq_unit: sink chunks, records, tail chunks),
-  // written out here with the int4 fields {slot, sink_len, num_blocks, tail_len} of AtSeqInfo:
-  // with the shared walk, AtSeqInfo or the shared preamble (at_group, at_load_query_rows,
-  // at_store_output), in every combination tried, NVIDIA's compiler gave this kernel 200-219
-  // registers instead of 153, and it ran 7-12 % slower wherever the launch fills the H200
-  // (docs/perf/h200_run2/ablation). The two call sites with a literal is_rec give each inlined
-  // copy of at_mma_unit one kind of unit. The throughput build reads the sequence's info after the
-  // queries (read before, it stays live across the query load), the latency build before.
-#define AT_MMA_WALK_SETUP                                                                        \
-  const int4 info = seq_info[s];                                                                 \
-  const int ns = (info.y + KV_G - 1) / KV_G, nbk = info.z, nt = (info.w + KV_G - 1) / KV_G;      \
-  const int nu = ns + nbk + nt;                                                                  \
-  const int u0 = (int)((long)nu * split / num_splits);                                           \
-  const int u1 = (int)((long)nu * (split + 1) / num_splits);                                     \
-  const ulong head_row = (ulong)info.x * num_kv_heads + h;
-  // The record of unit ui, or null for sink/tail units and past the split.
-#define AT_UNIT_REC(ui)                                                                          \
-  ((ui) >= ns && (ui) < ns + nbk && (ui) < u1                                                    \
-       ? records + ((ulong)block_tables[(ulong)s * max_blocks + ((ui) - ns)] * num_kv_heads + h) * \
-                       KV_RECORD_BYTES                                                           \
-       : (__global const uchar*)0)
-#if AT_MMA_AHEAD
-  // L2 prefetch of unit ui < u1: its record, or its fp16 K and V rows.
-#define AT_MMA_PREFETCH_UNIT(ui)                                                                 \
-  do {                                                                                           \
-    __global const uchar* prec = AT_UNIT_REC(ui);                                                \
-    if (prec) {                                                                                  \
-      at_prefetch_bytes(prec, KV_RECORD_BYTES, lane);                                            \
-    } else {                                                                                     \
-      const int psink = (ui) < ns;                                                               \
-      const int pj = psink ? (ui) : (ui) - ns - nbk;                                             \
-      const ulong prow = head_row * (psink ? sink_cap : tail_cap) + (ulong)pj * KV_G;            \
-      const int pbytes = min(KV_G, (psink ? info.y : info.w) - pj * KV_G) * KV_D * 2;            \
-      at_prefetch_bytes((__global const uchar*)((psink ? sink : tail) + prow * KV_D), pbytes, lane); \
-      at_prefetch_bytes((__global const uchar*)((psink ? sink_v : tail_v) + prow * KV_D), pbytes,  \
-                        lane);                                                                   \
-    }                                                                                            \
-  } while (0)
-  AT_MMA_WALK_SETUP
-  if (u0 < u1) AT_MMA_PREFETCH_UNIT(u0);  // in flight while the queries load and rotate
-#endif
-
   // Rotated queries of the block's heads, and their largest magnitude.
   __global const float* src = q + row0 * KV_D;
   for (int p = lane; p < AT_HPW * KV_D; p += MW) qs[p] = src[p];
@@ -491,13 +363,26 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
   }
   const float scale2 = scale * AT_LOG2E;
 
-#if !AT_MMA_AHEAD
-  AT_MMA_WALK_SETUP
-#endif
+  // The unit walk of attention_shared.cl (at_seq_unit: sink chunks, records, tail chunks),
+  // written out here with the int4 fields {slot, sink_len, num_blocks, tail_len} of AtSeqInfo:
+  // with the shared walk, AtSeqInfo or the shared preamble (at_group, at_load_query_rows,
+  // at_store_output), in every combination tried, NVIDIA's compiler gave this kernel 200-219
+  // registers instead of 153, and it ran 7-12 % slower wherever the launch fills the H200
+  // (docs/perf/h200_run2/ablation). The two call sites with a literal is_rec give each inlined
+  // copy of at_mma_unit one kind of unit.
+  const int4 info = seq_info[s];
+  const int ns = (info.y + KV_G - 1) / KV_G, nbk = info.z, nt = (info.w + KV_G - 1) / KV_G;
+  const int nu = ns + nbk + nt;
+  const int u0 = (int)((long)nu * split / num_splits);
+  const int u1 = (int)((long)nu * (split + 1) / num_splits);
+  const ulong head_row = (ulong)info.x * num_kv_heads + h;
+  // The record of unit ui, or null for sink/tail units and past the split.
+#define AT_UNIT_REC(ui)                                                                          \
+  ((ui) >= ns && (ui) < ns + nbk && (ui) < u1                                                    \
+       ? records + ((ulong)block_tables[(ulong)s * max_blocks + ((ui) - ns)] * num_kv_heads + h) * \
+                       KV_RECORD_BYTES                                                           \
+       : (__global const uchar*)0)
   for (int ui = u0; ui < u1; ++ui) {
-#if AT_MMA_AHEAD
-    if (ui + 1 < u1) AT_MMA_PREFETCH_UNIT(ui + 1);  // in flight while this unit runs
-#endif
     __global const uchar* rec = AT_UNIT_REC(ui);
     if (rec) {
       at_mma_unit(1, rec, sink, sink_v, KV_G, qs, qmax, scale2, &st, lane AT_WARP);
@@ -511,10 +396,6 @@ void kvarn_attend_records_mma(__global const float* q, __global const uchar* rec
     }
   }
 #undef AT_UNIT_REC
-#undef AT_MMA_WALK_SETUP
-#if AT_MMA_AHEAD
-#undef AT_MMA_PREFETCH_UNIT
-#endif
 
   // ---- split result ---------------------------------------------------------------------------
   const int g = lane >> 2, t = lane & 3;

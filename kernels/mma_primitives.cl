@@ -82,7 +82,6 @@ inline void at_mma(float c[4], uint a0, uint a1, uint a2, uint a3, uint b0, uint
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 inline void at_fence_gpu(void) { mem_fence(CLK_GLOBAL_MEM_FENCE); }
-inline void at_prefetch_line(__global const uchar* p) { prefetch(p, 128); }
 #else
 #define AT_WARP_ARG
 #define AT_WARP
@@ -92,12 +91,6 @@ inline void at_prefetch_line(__global const uchar* p) { prefetch(p, 128); }
 inline void at_fence_gpu(void) {
   uint z;
   asm volatile("{ membar.gl; mov.b32 %0, 0; }" : "=r"(z));
-}
-// A hint that the 128-byte line at p will be read soon: prefetch.global.L2 (no register is
-// written, nothing waits for it). The emulation uses OpenCL C's prefetch().
-inline void at_prefetch_line(__global const uchar* p) {
-  uint z;
-  asm volatile("{ prefetch.global.L2 [%1]; mov.b32 %0, 0; }" : "=r"(z) : "l"((ulong)p));
 }
 inline uint at_pack_h2(float lo, float hi) {
   uint r;
@@ -231,11 +224,6 @@ inline void at_code_fragment(const uint* w0, const uint* w1, const uint* w2, con
   a[1] = AT_FIELD_H2(p01, f1 % (16 / b), b);
   a[2] = AT_FIELD_H2(p10, f0 % (16 / b), b);
   a[3] = AT_FIELD_H2(p11, f1 % (16 / b), b);
-}
-
-// Prefetch of n bytes at p into L2, spread over the warp: lane l takes the lines l, l + 32, ...
-inline void at_prefetch_bytes(__global const uchar* p, int n, int lane) {
-  for (int off = lane * 128; off < n; off += MW * 128) at_prefetch_line(p + off);
 }
 
 // n 32-bit words at p (n a multiple of 4, 16-byte aligned), as wide loads.

@@ -40,5 +40,4 @@ void kvarn_mma_probe(__global const float* a, __global const float* b, __global 
   const uint s = at_split_h2(1.0f / 3.0f AT_WARP);
   out[288 + lane] = at_h2_lo(s AT_WARP) + at_h2_hi(s AT_WARP);
   at_fence_gpu();  // only built: the matrix-unit program's in-kernel merge uses this fence
-  at_prefetch_line((__global const uchar*)(a + 4 * lane));  // only built: its latency build's
 }

@@ -104,12 +104,6 @@ int attend_mma_heads_per_group(int q_per_kv);
 // Measured on the H200: docs/perf/h200_run2/ablation.
 int attend_mma_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
 
-// The latency build of attention_mma.cl (AT_MMA_AHEAD: the sequence's info and first unit read
-// before the queries, every next unit prefetched into L2, the V-side scales loaded with the K-side
-// ones) is not chosen automatically: on the H100 it changed nothing measurable at the shapes it
-// was meant for (1 x 1K 27.1 against 26.6 us, 8 x 4K 46.4 against 44.8; docs/PERFORMANCE.md,
-// decode-step run 2). It is built only when forced (OpenCLBackendTuning::force_attend_loads_ahead).
-
 // Context splits of the short program: about 8 groups per compute unit, down to one unit per
 // split (never more splits than units).
 int attend_short_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);

@@ -122,16 +122,15 @@ AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int m
 }
 
 OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind, const CodecParams& params,
-                                                              int hpw, bool loads_ahead) {
+                                                              int hpw) {
   // Looked up by a small key on every call; the program spec (option strings) is made only once.
-  const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw, loads_ahead ? 1 : 0};
+  const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw};
   auto it = attend_programs_.find(key);
   if (it != attend_programs_.end()) return it->second;
   const Program program = attend_program(kind);
   ProgramArgs args;
   args.params = params;
   args.heads_per_group = hpw;
-  args.loads_ahead = loads_ahead;
   const ProgramSpec spec = program_spec(program, args, caps());
   const std::vector<std::string>& names = program_def(program).kernels;  // split, merge
   return attend_programs_
@@ -191,11 +190,7 @@ void OpenCLBackend::attend(const AttendArgs& a) {
                    : attend_kernel_splits(kind, a.params, groups, max_units, caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
-  // The matrix-unit kernel's latency build only when forced (attention_program.hpp says why).
-  const bool mma = kind == AttendKernel::matrix_units || kind == AttendKernel::matrix_units_emulated;
-  const bool ahead = mma && attend_loads_ahead_override_ > 0;
-  last_attend_loads_ahead_ = ahead;
-  AttendPrograms& prog = attend_programs(kind, a.params, hpw, ahead);
+  AttendPrograms& prog = attend_programs(kind, a.params, hpw);
   cl::Kernel& k = *prog.split;
   cl_call("attend: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(*a.q, "attend: q"));

@@ -160,10 +160,8 @@ class OpenCLBackend final : public Backend {
   };
   AttendPrograms make_attend_programs(cl::Kernel& split, cl::Kernel& merge, std::size_t work_group,
                                       int heads_per_group, bool legacy_direct, std::string what);
-  // kernel, preset, head_dim, heads per group, latency build (matrix units: loads ahead)
-  using AttendProgramKey = std::array<int, 5>;
-  AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw,
-                                  bool loads_ahead);
+  using AttendProgramKey = std::array<int, 4>;  // kernel, preset, head_dim, heads per group
+  AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
   AttendPrograms& attend_fp16_programs(int head_dim, int hpw);
   std::map<AttendProgramKey, AttendPrograms> attend_programs_;
   std::map<std::array<int, 2>, AttendPrograms> attend_fp16_programs_;  // head_dim, heads per group
@@ -197,8 +195,6 @@ class OpenCLBackend final : public Backend {
   int attend_splits_override_ = 0;
   AttendKernel attend_kernel_override_ = AttendKernel::automatic;
   AttendMerge attend_merge_override_ = AttendMerge::automatic;
-  int attend_loads_ahead_override_ = -1;  // 1: the latency build forced; -1 / 0: the throughput build
-  bool last_attend_loads_ahead_ = false;
   AttendMerge last_attend_merge_ = AttendMerge::automatic;  // in_kernel, separate_launch or
                                                             // automatic (one split: no merge)
   int last_attend_splits_ = 0;

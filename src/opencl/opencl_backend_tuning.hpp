@@ -28,9 +28,6 @@ class OpenCLBackendTuning {
   // (the path before the one-launch change, for A/B: also partials + merge at one split for
   // attention_short.cl and the fp16 program).
   void force_attend_merge(AttendMerge merge) noexcept { b_.attend_merge_override_ = merge; }
-  // Which build of the matrix-unit kernel later attend calls take: -1 the policy (the throughput
-  // build, attention_program.hpp), 0 the throughput build, 1 the latency build (AT_MMA_AHEAD=1).
-  void force_attend_loads_ahead(int ahead) noexcept { b_.attend_loads_ahead_override_ = ahead; }
 
   // What the last attend call ran, and the last attend/attend_fp16 call's splits.
   AttendKernel last_attend_kernel() const noexcept { return b_.last_attend_kernel_; }
@@ -38,8 +35,6 @@ class OpenCLBackendTuning {
   // How the last attend/attend_fp16 call ended: in_kernel, separate_launch, or automatic when the
   // split kernel stored the output itself (one split, one launch).
   AttendMerge last_attend_merge() const noexcept { return b_.last_attend_merge_; }
-  // Whether the last attend call ran the matrix-unit kernel's latency build.
-  bool last_attend_loads_ahead() const noexcept { return b_.last_attend_loads_ahead_; }
   // Events (kernel time by profiling: queues made by the library have CL_QUEUE_PROFILING_ENABLE)
   // of the last attend/attend_fp16 call's split kernel, and of the last launch of any call (for
   // attend: the merge kernel's when there was a merge launch).

@@ -91,9 +91,6 @@ ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceC
   }
   if (d.heads_per_group) add("-DAT_HPW=" + std::to_string(args.heads_per_group));
   if (d.tokens_per_item) add("-DQ_RT=" + std::to_string(args.tokens_per_item));
-  if (args.loads_ahead &&
-      (program == Program::attend_matrix_units || program == Program::attend_matrix_units_emulated))
-    add("-DAT_MMA_AHEAD=1");
   add(d.options);
   if (unrolls_loops(caps)) add(d.gpu_options);
   return {d.files, options};

@@ -59,8 +59,6 @@ struct ProgramArgs {
   CodecParams params;       // the record geometry, or (Geometry::head_dim) only its head_dim
   int heads_per_group = 0;  // attention programs
   int tokens_per_item = 0;  // codec program (quantize.cl Q_RT)
-  bool loads_ahead = false; // matrix-unit attention programs: the latency build (-DAT_MMA_AHEAD=1,
-                            // attention_mma.cl; only when forced, attention_program.hpp)
 };
 
 // Whether a device gets the programs' gpu_options.

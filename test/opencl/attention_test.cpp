@@ -197,8 +197,8 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   // itself (inline PTX: the H200 host).
   // The emulation only stands in where the real one cannot run, and there (PoCL: slow to compile
   // and run) on the cases that between them reach every branch of attention_mma.cl: one and two
-  // n-blocks, 2- and 4-bit codes, G 64 and 128, D 64/128/256 (with and without the tile-ahead
-  // loads), f16 output, splits, tails across a tile, many sequences. KVARN_CL_TEST_ALL_EMULATED=1
+  // n-blocks, 2- and 4-bit codes, G 64 and 128, D 64/128/256, f16 output, splits, tails across a
+  // tile, many sequences. KVARN_CL_TEST_ALL_EMULATED=1
   // runs it on every case.
   std::vector<Kernel> kernels{Kernel::tile_slots, Kernel::short_context};
   static const std::set<std::string> emulated_cases{
@@ -212,22 +212,11 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   else if (!none && (emulated_cases.count(c.name) || (all && std::string(all) == "1")))
     kernels.push_back(Kernel::matrix_units_emulated);
   using Merge = opencl::AttendMerge;
-  // The matrix-unit kernel in both of its builds: throughput (0) and latency (1, AT_MMA_AHEAD).
-  std::vector<std::pair<Kernel, int>> runs;
   for (const Kernel kernel : kernels) {
-    if (kernel == Kernel::matrix_units || kernel == Kernel::matrix_units_emulated) {
-      runs.push_back({kernel, 0});
-      runs.push_back({kernel, 1});
-    } else {
-      runs.push_back({kernel, -1});
-    }
-  }
-  for (const auto& [kernel, ahead] : runs) {
     SCOPED_TRACE(kernel == Kernel::tile_slots      ? "attention.cl"
                  : kernel == Kernel::short_context ? "attention_short.cl"
                  : kernel == Kernel::matrix_units  ? "attention_mma.cl (inline PTX)"
                                                    : "attention_mma.cl (emulated)");
-    SCOPED_TRACE(ahead == 1 ? "latency build (loads ahead)" : ahead == 0 ? "throughput build" : "");
     // Every way a launch can end (attention_program.hpp, AttendMerge): the policy's, the merge in
     // the split kernel's launch (the last split of each group's rows), the merge launch, and the
     // path before the one-launch change.
@@ -247,21 +236,17 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
       tuning.force_attend_kernel(kernel);
       tuning.force_attend_splits(c.splits);
       tuning.force_attend_merge(merge);
-      tuning.force_attend_loads_ahead(ahead);
       const std::vector<float> got = run_attend(cl, d, c.out_type);
       const int used = tuning.last_attend_splits();
       const Kernel ran = tuning.last_attend_kernel();
       const Merge ended = tuning.last_attend_merge();
-      const bool ran_ahead = tuning.last_attend_loads_ahead();
       // The second run passes the index data as host copies (no read-back): same launch, same
       // bits (also with the in-kernel merge: it sums the splits in split order, whichever came last).
       const std::vector<float> again = run_attend(cl, d, c.out_type, true);
-      tuning.force_attend_loads_ahead(-1);
       tuning.force_attend_merge(Merge::automatic);
       tuning.force_attend_splits(0);
       tuning.force_attend_kernel(Kernel::automatic);
       EXPECT_TRUE(ran == kernel);
-      EXPECT_EQ(ran_ahead, ahead == 1);
       if (c.splits > 0) {
         int most = 0;
         for (const SeqShape& s : c.seqs) {
