@@ -3,10 +3,28 @@
 #include <cmath>
 
 namespace kvarn_cl::test {
+namespace {
+
+std::vector<NamedBackend>& backends() {
+  static std::vector<NamedBackend> b;
+  return b;
+}
+
+// The backends are released when the tests are done, before exit() starts: OpenCL calls from
+// static destructors come after the OpenCL stack's thread-local state is gone (under Oclgrind,
+// clReleaseEvent from ~OpenCLBackend wrote into the runtime's freed thread_local call stack:
+// heap corruption at exit, "corrupted double-linked list").
+class ReleaseBackends : public ::testing::Environment {
+ public:
+  void TearDown() override { backends().clear(); }
+};
+const auto* const kRelease = ::testing::AddGlobalTestEnvironment(new ReleaseBackends);
+
+}  // namespace
 
 const std::vector<NamedBackend>& cache_test_backends() {
-  static const std::vector<NamedBackend> backends = [] {
-    std::vector<NamedBackend> b;
+  static const bool made = [] {
+    std::vector<NamedBackend>& b = backends();
     b.push_back({"cpu", std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{2}))});
 #if KVARN_CL_WITH_OPENCL
     try {
@@ -15,9 +33,10 @@ const std::vector<NamedBackend>& cache_test_backends() {
       // no usable OpenCL device: the CPU backend alone
     }
 #endif
-    return b;
+    return true;
   }();
-  return backends;
+  (void)made;
+  return backends();
 }
 
 CacheConfig small_config(std::shared_ptr<Backend> backend, Preset preset, int head_dim, int layers,
