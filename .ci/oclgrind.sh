@@ -12,8 +12,9 @@
 # opencl suite's agreement tests on a representative subset, whose shapes between them reach the
 # kernels' branches; the full grid runs natively on PoCL and on Intel's runtime. Every kernel:
 #   - kvarn_quantize, kvarn_dequantize_{rotated,original}, kvarn_rotate_{f16,f32}: the codec sweep
-#     (CodecKernels) at every geometry but its 301-tile batch (k4v2_g128 D 128, whose kernels run
-#     here through the attention cases): every preset, D 64/128/256, G 64 and 128;
+#     (CodecKernels) at every geometry but two: its 301-tile batch (k4v2_g128 D 128) and k4v4_g128
+#     D 128, whose quantize runs here through the attention cases (FusedAttend gqa4*, k4v4) and
+#     whose 4-bit decode through k4v4_g64; so D 64/128/256, G 64 and 128, 2- and 4-bit codes;
 #   - kvarn_attend_records (tile slots) and kvarn_attend_records_short, with kvarn_attend_merge:
 #     FusedAttend on every preset and head_dim, sink below a tile, tails within and across a tile,
 #     1 to 4 forced splits and the automatic choice, GQA 2/3/4/8 and MHA, f16 output, several
@@ -51,7 +52,7 @@ portable+=':OpenCL/FusedAttend.*/k4v4:OpenCL/FusedAttend.*/k4v2_g64:OpenCL/Fused
 portable+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/Fp16Attend.*'
 portable+=':OpenCLCopyRows.*:Robustness.*:Errors.*:OpenCLAttend.*:CallerContext.*'
 emulated='OpenCL/FusedAttend.*/k4v4_g64_d64:OpenCLMatrixUnits.ProbeVerdicts:Geometries/CodecKernels.*'
-emulated+='-Geometries/CodecKernels.*/k4v2_g128_d128_t301'
+emulated+='-Geometries/CodecKernels.*/k4v2_g128_d128_t301:Geometries/CodecKernels.*/k4v4_g128_d128_t7'
 step='DecodeStep.DeviceFailureIsReportedAtFinishAndRolledBack'
 
 # The simulated device is also the smallest device profile the library supports (Apple M-series,
