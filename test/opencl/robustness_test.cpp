@@ -69,17 +69,20 @@ TEST(Robustness, NegativeScalesAreCorruptOnTheDevice) {
   const RotatedTiles tiles = make_rotated_tiles(kParams, 1, 41);
   std::vector<std::uint8_t> good(l.bytes);
   quantize_tile(kParams, tiles.k.data(), tiles.v.data(), good.data());
-  auto out = b.allocate(std::size_t(l.group) * l.head_dim * 2);
+  // K and V rows into buffers of their own: one buffer for both would make the K and V
+  // work-groups write the same rows (Oclgrind: write-write races).
+  auto out_k = b.allocate(std::size_t(l.group) * l.head_dim * 2);
+  auto out_v = b.allocate(std::size_t(l.group) * l.head_dim * 2);
   for (std::size_t field : {l.s_col_k, l.s_row_k, l.s_col_v, l.s_row_v}) {
     auto rec = good;
     put_half(rec, field + 2 * 9, float_to_half(-1.0f));
     auto pool = to_device(rec);
-    EXPECT_THROW(b.dequantize(kParams, *pool, {0}, Frame::rotated, *out, *out), CorruptRecord);
+    EXPECT_THROW(b.dequantize(kParams, *pool, {0}, Frame::rotated, *out_k, *out_v), CorruptRecord);
   }
   auto rec = good;
   put_half(rec, l.zp_v + 2 * 9, float_to_half(-1.0f));  // zero points may be negative
   auto pool = to_device(rec);
-  EXPECT_NO_THROW(b.dequantize(kParams, *pool, {0}, Frame::rotated, *out, *out));
+  EXPECT_NO_THROW(b.dequantize(kParams, *pool, {0}, Frame::rotated, *out_k, *out_v));
 }
 
 TEST(Robustness, QuantizeRefusesInputBeyondTheCodecBound) {

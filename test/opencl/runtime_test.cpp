@@ -363,9 +363,11 @@ TEST(Errors, NonFiniteTilesAndCorruptRecords) {
   rec[l.s_row_k + 2 * 5] = 0x00;
   rec[l.s_row_k + 2 * 5 + 1] = 0x7E;
   auto pool = to_device(rec);
-  auto out = b.allocate(std::size_t(l.group) * l.head_dim * 2);
+  // K and V rows into buffers of their own (one for both: the K and V work-groups would race).
+  auto out_k = b.allocate(std::size_t(l.group) * l.head_dim * 2);
+  auto out_v = b.allocate(std::size_t(l.group) * l.head_dim * 2);
   try {
-    b.dequantize(kParams, *pool, {0}, Frame::rotated, *out, *out);
+    b.dequantize(kParams, *pool, {0}, Frame::rotated, *out_k, *out_v);
     ADD_FAILURE() << "a NaN scale was decoded";
   } catch (const CorruptRecord& e) {
     EXPECT_NE(std::string(e.what()).find("key scale"), std::string::npos) << e.what();
