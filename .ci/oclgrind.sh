@@ -6,7 +6,9 @@
 #   .ci/oclgrind.sh [BUILD_DIR]    (default build/; needs BUILD_DIR/test/test_opencl, test_cache)
 #
 # Fails when a test fails or when Oclgrind reports anything at all: its messages go to a log per
-# run (--log), which must stay empty; the logs are in BUILD_DIR/oclgrind/.
+# run (--log), which must stay empty; the logs are in BUILD_DIR/oclgrind/. --max-errors is raised
+# from Oclgrind's 1000 so that a flood of one report cannot hide the rest (the forced in-kernel
+# merge alone once gave over 38,000).
 #
 # Oclgrind interprets every work-item (minutes for what PoCL runs in seconds), so it runs the
 # opencl suite's agreement tests on a representative subset, whose shapes between them reach the
@@ -17,9 +19,11 @@
 #     whose 4-bit decode through k4v4_g64; so D 64/128/256, G 64 and 128, 2- and 4-bit codes;
 #   - kvarn_attend_records (tile slots) and kvarn_attend_records_short, with kvarn_attend_merge:
 #     FusedAttend on every preset and head_dim, sink below a tile, tails within and across a tile,
-#     1 to 4 forced splits and the automatic choice, GQA 2/3/4/8 and MHA, f16 output, several
-#     sequences of mixed lengths in one launch (left out: gqa8 and batch10_mixed, the same
-#     branches at a larger size);
+#     1 to 4 forced splits and the automatic choice, GQA 4 and 8 and MHA, f16 output, several
+#     sequences of mixed lengths in one launch, each with the merge launch and the one-split
+#     store; left out: gqa8 and batch10_mixed (the same branches at a larger size), gqa2 and
+#     gqa3_odd_ratio (the same code at 2 and 3 query heads per group), gqa4_nosplit (its sink
+#     below a tile and single split are in gqa4_mixed_auto): 35-45 s each under Oclgrind;
 #   - kvarn_attend_fp16 (+ merge): every Fp16Attend case (rotated queries, splits, D 64 and 256);
 #   - kvarn_attend_records_mma and kvarn_mma_probe with the emulated primitives (the inline-PTX
 #     build runs on NVIDIA only): FusedAttend k4v4_g64_d64 and the probe test;
@@ -45,9 +49,8 @@ out=$build/oclgrind
 rm -rf "$out"
 mkdir -p "$out"
 
-portable='OpenCL/FusedAttend.*/gqa4_nosplit:OpenCL/FusedAttend.*/gqa4_split3_tail_across'
+portable='OpenCL/FusedAttend.*/gqa4_split3_tail_across'
 portable+=':OpenCL/FusedAttend.*/gqa4_mixed_auto:OpenCL/FusedAttend.*/mha_f16'
-portable+=':OpenCL/FusedAttend.*/gqa3_odd_ratio:OpenCL/FusedAttend.*/gqa2'
 portable+=':OpenCL/FusedAttend.*/k4v4:OpenCL/FusedAttend.*/k4v2_g64:OpenCL/FusedAttend.*/k2v2'
 portable+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/Fp16Attend.*'
 portable+=':OpenCLCopyRows.*:Robustness.*:Errors.*:OpenCLAttend.*:CallerContext.*'
@@ -69,7 +72,7 @@ run() {
   local name=$1 test_bin=$build/test/$2 filter=$3 started=$SECONDS
   shift 3
   env KVARN_CL_CACHE=0 KVARN_CL_TEST_IN_KERNEL_MERGE=0 KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=32K,fp16=0,subgroups=0,fp64=0 \
-    "$@" oclgrind --data-races --check-api --num-threads 1 --max-wgsize 256 \
+    "$@" oclgrind --data-races --check-api --num-threads 1 --max-wgsize 256 --max-errors 1000000 \
     --log "$out/$name.log" "$test_bin" --gtest_filter="$filter" > "$out/$name.out" 2>&1
   echo $? > "$out/$name.rc"
   echo "oclgrind $name: exit $(cat "$out/$name.rc"), $((SECONDS - started)) s"
