@@ -109,7 +109,9 @@ TEST_F(CliReliability, ProcfsFilesAreReadAlthoughTheyReportSizeZero) {
   EXPECT_EQ(r.exit_code, kInput) << r.err;
   EXPECT_FALSE(mentions(r, "empty file")) << r.err;
   EXPECT_TRUE(mentions(r, "--k '/proc/self/status'")) << r.err;
-  EXPECT_TRUE(mentions(r, "fp16 values")) << r.err;
+  // What the size check then says depends on how long the process's status text is (a whole
+  // number of rows or not): either way the file was read, with its real size.
+  EXPECT_TRUE(mentions(r, "fp16 values") || mentions(r, "is not a multiple of the tile size")) << r.err;
 }
 
 // Case 10: output to stdout that cannot be written (> /dev/full) used to be exit 0 in silence.
