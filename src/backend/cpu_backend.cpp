@@ -49,6 +49,14 @@ unsigned char* bytes_of(Buffer& b, const char* what) {
   return const_cast<unsigned char*>(bytes_of(static_cast<const Buffer&>(b), what));
 }
 
+// n fp16 values, none NaN, Inf or beyond the codec's bound: the device checks of the decode step
+// (kernels/rotate.cl kvarn_append_rows, quantize.cl's status word), written once for the CPU.
+bool in_codec_range(const half_bits* v, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!(std::fabs(half_to_float(v[i])) <= kMaxRotatedMagnitude)) return false;
+  return true;
+}
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(std::shared_ptr<ThreadPool> pool) : pool_(std::move(pool)) {
@@ -169,9 +177,7 @@ class CpuBackend final : public Backend {
           cpu::simd::rotate_rows(reinterpret_cast<const float*>(in + r * in_row), rotated.data(), 1, a.head_dim);
         else
           cpu::simd::rotate_rows(reinterpret_cast<const half_bits*>(in + r * in_row), rotated.data(), 1, a.head_dim);
-        bool ok = true;
-        for (half_bits h : rotated) ok = ok && std::fabs(half_to_float(h)) <= kMaxRotatedMagnitude;
-        if (!ok) *status = std::min(*status, std::uint32_t(r * 2 + std::size_t(part)));
+        if (!in_codec_range(rotated.data(), D)) *status = std::min(*status, std::uint32_t(r * 2 + std::size_t(part)));
         const std::int32_t d = a.host_destinations[r];
         half_bits* dst = d >= 0 ? tail + std::size_t(d) * D : sink + std::size_t(-(std::int64_t(d) + 1)) * D;
         std::memcpy(dst, rotated.data(), D * 2);
@@ -197,9 +203,7 @@ class CpuBackend final : public Backend {
       const std::size_t row = std::size_t(host_jobs[i].src_row) * L.head_dim;
       bool tile_ok = true;
       for (int part = 0; part < 2; ++part) {
-        const half_bits* t = (part == 0 ? k : v) + row;
-        bool ok = true;
-        for (std::size_t j = 0; j < tile_values && ok; ++j) ok = std::fabs(half_to_float(t[j])) <= kMaxRotatedMagnitude;
+        const bool ok = in_codec_range((part == 0 ? k : v) + row, tile_values);
         if (!ok) *word = std::min(*word, std::uint32_t(i * 2 + std::size_t(part)));
         tile_ok = tile_ok && ok;
       }
