@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kvarn_cl/cpu_threads.hpp"
 #include "kvarn_cl/format.hpp"
 #include "kvarn_cl/half.hpp"
 
@@ -35,9 +36,6 @@ void dequantize_tile(const CodecParams& params, const std::uint8_t* record, floa
 // These run the SIMD paths (held to quantize_tile / dequantize_tile above, the reference, by the
 // tests) on the process-wide ThreadPool::shared(); `count` caps the threads used (0 = all of
 // the pool, which has KVARN_CL_THREADS or hardware_concurrency() threads).
-struct CpuThreads {
-  unsigned count = 0;
-};
 // tiles × G rows each; tile i reads k_rot + i*G*D and writes records + i*layout.bytes.
 void quantize_tiles(const CodecParams& params, const half_bits* k_rot, const half_bits* v_rot,
                     std::size_t tiles, std::uint8_t* records, CpuThreads threads = {});
