@@ -4,13 +4,13 @@
 #include "kvarn_cl/thread_pool.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <new>
 #include <string>
 #include <system_error>
 
 #include "kvarn_cl/error.hpp"
+#include "util/parse_int.hpp"
 
 namespace kvarn_cl {
 namespace {
@@ -43,18 +43,8 @@ unsigned checked_count(unsigned long long n, const std::string& what) {
 }  // namespace
 
 unsigned ThreadPool::default_size() {
-  if (const char* env = std::getenv("KVARN_CL_THREADS")) {
-    const std::string text(env);
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long n = std::strtoull(text.c_str(), &end, 10);
-    // Digits only: no sign, no spaces, no trailing text.
-    const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-    if (!digits || errno == ERANGE || end != text.c_str() + text.size())
-      throw InvalidArgument("KVARN_CL_THREADS is '" + text + "', expected a thread count from 1 to " +
-                            std::to_string(kMaxThreads));
-    return checked_count(n, "KVARN_CL_THREADS");
-  }
+  if (const char* env = std::getenv("KVARN_CL_THREADS"))
+    return unsigned(util::parse_int(env, 1, kMaxThreads, "KVARN_CL_THREADS (threads)"));
   const unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : std::min(hw, kMaxThreads);
 }
