@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cpu/unpack_floats.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_cl::detail {

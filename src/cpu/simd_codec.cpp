@@ -27,6 +27,7 @@
 #include "cpu/simd.hpp"
 #include "cpu/tile_checks.hpp"
 #include "cpu/unpack_floats.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
