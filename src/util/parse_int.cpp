@@ -10,7 +10,7 @@ namespace kvarn_cl::util {
 ParsedInt try_parse_int(const std::string& text, long long min, long long max) noexcept {
   const bool negative = !text.empty() && text[0] == '-';
   const std::size_t first = negative ? 1 : 0;
-  if (text.size() == first || (negative && min >= 0)) return {0, IntError::not_an_integer};
+  if (text.size() == first) return {0, IntError::not_an_integer};
   if (text[first] == '0' && text.size() > first + 1) return {0, IntError::not_an_integer};  // "007"
   if (negative && text == "-0") return {0, IntError::not_an_integer};
   // Accumulated as a negative number, whose range includes LLONG_MIN, then checked digit by digit

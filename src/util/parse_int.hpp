@@ -1,8 +1,8 @@
 // The one integer parser of the library and its tools: command-line options (tools/kvarn-cl),
 // environment variables (KVARN_CL_THREADS, KVARN_CL_DEVICE / _PLATFORM indices,
 // KVARN_CL_DEVICE_LIMITS) and layer-preset files. One spelling everywhere, the one
-// std::to_string writes: decimal digits without leading zeros, a leading '-' only where negative
-// values are allowed (and never "-0"); no '+', no white space, no base prefix, no trailing text. A value beyond the range, or beyond what any integer type holds, is refused with
+// std::to_string writes: decimal digits without leading zeros, a leading '-' for negative values
+// (never "-0"); no '+', no white space, no base prefix, no trailing text. A value beyond the range, or beyond what any integer type holds, is refused with
 // the text as written, never wrapped or clamped.
 #pragma once
 
@@ -13,7 +13,7 @@ namespace kvarn_cl::util {
 enum class IntError {
   none,
   not_an_integer,  // empty, or not the spelling above
-  out_of_range,    // an integer, but outside [min, max] (or outside long long)
+  out_of_range,    // an integer, but outside [min, max] (or outside long long): "-5" for [0, 9]
 };
 
 struct ParsedInt {

@@ -34,7 +34,7 @@ TEST(ParseInt, GarbageIsNotAnInteger) {
     SCOPED_TRACE(std::string("'") + bad + "'");
     EXPECT_EQ(try_parse_int(bad, -100, 100).error, IntError::not_an_integer);
   }
-  EXPECT_EQ(try_parse_int("-5", 0, 100).error, IntError::not_an_integer);  // no sign where min >= 0
+  EXPECT_EQ(try_parse_int("-5", 0, 100).error, IntError::out_of_range);  // an integer, below min
 }
 
 TEST(ParseInt, OverflowAndRangeAreOutOfRange) {

@@ -71,8 +71,11 @@ long Options::get_int(const std::string& name, long fallback, long min, long max
   // The library's one spelling of an integer (src/util/parse_int.hpp): no " 128" or "+128".
   const std::string& text = it->second;
   const util::ParsedInt r = util::try_parse_int(text, min, max);
-  if (r.error != util::IntError::none)
-    throw UsageError(util::int_error_message(text, min, max, "--" + name));
+  if (r.error == util::IntError::not_an_integer)
+    throw UsageError("invalid --" + name + " '" + text + "': expected an integer");
+  if (r.error == util::IntError::out_of_range)
+    throw UsageError("invalid --" + name + " " + text + ": expected " + std::to_string(min) + ".." +
+                     std::to_string(max));
   return long(r.value);
 }
 
