@@ -1,7 +1,7 @@
 // The two ways to run on a CPU, side by side in one run: the C++ backend (SIMD codec and
 // attention, its persistent thread pool) and the OpenCL backend on PoCL running the library's
 // kernels on the same cores. This is the measurement behind `auto`'s rule for CPU-only OpenCL
-// machines (src/backend/make_backend.cpp, docs/PERFORMANCE.md).
+// machines (src/factory/make_backend.cpp, docs/PERFORMANCE.md).
 //   ./build/benchmarks/cpu_backends_bench --benchmark_counters_tabular=true
 // Cases: fused k4v2_g128 decode (one layer, one query token per sequence) at D 128 with
 // Hq 32 / Hk 8 and Hq = Hk = 8, contexts 1K-32K, batches 1 and 8; quantize and dequantize of

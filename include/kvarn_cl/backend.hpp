@@ -10,15 +10,24 @@
 #include <string>
 #include <vector>
 
-#include "kvarn_cl/codec.hpp"  // CpuThreads
+#include "kvarn_cl/cpu_threads.hpp"
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/format.hpp"
+#include "kvarn_cl/half.hpp"
 
 struct _cl_event;  // OpenCL's cl_event, declared by its C name (no CL/cl.h here)
 
 namespace kvarn_cl {
 
 class ThreadPool;  // kvarn_cl/thread_pool.hpp
+
+// Which backend: asked of make_backend() (cpu, opencl, or automatic: let the library choose), and
+// answered by Backend::kind() (cpu or opencl, never automatic).
+enum class BackendKind { cpu, opencl, automatic };
+// "cpu", "opencl", "auto".
+const char* to_string(BackendKind kind) noexcept;
+// "cpu", "opencl" / "cl", "auto" / "automatic", any case; InvalidArgument naming `argument`.
+BackendKind parse_backend_kind(const std::string& name, const std::string& argument = "backend");
 
 // Memory owned by a backend: host memory for the CPU backend, a cl_mem for the OpenCL backend.
 class Buffer {
@@ -180,16 +189,29 @@ struct AttendFp16Args {
 };
 
 // Every implementation checks the arguments of each call with the same rules, written once in
-// src/backend/checks.hpp: a bad argument is an InvalidArgument naming the call, the argument and
+// src/backend_api/checks.hpp: a bad argument is an InvalidArgument naming the call, the argument and
 // its value, never an out-of-bounds access on the host or the device.
 class Backend {
  public:
   virtual ~Backend() = default;
   // "cpu (N threads)" or "opencl: <platform> / <device>".
   virtual std::string name() const = 0;
-  virtual bool is_opencl() const noexcept { return false; }
+  // The implementation: BackendKind::cpu or BackendKind::opencl (a wrapper answers for what it
+  // wraps).
+  virtual BackendKind kind() const noexcept = 0;
+  // Builds now what the first calls at the default geometry need (an OpenCL backend: the default
+  // codec program and the attention kernels its launch policy can pick), so that a device whose
+  // kernels do not build fails here, not at the first append or attend. make_backend(automatic)
+  // calls it before it accepts a device. Throws what such a build throws.
+  virtual void warm_up() {}
 
   virtual std::unique_ptr<Buffer> allocate(std::size_t bytes) = 0;
+  // A Buffer over the caller's host memory (neither owned nor copied; it must outlive the Buffer)
+  // where this backend's buffers are host memory; nullptr where they are not (a device backend:
+  // the caller then allocates and copies). Lets host callers skip a copy (rotate_host & co).
+  virtual std::unique_ptr<Buffer> view_host(void* /*data*/, std::size_t /*bytes*/) {
+    return nullptr;
+  }
   virtual void write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) = 0;
   // Like write(), but returns without waiting for the device: the bytes are copied before the
   // call returns and reach dst before any later call's work runs (in order). Device backends
@@ -238,7 +260,7 @@ class Backend {
   // Index of the first of `rows` fp16 rows (head_dim channels each) at the start of `rows_buf`
   // that holds NaN, Inf or a value of magnitude above max_abs; -1 when every row is in range. The
   // cache checks device-resident input with it before it stores anything. The default reads the
-  // rows back to the host (src/backend/checks.cpp); backends override it with one launch.
+  // rows back to the host (src/backend_api/checks.cpp); backends override it with one launch.
   virtual std::int64_t first_row_out_of_range(const Buffer& rows_buf, std::size_t rows,
                                               int head_dim, float max_abs);
 
@@ -295,9 +317,6 @@ void dequantize_host(Backend& backend, const CodecParams& params, const std::uin
                      std::size_t tiles, Frame frame, ElementType out_type, void* k_out,
                      void* v_out);
 
-enum class BackendKind { cpu, opencl, automatic };
-BackendKind parse_backend_kind(const std::string& name, const std::string& argument = "backend");
-
 // The CPU backend with its own persistent pool of threads.count threads, or (count 0) on the
 // process-wide ThreadPool::shared() (KVARN_CL_THREADS, else the machine's hardware threads;
 // include/kvarn_cl/thread_pool.hpp), or on a pool the caller shares with its own work. Throws InvalidArgument for a count above ThreadPool::kMaxThreads or
@@ -308,12 +327,40 @@ std::unique_ptr<Backend> make_cpu_backend(std::shared_ptr<ThreadPool> pool);
 // OpenCL backend on the device chosen by KVARN_CL_PLATFORM / KVARN_CL_DEVICE or the default order
 // (GPU, accelerator, CPU). Throws Unsupported if no OpenCL device is usable.
 std::unique_ptr<Backend> make_opencl_backend();
-// automatic: an OpenCL GPU or accelerator whose kernels build; the C++ CPU backend when the only
-// OpenCL devices are CPUs (it is faster there, docs/PERFORMANCE.md), when no device is usable or
-// when the kernels do not build; a device named by KVARN_CL_PLATFORM / KVARN_CL_DEVICE is used
-// even if it is a CPU. `why` receives the reason for the choice; `fell_back` is set when the CPU
-// was taken because OpenCL was unusable (not chosen as the faster path).
-std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr,
+
+// Explicit choice of an OpenCL device; an empty string means "use the environment / default
+// order". Each is an index or a case-insensitive substring of the platform / device name.
+struct DeviceSelector {
+  std::string platform;
+  std::string device;
+};
+
+// What make_backend() makes. The C API (kvarn_cl_backend_create), the CLI (--backend) and Python
+// (kvarn_cl.Backend) all pass their arguments through this one rule.
+struct BackendOptions {
+  BackendKind kind = BackendKind::automatic;
+  // The OpenCL device (kind opencl or automatic; InvalidArgument with kind cpu). Empty: the one
+  // KVARN_CL_PLATFORM / KVARN_CL_DEVICE name, else the default order.
+  DeviceSelector device;
+  // Threads of the CPU backend whenever it is the one made (kind cpu, or automatic choosing or
+  // falling back to the CPU); 0 = the process-wide pool. InvalidArgument with kind opencl.
+  CpuThreads cpu_threads;
+};
+
+// kind automatic: an OpenCL GPU or accelerator whose kernels build (Backend::warm_up); the C++
+// CPU backend when the only OpenCL devices are CPUs (it is faster there, docs/PERFORMANCE.md),
+// when no device is usable or when the kernels do not build; a device named by the options or by
+// KVARN_CL_PLATFORM / KVARN_CL_DEVICE is used even if it is a CPU (with the same fallback when its
+// kernels do not build). `why` receives the reason for the choice (automatic only; cleared
+// otherwise); `fell_back` is set when the CPU was taken because OpenCL was unusable (not chosen
+// as the faster path).
+std::unique_ptr<Backend> make_backend(const BackendOptions& options, std::string* why = nullptr,
                                       bool* fell_back = nullptr);
+inline std::unique_ptr<Backend> make_backend(BackendKind kind, std::string* why = nullptr,
+                                             bool* fell_back = nullptr) {
+  BackendOptions options;
+  options.kind = kind;
+  return make_backend(options, why, fell_back);
+}
 
 }  // namespace kvarn_cl

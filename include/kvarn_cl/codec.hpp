@@ -6,8 +6,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+#include <vector>  // relative_error
 
+#include "kvarn_cl/cpu_threads.hpp"
 #include "kvarn_cl/format.hpp"
 #include "kvarn_cl/half.hpp"
 
@@ -35,9 +36,6 @@ void dequantize_tile(const CodecParams& params, const std::uint8_t* record, floa
 // These run the SIMD paths (held to quantize_tile / dequantize_tile above, the reference, by the
 // tests) on the process-wide ThreadPool::shared(); `count` caps the threads used (0 = all of
 // the pool, which has KVARN_CL_THREADS or hardware_concurrency() threads).
-struct CpuThreads {
-  unsigned count = 0;
-};
 // tiles × G rows each; tile i reads k_rot + i*G*D and writes records + i*layout.bytes.
 void quantize_tiles(const CodecParams& params, const half_bits* k_rot, const half_bits* v_rot,
                     std::size_t tiles, std::uint8_t* records, CpuThreads threads = {});
@@ -46,38 +44,15 @@ void dequantize_tiles(const CodecParams& params, const std::uint8_t* records, st
                       half_bits* k_out, half_bits* v_out, Frame frame = Frame::rotated,
                       CpuThreads threads = {});
 
-// --- the pieces, exposed for tests and for the OpenCL cross-checks ---------------------------
+// The pieces of the codec (normalization, row rounding, packing) are internal:
+// src/cpu/codec_detail.hpp, for the library's tests and tools.
 namespace detail {
-
-// The 1/sqrt(n) factor of the rotation, as the fp32 value both the CPU and the kernels multiply by
-// (correctly rounded from double; exact for n = 64 and 256).
+// Declared here only for src/opencl/codec_program.cpp until it includes format/rotation_scale.hpp
+// (the internal header that owns it; issue 18: a one-line change after the kernel-descriptor
+// branch is merged). Not part of the API.
 float rotation_scale(int n) noexcept;
-
-// imbalance(T) of SPEC §2.3 for a rows×cols row-major matrix.
-double imbalance(const float* m, int rows, int cols);
-
-struct Normalization {
-  std::vector<float> col_scale;  // bc, length cols (exp(lc) of the best iteration, or 1)
-  std::vector<float> row_scale;  // br, length rows
-  double best_imbalance = 0;
-  double initial_imbalance = 0;
-  int best_iteration = 0;        // 0 = no scaling won
-};
-// Variance normalization of SPEC §2.3 on a rows×cols fp32 matrix (row-major).
-Normalization normalize(const float* m, int rows, int cols, int iters);
-
-// Row-wise asymmetric min/max rounding (SPEC §2.4) of one row of n values.
-struct RowQuant {
-  float lo;
-  float scale;
-};
-RowQuant quantize_row(const float* row, int n, int bits, std::uint8_t* codes) noexcept;
-
-// Packing of SPEC §2.5: code c lands in byte c/P at shift (c mod P)*bits.
-void pack_codes(const std::uint8_t* codes, int n, int bits, std::uint8_t* out) noexcept;
-void unpack_codes(const std::uint8_t* packed, int n, int bits, std::uint8_t* codes) noexcept;
-
 }  // namespace detail
+
 // --- the yardstick ----------------------------------------------------------------------------
 // Exact attention of one query token over `tokens` cached tokens, one sequence:
 // q [Hq][D], k and v [Hk][tokens][D] (any frame, as long as q is in the same one), out [Hq][D].

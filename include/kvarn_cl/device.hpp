@@ -77,12 +77,7 @@ struct KernelBuildReport {
 };
 KernelBuildReport try_build_kernels(int platform_index, int device_index);
 
-// Explicit choice of device; an empty string means "use the environment / default order".
-// Each is an index or a case-insensitive substring of the platform / device name.
-struct DeviceSelector {
-  std::string platform;
-  std::string device;
-};
+// The OpenCL backend on the selected device (DeviceSelector: backend.hpp).
 std::unique_ptr<Backend> make_opencl_backend(const DeviceSelector& selector);
 
 // The OpenCL backend on a caller's context, device and in-order queue (retained, not copied).

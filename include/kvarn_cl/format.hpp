@@ -31,6 +31,24 @@ struct PresetInfo {
   bool experimental;
 };
 
+// The code widths, in bits per code, that the record format (a byte holds 8 / bits codes), the
+// CPU codec and the kernels implement (SPEC §2.4–2.5): 2 and 4, stated once here. Every preset's
+// k_bits and v_bits is one of them (a static_assert where the presets are defined,
+// src/format/preset.cpp); the codec's packing and unpacking are written for exactly this set
+// (static_asserts in src/cpu/pack.cpp and simd_codec.cpp). A new width starts here.
+inline constexpr std::array<int, 2> kSupportedCodeBits = {2, 4};
+constexpr bool is_supported_code_bits(int bits) noexcept {
+  for (int b : kSupportedCodeBits)
+    if (b == bits) return true;
+  return false;
+}
+// Throws InvalidArgument naming the argument and the width when `bits` is not supported.
+void validate_code_bits(int bits, std::string_view argument);
+// Throws InvalidArgument naming the preset when its description cannot run: a code width not in
+// kSupportedCodeBits, or a tile size G other than 64 or 128. CodecParams::validate() calls it, so
+// every configuration (a cache, a codec call, a record layout) is checked before it runs.
+void validate_preset_info(const PresetInfo& info);
+
 const std::array<Preset, 5>& all_presets() noexcept;
 const PresetInfo& preset_info(Preset p) noexcept;
 std::string to_string(Preset p);
@@ -47,7 +65,8 @@ struct CodecParams {
   int k_bits() const noexcept { return preset_info(preset).k_bits; }
   int v_bits() const noexcept { return preset_info(preset).v_bits; }
   int group() const noexcept { return preset_info(preset).group; }
-  // Throws InvalidArgument: head_dim must be 64, 128 or 256 (a power of two), iterations 0..64.
+  // Throws InvalidArgument: a known preset that can run (validate_preset_info), head_dim 64, 128
+  // or 256 (a power of two), iterations 0..64.
   void validate() const;
 };
 

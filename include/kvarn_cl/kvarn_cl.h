@@ -74,7 +74,10 @@ kvarn_cl_status kvarn_cl_preset_group(kvarn_cl_preset preset, int* out);
 kvarn_cl_status kvarn_cl_record_bytes(kvarn_cl_preset preset, int head_dim, size_t* out);
 
 /* --- backends ----------------------------------------------------------------------------- */
-/* cpu_threads: threads of the CPU backend (0 = all hardware threads). */
+/* cpu_threads: threads of the CPU backend whenever it is the one made (KVARN_CL_BACKEND_CPU, or
+ * _AUTOMATIC choosing or falling back to the CPU); 0 = the shared pool (KVARN_CL_THREADS, else all
+ * hardware threads). Must be 0 with KVARN_CL_BACKEND_OPENCL. The rule is make_backend's
+ * (include/kvarn_cl/backend.hpp), the same for C++, C and Python. */
 kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu_threads,
                                         kvarn_cl_backend** out);
 /* The OpenCL backend on an engine's context, device and in-order queue (retained): the library's
@@ -82,6 +85,9 @@ kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu
 kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context, struct _cl_device_id* device,
                                                  struct _cl_command_queue* queue, kvarn_cl_backend** out);
 void kvarn_cl_backend_destroy(kvarn_cl_backend* backend);
+/* What the backend runs on: KVARN_CL_BACKEND_CPU or KVARN_CL_BACKEND_OPENCL (never _AUTOMATIC). */
+kvarn_cl_status kvarn_cl_backend_get_kind(const kvarn_cl_backend* backend,
+                                          kvarn_cl_backend_kind* out);
 /* "cpu (N threads)" or "opencl: <platform> / <device>"; owned by the handle. */
 const char* kvarn_cl_backend_name(const kvarn_cl_backend* backend);
 

@@ -13,15 +13,10 @@
 // finds the pool busy runs its items on the calling thread, so nesting never deadlocks.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
-#include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 namespace kvarn_cl {
 
@@ -36,10 +31,10 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   // Threads that run items, the calling thread included (>= 1).
-  unsigned size() const noexcept { return unsigned(workers_.size()) + 1; }
+  unsigned size() const noexcept;
   // The count asked for (after resolving 0), and why fewer started (empty when all did).
-  unsigned requested() const noexcept { return requested_; }
-  const std::string& degraded_reason() const noexcept { return degraded_; }
+  unsigned requested() const noexcept;
+  const std::string& degraded_reason() const noexcept;
 
   // Calls body(i) for every i in [0, n), handed out dynamically to at most max_threads threads
   // (0 = all of the pool); the caller works too. The first exception thrown by a body is
@@ -58,22 +53,10 @@ class ThreadPool {
   static ThreadPool& shared();
 
  private:
-  void worker_loop();
-  void run_items(const std::function<void(std::size_t)>& body, std::size_t n);
-
-  std::vector<std::thread> workers_;
-  unsigned requested_ = 1;
-  std::string degraded_;
-
-  std::mutex call_mutex_;  // one parallel_for at a time uses the workers
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  const std::function<void(std::size_t)>* body_ = nullptr;
-  std::size_t n_ = 0, next_ = 0;
-  unsigned active_ = 0, seats_ = 0;  // workers inside the job, workers still allowed to join
-  unsigned long generation_ = 0;
-  bool stop_ = false;
-  std::exception_ptr error_;
+  // The threads, locks and the job being handed out (src/cpu/thread_pool.cpp): opaque, so that
+  // this header carries no mutex, condition variable or thread.
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace kvarn_cl

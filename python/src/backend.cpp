@@ -9,18 +9,6 @@
 namespace kvarn_cl::py {
 namespace {
 
-// Caller memory seen as a Buffer of a host-memory backend (the CPU backend reads host_data()).
-class HostView final : public Buffer {
- public:
-  HostView(void* data, std::size_t bytes) : data_(data), bytes_(bytes) {}
-  std::size_t size() const noexcept override { return bytes_; }
-  void* host_data() noexcept override { return data_; }
-
- private:
-  void* data_;
-  std::size_t bytes_;
-};
-
 std::string selector_part(nb::handle h, const char* name) {
   if (h.is_none()) return "";
   if (nb::isinstance<nb::str>(h)) return nb::cast<std::string>(h);
@@ -33,60 +21,20 @@ std::string selector_part(nb::handle h, const char* name) {
 
 void init_backend(PyBackend* self, const std::string& kind_name, nb::handle platform,
                   nb::handle device, unsigned threads) {
-  const BackendKind kind = parse_backend_kind(kind_name, "Backend: kind");
-  const DeviceSelector sel{selector_part(platform, "platform"), selector_part(device, "device")};
-  const bool selected = !sel.platform.empty() || !sel.device.empty();
-  if (kind == BackendKind::cpu && selected)
-    throw InvalidArgument(
-        "Backend: platform/device select an OpenCL device; kind 'cpu' takes neither");
-  if (kind == BackendKind::opencl && threads != 0)
-    throw InvalidArgument("Backend: threads " + std::to_string(threads) +
-                          " applies to the CPU backend, not to kind 'opencl'");
+  // The library's one rule (make_backend): Python adds only the conversion of its arguments.
+  BackendOptions options;
+  options.kind = parse_backend_kind(kind_name, "Backend: kind");
+  options.device = {selector_part(platform, "platform"), selector_part(device, "device")};
+  options.cpu_threads = CpuThreads{threads};
   PyBackend b;
-  b.requested = kind == BackendKind::cpu ? "cpu" : kind == BackendKind::opencl ? "opencl" : "auto";
+  b.requested = to_string(options.kind);
   {
-    nb::gil_scoped_release release;  // device discovery and context creation may take a while
-    switch (kind) {
-      case BackendKind::cpu:
-        b.impl = make_cpu_backend(CpuThreads{threads});
-        break;
-#if KVARN_CL_WITH_OPENCL
-      case BackendKind::opencl:
-        b.impl = make_opencl_backend(sel);
-        break;
-      case BackendKind::automatic:
-        if (selected) {
-          // A device named by the caller is used even if it is a CPU, as one named by
-          // KVARN_CL_PLATFORM / KVARN_CL_DEVICE is (make_backend's rule).
-          try {
-            b.impl = make_opencl_backend(sel);
-            b.reason = "the selected OpenCL device";
-          } catch (const Error& e) {
-            b.fallback_reason =
-                std::string("OpenCL backend unavailable, using the CPU: ") + e.what();
-            b.reason = b.fallback_reason;
-            b.impl = make_cpu_backend(CpuThreads{threads});
-          }
-        } else {
-          // The library's rule: a GPU or accelerator whose kernels build, else the C++ CPU
-          // backend (also chosen over an OpenCL CPU device such as PoCL, being faster there).
-          bool fell_back = false;
-          b.impl = make_backend(BackendKind::automatic, &b.reason, &fell_back);
-          if (fell_back) b.fallback_reason = b.reason;
-          if (!b.impl->is_opencl() && threads != 0) b.impl = make_cpu_backend(CpuThreads{threads});
-        }
-        break;
-#else
-      case BackendKind::opencl:
-        b.impl = make_opencl_backend();
-        break;  // throws Unsupported
-      case BackendKind::automatic:
-        b.fallback_reason = b.reason = "this build of kvarn_cl has no OpenCL backend";
-        b.impl = make_cpu_backend(CpuThreads{threads});
-        break;
-#endif
-    }
-    b.host_memory = b.impl->allocate(1)->host_data() != nullptr;
+    nb::gil_scoped_release release;  // device discovery and kernel builds may take a while
+    bool fell_back = false;
+    b.impl = make_backend(options, &b.reason, &fell_back);
+    if (fell_back) b.fallback_reason = b.reason;
+    unsigned char probe = 0;  // does the backend take caller memory in place?
+    b.host_memory = b.impl->view_host(&probe, 1) != nullptr;
   }
   new (self) PyBackend(std::move(b));
 }
@@ -97,9 +45,8 @@ nb::object resolve_backend(nb::handle backend, const char* fn) {
   if (nb::isinstance<PyBackend>(backend)) return nb::borrow(backend);
   std::string kind = "auto";
   if (nb::isinstance<nb::str>(backend)) {
-    const BackendKind k =
-        parse_backend_kind(nb::cast<std::string>(backend), std::string(fn) + ": backend");
-    kind = k == BackendKind::cpu ? "cpu" : k == BackendKind::opencl ? "opencl" : "auto";
+    kind = to_string(
+        parse_backend_kind(nb::cast<std::string>(backend), std::string(fn) + ": backend"));
   } else if (!backend.is_none()) {
     throw InvalidArgument(
         std::string(fn) +
@@ -117,7 +64,7 @@ nb::object resolve_backend(nb::handle backend, const char* fn) {
 }
 
 std::unique_ptr<Buffer> stage_in(PyBackend& be, const void* data, std::size_t bytes) {
-  if (be.host_memory) return std::make_unique<HostView>(const_cast<void*>(data), bytes);
+  if (be.host_memory) return be.impl->view_host(const_cast<void*>(data), bytes);
   auto buf = be.impl->allocate(bytes == 0 ? 1 : bytes);
   if (bytes) be.impl->write(*buf, 0, data, bytes);
   return buf;
@@ -126,7 +73,7 @@ std::unique_ptr<Buffer> stage_in(PyBackend& be, const void* data, std::size_t by
 StagedOut::StagedOut(PyBackend& be, void* data, std::size_t bytes)
     : be_(be), data_(data), bytes_(bytes) {
   if (be.host_memory)
-    buffer_ = std::make_unique<HostView>(data, bytes);
+    buffer_ = be.impl->view_host(data, bytes);
   else
     buffer_ = be.impl->allocate(bytes == 0 ? 1 : bytes);
 }
@@ -158,12 +105,14 @@ void bind_backend(nb::module_& m) {
           "name", [](const PyBackend& b) { return b.impl->name(); },
           "'cpu (N threads)' or 'opencl: <platform> / <device>'.")
       .def_prop_ro(
-          "kind", [](const PyBackend& b) { return b.impl->is_opencl() ? "opencl" : "cpu"; },
+          "kind", [](const PyBackend& b) { return to_string(b.impl->kind()); },
           "What it runs on: 'cpu' or 'opencl'.")
       .def_prop_ro(
           "requested", [](const PyBackend& b) { return b.requested; },
           "The kind asked for: 'cpu', 'opencl' or 'auto'.")
-      .def_prop_ro("is_opencl", [](const PyBackend& b) { return b.impl->is_opencl(); })
+      .def_prop_ro(
+          "is_opencl", [](const PyBackend& b) { return b.impl->kind() == BackendKind::opencl; },
+          "kind == 'opencl'.")
       .def_prop_ro(
           "fallback_reason",
           [](const PyBackend& b) -> nb::object {

@@ -42,23 +42,24 @@ void check_finite(const ArrayIn& a, const char* fn, const char* name) {
 
 ElementType element_type(Dtype d) { return d == Dtype::f32 ? ElementType::f32 : ElementType::f16; }
 
-// Rotation of every row, then one quantize launch for every tile, into out's memory.
+// The library's host codec (quantize_host), into out's memory: used in place on the CPU.
 void quantize_rows(PyBackend& be, const CodecParams& params, const ArrayIn& k, const ArrayIn& v,
-                   std::size_t rows, const ArrayOut& out) {
+                   std::size_t tiles, const ArrayOut& out) {
   std::lock_guard<std::mutex> lock(*be.mutex);
   Backend& b = *be.impl;
-  const std::size_t G = std::size_t(params.group()), D = std::size_t(params.head_dim);
-  auto k_in = stage_in(be, k.data, k.bytes());
-  auto v_in = stage_in(be, v.data, v.bytes());
-  auto k_rot = b.allocate(rows * D * 2);
-  auto v_rot = b.allocate(rows * D * 2);
-  b.rotate(params, *k_in, element_type(k.dtype), rows, *k_rot, 0);
-  b.rotate(params, *v_in, element_type(v.dtype), rows, *v_rot, 0);
-  std::vector<QuantizeJob> jobs(rows / G);
-  for (std::size_t i = 0; i < jobs.size(); ++i) jobs[i] = {std::uint32_t(i * G), std::uint32_t(i)};
-  StagedOut records(be, out.data, out.bytes);
+  auto* records = static_cast<std::uint8_t*>(out.data);
   try {
-    b.quantize(params, *k_rot, *v_rot, jobs, records.buffer());
+    if (k.dtype == v.dtype) {
+      quantize_host(b, params, k.data, v.data, element_type(k.dtype), Frame::original, tiles,
+                    records);
+    } else {  // one element type per call: rotate each side on its own, then quantize
+      const std::size_t rows = tiles * std::size_t(params.group());
+      std::vector<half_bits> k_rot(rows * std::size_t(params.head_dim)), v_rot(k_rot.size());
+      rotate_host(b, params, k.data, element_type(k.dtype), rows, k_rot.data());
+      rotate_host(b, params, v.data, element_type(v.dtype), rows, v_rot.data());
+      quantize_host(b, params, k_rot.data(), v_rot.data(), ElementType::f16, Frame::rotated, tiles,
+                    records);
+    }
   } catch (const NonFiniteInput& e) {
     // The inputs are finite (checked before), so the rotation overflowed fp16 (|x·H| <= ||x||).
     throw NonFiniteInput(
@@ -66,7 +67,6 @@ void quantize_rows(PyBackend& be, const CodecParams& params, const ArrayIn& k, c
         "(its L2 norm exceeds 65504): " +
         std::string(e.what()));
   }
-  records.finish();
 }
 
 nb::object quantize(nb::handle k_obj, nb::handle v_obj, const std::string& preset,
@@ -107,7 +107,7 @@ nb::object quantize(nb::handle k_obj, nb::handle v_obj, const std::string& prese
     nb::gil_scoped_release release;
     check_finite(k, fn, "k");
     check_finite(v, fn, "v");
-    if (tiles != 0) quantize_rows(be, params, k, v, rows, out);
+    if (tiles != 0) quantize_rows(be, params, k, v, tiles, out);
   }
   return out.object;
 }
@@ -163,32 +163,12 @@ nb::tuple dequantize(nb::handle records_obj, const std::string& preset, nb::hand
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(*be.mutex);
-    if (tiles != 0) {
-      Backend& b = *be.impl;
-      const std::size_t values = tiles * G * std::size_t(head_dim);
-      auto rec_in = stage_in(be, rec.data, bytes);
-      std::vector<std::uint32_t> ids(tiles);
-      for (std::size_t i = 0; i < tiles; ++i) ids[i] = std::uint32_t(i);
-      const Frame frame = rotated ? Frame::rotated : Frame::original;
-      try {
-        if (dtype == Dtype::f16) {  // the backend writes fp16 rows straight into the results
-          StagedOut ko(be, k.data, values * 2), vo(be, v.data, values * 2);
-          b.dequantize(params, *rec_in, ids, frame, ko.buffer(), vo.buffer());
-          ko.finish();
-          vo.finish();
-        } else {
-          auto kb = b.allocate(values * 2), vb = b.allocate(values * 2);
-          b.dequantize(params, *rec_in, ids, frame, *kb, *vb);
-          std::vector<half_bits> h(values);
-          b.read(*kb, 0, h.data(), values * 2);
-          halves_to_floats(h.data(), static_cast<float*>(k.data), values);
-          b.read(*vb, 0, h.data(), values * 2);
-          halves_to_floats(h.data(), static_cast<float*>(v.data), values);
-          b.finish();
-        }
-      } catch (const CorruptRecord& e) {
-        throw CorruptRecord(std::string(fn) + ": records: " + e.what());
-      }
+    try {
+      dequantize_host(*be.impl, params, static_cast<const std::uint8_t*>(rec.data), tiles,
+                      rotated ? Frame::rotated : Frame::original,
+                      dtype == Dtype::f16 ? ElementType::f16 : ElementType::f32, k.data, v.data);
+    } catch (const CorruptRecord& e) {
+      throw CorruptRecord(std::string(fn) + ": records: " + e.what());
     }
   }
   return nb::make_tuple(k.object, v.object);

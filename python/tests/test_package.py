@@ -58,6 +58,12 @@ def test_devices_and_backends(cpu):
         kvarn_cl.Backend("gpu")
     with pytest.raises(kvarn_cl.InvalidArgument, match="kind 'cpu' takes neither"):
         kvarn_cl.Backend("cpu", device=0)
+    # one rule with C and C++ (make_backend): threads belong to the CPU backend, whenever it is made
+    with pytest.raises(kvarn_cl.InvalidArgument, match="cpu_threads 2 applies to the CPU backend"):
+        kvarn_cl.Backend("opencl", threads=2)
+    fell_back = kvarn_cl.Backend("auto", device="no such device xyz", threads=1)
+    assert fell_back.kind == "cpu" and "1 thread" in fell_back.name
+    assert fell_back.fallback_reason and fell_back.requested == "auto"
     with pytest.raises(kvarn_cl.InvalidArgument, match="backend must be a kvarn_cl.Backend"):
         kvarn_cl.quantize(np.zeros((128, 64), np.float16), np.zeros((128, 64), np.float16), backend=3)
 

@@ -1,7 +1,7 @@
 // The cache's checks of what a caller hands in, one place per rule, each run once per call:
 // host K/V rows (finite, within the codec's rotated-magnitude bound), host queries (finite),
 // the size of device-resident buffers, and device-resident K/V after their rotation (the host
-// never saw them). The backend validates its own arguments separately (src/backend/).
+// never saw them). The backend validates its own arguments separately (src/backend_api/checks.hpp).
 #pragma once
 
 #include <cstddef>

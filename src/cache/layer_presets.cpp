@@ -2,12 +2,14 @@
 // Layer numbers are written as format_layer_presets writes them (plain decimal digits, no sign,
 // no leading zero), like every integer kvarn-cl takes; text quoted from the file in a message is
 // escaped (printable.hpp).
+#include <limits>
 #include <sstream>
 
 #include "format/printable.hpp"
 #include "io/bounded_file.hpp"
 #include "kvarn_cl/cache.hpp"
 #include "kvarn_cl/error.hpp"
+#include "util/parse_int.hpp"
 
 namespace kvarn_cl {
 
@@ -26,8 +28,10 @@ std::vector<Preset> parse_layer_presets(const std::string& text, const std::stri
     const std::string where = source + ":" + std::to_string(line_no);
     if (!(fields >> preset) || (fields >> extra))
       throw InvalidArgument(where + ": expected '<layer> <preset>', got '" + printable(line) + "'");
-    // The one spelling of the expected number: "+0", "00" or " 0" are not layer 0.
-    if (layer != std::to_string(out.size()))
+    // The library's one spelling of an integer (util/parse_int.hpp): "+0", "00" or " 0" are not
+    // layer 0.
+    const util::ParsedInt number = util::try_parse_int(layer, 0, std::numeric_limits<int>::max());
+    if (number.error != util::IntError::none || std::size_t(number.value) != out.size())
       throw InvalidArgument(where + ": layer '" + printable(layer) + "' where layer " + std::to_string(out.size()) +
                             " was expected (layers are listed in order from 0, in plain decimal digits)");
     out.push_back(parse_preset(preset, where + " preset"));

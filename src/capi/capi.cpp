@@ -152,15 +152,18 @@ kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu
     *out = nullptr;
     auto b = std::make_unique<kvarn_cl_backend>();
     const long long k = raw(kind);
+    BackendOptions options;  // the one rule of make_backend, as C++ and Python
     if (k == KVARN_CL_BACKEND_CPU)
-      b->impl = make_cpu_backend(CpuThreads{cpu_threads});
+      options.kind = BackendKind::cpu;
     else if (k == KVARN_CL_BACKEND_OPENCL)
-      b->impl = make_backend(BackendKind::opencl);
+      options.kind = BackendKind::opencl;
     else if (k == KVARN_CL_BACKEND_AUTOMATIC)
-      b->impl = make_backend(BackendKind::automatic);
+      options.kind = BackendKind::automatic;
     else
       throw InvalidArgument("invalid backend kind " + std::to_string(k) +
                             ": expected KVARN_CL_BACKEND_CPU, _OPENCL or _AUTOMATIC");
+    options.cpu_threads = CpuThreads{cpu_threads};
+    b->impl = make_backend(options);
     b->name = b->impl->name();
     *out = b.release();
   });
@@ -186,6 +189,16 @@ kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context, st
 }
 
 void kvarn_cl_backend_destroy(kvarn_cl_backend* backend) { delete backend; }
+
+kvarn_cl_status kvarn_cl_backend_get_kind(const kvarn_cl_backend* backend,
+                                          kvarn_cl_backend_kind* out) {
+  return capi::guarded([&] {
+    require(backend, "backend");
+    require(out, "out");
+    *out = backend->impl->kind() == BackendKind::opencl ? KVARN_CL_BACKEND_OPENCL
+                                                        : KVARN_CL_BACKEND_CPU;
+  });
+}
 
 const char* kvarn_cl_backend_name(const kvarn_cl_backend* backend) {
   return backend ? backend->name.c_str() : "";

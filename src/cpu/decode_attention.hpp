@@ -1,14 +1,14 @@
 // Decode attention on the CPU (SPEC §4): one query token per sequence, straight from the records
 // (fused) over the fp16 sink and tail, or over plain fp16 rows (the fp16 baseline and the
 // materialize path). These are the host-pointer kernels behind the CPU backend's attend() and
-// attend_fp16(): the backend checks the arguments (src/backend/checks.hpp), resolves its Buffers
+// attend_fp16(): the backend checks the arguments (src/backend_api/checks.hpp), resolves its Buffers
 // to host addresses and passes the pool sizes, against which these check every index they read.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "backend/checks.hpp"
+#include "backend_api/checks.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/thread_pool.hpp"
@@ -52,7 +52,7 @@ struct AttendFp16Host {
 enum class Kernels { simd, reference };
 
 // Both throw InvalidArgument for out-of-range indices (block ids, slots, lengths: the checks of
-// src/backend/checks.hpp) and CorruptRecord for non-finite scale vectors. A sequence with no tokens gets a zero output.
+// src/backend_api/checks.hpp) and CorruptRecord for non-finite scale vectors. A sequence with no tokens gets a zero output.
 // Work items are (sequence, KV head, context split), run on `pool`.
 void attend_records(const AttendRecordsHost& args, ThreadPool& pool, Kernels kernels = Kernels::simd);
 void attend_fp16(const AttendFp16Host& args, ThreadPool& pool, Kernels kernels = Kernels::simd);

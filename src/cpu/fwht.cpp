@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -54,13 +55,4 @@ void rotate_rows(const float* in, half_bits* out, std::size_t rows, int head_dim
 void rotate_rows(const half_bits* in, half_bits* out, std::size_t rows, int head_dim) {
   rotate_rows_impl(in, out, rows, head_dim);
 }
-
-namespace detail {
-
-float rotation_scale(int n) noexcept {
-  // Exact for 64 and 256 (1/8, 1/16); for 128 the correctly rounded fp32 value of 1/sqrt(128).
-  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
-}
-
-}  // namespace detail
 }  // namespace kvarn_cl

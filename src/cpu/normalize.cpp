@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_cl::detail {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cpu/unpack_floats.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_cl::detail {
@@ -40,6 +41,11 @@ void unpack_codes(const std::uint8_t* packed, int n, int bits, std::uint8_t* cod
 namespace kvarn_cl::cpu {
 namespace {
 
+// The tables below and unpack_codes_to_floats' switch cover the stated code widths exactly.
+static_assert(kSupportedCodeBits.size() == 2 && kSupportedCodeBits[0] == 2 &&
+                  kSupportedCodeBits[1] == 4,
+              "unpack_codes_to_floats has tables for 2- and 4-bit codes: add one for a new width");
+
 // A byte holds 2 four-bit or 4 two-bit codes, lowest index in the lowest bits.
 struct CodeTables {
   float four[256][2];
@@ -62,10 +68,15 @@ const CodeTables& code_tables() {
 
 void unpack_codes_to_floats(const std::uint8_t* packed, int n, int bits, float* out) noexcept {
   const CodeTables& t = code_tables();
-  if (bits == 4) {
-    for (int i = 0; i < n / 2; ++i) std::memcpy(out + 2 * i, t.four[packed[i]], 2 * sizeof(float));
-  } else {
-    for (int i = 0; i < n / 4; ++i) std::memcpy(out + 4 * i, t.two[packed[i]], 4 * sizeof(float));
+  switch (bits) {
+    case 4:
+      for (int i = 0; i < n / 2; ++i) std::memcpy(out + 2 * i, t.four[packed[i]], 2 * sizeof(float));
+      return;
+    case 2:
+      for (int i = 0; i < n / 4; ++i) std::memcpy(out + 4 * i, t.two[packed[i]], 4 * sizeof(float));
+      return;
+    default:  // unreachable: CodecParams::validate refuses other widths before any codec call
+      std::fill(out, out + n, 0.0f);
   }
 }
 

@@ -27,6 +27,7 @@
 #include "cpu/simd.hpp"
 #include "cpu/tile_checks.hpp"
 #include "cpu/unpack_floats.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -374,14 +375,23 @@ void Normalize(const float* m, int rows, int cols, int iters, Scratch& s, float*
 
 // --- rounding and packing (SPEC §2.4–2.5) -----------------------------------------------------
 
+static_assert(kSupportedCodeBits.size() == 2 && kSupportedCodeBits[0] == 2 &&
+                  kSupportedCodeBits[1] == 4,
+              "PackRow packs 2- and 4-bit codes: add a case for a new width");
+
 void PackRow(const std::int32_t* codes, int n, int bits, std::uint8_t* out) {
-  if (bits == 4) {
-    for (int i = 0; i < n / 2; ++i)
-      out[i] = std::uint8_t(codes[2 * i] | (codes[2 * i + 1] << 4));
-  } else {
-    for (int i = 0; i < n / 4; ++i)
-      out[i] = std::uint8_t(codes[4 * i] | (codes[4 * i + 1] << 2) | (codes[4 * i + 2] << 4) |
-                            (codes[4 * i + 3] << 6));
+  switch (bits) {
+    case 4:
+      for (int i = 0; i < n / 2; ++i)
+        out[i] = std::uint8_t(codes[2 * i] | (codes[2 * i + 1] << 4));
+      return;
+    case 2:
+      for (int i = 0; i < n / 4; ++i)
+        out[i] = std::uint8_t(codes[4 * i] | (codes[4 * i + 1] << 2) | (codes[4 * i + 2] << 4) |
+                              (codes[4 * i + 3] << 6));
+      return;
+    default:  // unreachable: CodecParams::validate refuses other widths before any codec call
+      break;
   }
 }
 

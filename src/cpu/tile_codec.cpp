@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/tile_checks.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 

@@ -16,6 +16,16 @@ constexpr std::array<PresetInfo, 5> kPresets = {{
     {Preset::k4v4_g64, "k4v4_g64", 4, 4, 64, false},
 }};
 
+// A preset the codec and the kernels cannot run does not compile (kSupportedCodeBits, format.hpp).
+constexpr bool code_widths_supported(const std::array<PresetInfo, 5>& presets) {
+  for (const PresetInfo& p : presets)
+    if (!is_supported_code_bits(p.k_bits) || !is_supported_code_bits(p.v_bits)) return false;
+  return true;
+}
+static_assert(code_widths_supported(kPresets),
+              "a preset's k_bits and v_bits must be in kSupportedCodeBits (2 or 4): the record "
+              "format, the CPU codec and the kernels implement those widths only");
+
 constexpr std::array<Preset, 5> kAll = {Preset::k4v2_g128, Preset::k4v4_g128, Preset::k2v2_g128,
                                         Preset::k4v2_g64, Preset::k4v4_g64};
 
@@ -51,10 +61,30 @@ void validate_head_dim(int head_dim, std::string_view argument) {
   throw InvalidArgument(msg.str());
 }
 
+void validate_code_bits(int bits, std::string_view argument) {
+  if (is_supported_code_bits(bits)) return;
+  std::ostringstream msg;
+  msg << "invalid " << argument << ' ' << bits << ": supported code widths are";
+  for (std::size_t i = 0; i < kSupportedCodeBits.size(); ++i)
+    msg << (i == 0 ? " " : " and ") << kSupportedCodeBits[i];
+  msg << " bits";
+  throw InvalidArgument(msg.str());
+}
+
+void validate_preset_info(const PresetInfo& info) {
+  const std::string name = "preset " + printable(info.name ? info.name : "(unnamed)");
+  validate_code_bits(info.k_bits, name + " k_bits");
+  validate_code_bits(info.v_bits, name + " v_bits");
+  if (info.group != 64 && info.group != 128)
+    throw InvalidArgument("invalid " + name + " group " + std::to_string(info.group) +
+                          ": supported tile sizes are 64 and 128 tokens");
+}
+
 void CodecParams::validate() const {
   bool known = false;
   for (const auto& info : kPresets) known = known || info.preset == preset;
   if (!known) throw InvalidArgument("invalid preset value " + std::to_string(int(preset)));
+  validate_preset_info(preset_info(preset));
   validate_head_dim(head_dim);
   if (sinkhorn_iters < 0 || sinkhorn_iters > 64)
     throw InvalidArgument("invalid sinkhorn_iters " + std::to_string(sinkhorn_iters) +

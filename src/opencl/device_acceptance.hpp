@@ -1,5 +1,5 @@
 // What make_backend(automatic) builds on an OpenCL device before it accepts it
-// (src/backend/make_backend.cpp): a device whose kernels do not build is no device, and `auto`
+// (src/factory/make_backend.cpp): a device whose kernels do not build is no device, and `auto`
 // falls back to the CPU at once instead of failing the first append or attend.
 #pragma once
 

@@ -5,10 +5,12 @@
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
+#include "util/parse_int.hpp"
 
 namespace kvarn_cl::opencl {
 namespace {
@@ -23,16 +25,31 @@ bool is_index(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-// "index or case-insensitive substring of name". An index is compared as digits, so that one
-// too large for any integer type (KVARN_CL_DEVICE=99999999999) matches no device instead of
-// throwing std::out_of_range out of the library.
-bool matches(const std::string& choice, int index, const std::string& name) {
-  if (choice.empty()) return true;
-  if (is_index(choice)) {
-    const std::size_t first = std::min(choice.find_first_not_of('0'), choice.size() - 1);
-    return choice.substr(first) == std::to_string(index);
-  }
-  return lower(name).find(lower(choice)) != std::string::npos;
+// A platform or device choice: an index (all digits, read by the library's one integer parser)
+// or a case-insensitive part of the name. An index beyond int (KVARN_CL_DEVICE=99999999999) is
+// no device's: Unsupported naming where the choice came from and its value, never an internal
+// error.
+struct Choice {
+  std::string text;  // empty: any
+  int index = -1;    // >= 0 when text is an index
+};
+
+Choice read_choice(const std::string& text, const std::string& source) {
+  Choice c{text, -1};
+  if (!is_index(text)) return c;
+  constexpr long long kMaxIndex = std::numeric_limits<int>::max();
+  const util::ParsedInt r = util::try_parse_int(text, 0, kMaxIndex);
+  if (r.error != util::IntError::none)
+    throw Unsupported(util::int_error_message(text, 0, kMaxIndex, source) +
+                      " (an index) or a part of a name: no OpenCL device has that index");
+  c.index = int(r.value);
+  return c;
+}
+
+bool matches(const Choice& choice, int index, const std::string& name) {
+  if (choice.text.empty()) return true;
+  if (choice.index >= 0) return choice.index == index;
+  return lower(name).find(lower(choice.text)) != std::string::npos;
 }
 
 std::string trim(std::string s) {
@@ -91,8 +108,11 @@ void apply_device_limits(DeviceCapabilities& caps, const std::string& profile) {
       scale = 1024;
       value.pop_back();
     }
-    if (!is_index(value) || value.size() > 12) throw bad("has no whole number as its value");
-    const std::uint64_t n = std::stoull(value) * scale;
+    constexpr long long kMaxLimit = 999999999999LL;  // 12 digits: times 1024 still fits 64 bits
+    const util::ParsedInt parsed = util::try_parse_int(value, 0, kMaxLimit);
+    if (parsed.error != util::IntError::none)
+      throw bad("has no whole number from 0 to " + std::to_string(kMaxLimit) + " as its value");
+    const std::uint64_t n = std::uint64_t(parsed.value) * scale;
     if (name == "work_group" || name == "local_mem") {
       if (n == 0) throw bad("must be at least 1");
       std::uint64_t& field = name == "work_group" ? caps.max_work_group_size : caps.local_mem_bytes;
@@ -178,14 +198,16 @@ std::vector<FoundDevice> find_devices() {
 FoundDevice select_device(const DeviceSelector& selector) {
   const std::string platform_choice = !selector.platform.empty() ? selector.platform : env_or("KVARN_CL_PLATFORM");
   const std::string device_choice = !selector.device.empty() ? selector.device : env_or("KVARN_CL_DEVICE");
+  const Choice platform = read_choice(platform_choice, !selector.platform.empty() ? "platform" : "KVARN_CL_PLATFORM");
+  const Choice device = read_choice(device_choice, !selector.device.empty() ? "device" : "KVARN_CL_DEVICE");
   const std::vector<FoundDevice> all = find_devices();
   if (all.empty())
     throw Unsupported("no OpenCL platform or device found (the ICD loader lists none; is an OpenCL "
                       "driver such as pocl-opencl-icd installed and registered?)");
   std::vector<const FoundDevice*> candidates;
   for (const FoundDevice& d : all)
-    if (matches(platform_choice, d.entry.platform_index, d.entry.caps.platform_name) &&
-        matches(device_choice, d.entry.device_index, d.entry.caps.device_name))
+    if (matches(platform, d.entry.platform_index, d.entry.caps.platform_name) &&
+        matches(device, d.entry.device_index, d.entry.caps.device_name))
       candidates.push_back(&d);
   if (candidates.empty())
     throw Unsupported("no OpenCL device matches platform '" + platform_choice + "' and device '" +

@@ -164,7 +164,7 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   const std::size_t Hq = std::size_t(a.num_q_heads), Hk = std::size_t(a.num_kv_heads);
   if (S == 0) return;
 
-  // Validate the index data (src/backend/checks.hpp, as the CPU backend) and size the launch from
+  // Validate the index data (src/backend_api/checks.hpp, as the CPU backend) and size the launch from
   // it: from the caller's host copies when given, else read back (a blocking round trip).
   const SeqInfo* info = a.host_seq_info;
   const std::int32_t* tables = a.host_block_tables;

@@ -10,6 +10,7 @@
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
 #include "opencl/codec_program.hpp"
+#include "opencl/device_acceptance.hpp"
 
 namespace kvarn_cl::opencl {
 namespace {
@@ -36,6 +37,11 @@ OpenCLBackend::OpenCLBackend(std::shared_ptr<DeviceRuntime> runtime, cl::Command
 
 std::string OpenCLBackend::name() const {
   return "opencl: " + caps().platform_name + " / " + caps().device_name;
+}
+
+void OpenCLBackend::warm_up() {
+  const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
+  build_acceptance_programs(*this);
 }
 
 std::unique_ptr<Buffer> OpenCLBackend::allocate(std::size_t bytes) {

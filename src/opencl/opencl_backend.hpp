@@ -1,6 +1,6 @@
 // The OpenCL implementation of kvarn_cl::Backend. Its public face is the Backend interface plus
 // what the library itself needs (the device runtime and capabilities for `kvarn-cl info` and
-// make_backend's build check); the knobs that tests and benchmarks turn are behind
+// make_backend's device check); the knobs that tests and benchmarks turn are behind
 // opencl_backend_tuning.hpp.
 //
 // Its calls are spread over files by job (opencl_backend.cpp: buffers and the codec,
@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-#include "backend/host_memory.hpp"
+#include "backend_api/host_memory.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/device.hpp"
 #include "opencl/attention_program.hpp"
@@ -47,7 +47,8 @@ class OpenCLBackend final : public Backend {
   OpenCLBackend(std::shared_ptr<DeviceRuntime> runtime, cl::CommandQueue queue);
 
   std::string name() const override;
-  bool is_opencl() const noexcept override { return true; }
+  BackendKind kind() const noexcept override { return BackendKind::opencl; }
+  void warm_up() override;  // build_acceptance_programs (device_acceptance.hpp)
 
   std::unique_ptr<Buffer> allocate(std::size_t bytes) override;
   void write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) override;
@@ -83,7 +84,7 @@ class OpenCLBackend final : public Backend {
     return caps().type == "cpu" && host != 0 && host < global ? host : global;
   }
 
-  // What the library needs beside the Backend interface (device_api.cpp, make_backend.cpp): the
+  // What the library needs beside the Backend interface (device_api.cpp, device_acceptance.cpp): the
   // device runtime (program builds, matrix-unit probe, program cache) and its capabilities.
   DeviceRuntime& runtime() noexcept { return *runtime_; }
   const DeviceCapabilities& caps() const noexcept { return runtime_->caps(); }

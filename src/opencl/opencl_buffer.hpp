@@ -5,7 +5,7 @@
 #include <string>
 #include <utility>
 
-#include "backend/checks.hpp"  // check_range and the other argument checks, for every method
+#include "backend_api/checks.hpp"  // check_range and the other argument checks, for every method
 #include "kvarn_cl/backend.hpp"
 #include "opencl/cl_headers.hpp"
 

@@ -227,7 +227,7 @@ TEST(DecodeStep, ArgumentErrorsAndOpenStepRules) {
     for (int l = 0; l < kLayers; ++l) moved.append(l, k.data(), v.data(), ElementType::f32);
     moved.finish();
     EXPECT_EQ(c.length(p.s_ids[1], 1), 22);
-    if (!nb.backend->is_opencl()) {
+    if (nb.backend->kind() != BackendKind::opencl) {
       // The CPU backend has no events to wait on.
       DecodeStep s2 = c.begin_step(p.s_ids);
       auto kb = upload(*nb.backend, k), vb = upload(*nb.backend, v);
@@ -247,7 +247,7 @@ TEST(DecodeStep, ArgumentErrorsAndOpenStepRules) {
 // before the write (zeros) and the read would race the attention.
 TEST(DecodeStep, OrdersWithTheCallersQueueThroughEvents) {
   for (const NamedBackend& nb : cache_test_backends()) {
-    if (!nb.backend->is_opencl()) continue;
+    if (nb.backend->kind() != BackendKind::opencl) continue;
     Backend& be = *nb.backend;
     Pair p(step_config(nb.backend, 0), {50, 70, 140});
     const int S = 3;

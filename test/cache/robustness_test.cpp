@@ -148,6 +148,7 @@ class HoldingBackend final : public Backend {
   }
 
   std::string name() const override { return inner_->name(); }
+  BackendKind kind() const noexcept override { return inner_->kind(); }
   std::unique_ptr<Buffer> allocate(std::size_t b) override { return inner_->allocate(b); }
   void write(Buffer& d, std::size_t o, const void* s, std::size_t b) override { inner_->write(d, o, s, b); }
   void read(const Buffer& s, std::size_t o, void* d, std::size_t b) override { inner_->read(s, o, d, b); }

@@ -56,6 +56,10 @@ TEST(CApi, QuantizeAndDequantizeTilesMatchTheCppCodec) {
   kvarn_cl_backend* be = nullptr;
   ASSERT_EQ(kvarn_cl_backend_create(KVARN_CL_BACKEND_CPU, 2, &be), KVARN_CL_OK);
   EXPECT_NE(std::string(kvarn_cl_backend_name(be)).find("cpu"), std::string::npos);
+  kvarn_cl_backend_kind kind = KVARN_CL_BACKEND_AUTOMATIC;
+  ASSERT_EQ(kvarn_cl_backend_get_kind(be, &kind), KVARN_CL_OK);
+  EXPECT_EQ(kind, KVARN_CL_BACKEND_CPU);
+  EXPECT_EQ(kvarn_cl_backend_get_kind(be, nullptr), KVARN_CL_INVALID_ARGUMENT);
   const int D = 64, G = 64, tiles = 3;
   const auto k = gaussian_rows(std::size_t(tiles) * G, D, 1, {5}), v = gaussian_rows(std::size_t(tiles) * G, D, 2);
   size_t rb = 0;
@@ -113,6 +117,9 @@ TEST(CApi, QuantizeAndDequantizeTilesMatchTheCppCodec) {
   kvarn_cl_backend* other = be;  // a failed create sets its output to NULL
   EXPECT_EQ(kvarn_cl_backend_create(static_cast<kvarn_cl_backend_kind>(9), 0, &other), KVARN_CL_INVALID_ARGUMENT);
   EXPECT_EQ(other, nullptr);
+  // cpu_threads belong to the CPU backend (make_backend's rule, as in C++ and Python)
+  EXPECT_EQ(kvarn_cl_backend_create(KVARN_CL_BACKEND_OPENCL, 2, &other), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("cpu_threads 2"), std::string::npos) << last_error();
   kvarn_cl_backend_destroy(be);  // (this test used to overwrite `be` and leak it; LeakSanitizer saw it)
 }
 

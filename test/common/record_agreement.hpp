@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_cl::test {

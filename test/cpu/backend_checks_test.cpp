@@ -1,4 +1,4 @@
-// The argument checks of the backend interface (src/backend/checks.hpp) through the CPU backend:
+// The argument checks of the backend interface (src/backend_api/checks.hpp) through the CPU backend:
 // every bad argument is an InvalidArgument naming the argument and its value, with the same
 // message the OpenCL backend gives (test/opencl checks the same rules there).
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/checks.hpp"
+#include "backend_api/checks.hpp"
 #include "kvarn_cl/backend.hpp"
 #include "kvarn_cl/error.hpp"
 

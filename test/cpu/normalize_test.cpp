@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/test_support.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 using namespace kvarn_cl;

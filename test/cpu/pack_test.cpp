@@ -3,6 +3,7 @@
 
 #include <random>
 
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 using namespace kvarn_cl;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/test_support.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_cl {

@@ -7,6 +7,7 @@
 
 #include "common/record_agreement.hpp"
 #include "common/test_support.hpp"
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 

@@ -1,6 +1,7 @@
 // Presets, record layout and fp16 conversion (SPEC §2.1, §2.5, §6).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -25,6 +26,34 @@ TEST(Preset, UnknownNameIsRejectedWithTheValue) {
     EXPECT_NE(std::string(e.what()).find("k3v2_g128"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("--preset"), std::string::npos);
     EXPECT_EQ(e.status(), Status::invalid_argument);
+  }
+}
+
+// The code widths are stated once (kSupportedCodeBits): every preset uses them, and a preset
+// description with another width is refused with the preset, the field and the width named.
+TEST(Preset, OnlyTheStatedCodeWidths) {
+  EXPECT_EQ(kSupportedCodeBits, (std::array<int, 2>{2, 4}));
+  for (Preset p : all_presets()) {
+    EXPECT_TRUE(is_supported_code_bits(preset_info(p).k_bits)) << to_string(p);
+    EXPECT_TRUE(is_supported_code_bits(preset_info(p).v_bits)) << to_string(p);
+    EXPECT_NO_THROW(validate_preset_info(preset_info(p)));
+  }
+  for (int bits : {0, 1, 3, 5, 8, -4}) EXPECT_FALSE(is_supported_code_bits(bits)) << bits;
+  const PresetInfo k3{Preset::k4v2_g128, "k3v2_g128", 3, 2, 128, false};
+  try {
+    validate_preset_info(k3);
+    FAIL() << "a 3-bit preset was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_STREQ(e.what(), "invalid preset k3v2_g128 k_bits 3: supported code widths are 2 and 4 bits");
+  }
+  const PresetInfo v8{Preset::k4v2_g128, "k4v8_g128", 4, 8, 128, false};
+  EXPECT_THROW(validate_preset_info(v8), InvalidArgument);
+  const PresetInfo g32{Preset::k4v2_g128, "k4v2_g32", 4, 2, 32, false};
+  try {
+    validate_preset_info(g32);
+    FAIL() << "a 32-token tile was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("group 32"), std::string::npos) << e.what();
   }
 }
 

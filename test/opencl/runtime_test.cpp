@@ -85,7 +85,7 @@ TEST(NoPlatformChild, AutomaticFallsBackToCpu) {
   std::string why;
   std::unique_ptr<Backend> b = make_backend(BackendKind::automatic, &why);
   ASSERT_NE(b, nullptr);
-  EXPECT_FALSE(b->is_opencl());
+  EXPECT_EQ(b->kind(), BackendKind::cpu);
   EXPECT_NE(why.find("using the CPU"), std::string::npos) << why;
   EXPECT_NE(why.find("no OpenCL platform"), std::string::npos) << why;
   EXPECT_THROW(make_backend(BackendKind::opencl), Unsupported);
@@ -141,21 +141,21 @@ TEST(Devices, SelectionByEnvironment) {
     }
     std::string why;
     auto b = make_backend(BackendKind::automatic, &why);
-    EXPECT_FALSE(b->is_opencl());
+    EXPECT_EQ(b->kind(), BackendKind::cpu);
     EXPECT_NE(why.find("no-such-device-xyz"), std::string::npos) << why;
   }
   {
     // Index, and a case-insensitive part of the name.
     ScopedEnv platform("KVARN_CL_PLATFORM", std::to_string(chosen.platform_index));
     ScopedEnv device("KVARN_CL_DEVICE", std::to_string(chosen.device_index));
-    EXPECT_TRUE(make_opencl_backend()->is_opencl());
+    EXPECT_EQ(make_opencl_backend()->kind(), BackendKind::opencl);
   }
   {
     std::string part = chosen.caps.device_name.substr(0, 4);
     for (char& c : part) c = char(std::toupper(static_cast<unsigned char>(c)));
     ScopedEnv device("KVARN_CL_DEVICE", part);
     std::string why;
-    EXPECT_TRUE(make_backend(BackendKind::automatic, &why)->is_opencl()) << why;
+    EXPECT_EQ(make_backend(BackendKind::automatic, &why)->kind(), BackendKind::opencl) << why;
   }
   EXPECT_EQ(parse_backend_kind("OpenCL"), BackendKind::opencl);
   EXPECT_EQ(parse_backend_kind("auto"), BackendKind::automatic);
@@ -290,7 +290,7 @@ TEST(CallerContext, BackendOnCallerObjectsAndWrappedBuffers) {
   cl::Context context(device);
   cl::CommandQueue queue(context, device);
   auto backend = make_opencl_backend(context(), device(), queue());
-  ASSERT_TRUE(backend->is_opencl());
+  ASSERT_EQ(backend->kind(), BackendKind::opencl);
 
   const std::size_t rows = 8;
   const std::vector<float> x = gaussian_rows(rows, kParams.head_dim, 11);

@@ -9,6 +9,7 @@
 // differences from a record are the missing ingredients.
 #pragma once
 
+#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_eval {

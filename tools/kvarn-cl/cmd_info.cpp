@@ -121,7 +121,7 @@ int run_info(int argc, char** argv) {
 #endif
   std::string why;
   auto backend = make_backend(BackendKind::automatic, &why);
-  // The choice and its reason (src/backend/make_backend.cpp); the CPU backend's name carries its
+  // The choice and its reason (src/factory/make_backend.cpp); the CPU backend's name carries its
   // thread count (KVARN_CL_THREADS) and the SIMD instruction set it dispatched to.
   std::printf("\nbackend auto uses: %s\n  why: %s\n", backend->name().c_str(), why.c_str());
   return kExitOk;

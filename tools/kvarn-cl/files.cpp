@@ -18,6 +18,7 @@
 #include "cli.hpp"
 #include "io/bounded_file.hpp"
 #include "kvarn_cl/error.hpp"
+#include "util/parse_int.hpp"
 
 namespace kvarn_cl::cli {
 namespace {
@@ -148,9 +149,9 @@ int descriptor_path(const std::string& path) {
   if (path == "/dev/stderr") return 2;
   for (const char* prefix : {"/dev/fd/", "/proc/self/fd/"}) {
     const std::size_t n = std::strlen(prefix);
-    if (path.compare(0, n, prefix) != 0 || path.size() == n || path.size() > n + 6) continue;
-    if (path.find_first_not_of("0123456789", n) != std::string::npos) continue;
-    return std::atoi(path.c_str() + n);
+    if (path.compare(0, n, prefix) != 0) continue;
+    const util::ParsedInt fd = util::try_parse_int(path.substr(n), 0, 999999);
+    if (fd.error == util::IntError::none) return int(fd.value);
   }
   return -1;
 }

@@ -1,11 +1,10 @@
 // Command-line option parsing for every subcommand: "--name value" or "--name=value", flags without
 // values, --help. Every mistake becomes a UsageError that names the option and the value.
-#include <cerrno>
-#include <cstdlib>
 #include <sstream>
 
 #include "cli.hpp"
 #include "kvarn_cl/error.hpp"
+#include "util/parse_int.hpp"
 
 namespace kvarn_cl::cli {
 namespace {
@@ -69,21 +68,15 @@ std::string Options::get_or(const std::string& name, const std::string& fallback
 long Options::get_int(const std::string& name, long fallback, long min, long max) const {
   auto it = values_.find(name);
   if (it == values_.end()) return fallback;
+  // The library's one spelling of an integer (src/util/parse_int.hpp): no " 128" or "+128".
   const std::string& text = it->second;
-  // Plain decimal digits with an optional leading '-': strtol alone would also take leading
-  // white space and a '+' sign (" 128", "+128").
-  const std::size_t digits_from = (!text.empty() && text[0] == '-') ? 1 : 0;
-  const bool plain = text.size() > digits_from &&
-                     text.find_first_not_of("0123456789", digits_from) == std::string::npos;
-  errno = 0;
-  char* end = nullptr;
-  long v = plain ? std::strtol(text.c_str(), &end, 10) : 0;
-  if (!plain || end == nullptr || *end != '\0' || errno == ERANGE)
+  const util::ParsedInt r = util::try_parse_int(text, min, max);
+  if (r.error == util::IntError::not_an_integer)
     throw UsageError("invalid --" + name + " '" + text + "': expected an integer");
-  if (v < min || v > max)
-    throw UsageError("invalid --" + name + " " + text + ": expected " + std::to_string(min) +
-                     ".." + std::to_string(max));
-  return v;
+  if (r.error == util::IntError::out_of_range)
+    throw UsageError("invalid --" + name + " " + text + ": expected " + std::to_string(min) + ".." +
+                     std::to_string(max));
+  return long(r.value);
 }
 
 CodecParams Options::codec_params() const {

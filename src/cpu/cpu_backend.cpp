@@ -9,8 +9,8 @@
 
 #include <unistd.h>
 
-#include "backend/checks.hpp"
-#include "backend/host_memory.hpp"
+#include "backend_api/checks.hpp"
+#include "backend_api/host_memory.hpp"
 #include "cpu/decode_attention.hpp"
 #include "cpu/simd.hpp"
 #include "kvarn_cl/backend.hpp"
@@ -35,6 +35,18 @@ class HostBuffer final : public Buffer {
 
  private:
   std::unique_ptr<unsigned char[]> data_;
+  std::size_t bytes_;
+};
+
+// The caller's memory as a Buffer of this backend (Backend::view_host).
+class HostView final : public Buffer {
+ public:
+  HostView(void* data, std::size_t bytes) : data_(data), bytes_(bytes) {}
+  std::size_t size() const noexcept override { return bytes_; }
+  void* host_data() noexcept override { return data_; }
+
+ private:
+  void* data_;
   std::size_t bytes_;
 };
 
@@ -70,11 +82,16 @@ class CpuBackend final : public Backend {
     return n + ", " + cpu::simd::target_name() + ")";
   }
 
+  BackendKind kind() const noexcept override { return BackendKind::cpu; }
+
   // Physical memory, and the process's own limits (host_memory.hpp).
   std::size_t memory_capacity() const noexcept override { return host_memory_capacity(); }
 
   std::unique_ptr<Buffer> allocate(std::size_t bytes) override {
     return std::make_unique<HostBuffer>(bytes);
+  }
+  std::unique_ptr<Buffer> view_host(void* data, std::size_t bytes) override {
+    return std::make_unique<HostView>(data, bytes);
   }
 
   void write(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) override {

@@ -1,6 +1,8 @@
 // rotate_host, quantize_host, dequantize_host (backend.hpp): the tile codec over host memory on
-// any backend, one launch per step for the whole batch.
+// any backend, one launch per step for the whole batch. The caller's arrays are used in place
+// where the backend's buffers are host memory (Backend::view_host), else copied once each way.
 #include <cstdint>
+#include <memory>
 #include <limits>
 #include <string>
 #include <vector>
@@ -31,6 +33,40 @@ void check_u32_count(const char* call, const char* what, std::size_t count, std:
 
 constexpr std::size_t kU32Max = std::numeric_limits<std::uint32_t>::max();
 
+// The caller's input as a buffer of `backend`: a view, or a copy on a device.
+std::unique_ptr<Buffer> stage_in(Backend& backend, const void* data, std::size_t bytes) {
+  if (auto view = backend.view_host(const_cast<void*>(data), bytes)) return view;  // read only
+  auto buffer = backend.allocate(bytes);
+  backend.write(*buffer, 0, data, bytes);
+  return buffer;
+}
+
+// A destination in the caller's memory: a view, or a device buffer that finish() reads back.
+class StagedOut {
+ public:
+  StagedOut(Backend& backend, void* data, std::size_t bytes)
+      : backend_(backend), data_(data), bytes_(bytes), buffer_(backend.view_host(data, bytes)) {
+    if (!buffer_) {
+      buffer_ = backend.allocate(bytes);
+      read_back_ = true;
+    }
+  }
+  Buffer& buffer() { return *buffer_; }
+  void finish() {
+    if (read_back_)
+      backend_.read(*buffer_, 0, data_, bytes_);
+    else
+      backend_.finish();
+  }
+
+ private:
+  Backend& backend_;
+  void* data_;
+  std::size_t bytes_;
+  std::unique_ptr<Buffer> buffer_;
+  bool read_back_ = false;
+};
+
 }  // namespace
 
 void rotate_host(Backend& backend, const CodecParams& params, const void* in, ElementType in_type,
@@ -40,11 +76,10 @@ void rotate_host(Backend& backend, const CodecParams& params, const void* in, El
   const std::size_t D = std::size_t(params.head_dim);
   const std::size_t in_bytes = batch_bytes("rotate_host", "rows", rows, D * element_bytes(in_type));
   const std::size_t out_bytes = rows * D * 2;
-  auto in_buf = backend.allocate(in_bytes);
-  auto out_buf = backend.allocate(out_bytes);
-  backend.write(*in_buf, 0, in, in_bytes);
-  backend.rotate(params, *in_buf, in_type, rows, *out_buf, 0);
-  backend.read(*out_buf, 0, out, out_bytes);
+  auto in_buf = stage_in(backend, in, in_bytes);
+  StagedOut out_buf(backend, out, out_bytes);
+  backend.rotate(params, *in_buf, in_type, rows, out_buf.buffer(), 0);
+  out_buf.finish();
 }
 
 void quantize_host(Backend& backend, const CodecParams& params, const void* k, const void* v,
@@ -60,22 +95,22 @@ void quantize_host(Backend& backend, const CodecParams& params, const void* k, c
   const std::size_t in_bytes = batch_bytes(call, "tiles", tiles, G * D * element_bytes(in_type));
   const std::size_t rot_bytes = batch_bytes(call, "tiles", tiles, G * D * 2);
   const std::size_t rec_bytes = batch_bytes(call, "tiles", tiles, L.bytes);
-  auto k_rot = backend.allocate(rot_bytes), v_rot = backend.allocate(rot_bytes);
+  std::unique_ptr<Buffer> k_rot, v_rot;
   if (in_frame == Frame::original) {
-    auto staging = backend.allocate(in_bytes);
-    backend.write(*staging, 0, k, in_bytes);
-    backend.rotate(params, *staging, in_type, rows, *k_rot, 0);
-    backend.write(*staging, 0, v, in_bytes);
-    backend.rotate(params, *staging, in_type, rows, *v_rot, 0);
+    k_rot = backend.allocate(rot_bytes);
+    v_rot = backend.allocate(rot_bytes);
+    const auto k_in = stage_in(backend, k, in_bytes), v_in = stage_in(backend, v, in_bytes);
+    backend.rotate(params, *k_in, in_type, rows, *k_rot, 0);
+    backend.rotate(params, *v_in, in_type, rows, *v_rot, 0);
   } else {
-    backend.write(*k_rot, 0, k, rot_bytes);
-    backend.write(*v_rot, 0, v, rot_bytes);
+    k_rot = stage_in(backend, k, rot_bytes);
+    v_rot = stage_in(backend, v, rot_bytes);
   }
   std::vector<QuantizeJob> jobs(tiles);
   for (std::size_t i = 0; i < tiles; ++i) jobs[i] = {std::uint32_t(i * G), std::uint32_t(i)};
-  auto rec = backend.allocate(rec_bytes);
-  backend.quantize(params, *k_rot, *v_rot, jobs, *rec);
-  backend.read(*rec, 0, records, rec_bytes);
+  StagedOut rec(backend, records, rec_bytes);
+  backend.quantize(params, *k_rot, *v_rot, jobs, rec.buffer());
+  rec.finish();
 }
 
 void dequantize_host(Backend& backend, const CodecParams& params, const std::uint8_t* records,
@@ -90,17 +125,18 @@ void dequantize_host(Backend& backend, const CodecParams& params, const std::uin
   const std::size_t half_bytes = batch_bytes(call, "tiles", tiles, tile_values * 2);
   batch_bytes(call, "tiles", tiles, tile_values * element_bytes(out_type));  // the caller's outputs
   const std::size_t values = tiles * tile_values;
-  auto rec = backend.allocate(rec_bytes);
-  auto k = backend.allocate(half_bytes), v = backend.allocate(half_bytes);
-  backend.write(*rec, 0, records, rec_bytes);
+  auto rec = stage_in(backend, records, rec_bytes);
   std::vector<std::uint32_t> ids(tiles);
   for (std::size_t i = 0; i < tiles; ++i) ids[i] = std::uint32_t(i);
-  backend.dequantize(params, *rec, ids, frame, *k, *v);
-  if (out_type == ElementType::f16) {
-    backend.read(*k, 0, k_out, half_bytes);
-    backend.read(*v, 0, v_out, half_bytes);
+  if (out_type == ElementType::f16) {  // straight into the caller's arrays
+    StagedOut k(backend, k_out, half_bytes), v(backend, v_out, half_bytes);
+    backend.dequantize(params, *rec, ids, frame, k.buffer(), v.buffer());
+    k.finish();
+    v.finish();
     return;
   }
+  auto k = backend.allocate(half_bytes), v = backend.allocate(half_bytes);
+  backend.dequantize(params, *rec, ids, frame, *k, *v);
   std::vector<half_bits> h(values);
   backend.read(*k, 0, h.data(), half_bytes);
   halves_to_floats(h.data(), static_cast<float*>(k_out), values);

@@ -1,6 +1,6 @@
 // The argument checks of the backend interface (checks.hpp), and Backend::first_row_out_of_range,
 // the portable check of row values that backends without a faster one inherit.
-#include "backend/checks.hpp"
+#include "backend_api/checks.hpp"
 
 #include <algorithm>
 #include <cmath>

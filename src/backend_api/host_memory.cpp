@@ -1,5 +1,5 @@
 // host_memory_capacity() (host_memory.hpp).
-#include "backend/host_memory.hpp"
+#include "backend_api/host_memory.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>
