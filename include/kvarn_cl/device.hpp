@@ -70,7 +70,7 @@ struct KernelBuildReport {
   std::string message;    // what was built, or which build failed and why
   std::string build_log;  // compiler output of the failed build (empty when ok)
   double seconds = 0;     // wall time of the builds
-  // Which fused decode kernel attend() runs on this device and why: "matrix units (...)" (the
+  // Which fused decode kernel attend() runs on this device and why: "nvidia_mma_sync (...)" (the
   // NVIDIA inline-PTX kernel, its probe passed) or "portable (...)" with the probe's reason.
   std::string attention_variant;
   std::string program_cache;  // the on-disk program binary cache: "off (...)" or "on, in DIR"

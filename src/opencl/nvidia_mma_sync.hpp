@@ -10,10 +10,10 @@ namespace kvarn_cl::opencl {
 // Builds kernels/mma_probe.cl (the primitives of mma_primitives.cl as inline PTX, or emulated
 // when `emulate`), runs it on one warp and compares every result with the exact value. Never
 // throws: a build failure, a launch error or a wrong result is {false, reason}.
-MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate = false);
+CapabilityCheck run_mma_probe(DeviceRuntime& runtime, bool emulate = false);
 
 // The policy: KVARN_CL_MMA=0 (or "off") turns the fast path off; otherwise vendor NVIDIA and a
 // passing run_mma_probe.
-MatrixUnits detect_matrix_units(DeviceRuntime& runtime);
+CapabilityCheck detect_nvidia_mma_sync(DeviceRuntime& runtime);
 
 }  // namespace kvarn_cl::opencl
