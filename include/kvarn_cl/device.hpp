@@ -73,6 +73,9 @@ struct KernelBuildReport {
   // Which fused decode kernel attend() runs on this device and why: "nvidia_mma_sync (...)" (the
   // NVIDIA inline-PTX kernel, its probe passed) or "portable (...)" with the probe's reason.
   std::string attention_variant;
+  // Per kernel family, the variant the backend runs on this device and why ("family: variant
+  // (why)"), from the launch descriptors; empty when the backend could not be made.
+  std::vector<std::string> kernel_variants;
   std::string program_cache;  // the on-disk program binary cache: "off (...)" or "on, in DIR"
 };
 KernelBuildReport try_build_kernels(int platform_index, int device_index);

@@ -7,9 +7,10 @@
 
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/error.hpp"
-#include "opencl/cl_error.hpp"
 #include "opencl/attention_program.hpp"
+#include "opencl/cl_error.hpp"
 #include "opencl/device_discovery.hpp"
+#include "opencl/kernel_variants.hpp"
 #include "opencl/nvidia_mma_sync.hpp"
 #include "opencl/opencl_backend.hpp"
 #include "opencl/program_table.hpp"
@@ -183,6 +184,16 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
   const opencl::CapabilityCheck& mu = cl_backend.runtime().nvidia_mma_sync();
   report.attention_variant = (mu.available ? "nvidia_mma_sync (" : "portable (") + mu.reason + ")";
   report.program_cache = cl_backend.runtime().disk_cache_state();
+  try {
+    report.kernel_variants = opencl::describe_kernel_variants(cl_backend);
+  } catch (const KernelBuildError& e) {
+    report.message = "kernel build failed for the codec program";
+    report.build_log = e.build_log();
+    return finish();
+  } catch (const Error& e) {
+    report.message = e.what();
+    return finish();
+  }
   int built = 0;
   for (const CheckedBuild& b : builds_to_check(cl_backend, geometries)) {
     try {

@@ -9,6 +9,7 @@ list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/program_table.cpp
   ${CMAKE_CURRENT_LIST_DIR}/codec_program.cpp
   ${CMAKE_CURRENT_LIST_DIR}/attention_program.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernel_variants.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_backend.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_attend.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_copy_rows.cpp
