@@ -44,9 +44,13 @@
 #define Q_SCRATCH_B (Q_TY * Q_CH_STRIDE)
 #define Q_VECTORS (4 * (KV_G + KV_D))
 #define Q_RED_LANES 16
-// Both axes' partials at once when that stays within 28 KiB of local memory in all (SPEC §6
+#ifndef Q_LOCAL_BUDGET
+#error "quantize.cl: Q_LOCAL_BUDGET (bytes of local memory the joint reduction may use) must be defined by the host (program_table.cpp)"
+#endif
+// Both axes' partials at once when that stays within Q_LOCAL_BUDGET bytes of local memory in all
+// (the host's quantize_local_budget: 28 KiB, or 7/8 of a device that has less than 32 KiB; SPEC §6
 // allows 32 KiB; the rest is headroom for the compiler's own use).
-#if (Q_SCRATCH_A + Q_SCRATCH_B + Q_VECTORS + 4 * Q_RED_LANES) * 4 <= 28672
+#if (Q_SCRATCH_A + Q_SCRATCH_B + Q_VECTORS + 4 * Q_RED_LANES) * 4 <= Q_LOCAL_BUDGET
 #define Q_JOINT 1
 #define Q_SCRATCH (Q_SCRATCH_A + Q_SCRATCH_B)
 #define Q_SCRATCH_B_AT Q_SCRATCH_A

@@ -56,14 +56,24 @@ std::size_t quantize_kernel_work_group(const ProgramArgs& args, const DeviceCapa
   return quantize_work_group(args.params, args.tokens_per_item);
 }
 
-std::size_t dequantize_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 64; }
+std::size_t dequantize_work_group(const ProgramArgs&, const DeviceCapabilities& caps) {
+  // The original frame's row buffer is (items / (D/8)) x 8 rows of D + 8 floats: 17-18 KiB at 64
+  // items, half at 32.
+  return caps.local_mem_bytes != 0 && caps.local_mem_bytes < 32 * 1024 ? 32 : 64;
+}
 
 std::size_t dequantize_items_per_tile(const CodecParams& params) {
   return std::size_t(params.group() / 8) * std::size_t(params.head_dim / 8);
 }
 
-std::string dequantize_options(const ProgramArgs& args, const DeviceCapabilities&) {
-  return "-DDQ_BLOCKS=" + std::to_string(dequantize_items_per_tile(args.params));
+std::size_t quantize_local_budget(const DeviceCapabilities& caps) {
+  const std::uint64_t device = caps.local_mem_bytes == 0 ? 32 * 1024 : caps.local_mem_bytes;
+  return std::size_t(std::min<std::uint64_t>(28 * 1024, device / 8 * 7));
+}
+
+std::string codec_options(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return "-DDQ_BLOCKS=" + std::to_string(dequantize_items_per_tile(args.params)) +
+         " -DQ_LOCAL_BUDGET=" + std::to_string(quantize_local_budget(caps));
 }
 
 std::size_t copy_rows_work_group(const ProgramArgs&, const DeviceCapabilities& caps) {

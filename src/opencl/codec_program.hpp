@@ -32,12 +32,18 @@ std::size_t rotate_work_group(const ProgramArgs& args, const DeviceCapabilities&
 // the device (OpenCLBackend::codec_kernels).
 std::size_t quantize_work_group(const CodecParams& params, int tokens_per_item);
 std::size_t quantize_kernel_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
-// dequantize.cl DQ_WG: 64 items (one 8-token x 8-channel block each).
+// dequantize.cl DQ_WG: 64 items (one 8-token x 8-channel block each), 32 on a device with less
+// than 32 KiB of local memory (the original frame's row buffer scales with it).
 std::size_t dequantize_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
 // Work-items of the dequantize kernel per tile half: one per 8-token x 8-channel block
 // (dequantize.cl DQ_BLOCKS, passed by dequantize_options).
 std::size_t dequantize_items_per_tile(const CodecParams& params);
-std::string dequantize_options(const ProgramArgs& args, const DeviceCapabilities& caps);
+// quantize.cl Q_LOCAL_BUDGET: the local memory its joint reduction of both axes may take (28 KiB,
+// the rest of SPEC §6's 32 KiB being headroom; 7/8 of a device with less): above it the kernel
+// reduces one axis at a time in half the scratch.
+std::size_t quantize_local_budget(const DeviceCapabilities& caps);
+// The codec program's derived constants: DQ_BLOCKS and Q_LOCAL_BUDGET.
+std::string codec_options(const ProgramArgs& args, const DeviceCapabilities& caps);
 // copy_rows.cl CR_WG: 256 16-byte words per group, fewer where the device allows fewer.
 std::size_t copy_rows_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
 // check_rows.cl CK_WG: 64 items.

@@ -32,7 +32,7 @@ std::vector<ProgramDef> make_table() {
        {{"kvarn_quantize", "Q_WG", quantize_kernel_work_group},
         {"kvarn_dequantize_rotated", "DQ_WG", dequantize_work_group},
         {"kvarn_dequantize_original", "DQ_WG", dequantize_work_group}},
-       dequantize_options},
+       codec_options},
       {Program::attend_tile_slots, "fused attention (tile slots)", attention_files({"attention.cl"}),
        Geometry::record, true, false, "", "-DAT_UNROLL=1",
        {{"kvarn_attend_records", "AT_WG", attend_tile_slots_work_group}, merge},
