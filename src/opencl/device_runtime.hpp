@@ -29,8 +29,8 @@ struct ProgramSpec {
   std::string options;
 };
 
-// Whether a device runs the matrix-unit kernels (kernels/attention_mma.cl, inline PTX): the
-// result of the probe in nvidia_mma_sync.cpp, with the reason when it does not.
+// The result of a capability check of a kernel variant (attention_program.hpp, Capability): whether
+// the device has it, and why or why not. nvidia_mma_sync: the probe of nvidia_mma_sync.cpp.
 struct CapabilityCheck {
   bool available = false;
   std::string reason;  // "mma.sync probe passed" or why not

@@ -1,4 +1,4 @@
-// The matrix-unit capability probe and policy (nvidia_mma_sync.hpp).
+// The nvidia_mma_sync capability probe and policy (nvidia_mma_sync.hpp).
 #include "opencl/nvidia_mma_sync.hpp"
 
 #include <cmath>

@@ -1,6 +1,8 @@
-// The capability check of the matrix-unit fast path (SPEC §7): NVIDIA devices whose OpenCL C
-// compiler accepts inline PTX run kernels/attention_mma.cl; every other device, and any NVIDIA
-// device where the check fails, runs the portable kernels.
+// The capability check of Capability::nvidia_mma_sync, the matrix-unit fast path (SPEC §7; its
+// kernel's descriptor: attention_program.cpp): NVIDIA devices whose OpenCL C compiler accepts
+// inline PTX mma.sync run kernels/attention_mma.cl; every other device, and any NVIDIA device
+// where the check fails, runs the portable kernels. Not "matrix units" in general: Intel's DPAS or
+// AMD's WMMA would be variants of their own, with checks of their own.
 #pragma once
 
 #include "opencl/device_runtime.hpp"
