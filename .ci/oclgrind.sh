@@ -54,7 +54,7 @@ portable+=':OpenCL/FusedAttend.*/gqa4_mixed_auto:OpenCL/FusedAttend.*/mha_f16'
 portable+=':OpenCL/FusedAttend.*/k4v4:OpenCL/FusedAttend.*/k4v2_g64:OpenCL/FusedAttend.*/k2v2'
 portable+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/Fp16Attend.*'
 portable+=':OpenCLCopyRows.*:Robustness.*:Errors.*:OpenCLAttend.*:CallerContext.*'
-emulated='OpenCL/FusedAttend.*/k4v4_g64_d64:OpenCLMatrixUnits.ProbeVerdicts:Geometries/CodecKernels.*'
+emulated='OpenCL/FusedAttend.*/k4v4_g64_d64:OpenCLNvidiaMmaSync.ProbeVerdicts:Geometries/CodecKernels.*'
 emulated+='-Geometries/CodecKernels.*/k4v2_g128_d128_t301:Geometries/CodecKernels.*/k4v4_g128_d128_t7'
 step='DecodeStep.DeviceFailureIsReportedAtFinishAndRolledBack'
 

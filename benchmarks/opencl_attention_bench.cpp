@@ -264,12 +264,12 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
   const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
   set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens(),
-               ran == Kernel::matrix_units ? mma_flops(s, units) : 0);
+               ran == Kernel::nvidia_mma_sync ? mma_flops(s, units) : 0);
   // Every variant on the same cache, forced (20 steps each): the portable kernels of
   // attention.cl / attention_short.cl and, where the device has it, the matrix-unit kernel.
   std::vector<std::pair<Kernel, const char*>> variants{{Kernel::short_context, "short_kernel_us"},
                                                        {Kernel::tile_slots, "slots_kernel_us"}};
-  if (be.runtime().matrix_units().available) variants.push_back({Kernel::matrix_units, "mma_kernel_us"});
+  if (be.runtime().nvidia_mma_sync().available) variants.push_back({Kernel::nvidia_mma_sync, "mma_kernel_us"});
   double portable = 1e30;
   for (const auto& [kernel, name] : variants) {
     tuning().force_attend_kernel(kernel);
@@ -283,7 +283,7 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
     }
     const double us = bench::median(std::move(forced)) * 1e6;
     state.counters[name] = us;
-    if (kernel != Kernel::matrix_units) portable = std::min(portable, us);
+    if (kernel != Kernel::nvidia_mma_sync) portable = std::min(portable, us);
   }
   tuning().force_attend_kernel(Kernel::automatic);
   // The kernel the policy ran, with its splits merged in the launch and by a merge launch (both
@@ -306,7 +306,7 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   // the fp32 lanes), for the issue's "portable >= 0.5 of the floor" goal.
   const double floor_portable = std::max(state.counters["bw_floor_us"].value, state.counters["fp32_floor_us"].value);
   state.counters["portable_fraction_of_floor"] = floor_portable / portable;
-  state.counters["kernel"] = ran == Kernel::matrix_units ? 2 : ran == Kernel::short_context ? 1 : 0;
+  state.counters["kernel"] = ran == Kernel::nvidia_mma_sync ? 2 : ran == Kernel::short_context ? 1 : 0;
 }
 
 // A/B of the small-work launch paths (issue 21, item 3), every variant in the same process on the
@@ -371,11 +371,11 @@ void BM_FusedAB_body(benchmark::State& state, Shape s, opencl::AttendKernel kern
   const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
   const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
   set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens(),
-               kernel == opencl::AttendKernel::matrix_units ? mma_flops(s, units) : 0);
+               kernel == opencl::AttendKernel::nvidia_mma_sync ? mma_flops(s, units) : 0);
   state.counters["wall_us"] = bench::median(std::move(walls)) * 1e6;
   state.counters["launches"] = ended == Merge::separate_launch ? 2 : 1;
   state.counters["merge_in_kernel"] = ended == Merge::in_kernel ? 1 : 0;
-  state.counters["kernel"] = kernel == opencl::AttendKernel::matrix_units ? 2
+  state.counters["kernel"] = kernel == opencl::AttendKernel::nvidia_mma_sync ? 2
                              : kernel == opencl::AttendKernel::short_context ? 1 : 0;
 }
 
@@ -479,7 +479,7 @@ void add_kernel_resource_context(opencl::OpenCLBackend& be) {
       opencl::ProgramArgs args;
       args.params = CodecParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
       args.heads_per_group = hpw;
-      const cl::Kernel& k = t.kernel(t.program_spec(program, args), opencl::program_def(program).kernels.at(0));
+      const cl::Kernel& k = t.kernel(t.program_spec(program, args), opencl::program_def(program).kernels.at(0).name);
       benchmark::AddCustomContext(
           "kernel_" + std::string(name) + "_hpw" + std::to_string(hpw),
           "local_bytes=" + std::to_string(k.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(t.device())) +
@@ -517,8 +517,8 @@ void register_benchmarks(bool gpu) {
   using Kernel = opencl::AttendKernel;
   std::vector<std::pair<Kernel, const char*>> kernels{{Kernel::short_context, "short"},
                                                      {Kernel::tile_slots, "slots"}};
-  if (g_env->backend->runtime().matrix_units().available)
-    kernels.insert(kernels.begin(), {Kernel::matrix_units, "mma"});
+  if (g_env->backend->runtime().nvidia_mma_sync().available)
+    kernels.insert(kernels.begin(), {Kernel::nvidia_mma_sync, "mma"});
   for (int ctx : {1024, 4096})
     for (int b : {1, 8})
       for (const auto& [kernel, kname] : kernels)
@@ -545,7 +545,7 @@ int main(int argc, char** argv) {
     env.copy_gbs = bench::measure_copy_bandwidth_gbs(t.context(), t.queue(),
                                                      env.gpu ? (std::size_t(1) << 30) : (std::size_t(64) << 20));
     env.fma_gflops = measure_fma_gflops(*env.backend, env.gpu);
-    if (env.backend->runtime().matrix_units().available) env.mma_gflops = measure_mma_gflops(*env.backend);
+    if (env.backend->runtime().nvidia_mma_sync().available) env.mma_gflops = measure_mma_gflops(*env.backend);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "opencl_attention_bench: %s\n", e.what());
     return 1;
@@ -556,7 +556,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("copy_GBps_read_plus_write", std::to_string(env.copy_gbs));
   benchmark::AddCustomContext("fp32_GFLOPs_measured", std::to_string(env.fma_gflops));
   benchmark::AddCustomContext("mma_GFLOPs_measured", std::to_string(env.mma_gflops));
-  benchmark::AddCustomContext("matrix_units", env.backend->runtime().matrix_units().reason);
+  benchmark::AddCustomContext("matrix_units", env.backend->runtime().nvidia_mma_sync().reason);
   try {
     add_kernel_resource_context(*env.backend);
   } catch (const std::exception& e) {

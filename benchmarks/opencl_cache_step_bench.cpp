@@ -89,7 +89,7 @@ void BM_CacheStep_body(benchmark::State& state, Shape s, bool device_io) {
   state.counters["host_overhead"] = wm / km - 1.0;
   using Kernel = opencl::AttendKernel;
   const Kernel ran = cl.last_attend_kernel();
-  state.counters["kernel"] = ran == Kernel::matrix_units ? 2 : ran == Kernel::short_context ? 1 : 0;
+  state.counters["kernel"] = ran == Kernel::nvidia_mma_sync ? 2 : ran == Kernel::short_context ? 1 : 0;
   state.SetLabel("Hq" + std::to_string(s.hq) + " Hk" + std::to_string(s.hk) + " D128 ctx" +
                  std::to_string(s.context) + " batch" + std::to_string(s.batch) + " k4v2_g128 " +
                  (device_io ? "device q/out" : "host q/out"));

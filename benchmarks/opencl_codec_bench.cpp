@@ -152,9 +152,8 @@ double nv_registers(const opencl::ProgramSpec& spec, const std::string& kernel_n
   return std::atof(log.c_str() + used + 5);
 }
 
-// The quantize kernel built with a chosen Q_RT (tokens per work-item: 4, 8 or 16) and Q_M_HALF
-// (M kept as floats or as fp16 words, quantize.cl), launched directly: the data for choosing
-// the defaults (quantize_tokens_per_item, Q_M_HALF). Skipped where the variant cannot run
+// The quantize kernel built with a chosen Q_RT (tokens per work-item: 4, 8, 16 or 32), launched
+// directly: the data for choosing the default (quantize_tokens_per_item). Skipped where the variant cannot run
 // (work-group above the kernel's limit). No register cap variant: -cl-nv-maxrregcount=128 gives
 // the same register count and time as the default on an H100 (driver 580).
 void BM_QuantizeVariant(benchmark::State& state) {
@@ -162,11 +161,9 @@ void BM_QuantizeVariant(benchmark::State& state) {
   const RecordLayout l = RecordLayout::make(params);
   const std::size_t tiles = std::size_t(state.range(2));
   const int rt = int(state.range(3));
-  const int m_half = int(state.range(4));
   auto& b = *g_env->backend;
   opencl::internal::OpenCLBackendTuning tune(b);
-  opencl::ProgramSpec spec = codec_spec(params, rt);
-  spec.options += " -DQ_M_HALF=" + std::to_string(m_half);
+  const opencl::ProgramSpec spec = codec_spec(params, rt);
   cl::Kernel& kern = tune.kernel(spec, "kvarn_quantize");
   const std::size_t wg = std::size_t(opencl::quantize_work_group(params, rt));
   const std::size_t kwg = kern.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(tune.device());
@@ -205,7 +202,6 @@ void BM_QuantizeVariant(benchmark::State& state) {
   }
   const double t = bench::median(seconds);
   state.counters["rt"] = rt;
-  state.counters["m_half"] = m_half;
   state.counters["registers"] = nv_registers(spec, "kvarn_quantize");
   state.counters["private_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_PRIVATE_MEM_SIZE>(tune.device()));
   state.counters["local_bytes"] = double(kern.getWorkGroupInfo<CL_KERNEL_LOCAL_MEM_SIZE>(tune.device()));
@@ -285,15 +281,14 @@ void register_benchmarks(bool gpu) {
     quantize(k4v4, 128, 65536);
     quantize(k4v2, 64, 8192);
     quantize(k4v2, 256, 8192);
-    auto variant = [&](long d, long tiles, long rt, long m_half) {
+    auto variant = [&](long d, long tiles, long rt) {
       benchmark::RegisterBenchmark("BM_QuantizeVariant", BM_QuantizeVariant)
-          ->Args({k4v2, d, tiles, rt, m_half})->UseManualTime()
+          ->Args({k4v2, d, tiles, rt})->UseManualTime()
           ->Unit(benchmark::kMillisecond)->Iterations(10);
     };
-    // (Q_RT, Q_M_HALF): 8/0 is the default build
-    for (auto [rt, m_half] : {std::pair{8L, 0L}, {8L, 1L}, {4L, 0L}, {16L, 0L}})
-      variant(128, 16384, rt, m_half);
-    for (auto [rt, m_half] : {std::pair{8L, 0L}, {16L, 0L}}) variant(256, 4096, rt, m_half);
+    // Q_RT 8 is the default build
+    for (long rt : {8L, 4L, 16L}) variant(128, 16384, rt);
+    for (long rt : {8L, 16L, 32L}) variant(256, 4096, rt);
     // >= 1 GB moved per launch: 16,384 k4v2 D=128 records read (226 MB) + 1.07 GB fp16 written
     dequantize(k4v2, 128, 16384, 0);
     dequantize(k4v2, 128, 16384, 1);

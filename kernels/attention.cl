@@ -49,7 +49,12 @@
 // is bound by at GQA ratios of 4 and more (SPEC §7). Results stay deterministic run to run.
 #pragma OPENCL FP_CONTRACT ON
 
-#define AT_WG 64
+#ifndef AT_WG
+#error "attention.cl: AT_WG (work-group size) must be defined by the host (program_table.cpp)"
+#endif
+#ifndef AT_NS
+#error "attention.cl: AT_NS (units per step) must be defined by the host (program_table.cpp)"
+#endif
 #ifndef AT_HPW
 #error "attention.cl needs AT_HPW (query heads per work-group)"
 #endif
@@ -62,13 +67,15 @@
 #define AT_KS (AT_IPS / AT_KW)                               // channel groups of the K phase
 #define AT_KCH (KV_D / AT_KS)                                // channels per K item
 #define AT_VC (KV_D / AT_IPS)                                // channels per V item (4 or 8)
-#define AT_NS (AT_WG / AT_IPS)                               // slots (units per step)
 #define AT_VBITS (AT_VC * KV_VB)                             // bits of a V item's codes per token
 #define AT_KTOP (23 - KV_KB)                                 // K code -> top mantissa bits
 #define AT_VTOP (23 - KV_VB)
 #define AT_KMASK (((1u << KV_KB) - 1u) << AT_KTOP)
 #define AT_VMASK (((1u << KV_VB) - 1u) << AT_VTOP)
 
+#if AT_NS != AT_WG / AT_IPS
+#error "attention.cl: the host's AT_NS is not AT_WG / AT_IPS"
+#endif
 #if (AT_IPS % AT_KW) != 0 || (AT_KCH % 8) != 0 || (AT_VC != 4 && AT_VC != 8) || AT_NS < 1 || \
     (AT_WG % AT_IPS) != 0 || (AT_VBITS != 8 && AT_VBITS != 16 && AT_VBITS != 32) || \
     (AT_KTPI != 8 && AT_KTPI != 16)
@@ -81,10 +88,8 @@
 // AT_UNROLL (host: GPU devices) also unrolls the fp16 token loop of the V phase.
 // Channels (K) or tokens (V) per round of loads. 16 halves the rounds per tile against 8 (each
 // round exposes some load latency where few groups share a compute unit: short contexts) at the
-// cost of 16 more registers per item. -DAT_BATCH=8 builds the smaller variant for comparison.
-#ifndef AT_BATCH
+// cost of 16 more registers per item.
 #define AT_BATCH 16
-#endif
 #if (AT_KCH % AT_BATCH) != 0 || (KV_G % AT_BATCH) != 0
 #error "attention.cl: AT_BATCH must divide the channels per K item and G"
 #endif

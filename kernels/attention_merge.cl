@@ -10,7 +10,12 @@
 // hundreds of splits (batch 1 at long context) still keeps many loads in flight; the split
 // factors exp(m - max) are computed once per split, in parallel, into local memory.
 // out_f16: store fp16 (round to nearest even).
-#define AT_MWG 256
+#ifndef AT_MWG
+#error "attention_merge.cl: AT_MWG (work-group size of kvarn_attend_merge) must be defined by the host (program_table.cpp)"
+#endif
+#if (AT_MWG % 64) != 0
+#error "attention_merge.cl: AT_MWG must be a multiple of 64 (whole channel lanes)"
+#endif
 #define AT_MSL (AT_MWG / 64)
 #define AT_MCPI ((KV_D + 63) / 64)  // channels per channel item
 #define AT_MCHUNK 256               // splits whose factors are in local memory at once

@@ -62,7 +62,9 @@
 // is bound by at GQA ratios of 4 and more (SPEC §7). Results stay deterministic run to run.
 #pragma OPENCL FP_CONTRACT ON
 
-#define AT_WG 128
+#ifndef AT_WG
+#error "attention_short.cl: AT_WG (work-group size) must be defined by the host (program_table.cpp)"
+#endif
 #ifndef AT_PREFETCH_FP16
 #define AT_PREFETCH_FP16 0
 #endif

@@ -5,7 +5,9 @@
 // group); a work-item that finds a bad value writes its row into the status word with
 // atomic_min, so the host learns the first bad row. The range test is written so that NaN fails.
 // Launch: local (CK_WG), global (rows * row_len / 8 rounded up to CK_WG); row_len % 8 == 0.
-#define CK_WG 64
+#ifndef CK_WG
+#error "check_rows.cl: CK_WG (work-group size) must be defined by the host (program_table.cpp)"
+#endif
 
 __kernel __attribute__((reqd_work_group_size(CK_WG, 1, 1)))
 void kvarn_check_rows(__global const half* rows, uint n_rows, uint row_len, float max_abs,

@@ -8,7 +8,9 @@
 // D >= 64 channels). No run's source overlaps any destination (the Backend contract), so the
 // copy order does not matter.
 // Launch: local (CR_WG), global (CR_WG * total_chunks).
-#define CR_WG 256
+#ifndef CR_WG
+#error "copy_rows.cl: CR_WG (work-group size) must be defined by the host (program_table.cpp)"
+#endif
 
 __kernel __attribute__((reqd_work_group_size(CR_WG, 1, 1)))
 void kvarn_copy_rows(__global const uint4* src, __global uint4* dst, __global const ulong4* runs,

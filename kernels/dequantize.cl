@@ -30,9 +30,16 @@
 //
 // Launch: local size DQ_WG, global (DQ_BLOCKS * ids, 2).
 
-#define DQ_WG 64
+#ifndef DQ_WG
+#error "dequantize.cl: DQ_WG (work-group size) must be defined by the host (program_table.cpp)"
+#endif
+#ifndef DQ_BLOCKS
+#error "dequantize.cl: DQ_BLOCKS (work-items per tile half) must be defined by the host (program_table.cpp)"
+#endif
 #define DQ_BX (KV_D / 8)                 // channel blocks per row
-#define DQ_BLOCKS ((KV_G / 8) * DQ_BX)   // work-items per tile half
+#if DQ_BLOCKS != (KV_G / 8) * DQ_BX
+#error "dequantize.cl: the host's DQ_BLOCKS is not one item per 8 x 8 block of a tile half"
+#endif
 #define DQ_ROWS_WG (DQ_WG / DQ_BX)       // token blocks of one work-group (original frame)
 #define DQ_KMASK ((1u << KV_KB) - 1u)
 #define DQ_VMASK ((1u << KV_VB) - 1u)

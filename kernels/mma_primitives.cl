@@ -7,7 +7,12 @@
 // Every primitive must be called by all 32 work-items together (uniform control flow).
 // Lane numbering is the mma fragment layout's: lane = 4g + t, g = lane / 4, t = lane % 4.
 
-#define MW 32
+#ifndef MW
+#error "mma_primitives.cl: MW (the warp: 32) must be defined by the host (program_table.cpp)"
+#endif
+#if MW != 32
+#error "mma_primitives.cl: MW must be 32 (the mma.sync fragment layout)"
+#endif
 
 // Loops over private arrays are unrolled on the GPU (registers need compile-time indices); the
 // emulation runs on CPU compilers, where unrolling around its barriers only slows the build.

@@ -27,21 +27,30 @@
 // Launch: local size Q_WG, global (Q_WG * jobs, 2).
 
 #ifndef Q_RT
-#define Q_RT 8
+#error "quantize.cl: Q_RT (tokens per work-item) must be defined by the host (program_table.cpp)"
+#endif
+#ifndef Q_WG
+#error "quantize.cl: Q_WG (work-group size) must be defined by the host (program_table.cpp)"
 #endif
 #define Q_RD 8
 #define Q_TX (KV_D / Q_RD)
 #define Q_TY (KV_G / Q_RT)
-#define Q_WG (Q_TX * Q_TY)
+#if (KV_G % Q_RT) != 0 || Q_WG != Q_TX * Q_TY
+#error "quantize.cl: the host's Q_WG is not (D/8) x (G/Q_RT)"
+#endif
 #define Q_TOK_STRIDE (KV_G + 1)  // token partials [x][t], padded against bank conflicts
 #define Q_CH_STRIDE (KV_D + 1)   // channel partials [y][d]
 #define Q_SCRATCH_A (Q_TX * Q_TOK_STRIDE)
 #define Q_SCRATCH_B (Q_TY * Q_CH_STRIDE)
 #define Q_VECTORS (4 * (KV_G + KV_D))
 #define Q_RED_LANES 16
-// Both axes' partials at once when that stays within 28 KiB of local memory in all (SPEC §6
+#ifndef Q_LOCAL_BUDGET
+#error "quantize.cl: Q_LOCAL_BUDGET (bytes of local memory the joint reduction may use) must be defined by the host (program_table.cpp)"
+#endif
+// Both axes' partials at once when that stays within Q_LOCAL_BUDGET bytes of local memory in all
+// (the host's quantize_local_budget: 28 KiB, or 7/8 of a device that has less than 32 KiB; SPEC §6
 // allows 32 KiB; the rest is headroom for the compiler's own use).
-#if (Q_SCRATCH_A + Q_SCRATCH_B + Q_VECTORS + 4 * Q_RED_LANES) * 4 <= 28672
+#if (Q_SCRATCH_A + Q_SCRATCH_B + Q_VECTORS + 4 * Q_RED_LANES) * 4 <= Q_LOCAL_BUDGET
 #define Q_JOINT 1
 #define Q_SCRATCH (Q_SCRATCH_A + Q_SCRATCH_B)
 #define Q_SCRATCH_B_AT Q_SCRATCH_A
@@ -147,24 +156,12 @@ Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local
 // cur = (M / e_col) / e_row for this work-item's values; the column axis is the token axis for
 // K, the channel axis for V. The divisor of each step is selected, not the quotient, so exactly
 // two divisions run per value.
-// M row j (channels 8x..8x+7 of token y*Q_RT+j) as q_m_t words: floats by default. With
-// -DQ_M_HALF=1 they are the fp16 words M was loaded from (every fp16 value is exactly a float, so
-// converting on use gives the same M) in half the registers, at the price of a conversion per
-// value per use. On an H100 (NVIDIA OpenCL, opencl_codec_bench BM_QuantizeVariant, 16,384 k4v2
-// D=128 tiles) it is slower and uses more registers, not fewer (10.2 ms and 189 registers
-// against 9.96 ms and 178), so it is an option for other devices, not the default.
-#ifndef Q_M_HALF
-#define Q_M_HALF 0
-#endif
-#if Q_M_HALF
-typedef uint4 q_m_t;
-#define Q_M_FROM_RAW(raw) (raw)
-#define Q_M_TO_FLOAT8(w) vload_half8(0, (const __private half*)&(w))
-#else
+// M row j (channels 8x..8x+7 of token y*Q_RT+j) as floats. (Keeping the fp16 words instead, in
+// half the registers, was measured slower on an H100 and removed: 10.2 ms and 189 registers
+// against 9.96 ms and 178, opencl_codec_bench, 16,384 k4v2 D=128 tiles.)
 typedef float8 q_m_t;
 #define Q_M_FROM_RAW(raw) vload_half8(0, (const __private half*)&(raw))
 #define Q_M_TO_FLOAT8(w) (w)
-#endif
 
 Q_INLINE void compute_cur(int is_k, const q_m_t mraw[Q_RT], float cur[Q_RT][Q_RD],
                         __local const float* e_t, __local const float* e_d, int x, int y) {

@@ -5,7 +5,12 @@
 //
 // Launch: local size ROT_WG, one work-group per ROT_ROWS rows, global = ceil(rows/ROT_ROWS)*ROT_WG.
 
-#define ROT_WG 256
+#ifndef ROT_WG
+#error "rotate.cl: ROT_WG (work-group size) must be defined by the host (program_table.cpp)"
+#endif
+#if (ROT_WG % KV_D_BLOCKS) != 0
+#error "rotate.cl: ROT_WG must hold whole rows"
+#endif
 #define ROT_ROWS (ROT_WG / KV_D_BLOCKS)
 
 // The rotation every kernel of this file shares: this work-item's 8 channels [8x, 8x+8) of row

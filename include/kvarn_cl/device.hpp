@@ -70,9 +70,12 @@ struct KernelBuildReport {
   std::string message;    // what was built, or which build failed and why
   std::string build_log;  // compiler output of the failed build (empty when ok)
   double seconds = 0;     // wall time of the builds
-  // Which fused decode kernel attend() runs on this device and why: "matrix units (...)" (the
+  // Which fused decode kernel attend() runs on this device and why: "nvidia_mma_sync (...)" (the
   // NVIDIA inline-PTX kernel, its probe passed) or "portable (...)" with the probe's reason.
   std::string attention_variant;
+  // Per kernel family, the variant the backend runs on this device and why ("family: variant
+  // (why)"), from the launch descriptors; empty when the backend could not be made.
+  std::vector<std::string> kernel_variants;
   std::string program_cache;  // the on-disk program binary cache: "off (...)" or "on, in DIR"
 };
 KernelBuildReport try_build_kernels(int platform_index, int device_index);

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kvarn_cl/error.hpp"
+#include "opencl/codec_program.hpp"
 
 namespace kvarn_cl::opencl {
 
@@ -17,48 +18,81 @@ int attend_units_per_step(const CodecParams& params) {
   const RecordLayout L = RecordLayout::make(params);
   const int key_words = L.group * L.k_bits / 32;
   const int items_per_slot = std::max(key_words, L.head_dim / 8);
-  return kAttendWorkGroup / items_per_slot;
+  ProgramArgs args;
+  args.params = params;
+  return int(attend_tile_slots_work_group(args, DeviceCapabilities{})) / items_per_slot;
 }
 
-Program attend_program(AttendKernel kernel) {
-  switch (kernel) {
-    case AttendKernel::tile_slots: return Program::attend_tile_slots;
-    case AttendKernel::short_context: return Program::attend_short;
-    case AttendKernel::matrix_units: return Program::attend_matrix_units;
-    case AttendKernel::matrix_units_emulated: return Program::attend_matrix_units_emulated;
-    case AttendKernel::automatic: break;
+std::size_t attend_tile_slots_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 64; }
+std::size_t attend_short_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 128; }
+// One warp: the mma.sync fragments are spread over 32 lanes.
+std::size_t warp_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 32; }
+
+std::size_t merge_work_group(const ProgramArgs&, const DeviceCapabilities& caps) {
+  // attention_merge.cl needs whole 64-item channel lanes.
+  return std::max<std::size_t>(64, limited_work_group(256, caps));
+}
+
+std::string attend_tile_slots_options(const ProgramArgs& args, const DeviceCapabilities&) {
+  return "-DAT_NS=" + std::to_string(attend_units_per_step(args.params));
+}
+
+const char* to_string(Capability capability) {
+  switch (capability) {
+    case Capability::portable: return "portable";
+    case Capability::nvidia_mma_sync: return "nvidia_mma_sync";
   }
-  throw InvalidArgument("attend_program: AttendKernel::automatic names no program");
+  return "?";
 }
 
 namespace {
-bool on_matrix_units(AttendKernel kernel) {
-  return kernel == AttendKernel::matrix_units || kernel == AttendKernel::matrix_units_emulated;
+int tile_slot_splits(const CodecParams& params, std::size_t groups, int max_units, unsigned cu) {
+  return attend_splits(groups, max_units, attend_units_per_step(params), cu);
+}
+int short_splits(const CodecParams&, std::size_t groups, int max_units, unsigned cu) {
+  return attend_short_splits(groups, max_units, cu);
+}
+int mma_splits(const CodecParams&, std::size_t groups, int max_units, unsigned cu) {
+  return attend_mma_splits(groups, max_units, cu);
 }
 }  // namespace
 
-std::size_t attend_work_group(AttendKernel kernel) {
-  return on_matrix_units(kernel)                 ? kAttendMmaWorkGroup
-         : kernel == AttendKernel::short_context ? kAttendShortWorkGroup
-                                                 : kAttendWorkGroup;
+const std::vector<AttendDescriptor>& attend_descriptors() {
+  // nvidia_mma_sync's capability check is detect_nvidia_mma_sync (nvidia_mma_sync.hpp): vendor
+  // NVIDIA and a probe of the same inline PTX that passes. Its emulated twin needs nothing (tests).
+  static const std::vector<AttendDescriptor> table{
+      {AttendKernel::tile_slots, Program::attend_tile_slots, "portable tile slots (attention.cl)", 0,
+       attend_heads_per_group, tile_slot_splits, Capability::portable, true},
+      {AttendKernel::short_context, Program::attend_short,
+       "portable short contexts (attention_short.cl)", 0, attend_heads_per_group, short_splits,
+       Capability::portable, true},
+      {AttendKernel::nvidia_mma_sync, Program::attend_nvidia_mma_sync,
+       "nvidia_mma_sync (attention_mma.cl, inline PTX)", 0, attend_mma_heads_per_group, mma_splits,
+       Capability::nvidia_mma_sync, true},
+      {AttendKernel::nvidia_mma_sync_emulated, Program::attend_nvidia_mma_sync_emulated,
+       "nvidia_mma_sync emulated (attention_mma.cl, portable primitives)", 0,
+       attend_mma_heads_per_group, mma_splits, Capability::portable, false},
+  };
+  return table;
 }
 
-int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv) {
-  return on_matrix_units(kernel) ? attend_mma_heads_per_group(q_per_kv)
-                                 : attend_heads_per_group(q_per_kv);
+std::vector<AttendKernel> attend_policy_kernels(bool has_nvidia_mma_sync) {
+  std::vector<AttendKernel> out;
+  for (const AttendDescriptor& d : attend_descriptors())
+    if (d.in_policy && (d.requires == Capability::nvidia_mma_sync) == has_nvidia_mma_sync)
+      out.push_back(d.kernel);
+  return out;
+}
+
+const AttendDescriptor& attend_descriptor(AttendKernel kernel) {
+  for (const AttendDescriptor& d : attend_descriptors())
+    if (d.kernel == kernel) return d;
+  throw InvalidArgument("attend_descriptor: AttendKernel::automatic names no kernel");
 }
 
 bool attend_legacy_direct_store(AttendKernel kernel) { return kernel != AttendKernel::short_context; }
 
 bool attend_merges_in_kernel(int splits) { return splits <= 1; }
-
-int attend_kernel_splits(AttendKernel kernel, const CodecParams& params,
-                         std::size_t groups_without_split, int max_units, unsigned compute_units) {
-  if (on_matrix_units(kernel)) return attend_mma_splits(groups_without_split, max_units, compute_units);
-  if (kernel == AttendKernel::short_context)
-    return attend_short_splits(groups_without_split, max_units, compute_units);
-  return attend_splits(groups_without_split, max_units, attend_units_per_step(params), compute_units);
-}
 
 bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
                                  int heads_per_group, unsigned compute_units) {

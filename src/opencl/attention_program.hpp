@@ -5,29 +5,60 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
+#include "kvarn_cl/device.hpp"
 #include "kvarn_cl/format.hpp"
 #include "opencl/program_table.hpp"
 
 namespace kvarn_cl::opencl {
 
-constexpr int kAttendWorkGroup = 64;        // attention.cl AT_WG
-constexpr int kAttendShortWorkGroup = 128;  // attention_short.cl AT_WG (both of its kernels)
-constexpr int kAttendMmaWorkGroup = 32;     // attention_mma.cl MW: one warp
-constexpr int kMergeWorkGroup = 256;        // attention_merge.cl AT_MWG
-constexpr int kCopyRowsWorkGroup = 256;     // copy_rows.cl CR_WG
+// The fused decode kernel of an attend call: chosen per launch (automatic: nvidia_mma_sync where
+// the device passes its capability check, nvidia_mma_sync.hpp; else attend_prefers_short_kernel),
+// or forced (tests and benchmarks, opencl_backend_tuning.hpp) to attention.cl (tile slots),
+// attention_short.cl, attention_mma.cl (inline PTX mma.sync) or attention_mma.cl with emulated
+// primitives (any device; slow).
+enum class AttendKernel { automatic, tile_slots, short_context, nvidia_mma_sync, nvidia_mma_sync_emulated };
 
-// The fused decode kernel of an attend call: chosen per launch (automatic: the matrix-unit kernel
-// where the device has it, matrix_units.hpp; else attend_prefers_short_kernel), or forced (tests
-// and benchmarks, opencl_backend_tuning.hpp) to attention.cl (tile slots), attention_short.cl,
-// attention_mma.cl (inline PTX) or attention_mma.cl with emulated primitives (any device; slow).
-enum class AttendKernel { automatic, tile_slots, short_context, matrix_units, matrix_units_emulated };
+// What a kernel variant needs from the device beyond OpenCL C 1.2.
+enum class Capability {
+  portable,         // nothing
+  nvidia_mma_sync,  // NVIDIA's OpenCL C compiler accepting inline PTX mma.sync (nvidia_mma_sync.hpp)
+};
+const char* to_string(Capability capability);
 
-// The program of a fused kernel (not automatic), its work-group size and its query heads per
-// work-group.
-Program attend_program(AttendKernel kernel);
-std::size_t attend_work_group(AttendKernel kernel);
-int attend_kernel_heads_per_group(AttendKernel kernel, int q_per_kv);
+// The launch descriptor of a fused decode kernel: its program, which of the program's kernels is
+// the split kernel (program_def(program).kernels; its work-group: kernel_work_group), how many
+// query heads one work-group serves, how far a launch splits the context, and what the device
+// must have. The host derives every launch of that kernel from this and nothing else.
+struct AttendDescriptor {
+  AttendKernel kernel;
+  Program program;
+  const char* variant;  // how `kvarn-cl info` names it
+  std::size_t split_kernel;
+  int (*heads_per_group)(int q_per_kv);
+  int (*splits)(const CodecParams& params, std::size_t groups_without_split, int max_units,
+                unsigned compute_units);
+  Capability requires;
+  bool in_policy;  // whether AttendKernel::automatic may pick it (not the emulated twin: tests)
+};
+// Every fused kernel (not automatic), in AttendKernel order.
+const std::vector<AttendDescriptor>& attend_descriptors();
+const AttendDescriptor& attend_descriptor(AttendKernel kernel);
+// The kernels the automatic policy can pick on a device, given its capability checks: the
+// nvidia_mma_sync kernel where the device has it, else the portable ones
+// (OpenCLBackend::attend_kernel_for decides among them per launch).
+std::vector<AttendKernel> attend_policy_kernels(bool has_nvidia_mma_sync);
+
+// Work-group sizes of the attention programs' kernels (program_table.cpp hands them to the
+// sources: AT_WG, MW, AT_MWG) and the tile-slot kernel's derived constant AT_NS.
+std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+std::size_t attend_short_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+std::size_t warp_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+// The merge kernel: 256 items (4 split lanes x 64 channel items), 128 or 64 where the device
+// allows fewer (fewer split lanes).
+std::size_t merge_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+std::string attend_tile_slots_options(const ProgramArgs& args, const DeviceCapabilities& caps);
 
 // How a launch ends (every split kernel, fused and fp16: the arguments out_f16, out, part,
 // num_parts, tickets, finish). With one split the split kernel stores the output itself. With
@@ -54,9 +85,6 @@ enum class AttendMerge { automatic, in_kernel, separate_launch, legacy };
 bool attend_merges_in_kernel(int splits);
 // Whether a kernel stored the output itself at one split before the one-launch change (legacy).
 bool attend_legacy_direct_store(AttendKernel kernel);
-// Context splits of a launch of `kernel` (the policy of that kernel, below).
-int attend_kernel_splits(AttendKernel kernel, const CodecParams& params,
-                         std::size_t groups_without_split, int max_units, unsigned compute_units);
 
 // Query heads per work-group: the largest divisor of q_per_kv (Hq/Hk) that is at most 4 (the
 // per-channel query factors of all heads of a group are one float4 in local memory, AT_HPW).
@@ -64,8 +92,9 @@ int attend_kernel_splits(AttendKernel kernel, const CodecParams& params,
 // ratio 8 reads each tile twice.
 int attend_heads_per_group(int q_per_kv);
 
-// Units (tiles of G tokens) one work-group processes per step (attention.cl AT_NS): one per
-// slot of AT_IPS = max(G*key_bits/32, D/8) items in a group of kAttendWorkGroup.
+// Units (tiles of G tokens) one work-group processes per step (attention.cl AT_NS, passed to it
+// by attend_tile_slots_options): one per slot of AT_IPS = max(G*key_bits/32, D/8) items in a
+// group of attend_tile_slots_work_group items (attention.cl checks the two agree).
 int attend_units_per_step(const CodecParams& params);
 
 // Query heads per work-group of the fp16 program: the largest divisor of q_per_kv that is at most
@@ -94,7 +123,7 @@ int attend_splits(std::size_t groups_without_split, int max_units, int units_per
 bool attend_prefers_short_kernel(std::size_t groups_without_split, int max_units,
                                  int heads_per_group, unsigned compute_units);
 
-// --- matrix-unit fused kernel (kernels/attention_mma.cl; NVIDIA inline PTX, matrix_units.hpp) ---
+// --- matrix-unit fused kernel (kernels/attention_mma.cl; NVIDIA inline PTX, nvidia_mma_sync.hpp) ---
 // Query heads per work-group: the largest divisor of q_per_kv that is at most 8 (4 heads fill
 // one n-block of the mma with their high and low parts, 8 two n-blocks over the same codes).
 int attend_mma_heads_per_group(int q_per_kv);

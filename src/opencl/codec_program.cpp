@@ -1,6 +1,8 @@
 // Geometry build options from RecordLayout.
 #include "opencl/codec_program.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <sstream>
 
@@ -29,6 +31,57 @@ std::string geometry_options(const CodecParams& params) {
     << " -DKV_OFF_S_ROW_V=" << l.s_row_v << " -DKV_OFF_ZP_V=" << l.zp_v
     << " -DKV_ROT_SCALE=" << scale << " -DKV_MAX_ABS=" << kMaxRotatedMagnitude << ".0f";
   return o.str();
+}
+
+std::size_t limited_work_group(std::size_t want, const DeviceCapabilities& caps) {
+  const std::size_t most = std::min<std::size_t>(want, std::max<std::uint64_t>(1, caps.max_work_group_size));
+  std::size_t p = 1;
+  while (p * 2 <= most) p *= 2;
+  return p;
+}
+
+std::size_t rotate_work_group(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  // At least one whole row (D/8 items): rotate.cl's rows are transformed within the group.
+  return std::max<std::size_t>(limited_work_group(256, caps), std::size_t(args.params.head_dim / 8));
+}
+
+std::size_t quantize_work_group(const CodecParams& params, int tokens_per_item) {
+  if (tokens_per_item <= 0 || params.group() % tokens_per_item != 0)
+    throw InvalidArgument("quantize_work_group: tokens_per_item " + std::to_string(tokens_per_item) +
+                          " does not divide the group " + std::to_string(params.group()));
+  return std::size_t(params.head_dim / 8) * std::size_t(params.group() / tokens_per_item);
+}
+
+std::size_t quantize_kernel_work_group(const ProgramArgs& args, const DeviceCapabilities&) {
+  return quantize_work_group(args.params, args.tokens_per_item);
+}
+
+std::size_t dequantize_work_group(const ProgramArgs&, const DeviceCapabilities& caps) {
+  // The original frame's row buffer is (items / (D/8)) x 8 rows of D + 8 floats: 17-18 KiB at 64
+  // items, half at 32.
+  return caps.local_mem_bytes != 0 && caps.local_mem_bytes < 32 * 1024 ? 32 : 64;
+}
+
+std::size_t dequantize_items_per_tile(const CodecParams& params) {
+  return std::size_t(params.group() / 8) * std::size_t(params.head_dim / 8);
+}
+
+std::size_t quantize_local_budget(const DeviceCapabilities& caps) {
+  const std::uint64_t device = caps.local_mem_bytes == 0 ? 32 * 1024 : caps.local_mem_bytes;
+  return std::size_t(std::min<std::uint64_t>(28 * 1024, device / 8 * 7));
+}
+
+std::string codec_options(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return "-DDQ_BLOCKS=" + std::to_string(dequantize_items_per_tile(args.params)) +
+         " -DQ_LOCAL_BUDGET=" + std::to_string(quantize_local_budget(caps));
+}
+
+std::size_t copy_rows_work_group(const ProgramArgs&, const DeviceCapabilities& caps) {
+  return limited_work_group(256, caps);
+}
+
+std::size_t check_rows_work_group(const ProgramArgs&, const DeviceCapabilities& caps) {
+  return limited_work_group(64, caps);
 }
 
 }  // namespace kvarn_cl::opencl

@@ -1,12 +1,15 @@
 // The geometry build options that every program of a record geometry shares (program_table.hpp
 // says which programs take them), and the launch shapes of the codec kernels (rotate, quantize,
-// dequantize). The numbers come from kvarn_cl::RecordLayout, the one source of truth for record
+// dequantize) and the row kernels (copies, checks). The numbers come from kvarn_cl::RecordLayout, the one source of truth for record
 // geometry, so the kernels and the CPU codec cannot disagree on them.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
+#include "kvarn_cl/device.hpp"
 #include "kvarn_cl/format.hpp"
+#include "opencl/program_table.hpp"
 
 namespace kvarn_cl::opencl {
 
@@ -15,16 +18,35 @@ namespace kvarn_cl::opencl {
 // Throws Unsupported if the layout breaks an alignment the kernels rely on.
 std::string geometry_options(const CodecParams& params);
 
-// Work-group size of the quantize kernel for a geometry and Q_RT (matches quantize.cl's Q_WG).
-inline int quantize_work_group(const CodecParams& params, int tokens_per_item) {
-  return (params.head_dim / 8) * (params.group() / tokens_per_item);
-}
-constexpr int kRotateWorkGroup = 256;     // rotate.cl ROT_WG
-constexpr int kDequantizeWorkGroup = 64;  // dequantize.cl DQ_WG
+// Launch descriptors of the codec and row kernels: their work-group sizes, computed here only and
+// handed to the sources as -D defines by program_spec (program_table.cpp); the launches read the
+// same functions. `caps` carries the device's limits (lowered by KVARN_CL_DEVICE_LIMITS where set).
+
+// The largest power of two <= min(want, the device's max work-group size), at least 1.
+std::size_t limited_work_group(std::size_t want, const DeviceCapabilities& caps);
+
+// rotate.cl ROT_WG: 256 items (256/(D/8) rows per group), fewer where the device allows fewer.
+std::size_t rotate_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+// quantize.cl Q_WG: (D/8) x (G / tokens_per_item) items (quantize.cl keeps a tokens_per_item x 8
+// block of the tile per item); the backend picks tokens_per_item (8, 16 or 32) so that it fits
+// the device (OpenCLBackend::codec_kernels).
+std::size_t quantize_work_group(const CodecParams& params, int tokens_per_item);
+std::size_t quantize_kernel_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+// dequantize.cl DQ_WG: 64 items (one 8-token x 8-channel block each), 32 on a device with less
+// than 32 KiB of local memory (the original frame's row buffer scales with it).
+std::size_t dequantize_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
 // Work-items of the dequantize kernel per tile half: one per 8-token x 8-channel block
-// (dequantize.cl DQ_BLOCKS).
-inline int dequantize_items_per_tile(const CodecParams& params) {
-  return (params.group() / 8) * (params.head_dim / 8);
-}
+// (dequantize.cl DQ_BLOCKS, passed by dequantize_options).
+std::size_t dequantize_items_per_tile(const CodecParams& params);
+// quantize.cl Q_LOCAL_BUDGET: the local memory its joint reduction of both axes may take (28 KiB,
+// the rest of SPEC §6's 32 KiB being headroom; 7/8 of a device with less): above it the kernel
+// reduces one axis at a time in half the scratch.
+std::size_t quantize_local_budget(const DeviceCapabilities& caps);
+// The codec program's derived constants: DQ_BLOCKS and Q_LOCAL_BUDGET.
+std::string codec_options(const ProgramArgs& args, const DeviceCapabilities& caps);
+// copy_rows.cl CR_WG: 256 16-byte words per group, fewer where the device allows fewer.
+std::size_t copy_rows_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+// check_rows.cl CK_WG: 64 items.
+std::size_t check_rows_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
 
 }  // namespace kvarn_cl::opencl

@@ -13,13 +13,12 @@ namespace kvarn_cl::opencl {
 void build_acceptance_programs(OpenCLBackend& backend) {
   const CodecParams defaults{};
   backend.quantize_tokens_per_item(defaults);  // builds the codec program
-  const bool matrix_units = backend.runtime().matrix_units().available;
-  for (AttendKernel kernel : {AttendKernel::tile_slots, AttendKernel::short_context, AttendKernel::matrix_units}) {
-    if ((kernel == AttendKernel::matrix_units) != matrix_units) continue;
+  for (AttendKernel kernel : attend_policy_kernels(backend.runtime().nvidia_mma_sync().available)) {
     ProgramArgs args;
     args.params = defaults;
-    args.heads_per_group = attend_kernel_heads_per_group(kernel, 1);
-    backend.runtime().program(program_spec(attend_program(kernel), args, backend.caps()));
+    const AttendDescriptor& d = attend_descriptor(kernel);
+    args.heads_per_group = d.heads_per_group(1);
+    backend.runtime().program(program_spec(d.program, args, backend.caps()));
   }
 }
 

@@ -7,24 +7,27 @@
 
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/error.hpp"
-#include "opencl/cl_error.hpp"
 #include "opencl/attention_program.hpp"
+#include "opencl/cl_error.hpp"
 #include "opencl/device_discovery.hpp"
-#include "opencl/matrix_units.hpp"
+#include "opencl/kernel_variants.hpp"
+#include "opencl/nvidia_mma_sync.hpp"
 #include "opencl/opencl_backend.hpp"
 #include "opencl/program_table.hpp"
 
 namespace kvarn_cl {
 namespace {
 
-// The least a device must offer for the portable kernels (SPEC §6).
+// The least a device must offer for the portable kernels: work-groups of 128 items (the
+// short-context attention kernel; the launch descriptors fit every other kernel to the device,
+// program_table.hpp) and 32 KiB of local memory (SPEC §6).
 void check_minimum(const DeviceCapabilities& c) {
   std::string why;
   if (c.opencl_c_major < 1 || (c.opencl_c_major == 1 && c.opencl_c_minor < 2))
     why = "OpenCL C " + std::to_string(c.opencl_c_major) + "." + std::to_string(c.opencl_c_minor) +
           " (1.2 needed)";
-  else if (c.max_work_group_size < 256)
-    why = "work-groups of at most " + std::to_string(c.max_work_group_size) + " work-items (256 needed)";
+  else if (c.max_work_group_size < 128)
+    why = "work-groups of at most " + std::to_string(c.max_work_group_size) + " work-items (128 needed)";
   else if (c.local_mem_bytes < 32 * 1024)
     why = std::to_string(c.local_mem_bytes) + " bytes of local memory (32 KiB needed)";
   if (!why.empty())
@@ -97,7 +100,7 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
                                           const std::vector<CodecParams>& geometries) {
   using opencl::Program;
   const CodecParams defaults{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
-  const bool matrix_units = backend.runtime().matrix_units().available;
+  const bool has_mma_sync = backend.runtime().nvidia_mma_sync().available;
   auto program_build = [&](Program p, opencl::ProgramArgs args) {
     return [&backend, p, args] {
       backend.runtime().program(opencl::program_spec(p, args, backend.caps()));
@@ -123,22 +126,9 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
         break;
       case Program::attend_tile_slots:
       case Program::attend_short:
-      case Program::attend_matrix_units: {
-        // The kernels the automatic policy can pick here: the matrix-unit one where the device
-        // has matrix units, else the two portable ones (attention_program.hpp).
-        using opencl::AttendKernel;
-        const AttendKernel kernel = def.program == Program::attend_tile_slots ? AttendKernel::tile_slots
-                                    : def.program == Program::attend_short    ? AttendKernel::short_context
-                                                                              : AttendKernel::matrix_units;
-        if ((kernel == AttendKernel::matrix_units) != matrix_units) break;
-        for (int ratio : {1, 4}) {
-          opencl::ProgramArgs args;
-          args.params = defaults;
-          args.heads_per_group = opencl::attend_kernel_heads_per_group(kernel, ratio);
-          out.push_back({def.name + gqa(ratio), program_build(def.program, args)});
-        }
-        break;
-      }
+      case Program::attend_nvidia_mma_sync:
+      case Program::attend_nvidia_mma_sync_emulated:  // tests only: in no policy
+        break;  // the fused kernels the policy can pick here, after this loop
       case Program::attend_fp16:
         for (int ratio : {1, 4}) {
           opencl::ProgramArgs args;
@@ -151,10 +141,20 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
       case Program::check_rows:
         out.push_back({def.name, program_build(def.program, {})});
         break;
-      case Program::attend_matrix_units_emulated:  // tests only
-      case Program::mma_probe:                     // built by the matrix-unit probe above
+      case Program::mma_probe:  // built by the nvidia_mma_sync capability check
       case Program::mma_probe_emulated:
         break;
+    }
+  }
+  // The fused kernels the automatic policy can pick here (attention_program.hpp), each as its
+  // descriptor builds it for MHA and GQA 4:1.
+  for (opencl::AttendKernel kernel : opencl::attend_policy_kernels(has_mma_sync)) {
+    const opencl::AttendDescriptor& d = opencl::attend_descriptor(kernel);
+    for (int ratio : {1, 4}) {
+      opencl::ProgramArgs args;
+      args.params = defaults;
+      args.heads_per_group = d.heads_per_group(ratio);
+      out.push_back({opencl::program_def(d.program).name + gqa(ratio), program_build(d.program, args)});
     }
   }
   return out;
@@ -181,9 +181,19 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
   for (Preset p : all_presets()) geometries.push_back(CodecParams{p, 128, kDefaultSinkhornIters});
   geometries.push_back(CodecParams{Preset::k4v2_g128, 64, kDefaultSinkhornIters});
   geometries.push_back(CodecParams{Preset::k4v2_g128, 256, kDefaultSinkhornIters});
-  const opencl::MatrixUnits& mu = cl_backend.runtime().matrix_units();
-  report.attention_variant = (mu.available ? "matrix units (" : "portable (") + mu.reason + ")";
+  const opencl::CapabilityCheck& mu = cl_backend.runtime().nvidia_mma_sync();
+  report.attention_variant = (mu.available ? "nvidia_mma_sync (" : "portable (") + mu.reason + ")";
   report.program_cache = cl_backend.runtime().disk_cache_state();
+  try {
+    report.kernel_variants = opencl::describe_kernel_variants(cl_backend);
+  } catch (const KernelBuildError& e) {
+    report.message = "kernel build failed for the codec program";
+    report.build_log = e.build_log();
+    return finish();
+  } catch (const Error& e) {
+    report.message = e.what();
+    return finish();
+  }
   int built = 0;
   for (const CheckedBuild& b : builds_to_check(cl_backend, geometries)) {
     try {

@@ -29,9 +29,9 @@ struct ProgramSpec {
   std::string options;
 };
 
-// Whether a device runs the matrix-unit kernels (kernels/attention_mma.cl, inline PTX): the
-// result of the probe in matrix_units.cpp, with the reason when it does not.
-struct MatrixUnits {
+// The result of a capability check of a kernel variant (attention_program.hpp, Capability): whether
+// the device has it, and why or why not. nvidia_mma_sync: the probe of nvidia_mma_sync.cpp.
+struct CapabilityCheck {
   bool available = false;
   std::string reason;  // "mma.sync probe passed" or why not
 };
@@ -54,8 +54,8 @@ class DeviceRuntime {
   // rejects it, DeviceError for other failures. "-cl-std=CL1.2" is always added.
   cl::Program program(const ProgramSpec& spec);
 
-  // Probed once per device, on first use (matrix_units.cpp); never throws.
-  const MatrixUnits& matrix_units();
+  // Probed once per device, on first use (nvidia_mma_sync.cpp); never throws.
+  const CapabilityCheck& nvidia_mma_sync();
 
   // Where this runtime's programs came from (the on-disk cache of program_binary_cache.hpp or a
   // build from source), and whether that cache is on for this device and where.
@@ -77,8 +77,8 @@ class DeviceRuntime {
   std::optional<ProgramBinaryCache> disk_cache_;
   std::string disk_cache_state_;
   ProgramCacheStats cache_stats_;
-  std::once_flag matrix_units_once_;
-  MatrixUnits matrix_units_;
+  std::once_flag nvidia_mma_sync_once_;
+  CapabilityCheck nvidia_mma_sync_;
 };
 
 }  // namespace kvarn_cl::opencl

@@ -5,7 +5,7 @@
 // with more, the log-sum-exp merge of the splits runs in the same launch (the last split of each
 // group's rows) or, where that group's share would be long, as a second launch
 // (attention_program.hpp, AttendMerge).
-// The fused kernel: kernels/attention_mma.cl on devices with matrix units (matrix_units.hpp),
+// The fused kernel: kernels/attention_mma.cl on devices with matrix units (nvidia_mma_sync.hpp),
 // else kernels/attention.cl, or kernels/attention_short.cl where few tiles per compute unit make
 // the launch latency-bound.
 //
@@ -51,15 +51,28 @@ cl::Buffer& OpenCLBackend::attend_tickets(std::size_t count) {
   return attend_tickets_;
 }
 
-OpenCLBackend::AttendPrograms OpenCLBackend::make_attend_programs(cl::Kernel& split,
-                                                                 cl::Kernel& merge,
-                                                                 std::size_t work_group,
-                                                                 int heads_per_group,
+OpenCLBackend::AttendPrograms OpenCLBackend::make_attend_programs(Program program,
+                                                                 std::size_t split_index,
+                                                                 const ProgramArgs& args,
                                                                  bool legacy_direct,
-                                                                 std::string what) {
-  const cl_uint args = cl_call(what + ": reading the argument count of the split kernel",
-                               [&] { return split.getInfo<CL_KERNEL_NUM_ARGS>(); });
-  return {&split, &merge, work_group, heads_per_group, legacy_direct, args - 6, std::move(what)};
+                                                                 const char* call) {
+  const ProgramSpec spec = program_spec(program, args, caps());
+  const std::vector<KernelDef>& kernels = program_def(program).kernels;
+  std::size_t merge_index = 0;
+  while (merge_index < kernels.size() && kernels[merge_index].name != "kvarn_attend_merge") ++merge_index;
+  cl::Kernel& split = kernel(spec, kernels.at(split_index).name);
+  cl::Kernel& merge = kernel(spec, kernels.at(merge_index).name);
+  std::string what = std::string(call) + ": launching " + kernels.at(split_index).name;
+  const cl_uint num_args = cl_call(what + ": reading the argument count of the split kernel",
+                                   [&] { return split.getInfo<CL_KERNEL_NUM_ARGS>(); });
+  return {&split,
+          &merge,
+          kernel_work_group(program, split_index, args, caps()),
+          kernel_work_group(program, merge_index, args, caps()),
+          args.heads_per_group,
+          legacy_direct,
+          num_args - 6,
+          std::move(what)};
 }
 
 void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y, std::size_t S,
@@ -104,7 +117,7 @@ void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y,
          cl::NDRange(p.work_group, 1, 1), what);
   attend_split_event_ = last_event_;
   if (merge_launch)
-    launch(*p.merge, cl::NDRange(kMergeWorkGroup, rows), cl::NDRange(kMergeWorkGroup, 1), what);
+    launch(*p.merge, cl::NDRange(p.merge_work_group, rows), cl::NDRange(p.merge_work_group, 1), what);
   last_attend_splits_ = splits;
   last_attend_merge_ = direct ? AttendMerge::automatic : merge_here ? AttendMerge::in_kernel
                                                                     : AttendMerge::separate_launch;
@@ -113,7 +126,8 @@ void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y,
 AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int max_units,
                                               int hpw_portable) {
   if (attend_kernel_override_ != AttendKernel::automatic) return attend_kernel_override_;
-  if (runtime_->matrix_units().available) return AttendKernel::matrix_units;
+  // A kernel that needs a capability is chosen where the device has it (attention_program.hpp).
+  if (runtime_->nvidia_mma_sync().available) return AttendKernel::nvidia_mma_sync;
   // Few tiles per compute unit: the short-context kernel (all 128 items of a group on one tile);
   // otherwise attention.cl's tile slots (attention_program.hpp says where the crossover is).
   return attend_prefers_short_kernel(groups_portable, max_units, hpw_portable, caps().compute_units)
@@ -127,16 +141,13 @@ OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind,
   const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw};
   auto it = attend_programs_.find(key);
   if (it != attend_programs_.end()) return it->second;
-  const Program program = attend_program(kind);
+  const AttendDescriptor& d = attend_descriptor(kind);
   ProgramArgs args;
   args.params = params;
   args.heads_per_group = hpw;
-  const ProgramSpec spec = program_spec(program, args, caps());
-  const std::vector<std::string>& names = program_def(program).kernels;  // split, merge
   return attend_programs_
-      .emplace(key, make_attend_programs(kernel(spec, names.at(0)), kernel(spec, names.at(1)),
-                                         attend_work_group(kind), hpw, attend_legacy_direct_store(kind),
-                                         "attend: launching " + names.at(0)))
+      .emplace(key, make_attend_programs(d.program, d.split_kernel, args,
+                                         attend_legacy_direct_store(kind), "attend"))
       .first->second;
 }
 
@@ -147,12 +158,8 @@ OpenCLBackend::AttendPrograms& OpenCLBackend::attend_fp16_programs(int head_dim,
   ProgramArgs args;
   args.params.head_dim = head_dim;
   args.heads_per_group = hpw;
-  const ProgramSpec spec = program_spec(Program::attend_fp16, args, caps());
-  const std::vector<std::string>& names = program_def(Program::attend_fp16).kernels;
   return attend_fp16_programs_
-      .emplace(key, make_attend_programs(kernel(spec, names.at(0)), kernel(spec, names.at(1)),
-                                         kAttendShortWorkGroup, hpw, false,
-                                         "attend_fp16: launching " + names.at(0)))
+      .emplace(key, make_attend_programs(Program::attend_fp16, 0, args, false, "attend_fp16"))
       .first->second;
 }
 
@@ -183,11 +190,12 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   const int hpw_portable = attend_heads_per_group(R);
   const AttendKernel kind =
       attend_kernel_for(S * Hk * std::size_t(R / hpw_portable), max_units, hpw_portable);
-  const int hpw = attend_kernel_heads_per_group(kind, R);
+  const AttendDescriptor& desc = attend_descriptor(kind);
+  const int hpw = desc.heads_per_group(R);
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
   int splits = attend_splits_override_ > 0
                    ? attend_splits_override_
-                   : attend_kernel_splits(kind, a.params, groups, max_units, caps().compute_units);
+                   : desc.splits(a.params, groups, max_units, caps().compute_units);
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
   AttendPrograms& prog = attend_programs(kind, a.params, hpw);

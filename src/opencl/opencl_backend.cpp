@@ -155,7 +155,7 @@ cl::Kernel& OpenCLBackend::kernel(Program program, const ProgramArgs& args,
 
 cl::Kernel& OpenCLBackend::fixed_kernel(Program program, std::size_t index) {
   cl::Kernel*& k = fixed_kernels_[{program, index}];
-  if (k == nullptr) k = &kernel(program, ProgramArgs{}, program_def(program).kernels.at(index));
+  if (k == nullptr) k = &kernel(program, ProgramArgs{}, program_def(program).kernels.at(index).name);
   return *k;
 }
 
@@ -197,25 +197,31 @@ OpenCLBackend::CodecKernels& OpenCLBackend::codec_kernels(const CodecParams& par
   auto it = codec_kernels_.find(key);
   if (it != codec_kernels_.end()) return it->second;
   // Q_RT = 8 keeps 64 values per work-item; a device (or a register-hungry build of the kernel)
-  // that cannot run that many work-items per group gets Q_RT = 16 (half the group, 128 values).
-  const std::vector<std::string>& names = program_def(Program::codec).kernels;
-  for (int rt : {8, 16}) {
-    const std::size_t wg = std::size_t(quantize_work_group(params, rt));
-    if (wg > caps().max_work_group_size) continue;
+  // that cannot run that many work-items per group gets Q_RT = 16 (half the group, 128 values),
+  // and one of 128-item groups at D 256 · G 128 gets Q_RT = 32 (256 values).
+  const std::vector<KernelDef>& kernels = program_def(Program::codec).kernels;
+  int last_rt = 0;
+  for (int rt : {8, 16, 32}) {
+    if (params.group() % rt != 0) continue;
+    last_rt = rt;
     ProgramArgs args;
     args.params = params;
     args.tokens_per_item = rt;
+    const std::size_t wg = kernel_work_group(Program::codec, 0, args, caps());
+    if (wg > caps().max_work_group_size) continue;
     const ProgramSpec spec = program_spec(Program::codec, args, caps());
-    cl::Kernel& q = kernel(spec, names.at(0));
+    cl::Kernel& q = kernel(spec, kernels.at(0).name);
     const std::size_t kwg = cl_call("reading CL_KERNEL_WORK_GROUP_SIZE", [&] {
       return q.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(device());
     });
     if (wg <= kwg)
-      return codec_kernels_[key] = CodecKernels{rt, &q, &kernel(spec, names.at(1)), &kernel(spec, names.at(2))};
+      return codec_kernels_[key] =
+                 CodecKernels{rt, wg, kernel_work_group(Program::codec, 1, args, caps()), &q,
+                              &kernel(spec, kernels.at(1).name), &kernel(spec, kernels.at(2).name)};
   }
   throw Unsupported("quantize: " + caps().device_name + " cannot run the quantize kernel for " +
                     to_string(params.preset) + " with head_dim " + std::to_string(params.head_dim) +
-                    " (work-group of " + std::to_string(quantize_work_group(params, 16)) +
+                    " (work-group of " + std::to_string(quantize_work_group(params, last_rt)) +
                     " work-items needed, device maximum " +
                     std::to_string(caps().max_work_group_size) + ")");
 }
@@ -231,9 +237,11 @@ OpenCLBackend::RotateKernels& OpenCLBackend::rotate_kernels(int head_dim) {
   ProgramArgs args;
   args.params.head_dim = head_dim;
   const ProgramSpec spec = program_spec(Program::rotate, args, caps());
-  const std::vector<std::string>& names = program_def(Program::rotate).kernels;
-  return rotate_kernels_[head_dim] = RotateKernels{&kernel(spec, names.at(0)), &kernel(spec, names.at(1)),
-                                                   &kernel(spec, names.at(2)), &kernel(spec, names.at(3))};
+  const std::vector<KernelDef>& kernels = program_def(Program::rotate).kernels;
+  return rotate_kernels_[head_dim] =
+             RotateKernels{&kernel(spec, kernels.at(0).name), &kernel(spec, kernels.at(1).name),
+                           &kernel(spec, kernels.at(2).name), &kernel(spec, kernels.at(3).name),
+                           kernel_work_group(Program::rotate, 0, args, caps())};
 }
 
 void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementType in_type,
@@ -246,7 +254,7 @@ void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementT
   if (rows == 0) return;
   const RotateKernels& rk = rotate_kernels(params.head_dim);
   cl::Kernel& k = in_type == ElementType::f16 ? *rk.f16 : *rk.f32;
-  const std::size_t rows_per_group = std::size_t(kRotateWorkGroup) * 8 / D;
+  const std::size_t rows_per_group = rk.work_group * 8 / D;
   cl_call("rotate: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(in, "rotate: in"));
     k.setArg(1, cl_buffer(out, "rotate: out"));
@@ -254,7 +262,7 @@ void OpenCLBackend::rotate(const CodecParams& params, const Buffer& in, ElementT
     k.setArg(3, cl_uint(out_row));
   });
   const std::size_t groups = (rows + rows_per_group - 1) / rows_per_group;
-  launch(k, cl::NDRange(groups * kRotateWorkGroup), cl::NDRange(kRotateWorkGroup),
+  launch(k, cl::NDRange(groups * rk.work_group), cl::NDRange(rk.work_group),
          "rotate: launching kvarn_rotate");
 }
 
@@ -294,7 +302,7 @@ void OpenCLBackend::launch_quantize(const CodecParams& params, const Buffer& k_r
     k.setArg(5, status);
     k.setArg(6, cl_uint(word));
   });
-  const std::size_t wg = std::size_t(quantize_work_group(params, ck.tokens_per_item));
+  const std::size_t wg = ck.quantize_work_group;
   launch(k, cl::NDRange(wg * num_jobs, 2), cl::NDRange(wg, 1), "quantize: launching kvarn_quantize");
 }
 
@@ -316,9 +324,9 @@ void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
     k.setArg(3, cl_buffer(v_out, "dequantize: v_out"));
     k.setArg(4, status);
   });
-  const std::size_t items = std::size_t(dequantize_items_per_tile(params)) * record_ids.size();
+  const std::size_t items = dequantize_items_per_tile(params) * record_ids.size();
   check_u32(items, "dequantize: work-items (record_ids.size() x (G/8) x (D/8))");
-  launch(k, cl::NDRange(items, 2), cl::NDRange(kDequantizeWorkGroup, 1),
+  launch(k, cl::NDRange(items, 2), cl::NDRange(ck.dequantize_work_group, 1),
          "dequantize: launching kvarn_dequantize");
   const std::uint32_t failed = take_status("dequantize: reading the status word");
   if (failed != kNoFailure) {

@@ -120,6 +120,7 @@ class OpenCLBackend final : public Backend {
   // looked up by a small key: no option strings per call.
   struct CodecKernels {
     int tokens_per_item;
+    std::size_t quantize_work_group, dequantize_work_group;  // their launch descriptors
     cl::Kernel* quantize;
     cl::Kernel* dequantize_rotated;
     cl::Kernel* dequantize_original;
@@ -130,10 +131,15 @@ class OpenCLBackend final : public Backend {
     cl::Kernel* f32;
     cl::Kernel* append_f16;  // rotate.cl's decode-step append
     cl::Kernel* append_f32;
+    std::size_t work_group;  // all four (rotate.cl ROT_WG)
   };
   RotateKernels& rotate_kernels(int head_dim);
   // Kernel `index` of a program without parameters (row copies, row checks).
   cl::Kernel& fixed_kernel(Program program, std::size_t index);
+  // Its work-group size (its launch descriptor, program_table.hpp).
+  std::size_t fixed_work_group(Program program, std::size_t index) const {
+    return kernel_work_group(program, index, ProgramArgs{}, caps());
+  }
 
   // Serializes the public calls (cached cl::Kernel objects carry their arguments between setArg
   // and enqueue; see the class comment). Recursive: public calls may call each other.
@@ -152,15 +158,18 @@ class OpenCLBackend final : public Backend {
   struct AttendPrograms {
     cl::Kernel* split;
     cl::Kernel* merge;
-    std::size_t work_group;    // of the split kernel
+    std::size_t work_group;    // of the split kernel (kernel_work_group)
+    std::size_t merge_work_group;
     int heads_per_group;       // of the split kernel
     bool legacy_direct;        // AttendMerge::legacy stores the output from the split kernel
     cl_uint first_output_arg;  // index of its trailing (out_f16, out, part, num_parts, tickets,
                                // finish: kernels/attention_merge.cl AT_FINISH_*)
     std::string what;          // "attend: launching <split kernel>", for errors
   };
-  AttendPrograms make_attend_programs(cl::Kernel& split, cl::Kernel& merge, std::size_t work_group,
-                                      int heads_per_group, bool legacy_direct, std::string what);
+  // The split kernel (program_def(program).kernels[split_index]) and the merge kernel of one
+  // attention program build, with their work-groups from the program table.
+  AttendPrograms make_attend_programs(Program program, std::size_t split_index, const ProgramArgs& args,
+                                      bool legacy_direct, const char* call);
   using AttendProgramKey = std::array<int, 4>;  // kernel, preset, head_dim, heads per group
   AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
   AttendPrograms& attend_fp16_programs(int head_dim, int hpw);

@@ -5,12 +5,6 @@
 #include "opencl/opencl_backend.hpp"
 
 namespace kvarn_cl::opencl {
-namespace {
-
-constexpr std::size_t kCheckRowsWorkGroup = 64;  // check_rows.cl CK_WG
-
-}  // namespace
-
 std::int64_t OpenCLBackend::first_row_out_of_range(const Buffer& rows_buf, std::size_t rows,
                                                    int head_dim, float max_abs) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
@@ -29,9 +23,10 @@ std::int64_t OpenCLBackend::first_row_out_of_range(const Buffer& rows_buf, std::
     k.setArg(3, cl_float(max_abs));
     k.setArg(4, status);
   });
+  const std::size_t wg = fixed_work_group(Program::check_rows, 0);
   const std::size_t items = rows * std::size_t(head_dim) / 8;
-  const std::size_t global = (items + kCheckRowsWorkGroup - 1) / kCheckRowsWorkGroup * kCheckRowsWorkGroup;
-  launch(k, cl::NDRange(global), cl::NDRange(kCheckRowsWorkGroup),
+  const std::size_t global = (items + wg - 1) / wg * wg;
+  launch(k, cl::NDRange(global), cl::NDRange(wg),
          "first_row_out_of_range: launching kvarn_check_rows");
   const std::uint32_t bad = take_status("first_row_out_of_range: reading the status word");
   return bad == kNoFailure ? -1 : std::int64_t(bad);

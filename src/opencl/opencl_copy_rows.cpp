@@ -4,7 +4,6 @@
 #include <vector>
 
 #include "kvarn_cl/error.hpp"
-#include "opencl/attention_program.hpp"
 #include "opencl/cl_error.hpp"
 #include "opencl/opencl_backend.hpp"
 
@@ -21,7 +20,8 @@ void OpenCLBackend::copy_rows(const Buffer& src, Buffer& dst, const std::vector<
     return;
   }
   const std::uint64_t words_per_row = row_bytes / 16;
-  const std::uint64_t chunk_words = kCopyRowsWorkGroup;
+  const std::size_t wg = fixed_work_group(Program::copy_rows, 0);
+  const std::uint64_t chunk_words = wg;
   // {src_row, dst_row, rows, first_chunk} per non-empty run (copy_rows.cl).
   std::vector<cl_ulong> table;
   std::uint64_t chunks = 0;
@@ -41,7 +41,7 @@ void OpenCLBackend::copy_rows(const Buffer& src, Buffer& dst, const std::vector<
     k.setArg(3, cl_int(n));
     k.setArg(4, cl_ulong(words_per_row));
   });
-  launch(k, cl::NDRange(std::size_t(chunks) * kCopyRowsWorkGroup), cl::NDRange(kCopyRowsWorkGroup),
+  launch(k, cl::NDRange(std::size_t(chunks) * wg), cl::NDRange(wg),
          "copy_rows: launching kvarn_copy_rows");
 }
 

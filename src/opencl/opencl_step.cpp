@@ -28,9 +28,9 @@ void OpenCLBackend::append_rows(const AppendRowsArgs& a) {
     k.setArg(9, cl_buffer(*a.status.words, "append_rows: status"));
     k.setArg(10, cl_uint(a.status.index));
   });
-  const std::size_t rows_per_group = std::size_t(kRotateWorkGroup) * 8 / std::size_t(a.head_dim);
+  const std::size_t rows_per_group = rk.work_group * 8 / std::size_t(a.head_dim);
   const std::size_t groups = (a.rows + rows_per_group - 1) / rows_per_group;
-  launch(k, cl::NDRange(groups * kRotateWorkGroup, 2), cl::NDRange(kRotateWorkGroup, 1),
+  launch(k, cl::NDRange(groups * rk.work_group, 2), cl::NDRange(rk.work_group, 1),
          "append_rows: launching kvarn_append_rows");
 }
 

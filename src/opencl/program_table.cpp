@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kvarn_cl/error.hpp"
+#include "opencl/attention_program.hpp"
 #include "opencl/codec_program.hpp"
 
 namespace kvarn_cl::opencl {
@@ -17,40 +18,51 @@ std::vector<std::string> attention_files(std::vector<std::string> own) {
 }
 
 std::vector<ProgramDef> make_table() {
-  const std::string merge = "kvarn_attend_merge";
+  const KernelDef merge{"kvarn_attend_merge", "AT_MWG", merge_work_group};
   return {
       {Program::rotate, "rotation", {"common.cl", "fwht_rows.cl", "rotate.cl"}, Geometry::head_dim,
        false, false, "", "",
-       {"kvarn_rotate_f16", "kvarn_rotate_f32", "kvarn_append_rows_f16", "kvarn_append_rows_f32"}},
+       {{"kvarn_rotate_f16", "ROT_WG", rotate_work_group},
+        {"kvarn_rotate_f32", "ROT_WG", rotate_work_group},
+        {"kvarn_append_rows_f16", "ROT_WG", rotate_work_group},
+        {"kvarn_append_rows_f32", "ROT_WG", rotate_work_group}},
+       nullptr},
       {Program::codec, "codec", {"common.cl", "fwht_rows.cl", "quantize.cl", "dequantize.cl"},
        Geometry::record, false, true, "", "-DKV_UNROLL=1",
-       {"kvarn_quantize", "kvarn_dequantize_rotated", "kvarn_dequantize_original"}},
+       {{"kvarn_quantize", "Q_WG", quantize_kernel_work_group},
+        {"kvarn_dequantize_rotated", "DQ_WG", dequantize_work_group},
+        {"kvarn_dequantize_original", "DQ_WG", dequantize_work_group}},
+       codec_options},
       {Program::attend_tile_slots, "fused attention (tile slots)", attention_files({"attention.cl"}),
-       Geometry::record, true, false, "", "-DAT_UNROLL=1", {"kvarn_attend_records", merge}},
+       Geometry::record, true, false, "", "-DAT_UNROLL=1",
+       {{"kvarn_attend_records", "AT_WG", attend_tile_slots_work_group}, merge},
+       attend_tile_slots_options},
       {Program::attend_short, "fused attention (short contexts)",
        attention_files({"attention_short.cl"}), Geometry::record, true, false, "", "",
-       {"kvarn_attend_records_short", merge}},
+       {{"kvarn_attend_records_short", "AT_WG", attend_short_work_group}, merge}, nullptr},
       // attention_short.cl's unit code for fp16 rows only; AT_PREFETCH_FP16 makes it prefetch
       // fp16 V rows (its only kind of unit) instead of record code words.
       {Program::attend_fp16, "fp16 attention", attention_files({"attention_short.cl"}),
-       Geometry::head_dim, true, false, "-DAT_PREFETCH_FP16=1", "", {"kvarn_attend_fp16", merge}},
+       Geometry::head_dim, true, false, "-DAT_PREFETCH_FP16=1", "",
+       {{"kvarn_attend_fp16", "AT_WG", attend_short_work_group}, merge}, nullptr},
       // AT_PTX_FENCE: the in-kernel merge's fence as PTX membar.gl (attention_merge.cl); the
       // capability probe builds the same instruction (mma_primitives.cl at_fence_gpu).
-      {Program::attend_matrix_units, "fused attention (matrix units)",
+      {Program::attend_nvidia_mma_sync, "fused attention (nvidia_mma_sync)",
        attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
-       "-DAT_PTX_FENCE=1", "", {"kvarn_attend_records_mma", merge}},
-      {Program::attend_matrix_units_emulated, "fused attention (matrix units, emulated)",
+       "-DAT_PTX_FENCE=1", "", {{"kvarn_attend_records_mma", "MW", warp_work_group}, merge}, nullptr},
+      {Program::attend_nvidia_mma_sync_emulated, "fused attention (nvidia_mma_sync, emulated)",
        attention_files({"mma_primitives.cl", "attention_mma.cl"}), Geometry::record, true, false,
-       "-DAT_MMA_EMULATE=1", "", {"kvarn_attend_records_mma", merge}},
-      {Program::mma_probe, "matrix-unit probe", {"mma_primitives.cl", "mma_probe.cl"},
-       Geometry::none, false, false, "", "", {"kvarn_mma_probe"}},
-      {Program::mma_probe_emulated, "matrix-unit probe (emulated)",
+       "-DAT_MMA_EMULATE=1", "", {{"kvarn_attend_records_mma", "MW", warp_work_group}, merge},
+       nullptr},
+      {Program::mma_probe, "nvidia_mma_sync probe", {"mma_primitives.cl", "mma_probe.cl"},
+       Geometry::none, false, false, "", "", {{"kvarn_mma_probe", "MW", warp_work_group}}, nullptr},
+      {Program::mma_probe_emulated, "nvidia_mma_sync probe (emulated)",
        {"mma_primitives.cl", "mma_probe.cl"}, Geometry::none, false, false, "-DAT_MMA_EMULATE=1",
-       "", {"kvarn_mma_probe"}},
+       "", {{"kvarn_mma_probe", "MW", warp_work_group}}, nullptr},
       {Program::copy_rows, "row copies", {"copy_rows.cl"}, Geometry::none, false, false, "", "",
-       {"kvarn_copy_rows"}},
+       {{"kvarn_copy_rows", "CR_WG", copy_rows_work_group}}, nullptr},
       {Program::check_rows, "row checks", {"check_rows.cl"}, Geometry::none, false, false, "", "",
-       {"kvarn_check_rows"}},
+       {{"kvarn_check_rows", "CK_WG", check_rows_work_group}}, nullptr},
   };
 }
 
@@ -65,6 +77,15 @@ const ProgramDef& program_def(Program program) {
   for (const ProgramDef& d : program_table())
     if (d.program == program) return d;
   throw InvalidArgument("program " + std::to_string(int(program)) + " is not in the program table");
+}
+
+std::size_t kernel_work_group(Program program, std::size_t kernel, const ProgramArgs& args,
+                              const DeviceCapabilities& caps) {
+  const ProgramDef& d = program_def(program);
+  if (kernel >= d.kernels.size())
+    throw InvalidArgument("kernel_work_group: program " + std::string(d.name) + " has no kernel " +
+                          std::to_string(kernel));
+  return d.kernels[kernel].work_group(args, caps);
 }
 
 bool unrolls_loops(const DeviceCapabilities& caps) { return caps.type == "gpu"; }
@@ -91,6 +112,14 @@ ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceC
   }
   if (d.heads_per_group) add("-DAT_HPW=" + std::to_string(args.heads_per_group));
   if (d.tokens_per_item) add("-DQ_RT=" + std::to_string(args.tokens_per_item));
+  // Each work-group constant once, even where two kernels share it (the rotate kernels).
+  std::vector<std::string> defined;
+  for (const KernelDef& k : d.kernels) {
+    if (std::find(defined.begin(), defined.end(), k.work_group_define) != defined.end()) continue;
+    defined.push_back(k.work_group_define);
+    add("-D" + std::string(k.work_group_define) + "=" + std::to_string(k.work_group(args, caps)));
+  }
+  if (d.derived_options != nullptr) add(d.derived_options(args, caps));
   add(d.options);
   if (unrolls_loops(caps)) add(d.gpu_options);
   return {d.files, options};

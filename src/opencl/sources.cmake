@@ -4,11 +4,12 @@ list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/kernel_sources.cpp
   ${CMAKE_CURRENT_LIST_DIR}/device_discovery.cpp
   ${CMAKE_CURRENT_LIST_DIR}/device_runtime.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/matrix_units.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/nvidia_mma_sync.cpp
   ${CMAKE_CURRENT_LIST_DIR}/program_binary_cache.cpp
   ${CMAKE_CURRENT_LIST_DIR}/program_table.cpp
   ${CMAKE_CURRENT_LIST_DIR}/codec_program.cpp
   ${CMAKE_CURRENT_LIST_DIR}/attention_program.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernel_variants.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_backend.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_attend.cpp
   ${CMAKE_CURRENT_LIST_DIR}/opencl_copy_rows.cpp

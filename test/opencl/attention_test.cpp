@@ -21,7 +21,7 @@
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
-#include "opencl/matrix_units.hpp"
+#include "opencl/nvidia_mma_sync.hpp"
 #include "opencl/opencl_backend_tuning.hpp"
 #include "opencl_fixture.hpp"
 
@@ -207,15 +207,15 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   // code, and the emulated kernel's host side is the same as the real one's).
   const char* all = std::getenv("KVARN_CL_TEST_ALL_EMULATED");
   const bool none = all && std::string(all) == "0";
-  if (cl.runtime().matrix_units().available)
-    kernels.push_back(Kernel::matrix_units);
+  if (cl.runtime().nvidia_mma_sync().available)
+    kernels.push_back(Kernel::nvidia_mma_sync);
   else if (!none && (emulated_cases.count(c.name) || (all && std::string(all) == "1")))
-    kernels.push_back(Kernel::matrix_units_emulated);
+    kernels.push_back(Kernel::nvidia_mma_sync_emulated);
   using Merge = opencl::AttendMerge;
   for (const Kernel kernel : kernels) {
     SCOPED_TRACE(kernel == Kernel::tile_slots      ? "attention.cl"
                  : kernel == Kernel::short_context ? "attention_short.cl"
-                 : kernel == Kernel::matrix_units  ? "attention_mma.cl (inline PTX)"
+                 : kernel == Kernel::nvidia_mma_sync  ? "attention_mma.cl (inline PTX)"
                                                    : "attention_mma.cl (emulated)");
     // Every way a launch can end (attention_program.hpp, AttendMerge): the policy's, the merge in
     // the split kernel's launch (the last split of each group's rows), the merge launch, and the
@@ -468,9 +468,9 @@ TEST(OpenCLCopyRows, OneLaunchMatchesHostModel) {
 
 // The matrix-unit kernel on the device that has it (the NVIDIA H200 host); elsewhere this says
 // why it does not run. FusedAttend covers every case with it where it is available.
-TEST(OpenCLMatrixUnits, ChosenAutomaticallyWhereAvailable) {
+TEST(OpenCLNvidiaMmaSync, ChosenAutomaticallyWhereAvailable) {
   opencl::OpenCLBackend& cl = cl_backend();
-  const opencl::MatrixUnits& mu = cl.runtime().matrix_units();
+  const opencl::CapabilityCheck& mu = cl.runtime().nvidia_mma_sync();
   RecordProperty("matrix_units", mu.reason);
   AttendCase c{Preset::k4v2_g128, 128, 8, 2, {{128, 4, 17}}, 0, ElementType::f32, "auto"};
   const AttendData d = make_data(c, 77);
@@ -485,21 +485,21 @@ TEST(OpenCLMatrixUnits, ChosenAutomaticallyWhereAvailable) {
     EXPECT_TRUE(ran == Kernel::tile_slots || ran == Kernel::short_context);
     GTEST_SKIP() << "no matrix-unit path on " << cl.caps().device_name << ": " << mu.reason;
   }
-  EXPECT_TRUE(ran == Kernel::matrix_units);
+  EXPECT_TRUE(ran == Kernel::nvidia_mma_sync);
 }
 
 // The probe itself: its checks pass with the emulated primitives on any device; the inline-PTX
 // build is rejected by non-NVIDIA compilers, which the probe reports as "no" without throwing.
-TEST(OpenCLMatrixUnits, ProbeVerdicts) {
+TEST(OpenCLNvidiaMmaSync, ProbeVerdicts) {
   opencl::OpenCLBackend& cl = cl_backend();
-  const opencl::MatrixUnits emulated = opencl::run_mma_probe(cl.runtime(), true);
+  const opencl::CapabilityCheck emulated = opencl::run_mma_probe(cl.runtime(), true);
   EXPECT_TRUE(emulated.available) << emulated.reason;
-  const opencl::MatrixUnits native = opencl::run_mma_probe(cl.runtime(), false);
+  const opencl::CapabilityCheck native = opencl::run_mma_probe(cl.runtime(), false);
   const bool nvidia = cl.caps().device_vendor.find("NVIDIA") != std::string::npos;
   if (!nvidia) {
     EXPECT_FALSE(native.available) << native.reason;
     EXPECT_FALSE(native.reason.empty());
-    EXPECT_FALSE(cl.runtime().matrix_units().available);
+    EXPECT_FALSE(cl.runtime().nvidia_mma_sync().available);
   }
   RecordProperty("native_probe", native.reason);
 }

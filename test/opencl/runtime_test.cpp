@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "common/test_support.hpp"
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/error.hpp"
+#include "opencl/attention_program.hpp"
 #include "opencl/cl_error.hpp"
 #include "opencl/device_discovery.hpp"
 #include "opencl/kernel_sources.hpp"
@@ -199,42 +201,55 @@ TEST(DeviceLimits, BadProfileNamesTheVariableAndTheEntry) {
   }
 }
 
-// The profile reaches the runtime: the backend plans with the lowered limits (the codec program
-// at D 256 · G 128 takes 16 tokens per work-item, a group of 256, where the device allows 512).
-// A device runtime reads the capabilities once, when it is first made for a device (the
-// registry of device_runtime.cpp keeps it), so this part runs in a child process whose profile is
-// set from its start, as a user's would be.
+// The profile reaches the runtime: the backend plans with the lowered limits. With work-groups of
+// 256 the codec program at D 256 · G 128 takes 16 tokens per work-item (a group of 256, where the
+// device allows 512); with 128, 32 (a group of 128), and the launch descriptors of the row copies,
+// the rotation and the merge narrow to 128 items (program_table.hpp). A device runtime reads the
+// capabilities once, when it is first made for a device (the registry of device_runtime.cpp keeps
+// it), so this part runs in a child process whose profile is set from its start, as a user's would
+// be; KVARN_CL_TEST_LIMITS_CHILD carries the work-group limit.
 TEST(DeviceLimitsChild, RuntimePlansWithTheProfile) {
-  if (std::getenv("KVARN_CL_TEST_LIMITS_CHILD") == nullptr)
+  const char* child = std::getenv("KVARN_CL_TEST_LIMITS_CHILD");
+  if (child == nullptr)
     GTEST_SKIP() << "runs in the child process started by DeviceLimits.RuntimePlansWithTheProfile";
+  const std::size_t work_group = std::size_t(std::atoi(child));
   const CodecParams d256{Preset::k4v2_g128, 256, kDefaultSinkhornIters};
   opencl::OpenCLBackend& cl = cl_backend();
-  EXPECT_LE(cl.caps().max_work_group_size, 256u);
+  EXPECT_LE(cl.caps().max_work_group_size, work_group);
   EXPECT_LE(cl.caps().local_mem_bytes, 32u * 1024);
   EXPECT_FALSE(cl.caps().fp16 || cl.caps().fp64 || cl.caps().subgroups);
-  EXPECT_EQ(cl.quantize_tokens_per_item(d256), 16);
+  EXPECT_EQ(cl.quantize_tokens_per_item(d256), work_group == 128 ? 32 : 16);
+  for (opencl::Program p : {opencl::Program::copy_rows, opencl::Program::rotate}) {
+    opencl::ProgramArgs args;
+    args.params.head_dim = 256;
+    EXPECT_EQ(opencl::kernel_work_group(p, 0, args, cl.caps()), std::min<std::size_t>(256, work_group));
+  }
+  EXPECT_EQ(opencl::merge_work_group({}, cl.caps()), std::min<std::size_t>(256, work_group));
 }
 
 TEST(DeviceLimits, RuntimePlansWithTheProfile) {
-  const std::string log = temp_dir("limits_child") + ".log";
-  const std::string cmd = "env KVARN_CL_TEST_LIMITS_CHILD=1 "
-                          "KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=32K,fp16=0,subgroups=0,fp64=0 '" +
-                          self_exe() + "' --gtest_filter=DeviceLimitsChild.RuntimePlansWithTheProfile > '" +
-                          log + "' 2>&1";
-  const int rc = std::system(cmd.c_str());
-  const std::string out = slurp(log);
-  std::remove(log.c_str());
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+  for (int work_group : {256, 128}) {
+    const std::string log = temp_dir("limits_child") + ".log";
+    const std::string cmd = "env KVARN_CL_TEST_LIMITS_CHILD=" + std::to_string(work_group) +
+                            " KVARN_CL_DEVICE_LIMITS=work_group=" + std::to_string(work_group) +
+                            ",local_mem=32K,fp16=0,subgroups=0,fp64=0 '" + self_exe() +
+                            "' --gtest_filter=DeviceLimitsChild.RuntimePlansWithTheProfile > '" +
+                            log + "' 2>&1";
+    const int rc = std::system(cmd.c_str());
+    const std::string out = slurp(log);
+    std::remove(log.c_str());
+    EXPECT_EQ(rc, 0) << out;
+    EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+  }
 }
 
-// A profile below the floor of the portable kernels (work-groups of 256 items, 32 KiB of local
-// memory: SPEC §6; copy_rows.cl is 256 wide, and attention.cl, attention_short.cl, quantize.cl and
+// A profile below the floor of the portable kernels (work-groups of 128 items: attention_short.cl;
+// 32 KiB of local memory: SPEC §6, and attention.cl, attention_short.cl, quantize.cl and
 // dequantize.cl use 17-28 KiB of local memory at D 128-256) is refused with its reason, not left
 // to fail in a launch. Device selection reads the capabilities anew on every call.
 TEST(DeviceLimits, ProfileBelowTheFloorIsRefusedWithItsReason) {
   const DeviceEntry chosen = default_opencl_device();
-  for (const std::string floor : {"work_group=128", "local_mem=16K"}) {
+  for (const std::string floor : {"work_group=64", "local_mem=16K"}) {
     ScopedEnv limits("KVARN_CL_DEVICE_LIMITS", floor);
     try {
       make_opencl_backend();

@@ -79,6 +79,10 @@ void print_opencl_devices(bool skip_build) {
     const KernelBuildReport r = try_build_kernels(d.platform_index, d.device_index);
     if (!r.attention_variant.empty())
       std::printf("    fused decode attention: %s\n", r.attention_variant.c_str());
+    if (!r.kernel_variants.empty()) {
+      std::printf("    kernel variants:\n");
+      for (const std::string& v : r.kernel_variants) std::printf("      %s\n", v.c_str());
+    }
     if (!r.program_cache.empty()) std::printf("    program binary cache: %s\n", r.program_cache.c_str());
     if (r.ok) {
       std::printf("    kernels: build OK (%.1f s): %s\n", r.seconds, r.message.c_str());

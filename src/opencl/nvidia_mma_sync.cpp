@@ -1,5 +1,5 @@
-// The matrix-unit capability probe and policy (matrix_units.hpp).
-#include "opencl/matrix_units.hpp"
+// The nvidia_mma_sync capability probe and policy (nvidia_mma_sync.hpp).
+#include "opencl/nvidia_mma_sync.hpp"
 
 #include <cmath>
 #include <cstdlib>
@@ -39,7 +39,7 @@ std::vector<float> expected(const std::vector<float>& a, const std::vector<float
 
 }  // namespace
 
-MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate) {
+CapabilityCheck run_mma_probe(DeviceRuntime& runtime, bool emulate) {
   try {
     const Program probe = emulate ? Program::mma_probe_emulated : Program::mma_probe;
     cl::Program program = runtime.program(program_spec(probe, ProgramArgs{}, runtime.caps()));
@@ -50,11 +50,12 @@ MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate) {
     cl::Buffer ba(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, a.size() * 4, a.data());
     cl::Buffer bb(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b.size() * 4, b.data());
     cl::Buffer bo(runtime.context(), CL_MEM_WRITE_ONLY, out.size() * 4);
-    cl::Kernel k(program, program_def(probe).kernels.at(0).c_str());
+    cl::Kernel k(program, program_def(probe).kernels.at(0).name.c_str());
     k.setArg(0, ba);
     k.setArg(1, bb);
     k.setArg(2, bo);
-    queue.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(32), cl::NDRange(32));
+    const std::size_t warp = kernel_work_group(probe, 0, ProgramArgs{}, runtime.caps());
+    queue.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(warp), cl::NDRange(warp));
     queue.enqueueReadBuffer(bo, CL_TRUE, 0, out.size() * 4, out.data());
     const std::vector<float> want = expected(a, b);
     for (int i = 0; i < kOut; ++i) {
@@ -76,7 +77,7 @@ MatrixUnits run_mma_probe(DeviceRuntime& runtime, bool emulate) {
   }
 }
 
-MatrixUnits detect_matrix_units(DeviceRuntime& runtime) {
+CapabilityCheck detect_nvidia_mma_sync(DeviceRuntime& runtime) {
   const char* env = std::getenv("KVARN_CL_MMA");
   if (env != nullptr && (std::strcmp(env, "0") == 0 || std::strcmp(env, "off") == 0))
     return {false, "turned off by KVARN_CL_MMA=" + std::string(env)};
@@ -86,9 +87,9 @@ MatrixUnits detect_matrix_units(DeviceRuntime& runtime) {
   return run_mma_probe(runtime, false);
 }
 
-const MatrixUnits& DeviceRuntime::matrix_units() {
-  std::call_once(matrix_units_once_, [this] { matrix_units_ = detect_matrix_units(*this); });
-  return matrix_units_;
+const CapabilityCheck& DeviceRuntime::nvidia_mma_sync() {
+  std::call_once(nvidia_mma_sync_once_, [this] { nvidia_mma_sync_ = detect_nvidia_mma_sync(*this); });
+  return nvidia_mma_sync_;
 }
 
 }  // namespace kvarn_cl::opencl

@@ -1,0 +1,79 @@
+// The per-device kernel-variant listing (kernel_variants.hpp).
+#include "opencl/kernel_variants.hpp"
+
+#include "opencl/attention_program.hpp"
+#include "opencl/codec_program.hpp"
+#include "opencl/program_table.hpp"
+
+namespace kvarn_cl::opencl {
+namespace {
+
+std::string items(std::size_t n) { return std::to_string(n) + " items"; }
+
+// Why a work-group is what it is: its design size, or the device's limit below it.
+std::string limited(std::size_t got, std::size_t design) {
+  return got < design ? " (the device allows " + items(got) + " per group; designed for " +
+                            std::to_string(design) + ")"
+                      : "";
+}
+
+}  // namespace
+
+std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
+  const DeviceCapabilities& caps = backend.caps();
+  std::vector<std::string> out;
+  const bool gpu = unrolls_loops(caps);
+  out.push_back(std::string("builds: ") +
+                (gpu ? "unrolled (KV_UNROLL, AT_UNROLL: device type gpu keeps private arrays in registers)"
+                     : "compact (device type " + caps.type + ": unrolling only slows its compiler)"));
+
+  ProgramArgs d128;
+  d128.params = CodecParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
+  const std::size_t rot = kernel_work_group(Program::rotate, 0, d128, caps);
+  out.push_back("rotation, decode-step append: rotate.cl, groups of " + items(rot) + limited(rot, 256));
+
+  std::string q = "quantize: quantize.cl, tokens per item";
+  for (int d : {64, 128, 256}) {
+    const CodecParams g{Preset::k4v2_g128, d, kDefaultSinkhornIters};
+    const int rt = backend.quantize_tokens_per_item(g);
+    q += std::string(d == 64 ? " " : ", ") + std::to_string(rt) + " at D " + std::to_string(d) +
+         " (groups of " + items(quantize_work_group(g, rt)) + ")";
+  }
+  out.push_back(q + "; 8 unless the device's work-group limit needs more");
+  out.push_back("dequantize: dequantize.cl, groups of " +
+                items(kernel_work_group(Program::codec, 1, d128, caps)));
+
+  const CapabilityCheck& mma = backend.runtime().nvidia_mma_sync();
+  std::string attend = "fused decode attention: ";
+  const std::vector<AttendKernel> policy = attend_policy_kernels(mma.available);
+  for (std::size_t i = 0; i < policy.size(); ++i) {
+    const AttendDescriptor& d = attend_descriptor(policy[i]);
+    ProgramArgs a = d128;
+    a.heads_per_group = d.heads_per_group(1);
+    attend += (i == 0 ? "" : " or ") + std::string(d.variant) + " [groups of " +
+              items(kernel_work_group(d.program, d.split_kernel, a, caps)) + "]";
+  }
+  attend += mma.available ? " (" + std::string(to_string(Capability::nvidia_mma_sync)) + ": " + mma.reason + ")"
+                          : " (chosen per launch by tiles per compute unit; nvidia_mma_sync not used: " +
+                                mma.reason + ")";
+  out.push_back(attend);
+  const std::size_t merge = merge_work_group(d128, caps);
+  out.push_back("split merge: attention_merge.cl, groups of " + items(merge) + limited(merge, 256));
+  out.push_back("fp16 attention: attention_short.cl (AT_PREFETCH_FP16), groups of " +
+                items(attend_short_work_group(d128, caps)));
+  const std::size_t copy = kernel_work_group(Program::copy_rows, 0, {}, caps);
+  out.push_back("row copies: copy_rows.cl, groups of " + items(copy) + limited(copy, 256));
+  out.push_back("row checks: check_rows.cl, groups of " +
+                items(kernel_work_group(Program::check_rows, 0, {}, caps)));
+  // No kernel has an fp16-arithmetic or subgroup variant yet (issue 17 items 4-5): say what the
+  // device offers, so a reader knows what such a variant would find here.
+  out.push_back(std::string("fp16 arithmetic: portable fp32 (") +
+                (caps.fp16 ? "the device has cl_khr_fp16; no khr_fp16 variant exists yet"
+                           : "the device has no cl_khr_fp16") + ")");
+  out.push_back(std::string("reductions: local memory (") +
+                (caps.subgroups ? "the device has subgroups; no subgroups variant exists yet"
+                                : "the device has no subgroups") + ")");
+  return out;
+}
+
+}  // namespace kvarn_cl::opencl
