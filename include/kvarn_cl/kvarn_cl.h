@@ -115,11 +115,13 @@ typedef struct kvarn_cl_cache_config {
    * kvarn_cl_cache_create. */
   const kvarn_cl_preset* layer_presets;
   /* Newest committed tokens kept exact (fp16) beyond the still-filling tile, 0..65536 (default
-   * 0); they enlarge the tail pool, which the memory report counts. */
+   * 128, kvarn_cl::kDefaultRecentTokens; 0 turns the window off); they enlarge the tail pool,
+   * which the memory report counts. */
   int recent_tokens;
 } kvarn_cl_cache_config;
 
-/* Fills the defaults of the C++ CacheConfig (k4v2_g128, D 128, 1 layer, 1 head, ...). */
+/* Fills the defaults of the C++ CacheConfig (k4v2_g128, D 128, 1 layer, 1 head, recent window
+ * 128, ...). */
 void kvarn_cl_cache_config_init(kvarn_cl_cache_config* config);
 
 typedef struct kvarn_cl_memory_report {
