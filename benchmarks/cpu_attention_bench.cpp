@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/host_copy_bandwidth.hpp"
@@ -31,7 +32,8 @@ void set_counters(benchmark::State& state, double bytes_per_step) {
   state.counters["bytes/step"] = bytes_per_step;
 }
 
-// range(0) = context tokens, range(1) = batch, range(2) = 0 fused / 1 materialize
+// range(0) = context tokens, range(1) = batch, range(2) = 0 fused / 1 materialize, range(3) =
+// recent_tokens (128: the library default; 0: the window off, for its cost)
 void BM_CacheDecode(benchmark::State& state) {
   const int ctx = int(state.range(0)), batch = int(state.range(1));
   const AttendPath path = state.range(2) == 0 ? AttendPath::fused : AttendPath::materialize;
@@ -41,6 +43,7 @@ void BM_CacheDecode(benchmark::State& state) {
   cfg.num_kv_heads = kHk;
   cfg.max_sequences = batch;
   cfg.max_tokens_per_sequence = ctx;
+  cfg.recent_tokens = int(state.range(3));
   cfg.backend = std::shared_ptr<Backend>(make_cpu_backend());
   KVCache cache(cfg);
   std::vector<SeqId> ids;
@@ -55,13 +58,12 @@ void BM_CacheDecode(benchmark::State& state) {
     cache.attend(0, ids, kHq, q.data(), out.data(), 0.0f, path);
     benchmark::DoNotOptimize(out.data());
   }
-  const int G = cfg.codec.group(), sink = cache.sink_capacity();
-  const int tiles = (ctx - sink) / G, fp16_tokens = ctx - tiles * G;
+  const int tiles = cache.quantized_tiles(ids.front(), 0), fp16_tokens = ctx - tiles * cfg.codec.group();
   const double bytes = double(batch) * kHk *
                        (double(tiles) * double(cache.layout().bytes) + double(fp16_tokens) * kD * 4.0);
   set_counters(state, bytes);
-  state.SetLabel(std::string(path == AttendPath::fused ? "fused" : "materialize") + " k4v2_g128 " +
-                 cfg.backend->name());
+  state.SetLabel(std::string(path == AttendPath::fused ? "fused" : "materialize") + " k4v2_g128 recent " +
+                 std::to_string(cfg.recent_tokens) + " " + cfg.backend->name());
 }
 
 // range(0) = context tokens, range(1) = batch
@@ -93,16 +95,18 @@ void BM_Fp16Decode(benchmark::State& state) {
 void contexts(benchmark::internal::Benchmark* b, bool with_path) {
   for (int ctx : {1024, 2048, 4096, 8192})
     for (int batch : {1, 4}) {
-      if (with_path)
-        for (int path : {0, 1}) b->Args({ctx, batch, path});
-      else
+      if (with_path) {
+        for (int path : {0, 1}) b->Args({ctx, batch, path, kDefaultRecentTokens});
+        b->Args({ctx, batch, 0, 0});  // fused without the window: what the default costs
+      } else {
         b->Args({ctx, batch});
+      }
     }
   b->Unit(benchmark::kMicrosecond)->UseRealTime()->MeasureProcessCPUTime();
 }
 
 BENCHMARK(BM_CacheDecode)->Apply([](benchmark::internal::Benchmark* b) { contexts(b, true); })
-    ->ArgNames({"ctx", "batch", "materialize"});
+    ->ArgNames({"ctx", "batch", "materialize", "recent"});
 BENCHMARK(BM_Fp16Decode)->Apply([](benchmark::internal::Benchmark* b) { contexts(b, false); })
     ->ArgNames({"ctx", "batch"});
 

@@ -54,6 +54,7 @@ struct ModelShape {
   int batch;
   int context;
   bool fp16;  // our fp16 cache mode (no records)
+  int recent = kDefaultRecentTokens;  // CacheConfig::recent_tokens (the library default unless 0)
 };
 
 struct Run {
@@ -88,6 +89,7 @@ CacheConfig model_config(std::shared_ptr<Backend> be, ModelShape s, int extra_to
   c.max_sequences = s.batch;
   c.max_tokens_per_sequence = s.context + extra_tokens;
   if (s.fp16) c.sink_tokens = c.max_tokens_per_sequence;  // every token stays fp16
+  c.recent_tokens = s.recent;
   c.backend = std::move(be);
   return c;
 }
@@ -194,7 +196,8 @@ void model_step(benchmark::State& state, const Run& run, ModelShape s) {
   state.counters["cache_gb"] = double(m.total()) / 1e9;
   state.counters["batch"] = s.batch;
   state.counters["context"] = s.context;
-  state.SetLabel(std::string(s.fp16 ? "fp16 cache" : "k4v2_g128") + ", 32 layers, Hq 32 / Hk 8, D 128" +
+  state.SetLabel(std::string(s.fp16 ? "fp16 cache" : "k4v2_g128, recent " + std::to_string(s.recent)) +
+                 ", 32 layers, Hq 32 / Hk 8, D 128" +
                  (run.profiling ? "" : ", queue without profiling"));
 }
 
@@ -245,7 +248,8 @@ int main(int argc, char** argv) {
       for (int batch : {1, 8, 64})
         if (!(batch == 64 && ctx >= 32768)) shapes.push_back({batch, ctx, false});
   } else {
-    shapes = {{2, 1024, false}, {2, 1024, true}};
+    shapes.push_back({2, 1024, false});
+    shapes.push_back({2, 1024, true});
   }
   for (const ModelShape& s : shapes) {
     const std::string name = std::string("BM_ModelStep/") + (s.fp16 ? "fp16" : "kvarn") + "/batch" +
@@ -286,6 +290,22 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(name.c_str(), BM_ModelStep, &plain, s)
           ->UseManualTime()->Iterations(iterations)->Unit(benchmark::kMicrosecond);
     }
+  }
+  // The default's recent-token window off (recent_tokens 0): with the grid's rows of the same
+  // shape, what the default window costs per step (BM_ModelStep/kvarn_no_window/...).
+  {
+    const ModelShape gpu_shapes[] = {{1, 1024, false, 0}, {1, 4096, false, 0}, {8, 4096, false, 0}, {8, 32768, false, 0}};
+    const ModelShape cpu_shapes[] = {{2, 1024, false, 0}};
+    auto add = [&](const ModelShape& s) {
+      const std::string name = "BM_ModelStep/kvarn_no_window/batch" + std::to_string(s.batch) + "/ctx" +
+                               std::to_string(s.context);
+      benchmark::RegisterBenchmark(name.c_str(), BM_ModelStep, &run, s)
+          ->UseManualTime()->Iterations(iterations)->Unit(benchmark::kMicrosecond);
+    };
+    if (gpu)
+      for (const ModelShape& s : gpu_shapes) add(s);
+    else
+      for (const ModelShape& s : cpu_shapes) add(s);
   }
   // Our fp16 cache mode, at the shapes where its prefill is cheap.
   if (gpu)

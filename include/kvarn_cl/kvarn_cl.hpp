@@ -9,6 +9,7 @@
 #include "kvarn_cl/error.hpp"
 #include "kvarn_cl/format.hpp"
 #include "kvarn_cl/half.hpp"
+#include "kvarn_cl/layer_plan.hpp"
 
 namespace kvarn_cl {
 // The library version, "MAJOR.MINOR.PATCH".

@@ -451,13 +451,14 @@ void bind_cache(nb::module_& m) {
       "'opencl', 'auto' or None = 'auto'), layer_presets (None = `preset` for every layer; a "
       "list of one preset name per layer, or the path of a layer-preset file written by "
       "`kvarn-eval --calibrate`; all with the same G), recent_tokens (newest committed tokens "
-      "kept fp16 beyond the filling tile, 0..65536). Every pool is allocated up front.")
+      "kept fp16 beyond the filling tile, 0..65536; default 128, 0 turns the window off). Every "
+      "pool is allocated up front.")
       .def("__init__", &init_cache, nb::arg("preset") = "k4v2_g128", nb::arg("layers") = 1,
            nb::arg("kv_heads") = 1, nb::arg("head_dim") = 128, nb::arg("max_tokens") = 4096,
            nb::arg("backend") = nb::none(), nb::kw_only(), nb::arg("max_sequences") = 1,
            nb::arg("pool_blocks") = 0, nb::arg("sink_tokens") = nb::none(),
            nb::arg("max_uncommitted") = 64, nb::arg("sinkhorn_iters") = kDefaultSinkhornIters,
-           nb::arg("layer_presets") = nb::none(), nb::arg("recent_tokens") = 0)
+           nb::arg("layer_presets") = nb::none(), nb::arg("recent_tokens") = kDefaultRecentTokens)
       .def(
           "add_sequence",
           [](PyCache& c) { return c.locked([](KVCache& kv) { return kv.add_sequence(); }); },

@@ -12,6 +12,7 @@ NB_MODULE(_kvarn_cl, m) {
   bind_backend(m);
   bind_codec(m);
   bind_cache(m);
+  bind_layer_plan(m);
   m.def("_addresses", &recorded_addresses,
         "Testing hook: the data address of each array argument as the C++ code used it, keyed "
         "'function:argument' (shows that no array was copied).");

@@ -12,5 +12,6 @@ void bind_info(nb::module_& m);        // info.cpp: version, presets, record_byt
 void bind_backend(nb::module_& m);     // backend.cpp
 void bind_codec(nb::module_& m);       // codec.cpp: quantize, dequantize
 void bind_cache(nb::module_& m);       // cache.cpp: KVCache
+void bind_layer_plan(nb::module_& m);  // layer_plan.cpp: choose_layer_presets, LayerPlan, ...
 
 }  // namespace kvarn_cl::py

@@ -14,7 +14,8 @@ D, HK, HQ = 64, 2, 4
 
 def make_cache(backend, **kw):
     args = dict(preset="k4v2_g128", layers=2, kv_heads=HK, head_dim=D, max_tokens=1024,
-                backend=backend, max_sequences=4)
+                backend=backend, max_sequences=4,
+                recent_tokens=0)  # tiles quantize as soon as complete; the default window has its own tests
     args.update(kw)
     return kvarn_cl.KVCache(**args)
 

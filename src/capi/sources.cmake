@@ -2,4 +2,5 @@
 list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/capi.cpp
   ${CMAKE_CURRENT_LIST_DIR}/last_error.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/layer_plan_capi.cpp
   ${CMAKE_CURRENT_LIST_DIR}/version.cpp)

@@ -48,6 +48,9 @@ CacheConfig small_config(std::shared_ptr<Backend> backend, Preset preset, int he
   c.num_kv_heads = kv_heads;
   c.max_sequences = max_seqs;
   c.max_tokens_per_sequence = max_tokens;
+  // Tiles are quantized as soon as they are complete: these tests count tiles against appended
+  // tokens. The default window (kDefaultRecentTokens) has its own tests (RecentWindow.*).
+  c.recent_tokens = 0;
   c.backend = std::move(backend);
   return c;
 }

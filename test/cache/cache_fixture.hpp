@@ -22,6 +22,7 @@ struct NamedBackend {
 // cpu (2 threads) always; opencl too when make_opencl_backend() finds a usable device.
 const std::vector<NamedBackend>& cache_test_backends();
 
+// recent_tokens 0: tiles are quantized as soon as they are complete.
 CacheConfig small_config(std::shared_ptr<Backend> backend, Preset preset, int head_dim, int layers,
                          int kv_heads, int max_seqs, int max_tokens);
 

@@ -160,6 +160,32 @@ TEST(RecentWindow, KeepsTheNewestTokensExact) {
   }
 }
 
+// The default configuration keeps the newest kDefaultRecentTokens (128) tokens exact: the
+// configuration that meets the accuracy bar (docs/ACCURACY.md); recent_tokens = 0 turns it off.
+TEST(RecentWindow, IsOnByDefault) {
+  EXPECT_EQ(kDefaultRecentTokens, 128);
+  EXPECT_EQ(CacheConfig{}.recent_tokens, kDefaultRecentTokens);
+  const int D = 64, Hk = 1, T = 700;  // k4v2_g128: sink 128, then tiles of 128
+  CacheConfig cfg;
+  cfg.codec.head_dim = D;
+  cfg.num_kv_heads = Hk;
+  cfg.max_tokens_per_sequence = 1024;
+  cfg.backend = make_cpu_backend(CpuThreads{1});
+  KVCache windowed(cfg);
+  cfg.recent_tokens = 0;
+  KVCache off(cfg);
+  const auto k = kv_rows(T, Hk, D, 5), v = kv_rows(T, Hk, D, 6);
+  const SeqId a = windowed.add_sequence(), b = off.add_sequence();
+  windowed.append(0, {a}, {T}, k.data(), v.data());
+  off.append(0, {b}, {T}, k.data(), v.data());
+  EXPECT_EQ(windowed.quantized_tiles(a, 0), (T - 128 - 128) / 128);  // 3: tile 4 holds recent tokens
+  EXPECT_EQ(off.quantized_tiles(b, 0), (T - 128) / 128);              // 4
+  EXPECT_EQ(windowed.memory_report().exact_recent_tokens, std::size_t(128));
+  EXPECT_EQ(off.memory_report().exact_recent_tokens, std::size_t(0));
+  // The window's cost: 128 fp16 rows of K and V per layer, head and slot.
+  EXPECT_EQ(windowed.memory_report().tail - off.memory_report().tail, std::size_t(128) * 2 * D * 2 * Hk);
+}
+
 TEST(LayerPresetFile, RoundTripAndErrors) {
   const std::vector<Preset> p{Preset::k4v4_g128, Preset::k4v2_g128, Preset::k2v2_g128};
   const std::string text = format_layer_presets(p, "budget 64 B/token/head\nmodel X");

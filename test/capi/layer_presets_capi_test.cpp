@@ -35,7 +35,7 @@ TEST(CApiLayerPresets, FileToCacheAndRecentWindow) {
   kvarn_cl_cache_config cfg;
   kvarn_cl_cache_config_init(&cfg);
   EXPECT_EQ(cfg.layer_presets, nullptr);
-  EXPECT_EQ(cfg.recent_tokens, 0);
+  EXPECT_EQ(cfg.recent_tokens, 128);  // the library default (kvarn_cl::kDefaultRecentTokens)
   cfg.head_dim = 64;
   cfg.num_layers = 3;
   cfg.num_kv_heads = 1;

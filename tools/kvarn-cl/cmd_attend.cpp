@@ -23,7 +23,8 @@ const CommandSpec& spec() {
         "                            one layer per line and K/V go to --layer", false},
        {"layer", "L", "layer of a --layer-presets cache to fill and attend (default 0)", false},
        {"recent-tokens", "R",
-        "newest tokens kept exact (fp16) beyond the still-filling tile, 0..65536 (default 0)", false},
+        "newest tokens kept exact (fp16) beyond the still-filling tile, 0..65536 (default " +
+            std::to_string(kDefaultRecentTokens) + "; 0 turns the window off)", false},
        head_dim_option(true),
        {"q-heads", "HQ", "query heads", true},
        {"kv-heads", "HK", "KV heads; HQ must be a multiple (query head h reads KV head h/(HQ/HK))",
@@ -65,7 +66,7 @@ int run_attend(int argc, char** argv) {
     }
   }
   const int layer = int(opts.get_int("layer", 0, 0, std::max<long>(0, long(layer_presets.size()) - 1)));
-  const int recent = int(opts.get_int("recent-tokens", 0, 0, 65536));
+  const int recent = int(opts.get_int("recent-tokens", kDefaultRecentTokens, 0, 65536));
   CodecParams params = opts.codec_params();
   if (!layer_presets.empty()) params.preset = layer_presets[std::size_t(layer)];
   const BackendKind kind = opts.backend_kind();

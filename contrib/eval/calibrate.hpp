@@ -6,10 +6,9 @@
 // its fp16 cache). Every (layer, preset) pair runs side by side in one batch with the fp16
 // reference, so the numbers are position-by-position comparable.
 //
-// Choice (greedy, treating the layers' costs as additive): every layer starts at the cheapest
-// preset of the ladder; repeatedly apply the single upgrade (one layer to any dearer preset) with
-// the largest KL reduction per added byte that still fits the budget, until none fits. The budget
-// is in bytes per token per KV head, averaged over the layers (records / G, steady state).
+// Choice: the library's kvarn_cl::choose_layer_presets (include/kvarn_cl/layer_plan.hpp, greedy,
+// treating the layers' costs as additive) with these KLs as the sensitivity. The budget is in
+// bytes per token per KV head, averaged over the layers (records / G, steady state).
 #pragma once
 
 #include <cstdint>
@@ -49,7 +48,7 @@ enum class CalibrationObjective { mean_kl, p999_kl };
 CalibrationObjective parse_objective(const std::string& name);
 
 // Throws InvalidArgument if the budget is below the all-cheapest plan.
-LayerPlan choose_presets(const Sensitivity& s, double budget,
+LayerPlan choose_presets(const Sensitivity& s, int head_dim, double budget,
                          CalibrationObjective objective = CalibrationObjective::mean_kl);
 
 // Markdown: per layer, the sensitivity at every ladder preset and the preset each plan chose.

@@ -344,7 +344,7 @@ int main(int argc, char** argv) {
                    calib_ctx, calib_text.c_str());
       const Sensitivity sens = measure_sensitivity(model, pool, {ids}, ladder, step, true);
       std::vector<LayerPlan> chosen;
-      for (double b : budgets) chosen.push_back(choose_presets(sens, b, objective));
+      for (double b : budgets) chosen.push_back(choose_presets(sens, mc.head_dim, b, objective));
       std::ostringstream cr;
       cr << "Calibration: " << calib_ctx << " tokens of " << calib_text << ", " << mc.layers << " layers x "
          << ladder.size() << " presets, each layer quantized alone (fp16 elsewhere), " << fmt(sens.seconds, 0)

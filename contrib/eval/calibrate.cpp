@@ -8,6 +8,7 @@
 #include "evaluate.hpp"
 #include "kv_config.hpp"
 #include "kvarn_cl/error.hpp"
+#include "kvarn_cl/layer_plan.hpp"
 
 namespace kvarn_eval {
 
@@ -61,43 +62,18 @@ CalibrationObjective parse_objective(const std::string& name) {
   throw kvarn_cl::InvalidArgument("--calib-objective '" + name + "': expected mean or p999");
 }
 
-LayerPlan choose_presets(const Sensitivity& s, double budget, CalibrationObjective objective) {
-  const auto& cost_of = objective == CalibrationObjective::mean_kl ? s.kl : s.kl_p999;
-  const std::size_t L = s.kl.size(), P = s.ladder.size();
-  std::vector<std::size_t> at(L, 0);
-  double total = s.bytes.front() * double(L);  // sum over layers
-  const double limit = budget * double(L) + 1e-9;
-  if (total > limit) {
-    std::ostringstream m;
-    m << "budget " << budget << " B/token/head is below the cheapest plan (every layer "
-      << kvarn_cl::to_string(s.ladder.front()) << ", " << s.bytes.front() << " B/token/head)";
-    throw kvarn_cl::InvalidArgument(m.str());
-  }
-  for (;;) {
-    double best = 0;
-    std::size_t best_l = L, best_p = 0;
-    for (std::size_t l = 0; l < L; ++l)
-      for (std::size_t p = at[l] + 1; p < P; ++p) {
-        const double cost = s.bytes[p] - s.bytes[at[l]];
-        if (total + cost > limit) continue;
-        const double ratio = (cost_of[l][at[l]] - cost_of[l][p]) / cost;
-        if (ratio > best) {
-          best = ratio;
-          best_l = l;
-          best_p = p;
-        }
-      }
-    if (best_l == L) break;
-    total += s.bytes[best_p] - s.bytes[at[best_l]];
-    at[best_l] = best_p;
-  }
+LayerPlan choose_presets(const Sensitivity& s, int head_dim, double budget, CalibrationObjective objective) {
+  // The choice itself is the library's (kvarn_cl::choose_layer_presets); this tool supplies the
+  // model-measured KL as the sensitivity.
+  kvarn_cl::LayerSensitivity ls;
+  ls.presets = s.ladder;
+  ls.error = objective == CalibrationObjective::mean_kl ? s.kl : s.kl_p999;
+  const kvarn_cl::LayerPlan chosen = kvarn_cl::choose_layer_presets(ls, head_dim, budget);
   LayerPlan plan;
   plan.budget = budget;
-  for (std::size_t l = 0; l < L; ++l) {
-    plan.presets.push_back(s.ladder[at[l]]);
-    plan.predicted_kl += cost_of[l][at[l]];
-  }
-  plan.bytes_per_token_head = total / double(L);
+  plan.presets = chosen.presets;
+  plan.bytes_per_token_head = chosen.bytes_per_token_head;
+  plan.predicted_kl = chosen.predicted_error;
   return plan;
 }
 
