@@ -29,5 +29,8 @@ start=$SECONDS
 echo "installed in $((SECONDS - start)) s"
 "$venv/bin/python" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 start=$SECONDS
+# One torch thread: torch's OpenMP workers spin while waiting, and on a busy 2-core machine two of
+# them made a decode step of the 135M model about 100x slower than one (measured on the dev VM).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 KVARN_CL_REQUIRE_HF=1 "$venv/bin/python" -m pytest -q -ra "$here/../python/tests/test_transformers.py"
 echo "transformers tests: $((SECONDS - start)) s"

@@ -81,13 +81,16 @@ def test_chat_prompt_fp16_mode_equals_dynamic_cache(smollm):
     assert greedy(model, ids, kt.KVarNCache(model, kt.FP16, max_tokens=128), 16).tolist() == want.tolist()
 
 
-# Bounds for 64 teacher-forced positions after a 320-token prompt (tiles 128..255 quantized, one
-# more once position 383 arrives), against DynamicCache. Measured on 2026-12-06 (docs/PYTHON.md):
-#   k4v4_g128: same top-1 MEASURED_K4V4, mean KL ..., PPL ratio ...
-#   k4v2_g128: same top-1 MEASURED_K4V2, mean KL ..., PPL ratio ...
+# Bounds for the 64 teacher-forced positions 320..383 of GPL-3 after a 320-token prefill (tokens
+# 128..255 in records, 256..383 joining them at position 383), against DynamicCache. Measured on
+# 2026-12-06 (torch 2.15.0 CPU, transformers 5.25.0, 1 thread):
+#   k4v4_g128: same top-1 98.4% (63/64), mean KL 1.44e-03, PPL 16.334 vs 16.427 (ratio 0.994)
+#   k4v2_g128: same top-1 96.9% (62/64), mean KL 7.34e-03, PPL 16.407 vs 16.427 (ratio 0.999)
+# The bounds leave a margin of about 3.5x in KL, 2-4 positions in top-1 and 2-3% in perplexity; a
+# cache that dropped or garbled tiles fails them, and a KL of zero would mean nothing was quantized.
 BOUNDS = {  # preset: (min same top-1, max mean KL, max PPL ratio)
-    "k4v4_g128": (0.95, 0.02, 1.03),
-    "k4v2_g128": (0.90, 0.05, 1.08),
+    "k4v4_g128": (0.95, 5e-3, 1.02),
+    "k4v2_g128": (0.90, 2.5e-2, 1.03),
 }
 
 
@@ -121,7 +124,7 @@ def test_quantized_agreement_perplexity_and_memory(smollm, dynamic_reference, pr
         print(f"\n{preset}: same top-1 {100 * top1:.1f}%, mean KL {kl:.2e}, PPL {ppl(logits, targets):.3f} "
               f"vs DynamicCache {ppl(ref, targets):.3f} (ratio {ratio:.4f})")
     min_top1, max_kl, max_ratio = BOUNDS[preset]
-    assert top1 >= min_top1 and kl <= max_kl and ratio <= max_ratio
+    assert top1 >= min_top1 and 1e-5 < kl <= max_kl and ratio <= max_ratio
 
     # Memory: the records are those of the complete tiles after the sink, per layer and KV head.
     kv = cache.kv
