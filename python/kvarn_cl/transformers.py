@@ -59,8 +59,7 @@ def _check_model(config) -> None:
             f"kvarn_cl.transformers: model type {model_type!r} is not supported; supported are "
             f"{', '.join(SUPPORTED_MODEL_TYPES)} (Llama-style attention: GQA, RoPE before the cache)")
     window = getattr(config, "sliding_window", None)
-    if window is not None and getattr(config, "use_sliding_window", True) and \
-            any(t != "full_attention" for t in (getattr(config, "layer_types", None) or ["sliding"])):
+    if window is not None and getattr(config, "use_sliding_window", True):
         raise Unsupported(f"kvarn_cl.transformers: model type {model_type!r} with sliding_window={window} "
                           "is not supported (the KVarN cache keeps every token)")
 
@@ -191,7 +190,7 @@ class KVarNCache(Cache):
         self.kv = KVCache("k4v4_g64" if fp16 else preset, **kw)
         self.preset = FP16 if fp16 else self.kv.preset
         self._ids: list = []
-        self._step = None
+        self._step, self._step_layers = None, []
         super().__init__(layers=[KVarNLayer(self, i) for i in range(layers)])
 
     def _attention_is_kvarn(self) -> bool:
@@ -208,18 +207,39 @@ class KVarNCache(Cache):
 
     def _step_for(self, layer: int, ids):
         # One DecodeStep per generated token: begun by the first layer, finished by the last
-        # (after its attention, see _layer_done). A step left open by an exception is abandoned.
+        # (after its attention, see _layer_done). A step left open by an exception in the model is
+        # abandoned (the library rolls it back) and the layers' token counts with it.
         if layer == 0 and self._step is not None:
-            self._step.abandon()
-            self._step = None
+            self._abandon_step()
         if self._step is None:
             self._step = self.kv.begin_step(ids)
+            self._step_layers = []
+        self._step_layers.append(layer)
         return self._step
+
+    def _abandon_step(self) -> None:
+        self._step.abandon()
+        for layer in self._step_layers:
+            self.layers[layer].tokens -= 1
+        self._step, self._step_layers = None, []
 
     def _layer_done(self, layer: int) -> None:
         if layer == len(self.layers) - 1 and self._step is not None:
             step, self._step = self._step, None
             step.finish()
+
+    # A model asks for the cache's length and mask sizes before its first layer runs; a step still
+    # open then was left by an exception inside the previous forward pass, and is rolled back first
+    # so that positions and masks count only the tokens the cache holds.
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        if self._step is not None:
+            self._abandon_step()
+        return super().get_seq_length(layer_idx)
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int) -> tuple[int, int]:
+        if self._step is not None:
+            self._abandon_step()
+        return super().get_mask_sizes(query_length, layer_idx)
 
     def memory_report(self) -> dict:
         """``KVCache.memory_report()`` of the underlying cache (bytes, by kind)."""
@@ -227,8 +247,7 @@ class KVarNCache(Cache):
 
     def reset(self) -> None:
         if self._step is not None:
-            self._step.abandon()
-            self._step = None
+            self._abandon_step()
         for seq in self._ids:
             self.kv.free(seq)
         self._ids = []

@@ -168,6 +168,32 @@ def test_fused_decode_equals_materialize_path(tiny, preset):
     torch.testing.assert_close(outs[kt.ATTENTION], outs["sdpa"], rtol=2e-3, atol=2e-3)
 
 
+def test_forward_that_fails_mid_step_is_rolled_back(tiny):
+    """An exception between two layers of a decode step: the next forward sees the cache as it was,
+    and continues exactly as a cache that never saw the failed step."""
+    tiny.set_attn_implementation(kt.ATTENTION)
+    ids = torch.randint(0, 300, (1, 80), generator=torch.Generator().manual_seed(2))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    caches = [kt.KVarNCache(tiny, "k4v2_g64", max_tokens=128) for _ in range(2)]
+    logits = []
+    with torch.no_grad():
+        for i, cache in enumerate(caches):
+            tiny(input_ids=ids[:, :70], cache=cache, use_cache=True)
+            if i == 1:
+                hook = tiny.model.layers[1].self_attn.register_forward_pre_hook(boom)
+                with pytest.raises(RuntimeError, match="boom"):
+                    tiny(input_ids=ids[:, 70:71], cache=cache, use_cache=True)
+                hook.remove()
+            assert cache.get_seq_length() == 70 and cache.layers[1].get_seq_length() == 70
+            logits.append(tiny(input_ids=ids[:, 70:72], cache=cache, use_cache=True).logits)
+            logits[-1] = torch.cat([logits[-1], tiny(input_ids=ids[:, 72:73], cache=cache, use_cache=True).logits], 1)
+    tiny.set_attn_implementation("sdpa")
+    torch.testing.assert_close(logits[0], logits[1], rtol=0, atol=0)
+
+
 def test_unsupported_model_type_is_refused():
     from transformers import GPT2Config
     with pytest.raises(kvarn_cl.Unsupported, match="'gpt2'"):
