@@ -211,3 +211,18 @@ def test_other_device_and_batch_limits_are_refused(tiny):
         layer.update(torch.zeros((1, 2, 1, 64), device="meta"), torch.zeros((1, 2, 1, 64), device="meta"))
     with pytest.raises(kvarn_cl.Unsupported, match="beam search"):
         cache.reorder_cache(torch.tensor([0]))
+
+
+def test_transformers_example_runs(smollm):
+    """examples/transformers_generate.py (the README's transformers command) on a short prompt."""
+    import re
+    import subprocess
+    import sys
+    script = os.path.join(REPO, "examples", "transformers_generate.py")
+    r = subprocess.run([sys.executable, script, "--doc-tokens", "300", "--new-tokens", "8", "--preset", "k4v4_g128"],
+                       capture_output=True, text=True, check=True)
+    agree = float(re.search(r"next-token agreement on the same 8 positions: ([0-9.]+)%", r.stdout).group(1))
+    kl = float(re.search(r"KL\(DynamicCache \|\| KVarN\) of the next-token distribution: mean ([0-9.e+-]+)",
+                         r.stdout).group(1))
+    saved = float(re.search(r"= ([0-9.]+)x smaller than fp16", r.stdout).group(1))
+    assert agree >= 75.0 and 0 < kl < 0.05 and saved > 1.0
