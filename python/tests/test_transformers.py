@@ -226,3 +226,18 @@ def test_transformers_example_runs(smollm):
                          r.stdout).group(1))
     saved = float(re.search(r"= ([0-9.]+)x smaller than fp16", r.stdout).group(1))
     assert agree >= 75.0 and 0 < kl < 0.05 and saved > 1.0
+
+
+def test_decode_step_reads_torch_tensors_in_place(tiny):
+    """A decode step's [B, Hk, 1, D] K/V reach the library as views of the model's tensors (DLPack),
+    not copies: the addresses the C++ code read are the tensors' own."""
+    tiny.set_attn_implementation(kt.ATTENTION)
+    cache = kt.KVarNCache(tiny, "k4v2_g64", max_tokens=64)
+    with torch.no_grad():
+        tiny(input_ids=torch.zeros((1, 5), dtype=torch.long), cache=cache, use_cache=True)
+    k, v = torch.randn(1, 2, 1, 64), torch.randn(1, 2, 1, 64)
+    cache.layers[0].update(k, v)
+    seen = set(kvarn_cl._kvarn_cl._addresses().values())
+    assert k.data_ptr() in seen and v.data_ptr() in seen
+    assert cache.get_seq_length() == 5   # the open step is rolled back
+    tiny.set_attn_implementation("sdpa")
