@@ -162,8 +162,8 @@ class KVarNCache(Cache):
     ``"fp16"`` to keep every token fp16 (the reference mode: the library's attention, no
     quantization). ``layer_presets`` (one per layer, or a ``kvarn-eval --calibrate`` file),
     ``recent_tokens``, ``sink_tokens``, ``backend`` and ``sinkhorn_iters`` go to ``KVCache``.
-    ``max_tokens`` (prompt + new tokens) and ``max_batch`` size its pools, allocated on the
-    first forward.
+    ``max_tokens`` (prompt + new tokens) and ``max_batch`` size its pools, all allocated here
+    (``memory_report()['total']``); in the fp16 mode the unused record pool is allocated too.
     """
 
     def __init__(self, model, preset: str = "k4v2_g128", *, max_tokens: int = 4096, max_batch: int = 1,
