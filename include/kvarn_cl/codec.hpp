@@ -46,12 +46,6 @@ void dequantize_tiles(const CodecParams& params, const std::uint8_t* records, st
 
 // The pieces of the codec (normalization, row rounding, packing) are internal:
 // src/cpu/codec_detail.hpp, for the library's tests and tools.
-namespace detail {
-// Declared here only for src/opencl/codec_program.cpp until it includes format/rotation_scale.hpp
-// (the internal header that owns it; issue 18: a one-line change after the kernel-descriptor
-// branch is merged). Not part of the API.
-float rotation_scale(int n) noexcept;
-}  // namespace detail
 
 // --- the yardstick ----------------------------------------------------------------------------
 // Exact attention of one query token over `tokens` cached tokens, one sequence:

@@ -8,6 +8,7 @@
 
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
+#include "format/rotation_scale.hpp"
 
 namespace kvarn_cl::opencl {
 
