@@ -235,8 +235,8 @@ class Backend {
 
   // One launch: record ids -> fp16 rows, tile i of the list to rows [i*G, (i+1)*G) of k_out/v_out.
   virtual void dequantize(const CodecParams& params, const Buffer& records,
-                          const std::vector<std::uint32_t>& record_ids, Frame frame,
-                          Buffer& k_out, Buffer& v_out) = 0;
+                          const std::vector<std::uint32_t>& record_ids, Frame frame, Buffer& k_out,
+                          Buffer& v_out) = 0;
 
   // Fused decode attention straight from the records (one launch + merge).
   virtual void attend(const AttendArgs& args) = 0;

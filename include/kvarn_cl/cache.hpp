@@ -28,8 +28,8 @@
 #include <vector>
 
 #include "kvarn_cl/backend.hpp"
-#include "kvarn_cl/half.hpp"
 #include "kvarn_cl/format.hpp"
+#include "kvarn_cl/half.hpp"
 
 namespace kvarn_cl {
 
@@ -86,7 +86,8 @@ struct CacheConfig {
 std::vector<Preset> parse_layer_presets(const std::string& text, const std::string& source);
 std::vector<Preset> read_layer_presets(const std::string& path);
 // The file text for `presets`; every line of `comment` becomes a '#' line at the top.
-std::string format_layer_presets(const std::vector<Preset>& presets, const std::string& comment = "");
+std::string format_layer_presets(const std::vector<Preset>& presets,
+                                 const std::string& comment = "");
 
 enum class AppendMode {
   commit,       // the tokens are committed at once (prefill, plain decode)
@@ -95,9 +96,9 @@ enum class AppendMode {
 
 // Every byte the cache holds, by kind. "Allocated" numbers are resident whether used or not.
 struct MemoryReport {
-  std::size_t records = 0;       // record pools, all layers, each at its own preset (allocated)
-  std::size_t sink = 0;          // fp16 sink pools, K and V, all layers (allocated)
-  std::size_t tail = 0;          // fp16 tail pools, K and V, all layers (allocated; recent window included)
+  std::size_t records = 0;  // record pools, all layers, each at its own preset (allocated)
+  std::size_t sink = 0;     // fp16 sink pools, K and V, all layers (allocated)
+  std::size_t tail = 0;  // fp16 tail pools, K and V, all layers (allocated; recent window included)
   std::size_t block_tables = 0;  // host block tables + the device copy built for attend()
   std::size_t seq_info = 0;      // host per-sequence state + the device seq_info of attend()
   std::size_t workspaces = 0;    // staging buffers of append/attend/materialize (grow on demand)
@@ -106,9 +107,10 @@ struct MemoryReport {
   }
 
   // Use, for context (not additional bytes):
-  std::size_t records_in_use = 0;   // bytes of records holding live tiles
-  std::size_t live_tokens = 0;      // tokens over all sequences and layers (per layer, summed)
-  std::size_t exact_recent_tokens = 0;  // of those, committed tokens held fp16 only because of recent_tokens
+  std::size_t records_in_use = 0;  // bytes of records holding live tiles
+  std::size_t live_tokens = 0;     // tokens over all sequences and layers (per layer, summed)
+  std::size_t exact_recent_tokens =
+      0;  // of those, committed tokens held fp16 only because of recent_tokens
   std::size_t fp16_equivalent = 0;  // bytes those tokens would take as fp16 K+V
   std::size_t free_blocks = 0;      // blocks left in the pool
 };
@@ -146,12 +148,12 @@ class KVCache {
   int tail_capacity() const noexcept;
 
   // --- sequences -------------------------------------------------------------------------------
-  SeqId add_sequence();            // OutOfMemory when max_sequences are alive
-  void free_sequence(SeqId id);    // its blocks and slot are reused by later sequences
-  bool contains(SeqId id) const;          // InvalidArgument while another thread is inside a
-  std::size_t num_sequences() const;      // mutating call on this cache (docs/API.md, "Threads")
-  int length(SeqId id, int layer) const;       // tokens in the layer, uncommitted included
-  int committed(SeqId id, int layer) const;    // committed tokens in the layer
+  SeqId add_sequence();                      // OutOfMemory when max_sequences are alive
+  void free_sequence(SeqId id);              // its blocks and slot are reused by later sequences
+  bool contains(SeqId id) const;             // InvalidArgument while another thread is inside a
+  std::size_t num_sequences() const;         // mutating call on this cache (docs/API.md, "Threads")
+  int length(SeqId id, int layer) const;     // tokens in the layer, uncommitted included
+  int committed(SeqId id, int layer) const;  // committed tokens in the layer
   int quantized_tiles(SeqId id, int layer) const;
 
   // --- appends (one layer, many sequences) -------------------------------------------------------

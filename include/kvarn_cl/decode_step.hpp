@@ -93,7 +93,8 @@ class DecodeStep {
  private:
   friend class KVCache;
   DecodeStep(KVCache& cache, std::uint64_t id) noexcept : cache_(&cache), id_(id) {}
-  void attend_host(int layer, int num_q_heads, const float* q, void* out, ElementType out_type, float scale);
+  void attend_host(int layer, int num_q_heads, const float* q, void* out, ElementType out_type,
+                   float scale);
   KVCache* cache_;    // nullptr once moved from
   std::uint64_t id_;  // which step of the cache this handle is (a finished one is refused)
 };

@@ -34,9 +34,10 @@ struct DeviceCapabilities {
   std::string type;              // "gpu", "accelerator", "cpu", "other"
   int opencl_c_major = 0;
   int opencl_c_minor = 0;
-  bool fp16 = false;       // cl_khr_fp16 (optional fast paths only; never required)
-  bool fp64 = false;       // cl_khr_fp64
-  bool subgroups = false;  // cl_khr_subgroups / cl_intel_subgroups or CL_DEVICE_MAX_NUM_SUB_GROUPS > 0
+  bool fp16 = false;  // cl_khr_fp16 (optional fast paths only; never required)
+  bool fp64 = false;  // cl_khr_fp64
+  bool subgroups =
+      false;  // cl_khr_subgroups / cl_intel_subgroups or CL_DEVICE_MAX_NUM_SUB_GROUPS > 0
   bool correctly_rounded_div_sqrt = false;  // CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT
   std::uint64_t local_mem_bytes = 0;
   std::uint64_t max_work_group_size = 0;

@@ -10,14 +10,14 @@ namespace kvarn_cl {
 // Status codes shared by the C API (kvarn_cl_status) and Error::status().
 enum class Status : int {
   ok = 0,
-  invalid_argument = 1,   // wrong preset, head_dim, shapes, sizes, indices
-  non_finite_input = 2,   // NaN or Inf in keys/values/queries
-  corrupt_record = 3,     // truncated record data or non-finite/negative scales
-  out_of_memory = 4,      // host or device allocation failed
-  device_error = 5,       // an OpenCL call failed
-  kernel_build_error = 6, // an OpenCL program failed to build (log attached)
-  unsupported = 7,        // feature not available on this build/device
-  io_error = 8,           // file could not be read or written
+  invalid_argument = 1,    // wrong preset, head_dim, shapes, sizes, indices
+  non_finite_input = 2,    // NaN or Inf in keys/values/queries
+  corrupt_record = 3,      // truncated record data or non-finite/negative scales
+  out_of_memory = 4,       // host or device allocation failed
+  device_error = 5,        // an OpenCL call failed
+  kernel_build_error = 6,  // an OpenCL program failed to build (log attached)
+  unsupported = 7,         // feature not available on this build/device
+  io_error = 8,            // file could not be read or written
   internal = 9,
 };
 
@@ -32,10 +32,10 @@ class Error : public std::runtime_error {
   Status status_;
 };
 
-#define KVARN_CL_DEFINE_ERROR(Name, code)                                              \
-  class Name : public Error {                                                          \
-   public:                                                                             \
-    explicit Name(const std::string& message) : Error(Status::code, message) {}        \
+#define KVARN_CL_DEFINE_ERROR(Name, code)                                       \
+  class Name : public Error {                                                   \
+   public:                                                                      \
+    explicit Name(const std::string& message) : Error(Status::code, message) {} \
   };
 
 KVARN_CL_DEFINE_ERROR(InvalidArgument, invalid_argument)

@@ -14,7 +14,9 @@ namespace kvarn_cl {
 // Element type of rows handed to the library and of the outputs it writes (fp16 as IEEE bits).
 enum class ElementType { f16, f32 };
 // Bytes of one value of the type.
-constexpr std::size_t element_bytes(ElementType t) noexcept { return t == ElementType::f32 ? 4 : 2; }
+constexpr std::size_t element_bytes(ElementType t) noexcept {
+  return t == ElementType::f32 ? 4 : 2;
+}
 
 // The "original" frame is what the model produces; the "rotated" frame is x·H with H the
 // normalized Sylvester Hadamard matrix. Records always hold rotated-frame data.

@@ -43,8 +43,14 @@ typedef enum kvarn_cl_backend_kind {
 } kvarn_cl_backend_kind;
 
 typedef enum kvarn_cl_element_type { KVARN_CL_F16 = 0, KVARN_CL_F32 = 1 } kvarn_cl_element_type;
-typedef enum kvarn_cl_frame { KVARN_CL_FRAME_ORIGINAL = 0, KVARN_CL_FRAME_ROTATED = 1 } kvarn_cl_frame;
-typedef enum kvarn_cl_attend_path { KVARN_CL_ATTEND_FUSED = 0, KVARN_CL_ATTEND_MATERIALIZE = 1 } kvarn_cl_attend_path;
+typedef enum kvarn_cl_frame {
+  KVARN_CL_FRAME_ORIGINAL = 0,
+  KVARN_CL_FRAME_ROTATED = 1
+} kvarn_cl_frame;
+typedef enum kvarn_cl_attend_path {
+  KVARN_CL_ATTEND_FUSED = 0,
+  KVARN_CL_ATTEND_MATERIALIZE = 1
+} kvarn_cl_attend_path;
 
 typedef struct kvarn_cl_backend kvarn_cl_backend;
 typedef struct kvarn_cl_cache kvarn_cl_cache;
@@ -82,8 +88,10 @@ kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu
                                         kvarn_cl_backend** out);
 /* The OpenCL backend on an engine's context, device and in-order queue (retained): the library's
  * kernels run on that queue, in order with the engine's own work. */
-kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context, struct _cl_device_id* device,
-                                                 struct _cl_command_queue* queue, kvarn_cl_backend** out);
+kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context,
+                                                 struct _cl_device_id* device,
+                                                 struct _cl_command_queue* queue,
+                                                 kvarn_cl_backend** out);
 void kvarn_cl_backend_destroy(kvarn_cl_backend* backend);
 /* What the backend runs on: KVARN_CL_BACKEND_CPU or KVARN_CL_BACKEND_OPENCL (never _AUTOMATIC). */
 kvarn_cl_status kvarn_cl_backend_get_kind(const kvarn_cl_backend* backend,
@@ -107,15 +115,15 @@ kvarn_cl_status kvarn_cl_dequantize_tiles(kvarn_cl_backend* backend, kvarn_cl_pr
 /* --- the paged KV cache ------------------------------------------------------------------- */
 typedef struct kvarn_cl_cache_config {
   kvarn_cl_preset preset;
-  int head_dim;                /* 64, 128 or 256 */
-  int sinkhorn_iters;          /* 8 = default */
+  int head_dim;       /* 64, 128 or 256 */
+  int sinkhorn_iters; /* 8 = default */
   int num_layers;
   int num_kv_heads;
   int max_sequences;
   int max_tokens_per_sequence;
-  int pool_blocks;             /* 0 = enough for every sequence at full length */
-  int sink_tokens;             /* -1 = one tile */
-  int max_uncommitted;         /* speculative tokens per sequence, 0..G (default 64) */
+  int pool_blocks;     /* 0 = enough for every sequence at full length */
+  int sink_tokens;     /* -1 = one tile */
+  int max_uncommitted; /* speculative tokens per sequence, 0..G (default 64) */
   /* NULL: every layer uses `preset`. Otherwise num_layers presets, one per layer, all with the same
    * tile size (e.g. from kvarn_cl_layer_presets_read); `preset` is then ignored. Read only during
    * kvarn_cl_cache_create. */
@@ -144,8 +152,8 @@ kvarn_cl_status kvarn_cl_layer_presets_read(const char* path, kvarn_cl_preset* o
                                             size_t* count);
 
 /* The cache keeps using `backend`: destroy the cache first. */
-kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_cache_config* config,
-                                      kvarn_cl_cache** out);
+kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend,
+                                      const kvarn_cl_cache_config* config, kvarn_cl_cache** out);
 void kvarn_cl_cache_destroy(kvarn_cl_cache* cache);
 kvarn_cl_status kvarn_cl_cache_add_sequence(kvarn_cl_cache* cache, uint64_t* seq_id);
 kvarn_cl_status kvarn_cl_cache_free_sequence(kvarn_cl_cache* cache, uint64_t seq_id);
@@ -182,21 +190,24 @@ kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
  * of `wait` (may be NULL when num_wait is 0); `done`, when not NULL, receives a new event (release
  * it with clReleaseEvent) that completes when the call's work has. On the CPU backend calls
  * complete before returning: num_wait must be 0 and *done is set to NULL. */
-kvarn_cl_status kvarn_cl_cache_begin_step(kvarn_cl_cache* cache, size_t num_seqs, const uint64_t* seq_ids,
-                                          kvarn_cl_step** out);
+kvarn_cl_status kvarn_cl_cache_begin_step(kvarn_cl_cache* cache, size_t num_seqs,
+                                          const uint64_t* seq_ids, kvarn_cl_step** out);
 /* k, v: [num_seqs][num_kv_heads][head_dim] of elem_type, original frame, in host memory. */
 kvarn_cl_status kvarn_cl_step_append(kvarn_cl_step* step, int layer, const void* k, const void* v,
                                      kvarn_cl_element_type elem_type);
 /* The same from cl_mem buffers of the backend's context (OpenCL backend only). */
-kvarn_cl_status kvarn_cl_step_append_cl(kvarn_cl_step* step, int layer, struct _cl_mem* k, struct _cl_mem* v,
-                                        kvarn_cl_element_type elem_type, uint32_t num_wait,
-                                        struct _cl_event* const* wait, struct _cl_event** done);
+kvarn_cl_status kvarn_cl_step_append_cl(kvarn_cl_step* step, int layer, struct _cl_mem* k,
+                                        struct _cl_mem* v, kvarn_cl_element_type elem_type,
+                                        uint32_t num_wait, struct _cl_event* const* wait,
+                                        struct _cl_event** done);
 /* q [num_seqs][num_q_heads][head_dim] f32, out the same shape of out_type, original frame; host
  * memory (waits for the output). Each layer after its append. scale 0 = 1/sqrt(head_dim). */
-kvarn_cl_status kvarn_cl_step_attend(kvarn_cl_step* step, int layer, int num_q_heads, const float* q,
-                                     void* out, kvarn_cl_element_type out_type, float scale);
-kvarn_cl_status kvarn_cl_step_attend_cl(kvarn_cl_step* step, int layer, int num_q_heads, struct _cl_mem* q,
-                                        struct _cl_mem* out, kvarn_cl_element_type out_type, float scale,
+kvarn_cl_status kvarn_cl_step_attend(kvarn_cl_step* step, int layer, int num_q_heads,
+                                     const float* q, void* out, kvarn_cl_element_type out_type,
+                                     float scale);
+kvarn_cl_status kvarn_cl_step_attend_cl(kvarn_cl_step* step, int layer, int num_q_heads,
+                                        struct _cl_mem* q, struct _cl_mem* out,
+                                        kvarn_cl_element_type out_type, float scale,
                                         uint32_t num_wait, struct _cl_event* const* wait,
                                         struct _cl_event** done);
 kvarn_cl_status kvarn_cl_step_finish(kvarn_cl_step* step);
@@ -209,19 +220,21 @@ kvarn_cl_status kvarn_cl_cache_layer_preset(const kvarn_cl_cache* cache, int lay
 /* --- per-layer preset plans (C++: include/kvarn_cl/layer_plan.hpp) ------------------------ */
 /* Budgets are steady-state bytes per token per KV head, K and V together, averaged over layers
  * (record bytes / G; the fp16 sink, tail and recent window are not counted). */
-kvarn_cl_status kvarn_cl_preset_bytes_per_token_head(kvarn_cl_preset preset, int head_dim, double* out);
+kvarn_cl_status kvarn_cl_preset_bytes_per_token_head(kvarn_cl_preset preset, int head_dim,
+                                                     double* out);
 /* The budget of total_bytes of records holding `tokens` tokens of num_kv_heads heads per layer. */
-kvarn_cl_status kvarn_cl_budget_from_total_bytes(size_t total_bytes, size_t tokens, int num_kv_heads,
-                                                 int num_layers, double* out);
+kvarn_cl_status kvarn_cl_budget_from_total_bytes(size_t total_bytes, size_t tokens,
+                                                 int num_kv_heads, int num_layers, double* out);
 /* The proxy sensitivity from captured rows: k and v hold num_layers*tokens*num_kv_heads*head_dim
  * floats ([layer][token][head][channel], original frame); each whole tile of each head goes through
  * the CPU codec at every one of the num_presets candidates (distinct, one tile size);
  * error[layer*num_presets + i] receives |K-K'|^2/|K|^2 + |V-V'|^2/|V|^2 of that layer at
  * presets[i]. */
-kvarn_cl_status kvarn_cl_layer_sensitivity_measure(const kvarn_cl_preset* presets, size_t num_presets,
-                                                   int head_dim, int sinkhorn_iters, int num_layers,
-                                                   int tokens, int num_kv_heads, const float* k,
-                                                   const float* v, double* error);
+kvarn_cl_status kvarn_cl_layer_sensitivity_measure(const kvarn_cl_preset* presets,
+                                                   size_t num_presets, int head_dim,
+                                                   int sinkhorn_iters, int num_layers, int tokens,
+                                                   int num_kv_heads, const float* k, const float* v,
+                                                   double* error);
 /* The per-layer plan under `budget` (greedy: largest error reduction per added byte first).
  * error[layer*num_presets + i]: any finite non-negative sensitivity of the layer at presets[i],
  * measured by the caller or by kvarn_cl_layer_sensitivity_measure. plan receives num_layers

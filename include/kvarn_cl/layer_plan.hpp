@@ -33,15 +33,15 @@ double budget_from_total_bytes(std::size_t total_bytes, std::size_t tokens, int 
                                int num_layers);
 
 struct LayerSensitivity {
-  std::vector<Preset> presets;            // candidates, any order, distinct, one tile size G
+  std::vector<Preset> presets;             // candidates, any order, distinct, one tile size G
   std::vector<std::vector<double>> error;  // [layer][candidate]: finite, >= 0, smaller is better
 };
 
 struct LayerPlan {
-  std::vector<Preset> presets;         // one per layer, for CacheConfig::layer_presets
-  double budget = 0;                   // the budget asked for, bytes per token per KV head
-  double bytes_per_token_head = 0;     // what the plan takes (mean over layers), <= budget
-  double predicted_error = 0;          // sum over layers of the error at the chosen preset
+  std::vector<Preset> presets;      // one per layer, for CacheConfig::layer_presets
+  double budget = 0;                // the budget asked for, bytes per token per KV head
+  double bytes_per_token_head = 0;  // what the plan takes (mean over layers), <= budget
+  double predicted_error = 0;       // sum over layers of the error at the chosen preset
 };
 
 // Throws InvalidArgument naming the argument and value: no candidates or layers, a row of

@@ -340,7 +340,8 @@ struct PyStep {
 
   DecodeStep& open(const char* fn) {
     if (!step)
-      throw InvalidArgument(std::string("DecodeStep.") + fn + ": this step is finished (begin a new one with begin_step)");
+      throw InvalidArgument(std::string("DecodeStep.") + fn +
+                            ": this step is finished (begin a new one with begin_step)");
     return *step;
   }
   template <typename F>
@@ -368,13 +369,16 @@ void step_append(PyStep& s, int layer, nb::handle k_obj, nb::handle v_obj) {
   const ArrayIn k = array_in(k_obj, fn, "k", {Dtype::f16, Dtype::f32});
   const ArrayIn v = array_in(v_obj, fn, "v", {Dtype::f16, Dtype::f32});
   const CacheConfig& cfg = s.cache->cache->config();
-  const std::vector<std::size_t> want{s.num_seqs, std::size_t(cfg.num_kv_heads), std::size_t(cfg.codec.head_dim)};
+  const std::vector<std::size_t> want{s.num_seqs, std::size_t(cfg.num_kv_heads),
+                                      std::size_t(cfg.codec.head_dim)};
   for (const ArrayIn* a : {&k, &v})
     if (a->shape != want)
-      throw InvalidArgument(std::string(fn) + ": " + (a == &k ? "k" : "v") + " has shape " + shape_str(a->shape) +
-                            ", expected " + shape_str(want) + " (one new token per sequence)");
+      throw InvalidArgument(std::string(fn) + ": " + (a == &k ? "k" : "v") + " has shape " +
+                            shape_str(a->shape) + ", expected " + shape_str(want) +
+                            " (one new token per sequence)");
   if (k.dtype != v.dtype)
-    throw InvalidArgument(std::string(fn) + ": k is " + dtype_name(k.dtype) + " but v is " + dtype_name(v.dtype));
+    throw InvalidArgument(std::string(fn) + ": k is " + dtype_name(k.dtype) + " but v is " +
+                          dtype_name(v.dtype));
   const ElementType type = k.dtype == Dtype::f32 ? ElementType::f32 : ElementType::f16;
   s.locked([&] {
     st.append(layer, k.data, v.data, type);
@@ -382,8 +386,8 @@ void step_append(PyStep& s, int layer, nb::handle k_obj, nb::handle v_obj) {
   });
 }
 
-nb::object step_attend(PyStep& s, int layer, nb::handle q_obj, nb::handle scale_obj, nb::handle out_obj,
-                       nb::handle dtype_obj) {
+nb::object step_attend(PyStep& s, int layer, nb::handle q_obj, nb::handle scale_obj,
+                       nb::handle out_obj, nb::handle dtype_obj) {
   const char* fn = "DecodeStep.attend";
   DecodeStep& st = s.open("attend");
   const ArrayIn q = array_in(q_obj, fn, "q", {Dtype::f32, Dtype::f16});
@@ -395,7 +399,8 @@ nb::object step_attend(PyStep& s, int layer, nb::handle q_obj, nb::handle scale_
   if (!scale_obj.is_none()) {
     double x = 0;
     if (!nb::try_cast(scale_obj, x, true) || !(x > 0) || !std::isfinite(x))
-      throw InvalidArgument(std::string(fn) + ": scale " + std::string(nb::repr(scale_obj).c_str()) +
+      throw InvalidArgument(std::string(fn) + ": scale " +
+                            std::string(nb::repr(scale_obj).c_str()) +
                             " must be a finite number > 0 (None = 1/sqrt(head_dim))");
     scale = float(x);
   }
@@ -606,8 +611,9 @@ void bind_cache(nb::module_& m) {
       .def("append", &step_append, nb::arg("layer"), nb::arg("k"), nb::arg("v"),
            "The new token's keys and values of one layer: float16 or float32 [B][Hk][D], original "
            "frame, B = len(sequences). Each layer exactly once per step.")
-      .def("attend", &step_attend, nb::arg("layer"), nb::arg("q"), nb::kw_only(), nb::arg("scale") = nb::none(),
-           nb::arg("out") = nb::none(), nb::arg("dtype") = nb::none(),
+      .def("attend", &step_attend, nb::arg("layer"), nb::arg("q"), nb::kw_only(),
+           nb::arg("scale") = nb::none(), nb::arg("out") = nb::none(),
+           nb::arg("dtype") = nb::none(),
            "Decode attention of one layer after its append: q float32 (or float16) [B][Hq][D]; "
            "returns [B][Hq][D] float32 (or float16 with dtype=np.float16 / an out= array).")
       .def("finish", &step_finish,
@@ -624,14 +630,17 @@ void bind_cache(nb::module_& m) {
           },
           "The step's sequence ids in batch order (empty once finished).")
       .def("__enter__", [](nb::handle self) { return nb::borrow(self); })
-      .def("__exit__", [](PyStep& s, nb::handle type, nb::handle, nb::handle) {
-        if (!s.step) return false;
-        if (type.is_none())
-          step_finish(s);
-        else
-          step_abandon(s);
-        return false;
-      }, nb::arg("exc_type").none(), nb::arg("exc_value").none(), nb::arg("traceback").none());
+      .def(
+          "__exit__",
+          [](PyStep& s, nb::handle type, nb::handle, nb::handle) {
+            if (!s.step) return false;
+            if (type.is_none())
+              step_finish(s);
+            else
+              step_abandon(s);
+            return false;
+          },
+          nb::arg("exc_type").none(), nb::arg("exc_value").none(), nb::arg("traceback").none());
 }
 
 }  // namespace kvarn_cl::py

@@ -2,9 +2,9 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include "files.hpp"
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/kvarn_cl.hpp"
-#include "files.hpp"
 #include "module.hpp"
 
 namespace kvarn_cl::py {

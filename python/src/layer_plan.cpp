@@ -23,7 +23,8 @@ std::vector<Preset> preset_list(nb::handle presets, const char* fn) {
     if (!nb::isinstance<nb::str>(p))
       throw InvalidArgument(std::string(fn) + ": presets[" + std::to_string(out.size()) + "] " +
                             nb::repr(p).c_str() + " is not a preset name");
-    out.push_back(parse_preset(nb::cast<std::string>(p), std::string(fn) + ": presets[" + std::to_string(out.size()) + "]"));
+    out.push_back(parse_preset(nb::cast<std::string>(p),
+                               std::string(fn) + ": presets[" + std::to_string(out.size()) + "]"));
   }
   return out;
 }
@@ -32,7 +33,8 @@ std::vector<Preset> preset_list(nb::handle presets, const char* fn) {
 std::vector<std::vector<double>> error_rows(nb::handle error, const char* fn) {
   std::vector<std::vector<double>> rows;
   if (!nb::try_cast(error, rows, true))
-    throw InvalidArgument(std::string(fn) + ": error must be rows of numbers ([layer][preset]), got " +
+    throw InvalidArgument(std::string(fn) +
+                          ": error must be rows of numbers ([layer][preset]), got " +
                           nb::repr(error).c_str());
   return rows;
 }
@@ -58,7 +60,8 @@ nb::object measure(nb::handle k, nb::handle v, nb::handle presets, int sinkhorn_
   // Each count must fit the C++ API's int (head_dim is then checked to be 64, 128 or 256).
   for (std::size_t i = 0; i < 4; ++i)
     if (ka.shape[i] > std::size_t(1) << 30)
-      throw InvalidArgument(std::string(fn) + ": k has shape " + shape_str(ka.shape) + ", too large");
+      throw InvalidArgument(std::string(fn) + ": k has shape " + shape_str(ka.shape) +
+                            ", too large");
   CodecParams codec;
   codec.head_dim = int(ka.shape[3]);
   codec.sinkhorn_iters = sinkhorn_iters;
@@ -66,7 +69,8 @@ nb::object measure(nb::handle k, nb::handle v, nb::handle presets, int sinkhorn_
   {
     nb::gil_scoped_release release;
     s = measure_layer_sensitivity(codec, list, int(ka.shape[0]), int(ka.shape[1]), int(ka.shape[2]),
-                                  static_cast<const float*>(ka.data), static_cast<const float*>(va.data));
+                                  static_cast<const float*>(ka.data),
+                                  static_cast<const float*>(va.data));
   }
   auto* values = new std::vector<double>();
   for (const auto& row : s.error) values->insert(values->end(), row.begin(), row.end());
@@ -78,11 +82,12 @@ nb::object measure(nb::handle k, nb::handle v, nb::handle presets, int sinkhorn_
 }  // namespace
 
 void bind_layer_plan(nb::module_& m) {
-  nb::class_<LayerPlan>(m, "LayerPlan",
-                        "A per-layer preset plan (choose_layer_presets): presets (one name per layer, "
-                        "for KVCache(layer_presets=...)), budget and bytes_per_token_head (steady-state "
-                        "record bytes per token per KV head, mean over layers), predicted_error (the sum "
-                        "of the layers' errors at their presets).")
+  nb::class_<LayerPlan>(
+      m, "LayerPlan",
+      "A per-layer preset plan (choose_layer_presets): presets (one name per layer, "
+      "for KVCache(layer_presets=...)), budget and bytes_per_token_head (steady-state "
+      "record bytes per token per KV head, mean over layers), predicted_error (the sum "
+      "of the layers' errors at their presets).")
       .def_prop_ro("presets",
                    [](const LayerPlan& p) {
                      std::vector<std::string> names;
@@ -92,33 +97,43 @@ void bind_layer_plan(nb::module_& m) {
       .def_ro("budget", &LayerPlan::budget)
       .def_ro("bytes_per_token_head", &LayerPlan::bytes_per_token_head)
       .def_ro("predicted_error", &LayerPlan::predicted_error)
-      .def("to_file_text",
-           [](const LayerPlan& p, const std::string& comment) { return format_layer_presets(p.presets, comment); },
-           nb::arg("comment") = "", "The plan as a layer-preset file's text.")
+      .def(
+          "to_file_text",
+          [](const LayerPlan& p, const std::string& comment) {
+            return format_layer_presets(p.presets, comment);
+          },
+          nb::arg("comment") = "", "The plan as a layer-preset file's text.")
       .def("__repr__", [](const LayerPlan& p) {
         std::string s = "LayerPlan(presets=[";
-        for (std::size_t i = 0; i < p.presets.size(); ++i) s += (i ? ", '" : "'") + to_string(p.presets[i]) + "'";
+        for (std::size_t i = 0; i < p.presets.size(); ++i)
+          s += (i ? ", '" : "'") + to_string(p.presets[i]) + "'";
         return s + "], bytes_per_token_head=" + std::to_string(p.bytes_per_token_head) + ")";
       });
-  m.def("choose_layer_presets", &choose, nb::arg("error"), nb::arg("presets"), nb::arg("head_dim"),
-        nb::arg("budget"),
-        "The per-layer preset plan under `budget` bytes per token per KV head (steady state, mean "
-        "over layers). error[layer][i]: the layer's sensitivity at presets[i] (finite, >= 0, smaller "
-        "is better; measured by the caller, e.g. a model's KL with only that layer quantized, or by "
-        "measure_layer_sensitivity). Greedy: every layer starts at the cheapest candidate, then the "
-        "upgrade with the largest error reduction per added byte that fits, until none fits. "
-        "Raises InvalidArgument for a budget below the cheapest plan (naming both).");
+  m.def(
+      "choose_layer_presets", &choose, nb::arg("error"), nb::arg("presets"), nb::arg("head_dim"),
+      nb::arg("budget"),
+      "The per-layer preset plan under `budget` bytes per token per KV head (steady state, mean "
+      "over layers). error[layer][i]: the layer's sensitivity at presets[i] (finite, >= 0, smaller "
+      "is better; measured by the caller, e.g. a model's KL with only that layer quantized, or by "
+      "measure_layer_sensitivity). Greedy: every layer starts at the cheapest candidate, then the "
+      "upgrade with the largest error reduction per added byte that fits, until none fits. "
+      "Raises InvalidArgument for a budget below the cheapest plan (naming both).");
   m.def("measure_layer_sensitivity", &measure, nb::arg("k"), nb::arg("v"), nb::arg("presets"),
         nb::kw_only(), nb::arg("sinkhorn_iters") = kDefaultSinkhornIters,
         "Proxy sensitivity of captured rows: k and v float32 (layers, tokens, kv_heads, head_dim), "
         "original frame; each whole tile of each head through the CPU codec at every preset. "
         "Returns float64 (layers, len(presets)): |K-K'|^2/|K|^2 + |V-V'|^2/|V|^2 per layer.");
-  m.def("preset_bytes_per_token_head", [](const std::string& preset, int head_dim) {
-        return preset_bytes_per_token_head(parse_preset(preset, "preset_bytes_per_token_head: preset"), head_dim);
-      }, nb::arg("preset"), nb::arg("head_dim"), "Record bytes / G of a preset at head_dim.");
-  m.def("budget_from_total_bytes", &budget_from_total_bytes, nb::arg("total_bytes"), nb::arg("tokens"),
-        nb::arg("kv_heads"), nb::arg("layers"),
-        "The per-token-per-head budget of total_bytes of records for `tokens` tokens of kv_heads heads "
+  m.def(
+      "preset_bytes_per_token_head",
+      [](const std::string& preset, int head_dim) {
+        return preset_bytes_per_token_head(
+            parse_preset(preset, "preset_bytes_per_token_head: preset"), head_dim);
+      },
+      nb::arg("preset"), nb::arg("head_dim"), "Record bytes / G of a preset at head_dim.");
+  m.def("budget_from_total_bytes", &budget_from_total_bytes, nb::arg("total_bytes"),
+        nb::arg("tokens"), nb::arg("kv_heads"), nb::arg("layers"),
+        "The per-token-per-head budget of total_bytes of records for `tokens` tokens of kv_heads "
+        "heads "
         "in each of `layers` layers.");
 }
 

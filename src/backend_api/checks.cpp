@@ -83,15 +83,15 @@ RecordLayout check_quantize(const CodecParams& params, const Buffer& k_rows, con
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     const QuantizeJob& j = jobs[i];
     if (std::size_t(j.src_row) + l.group > std::min(k_rows_n, v_rows_n))
-      throw InvalidArgument("quantize: jobs[" + std::to_string(i) + "].src_row = " +
-                            std::to_string(j.src_row) + " needs rows up to " +
+      throw InvalidArgument("quantize: jobs[" + std::to_string(i) +
+                            "].src_row = " + std::to_string(j.src_row) + " needs rows up to " +
                             std::to_string(std::size_t(j.src_row) + l.group) + " but k_rows has " +
                             std::to_string(k_rows_n) + " and v_rows " + std::to_string(v_rows_n));
     if (j.dst_record >= n_records)
-      throw InvalidArgument("quantize: jobs[" + std::to_string(i) + "].dst_record = " +
-                            std::to_string(j.dst_record) + " but records holds " +
-                            std::to_string(n_records) + " records of " + std::to_string(l.bytes) +
-                            " bytes");
+      throw InvalidArgument("quantize: jobs[" + std::to_string(i) +
+                            "].dst_record = " + std::to_string(j.dst_record) +
+                            " but records holds " + std::to_string(n_records) + " records of " +
+                            std::to_string(l.bytes) + " bytes");
   }
   return l;
 }
@@ -105,9 +105,9 @@ void check_append_rows(const AppendRowsArgs& a) {
   const char* call = "append_rows";
   CodecParams{Preset::k4v2_g128, a.head_dim, kDefaultSinkhornIters}.validate();
   for (const void* p : {static_cast<const void*>(a.k), static_cast<const void*>(a.v),
-                        static_cast<const void*>(a.destinations), static_cast<const void*>(a.sink_k),
-                        static_cast<const void*>(a.sink_v), static_cast<const void*>(a.tail_k),
-                        static_cast<const void*>(a.tail_v)})
+                        static_cast<const void*>(a.destinations),
+                        static_cast<const void*>(a.sink_k), static_cast<const void*>(a.sink_v),
+                        static_cast<const void*>(a.tail_k), static_cast<const void*>(a.tail_v)})
     check_not_null(p, call, "AppendRowsArgs", "k, v, destinations and the four pools");
   check_status_word(a.status, call);
   if (a.rows == 0) return;
@@ -115,8 +115,10 @@ void check_append_rows(const AppendRowsArgs& a) {
   if (a.rows > 0x7FFFFFFFu)
     throw InvalidArgument("append_rows: rows " + std::to_string(a.rows) + " exceed 2^31 - 1");
   const std::size_t row_bytes = std::size_t(a.head_dim) * 2;
-  check_range(*a.k, 0, a.rows * std::size_t(a.head_dim) * element_bytes(a.in_type), "append_rows: k");
-  check_range(*a.v, 0, a.rows * std::size_t(a.head_dim) * element_bytes(a.in_type), "append_rows: v");
+  check_range(*a.k, 0, a.rows * std::size_t(a.head_dim) * element_bytes(a.in_type),
+              "append_rows: k");
+  check_range(*a.v, 0, a.rows * std::size_t(a.head_dim) * element_bytes(a.in_type),
+              "append_rows: v");
   check_range(*a.destinations, 0, a.rows * 4, "append_rows: destinations");
   const std::size_t sink_rows = std::min(a.sink_k->size(), a.sink_v->size()) / row_bytes;
   const std::size_t tail_rows = std::min(a.tail_k->size(), a.tail_v->size()) / row_bytes;
@@ -125,9 +127,9 @@ void check_append_rows(const AppendRowsArgs& a) {
     const bool tail = d >= 0;
     const std::size_t row = tail ? std::size_t(d) : std::size_t(-(std::int64_t(d) + 1));
     if (row >= (tail ? tail_rows : sink_rows))
-      throw InvalidArgument("append_rows: destinations[" + std::to_string(r) + "] = " +
-                            std::to_string(d) + " names " + (tail ? "tail" : "sink") + " row " +
-                            std::to_string(row) + " but the pool holds " +
+      throw InvalidArgument("append_rows: destinations[" + std::to_string(r) +
+                            "] = " + std::to_string(d) + " names " + (tail ? "tail" : "sink") +
+                            " row " + std::to_string(row) + " but the pool holds " +
                             std::to_string(tail ? tail_rows : sink_rows) + " rows");
   }
 }
@@ -139,8 +141,8 @@ RecordLayout check_dequantize(const CodecParams& params, const Buffer& records,
   const std::size_t n_records = records.size() / l.bytes;
   for (std::size_t i = 0; i < record_ids.size(); ++i)
     if (record_ids[i] >= n_records)
-      throw InvalidArgument("dequantize: record_ids[" + std::to_string(i) + "] = " +
-                            std::to_string(record_ids[i]) + " but records holds " +
+      throw InvalidArgument("dequantize: record_ids[" + std::to_string(i) +
+                            "] = " + std::to_string(record_ids[i]) + " but records holds " +
                             std::to_string(n_records) + " records of " + std::to_string(l.bytes) +
                             " bytes");
   const std::size_t out_bytes = record_ids.size() * std::size_t(l.group) * l.head_dim * 2;

@@ -42,11 +42,11 @@ void check_copy_rows(const Buffer& src, const Buffer& dst, const std::vector<Row
 
 // The pools and tables one attend() call reads, as far as its index data may address them.
 struct AttendPools {
-  int max_blocks = 0;           // block ids per row of the block tables
-  int sink_capacity = 0;        // fp16 rows per (slot, KV head) of the sink pools
-  int tail_capacity = 0;        // fp16 rows per (slot, KV head) of the tail pools
-  std::size_t blocks = 0;       // blocks the records pool holds: size / (Hk * record bytes)
-  std::size_t slots = 0;        // slots all four fp16 pools (sink, sink_v, tail, tail_v) hold
+  int max_blocks = 0;      // block ids per row of the block tables
+  int sink_capacity = 0;   // fp16 rows per (slot, KV head) of the sink pools
+  int tail_capacity = 0;   // fp16 rows per (slot, KV head) of the tail pools
+  std::size_t blocks = 0;  // blocks the records pool holds: size / (Hk * record bytes)
+  std::size_t slots = 0;   // slots all four fp16 pools (sink, sink_v, tail, tail_v) hold
 };
 
 // Everything of AttendArgs but the index data: codec parameters, heads, no null buffer, no

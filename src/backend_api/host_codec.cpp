@@ -2,8 +2,8 @@
 // any backend, one launch per step for the whole batch. The caller's arrays are used in place
 // where the backend's buffers are host memory (Backend::view_host), else copied once each way.
 #include <cstdint>
-#include <memory>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 

@@ -17,11 +17,11 @@ namespace {
 // whole space, ..., and of data + stack in the sixth field); false where there is no procfs.
 bool current_use(std::size_t* address_space, std::size_t* data) {
   try {
-    const std::string statm =
-        io::read_text_file("/proc/self/statm", {io::kMaxProcFileBytes, false, true}, "/proc/self/statm");
+    const std::string statm = io::read_text_file(
+        "/proc/self/statm", {io::kMaxProcFileBytes, false, true}, "/proc/self/statm");
     unsigned long long size = 0, resident = 0, shared = 0, text = 0, lib = 0, data_pages = 0;
-    if (std::sscanf(statm.c_str(), "%llu %llu %llu %llu %llu %llu", &size, &resident, &shared, &text, &lib,
-                    &data_pages) != 6)
+    if (std::sscanf(statm.c_str(), "%llu %llu %llu %llu %llu %llu", &size, &resident, &shared,
+                    &text, &lib, &data_pages) != 6)
       return false;
     const long page = ::sysconf(_SC_PAGESIZE);
     if (page <= 0) return false;
@@ -39,7 +39,8 @@ std::size_t room_under(int resource, std::size_t used, bool known, std::size_t f
   if (::getrlimit(resource, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return fallback;
   if (!known) return fallback;
   const auto cap = static_cast<unsigned long long>(limit.rlim_cur);
-  const std::size_t left = cap > used ? std::size_t(cap - used) : 1;  // 1: nothing left (0 = unknown)
+  const std::size_t left =
+      cap > used ? std::size_t(cap - used) : 1;  // 1: nothing left (0 = unknown)
   return fallback == 0 || left < fallback ? left : fallback;
 }
 

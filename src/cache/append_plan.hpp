@@ -23,18 +23,18 @@ namespace kvarn_cl::cache {
 // One batch entry: new_tokens tokens appended to one sequence.
 struct AppendEntryPlan {
   Sequence* seq = nullptr;
-  int new_tokens = 0;     // tokens this entry appends
-  int length_before = 0;  // tokens of the sequence in the layer before the append
-  int to_sink = 0;        // new tokens that go to the sink (it fills first)
-  int past_sink = 0;      // new tokens after the sink: into the tail, or into completing tiles
-  int tiles_before = 0;   // tiles quantized before the append
-  int tail_before = 0;    // tail rows before the append (where the past-sink tokens continue)
+  int new_tokens = 0;       // tokens this entry appends
+  int length_before = 0;    // tokens of the sequence in the layer before the append
+  int to_sink = 0;          // new tokens that go to the sink (it fills first)
+  int past_sink = 0;        // new tokens after the sink: into the tail, or into completing tiles
+  int tiles_before = 0;     // tiles quantized before the append
+  int tail_before = 0;      // tail rows before the append (where the past-sink tokens continue)
   int tiles_completed = 0;  // tiles the append completes and quantizes (commit mode only)
   // Old tail rows copied to the front of each staging region: tail_before when tiles complete
   // (their first rows are those tail rows), 0 otherwise.
   int tail_rows_moved = 0;
   int blocks_to_take = 0;  // completing tiles that have no block yet in the sequence's table
-  std::size_t first_input_row = 0;    // first row of this entry in the caller's k / v ([tokens][Hk])
+  std::size_t first_input_row = 0;  // first row of this entry in the caller's k / v ([tokens][Hk])
   std::size_t first_staging_row = 0;  // first staging row of head 0
 
   int staging_rows_per_head() const { return tail_rows_moved + new_tokens; }
@@ -68,8 +68,8 @@ struct AppendPlan {
 
 // Plans tokens[i] tokens for batch[i] in `layer` (the request is checked by the caller). Throws
 // Internal if a row would fall outside the tail (a broken invariant of the capacities).
-AppendPlan plan_append(const Geometry& g, const std::vector<Sequence*>& batch, const std::vector<int>& tokens,
-                       int layer, AppendMode mode);
+AppendPlan plan_append(const Geometry& g, const std::vector<Sequence*>& batch,
+                       const std::vector<int>& tokens, int layer, AppendMode mode);
 
 // Runs and jobs that carry out a plan, all in staging-row terms (the rotated staging buffers).
 struct AppendMoves {

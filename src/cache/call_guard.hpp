@@ -18,7 +18,8 @@ class CallGuard {
       : users_(users), writer_(writer), writes_(writes) {
     if (writes) {
       int expected = 0;
-      if (!users_.compare_exchange_strong(expected, -1, std::memory_order_acquire)) fail(fn, expected);
+      if (!users_.compare_exchange_strong(expected, -1, std::memory_order_acquire))
+        fail(fn, expected);
       writer_.store(fn, std::memory_order_relaxed);
     } else {
       int n = users_.load(std::memory_order_relaxed);
@@ -41,10 +42,11 @@ class CallGuard {
  private:
   [[noreturn]] void fail(const char* fn, int state) const {
     const char* other = writer_.load(std::memory_order_relaxed);
-    throw InvalidArgument(message("KVCache::", fn, " called while another thread is inside ",
-                                  state < 0 && other ? message("KVCache::", other) : std::string("a call"),
-                                  " on the same cache: a KVCache must not be used from two threads at "
-                                  "once (use one cache per thread, or a lock)"));
+    throw InvalidArgument(
+        message("KVCache::", fn, " called while another thread is inside ",
+                state < 0 && other ? message("KVCache::", other) : std::string("a call"),
+                " on the same cache: a KVCache must not be used from two threads at "
+                "once (use one cache per thread, or a lock)"));
   }
   std::atomic<int>& users_;
   std::atomic<const char*>& writer_;

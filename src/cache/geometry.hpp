@@ -35,7 +35,9 @@ struct Geometry {
     return committed_tokens > sink_cap + window ? (committed_tokens - sink_cap - window) / G : 0;
   }
   int tiles_for(int committed_tokens) const { return tiles_for(committed_tokens, recent); }
-  int sink_len(const Sequence& s, int layer) const { return std::min(s.length[std::size_t(layer)], sink_cap); }
+  int sink_len(const Sequence& s, int layer) const {
+    return std::min(s.length[std::size_t(layer)], sink_cap);
+  }
   int tail_len(const Sequence& s, int layer) const {
     const int len = s.length[std::size_t(layer)];
     return len > sink_cap ? len - sink_cap - tiles_for(s.committed[std::size_t(layer)]) * G : 0;

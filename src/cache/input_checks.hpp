@@ -17,8 +17,8 @@ namespace kvarn_cl::cache {
 // and an L2 norm of at most kMaxRotatedMagnitude (a rotated channel is at most the row's L2
 // norm), so its fp16 rotated rows and every record quantized from them stay finite. Throws
 // NonFiniteInput.
-void check_host_row(const void* row, ElementType type, int head_dim, const char* which, std::size_t entry,
-                    int token, int head);
+void check_host_row(const void* row, ElementType type, int head_dim, const char* which,
+                    std::size_t entry, int token, int head);
 
 // Host queries of an attend, [seqs][num_q_heads][head_dim]: every value finite (NonFiniteInput).
 void check_host_queries(const float* q, std::size_t seqs, int num_q_heads, int head_dim);
@@ -31,7 +31,7 @@ void check_buffer_holds(const Buffer& buffer, std::size_t needed, const char* fn
 // Device-resident K or V of an append, once rotated into the staging rows: no NaN, Inf or value
 // beyond kMaxRotatedMagnitude in any staging row, before anything is stored. Throws
 // NonFiniteInput naming the batch entry, token and head of the first bad row.
-void check_rotated_staging_rows(Backend& backend, const Buffer& rows, const AppendPlan& plan, int head_dim,
-                                const char* which);
+void check_rotated_staging_rows(Backend& backend, const Buffer& rows, const AppendPlan& plan,
+                                int head_dim, const char* which);
 
 }  // namespace kvarn_cl::cache

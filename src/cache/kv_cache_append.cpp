@@ -38,26 +38,29 @@ struct StagedInput {
 namespace {
 
 // The limits one entry of an append must respect, given its sequence's state in `layer`.
-void check_append_entry(const cache::Sequence& s, int layer, int tokens, std::size_t entry, AppendMode mode,
-                        const CacheConfig& cfg) {
-  if (tokens < 1) throw InvalidArgument(message("append: tokens[", entry, "] = ", tokens, ": must be >= 1"));
-  const int length = s.length[std::size_t(layer)], uncommitted = length - s.committed[std::size_t(layer)];
+void check_append_entry(const cache::Sequence& s, int layer, int tokens, std::size_t entry,
+                        AppendMode mode, const CacheConfig& cfg) {
+  if (tokens < 1)
+    throw InvalidArgument(message("append: tokens[", entry, "] = ", tokens, ": must be >= 1"));
+  const int length = s.length[std::size_t(layer)],
+            uncommitted = length - s.committed[std::size_t(layer)];
   if (length + (long long)tokens > cfg.max_tokens_per_sequence)
-    throw InvalidArgument(message("append: sequence ", s.id, " would hold ", length + (long long)tokens,
-                                  " tokens in layer ", layer, ", more than max_tokens_per_sequence ",
-                                  cfg.max_tokens_per_sequence));
+    throw InvalidArgument(message(
+        "append: sequence ", s.id, " would hold ", length + (long long)tokens, " tokens in layer ",
+        layer, ", more than max_tokens_per_sequence ", cfg.max_tokens_per_sequence));
   if (mode == AppendMode::commit && uncommitted != 0)
-    throw InvalidArgument(message("append: sequence ", s.id, " has ", uncommitted, " uncommitted tokens in layer ",
-                                  layer, "; commit or roll them back before a committed append"));
+    throw InvalidArgument(message("append: sequence ", s.id, " has ", uncommitted,
+                                  " uncommitted tokens in layer ", layer,
+                                  "; commit or roll them back before a committed append"));
   if (mode == AppendMode::speculative && uncommitted + tokens > cfg.max_uncommitted)
     throw InvalidArgument(message("append: sequence ", s.id, " would hold ", uncommitted + tokens,
-                                  " uncommitted tokens in layer ", layer, ", more than max_uncommitted ",
-                                  cfg.max_uncommitted));
+                                  " uncommitted tokens in layer ", layer,
+                                  ", more than max_uncommitted ", cfg.max_uncommitted));
 }
 
 // Host input: every row checked (input_checks.hpp), then copied to its staging row.
-void stage_host_rows(const cache::Geometry& g, const cache::AppendPlan& plan, const void* k, const void* v,
-                     ElementType type, cache::StagedInput& staged) {
+void stage_host_rows(const cache::Geometry& g, const cache::AppendPlan& plan, const void* k,
+                     const void* v, ElementType type, cache::StagedInput& staged) {
   const std::size_t row = staged.row_bytes;
   staged.host_k.assign(plan.staging_rows * row, 0);
   staged.host_v.assign(plan.staging_rows * row, 0);
@@ -78,8 +81,8 @@ void stage_host_rows(const cache::Geometry& g, const cache::AppendPlan& plan, co
 
 }  // namespace
 
-void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, const float* k,
-                     const float* v, AppendMode mode) {
+void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                     const float* k, const float* v, AppendMode mode) {
   KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, ElementType::f32, mode);
 }
@@ -88,13 +91,13 @@ void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector
   KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, ElementType::f16, mode);
 }
-void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, const void* k,
-                     const void* v, ElementType type, AppendMode mode) {
+void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                     const void* k, const void* v, ElementType type, AppendMode mode) {
   KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {k, nullptr}, {v, nullptr}, type, mode);
 }
-void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, const Buffer& k,
-                     const Buffer& v, ElementType type, AppendMode mode) {
+void KVCache::append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens,
+                     const Buffer& k, const Buffer& v, ElementType type, AppendMode mode) {
   KVARN_CL_CACHE_CALL("append", true);
   impl_->append(layer, ids, tokens, {nullptr, &k}, {nullptr, &v}, type, mode);
 }
@@ -108,18 +111,21 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
   if (on_device ? v_rows.device == nullptr : (k_rows.host == nullptr || v_rows.host == nullptr))
     throw InvalidArgument("append: k or v is null");
   const std::vector<Sequence*> batch = find_batch(ids, tokens, "append");
-  for (std::size_t i = 0; i < batch.size(); ++i) check_append_entry(*batch[i], layer, tokens[i], i, mode, cfg);
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    check_append_entry(*batch[i], layer, tokens[i], i, mode, cfg);
 
   const cache::AppendPlan plan = cache::plan_append(*this, batch, tokens, layer, mode);
   check_free_blocks(plan.blocks_to_take, "append");
   if (plan.staging_rows > 0xffffffffULL)  // QuantizeJob::src_row is 32 bits
-    throw InvalidArgument(message("append: ", plan.staging_rows, " staging rows exceed 2^32; split the append"));
+    throw InvalidArgument(
+        message("append: ", plan.staging_rows, " staging rows exceed 2^32; split the append"));
 
   cache::StagedInput staged;
   staged.row_bytes = std::size_t(D) * (type == ElementType::f32 ? 4 : 2);
   if (on_device) {
     const std::size_t needed = plan.input_rows * staged.row_bytes;
-    const std::string batch_rows = message("the batch (", plan.input_rows, " rows of ", staged.row_bytes, " bytes)");
+    const std::string batch_rows =
+        message("the batch (", plan.input_rows, " rows of ", staged.row_bytes, " bytes)");
     cache::check_buffer_holds(*k_rows.device, needed, "append", "k", batch_rows);
     cache::check_buffer_holds(*v_rows.device, needed, "append", "v", batch_rows);
     staged.k_device = k_rows.device;
@@ -148,7 +154,8 @@ void KVCache::Impl::append(int layer, const std::vector<SeqId>& ids, const std::
   }
 }
 
-void KVCache::Impl::execute_append(int layer, const cache::AppendPlan& plan, const cache::StagedInput& staged,
+void KVCache::Impl::execute_append(int layer, const cache::AppendPlan& plan,
+                                   const cache::StagedInput& staged,
                                    const cache::AppendMoves& moves, ElementType type) {
   const std::size_t rows = plan.staging_rows;
   // 2. Upload (or place device rows) and rotate.

@@ -26,7 +26,8 @@ struct FusedIndex {
   std::vector<SeqInfo> info;
 };
 
-FusedIndex fused_index(const cache::Geometry& g, const std::vector<const cache::Sequence*>& batch, int layer) {
+FusedIndex fused_index(const cache::Geometry& g, const std::vector<const cache::Sequence*>& batch,
+                       int layer) {
   const std::size_t l = std::size_t(layer);
   FusedIndex x;
   for (const cache::Sequence* s : batch) x.width = std::max(x.width, g.tiles_for(s->committed[l]));
@@ -35,7 +36,8 @@ FusedIndex fused_index(const cache::Geometry& g, const std::vector<const cache::
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const cache::Sequence& s = *batch[i];
     const int nb = g.tiles_for(s.committed[l]);
-    std::copy(s.blocks.begin(), s.blocks.begin() + nb, x.tables.begin() + std::ptrdiff_t(i * std::size_t(x.width)));
+    std::copy(s.blocks.begin(), s.blocks.begin() + nb,
+              x.tables.begin() + std::ptrdiff_t(i * std::size_t(x.width)));
     x.info[i] = SeqInfo{s.slot, g.sink_len(s, layer), nb, g.tail_len(s, layer)};
   }
   return x;
@@ -43,13 +45,13 @@ FusedIndex fused_index(const cache::Geometry& g, const std::vector<const cache::
 
 }  // namespace
 
-void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, float* out, float scale,
-                     AttendPath path) {
+void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, float* out,
+                     float scale, AttendPath path) {
   KVARN_CL_CACHE_CALL("attend", true);
   impl_->attend(layer, ids, hq, {q, nullptr}, out, nullptr, ElementType::f32, scale, path);
 }
-void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q, half_bits* out,
-                     float scale, AttendPath path) {
+void KVCache::attend(int layer, const std::vector<SeqId>& ids, int hq, const float* q,
+                     half_bits* out, float scale, AttendPath path) {
   KVARN_CL_CACHE_CALL("attend", true);
   impl_->attend(layer, ids, hq, {q, nullptr}, out, nullptr, ElementType::f16, scale, path);
 }
@@ -66,11 +68,13 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
   check_layer(layer, "attend");
   check_not_empty(ids, "attend");
   if (hq < 1 || hq % Hk != 0)
-    throw InvalidArgument(message("attend: num_q_heads ", hq, " is not a positive multiple of num_kv_heads ", Hk));
+    throw InvalidArgument(
+        message("attend: num_q_heads ", hq, " is not a positive multiple of num_kv_heads ", Hk));
   if (on_device ? out_device == nullptr : (q == nullptr || out == nullptr))
     throw InvalidArgument("attend: q or out is null");
   if (!std::isfinite(scale) || scale < 0)
-    throw InvalidArgument(message("attend: scale ", scale, " must be finite and >= 0 (0 = 1/sqrt(head_dim))"));
+    throw InvalidArgument(
+        message("attend: scale ", scale, " must be finite and >= 0 (0 = 1/sqrt(head_dim))"));
   if (scale == 0) scale = 1.0f / std::sqrt(float(D));
   const std::size_t S = ids.size(), l = std::size_t(layer);
   if (!on_device) cache::check_host_queries(q, S, hq, D);
@@ -79,7 +83,8 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
   for (std::size_t i = 0; i < S; ++i) {
     const Sequence& s = find(ids[i], "attend");
     if (s.length[l] == 0)
-      throw InvalidArgument(message("attend: sequence ", ids[i], " has no tokens in layer ", layer));
+      throw InvalidArgument(
+          message("attend: sequence ", ids[i], " has no tokens in layer ", layer));
     batch.push_back(&s);
   }
   const std::size_t q_values = S * std::size_t(hq) * D;
@@ -102,22 +107,25 @@ void KVCache::Impl::attend(int layer, const std::vector<SeqId>& ids, int hq, Row
   if (!on_device) be->read(ob, 0, out, out_bytes);
 }
 
-void KVCache::Impl::attend_materialized(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
-                                        const Buffer& q, Buffer& out, ElementType out_type) {
+void KVCache::Impl::attend_materialized(int layer, const std::vector<const Sequence*>& batch,
+                                        int hq, float scale, const Buffer& q, Buffer& out,
+                                        ElementType out_type) {
   std::vector<std::int32_t> lens;
   const int cap = gather_fp16(layer, batch, lens);
   Buffer& lb = lens_ws.ensure(*be, lens.size() * 4);
   be->write_async(lb, 0, lens.data(), lens.size() * 4);
-  AttendFp16Args a = AttendFp16Args::over(int(batch.size()), hq, Hk, D, q, out, mat_k.ensure(*be, 0),
-                                          mat_v.ensure(*be, 0), cap, lb, Frame::rotated);
+  AttendFp16Args a =
+      AttendFp16Args::over(int(batch.size()), hq, Hk, D, q, out, mat_k.ensure(*be, 0),
+                           mat_v.ensure(*be, 0), cap, lb, Frame::rotated);
   a.scale = scale;
   a.out_type = out_type;
   a.host_seq_lens = lens.data();  // the backend sizes its launch from these: no read-back
   be->attend_fp16(a);
 }
 
-AttendArgs KVCache::Impl::layer_attend_args(int layer, int num_seqs, int hq, float scale, const Buffer& q,
-                                            Buffer& out, ElementType out_type) const {
+AttendArgs KVCache::Impl::layer_attend_args(int layer, int num_seqs, int hq, float scale,
+                                            const Buffer& q, Buffer& out,
+                                            ElementType out_type) const {
   const LayerPools& pools = layers[std::size_t(layer)];
   AttendArgs a;
   a.params = pools.codec;
@@ -138,8 +146,8 @@ AttendArgs KVCache::Impl::layer_attend_args(int layer, int num_seqs, int hq, flo
   return a;
 }
 
-void KVCache::Impl::attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
-                                 const Buffer& q, Buffer& out, ElementType out_type) {
+void KVCache::Impl::attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq,
+                                 float scale, const Buffer& q, Buffer& out, ElementType out_type) {
   const FusedIndex index = fused_index(*this, batch, layer);
   Buffer& tb = tables_ws.ensure(*be, index.tables.size() * 4);
   Buffer& ib = info_ws.ensure(*be, index.info.size() * sizeof(SeqInfo));

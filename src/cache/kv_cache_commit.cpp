@@ -32,20 +32,22 @@ void KVCache::Impl::commit(const std::vector<SeqId>& ids, const std::vector<int>
   check_no_step("commit");
   const std::vector<Sequence*> batch = find_batch(ids, tokens, "commit");
   const std::size_t NL = std::size_t(cfg.num_layers);
-  std::vector<std::vector<int>> target(batch.size(), std::vector<int>(NL));  // committed tokens after
+  std::vector<std::vector<int>> target(batch.size(),
+                                       std::vector<int>(NL));  // committed tokens after
   std::vector<std::size_t> tiles_after(batch.size());  // block-table length after, over all layers
   std::size_t blocks_needed = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const Sequence& s = *batch[i];
     if (tokens[i] < -1)
-      throw InvalidArgument(message("commit: tokens[", i, "] = ", tokens[i], ": must be >= 0, or -1 for all"));
+      throw InvalidArgument(
+          message("commit: tokens[", i, "] = ", tokens[i], ": must be >= 0, or -1 for all"));
     std::size_t max_tiles = s.blocks.size();
     for (std::size_t l = 0; l < NL; ++l) {
       const int u = s.length[l] - s.committed[l];
       const int n = tokens[i] == -1 ? u : tokens[i];
       if (n > u)
-        throw InvalidArgument(message("commit: tokens[", i, "] = ", n, " but sequence ", ids[i], " has only ", u,
-                                      " uncommitted tokens in layer ", l));
+        throw InvalidArgument(message("commit: tokens[", i, "] = ", n, " but sequence ", ids[i],
+                                      " has only ", u, " uncommitted tokens in layer ", l));
       target[i][l] = s.committed[l] + n;
       max_tiles = std::max(max_tiles, std::size_t(tiles_for(target[i][l])));
     }
@@ -98,7 +100,9 @@ bool KVCache::Impl::quantize_committed_tiles(std::size_t l, const std::vector<Se
         jobs.push_back({std::uint32_t(tail_row(s.slot, h, (j - q0) * G)),
                         std::uint32_t(s.blocks[std::size_t(j)] * Hk + h)});
       const int rest = tl - (q1 - q0) * G;
-      if (rest > 0) shift.push_back({tail_row(s.slot, h, (q1 - q0) * G), tail_row(s.slot, h, 0), std::uint64_t(rest)});
+      if (rest > 0)
+        shift.push_back(
+            {tail_row(s.slot, h, (q1 - q0) * G), tail_row(s.slot, h, 0), std::uint64_t(rest)});
       overlap = overlap || rest > (q1 - q0) * G;
     }
   }

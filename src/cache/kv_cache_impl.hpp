@@ -85,62 +85,79 @@ struct KVCache::Impl : cache::Geometry {
   // status words (two per layer) and the rows its tail shifts overwrite (kept for a rollback).
   std::unique_ptr<cache::StepState> step;
   std::uint64_t step_serial = 0;
-  cache::Workspace step_dest_ws, step_jobs_ws, step_tables_ws, step_info_ws, step_status_ws, step_undo_ws;
+  cache::Workspace step_dest_ws, step_jobs_ws, step_tables_ws, step_info_ws, step_status_ws,
+      step_undo_ws;
   // KVARN_CL_CACHE_CALL's state (cache/call_guard.hpp).
   mutable std::atomic<int> users{0};
   mutable std::atomic<const char*> writer{nullptr};
 
   // kv_cache_construction.cpp
   KVARN_CL_CACHE_INTERNAL void check_total_size() const;
-  KVARN_CL_CACHE_INTERNAL std::unique_ptr<Buffer> allocate_pool(std::size_t bytes, const char* what, int layer);
+  KVARN_CL_CACHE_INTERNAL std::unique_ptr<Buffer> allocate_pool(std::size_t bytes, const char* what,
+                                                                int layer);
 
   // kv_cache_sequences.cpp: the lookups every call shares (InvalidArgument naming `fn`).
   KVARN_CL_CACHE_INTERNAL void check_layer(int layer, const char* fn) const;
   KVARN_CL_CACHE_INTERNAL Sequence& find(SeqId id, const char* fn);
   KVARN_CL_CACHE_INTERNAL const Sequence& find(SeqId id, const char* fn) const;
   // A batch call that needs at least one sequence (append, attend).
-  KVARN_CL_CACHE_INTERNAL static void check_not_empty(const std::vector<SeqId>& ids, const char* fn);
+  KVARN_CL_CACHE_INTERNAL static void check_not_empty(const std::vector<SeqId>& ids,
+                                                      const char* fn);
   // The sequences of a batch call: ids and tokens of the same size, every id known, none twice.
-  KVARN_CL_CACHE_INTERNAL std::vector<Sequence*> find_batch(const std::vector<SeqId>& ids, const std::vector<int>& tokens, const char* fn);
+  KVARN_CL_CACHE_INTERNAL std::vector<Sequence*> find_batch(const std::vector<SeqId>& ids,
+                                                            const std::vector<int>& tokens,
+                                                            const char* fn);
   // OutOfMemory unless the block pool has `needed` free blocks.
   KVARN_CL_CACHE_INTERNAL void check_free_blocks(std::size_t needed, const char* fn) const;
 
   // kv_cache_append.cpp: checks and plans the request, then executes the plan (device calls).
-  KVARN_CL_CACHE_INTERNAL void append(int layer, const std::vector<SeqId>& ids, const std::vector<int>& tokens, Rows k, Rows v,
-              ElementType type, AppendMode mode);
-  KVARN_CL_CACHE_INTERNAL void execute_append(int layer, const cache::AppendPlan& plan, const cache::StagedInput& staged,
-                      const cache::AppendMoves& moves, ElementType type);
+  KVARN_CL_CACHE_INTERNAL void append(int layer, const std::vector<SeqId>& ids,
+                                      const std::vector<int>& tokens, Rows k, Rows v,
+                                      ElementType type, AppendMode mode);
+  KVARN_CL_CACHE_INTERNAL void execute_append(int layer, const cache::AppendPlan& plan,
+                                              const cache::StagedInput& staged,
+                                              const cache::AppendMoves& moves, ElementType type);
   // kv_cache_step.cpp: InvalidArgument while a decode step is open (calls that change sequences).
   KVARN_CL_CACHE_INTERNAL void check_no_step(const char* fn) const;
   // The open step that handle `id` names (InvalidArgument naming `fn` otherwise).
   KVARN_CL_CACHE_INTERNAL cache::StepState& open_step(std::uint64_t id, const char* fn);
   // Undoes the open step (host state, tail shifts, blocks) once its device work is done; closes it.
   KVARN_CL_CACHE_INTERNAL void roll_back_step() noexcept;
-  KVARN_CL_CACHE_INTERNAL void step_append(std::uint64_t id, int layer, const Buffer& k, const Buffer& v, ElementType type,
-                   const StepEvents& events);
-  KVARN_CL_CACHE_INTERNAL void step_attend(std::uint64_t id, int layer, int hq, const Buffer& q, Buffer& out, ElementType out_type,
-                   float scale, const StepEvents& events);
+  KVARN_CL_CACHE_INTERNAL void step_append(std::uint64_t id, int layer, const Buffer& k,
+                                           const Buffer& v, ElementType type,
+                                           const StepEvents& events);
+  KVARN_CL_CACHE_INTERNAL void step_attend(std::uint64_t id, int layer, int hq, const Buffer& q,
+                                           Buffer& out, ElementType out_type, float scale,
+                                           const StepEvents& events);
   KVARN_CL_CACHE_INTERNAL void step_finish(std::uint64_t id);
   // kv_cache_commit.cpp
-  KVARN_CL_CACHE_INTERNAL void commit(const std::vector<SeqId>& ids, const std::vector<int>& tokens);
+  KVARN_CL_CACHE_INTERNAL void commit(const std::vector<SeqId>& ids,
+                                      const std::vector<int>& tokens);
   // Quantizes layer l's tiles that `target` (committed tokens per batch entry and layer) completes
   // and shifts the tail rows left behind; false when no tile completes in the layer.
-  KVARN_CL_CACHE_INTERNAL bool quantize_committed_tiles(std::size_t l, const std::vector<Sequence*>& batch,
-                                const std::vector<std::vector<int>>& target);
+  KVARN_CL_CACHE_INTERNAL bool quantize_committed_tiles(
+      std::size_t l, const std::vector<Sequence*>& batch,
+      const std::vector<std::vector<int>>& target);
   // kv_cache_attend.cpp
-  KVARN_CL_CACHE_INTERNAL void attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q, void* out, Buffer* out_device,
-              ElementType out_type, float scale, AttendPath path);
+  KVARN_CL_CACHE_INTERNAL void attend(int layer, const std::vector<SeqId>& ids, int hq, Rows q,
+                                      void* out, Buffer* out_device, ElementType out_type,
+                                      float scale, AttendPath path);
   // The fused attention's arguments of one layer's pools (the caller adds block tables and SeqInfo).
-  KVARN_CL_CACHE_INTERNAL AttendArgs layer_attend_args(int layer, int num_seqs, int hq, float scale, const Buffer& q,
-                                                       Buffer& out, ElementType out_type) const;
+  KVARN_CL_CACHE_INTERNAL AttendArgs layer_attend_args(int layer, int num_seqs, int hq, float scale,
+                                                       const Buffer& q, Buffer& out,
+                                                       ElementType out_type) const;
   // The two paths of attend over checked arguments (q and out on the backend, scale resolved).
-  KVARN_CL_CACHE_INTERNAL void attend_fused(int layer, const std::vector<const Sequence*>& batch, int hq, float scale, const Buffer& q,
-                    Buffer& out, ElementType out_type);
-  KVARN_CL_CACHE_INTERNAL void attend_materialized(int layer, const std::vector<const Sequence*>& batch, int hq, float scale,
-                           const Buffer& q, Buffer& out, ElementType out_type);
+  KVARN_CL_CACHE_INTERNAL void attend_fused(int layer, const std::vector<const Sequence*>& batch,
+                                            int hq, float scale, const Buffer& q, Buffer& out,
+                                            ElementType out_type);
+  KVARN_CL_CACHE_INTERNAL void attend_materialized(int layer,
+                                                   const std::vector<const Sequence*>& batch,
+                                                   int hq, float scale, const Buffer& q,
+                                                   Buffer& out, ElementType out_type);
   // materialize_gather.cpp: gathers the fp16 rotated rows of the listed sequences into mat_k/mat_v as
   // [S][Hk][capacity][D] and their lengths into lens; returns the capacity.
-  KVARN_CL_CACHE_INTERNAL int gather_fp16(int layer, const std::vector<const Sequence*>& batch, std::vector<std::int32_t>& lens);
+  KVARN_CL_CACHE_INTERNAL int gather_fp16(int layer, const std::vector<const Sequence*>& batch,
+                                          std::vector<std::int32_t>& lens);
 };
 
 }  // namespace kvarn_cl

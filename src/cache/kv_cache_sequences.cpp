@@ -32,25 +32,29 @@ void KVCache::Impl::check_not_empty(const std::vector<SeqId>& ids, const char* f
 }
 
 std::vector<KVCache::Impl::Sequence*> KVCache::Impl::find_batch(const std::vector<SeqId>& ids,
-                                                                const std::vector<int>& tokens, const char* fn) {
+                                                                const std::vector<int>& tokens,
+                                                                const char* fn) {
   if (ids.size() != tokens.size())
-    throw InvalidArgument(message(fn, ": seq_ids has ", ids.size(), " entries but tokens has ", tokens.size()));
+    throw InvalidArgument(
+        message(fn, ": seq_ids has ", ids.size(), " entries but tokens has ", tokens.size()));
   std::vector<Sequence*> batch;
   batch.reserve(ids.size());
   std::unordered_set<SeqId> seen;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     batch.push_back(&find(ids[i], fn));
     if (!seen.insert(ids[i]).second)
-      throw InvalidArgument(message(fn, ": sequence id ", ids[i], " is listed twice (batch entry ", i, ')'));
+      throw InvalidArgument(
+          message(fn, ": sequence id ", ids[i], " is listed twice (batch entry ", i, ')'));
   }
   return batch;
 }
 
 void KVCache::Impl::check_free_blocks(std::size_t needed, const char* fn) const {
   if (needed > pool.free_count())
-    throw OutOfMemory(message(fn, ": the block pool is exhausted: this ", fn, " needs ", needed, " new blocks but ",
-                              pool.free_count(), " of ", pool.capacity(),
-                              " are free (CacheConfig::pool_blocks); free sequences or enlarge the pool"));
+    throw OutOfMemory(
+        message(fn, ": the block pool is exhausted: this ", fn, " needs ", needed,
+                " new blocks but ", pool.free_count(), " of ", pool.capacity(),
+                " are free (CacheConfig::pool_blocks); free sequences or enlarge the pool"));
 }
 
 SeqId KVCache::add_sequence() {

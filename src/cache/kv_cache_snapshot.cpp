@@ -18,13 +18,15 @@ SequenceSnapshot KVCache::snapshot(SeqId id, int layer) {
   const std::size_t rb = p.layout.bytes * m.Hk, row = m.row_bytes();
   r.records.resize(std::size_t(r.num_tiles) * rb);
   for (int j = 0; j < r.num_tiles; ++j)
-    m.be->read(*p.records, std::size_t(s.blocks[std::size_t(j)]) * rb, r.records.data() + j * rb, rb);
+    m.be->read(*p.records, std::size_t(s.blocks[std::size_t(j)]) * rb, r.records.data() + j * rb,
+               rb);
   r.sink_k.resize(std::size_t(m.Hk) * r.sink_len * m.D);
   r.sink_v.resize(r.sink_k.size());
   r.tail_k.resize(std::size_t(m.Hk) * r.tail_len * m.D);
   r.tail_v.resize(r.tail_k.size());
   for (int h = 0; h < m.Hk; ++h) {
-    const std::size_t so = std::size_t(h) * r.sink_len * m.D, to = std::size_t(h) * r.tail_len * m.D;
+    const std::size_t so = std::size_t(h) * r.sink_len * m.D,
+                      to = std::size_t(h) * r.tail_len * m.D;
     m.be->read(*p.sink_k, m.sink_row(s.slot, h, 0) * row, r.sink_k.data() + so, r.sink_len * row);
     m.be->read(*p.sink_v, m.sink_row(s.slot, h, 0) * row, r.sink_v.data() + so, r.sink_len * row);
     m.be->read(*p.tail_k, m.tail_row(s.slot, h, 0) * row, r.tail_k.data() + to, r.tail_len * row);

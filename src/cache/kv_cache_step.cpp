@@ -61,25 +61,30 @@ DecodeStep KVCache::begin_step(const std::vector<SeqId>& ids) {
   KVARN_CL_CACHE_CALL("begin_step", true);
   Impl& m = *impl_;
   if (m.step)
-    throw InvalidArgument("begin_step: a decode step is already open on this cache (finish it first)");
+    throw InvalidArgument(
+        "begin_step: a decode step is already open on this cache (finish it first)");
   Impl::check_not_empty(ids, "begin_step");
-  const std::vector<Impl::Sequence*> batch = m.find_batch(ids, std::vector<int>(ids.size(), 1), "begin_step");
+  const std::vector<Impl::Sequence*> batch =
+      m.find_batch(ids, std::vector<int>(ids.size(), 1), "begin_step");
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const Impl::Sequence& s = *batch[i];
     for (int l = 0; l < m.cfg.num_layers; ++l) {
       const std::size_t li = std::size_t(l);
       if (s.length[li] != s.committed[li])
         throw InvalidArgument(message("begin_step: sequence ", s.id, " (batch entry ", i, ") has ",
-                                      s.length[li] - s.committed[li], " uncommitted tokens in layer ", l,
+                                      s.length[li] - s.committed[li],
+                                      " uncommitted tokens in layer ", l,
                                       "; commit or roll them back before a decode step"));
       if (s.length[li] != s.length[0])
-        throw InvalidArgument(message("begin_step: sequence ", s.id, " (batch entry ", i, ") holds ",
-                                      s.length[0], " tokens in layer 0 but ", s.length[li], " in layer ", l,
+        throw InvalidArgument(message("begin_step: sequence ", s.id, " (batch entry ", i,
+                                      ") holds ", s.length[0], " tokens in layer 0 but ",
+                                      s.length[li], " in layer ", l,
                                       "; a decode step takes every layer one token further"));
     }
     if (s.length[0] + 1 > m.cfg.max_tokens_per_sequence)
-      throw InvalidArgument(message("begin_step: sequence ", s.id, " (batch entry ", i, ") holds ", s.length[0],
-                                    " tokens, max_tokens_per_sequence is ", m.cfg.max_tokens_per_sequence));
+      throw InvalidArgument(message("begin_step: sequence ", s.id, " (batch entry ", i, ") holds ",
+                                    s.length[0], " tokens, max_tokens_per_sequence is ",
+                                    m.cfg.max_tokens_per_sequence));
   }
   m.check_free_blocks(cache::step_blocks_needed(m, batch), "begin_step");
 
@@ -98,13 +103,16 @@ DecodeStep KVCache::begin_step(const std::vector<SeqId>& ids) {
     be.write_async(m.step_dest_ws.ensure(be, p.destinations.size() * 4), 0, p.destinations.data(),
                    p.destinations.size() * 4);
     if (!p.quantize.empty())
-      be.write_async(m.step_jobs_ws.ensure(be, p.quantize.size() * sizeof(QuantizeJob)), 0, p.quantize.data(),
-                     p.quantize.size() * sizeof(QuantizeJob));
-    be.write_async(m.step_tables_ws.ensure(be, p.tables.size() * 4), 0, p.tables.data(), p.tables.size() * 4);
+      be.write_async(m.step_jobs_ws.ensure(be, p.quantize.size() * sizeof(QuantizeJob)), 0,
+                     p.quantize.data(), p.quantize.size() * sizeof(QuantizeJob));
+    be.write_async(m.step_tables_ws.ensure(be, p.tables.size() * 4), 0, p.tables.data(),
+                   p.tables.size() * 4);
     be.write_async(m.step_info_ws.ensure(be, p.info.size() * sizeof(SeqInfo)), 0, p.info.data(),
                    p.info.size() * sizeof(SeqInfo));
-    const std::vector<std::uint32_t> clear(std::size_t(m.cfg.num_layers) * kStatusWordsPerLayer, kNoDeviceFailure);
-    be.write_async(m.step_status_ws.ensure(be, clear.size() * 4), 0, clear.data(), clear.size() * 4);
+    const std::vector<std::uint32_t> clear(std::size_t(m.cfg.num_layers) * kStatusWordsPerLayer,
+                                           kNoDeviceFailure);
+    be.write_async(m.step_status_ws.ensure(be, clear.size() * 4), 0, clear.data(),
+                   clear.size() * 4);
     if (p.shift_rows > 0)
       m.step_undo_ws.ensure(be, std::size_t(m.cfg.num_layers) * 2 * p.shift_rows * m.row_bytes());
   } catch (...) {
@@ -144,17 +152,19 @@ const std::vector<SeqId>& DecodeStep::sequences() const noexcept {
 
 namespace {
 KVCache& step_cache(KVCache* cache, const char* fn) {
-  if (cache == nullptr) throw InvalidArgument(std::string("DecodeStep::") + fn + ": the step was moved from");
+  if (cache == nullptr)
+    throw InvalidArgument(std::string("DecodeStep::") + fn + ": the step was moved from");
   return *cache;
 }
 }  // namespace
 
-#define KVARN_CL_STEP_CALL(fn)                          \
-  KVCache& cache_ref_ = step_cache(cache_, fn);         \
+#define KVARN_CL_STEP_CALL(fn)                                                                 \
+  KVCache& cache_ref_ = step_cache(cache_, fn);                                                \
   const ::kvarn_cl::cache::CallGuard guard_(cache_ref_.impl_->users, cache_ref_.impl_->writer, \
                                             "DecodeStep::" fn, true)
 
-void DecodeStep::append(int layer, const Buffer& k, const Buffer& v, ElementType type, const StepEvents& events) {
+void DecodeStep::append(int layer, const Buffer& k, const Buffer& v, ElementType type,
+                        const StepEvents& events) {
   KVARN_CL_STEP_CALL("append");
   cache_ref_.impl_->step_append(id_, layer, k, v, type, events);
 }
@@ -165,10 +175,12 @@ void DecodeStep::append(int layer, const void* k, const void* v, ElementType typ
   const cache::StepState& st = m.open_step(id_, "append");
   if (k == nullptr || v == nullptr) throw InvalidArgument("DecodeStep::append: k or v is null");
   if (type != ElementType::f16 && type != ElementType::f32)
-    throw InvalidArgument(message("DecodeStep::append: type ", int(type), " is neither f16 nor f32"));
+    throw InvalidArgument(
+        message("DecodeStep::append: type ", int(type), " is neither f16 nor f32"));
   // The rows go up without waiting for the device; NaN/Inf are caught by the append's device
   // check and reported by finish(), as for device-resident rows.
-  const std::size_t bytes = st.ids.size() * std::size_t(m.Hk) * std::size_t(m.D) * element_bytes(type);
+  const std::size_t bytes =
+      st.ids.size() * std::size_t(m.Hk) * std::size_t(m.D) * element_bytes(type);
   Buffer& kb = m.in_k.ensure(*m.be, bytes);
   Buffer& vb = m.in_v.ensure(*m.be, bytes);
   m.be->write_async(kb, 0, k, bytes);
@@ -176,8 +188,8 @@ void DecodeStep::append(int layer, const void* k, const void* v, ElementType typ
   m.step_append(id_, layer, kb, vb, type, {});
 }
 
-void DecodeStep::attend(int layer, int hq, const Buffer& q, Buffer& out, ElementType out_type, float scale,
-                        const StepEvents& events) {
+void DecodeStep::attend(int layer, int hq, const Buffer& q, Buffer& out, ElementType out_type,
+                        float scale, const StepEvents& events) {
   KVARN_CL_STEP_CALL("attend");
   cache_ref_.impl_->step_attend(id_, layer, hq, q, out, out_type, scale, events);
 }
@@ -190,13 +202,15 @@ void DecodeStep::attend(int layer, int hq, const float* q, half_bits* out, float
   attend_host(layer, hq, q, out, ElementType::f16, scale);
 }
 
-void DecodeStep::attend_host(int layer, int hq, const float* q, void* out, ElementType out_type, float scale) {
+void DecodeStep::attend_host(int layer, int hq, const float* q, void* out, ElementType out_type,
+                             float scale) {
   KVARN_CL_STEP_CALL("attend");
   KVCache::Impl& m = *cache_ref_.impl_;
   const cache::StepState& st = m.open_step(id_, "attend");
   if (q == nullptr || out == nullptr) throw InvalidArgument("DecodeStep::attend: q or out is null");
   if (hq < 1 || hq % m.Hk != 0)
-    throw InvalidArgument(message("DecodeStep::attend: num_q_heads ", hq, " is not a positive multiple of num_kv_heads ", m.Hk));
+    throw InvalidArgument(message("DecodeStep::attend: num_q_heads ", hq,
+                                  " is not a positive multiple of num_kv_heads ", m.Hk));
   const std::size_t values = st.ids.size() * std::size_t(hq) * std::size_t(m.D);
   cache::check_host_queries(q, st.ids.size(), hq, m.D);
   Buffer& qb = m.q_ws.ensure(*m.be, values * 4);
@@ -220,20 +234,25 @@ void KVCache::Impl::check_no_step(const char* fn) const {
 
 cache::StepState& KVCache::Impl::open_step(std::uint64_t id, const char* fn) {
   if (!step || step->id != id)
-    throw InvalidArgument(message("DecodeStep::", fn, ": this step is finished (begin a new one with begin_step)"));
+    throw InvalidArgument(
+        message("DecodeStep::", fn, ": this step is finished (begin a new one with begin_step)"));
   return *step;
 }
 
-void KVCache::Impl::step_append(std::uint64_t id, int layer, const Buffer& k, const Buffer& v, ElementType type,
-                                const StepEvents& events) {
+void KVCache::Impl::step_append(std::uint64_t id, int layer, const Buffer& k, const Buffer& v,
+                                ElementType type, const StepEvents& events) {
   cache::StepState& st = open_step(id, "append");
   check_layer(layer, "DecodeStep::append");
   const std::size_t l = std::size_t(layer);
-  if (st.appended[l]) throw InvalidArgument(message("DecodeStep::append: layer ", layer, " was already appended in this step"));
+  if (st.appended[l])
+    throw InvalidArgument(
+        message("DecodeStep::append: layer ", layer, " was already appended in this step"));
   if (type != ElementType::f16 && type != ElementType::f32)
-    throw InvalidArgument(message("DecodeStep::append: type ", int(type), " is neither f16 nor f32"));
+    throw InvalidArgument(
+        message("DecodeStep::append: type ", int(type), " is neither f16 nor f32"));
   const cache::StepPlan& p = st.plan;
-  const std::size_t rows = st.ids.size() * std::size_t(Hk), bytes = rows * std::size_t(D) * element_bytes(type);
+  const std::size_t rows = st.ids.size() * std::size_t(Hk),
+                    bytes = rows * std::size_t(D) * element_bytes(type);
   if (k.size() < bytes || v.size() < bytes) {  // the message is built only on this path
     const std::string what = message(st.ids.size(), " x ", Hk, " rows of ", D, " values");
     cache::check_buffer_holds(k, bytes, "DecodeStep::append", "k", what);
@@ -259,12 +278,14 @@ void KVCache::Impl::step_append(std::uint64_t id, int layer, const Buffer& k, co
   if (!p.quantize.empty()) {
     // The completed tiles are the first G rows of their tails: quantized in place, then the rows
     // behind them move to the front (after a copy of the rows the move overwrites).
-    be->quantize_deferred(pools.codec, *pools.tail_k, *pools.tail_v, step_jobs_ws.ensure(*be, 0), p.quantize,
-                          *pools.records, {&step_status_ws.ensure(*be, 0), l * kStatusWordsPerLayer + 1});
+    be->quantize_deferred(pools.codec, *pools.tail_k, *pools.tail_v, step_jobs_ws.ensure(*be, 0),
+                          p.quantize, *pools.records,
+                          {&step_status_ws.ensure(*be, 0), l * kStatusWordsPerLayer + 1});
     if (!p.shift.empty()) {
       Buffer& undo = step_undo_ws.ensure(*be, 0);
       Buffer* tails[2] = {pools.tail_k.get(), pools.tail_v.get()};
-      for (int part = 0; part < 2; ++part) be->copy_rows(*tails[part], undo, undo_runs(p, layer, part, true), row_bytes());
+      for (int part = 0; part < 2; ++part)
+        be->copy_rows(*tails[part], undo, undo_runs(p, layer, part, true), row_bytes());
       if (!p.shift_overlaps) {
         for (Buffer* t : tails) be->copy_rows(*t, *t, p.shift, row_bytes());
       } else {
@@ -291,24 +312,30 @@ void KVCache::Impl::step_append(std::uint64_t id, int layer, const Buffer& k, co
   }
 }
 
-void KVCache::Impl::step_attend(std::uint64_t id, int layer, int hq, const Buffer& q, Buffer& out, ElementType out_type,
-                                float scale, const StepEvents& events) {
+void KVCache::Impl::step_attend(std::uint64_t id, int layer, int hq, const Buffer& q, Buffer& out,
+                                ElementType out_type, float scale, const StepEvents& events) {
   cache::StepState& st = open_step(id, "attend");
   check_layer(layer, "DecodeStep::attend");
   if (!st.appended[std::size_t(layer)])
-    throw InvalidArgument(message("DecodeStep::attend: layer ", layer,
-                                  " has not been appended in this step (append its new token first)"));
+    throw InvalidArgument(
+        message("DecodeStep::attend: layer ", layer,
+                " has not been appended in this step (append its new token first)"));
   if (hq < 1 || hq % Hk != 0)
-    throw InvalidArgument(message("DecodeStep::attend: num_q_heads ", hq, " is not a positive multiple of num_kv_heads ", Hk));
+    throw InvalidArgument(message("DecodeStep::attend: num_q_heads ", hq,
+                                  " is not a positive multiple of num_kv_heads ", Hk));
   if (!std::isfinite(scale) || scale < 0)
-    throw InvalidArgument(message("DecodeStep::attend: scale ", scale, " must be finite and >= 0 (0 = 1/sqrt(head_dim))"));
+    throw InvalidArgument(message("DecodeStep::attend: scale ", scale,
+                                  " must be finite and >= 0 (0 = 1/sqrt(head_dim))"));
   if (out_type != ElementType::f16 && out_type != ElementType::f32)
-    throw InvalidArgument(message("DecodeStep::attend: out_type ", int(out_type), " is neither f16 nor f32"));
+    throw InvalidArgument(
+        message("DecodeStep::attend: out_type ", int(out_type), " is neither f16 nor f32"));
   if (scale == 0) scale = 1.0f / std::sqrt(float(D));
   const std::size_t S = st.ids.size(), values = S * std::size_t(hq) * std::size_t(D);
   if (q.size() < values * 4)
-    cache::check_buffer_holds(q, values * 4, "DecodeStep::attend", "q", message(S, " x ", hq, " x ", D, " f32 values"));
-  cache::check_buffer_holds(out, values * element_bytes(out_type), "DecodeStep::attend", "out", "the output");
+    cache::check_buffer_holds(q, values * 4, "DecodeStep::attend", "q",
+                              message(S, " x ", hq, " x ", D, " f32 values"));
+  cache::check_buffer_holds(out, values * element_bytes(out_type), "DecodeStep::attend", "out",
+                            "the output");
 
   const cache::StepPlan& p = st.plan;
   be->wait_for(events.wait);
@@ -349,8 +376,7 @@ void KVCache::Impl::roll_back_step() noexcept {
     }
   try {
     be->finish();
-  } catch (...) {
-  }
+  } catch (...) {}
   step.reset();
 }
 
@@ -361,32 +387,35 @@ void KVCache::Impl::step_finish(std::uint64_t id) {
     if (!st.appended[l]) {
       try {
         be->finish();
-      } catch (...) {
-      }
+      } catch (...) {}
       roll_back_step();
       throw InvalidArgument(message("DecodeStep::finish: layer ", l,
                                     " was not appended in this step; the step was rolled back"));
     }
   std::vector<std::uint32_t> words(NL * kStatusWordsPerLayer);
   try {
-    be->read(step_status_ws.ensure(*be, 0), 0, words.data(), words.size() * 4);  // waits for the step
+    be->read(step_status_ws.ensure(*be, 0), 0, words.data(),
+             words.size() * 4);  // waits for the step
   } catch (...) {
     roll_back_step();
     throw;
   }
   for (std::size_t l = 0; l < NL; ++l) {
-    const std::uint32_t rows_word = words[l * kStatusWordsPerLayer], tiles_word = words[l * kStatusWordsPerLayer + 1];
+    const std::uint32_t rows_word = words[l * kStatusWordsPerLayer],
+                        tiles_word = words[l * kStatusWordsPerLayer + 1];
     if (rows_word == kNoDeviceFailure && tiles_word == kNoDeviceFailure) continue;
     std::string what;
     if (rows_word != kNoDeviceFailure) {
       const std::size_t row = rows_word / 2, entry = row / std::size_t(Hk);
-      what = message("the new ", rows_word % 2 == 0 ? "key" : "value", " row of sequence ", st.ids.at(entry),
-                     " (batch entry ", entry, ", KV head ", row % std::size_t(Hk), ") in layer ", l,
-                     " holds NaN, Inf or a value beyond the codec's bound ", kMaxRotatedMagnitude, " once rotated");
+      what = message("the new ", rows_word % 2 == 0 ? "key" : "value", " row of sequence ",
+                     st.ids.at(entry), " (batch entry ", entry, ", KV head ", row % std::size_t(Hk),
+                     ") in layer ", l, " holds NaN, Inf or a value beyond the codec's bound ",
+                     kMaxRotatedMagnitude, " once rotated");
     } else {
       const std::size_t job = tiles_word / 2, entry = st.plan.quantize_entry.at(job);
-      what = message("the ", tiles_word % 2 == 0 ? "key" : "value", " tile completed by sequence ", st.ids.at(entry),
-                     " (batch entry ", entry, ") in layer ", l, " cannot be quantized (NaN, Inf or beyond the codec's bound)");
+      what = message("the ", tiles_word % 2 == 0 ? "key" : "value", " tile completed by sequence ",
+                     st.ids.at(entry), " (batch entry ", entry, ") in layer ", l,
+                     " cannot be quantized (NaN, Inf or beyond the codec's bound)");
     }
     roll_back_step();
     throw NonFiniteInput(message("DecodeStep::finish: ", what, "; the step was rolled back"));

@@ -32,8 +32,9 @@ std::vector<Preset> parse_layer_presets(const std::string& text, const std::stri
     // layer 0.
     const util::ParsedInt number = util::try_parse_int(layer, 0, std::numeric_limits<int>::max());
     if (number.error != util::IntError::none || std::size_t(number.value) != out.size())
-      throw InvalidArgument(where + ": layer '" + printable(layer) + "' where layer " + std::to_string(out.size()) +
-                            " was expected (layers are listed in order from 0, in plain decimal digits)");
+      throw InvalidArgument(
+          where + ": layer '" + printable(layer) + "' where layer " + std::to_string(out.size()) +
+          " was expected (layers are listed in order from 0, in plain decimal digits)");
     out.push_back(parse_preset(preset, where + " preset"));
   }
   if (out.empty()) throw InvalidArgument(source + ": no '<layer> <preset>' lines");

@@ -26,7 +26,9 @@ int KVCache::Impl::gather_fp16(int layer, const std::vector<const Sequence*>& ba
       if (sl > 0) sink_runs.push_back({sink_row(s.slot, h, 0), dst, std::uint64_t(sl)});
       if (nb > 0) deq_runs.push_back({ids.size() * G, dst + sl, std::uint64_t(nb) * G});
       for (int j = 0; j < nb; ++j) ids.push_back(std::uint32_t(s.blocks[std::size_t(j)] * Hk + h));
-      if (tl > 0) tail_runs.push_back({tail_row(s.slot, h, 0), dst + sl + std::size_t(nb) * G, std::uint64_t(tl)});
+      if (tl > 0)
+        tail_runs.push_back(
+            {tail_row(s.slot, h, 0), dst + sl + std::size_t(nb) * G, std::uint64_t(tl)});
     }
   }
   const std::size_t mat_bytes = batch.size() * Hk * std::size_t(cap) * row_bytes();
@@ -68,7 +70,8 @@ MaterializedKV KVCache::materialize(SeqId id, int layer, Frame frame) {
     // H is its own inverse: rotating the rotated fp16 rows again gives the original frame.
     Buffer& ok = m.deq_k.ensure(*m.be, rows * m.row_bytes());
     Buffer& ov = m.deq_v.ensure(*m.be, rows * m.row_bytes());
-    m.be->rotate(m.cfg.codec, *k, ElementType::f16, rows, ok, 0);  // the preset plays no part in a rotation
+    m.be->rotate(m.cfg.codec, *k, ElementType::f16, rows, ok,
+                 0);  // the preset plays no part in a rotation
     m.be->rotate(m.cfg.codec, *v, ElementType::f16, rows, ov, 0);
     k = &ok;
     v = &ov;

@@ -15,7 +15,8 @@ MemoryReport KVCache::memory_report() const {
     r.tail += p.tail_k->size() + p.tail_v->size();
   }
   r.block_tables = m.pool.host_bytes() + m.tables_ws.bytes() + m.step_tables_ws.bytes();
-  r.seq_info = m.info_ws.bytes() + m.step_info_ws.bytes() + m.free_slots.capacity() * sizeof(int) + m.seqs.bucket_count() * sizeof(void*);
+  r.seq_info = m.info_ws.bytes() + m.step_info_ws.bytes() + m.free_slots.capacity() * sizeof(int) +
+               m.seqs.bucket_count() * sizeof(void*);
   for (const auto& kv : m.seqs) {
     const Impl::Sequence& s = kv.second;
     r.block_tables += s.blocks.capacity() * sizeof(std::int32_t);
@@ -25,13 +26,15 @@ MemoryReport KVCache::memory_report() const {
     for (int l = 0; l < m.cfg.num_layers; ++l) {
       const int c = s.committed[std::size_t(l)];
       r.live_tokens += std::size_t(s.length[std::size_t(l)]);
-      r.records_in_use += std::size_t(m.tiles_for(c)) * m.Hk * m.layers[std::size_t(l)].layout.bytes;
+      r.records_in_use +=
+          std::size_t(m.tiles_for(c)) * m.Hk * m.layers[std::size_t(l)].layout.bytes;
       r.exact_recent_tokens += std::size_t(m.tiles_for(c, 0) - m.tiles_for(c)) * std::size_t(m.G);
     }
   }
-  for (const cache::Workspace* w : {&m.in_k, &m.in_v, &m.rot_k, &m.rot_v, &m.q_ws, &m.out_ws, &m.deq_k, &m.deq_v,
-                                    &m.mat_k, &m.mat_v, &m.lens_ws, &m.shift_ws, &m.step_dest_ws, &m.step_jobs_ws,
-                                    &m.step_status_ws, &m.step_undo_ws})
+  for (const cache::Workspace* w :
+       {&m.in_k, &m.in_v, &m.rot_k, &m.rot_v, &m.q_ws, &m.out_ws, &m.deq_k, &m.deq_v, &m.mat_k,
+        &m.mat_v, &m.lens_ws, &m.shift_ws, &m.step_dest_ws, &m.step_jobs_ws, &m.step_status_ws,
+        &m.step_undo_ws})
     r.workspaces += w->bytes();
   r.fp16_equivalent = r.live_tokens * m.Hk * m.row_bytes() * 2;
   r.free_blocks = m.pool.free_count();

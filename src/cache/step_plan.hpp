@@ -17,11 +17,11 @@ namespace kvarn_cl::cache {
 
 struct StepEntryPlan {
   Sequence* seq = nullptr;
-  int length_before = 0;   // tokens in every layer before the step (all committed)
-  bool to_sink = false;    // the new token is a sink token
-  int position = 0;        // its row in the sink (to_sink) or the tail of each KV head
+  int length_before = 0;  // tokens in every layer before the step (all committed)
+  bool to_sink = false;   // the new token is a sink token
+  int position = 0;       // its row in the sink (to_sink) or the tail of each KV head
   bool completes_tile = false;
-  int tail_rest = 0;       // tail rows left behind the completed tile (moved to the tail's front)
+  int tail_rest = 0;         // tail rows left behind the completed tile (moved to the tail's front)
   std::int32_t block = -1;   // block of the completed tile
   bool block_taken = false;  // ... taken from the pool for this step (given back on rollback)
 };
@@ -82,13 +82,15 @@ StepPlan plan_step(const Geometry& g, const std::vector<Sequence*>& batch, TakeB
     const StepEntryPlan& e = p.entries[i];
     const int slot = e.seq->slot;
     for (int h = 0; h < g.Hk; ++h) {
-      p.destinations.push_back(
-          e.to_sink ? -std::int32_t(g.sink_row(slot, h, e.position)) - 1 : std::int32_t(g.tail_row(slot, h, e.position)));
+      p.destinations.push_back(e.to_sink ? -std::int32_t(g.sink_row(slot, h, e.position)) - 1
+                                         : std::int32_t(g.tail_row(slot, h, e.position)));
       if (!e.completes_tile) continue;
-      p.quantize.push_back({std::uint32_t(g.tail_row(slot, h, 0)), std::uint32_t(e.block * g.Hk + h)});
+      p.quantize.push_back(
+          {std::uint32_t(g.tail_row(slot, h, 0)), std::uint32_t(e.block * g.Hk + h)});
       p.quantize_entry.push_back(i);
       if (e.tail_rest > 0) {
-        p.shift.push_back({g.tail_row(slot, h, g.G), g.tail_row(slot, h, 0), std::uint64_t(e.tail_rest)});
+        p.shift.push_back(
+            {g.tail_row(slot, h, g.G), g.tail_row(slot, h, 0), std::uint64_t(e.tail_rest)});
         p.shift_rows += std::size_t(e.tail_rest);
         p.shift_overlaps = p.shift_overlaps || e.tail_rest > g.G;
       }

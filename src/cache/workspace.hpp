@@ -17,7 +17,8 @@ class Workspace {
   Buffer& ensure(Backend& backend, std::size_t bytes) {
     bytes = std::max<std::size_t>(bytes, 1);
     if (!buffer_ || buffer_->size() < bytes) {
-      const std::size_t grown = buffer_ ? std::max(bytes, buffer_->size() + buffer_->size() / 2) : bytes;
+      const std::size_t grown =
+          buffer_ ? std::max(bytes, buffer_->size() + buffer_->size() / 2) : bytes;
       buffer_.reset();  // release first: the old and the new buffer need not coexist
       buffer_ = backend.allocate(grown);
     }

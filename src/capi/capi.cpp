@@ -4,9 +4,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "capi/arguments.hpp"
@@ -144,8 +144,10 @@ kvarn_cl_status kvarn_cl_backend_create(kvarn_cl_backend_kind kind, unsigned cpu
   });
 }
 
-kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context, struct _cl_device_id* device,
-                                                 struct _cl_command_queue* queue, kvarn_cl_backend** out) {
+kvarn_cl_status kvarn_cl_backend_create_on_queue(struct _cl_context* context,
+                                                 struct _cl_device_id* device,
+                                                 struct _cl_command_queue* queue,
+                                                 kvarn_cl_backend** out) {
   return capi::guarded([&] {
     require(out, "out");
     *out = nullptr;
@@ -226,8 +228,8 @@ void kvarn_cl_cache_config_init(kvarn_cl_cache_config* config) {
   config->recent_tokens = d.recent_tokens;
 }
 
-kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_cache_config* config,
-                                      kvarn_cl_cache** out) {
+kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend,
+                                      const kvarn_cl_cache_config* config, kvarn_cl_cache** out) {
   return capi::guarded([&] {
     require(backend, "backend");
     require(config, "config");
@@ -235,7 +237,8 @@ kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_
     *out = nullptr;
     CacheConfig c;
     kvarn_cl_preset preset;  // copied as bytes: the field may hold any int (see raw())
-    std::memcpy(&preset, reinterpret_cast<const char*>(config) + offsetof(kvarn_cl_cache_config, preset),
+    std::memcpy(&preset,
+                reinterpret_cast<const char*>(config) + offsetof(kvarn_cl_cache_config, preset),
                 sizeof preset);
     c.codec = params(preset, config->head_dim, config->sinkhorn_iters);
     c.num_layers = config->num_layers;
@@ -248,8 +251,10 @@ kvarn_cl_status kvarn_cl_cache_create(kvarn_cl_backend* backend, const kvarn_cl_
     c.recent_tokens = config->recent_tokens;
     if (config->layer_presets != nullptr) {
       if (config->num_layers < 1)
-        throw InvalidArgument("invalid config->num_layers " + std::to_string(config->num_layers) + ": must be >= 1");
-      for (int l = 0; l < config->num_layers; ++l) c.layer_presets.push_back(to_preset(config->layer_presets[l]));
+        throw InvalidArgument("invalid config->num_layers " + std::to_string(config->num_layers) +
+                              ": must be >= 1");
+      for (int l = 0; l < config->num_layers; ++l)
+        c.layer_presets.push_back(to_preset(config->layer_presets[l]));
     }
     c.backend = backend->impl;
     auto cache = std::make_unique<kvarn_cl_cache>();
@@ -359,8 +364,8 @@ kvarn_cl_status kvarn_cl_cache_memory_report(const kvarn_cl_cache* cache,
   });
 }
 
-kvarn_cl_status kvarn_cl_cache_begin_step(kvarn_cl_cache* cache, size_t num_seqs, const uint64_t* seq_ids,
-                                          kvarn_cl_step** out) {
+kvarn_cl_status kvarn_cl_cache_begin_step(kvarn_cl_cache* cache, size_t num_seqs,
+                                          const uint64_t* seq_ids, kvarn_cl_step** out) {
   return capi::guarded([&] {
     require(out, "out");
     *out = nullptr;
@@ -382,9 +387,10 @@ kvarn_cl_status kvarn_cl_step_append(kvarn_cl_step* step, int layer, const void*
   });
 }
 
-kvarn_cl_status kvarn_cl_step_append_cl(kvarn_cl_step* step, int layer, struct _cl_mem* k, struct _cl_mem* v,
-                                        kvarn_cl_element_type elem_type, uint32_t num_wait,
-                                        struct _cl_event* const* wait, struct _cl_event** done) {
+kvarn_cl_status kvarn_cl_step_append_cl(kvarn_cl_step* step, int layer, struct _cl_mem* k,
+                                        struct _cl_mem* v, kvarn_cl_element_type elem_type,
+                                        uint32_t num_wait, struct _cl_event* const* wait,
+                                        struct _cl_event** done) {
   return capi::guarded([&] {
     if (done != nullptr) *done = nullptr;
     require(step, "step");
@@ -404,8 +410,9 @@ kvarn_cl_status kvarn_cl_step_append_cl(kvarn_cl_step* step, int layer, struct _
   });
 }
 
-kvarn_cl_status kvarn_cl_step_attend(kvarn_cl_step* step, int layer, int num_q_heads, const float* q,
-                                     void* out, kvarn_cl_element_type out_type, float scale) {
+kvarn_cl_status kvarn_cl_step_attend(kvarn_cl_step* step, int layer, int num_q_heads,
+                                     const float* q, void* out, kvarn_cl_element_type out_type,
+                                     float scale) {
   return capi::guarded([&] {
     require(step, "step");
     require(q, "q");
@@ -417,8 +424,9 @@ kvarn_cl_status kvarn_cl_step_attend(kvarn_cl_step* step, int layer, int num_q_h
   });
 }
 
-kvarn_cl_status kvarn_cl_step_attend_cl(kvarn_cl_step* step, int layer, int num_q_heads, struct _cl_mem* q,
-                                        struct _cl_mem* out, kvarn_cl_element_type out_type, float scale,
+kvarn_cl_status kvarn_cl_step_attend_cl(kvarn_cl_step* step, int layer, int num_q_heads,
+                                        struct _cl_mem* q, struct _cl_mem* out,
+                                        kvarn_cl_element_type out_type, float scale,
                                         uint32_t num_wait, struct _cl_event* const* wait,
                                         struct _cl_event** done) {
   return capi::guarded([&] {
@@ -471,8 +479,9 @@ kvarn_cl_status kvarn_cl_layer_presets_read(const char* path, kvarn_cl_preset* o
     const std::vector<Preset> p = read_layer_presets(path);
     *count = p.size();
     if (p.size() > capacity)
-      throw InvalidArgument(std::string("layer-preset file '") + path + "' lists " + std::to_string(p.size()) +
-                            " layers but capacity is " + std::to_string(capacity));
+      throw InvalidArgument(std::string("layer-preset file '") + path + "' lists " +
+                            std::to_string(p.size()) + " layers but capacity is " +
+                            std::to_string(capacity));
     for (std::size_t i = 0; i < p.size(); ++i) out[i] = from_preset(p[i]);
   });
 }

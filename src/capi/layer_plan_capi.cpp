@@ -20,39 +20,43 @@ std::vector<Preset> candidates(const kvarn_cl_preset* presets, size_t num_preset
   // Candidates are distinct, so a longer list is a wrong count (and would be read out of bounds).
   if (num_presets > all_presets().size())
     throw InvalidArgument("num_presets " + std::to_string(num_presets) + ": there are " +
-                          std::to_string(all_presets().size()) + " presets and the candidates must be distinct");
+                          std::to_string(all_presets().size()) +
+                          " presets and the candidates must be distinct");
   std::vector<Preset> out;
   for (size_t i = 0; i < num_presets; ++i) out.push_back(to_preset(presets[i]));
   return out;
 }
 
 void require_layers(int num_layers) {
-  if (num_layers < 1) throw InvalidArgument("num_layers " + std::to_string(num_layers) + " must be >= 1");
+  if (num_layers < 1)
+    throw InvalidArgument("num_layers " + std::to_string(num_layers) + " must be >= 1");
 }
 
 }  // namespace
 
 extern "C" {
 
-kvarn_cl_status kvarn_cl_preset_bytes_per_token_head(kvarn_cl_preset preset, int head_dim, double* out) {
+kvarn_cl_status kvarn_cl_preset_bytes_per_token_head(kvarn_cl_preset preset, int head_dim,
+                                                     double* out) {
   return capi::guarded([&] {
     require(out, "out");
     *out = preset_bytes_per_token_head(to_preset(preset), head_dim);
   });
 }
 
-kvarn_cl_status kvarn_cl_budget_from_total_bytes(size_t total_bytes, size_t tokens, int num_kv_heads,
-                                                 int num_layers, double* out) {
+kvarn_cl_status kvarn_cl_budget_from_total_bytes(size_t total_bytes, size_t tokens,
+                                                 int num_kv_heads, int num_layers, double* out) {
   return capi::guarded([&] {
     require(out, "out");
     *out = budget_from_total_bytes(total_bytes, tokens, num_kv_heads, num_layers);
   });
 }
 
-kvarn_cl_status kvarn_cl_layer_sensitivity_measure(const kvarn_cl_preset* presets, size_t num_presets,
-                                                   int head_dim, int sinkhorn_iters, int num_layers,
-                                                   int tokens, int num_kv_heads, const float* k,
-                                                   const float* v, double* error) {
+kvarn_cl_status kvarn_cl_layer_sensitivity_measure(const kvarn_cl_preset* presets,
+                                                   size_t num_presets, int head_dim,
+                                                   int sinkhorn_iters, int num_layers, int tokens,
+                                                   int num_kv_heads, const float* k, const float* v,
+                                                   double* error) {
   return capi::guarded([&] {
     const std::vector<Preset> list = candidates(presets, num_presets);
     require(k, "k");
@@ -62,15 +66,17 @@ kvarn_cl_status kvarn_cl_layer_sensitivity_measure(const kvarn_cl_preset* preset
     CodecParams codec;
     codec.head_dim = head_dim;
     codec.sinkhorn_iters = sinkhorn_iters;
-    const LayerSensitivity s = measure_layer_sensitivity(codec, list, num_layers, tokens, num_kv_heads, k, v);
+    const LayerSensitivity s =
+        measure_layer_sensitivity(codec, list, num_layers, tokens, num_kv_heads, k, v);
     for (size_t l = 0; l < s.error.size(); ++l)
       for (size_t i = 0; i < list.size(); ++i) error[l * list.size() + i] = s.error[l][i];
   });
 }
 
-kvarn_cl_status kvarn_cl_layer_plan_choose(const kvarn_cl_preset* presets, size_t num_presets, int num_layers,
-                                           const double* error, int head_dim, double budget,
-                                           kvarn_cl_preset* plan, double* bytes_per_token_head) {
+kvarn_cl_status kvarn_cl_layer_plan_choose(const kvarn_cl_preset* presets, size_t num_presets,
+                                           int num_layers, const double* error, int head_dim,
+                                           double budget, kvarn_cl_preset* plan,
+                                           double* bytes_per_token_head) {
   return capi::guarded([&] {
     LayerSensitivity s;
     s.presets = candidates(presets, num_presets);

@@ -18,7 +18,7 @@ struct Normalization {
   std::vector<float> row_scale;  // br, length rows
   double best_imbalance = 0;
   double initial_imbalance = 0;
-  int best_iteration = 0;        // 0 = no scaling won
+  int best_iteration = 0;  // 0 = no scaling won
 };
 // Variance normalization of SPEC §2.3 on a rows×cols fp32 matrix (row-major).
 Normalization normalize(const float* m, int rows, int cols, int iters);

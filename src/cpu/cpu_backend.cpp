@@ -119,7 +119,8 @@ class CpuBackend final : public Backend {
     const unsigned char* s = bytes_of(src, "copy_rows: src");
     unsigned char* d = bytes_of(dst, "copy_rows: dst");
     for (const RowRun& r : runs)
-      if (r.rows) std::memmove(d + r.dst_row * row_bytes, s + r.src_row * row_bytes, r.rows * row_bytes);
+      if (r.rows)
+        std::memmove(d + r.dst_row * row_bytes, s + r.src_row * row_bytes, r.rows * row_bytes);
   }
 
   void rotate(const CodecParams& params, const Buffer& in, ElementType in_type, std::size_t rows,
@@ -133,8 +134,8 @@ class CpuBackend final : public Backend {
     pool_->parallel_for(chunks, [&](std::size_t c) {
       const std::size_t r0 = c * chunk, r1 = std::min(rows, (c + 1) * chunk);
       if (in_type == ElementType::f32)
-        cpu::simd::rotate_rows(reinterpret_cast<const float*>(src) + r0 * D, dst + r0 * D,
-                               r1 - r0, params.head_dim);
+        cpu::simd::rotate_rows(reinterpret_cast<const float*>(src) + r0 * D, dst + r0 * D, r1 - r0,
+                               params.head_dim);
       else
         cpu::simd::rotate_rows(reinterpret_cast<const half_bits*>(src) + r0 * D, dst + r0 * D,
                                r1 - r0, params.head_dim);
@@ -166,8 +167,8 @@ class CpuBackend final : public Backend {
       try {
         validate_records(params, rec + std::size_t(record_ids[i]) * L.bytes, 1);
       } catch (const CorruptRecord& e) {
-        throw CorruptRecord("dequantize: record " + std::to_string(record_ids[i]) + " (record_ids[" +
-                            std::to_string(i) + "]): " + e.what());
+        throw CorruptRecord("dequantize: record " + std::to_string(record_ids[i]) +
+                            " (record_ids[" + std::to_string(i) + "]): " + e.what());
       }
     }
     pool_->parallel_for(record_ids.size(), [&](std::size_t i) {
@@ -182,21 +183,28 @@ class CpuBackend final : public Backend {
     check_append_rows(a);
     const std::size_t D = std::size_t(a.head_dim);
     const std::size_t in_row = D * element_bytes(a.in_type);
-    std::uint32_t* status = reinterpret_cast<std::uint32_t*>(bytes_of(*a.status.words, "append_rows: status")) +
-                            a.status.index;
+    std::uint32_t* status =
+        reinterpret_cast<std::uint32_t*>(bytes_of(*a.status.words, "append_rows: status")) +
+        a.status.index;
     std::vector<half_bits> rotated(D);
     for (int part = 0; part < 2; ++part) {
       const unsigned char* in = bytes_of(part == 0 ? *a.k : *a.v, "append_rows: k/v");
-      half_bits* sink = reinterpret_cast<half_bits*>(bytes_of(part == 0 ? *a.sink_k : *a.sink_v, "append_rows: sink"));
-      half_bits* tail = reinterpret_cast<half_bits*>(bytes_of(part == 0 ? *a.tail_k : *a.tail_v, "append_rows: tail"));
+      half_bits* sink = reinterpret_cast<half_bits*>(
+          bytes_of(part == 0 ? *a.sink_k : *a.sink_v, "append_rows: sink"));
+      half_bits* tail = reinterpret_cast<half_bits*>(
+          bytes_of(part == 0 ? *a.tail_k : *a.tail_v, "append_rows: tail"));
       for (std::size_t r = 0; r < a.rows; ++r) {
         if (a.in_type == ElementType::f32)
-          cpu::simd::rotate_rows(reinterpret_cast<const float*>(in + r * in_row), rotated.data(), 1, a.head_dim);
+          cpu::simd::rotate_rows(reinterpret_cast<const float*>(in + r * in_row), rotated.data(), 1,
+                                 a.head_dim);
         else
-          cpu::simd::rotate_rows(reinterpret_cast<const half_bits*>(in + r * in_row), rotated.data(), 1, a.head_dim);
-        if (!in_codec_range(rotated.data(), D)) *status = std::min(*status, std::uint32_t(r * 2 + std::size_t(part)));
+          cpu::simd::rotate_rows(reinterpret_cast<const half_bits*>(in + r * in_row),
+                                 rotated.data(), 1, a.head_dim);
+        if (!in_codec_range(rotated.data(), D))
+          *status = std::min(*status, std::uint32_t(r * 2 + std::size_t(part)));
         const std::int32_t d = a.host_destinations[r];
-        half_bits* dst = d >= 0 ? tail + std::size_t(d) * D : sink + std::size_t(-(std::int64_t(d) + 1)) * D;
+        half_bits* dst =
+            d >= 0 ? tail + std::size_t(d) * D : sink + std::size_t(-(std::int64_t(d) + 1)) * D;
         std::memcpy(dst, rotated.data(), D * 2);
       }
     }
@@ -208,8 +216,9 @@ class CpuBackend final : public Backend {
     const RecordLayout L = check_quantize(params, k_rows, v_rows, host_jobs, records);
     check_status_word(status, "quantize_deferred");
     check_range(jobs, 0, host_jobs.size() * sizeof(QuantizeJob), "quantize_deferred: jobs");
-    std::uint32_t* word = reinterpret_cast<std::uint32_t*>(bytes_of(*status.words, "quantize_deferred: status")) +
-                          status.index;
+    std::uint32_t* word =
+        reinterpret_cast<std::uint32_t*>(bytes_of(*status.words, "quantize_deferred: status")) +
+        status.index;
     const half_bits* k = reinterpret_cast<const half_bits*>(bytes_of(k_rows, "quantize: k_rows"));
     const half_bits* v = reinterpret_cast<const half_bits*>(bytes_of(v_rows, "quantize: v_rows"));
     const std::size_t tile_values = std::size_t(L.group) * L.head_dim;
@@ -241,7 +250,8 @@ class CpuBackend final : public Backend {
     h.out = bytes_of(*a.out, "attend: out");
     h.out_type = a.out_type;
     h.records = bytes_of(*a.records, "attend: records");
-    h.block_tables = reinterpret_cast<const std::int32_t*>(bytes_of(*a.block_tables, "attend: block_tables"));
+    h.block_tables =
+        reinterpret_cast<const std::int32_t*>(bytes_of(*a.block_tables, "attend: block_tables"));
     h.sink = reinterpret_cast<const half_bits*>(bytes_of(*a.sink, "attend: sink"));
     h.tail = reinterpret_cast<const half_bits*>(bytes_of(*a.tail, "attend: tail"));
     h.sink_v = reinterpret_cast<const half_bits*>(bytes_of(*a.sink_v, "attend: sink_v"));
@@ -265,7 +275,8 @@ class CpuBackend final : public Backend {
     h.k = reinterpret_cast<const half_bits*>(bytes_of(*a.k, "attend_fp16: k"));
     h.v = reinterpret_cast<const half_bits*>(bytes_of(*a.v, "attend_fp16: v"));
     h.capacity = a.capacity;
-    h.seq_lens = reinterpret_cast<const std::int32_t*>(bytes_of(*a.seq_lens, "attend_fp16: seq_lens"));
+    h.seq_lens =
+        reinterpret_cast<const std::int32_t*>(bytes_of(*a.seq_lens, "attend_fp16: seq_lens"));
     h.kv_frame = a.kv_frame;
     cpu::attend_fp16(h, *pool_);
   }

@@ -47,12 +47,24 @@ struct Worker {
   std::vector<float> s_col_k, zp_k, s_row_k, s_col_v, s_row_v, zp_v;
 
   Worker(int r, int d, int g, float sc, bool use_simd)
-      : R(r), D(d), G(g), scale(sc), simd(use_simd),
-        score(std::size_t(r) * std::max(g, kRunTokens)), tmp(std::size_t(r) * d),
-        qs(std::size_t(r) * d), cf(std::size_t(std::max(g, d))), row(std::size_t(d)),
-        z(std::size_t(r)), zs(std::size_t(r)), s_col_k(std::size_t(d)), zp_k(std::size_t(d)),
-        s_row_k(std::size_t(std::max(g, 1))), s_col_v(std::size_t(d)),
-        s_row_v(std::size_t(std::max(g, 1))), zp_v(std::size_t(std::max(g, 1))) {}
+      : R(r),
+        D(d),
+        G(g),
+        scale(sc),
+        simd(use_simd),
+        score(std::size_t(r) * std::max(g, kRunTokens)),
+        tmp(std::size_t(r) * d),
+        qs(std::size_t(r) * d),
+        cf(std::size_t(std::max(g, d))),
+        row(std::size_t(d)),
+        z(std::size_t(r)),
+        zs(std::size_t(r)),
+        s_col_k(std::size_t(d)),
+        zp_k(std::size_t(d)),
+        s_row_k(std::size_t(std::max(g, 1))),
+        s_col_v(std::size_t(d)),
+        s_row_v(std::size_t(std::max(g, 1))),
+        zp_v(std::size_t(std::max(g, 1))) {}
 
   int stride() const { return std::max(G, kRunTokens); }
 
@@ -65,8 +77,8 @@ struct Worker {
       float* sr = score.data() + std::size_t(r) * st;
       float mx = m[r];
       for (int t = 0; t < n; ++t) mx = std::max(mx, sr[t]);
-      const float alpha = m[r] == -std::numeric_limits<float>::infinity() ? 0.0f
-                                                                           : std::exp(m[r] - mx);
+      const float alpha =
+          m[r] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(m[r] - mx);
       if (alpha != 1.0f) {
         l[r] *= alpha;
         float* ar = acc + std::size_t(r) * D;
@@ -100,7 +112,8 @@ struct Worker {
                         G, score.data(), std::size_t(st));
       simd::fold_scores(score.data(), std::size_t(st), R, G, s_row_k.data(), z.data(), scale);
       softmax_update(G, m, l, acc);
-      simd::value_weights(score.data(), std::size_t(st), R, G, zp_v.data(), s_row_v.data(), zs.data());
+      simd::value_weights(score.data(), std::size_t(st), R, G, zp_v.data(), s_row_v.data(),
+                          zs.data());
       simd::code_matmul(score.data(), std::size_t(st), R, rec + L.v_codes, L.v_row_bytes, L.v_bits,
                         G, D, tmp.data(), std::size_t(D));
       simd::accumulate_values(acc, tmp.data(), R, D, s_col_v.data(), zs.data());
@@ -120,7 +133,8 @@ struct Worker {
       std::fill_n(score.data() + std::size_t(r) * st, G, 0.0f);
     }
     for (int d = 0; d < D; ++d) {
-      unpack_codes_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits, cf.data());
+      unpack_codes_to_floats(rec + L.k_codes + std::size_t(d) * L.k_row_bytes, G, L.k_bits,
+                             cf.data());
       for (int r = 0; r < R; ++r) {
         const float a = qs[std::size_t(r) * D + d];
         float* sr = score.data() + std::size_t(r) * st;
@@ -129,7 +143,8 @@ struct Worker {
     }
     for (int r = 0; r < R; ++r) {
       float* sr = score.data() + std::size_t(r) * st;
-      for (int t = 0; t < G; ++t) sr[t] = s_row_k[std::size_t(t)] * (sr[t] + z[std::size_t(r)]) * scale;
+      for (int t = 0; t < G; ++t)
+        sr[t] = s_row_k[std::size_t(t)] * (sr[t] + z[std::size_t(r)]) * scale;
     }
     softmax_update(G, m, l, acc);
 
@@ -145,7 +160,8 @@ struct Worker {
     }
     std::fill(tmp.begin(), tmp.end(), 0.0f);
     for (int t = 0; t < G; ++t) {
-      unpack_codes_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits, cf.data());
+      unpack_codes_to_floats(rec + L.v_codes + std::size_t(t) * L.v_row_bytes, D, L.v_bits,
+                             cf.data());
       for (int r = 0; r < R; ++r) {
         const float w = score[std::size_t(r) * st + t];
         float* tr = tmp.data() + std::size_t(r) * D;
@@ -332,8 +348,8 @@ void attend_records(const AttendRecordsHost& a, ThreadPool& pool, Kernels kernel
     const std::size_t tail_at = slot_head * std::size_t(a.pools.tail_capacity) * D;
     append_fp16_runs(segs, a.tail + tail_at, a.tail_v + tail_at, info.tail_len, D);
   };
-  run_attention(a.num_seqs, a.num_q_heads, Hk, D, L.group, &L, a.scale, q, true, a.out,
-                a.out_type, pool, simd, segments_of);
+  run_attention(a.num_seqs, a.num_q_heads, Hk, D, L.group, &L, a.scale, q, true, a.out, a.out_type,
+                pool, simd, segments_of);
 }
 
 void attend_fp16(const AttendFp16Host& a, ThreadPool& pool, Kernels kernels) {
@@ -341,7 +357,8 @@ void attend_fp16(const AttendFp16Host& a, ThreadPool& pool, Kernels kernels) {
   const int D = a.head_dim, Hk = a.num_kv_heads;
   check_seq_lens(a.num_seqs, a.seq_lens, a.capacity);
   const bool rotated = a.kv_frame == Frame::rotated;
-  const std::vector<float> q = queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, rotated, simd);
+  const std::vector<float> q =
+      queries(a.q, std::size_t(a.num_seqs) * a.num_q_heads, D, rotated, simd);
   auto segments_of = [&](int s, int h, std::vector<Segment>& segs) {
     const std::size_t at = (std::size_t(s) * Hk + std::size_t(h)) * std::size_t(a.capacity) * D;
     append_fp16_runs(segs, a.k + at, a.v + at, a.seq_lens[s], D);

@@ -54,7 +54,8 @@ enum class Kernels { simd, reference };
 // Both throw InvalidArgument for out-of-range indices (block ids, slots, lengths: the checks of
 // src/backend_api/checks.hpp) and CorruptRecord for non-finite scale vectors. A sequence with no tokens gets a zero output.
 // Work items are (sequence, KV head, context split), run on `pool`.
-void attend_records(const AttendRecordsHost& args, ThreadPool& pool, Kernels kernels = Kernels::simd);
+void attend_records(const AttendRecordsHost& args, ThreadPool& pool,
+                    Kernels kernels = Kernels::simd);
 void attend_fp16(const AttendFp16Host& args, ThreadPool& pool, Kernels kernels = Kernels::simd);
 
 }  // namespace kvarn_cl::cpu

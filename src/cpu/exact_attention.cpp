@@ -32,10 +32,12 @@ void exact_attention(const float* q, const float* k, const float* v, int num_q_h
       mx = std::max(mx, score[std::size_t(t)]);
     }
     double sum = 0;
-    for (int t = 0; t < tokens; ++t) sum += (score[std::size_t(t)] = std::exp(score[std::size_t(t)] - mx));
+    for (int t = 0; t < tokens; ++t)
+      sum += (score[std::size_t(t)] = std::exp(score[std::size_t(t)] - mx));
     for (int d = 0; d < D; ++d) {
       double o = 0;
-      for (int t = 0; t < tokens; ++t) o += score[std::size_t(t)] * v[base + std::size_t(t) * D + d];
+      for (int t = 0; t < tokens; ++t)
+        o += score[std::size_t(t)] * v[base + std::size_t(t) * D + d];
       out[std::size_t(hq) * D + d] = tokens > 0 ? float(o / sum) : 0.0f;
     }
   }

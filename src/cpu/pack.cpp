@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "cpu/unpack_floats.hpp"
 #include "cpu/codec_detail.hpp"
+#include "cpu/unpack_floats.hpp"
 #include "kvarn_cl/codec.hpp"
 
 namespace kvarn_cl::detail {
@@ -70,7 +70,8 @@ void unpack_codes_to_floats(const std::uint8_t* packed, int n, int bits, float* 
   const CodeTables& t = code_tables();
   switch (bits) {
     case 4:
-      for (int i = 0; i < n / 2; ++i) std::memcpy(out + 2 * i, t.four[packed[i]], 2 * sizeof(float));
+      for (int i = 0; i < n / 2; ++i)
+        std::memcpy(out + 2 * i, t.four[packed[i]], 2 * sizeof(float));
       return;
     case 2:
       for (int i = 0; i < n / 4; ++i) std::memcpy(out + 4 * i, t.two[packed[i]], 4 * sizeof(float));

@@ -56,8 +56,8 @@ void softmax_update(float* score, std::size_t stride, int R, int n, int D, float
 void prescale_query(const float* q, int R, int D, const float* s_col, const float* zp, float* qs,
                     float* z);
 // score[r][t] = s_row[t]·(score[r][t] + z[r])·scale;
-void fold_scores(float* score, std::size_t stride, int R, int G, const float* s_row,
-                 const float* z, float scale);
+void fold_scores(float* score, std::size_t stride, int R, int G, const float* s_row, const float* z,
+                 float scale);
 // zs[r] = Σ_t p[r][t]·zp[t], then p[r][t] *= s_row[t] (p in `score`);
 void value_weights(float* score, std::size_t stride, int R, int G, const float* zp,
                    const float* s_row, float* zs);

@@ -16,18 +16,18 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_codec.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 
-#include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "cpu/codec_detail.hpp"
 #include "cpu/simd.hpp"
 #include "cpu/tile_checks.hpp"
 #include "cpu/unpack_floats.hpp"
-#include "cpu/codec_detail.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -250,7 +250,8 @@ void RowStds(const float* m, const float* inv_col, const float* inv_row, int row
   for (; r < rows; ++r) {
     float* y = sized(row, std::size_t(cols));
     const auto ir = hn::Set(df, kScaled ? inv_row[r] : 1.0f);
-    for (int c = 0; c < cols; c += N) hn::StoreU(Cur<kScaled>(m + std::size_t(r) * cols, inv_col, ir, c), df, y + c);
+    for (int c = 0; c < cols; c += N)
+      hn::StoreU(Cur<kScaled>(m + std::size_t(r) * cols, inv_col, ir, c), df, y + c);
     rs[r] = VecStd(y, cols);
   }
 }
@@ -304,7 +305,8 @@ void ColStds(const float* m, const float* inv_col, const float* inv_row, int row
     auto q0 = hn::Zero(df);
     for (int r = 0; r < rows; ++r) {
       const auto d0 = hn::Sub(Cur<kScaled>(m + std::size_t(r) * cols, inv_col,
-                                           hn::Set(df, kScaled ? inv_row[r] : 1.0f), c), m0);
+                                           hn::Set(df, kScaled ? inv_row[r] : 1.0f), c),
+                              m0);
       q0 = hn::MulAdd(d0, d0, q0);
     }
     hn::StoreU(hn::Sqrt(hn::Mul(q0, inv)), df, cs + c);
@@ -328,7 +330,8 @@ void UpdateLogScale(float* log_scale, const float* stds, float* scale, float* in
   const auto lmin = hn::Set(df, kLogMin), lmax = hn::Set(df, kLogMax), one = hn::Set(df, 1.0f);
   for (int i = 0; i < n; i += N) {
     const auto s = hn::Min(hn::Max(hn::LoadU(df, stds + i), lo), hi);
-    const auto l = hn::Min(hn::Max(hn::Add(hn::LoadU(df, log_scale + i), hn::Log(df, s)), lmin), lmax);
+    const auto l =
+        hn::Min(hn::Max(hn::Add(hn::LoadU(df, log_scale + i), hn::Log(df, s)), lmin), lmax);
     const auto e = hn::Exp(df, l);
     hn::StoreU(l, df, log_scale + i);
     hn::StoreU(e, df, scale + i);
@@ -382,8 +385,7 @@ static_assert(kSupportedCodeBits.size() == 2 && kSupportedCodeBits[0] == 2 &&
 void PackRow(const std::int32_t* codes, int n, int bits, std::uint8_t* out) {
   switch (bits) {
     case 4:
-      for (int i = 0; i < n / 2; ++i)
-        out[i] = std::uint8_t(codes[2 * i] | (codes[2 * i + 1] << 4));
+      for (int i = 0; i < n / 2; ++i) out[i] = std::uint8_t(codes[2 * i] | (codes[2 * i + 1] << 4));
       return;
     case 2:
       for (int i = 0; i < n / 4; ++i)
@@ -518,8 +520,9 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
     const auto sc = hn::Set(df, s_col_k[d]), zp = hn::Set(df, zp_k[d]);
     float* y = back ? kc + std::size_t(d) * G : kc;
     for (int t = 0; t < G; t += N)
-      hn::StoreU(hn::Mul(hn::Add(hn::Mul(hn::LoadU(df, cf + t), sc), zp), hn::LoadU(df, s_row_k + t)),
-                 df, y + t);
+      hn::StoreU(
+          hn::Mul(hn::Add(hn::Mul(hn::LoadU(df, cf + t), sc), zp), hn::LoadU(df, s_row_k + t)), df,
+          y + t);
     if (!back) FloatsToHalves(kc, kh + std::size_t(d) * G, G);
   }
   if (back) {
@@ -557,8 +560,9 @@ void DequantizeTile(const CodecParams& params, const std::uint8_t* record, half_
     unpack_codes_to_floats(record + l.v_codes + std::size_t(t) * l.v_row_bytes, D, l.v_bits, cf);
     const auto sr = hn::Set(df, s_row_v[t]), zp = hn::Set(df, zp_v[t]);
     for (int d = 0; d < D; d += N)
-      hn::StoreU(hn::Mul(hn::Add(hn::Mul(hn::LoadU(df, cf + d), sr), zp), hn::LoadU(df, s_col_v + d)),
-                 df, vrow + d);
+      hn::StoreU(
+          hn::Mul(hn::Add(hn::Mul(hn::LoadU(df, cf + d), sr), zp), hn::LoadU(df, s_col_v + d)), df,
+          vrow + d);
     if (back) FwhtRow(vrow, D, scale);
     FloatsToHalves(vrow, v_out + std::size_t(t) * D, D);
   }

@@ -10,8 +10,8 @@
 #define HWY_TARGET_INCLUDE "cpu/simd_decode_attention.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 
-#include <hwy/highway.h>
 #include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
 
 #include <algorithm>
 #include <cmath>
@@ -51,8 +51,8 @@ HWY_INLINE void CodeBlock(DF df, const float* a, std::size_t a_stride, const std
   for (int i = 0; i < rows; ++i, p += row_bytes) {
     const auto w = hn::LoadU(du, reinterpret_cast<const std::uint32_t*>(p));
     const auto c0 = hn::ConvertTo(df, hn::BitCast(di, hn::And(w, mask0)));
-    const auto c1 = hn::ConvertTo(
-        df, hn::BitCast(di, top1 ? hn::ShiftRightSame(w, sh1) : hn::And(w, mask1)));
+    const auto c1 =
+        hn::ConvertTo(df, hn::BitCast(di, top1 ? hn::ShiftRightSame(w, sh1) : hn::And(w, mask1)));
     for (int r = 0; r < RB; ++r) {
       const auto s = hn::Set(df, a[std::size_t(r) * a_stride + std::size_t(i)]);
       acc0[r] = hn::MulAdd(s, c0, acc0[r]);
@@ -91,10 +91,22 @@ void CodeMatmulWith(DF df, const float* a, std::size_t a_stride, int R, const st
     for (std::size_t w0 = 0; w0 < words; w0 += N)
       for (int j = 0; j < cpw; j += 2) {
         switch (rb) {
-          case 4: CodeBlock<DF, 4>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow, out_stride); break;
-          case 3: CodeBlock<DF, 3>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow, out_stride); break;
-          case 2: CodeBlock<DF, 2>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow, out_stride); break;
-          default: CodeBlock<DF, 1>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow, out_stride); break;
+          case 4:
+            CodeBlock<DF, 4>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow,
+                             out_stride);
+            break;
+          case 3:
+            CodeBlock<DF, 3>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow,
+                             out_stride);
+            break;
+          case 2:
+            CodeBlock<DF, 2>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow,
+                             out_stride);
+            break;
+          default:
+            CodeBlock<DF, 1>(df, ar, a_stride, codes, row_bytes, bits, rows, w0, j, orow,
+                             out_stride);
+            break;
         }
       }
   }
@@ -107,10 +119,12 @@ void CodeMatmul(const float* a, std::size_t a_stride, int R, const std::uint8_t*
   const std::size_t words = std::size_t(cols) * bits / 32;
   const hn::ScalableTag<float> full;
   if (words % hn::Lanes(full) == 0)
-    return CodeMatmulWith(full, a, a_stride, R, codes, row_bytes, bits, rows, cols, out, out_stride);
+    return CodeMatmulWith(full, a, a_stride, R, codes, row_bytes, bits, rows, cols, out,
+                          out_stride);
   const hn::CappedTag<float, 8> eight;
   if (words % hn::Lanes(eight) == 0)
-    return CodeMatmulWith(eight, a, a_stride, R, codes, row_bytes, bits, rows, cols, out, out_stride);
+    return CodeMatmulWith(eight, a, a_stride, R, codes, row_bytes, bits, rows, cols, out,
+                          out_stride);
   const hn::CappedTag<float, 4> four;
   CodeMatmulWith(four, a, a_stride, R, codes, row_bytes, bits, rows, cols, out, out_stride);
 }
@@ -127,7 +141,8 @@ HWY_INLINE void ScoresBlock(const float* q, int D, const half_bits* k, int n, fl
     for (int r = 0; r < RB; ++r) acc[r] = hn::Zero(df);
     const half_bits* kt = k + std::size_t(t) * D;
     for (int d = 0; d < D; d += N) {
-      const auto kv = hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(kt + d)));
+      const auto kv =
+          hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(kt + d)));
       for (int r = 0; r < RB; ++r)
         acc[r] = hn::MulAdd(hn::LoadU(df, q + std::size_t(r) * D + d), kv, acc[r]);
     }
@@ -142,10 +157,18 @@ void Fp16Scores(const float* q, int R, int D, const half_bits* k, int n, float* 
     const float* qr = q + std::size_t(r0) * D;
     float* sr = score + std::size_t(r0) * stride;
     switch (std::min(4, R - r0)) {
-      case 4: ScoresBlock<4>(qr, D, k, n, sr, stride); break;
-      case 3: ScoresBlock<3>(qr, D, k, n, sr, stride); break;
-      case 2: ScoresBlock<2>(qr, D, k, n, sr, stride); break;
-      default: ScoresBlock<1>(qr, D, k, n, sr, stride); break;
+      case 4:
+        ScoresBlock<4>(qr, D, k, n, sr, stride);
+        break;
+      case 3:
+        ScoresBlock<3>(qr, D, k, n, sr, stride);
+        break;
+      case 2:
+        ScoresBlock<2>(qr, D, k, n, sr, stride);
+        break;
+      default:
+        ScoresBlock<1>(qr, D, k, n, sr, stride);
+        break;
     }
   }
 }
@@ -165,7 +188,8 @@ void Fp16Accumulate(const float* p, std::size_t stride, int R, int D, const half
         const auto vv = hn::PromoteTo(
             df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(v + std::size_t(t) * D + d)));
         for (int r = 0; r < rb; ++r)
-          a[r] = hn::MulAdd(hn::Set(df, p[std::size_t(r0 + r) * stride + std::size_t(t)]), vv, a[r]);
+          a[r] =
+              hn::MulAdd(hn::Set(df, p[std::size_t(r0 + r) * stride + std::size_t(t)]), vv, a[r]);
       }
       for (int r = 0; r < rb; ++r) hn::StoreU(a[r], df, acc + std::size_t(r0 + r) * D + d);
     }
@@ -210,8 +234,8 @@ void PrescaleQuery(const float* q, int R, int D, const float* s_col, const float
   }
 }
 
-void FoldScores(float* score, std::size_t stride, int R, int G, const float* s_row,
-                const float* z, float scale) {
+void FoldScores(float* score, std::size_t stride, int R, int G, const float* s_row, const float* z,
+                float scale) {
   const hn::ScalableTag<float> df;
   const int N = int(hn::Lanes(df));
   const auto vs = hn::Set(df, scale);
@@ -309,7 +333,8 @@ bool LoadFiniteHalves(const std::uint8_t* src, int n, float* out) {
   auto bad = hn::Zero(du16);
   int i = 0;
   for (; i + N <= n; i += N) {
-    const auto raw = hn::LoadU(du16, reinterpret_cast<const std::uint16_t*>(src + 2 * std::size_t(i)));
+    const auto raw =
+        hn::LoadU(du16, reinterpret_cast<const std::uint16_t*>(src + 2 * std::size_t(i)));
     bad = hn::Or(bad, hn::VecFromMask(du16, hn::Eq(hn::And(raw, exp_mask), exp_mask)));
     hn::StoreU(hn::PromoteTo(df, hn::BitCast(dh, raw)), df, out + i);
   }
@@ -343,8 +368,8 @@ void prescale_query(const float* q, int R, int D, const float* s_col, const floa
                     float* z) {
   HWY_DYNAMIC_DISPATCH(PrescaleQuery)(q, R, D, s_col, zp, qs, z);
 }
-void fold_scores(float* score, std::size_t stride, int R, int G, const float* s_row,
-                 const float* z, float scale) {
+void fold_scores(float* score, std::size_t stride, int R, int G, const float* s_row, const float* z,
+                 float scale) {
   HWY_DYNAMIC_DISPATCH(FoldScores)(score, stride, R, G, s_row, z, scale);
 }
 void value_weights(float* score, std::size_t stride, int R, int G, const float* zp,
@@ -369,8 +394,8 @@ bool load_finite_halves(const std::uint8_t* src, int n, float* out) {
 void code_matmul(const float* a, std::size_t a_stride, int R, const std::uint8_t* codes,
                  std::size_t row_bytes, int bits, int rows, int cols, float* out,
                  std::size_t out_stride) {
-  HWY_DYNAMIC_DISPATCH(CodeMatmul)(a, a_stride, R, codes, row_bytes, bits, rows, cols, out,
-                                   out_stride);
+  HWY_DYNAMIC_DISPATCH(CodeMatmul)
+  (a, a_stride, R, codes, row_bytes, bits, rows, cols, out, out_stride);
 }
 
 void fp16_scores(const float* q, int R, int D, const half_bits* k, int n, float* score,

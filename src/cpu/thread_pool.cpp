@@ -85,7 +85,8 @@ ThreadPool::ThreadPool(unsigned threads) : state_(std::make_unique<State>()) {
   State* const state = state_.get();  // workers use the state, whose address never changes
   try {
     s.workers.reserve(s.requested - 1);
-    for (unsigned t = 1; t < s.requested; ++t) s.workers.emplace_back([state] { state->worker_loop(); });
+    for (unsigned t = 1; t < s.requested; ++t)
+      s.workers.emplace_back([state] { state->worker_loop(); });
   } catch (const std::system_error& e) {
     s.degraded = "started " + std::to_string(s.workers.size() + 1) + " of " +
                  std::to_string(s.requested) + " threads: " + e.what();
@@ -160,8 +161,8 @@ void ThreadPool::parallel_for(std::size_t n, const std::function<void(std::size_
   const unsigned limit = max_threads == 0 ? size() : std::min(max_threads, size());
   State& s = *state_;
   std::unique_lock<std::mutex> call(s.call_mutex, std::defer_lock);
-  const bool inline_only = s.workers.empty() || n == 1 || limit <= 1 ||
-                           tls_worker_of == &s || is_calling(&s) || !call.try_lock();
+  const bool inline_only = s.workers.empty() || n == 1 || limit <= 1 || tls_worker_of == &s ||
+                           is_calling(&s) || !call.try_lock();
   if (inline_only) {
     for (std::size_t i = 0; i < n; ++i) body(i);
     return;

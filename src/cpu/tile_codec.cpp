@@ -5,8 +5,8 @@
 #include <sstream>
 #include <vector>
 
-#include "cpu/tile_checks.hpp"
 #include "cpu/codec_detail.hpp"
+#include "cpu/tile_checks.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 
@@ -65,9 +65,9 @@ std::vector<float> load_halves(const std::uint8_t* src, int n, const char* field
 // Normalizes and rounds a rows×cols matrix; writes packed rows (row_bytes each) and returns the
 // folded vectors: row_scale·scale, row_scale·lo (per row) and the column scales.
 struct QuantizedMatrix {
-  std::vector<float> row_step;  // br·scale
-  std::vector<float> row_zero;  // br·lo
-  std::vector<float> col_scale; // bc
+  std::vector<float> row_step;   // br·scale
+  std::vector<float> row_zero;   // br·lo
+  std::vector<float> col_scale;  // bc
 };
 
 QuantizedMatrix quantize_matrix(const float* m, int rows, int cols, int bits, int iters,

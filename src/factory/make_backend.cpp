@@ -43,7 +43,8 @@ BackendKind parse_backend_kind(const std::string& name, const std::string& argum
   if (n == "cpu") return BackendKind::cpu;
   if (n == "opencl" || n == "cl") return BackendKind::opencl;
   if (n == "auto" || n == "automatic") return BackendKind::automatic;
-  throw InvalidArgument(argument + ": unknown backend '" + name + "' (expected cpu, opencl or auto)");
+  throw InvalidArgument(argument + ": unknown backend '" + name +
+                        "' (expected cpu, opencl or auto)");
 }
 
 namespace {
@@ -106,7 +107,8 @@ std::unique_ptr<Backend> automatic_backend(const BackendOptions& options, std::s
     backend->warm_up();  // a device whose kernels do not build is no device
   } catch (const Error& e) {
     const std::string on = selected ? backend->name() : device.caps.device_name;
-    return fallback("OpenCL backend unusable on " + on + ", using the CPU: " + first_line(e.what()));
+    return fallback("OpenCL backend unusable on " + on +
+                    ", using the CPU: " + first_line(e.what()));
   }
   if (selected)
     reason("the selected OpenCL device");
@@ -134,8 +136,7 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& options, std::string
                           options.device.platform + "', device '" + options.device.device +
                           "'); kind 'cpu' takes neither");
   if (options.kind == BackendKind::opencl && options.cpu_threads.count != 0)
-    throw InvalidArgument("make_backend: cpu_threads " +
-                          std::to_string(options.cpu_threads.count) +
+    throw InvalidArgument("make_backend: cpu_threads " + std::to_string(options.cpu_threads.count) +
                           " applies to the CPU backend, not to kind 'opencl'");
   switch (options.kind) {
     case BackendKind::cpu:

@@ -29,7 +29,7 @@ const std::array<float, 65536>& half_table() {
 // The F16C conversion instruction rounds to nearest even like cl_half_from_float(.., CL_HALF_RTE)
 // (the test suite checks both agree); it is chosen at run time so the library runs on any x86-64.
 __attribute__((target("f16c,avx"))) void floats_to_halves_f16c(const float* in, half_bits* out,
-                                                                std::size_t n) noexcept {
+                                                               std::size_t n) noexcept {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT);

@@ -55,8 +55,7 @@ void validate_head_dim(int head_dim, std::string_view argument) {
   if (head_dim == 64 || head_dim == 128 || head_dim == 256) return;
   std::ostringstream msg;
   msg << "invalid " << argument << ' ' << head_dim << ": ";
-  if (head_dim <= 0 || (head_dim & (head_dim - 1)) != 0)
-    msg << "not a power of two; ";
+  if (head_dim <= 0 || (head_dim & (head_dim - 1)) != 0) msg << "not a power of two; ";
   msg << "supported head dimensions are 64, 128 and 256";
   throw InvalidArgument(msg.str());
 }

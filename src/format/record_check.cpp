@@ -20,8 +20,8 @@ void check_vector(const std::uint8_t* record, std::size_t offset, int n, const c
     std::ostringstream m;
     m << "corrupt record";
     if (name_index) m << ' ' << index;
-    m << ": " << field << '[' << i << "] is "
-      << (non_finite ? "not finite" : "negative") << " (0x" << std::hex << h << ')';
+    m << ": " << field << '[' << i << "] is " << (non_finite ? "not finite" : "negative") << " (0x"
+      << std::hex << h << ')';
     throw CorruptRecord(m.str());
   }
 }

@@ -34,7 +34,8 @@ struct Descriptor {
 
 }  // namespace
 
-std::vector<unsigned char> read_descriptor(int fd, const ReadLimits& limits, const std::string& what) {
+std::vector<unsigned char> read_descriptor(int fd, const ReadLimits& limits,
+                                           const std::string& what) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw IoError(what + ": cannot read: " + std::strerror(errno));
   const bool regular = S_ISREG(st.st_mode);
@@ -60,13 +61,15 @@ std::vector<unsigned char> read_descriptor(int fd, const ReadLimits& limits, con
   for (;;) {
     if (used == data.size()) {
       if (data.size() >= want) break;
-      const std::uint64_t grown = std::min<std::uint64_t>(want, std::uint64_t(data.size()) * 2 + 4096);
+      const std::uint64_t grown =
+          std::min<std::uint64_t>(want, std::uint64_t(data.size()) * 2 + 4096);
       data.resize(std::size_t(grown));
     }
     const ssize_t n = ::read(fd, data.data() + used, data.size() - used);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0)
-      throw IoError(what + ": read failed after " + std::to_string(used) + " bytes: " + std::strerror(errno));
+      throw IoError(what + ": read failed after " + std::to_string(used) +
+                    " bytes: " + std::strerror(errno));
     if (n == 0) break;
     used += std::size_t(n);
   }
@@ -104,7 +107,8 @@ std::vector<unsigned char> read_file(const std::string& path, const ReadLimits& 
   return read_descriptor(d.fd, limits, what);
 }
 
-std::string read_text_file(const std::string& path, const ReadLimits& limits, const std::string& what) {
+std::string read_text_file(const std::string& path, const ReadLimits& limits,
+                           const std::string& what) {
   const std::vector<unsigned char> bytes = read_file(path, limits, what);
   return std::string(bytes.begin(), bytes.end());
 }

@@ -20,13 +20,13 @@
 namespace kvarn_cl::io {
 
 struct ReadLimits {
-  std::uint64_t max_bytes = 0;   // the cap (required: 0 reads nothing but an empty file)
-  bool allow_streams = false;    // FIFOs, character devices and sockets too
-  bool follow_links = true;      // false: a symbolic link at the path is refused (O_NOFOLLOW)
+  std::uint64_t max_bytes = 0;  // the cap (required: 0 reads nothing but an empty file)
+  bool allow_streams = false;   // FIFOs, character devices and sockets too
+  bool follow_links = true;     // false: a symbolic link at the path is refused (O_NOFOLLOW)
 };
 
 // Caps of the library's own readers, in one place.
-constexpr std::uint64_t kMaxTextFileBytes = std::uint64_t(16) << 20;      // layer presets, kernels
+constexpr std::uint64_t kMaxTextFileBytes = std::uint64_t(16) << 20;  // layer presets, kernels
 constexpr std::uint64_t kMaxProgramCacheEntryBytes = std::uint64_t(256) << 20;
 constexpr std::uint64_t kMaxProcFileBytes = std::uint64_t(1) << 20;
 
@@ -37,8 +37,10 @@ std::vector<unsigned char> read_file(const std::string& path, const ReadLimits& 
                                      const std::string& what);
 // The same for a descriptor the caller opened (non-blocking, e.g. with openat relative to a
 // checked directory); the descriptor is not closed.
-std::vector<unsigned char> read_descriptor(int fd, const ReadLimits& limits, const std::string& what);
+std::vector<unsigned char> read_descriptor(int fd, const ReadLimits& limits,
+                                           const std::string& what);
 // read_file as text.
-std::string read_text_file(const std::string& path, const ReadLimits& limits, const std::string& what);
+std::string read_text_file(const std::string& path, const ReadLimits& limits,
+                           const std::string& what);
 
 }  // namespace kvarn_cl::io

@@ -23,7 +23,9 @@ int attend_units_per_step(const CodecParams& params) {
   return int(attend_tile_slots_work_group(args, DeviceCapabilities{})) / items_per_slot;
 }
 
-std::size_t attend_tile_slots_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 64; }
+std::size_t attend_tile_slots_work_group(const ProgramArgs&, const DeviceCapabilities&) {
+  return 64;
+}
 std::size_t attend_short_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 128; }
 // One warp: the mma.sync fragments are spread over 32 lanes.
 std::size_t warp_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 32; }
@@ -39,8 +41,10 @@ std::string attend_tile_slots_options(const ProgramArgs& args, const DeviceCapab
 
 const char* to_string(Capability capability) {
   switch (capability) {
-    case Capability::portable: return "portable";
-    case Capability::nvidia_mma_sync: return "nvidia_mma_sync";
+    case Capability::portable:
+      return "portable";
+    case Capability::nvidia_mma_sync:
+      return "nvidia_mma_sync";
   }
   return "?";
 }
@@ -61,8 +65,8 @@ const std::vector<AttendDescriptor>& attend_descriptors() {
   // nvidia_mma_sync's capability check is detect_nvidia_mma_sync (nvidia_mma_sync.hpp): vendor
   // NVIDIA and a probe of the same inline PTX that passes. Its emulated twin needs nothing (tests).
   static const std::vector<AttendDescriptor> table{
-      {AttendKernel::tile_slots, Program::attend_tile_slots, "portable tile slots (attention.cl)", 0,
-       attend_heads_per_group, tile_slot_splits, Capability::portable, true},
+      {AttendKernel::tile_slots, Program::attend_tile_slots, "portable tile slots (attention.cl)",
+       0, attend_heads_per_group, tile_slot_splits, Capability::portable, true},
       {AttendKernel::short_context, Program::attend_short,
        "portable short contexts (attention_short.cl)", 0, attend_heads_per_group, short_splits,
        Capability::portable, true},
@@ -90,7 +94,9 @@ const AttendDescriptor& attend_descriptor(AttendKernel kernel) {
   throw InvalidArgument("attend_descriptor: AttendKernel::automatic names no kernel");
 }
 
-bool attend_legacy_direct_store(AttendKernel kernel) { return kernel != AttendKernel::short_context; }
+bool attend_legacy_direct_store(AttendKernel kernel) {
+  return kernel != AttendKernel::short_context;
+}
 
 bool attend_merges_in_kernel(int splits) { return splits <= 1; }
 
@@ -154,7 +160,8 @@ int attend_splits(std::size_t groups_without_split, int max_units, int units_per
   // with that many steps (whole steps: no slot idles but in the last one).
   const std::size_t per_step = std::size_t(std::max(1, units_per_step));
   const std::size_t units = std::size_t(max_units);
-  const std::size_t steps = std::max<std::size_t>(1, (units + want * per_step - 1) / (want * per_step));
+  const std::size_t steps =
+      std::max<std::size_t>(1, (units + want * per_step - 1) / (want * per_step));
   const std::size_t splits = (units + steps * per_step - 1) / (steps * per_step);
   return int(std::max<std::size_t>(1, std::min(splits, units)));
 }

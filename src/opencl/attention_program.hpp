@@ -18,7 +18,13 @@ namespace kvarn_cl::opencl {
 // or forced (tests and benchmarks, opencl_backend_tuning.hpp) to attention.cl (tile slots),
 // attention_short.cl, attention_mma.cl (inline PTX mma.sync) or attention_mma.cl with emulated
 // primitives (any device; slow).
-enum class AttendKernel { automatic, tile_slots, short_context, nvidia_mma_sync, nvidia_mma_sync_emulated };
+enum class AttendKernel {
+  automatic,
+  tile_slots,
+  short_context,
+  nvidia_mma_sync,
+  nvidia_mma_sync_emulated
+};
 
 // What a kernel variant needs from the device beyond OpenCL C 1.2.
 enum class Capability {

@@ -79,12 +79,11 @@ const char* cl_error_name(cl_int code) noexcept {
 
 void throw_cl_error(const std::string& what, const char* call, cl_int code, ClContext context) {
   const std::string message = what + ": OpenCL call " + (call && *call ? call : "(unknown)") +
-                              " failed with " + cl_error_name(code) + " (" +
-                              std::to_string(code) + ")";
-  const bool out_of_memory =
-      code == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
-      (context == ClContext::allocation &&
-       (code == CL_OUT_OF_RESOURCES || code == CL_OUT_OF_HOST_MEMORY));
+                              " failed with " + cl_error_name(code) + " (" + std::to_string(code) +
+                              ")";
+  const bool out_of_memory = code == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
+                             (context == ClContext::allocation &&
+                              (code == CL_OUT_OF_RESOURCES || code == CL_OUT_OF_HOST_MEMORY));
   if (out_of_memory) throw OutOfMemory(message);
   throw DeviceError(message);
 }

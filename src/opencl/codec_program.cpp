@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <sstream>
 
+#include "format/rotation_scale.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
-#include "format/rotation_scale.hpp"
 
 namespace kvarn_cl::opencl {
 
@@ -19,7 +19,8 @@ std::string geometry_options(const CodecParams& params) {
                        l.k_row_bytes % 16 == 0 && l.v_row_bytes % 4 == 0 && l.head_dim % 64 == 0;
   if (!aligned)
     throw Unsupported("record layout of " + to_string(params.preset) + " with head_dim " +
-                      std::to_string(params.head_dim) + " breaks the alignment the OpenCL kernels need");
+                      std::to_string(params.head_dim) +
+                      " breaks the alignment the OpenCL kernels need");
   char scale[64];
   std::snprintf(scale, sizeof scale, "%af", double(detail::rotation_scale(l.head_dim)));
   std::ostringstream o;
@@ -35,7 +36,8 @@ std::string geometry_options(const CodecParams& params) {
 }
 
 std::size_t limited_work_group(std::size_t want, const DeviceCapabilities& caps) {
-  const std::size_t most = std::min<std::size_t>(want, std::max<std::uint64_t>(1, caps.max_work_group_size));
+  const std::size_t most =
+      std::min<std::size_t>(want, std::max<std::uint64_t>(1, caps.max_work_group_size));
   std::size_t p = 1;
   while (p * 2 <= most) p *= 2;
   return p;
@@ -43,13 +45,15 @@ std::size_t limited_work_group(std::size_t want, const DeviceCapabilities& caps)
 
 std::size_t rotate_work_group(const ProgramArgs& args, const DeviceCapabilities& caps) {
   // At least one whole row (D/8 items): rotate.cl's rows are transformed within the group.
-  return std::max<std::size_t>(limited_work_group(256, caps), std::size_t(args.params.head_dim / 8));
+  return std::max<std::size_t>(limited_work_group(256, caps),
+                               std::size_t(args.params.head_dim / 8));
 }
 
 std::size_t quantize_work_group(const CodecParams& params, int tokens_per_item) {
   if (tokens_per_item <= 0 || params.group() % tokens_per_item != 0)
-    throw InvalidArgument("quantize_work_group: tokens_per_item " + std::to_string(tokens_per_item) +
-                          " does not divide the group " + std::to_string(params.group()));
+    throw InvalidArgument("quantize_work_group: tokens_per_item " +
+                          std::to_string(tokens_per_item) + " does not divide the group " +
+                          std::to_string(params.group()));
   return std::size_t(params.head_dim / 8) * std::size_t(params.group() / tokens_per_item);
 }
 

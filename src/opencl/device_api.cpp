@@ -27,7 +27,8 @@ void check_minimum(const DeviceCapabilities& c) {
     why = "OpenCL C " + std::to_string(c.opencl_c_major) + "." + std::to_string(c.opencl_c_minor) +
           " (1.2 needed)";
   else if (c.max_work_group_size < 128)
-    why = "work-groups of at most " + std::to_string(c.max_work_group_size) + " work-items (128 needed)";
+    why = "work-groups of at most " + std::to_string(c.max_work_group_size) +
+          " work-items (128 needed)";
   else if (c.local_mem_bytes < 32 * 1024)
     why = std::to_string(c.local_mem_bytes) + " bytes of local memory (32 KiB needed)";
   if (!why.empty())
@@ -55,7 +56,9 @@ std::unique_ptr<Backend> make_opencl_backend(_cl_context* context, _cl_device_id
                                              _cl_command_queue* queue) {
   if (context == nullptr || device == nullptr || queue == nullptr)
     throw InvalidArgument(std::string("make_opencl_backend: ") +
-                          (context == nullptr ? "context" : device == nullptr ? "device" : "queue") +
+                          (context == nullptr  ? "context"
+                           : device == nullptr ? "device"
+                                               : "queue") +
                           " is null");
   const cl::Context ctx(context, true);
   const cl::Device dev(device, true);
@@ -64,7 +67,8 @@ std::unique_ptr<Backend> make_opencl_backend(_cl_context* context, _cl_device_id
     return (q.getInfo<CL_QUEUE_PROPERTIES>() & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) == 0;
   });
   if (!in_order)
-    throw InvalidArgument("make_opencl_backend: queue is out-of-order; the backend needs an in-order queue");
+    throw InvalidArgument(
+        "make_opencl_backend: queue is out-of-order; the backend needs an in-order queue");
   auto rt = opencl::DeviceRuntime::for_context(ctx, dev);
   check_minimum(rt->caps());
   return std::make_unique<opencl::OpenCLBackend>(std::move(rt), std::move(q));
@@ -73,8 +77,8 @@ std::unique_ptr<Backend> make_opencl_backend(_cl_context* context, _cl_device_id
 std::unique_ptr<Buffer> wrap_opencl_buffer(_cl_mem* mem) {
   if (mem == nullptr) throw InvalidArgument("wrap_opencl_buffer: mem is null");
   cl::Buffer b(mem, true);
-  const std::size_t bytes = opencl::cl_call("reading the size of a cl_mem",
-                                            [&] { return b.getInfo<CL_MEM_SIZE>(); });
+  const std::size_t bytes =
+      opencl::cl_call("reading the size of a cl_mem", [&] { return b.getInfo<CL_MEM_SIZE>(); });
   return std::make_unique<opencl::ClBuffer>(std::move(b), bytes);
 }
 
@@ -154,7 +158,8 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
       opencl::ProgramArgs args;
       args.params = defaults;
       args.heads_per_group = d.heads_per_group(ratio);
-      out.push_back({opencl::program_def(d.program).name + gqa(ratio), program_build(d.program, args)});
+      out.push_back(
+          {opencl::program_def(d.program).name + gqa(ratio), program_build(d.program, args)});
     }
   }
   return out;
@@ -166,12 +171,14 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
   KernelBuildReport report;
   const auto start = std::chrono::steady_clock::now();
   auto finish = [&] {
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
   };
   std::unique_ptr<Backend> backend;
   try {
-    backend = make_opencl_backend(DeviceSelector{std::to_string(platform_index), std::to_string(device_index)});
+    backend = make_opencl_backend(
+        DeviceSelector{std::to_string(platform_index), std::to_string(device_index)});
   } catch (const Error& e) {
     report.message = e.what();
     return finish();
@@ -210,7 +217,8 @@ KernelBuildReport try_build_kernels(int platform_index, int device_index) {
   }
   report.ok = true;
   report.message = "built " + std::to_string(built) + " programs (rotation, codec kernels of " +
-                   std::to_string(geometries.size()) + " geometries, attention, row copies and checks) on " +
+                   std::to_string(geometries.size()) +
+                   " geometries, attention, row copies and checks) on " +
                    cl_backend.caps().device_name;
   return finish();
 }

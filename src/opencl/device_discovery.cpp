@@ -22,7 +22,8 @@ std::string lower(std::string s) {
 }
 
 bool is_index(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
 // A platform or device choice: an index (all digits, read by the library's one integer parser)
@@ -151,7 +152,8 @@ DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Dev
     const std::string ext = device.getInfo<CL_DEVICE_EXTENSIONS>();
     c.fp16 = has_extension(ext, "cl_khr_fp16");
     c.fp64 = has_extension(ext, "cl_khr_fp64");
-    c.subgroups = has_extension(ext, "cl_khr_subgroups") || has_extension(ext, "cl_intel_subgroups");
+    c.subgroups =
+        has_extension(ext, "cl_khr_subgroups") || has_extension(ext, "cl_intel_subgroups");
     const cl_device_fp_config fp = device.getInfo<CL_DEVICE_SINGLE_FP_CONFIG>();
     c.correctly_rounded_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
     c.local_mem_bytes = device.getInfo<CL_DEVICE_LOCAL_MEM_SIZE>();
@@ -182,7 +184,8 @@ std::vector<FoundDevice> find_devices() {
       platforms[p].getDevices(CL_DEVICE_TYPE_ALL, &devices);
     } catch (const cl::Error& e) {
       if (e.err() == CL_DEVICE_NOT_FOUND) continue;  // a platform without devices
-      throw_cl_error("listing the devices of OpenCL platform " + std::to_string(p), e.what(), e.err());
+      throw_cl_error("listing the devices of OpenCL platform " + std::to_string(p), e.what(),
+                     e.err());
     }
     for (std::size_t d = 0; d < devices.size(); ++d) {
       FoundDevice f{platforms[p], devices[d], {}};
@@ -196,14 +199,19 @@ std::vector<FoundDevice> find_devices() {
 }
 
 FoundDevice select_device(const DeviceSelector& selector) {
-  const std::string platform_choice = !selector.platform.empty() ? selector.platform : env_or("KVARN_CL_PLATFORM");
-  const std::string device_choice = !selector.device.empty() ? selector.device : env_or("KVARN_CL_DEVICE");
-  const Choice platform = read_choice(platform_choice, !selector.platform.empty() ? "platform" : "KVARN_CL_PLATFORM");
-  const Choice device = read_choice(device_choice, !selector.device.empty() ? "device" : "KVARN_CL_DEVICE");
+  const std::string platform_choice =
+      !selector.platform.empty() ? selector.platform : env_or("KVARN_CL_PLATFORM");
+  const std::string device_choice =
+      !selector.device.empty() ? selector.device : env_or("KVARN_CL_DEVICE");
+  const Choice platform =
+      read_choice(platform_choice, !selector.platform.empty() ? "platform" : "KVARN_CL_PLATFORM");
+  const Choice device =
+      read_choice(device_choice, !selector.device.empty() ? "device" : "KVARN_CL_DEVICE");
   const std::vector<FoundDevice> all = find_devices();
   if (all.empty())
-    throw Unsupported("no OpenCL platform or device found (the ICD loader lists none; is an OpenCL "
-                      "driver such as pocl-opencl-icd installed and registered?)");
+    throw Unsupported(
+        "no OpenCL platform or device found (the ICD loader lists none; is an OpenCL "
+        "driver such as pocl-opencl-icd installed and registered?)");
   std::vector<const FoundDevice*> candidates;
   for (const FoundDevice& d : all)
     if (matches(platform, d.entry.platform_index, d.entry.caps.platform_name) &&
@@ -211,8 +219,10 @@ FoundDevice select_device(const DeviceSelector& selector) {
       candidates.push_back(&d);
   if (candidates.empty())
     throw Unsupported("no OpenCL device matches platform '" + platform_choice + "' and device '" +
-                      device_choice + "' (KVARN_CL_PLATFORM / KVARN_CL_DEVICE take an index or a "
-                      "case-insensitive part of the name); devices:" + device_list(all));
+                      device_choice +
+                      "' (KVARN_CL_PLATFORM / KVARN_CL_DEVICE take an index or a "
+                      "case-insensitive part of the name); devices:" +
+                      device_list(all));
   // Default order among the candidates: GPU, accelerator, CPU, anything else.
   for (const char* type : {"gpu", "accelerator", "cpu", "other"})
     for (const FoundDevice* d : candidates)

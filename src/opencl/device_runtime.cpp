@@ -7,9 +7,9 @@
 
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
-#include "opencl/stderr_capture.hpp"
 #include "opencl/kernel_sources.hpp"
 #include "opencl/program_binary_cache.hpp"
+#include "opencl/stderr_capture.hpp"
 
 namespace kvarn_cl::opencl {
 namespace {
@@ -125,7 +125,9 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
   cl::Program program = cl_call(what, [&] { return cl::Program(context_, source); });
   // The compiler's own stderr output joins the build log (stderr_capture.hpp).
   auto with_stderr = [](std::string log, const std::string& printed) {
-    if (!printed.empty()) log += (log.empty() ? "" : "\n") + std::string("--- compiler output on stderr ---\n") + printed;
+    if (!printed.empty())
+      log +=
+          (log.empty() ? "" : "\n") + std::string("--- compiler output on stderr ---\n") + printed;
     return log;
   };
   StderrCapture capture;
@@ -135,21 +137,23 @@ cl::Program DeviceRuntime::program(const ProgramSpec& spec) {
     std::string log;
     for (const auto& entry : e.getBuildLog()) log += entry.second;
     if (log.empty()) log = "(the compiler returned no log)";
-    throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), with_stderr(log, capture.finish()));
+    throw KernelBuildError(what + " failed: " + cl_error_name(e.err()),
+                           with_stderr(log, capture.finish()));
   } catch (const cl::Error& e) {
     // Some drivers report a failed compile without the bindings' BuildError; fetch the log here.
     std::string log;
     try {
       log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(device_);
-    } catch (const cl::Error&) {
-    }
+    } catch (const cl::Error&) {}
     const std::string printed = capture.finish();
     if (e.err() == CL_BUILD_PROGRAM_FAILURE || e.err() == CL_INVALID_BUILD_OPTIONS)
-      throw KernelBuildError(what + " failed: " + cl_error_name(e.err()), with_stderr(log, printed));
+      throw KernelBuildError(what + " failed: " + cl_error_name(e.err()),
+                             with_stderr(log, printed));
     if (!printed.empty()) std::fputs(printed.c_str(), stderr);
     throw_cl_error(what, e.what(), e.err());
   }
-  if (const std::string printed = capture.finish(); !printed.empty()) std::fputs(printed.c_str(), stderr);
+  if (const std::string printed = capture.finish(); !printed.empty())
+    std::fputs(printed.c_str(), stderr);
   ++cache_stats_.source_builds;
   if (disk_cache_) {
     try {

@@ -23,14 +23,16 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
   const DeviceCapabilities& caps = backend.caps();
   std::vector<std::string> out;
   const bool gpu = unrolls_loops(caps);
-  out.push_back(std::string("builds: ") +
-                (gpu ? "unrolled (KV_UNROLL, AT_UNROLL: device type gpu keeps private arrays in registers)"
-                     : "compact (device type " + caps.type + ": unrolling only slows its compiler)"));
+  out.push_back(
+      std::string("builds: ") +
+      (gpu ? "unrolled (KV_UNROLL, AT_UNROLL: device type gpu keeps private arrays in registers)"
+           : "compact (device type " + caps.type + ": unrolling only slows its compiler)"));
 
   ProgramArgs d128;
   d128.params = CodecParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
   const std::size_t rot = kernel_work_group(Program::rotate, 0, d128, caps);
-  out.push_back("rotation, decode-step append: rotate.cl, groups of " + items(rot) + limited(rot, 256));
+  out.push_back("rotation, decode-step append: rotate.cl, groups of " + items(rot) +
+                limited(rot, 256));
 
   std::string q = "quantize: quantize.cl, tokens per item";
   for (int d : {64, 128, 256}) {
@@ -53,9 +55,11 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
     attend += (i == 0 ? "" : " or ") + std::string(d.variant) + " [groups of " +
               items(kernel_work_group(d.program, d.split_kernel, a, caps)) + "]";
   }
-  attend += mma.available ? " (" + std::string(to_string(Capability::nvidia_mma_sync)) + ": " + mma.reason + ")"
-                          : " (chosen per launch by tiles per compute unit; nvidia_mma_sync not used: " +
-                                mma.reason + ")";
+  attend +=
+      mma.available
+          ? " (" + std::string(to_string(Capability::nvidia_mma_sync)) + ": " + mma.reason + ")"
+          : " (chosen per launch by tiles per compute unit; nvidia_mma_sync not used: " +
+                mma.reason + ")";
   out.push_back(attend);
   const std::size_t merge = merge_work_group(d128, caps);
   out.push_back("split merge: attention_merge.cl, groups of " + items(merge) + limited(merge, 256));
@@ -69,10 +73,12 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
   // device offers, so a reader knows what such a variant would find here.
   out.push_back(std::string("fp16 arithmetic: portable fp32 (") +
                 (caps.fp16 ? "the device has cl_khr_fp16; no khr_fp16 variant exists yet"
-                           : "the device has no cl_khr_fp16") + ")");
+                           : "the device has no cl_khr_fp16") +
+                ")");
   out.push_back(std::string("reductions: local memory (") +
                 (caps.subgroups ? "the device has subgroups; no subgroups variant exists yet"
-                                : "the device has no subgroups") + ")");
+                                : "the device has no subgroups") +
+                ")");
   return out;
 }
 

@@ -23,12 +23,14 @@ std::vector<float> expected(const std::vector<float>& a, const std::vector<float
     for (int k = 0; k < 4; ++k) {
       const int r = g + 8 * (k >> 1), n = 2 * t + (k & 1);
       double s = 0;
-      for (int j = 0; j < 16; ++j) s += double(a[std::size_t(r * 16 + j)]) * b[std::size_t(j * 8 + n)];
+      for (int j = 0; j < 16; ++j)
+        s += double(a[std::size_t(r * 16 + j)]) * b[std::size_t(j * 8 + n)];
       e[std::size_t(lane * 4 + k)] = float(s);
     }
     e[std::size_t(128 + 2 * lane)] = float(8 * (2 * t) + g);
     e[std::size_t(128 + 2 * lane + 1)] = float(8 * (2 * t + 1) + g);
-    const std::uint32_t wa = 0x9A3C5E71u * std::uint32_t(lane + 1), wb = 0x6B2D4F83u * std::uint32_t(lane + 3);
+    const std::uint32_t wa = 0x9A3C5E71u * std::uint32_t(lane + 1),
+                        wb = 0x6B2D4F83u * std::uint32_t(lane + 3);
     e[std::size_t(192 + 2 * lane)] = float((wa >> 12) & 15u);
     e[std::size_t(192 + 2 * lane + 1)] = float((wb >> 12) & 15u);
     e[std::size_t(256 + lane)] = float(t * 8 + 4 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7));
@@ -47,8 +49,10 @@ CapabilityCheck run_mma_probe(DeviceRuntime& runtime, bool emulate) {
     for (int i = 0; i < 256; ++i) a[std::size_t(i)] = float((i * 37) % 17 - 8) * 0.125f;
     for (int i = 0; i < 128; ++i) b[std::size_t(i)] = float((i * 11) % 13 - 6) * 0.25f;
     cl::CommandQueue queue(runtime.context(), runtime.device());
-    cl::Buffer ba(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, a.size() * 4, a.data());
-    cl::Buffer bb(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b.size() * 4, b.data());
+    cl::Buffer ba(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, a.size() * 4,
+                  a.data());
+    cl::Buffer bb(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b.size() * 4,
+                  b.data());
     cl::Buffer bo(runtime.context(), CL_MEM_WRITE_ONLY, out.size() * 4);
     cl::Kernel k(program, program_def(probe).kernels.at(0).name.c_str());
     k.setArg(0, ba);
@@ -71,7 +75,8 @@ CapabilityCheck run_mma_probe(DeviceRuntime& runtime, bool emulate) {
     std::string log = e.build_log();
     const std::size_t nl = log.find('\n');
     if (nl != std::string::npos) log = log.substr(0, nl);
-    return {false, "the inline-PTX probe does not build" + (log.empty() ? std::string() : ": " + log)};
+    return {false,
+            "the inline-PTX probe does not build" + (log.empty() ? std::string() : ": " + log)};
   } catch (const std::exception& e) {
     return {false, std::string("the mma probe failed: ") + e.what()};
   }
@@ -88,7 +93,8 @@ CapabilityCheck detect_nvidia_mma_sync(DeviceRuntime& runtime) {
 }
 
 const CapabilityCheck& DeviceRuntime::nvidia_mma_sync() {
-  std::call_once(nvidia_mma_sync_once_, [this] { nvidia_mma_sync_ = detect_nvidia_mma_sync(*this); });
+  std::call_once(nvidia_mma_sync_once_,
+                 [this] { nvidia_mma_sync_ = detect_nvidia_mma_sync(*this); });
   return nvidia_mma_sync_;
 }
 

@@ -27,9 +27,9 @@ namespace kvarn_cl::opencl {
 
 cl::Buffer& OpenCLBackend::attend_workspace(std::size_t bytes) {
   if (bytes > attend_ws_bytes_) {
-    attend_ws_ = cl_call("attend: allocating " + std::to_string(bytes) + " bytes of split partials",
-                         [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, bytes); },
-                         ClContext::allocation);
+    attend_ws_ = cl_call(
+        "attend: allocating " + std::to_string(bytes) + " bytes of split partials",
+        [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, bytes); }, ClContext::allocation);
     attend_ws_bytes_ = bytes;
   }
   return attend_ws_;
@@ -38,9 +38,9 @@ cl::Buffer& OpenCLBackend::attend_workspace(std::size_t bytes) {
 cl::Buffer& OpenCLBackend::attend_tickets(std::size_t count) {
   if (count > attend_tickets_count_) {
     const std::size_t bytes = count * sizeof(cl_int);
-    attend_tickets_ = cl_call("attend: allocating " + std::to_string(bytes) + " bytes of merge tickets",
-                              [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, bytes); },
-                              ClContext::allocation);
+    attend_tickets_ = cl_call(
+        "attend: allocating " + std::to_string(bytes) + " bytes of merge tickets",
+        [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, bytes); }, ClContext::allocation);
     // Zero once, in queue order before the first launch that uses them; the kernels leave every
     // ticket at zero again (the last split of a group resets its own).
     const cl_int zero = 0;
@@ -52,14 +52,15 @@ cl::Buffer& OpenCLBackend::attend_tickets(std::size_t count) {
 }
 
 OpenCLBackend::AttendPrograms OpenCLBackend::make_attend_programs(Program program,
-                                                                 std::size_t split_index,
-                                                                 const ProgramArgs& args,
-                                                                 bool legacy_direct,
-                                                                 const char* call) {
+                                                                  std::size_t split_index,
+                                                                  const ProgramArgs& args,
+                                                                  bool legacy_direct,
+                                                                  const char* call) {
   const ProgramSpec spec = program_spec(program, args, caps());
   const std::vector<KernelDef>& kernels = program_def(program).kernels;
   std::size_t merge_index = 0;
-  while (merge_index < kernels.size() && kernels[merge_index].name != "kvarn_attend_merge") ++merge_index;
+  while (merge_index < kernels.size() && kernels[merge_index].name != "kvarn_attend_merge")
+    ++merge_index;
   cl::Kernel& split = kernel(spec, kernels.at(split_index).name);
   cl::Kernel& merge = kernel(spec, kernels.at(merge_index).name);
   std::string what = std::string(call) + ": launching " + kernels.at(split_index).name;
@@ -91,8 +92,8 @@ void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y,
   // The kernels' `finish` argument (kernels/attention_merge.cl AT_FINISH_*).
   const cl_int finish = direct ? 2 : merge_here ? 1 : 0;
   const std::size_t parts = rows * std::size_t(splits);
-  cl::Buffer& ws =
-      attend_workspace(direct ? sizeof(float) : parts * (2 + std::size_t(head_dim)) * sizeof(float));
+  cl::Buffer& ws = attend_workspace(direct ? sizeof(float)
+                                           : parts * (2 + std::size_t(head_dim)) * sizeof(float));
   cl::Buffer& tickets = attend_tickets(merge_here ? groups_y * S : 1);
   cl::Kernel& split = *p.split;
   const cl_int out_f16 = out_type == ElementType::f16 ? 1 : 0;
@@ -117,10 +118,12 @@ void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y,
          cl::NDRange(p.work_group, 1, 1), what);
   attend_split_event_ = last_event_;
   if (merge_launch)
-    launch(*p.merge, cl::NDRange(p.merge_work_group, rows), cl::NDRange(p.merge_work_group, 1), what);
+    launch(*p.merge, cl::NDRange(p.merge_work_group, rows), cl::NDRange(p.merge_work_group, 1),
+           what);
   last_attend_splits_ = splits;
-  last_attend_merge_ = direct ? AttendMerge::automatic : merge_here ? AttendMerge::in_kernel
-                                                                    : AttendMerge::separate_launch;
+  last_attend_merge_ = direct       ? AttendMerge::automatic
+                       : merge_here ? AttendMerge::in_kernel
+                                    : AttendMerge::separate_launch;
 }
 
 AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int max_units,
@@ -135,8 +138,8 @@ AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int m
              : AttendKernel::tile_slots;
 }
 
-OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind, const CodecParams& params,
-                                                              int hpw) {
+OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind,
+                                                              const CodecParams& params, int hpw) {
   // Looked up by a small key on every call; the program spec (option strings) is made only once.
   const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw};
   auto it = attend_programs_.find(key);
@@ -261,8 +264,8 @@ void OpenCLBackend::attend_fp16(const AttendFp16Args& a) {
     k.setArg(8, cl_float(a.scale));
     k.setArg(9, cl_int(rotated ? 1 : 0));
   });
-  launch_attend(prog, Hk * std::size_t(R / hpw), S, splits, S * Hq, a.head_dim, rotated,
-                a.out_type, *a.out);
+  launch_attend(prog, Hk * std::size_t(R / hpw), S, splits, S * Hq, a.head_dim, rotated, a.out_type,
+                *a.out);
 }
 
 }  // namespace kvarn_cl::opencl

@@ -47,13 +47,16 @@ void OpenCLBackend::warm_up() {
 std::unique_ptr<Buffer> OpenCLBackend::allocate(std::size_t bytes) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   if (bytes > caps().max_alloc_bytes)
-    throw OutOfMemory("allocate: " + std::to_string(bytes) + " bytes exceed the largest single "
-                      "allocation of " + caps().device_name + " (CL_DEVICE_MAX_MEM_ALLOC_SIZE = " +
+    throw OutOfMemory("allocate: " + std::to_string(bytes) +
+                      " bytes exceed the largest single "
+                      "allocation of " +
+                      caps().device_name + " (CL_DEVICE_MAX_MEM_ALLOC_SIZE = " +
                       std::to_string(caps().max_alloc_bytes) + ")");
   // A zero-byte cl_mem is invalid; keep one byte behind an empty Buffer.
-  cl::Buffer mem = cl_call("allocate " + std::to_string(bytes) + " bytes on " + caps().device_name,
-                           [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, std::max<std::size_t>(bytes, 1)); },
-                           ClContext::allocation);
+  cl::Buffer mem = cl_call(
+      "allocate " + std::to_string(bytes) + " bytes on " + caps().device_name,
+      [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, std::max<std::size_t>(bytes, 1)); },
+      ClContext::allocation);
   return std::make_unique<ClBuffer>(std::move(mem), bytes);
 }
 
@@ -66,7 +69,8 @@ void OpenCLBackend::write(Buffer& dst, std::size_t offset, const void* src, std:
           [&] { queue_.enqueueWriteBuffer(mem, CL_TRUE, offset, bytes, src); });
 }
 
-void OpenCLBackend::write_async(Buffer& dst, std::size_t offset, const void* src, std::size_t bytes) {
+void OpenCLBackend::write_async(Buffer& dst, std::size_t offset, const void* src,
+                                std::size_t bytes) {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   check_range(dst, offset, bytes, "write_async: dst");
   if (bytes == 0) return;
@@ -78,7 +82,8 @@ void OpenCLBackend::write_async(Buffer& dst, std::size_t offset, const void* src
   if (staging_.size() < kRing) staging_.resize(kRing);
   Staging& slot = staging_[staging_next_++ % kRing];
   if (slot.done()) cl_call("write_async: waiting for a staging copy", [&] { slot.done.wait(); });
-  slot.bytes.assign(static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
+  slot.bytes.assign(static_cast<const unsigned char*>(src),
+                    static_cast<const unsigned char*>(src) + bytes);
   cl_call("write " + std::to_string(bytes) + " bytes to the device", [&] {
     queue_.enqueueWriteBuffer(mem, CL_FALSE, offset, bytes, slot.bytes.data(), nullptr, &slot.done);
   });
@@ -155,31 +160,38 @@ cl::Kernel& OpenCLBackend::kernel(Program program, const ProgramArgs& args,
 
 cl::Kernel& OpenCLBackend::fixed_kernel(Program program, std::size_t index) {
   cl::Kernel*& k = fixed_kernels_[{program, index}];
-  if (k == nullptr) k = &kernel(program, ProgramArgs{}, program_def(program).kernels.at(index).name);
+  if (k == nullptr)
+    k = &kernel(program, ProgramArgs{}, program_def(program).kernels.at(index).name);
   return *k;
 }
 
 void OpenCLBackend::launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
                            const char* what) {
   cl::Event* event = keep_events_ || kernel_event_log_ != nullptr ? &last_event_ : nullptr;
-  cl_call(what, [&] { queue_.enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, event); });
+  cl_call(what, [&] {
+    queue_.enqueueNDRangeKernel(kernel, cl::NullRange, global, local, nullptr, event);
+  });
   if (kernel_event_log_ != nullptr) kernel_event_log_->push_back(last_event_);
 }
 
 cl::Buffer OpenCLBackend::upload(const void* data, std::size_t bytes, const char* what) {
   // CL_MEM_COPY_HOST_PTR copies at creation: the host data may go away right after, and the
   // queue is not synchronized (the buffer lives on while kernels that use it are pending).
-  return cl_call(what, [&] {
-    return cl::Buffer(context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                      std::max<std::size_t>(bytes, 1), const_cast<void*>(data));
-  }, ClContext::allocation);
+  return cl_call(
+      what,
+      [&] {
+        return cl::Buffer(context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                          std::max<std::size_t>(bytes, 1), const_cast<void*>(data));
+      },
+      ClContext::allocation);
 }
 
 cl::Buffer& OpenCLBackend::status_buffer() {
   if (status_() == nullptr)
-    status_ = cl_call("allocating the status word", [&] {
-      return cl::Buffer(context(), CL_MEM_READ_WRITE, sizeof(std::uint32_t));
-    }, ClContext::allocation);
+    status_ = cl_call(
+        "allocating the status word",
+        [&] { return cl::Buffer(context(), CL_MEM_READ_WRITE, sizeof(std::uint32_t)); },
+        ClContext::allocation);
   const std::uint32_t none = kNoFailure;
   cl_call("resetting the status word",
           [&] { queue_.enqueueFillBuffer(status_, none, 0, sizeof none); });
@@ -215,9 +227,12 @@ OpenCLBackend::CodecKernels& OpenCLBackend::codec_kernels(const CodecParams& par
       return q.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(device());
     });
     if (wg <= kwg)
-      return codec_kernels_[key] =
-                 CodecKernels{rt, wg, kernel_work_group(Program::codec, 1, args, caps()), &q,
-                              &kernel(spec, kernels.at(1).name), &kernel(spec, kernels.at(2).name)};
+      return codec_kernels_[key] = CodecKernels{rt,
+                                                wg,
+                                                kernel_work_group(Program::codec, 1, args, caps()),
+                                                &q,
+                                                &kernel(spec, kernels.at(1).name),
+                                                &kernel(spec, kernels.at(2).name)};
   }
   throw Unsupported("quantize: " + caps().device_name + " cannot run the quantize kernel for " +
                     to_string(params.preset) + " with head_dim " + std::to_string(params.head_dim) +
@@ -272,7 +287,8 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
   const RecordLayout l = check_quantize(params, k_rows, v_rows, jobs, records);
   if (jobs.empty()) return;
   static_assert(sizeof(QuantizeJob) == 2 * sizeof(cl_uint), "QuantizeJob is uploaded as uint2");
-  cl::Buffer job_buf = upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "quantize: uploading jobs");
+  cl::Buffer job_buf =
+      upload(jobs.data(), jobs.size() * sizeof(QuantizeJob), "quantize: uploading jobs");
   launch_quantize(params, k_rows, v_rows, job_buf, jobs.size(), records, status_buffer(), 0);
   const std::uint32_t failed = take_status("quantize: reading the status word");
   if (failed != kNoFailure) {
@@ -288,8 +304,8 @@ void OpenCLBackend::quantize(const CodecParams& params, const Buffer& k_rows, co
 
 void OpenCLBackend::launch_quantize(const CodecParams& params, const Buffer& k_rows,
                                     const Buffer& v_rows, const cl::Buffer& jobs,
-                                    std::size_t num_jobs, Buffer& records,
-                                    const cl::Buffer& status, std::size_t word) {
+                                    std::size_t num_jobs, Buffer& records, const cl::Buffer& status,
+                                    std::size_t word) {
   const CodecKernels& ck = codec_kernels(params);
   cl::Kernel& k = *ck.quantize;
   check_u32(word, "quantize: status word");
@@ -303,7 +319,8 @@ void OpenCLBackend::launch_quantize(const CodecParams& params, const Buffer& k_r
     k.setArg(6, cl_uint(word));
   });
   const std::size_t wg = ck.quantize_work_group;
-  launch(k, cl::NDRange(wg * num_jobs, 2), cl::NDRange(wg, 1), "quantize: launching kvarn_quantize");
+  launch(k, cl::NDRange(wg * num_jobs, 2), cl::NDRange(wg, 1),
+         "quantize: launching kvarn_quantize");
 }
 
 void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
@@ -339,9 +356,9 @@ void OpenCLBackend::dequantize(const CodecParams& params, const Buffer& records,
 
 std::unique_ptr<OpenCLBackend> make_opencl_backend_on(const FoundDevice& found) {
   std::shared_ptr<DeviceRuntime> rt = DeviceRuntime::for_device(found);
-  cl::CommandQueue queue = cl_call("creating an OpenCL command queue on " + found.entry.caps.device_name, [&] {
-    return cl::CommandQueue(rt->context(), rt->device(), CL_QUEUE_PROFILING_ENABLE);
-  });
+  cl::CommandQueue queue = cl_call(
+      "creating an OpenCL command queue on " + found.entry.caps.device_name,
+      [&] { return cl::CommandQueue(rt->context(), rt->device(), CL_QUEUE_PROFILING_ENABLE); });
   return std::make_unique<OpenCLBackend>(std::move(rt), std::move(queue));
 }
 

@@ -64,7 +64,7 @@ class OpenCLBackend final : public Backend {
   void dequantize(const CodecParams& params, const Buffer& records,
                   const std::vector<std::uint32_t>& record_ids, Frame frame, Buffer& k_out,
                   Buffer& v_out) override;
-  void attend(const AttendArgs& args) override;  // opencl_attend.cpp
+  void attend(const AttendArgs& args) override;           // opencl_attend.cpp
   void attend_fp16(const AttendFp16Args& args) override;  // opencl_attend.cpp
   void copy_rows(const Buffer& src, Buffer& dst, const std::vector<RowRun>& runs,
                  std::size_t row_bytes) override;  // opencl_copy_rows.cpp
@@ -101,7 +101,8 @@ class OpenCLBackend final : public Backend {
   const cl::Device& device() const noexcept { return runtime_->device(); }
 
   cl::Kernel& kernel(const ProgramSpec& spec, const std::string& kernel_name);
-  void check_fits_device(const cl::Kernel& k, const std::string& kernel_name, const ProgramSpec& spec);
+  void check_fits_device(const cl::Kernel& k, const std::string& kernel_name,
+                         const ProgramSpec& spec);
   cl::Kernel& kernel(Program program, const ProgramArgs& args, const std::string& kernel_name);
   void launch(cl::Kernel& kernel, const cl::NDRange& global, const cl::NDRange& local,
               const char* what);
@@ -148,7 +149,7 @@ class OpenCLBackend final : public Backend {
   cl::CommandQueue queue_;
   std::map<std::string, cl::Kernel> kernels_;
   std::map<std::array<int, 2>, CodecKernels> codec_kernels_;  // preset, head_dim
-  std::map<int, RotateKernels> rotate_kernels_;                // head_dim
+  std::map<int, RotateKernels> rotate_kernels_;               // head_dim
   std::map<std::pair<Program, std::size_t>, cl::Kernel*> fixed_kernels_;
   cl::Buffer status_;
   cl::Event last_event_;
@@ -158,7 +159,7 @@ class OpenCLBackend final : public Backend {
   struct AttendPrograms {
     cl::Kernel* split;
     cl::Kernel* merge;
-    std::size_t work_group;    // of the split kernel (kernel_work_group)
+    std::size_t work_group;  // of the split kernel (kernel_work_group)
     std::size_t merge_work_group;
     int heads_per_group;       // of the split kernel
     bool legacy_direct;        // AttendMerge::legacy stores the output from the split kernel
@@ -168,8 +169,9 @@ class OpenCLBackend final : public Backend {
   };
   // The split kernel (program_def(program).kernels[split_index]) and the merge kernel of one
   // attention program build, with their work-groups from the program table.
-  AttendPrograms make_attend_programs(Program program, std::size_t split_index, const ProgramArgs& args,
-                                      bool legacy_direct, const char* call);
+  AttendPrograms make_attend_programs(Program program, std::size_t split_index,
+                                      const ProgramArgs& args, bool legacy_direct,
+                                      const char* call);
   using AttendProgramKey = std::array<int, 4>;  // kernel, preset, head_dim, heads per group
   AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
   AttendPrograms& attend_fp16_programs(int head_dim, int hpw);

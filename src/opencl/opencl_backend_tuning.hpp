@@ -16,7 +16,9 @@ namespace kvarn_cl::opencl::internal {
 class OpenCLBackendTuning {
  public:
   // From here on the backend keeps the event of every launch (last_event(), last_attend_split_event()).
-  explicit OpenCLBackendTuning(OpenCLBackend& backend) noexcept : b_(backend) { b_.keep_events_ = true; }
+  explicit OpenCLBackendTuning(OpenCLBackend& backend) noexcept : b_(backend) {
+    b_.keep_events_ = true;
+  }
 
   // The fused kernel of later attend calls (AttendKernel::automatic: the launch policy).
   void force_attend_kernel(AttendKernel kernel) noexcept { b_.attend_kernel_override_ = kernel; }

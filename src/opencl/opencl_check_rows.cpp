@@ -13,7 +13,8 @@ std::int64_t OpenCLBackend::first_row_out_of_range(const Buffer& rows_buf, std::
   if (rows == 0) return -1;
   check_range(rows_buf, 0, rows * std::size_t(head_dim) * 2, "first_row_out_of_range: rows_buf");
   if (rows >= kNoFailure)
-    throw InvalidArgument("first_row_out_of_range: rows " + std::to_string(rows) + " exceed 2^32 - 1");
+    throw InvalidArgument("first_row_out_of_range: rows " + std::to_string(rows) +
+                          " exceed 2^32 - 1");
   cl::Kernel& k = fixed_kernel(Program::check_rows, 0);
   cl::Buffer& status = status_buffer();
   cl_call("first_row_out_of_range: setting kernel arguments", [&] {

@@ -32,7 +32,8 @@ void OpenCLBackend::copy_rows(const Buffer& src, Buffer& dst, const std::vector<
   }
   if (chunks == 0) return;
   const int n = int(table.size() / 4);
-  cl::Buffer runs_buf = upload(table.data(), table.size() * sizeof(cl_ulong), "copy_rows: uploading runs");
+  cl::Buffer runs_buf =
+      upload(table.data(), table.size() * sizeof(cl_ulong), "copy_rows: uploading runs");
   cl::Kernel& k = fixed_kernel(Program::copy_rows, 0);
   cl_call("copy_rows: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(src, "copy_rows: src"));

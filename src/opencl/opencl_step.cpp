@@ -43,8 +43,9 @@ void OpenCLBackend::quantize_deferred(const CodecParams& params, const Buffer& k
   check_status_word(status, "quantize_deferred");
   check_range(jobs, 0, host_jobs.size() * sizeof(QuantizeJob), "quantize_deferred: jobs");
   if (host_jobs.empty()) return;
-  launch_quantize(params, k_rows, v_rows, cl_buffer(jobs, "quantize_deferred: jobs"), host_jobs.size(),
-                  records, cl_buffer(*status.words, "quantize_deferred: status"), status.index);
+  launch_quantize(params, k_rows, v_rows, cl_buffer(jobs, "quantize_deferred: jobs"),
+                  host_jobs.size(), records, cl_buffer(*status.words, "quantize_deferred: status"),
+                  status.index);
 }
 
 void OpenCLBackend::wait_for(const std::vector<_cl_event*>& events) {
@@ -55,7 +56,8 @@ void OpenCLBackend::wait_for(const std::vector<_cl_event*>& events) {
       throw InvalidArgument("wait_for: events[" + std::to_string(i) + "] is null");
   // A marker with a wait list: on this in-order queue, everything enqueued after it starts only
   // once the events completed, and the host does not wait.
-  const cl_int err = clEnqueueMarkerWithWaitList(queue_(), cl_uint(events.size()), events.data(), nullptr);
+  const cl_int err =
+      clEnqueueMarkerWithWaitList(queue_(), cl_uint(events.size()), events.data(), nullptr);
   if (err != CL_SUCCESS)
     throw_cl_error("wait_for: enqueueing a marker that waits for " + std::to_string(events.size()) +
                        " event(s)",
@@ -66,7 +68,8 @@ _cl_event* OpenCLBackend::enqueue_marker() {
   const std::lock_guard<std::recursive_mutex> lock(call_mutex_);  // see opencl_backend.hpp
   cl_event ev = nullptr;
   const cl_int err = clEnqueueMarkerWithWaitList(queue_(), 0, nullptr, &ev);
-  if (err != CL_SUCCESS) throw_cl_error("enqueue_marker: enqueueing a marker", "clEnqueueMarkerWithWaitList", err);
+  if (err != CL_SUCCESS)
+    throw_cl_error("enqueue_marker: enqueueing a marker", "clEnqueueMarkerWithWaitList", err);
   return ev;
 }
 

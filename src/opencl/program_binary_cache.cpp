@@ -30,7 +30,8 @@ constexpr char kMagic[8] = {'K', 'V', 'C', 'L', 'B', 'I', 'N', '2'};
 constexpr std::chrono::hours kOrphanAge{1};
 constexpr char kTempInfix[] = ".clbin.tmp.";
 
-std::uint64_t fnv1a(const unsigned char* p, std::size_t n, std::uint64_t h = 1469598103934665603ull) {
+std::uint64_t fnv1a(const unsigned char* p, std::size_t n,
+                    std::uint64_t h = 1469598103934665603ull) {
   for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;
 }
@@ -100,8 +101,9 @@ Folder open_folder(const std::string& dir, Fd* out, std::string* why) {
     *why = std::string("cannot be examined: ") + std::strerror(errno);
     return Folder::refused;
   }
-  return ProgramBinaryCache::folder_is_safe(st.st_uid, st.st_mode, ::geteuid(), why) ? Folder::usable
-                                                                                      : Folder::refused;
+  return ProgramBinaryCache::folder_is_safe(st.st_uid, st.st_mode, ::geteuid(), why)
+             ? Folder::usable
+             : Folder::refused;
 }
 
 // One warning per folder and process: the cache is an optimization, the warning says why a
@@ -154,9 +156,10 @@ void remove_orphans(int dirfd) {
 // A name no other process picks at the same time (O_EXCL decides anyway).
 std::string temp_name(const std::string& entry) {
   static std::atomic<unsigned> counter{0};
-  const std::string seed = std::to_string(::getpid()) + "/" +
-                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) +
-                           "/" + std::to_string(counter.fetch_add(1));
+  const std::string seed =
+      std::to_string(::getpid()) + "/" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "/" +
+      std::to_string(counter.fetch_add(1));
   return entry + ".tmp." + std::to_string(::getpid()) + "." + hex16(fnv1a(seed)).substr(0, 8);
 }
 
@@ -173,7 +176,8 @@ bool write_all(int fd, const std::vector<unsigned char>& bytes) {
 
 }  // namespace
 
-std::string build_key(const DeviceCapabilities& caps, const std::string& source, const std::string& options) {
+std::string build_key(const DeviceCapabilities& caps, const std::string& source,
+                      const std::string& options) {
   return caps.platform_name + '|' + caps.platform_version + '|' + caps.device_name + '|' +
          caps.device_version + '|' + caps.driver_version + '|' + KVARN_CL_VERSION + '|' +
          hex16(fnv1a(source)) + '|' + std::to_string(source.size()) + '|' + options;
@@ -197,15 +201,16 @@ bool ProgramBinaryCache::folder_is_safe(uid_t owner, mode_t mode, uid_t euid, st
   if ((mode & (S_IWGRP | S_IWOTH)) != 0) {
     char octal[8];
     std::snprintf(octal, sizeof octal, "%04o", unsigned(mode & 07777));
-    if (why) *why = std::string("is writable by ") + ((mode & S_IWOTH) ? "others" : "its group") +
-                    " (mode " + octal + "; chmod 700 it)";
+    if (why)
+      *why = std::string("is writable by ") + ((mode & S_IWOTH) ? "others" : "its group") +
+             " (mode " + octal + "; chmod 700 it)";
     return false;
   }
   return true;
 }
 
 std::optional<ProgramBinaryCache> ProgramBinaryCache::for_device(const DeviceCapabilities& caps,
-                                                                std::string* why) {
+                                                                 std::string* why) {
   auto say = [&](const std::string& s) {
     if (why) *why = s;
   };
@@ -250,8 +255,8 @@ std::string ProgramBinaryCache::path_for(const std::string& key) const {
   return strip_slashes(dir_) + "/" + hex16(build_stamp(key)) + ".clbin";
 }
 
-std::vector<unsigned char> ProgramBinaryCache::encode_entry(const std::string& key,
-                                                            const std::vector<unsigned char>& binary) {
+std::vector<unsigned char> ProgramBinaryCache::encode_entry(
+    const std::string& key, const std::vector<unsigned char>& binary) {
   std::vector<unsigned char> out(kMagic, kMagic + sizeof kMagic);
   put_u64(out, build_stamp(key));
   put_u64(out, key.size());
@@ -262,16 +267,16 @@ std::vector<unsigned char> ProgramBinaryCache::encode_entry(const std::string& k
   return out;
 }
 
-std::optional<std::vector<unsigned char>> ProgramBinaryCache::decode_entry(const unsigned char* data,
-                                                                           std::size_t size,
-                                                                           const std::string& key) {
+std::optional<std::vector<unsigned char>> ProgramBinaryCache::decode_entry(
+    const unsigned char* data, std::size_t size, const std::string& key) {
   // Every length below comes from the file: each is compared with what remains before it is used,
   // never added to an offset first (a length near 2^64 would wrap the sum).
   if (size < sizeof kMagic || std::memcmp(data, kMagic, sizeof kMagic) != 0) return std::nullopt;
   std::size_t at = sizeof kMagic;
   std::uint64_t stamp = 0, key_len = 0, bin_len = 0, sum = 0;
   if (!get_u64(data, size, at, stamp) || stamp != build_stamp(key)) return std::nullopt;
-  if (!get_u64(data, size, at, key_len) || key_len != key.size() || key_len > size - at) return std::nullopt;
+  if (!get_u64(data, size, at, key_len) || key_len != key.size() || key_len > size - at)
+    return std::nullopt;
   if (std::memcmp(data + at, key.data(), key.size()) != 0) return std::nullopt;
   at += key.size();
   if (!get_u64(data, size, at, bin_len) || bin_len == 0) return std::nullopt;
@@ -279,7 +284,8 @@ std::optional<std::vector<unsigned char>> ProgramBinaryCache::decode_entry(const
   if (remaining < 8 || bin_len != remaining - 8) return std::nullopt;  // the checksum follows
   std::vector<unsigned char> binary(data + at, data + at + std::size_t(bin_len));
   at += std::size_t(bin_len);
-  if (!get_u64(data, size, at, sum) || sum != fnv1a(binary.data(), binary.size())) return std::nullopt;
+  if (!get_u64(data, size, at, sum) || sum != fnv1a(binary.data(), binary.size()))
+    return std::nullopt;
   return binary;
 }
 
@@ -291,17 +297,19 @@ std::optional<std::vector<unsigned char>> ProgramBinaryCache::load(const std::st
     const std::string name = hex16(build_stamp(key)) + ".clbin";
     // Non-blocking: a FIFO planted at the name cannot hang the open; no links; regular files
     // of bounded size only (read_descriptor).
-    Fd entry(::openat(folder.fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    Fd entry(::openat(folder.fd, name.c_str(),
+                      O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     if (entry.fd < 0) return std::nullopt;
-    const std::vector<unsigned char> file =
-        io::read_descriptor(entry.fd, {io::kMaxProgramCacheEntryBytes, false, false}, "program cache entry");
+    const std::vector<unsigned char> file = io::read_descriptor(
+        entry.fd, {io::kMaxProgramCacheEntryBytes, false, false}, "program cache entry");
     return decode_entry(file.data(), file.size(), key);
   } catch (const std::exception&) {
     return std::nullopt;  // not a regular file, too large, unreadable, out of memory: a miss
   }
 }
 
-bool ProgramBinaryCache::store(const std::string& key, const std::vector<unsigned char>& binary) const {
+bool ProgramBinaryCache::store(const std::string& key,
+                               const std::vector<unsigned char>& binary) const {
   if (binary.empty()) return false;
   try {
     const std::string dir = strip_slashes(dir_);
@@ -316,14 +324,16 @@ bool ProgramBinaryCache::store(const std::string& key, const std::vector<unsigne
     Fd out;
     for (int attempt = 0; attempt < 8 && out.fd < 0; ++attempt) {
       temp = temp_name(name);
-      out.fd = ::openat(folder.fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      out.fd = ::openat(folder.fd, temp.c_str(),
+                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
       if (out.fd < 0 && errno != EEXIST) return false;
     }
     if (out.fd < 0) return false;
     const bool written = write_all(out.fd, bytes);
     const int closed = ::close(out.fd);
     out.fd = -1;
-    if (!written || closed != 0 || ::renameat(folder.fd, temp.c_str(), folder.fd, name.c_str()) != 0) {
+    if (!written || closed != 0 ||
+        ::renameat(folder.fd, temp.c_str(), folder.fd, name.c_str()) != 0) {
       ::unlinkat(folder.fd, temp.c_str(), 0);
       return false;
     }

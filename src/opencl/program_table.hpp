@@ -21,14 +21,14 @@
 namespace kvarn_cl::opencl {
 
 enum class Program {
-  rotate,                        // rotation of K/V/Q rows
-  codec,                         // quantize and dequantize
-  attend_tile_slots,             // fused decode attention, tile slots (attention.cl)
-  attend_short,                  // fused decode attention, short contexts (attention_short.cl)
-  attend_fp16,                   // plain fp16 decode attention (attention_short.cl)
+  rotate,                           // rotation of K/V/Q rows
+  codec,                            // quantize and dequantize
+  attend_tile_slots,                // fused decode attention, tile slots (attention.cl)
+  attend_short,                     // fused decode attention, short contexts (attention_short.cl)
+  attend_fp16,                      // plain fp16 decode attention (attention_short.cl)
   attend_nvidia_mma_sync,           // fused decode attention on matrix units (inline PTX)
   attend_nvidia_mma_sync_emulated,  // the same with the primitives emulated (any device; tests)
-  mma_probe,                     // the matrix-unit capability probe (nvidia_mma_sync.hpp)
+  mma_probe,                        // the matrix-unit capability probe (nvidia_mma_sync.hpp)
   mma_probe_emulated,
   copy_rows,
   check_rows,
@@ -62,9 +62,9 @@ struct ProgramDef {
   const char* name;                // for messages: "codec", "fused attention (tile slots)", ...
   std::vector<std::string> files;  // concatenated in this order
   Geometry geometry;
-  bool heads_per_group;            // -DAT_HPW=ProgramArgs::heads_per_group
-  bool tokens_per_item;            // -DQ_RT=ProgramArgs::tokens_per_item
-  std::string options;             // fixed -D options of this variant
+  bool heads_per_group;  // -DAT_HPW=ProgramArgs::heads_per_group
+  bool tokens_per_item;  // -DQ_RT=ProgramArgs::tokens_per_item
+  std::string options;   // fixed -D options of this variant
   // Added on GPU devices only: loop unrolling that keeps private arrays in registers there,
   // and that CPU compilers (PoCL) gain nothing from and compile much more slowly.
   std::string gpu_options;

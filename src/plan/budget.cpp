@@ -14,12 +14,15 @@ double preset_bytes_per_token_head(Preset preset, int head_dim) {
   return double(RecordLayout::make(c).bytes) / double(c.group());
 }
 
-double budget_from_total_bytes(std::size_t total_bytes, std::size_t tokens, int num_kv_heads, int num_layers) {
+double budget_from_total_bytes(std::size_t total_bytes, std::size_t tokens, int num_kv_heads,
+                               int num_layers) {
   if (tokens == 0) throw InvalidArgument("budget_from_total_bytes: tokens 0 must be >= 1");
   if (num_kv_heads < 1)
-    throw InvalidArgument("budget_from_total_bytes: num_kv_heads " + std::to_string(num_kv_heads) + " must be >= 1");
+    throw InvalidArgument("budget_from_total_bytes: num_kv_heads " + std::to_string(num_kv_heads) +
+                          " must be >= 1");
   if (num_layers < 1)
-    throw InvalidArgument("budget_from_total_bytes: num_layers " + std::to_string(num_layers) + " must be >= 1");
+    throw InvalidArgument("budget_from_total_bytes: num_layers " + std::to_string(num_layers) +
+                          " must be >= 1");
   return double(total_bytes) / (double(tokens) * double(num_kv_heads) * double(num_layers));
 }
 

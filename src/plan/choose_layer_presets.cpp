@@ -19,8 +19,9 @@ void check_errors(const LayerSensitivity& s) {
   if (s.error.empty()) throw InvalidArgument("sensitivity.error has no layers: one row per layer");
   for (std::size_t l = 0; l < s.error.size(); ++l) {
     if (s.error[l].size() != s.presets.size())
-      throw InvalidArgument("sensitivity.error[" + std::to_string(l) + "] has " + std::to_string(s.error[l].size()) +
-                            " values for " + std::to_string(s.presets.size()) + " candidate presets");
+      throw InvalidArgument("sensitivity.error[" + std::to_string(l) + "] has " +
+                            std::to_string(s.error[l].size()) + " values for " +
+                            std::to_string(s.presets.size()) + " candidate presets");
     for (std::size_t i = 0; i < s.presets.size(); ++i) {
       const double e = s.error[l][i];
       if (!std::isfinite(e) || e < 0) {
@@ -57,8 +58,8 @@ LayerPlan choose_layer_presets(const LayerSensitivity& s, int head_dim, double b
   if (total > limit) {
     std::ostringstream m;
     m << "budget " << budget << " B/token/head is below the cheapest plan: every layer at "
-      << to_string(s.presets[order[0]]) << " takes " << record_bytes[0] / G << " B/token/head (head_dim "
-      << head_dim << ")";
+      << to_string(s.presets[order[0]]) << " takes " << record_bytes[0] / G
+      << " B/token/head (head_dim " << head_dim << ")";
     throw InvalidArgument(m.str());
   }
   std::vector<std::size_t> at(L, 0);  // each layer's rank
@@ -70,7 +71,8 @@ LayerPlan choose_layer_presets(const LayerSensitivity& s, int head_dim, double b
         const double cost = record_bytes[r] - record_bytes[at[l]];
         if (total + cost > limit) continue;
         const double gain = (error_at(l, at[l]) - error_at(l, r)) / cost;
-        if (gain > best) {  // strict: the earliest layer wins a tie, and no upgrade that gains nothing
+        if (gain >
+            best) {  // strict: the earliest layer wins a tie, and no upgrade that gains nothing
           best = gain;
           best_l = l;
           best_r = r;

@@ -20,7 +20,8 @@ struct LayerTiles {
   std::size_t count = 0;        // tiles * Hk
 };
 
-void check_finite(const float* rows, std::size_t n, int D, int Hk, int tokens, int layer, const char* name) {
+void check_finite(const float* rows, std::size_t n, int D, int Hk, int tokens, int layer,
+                  const char* name) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(rows[i])) {
       const std::size_t row = i / std::size_t(D);
@@ -43,8 +44,11 @@ LayerTiles gather(const float* k, const float* v, int tiles, int G, int Hk, int 
       for (int which = 0; which < 2; ++which) {
         const float* src = which == 0 ? k : v;
         for (int i = 0; i < G; ++i) {
-          const float* row = src + ((std::size_t(tile) * G + std::size_t(i)) * std::size_t(Hk) + std::size_t(h)) * D;
-          std::copy(row, row + D, row_block.begin() + std::ptrdiff_t(std::size_t(i) * std::size_t(D)));
+          const float* row =
+              src +
+              ((std::size_t(tile) * G + std::size_t(i)) * std::size_t(Hk) + std::size_t(h)) * D;
+          std::copy(row, row + D,
+                    row_block.begin() + std::ptrdiff_t(std::size_t(i) * std::size_t(D)));
         }
         rotate_rows(row_block.data(), (which == 0 ? t.k : t.v).data() + out, std::size_t(G), D);
       }
@@ -53,7 +57,8 @@ LayerTiles gather(const float* k, const float* v, int tiles, int G, int Hk, int 
 }
 
 // |a - b|² / |b|² (|a - b|² when b is zero).
-double relative_squared_error(const std::vector<half_bits>& got, const std::vector<half_bits>& want) {
+double relative_squared_error(const std::vector<half_bits>& got,
+                              const std::vector<half_bits>& want) {
   double num = 0, den = 0;
   for (std::size_t i = 0; i < want.size(); ++i) {
     const double w = half_to_float(want[i]);
@@ -66,24 +71,28 @@ double relative_squared_error(const std::vector<half_bits>& got, const std::vect
 
 }  // namespace
 
-LayerSensitivity measure_layer_sensitivity(const CodecParams& codec, const std::vector<Preset>& presets,
-                                           int num_layers, int tokens, int num_kv_heads, const float* k,
+LayerSensitivity measure_layer_sensitivity(const CodecParams& codec,
+                                           const std::vector<Preset>& presets, int num_layers,
+                                           int tokens, int num_kv_heads, const float* k,
                                            const float* v) {
   plan::check_candidates(presets, "presets");
   CodecParams base = codec;
   base.preset = presets[0];
   base.validate();
   if (num_layers < 1)
-    throw InvalidArgument("measure_layer_sensitivity: num_layers " + std::to_string(num_layers) + " must be >= 1");
-  if (num_kv_heads < 1)
-    throw InvalidArgument("measure_layer_sensitivity: num_kv_heads " + std::to_string(num_kv_heads) +
+    throw InvalidArgument("measure_layer_sensitivity: num_layers " + std::to_string(num_layers) +
                           " must be >= 1");
+  if (num_kv_heads < 1)
+    throw InvalidArgument("measure_layer_sensitivity: num_kv_heads " +
+                          std::to_string(num_kv_heads) + " must be >= 1");
   const int G = base.group(), D = base.head_dim;
   if (tokens < G)
     throw InvalidArgument("measure_layer_sensitivity: tokens " + std::to_string(tokens) +
-                          " is less than one tile (G = " + std::to_string(G) + " of " + to_string(presets[0]) + ")");
+                          " is less than one tile (G = " + std::to_string(G) + " of " +
+                          to_string(presets[0]) + ")");
   if (k == nullptr || v == nullptr)
-    throw InvalidArgument(std::string("measure_layer_sensitivity: ") + (k == nullptr ? "k" : "v") + " is null");
+    throw InvalidArgument(std::string("measure_layer_sensitivity: ") + (k == nullptr ? "k" : "v") +
+                          " is null");
   const int tiles = tokens / G;
   const std::size_t layer_values = std::size_t(tokens) * std::size_t(num_kv_heads) * std::size_t(D);
 
@@ -106,7 +115,8 @@ LayerSensitivity measure_layer_sensitivity(const CodecParams& codec, const std::
       v_out.resize(t.v.size());
       quantize_tiles(p, t.k.data(), t.v.data(), t.count, records.data());
       dequantize_tiles(p, records.data(), t.count, k_out.data(), v_out.data(), Frame::rotated);
-      s.error[std::size_t(l)][i] = relative_squared_error(k_out, t.k) + relative_squared_error(v_out, t.v);
+      s.error[std::size_t(l)][i] =
+          relative_squared_error(k_out, t.k) + relative_squared_error(v_out, t.v);
     }
   }
   return s;

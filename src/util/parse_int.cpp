@@ -44,7 +44,8 @@ std::string int_error_message(const std::string& text, long long min, long long 
          std::to_string(max);
 }
 
-long long parse_int(const std::string& text, long long min, long long max, const std::string& what) {
+long long parse_int(const std::string& text, long long min, long long max,
+                    const std::string& what) {
   const ParsedInt r = try_parse_int(text, min, max);
   if (r.error != IntError::none) throw InvalidArgument(int_error_message(text, min, max, what));
   return r.value;

@@ -124,7 +124,8 @@ TEST(AppendPlan, EveryNewRowIsPlacedOnceAndLocatedBack) {
   Sequence a = sequence_with(0, 3, 3, g), b = sequence_with(1, 8 + 8 + 6, 8 + 8 + 6, g),
            c = sequence_with(2, 8 + 1, 8 + 1, g);
   for (AppendMode mode : {AppendMode::commit, AppendMode::speculative}) {
-    const std::vector<int> t = mode == AppendMode::commit ? std::vector<int>{7, 19, 4} : std::vector<int>{5, 4, 4};
+    const std::vector<int> t =
+        mode == AppendMode::commit ? std::vector<int>{7, 19, 4} : std::vector<int>{5, 4, 4};
     const AppendPlan plan = cache::plan_append(g, {&a, &b, &c}, t, 0, mode);
     std::vector<std::vector<std::int32_t>> blocks(plan.entries.size());
     std::int32_t next = 50;

@@ -31,8 +31,8 @@ void check_content(KVCache& cache, SeqId id, int layer, const std::vector<float>
   ASSERT_EQ(m.tokens, T);
   const SequenceSnapshot snap = cache.snapshot(id, layer);
   const auto mk = to_float(m.k), mv = to_float(m.v);
-  auto region = [&](const std::vector<float>& rows, const std::vector<float>& mat, int h, int t0, int n,
-                    bool from_mat) {
+  auto region = [&](const std::vector<float>& rows, const std::vector<float>& mat, int h, int t0,
+                    int n, bool from_mat) {
     std::vector<float> r(std::size_t(n) * D);
     for (int t = 0; t < n; ++t)
       for (int d = 0; d < D; ++d)
@@ -40,19 +40,24 @@ void check_content(KVCache& cache, SeqId id, int layer, const std::vector<float>
                                              : rows[(std::size_t(t0 + t) * Hk + h) * D + d];
     return r;
   };
-  const double k_bound = c.codec.k_bits() == 4 ? 0.2 : 0.6, v_bound = c.codec.v_bits() == 4 ? 0.2 : 0.6;
+  const double k_bound = c.codec.k_bits() == 4 ? 0.2 : 0.6,
+               v_bound = c.codec.v_bits() == 4 ? 0.2 : 0.6;
   for (int h = 0; h < Hk; ++h) {
     int t0 = 0;
     auto exact_region = [&](int n) {
       if (n == 0) return;
-      EXPECT_LT(relative_error(region(k, mk, h, t0, n, true), region(k, mk, h, t0, n, false)), 2e-3);
-      EXPECT_LT(relative_error(region(v, mv, h, t0, n, true), region(v, mv, h, t0, n, false)), 2e-3);
+      EXPECT_LT(relative_error(region(k, mk, h, t0, n, true), region(k, mk, h, t0, n, false)),
+                2e-3);
+      EXPECT_LT(relative_error(region(v, mv, h, t0, n, true), region(v, mv, h, t0, n, false)),
+                2e-3);
       t0 += n;
     };
     exact_region(snap.sink_len);
     for (int j = 0; j < snap.num_tiles; ++j, t0 += G) {
-      EXPECT_LT(relative_error(region(k, mk, h, t0, G, true), region(k, mk, h, t0, G, false)), k_bound);
-      EXPECT_LT(relative_error(region(v, mv, h, t0, G, true), region(v, mv, h, t0, G, false)), v_bound);
+      EXPECT_LT(relative_error(region(k, mk, h, t0, G, true), region(k, mk, h, t0, G, false)),
+                k_bound);
+      EXPECT_LT(relative_error(region(v, mv, h, t0, G, true), region(v, mv, h, t0, G, false)),
+                v_bound);
     }
     exact_region(snap.tail_len);
   }
@@ -110,10 +115,12 @@ void check_geometry(const NamedBackend& nb, const Geometry& g) {
   cache.attend(layer, ids, Hq, q.data(), fused_h.data());
   for (std::size_t i = 0; i < ids.size(); ++i) {
     SCOPED_TRACE("sequence " + std::to_string(i) + " of length " + std::to_string(g.lengths[i]));
-    const std::vector<float> ref = reference_attention(cache, ids[i], layer, Hq, q.data() + i * per_seq, scale);
+    const std::vector<float> ref =
+        reference_attention(cache, ids[i], layer, Hq, q.data() + i * per_seq, scale);
     const std::vector<float> f(fused.begin() + i * per_seq, fused.begin() + (i + 1) * per_seq);
     const std::vector<float> m(mat.begin() + i * per_seq, mat.begin() + (i + 1) * per_seq);
-    const std::vector<half_bits> fh(fused_h.begin() + i * per_seq, fused_h.begin() + (i + 1) * per_seq);
+    const std::vector<half_bits> fh(fused_h.begin() + i * per_seq,
+                                    fused_h.begin() + (i + 1) * per_seq);
     EXPECT_LT(relative_error(f, ref), 1e-4);
     EXPECT_LT(relative_error(m, ref), 3e-3);           // fp16 rows: fp16 accuracy
     EXPECT_LT(relative_error(to_float(fh), f), 1e-3);  // fp16 output of the same result
@@ -129,11 +136,11 @@ void check_geometry(const NamedBackend& nb, const Geometry& g) {
 
 TEST(CacheAttention, GqaRatiosAndHeadDims) {
   const std::vector<Geometry> geometries = {
-      {Preset::k4v2_g128, 128, 4, 4, {300}},             // GQA 1
-      {Preset::k4v2_g128, 128, 8, 2, {129, 600}},        // GQA 4
-      {Preset::k4v4_g64, 64, 8, 1, {64, 65, 200}},       // GQA 8
-      {Preset::k4v2_g64, 256, 4, 2, {191, 192, 193}},    // D 256
-      {Preset::k2v2_g128, 64, 2, 1, {5, 127, 128, 257}}, // T below, at and across tile ends
+      {Preset::k4v2_g128, 128, 4, 4, {300}},              // GQA 1
+      {Preset::k4v2_g128, 128, 8, 2, {129, 600}},         // GQA 4
+      {Preset::k4v4_g64, 64, 8, 1, {64, 65, 200}},        // GQA 8
+      {Preset::k4v2_g64, 256, 4, 2, {191, 192, 193}},     // D 256
+      {Preset::k2v2_g128, 64, 2, 1, {5, 127, 128, 257}},  // T below, at and across tile ends
   };
   for (const NamedBackend& nb : cache_test_backends())
     for (const Geometry& g : geometries) check_geometry(nb, g);
@@ -169,8 +176,9 @@ TEST(CacheAttention, Fp16BaselineMatchesExact) {
     const auto rows = gaussian_rows(std::size_t(S) * Hk * cap * 2, D, 9);
     const auto h = to_half(rows);
     const std::size_t half_bytes = std::size_t(S) * Hk * cap * D * 2;
-    auto kb = be.allocate(half_bytes), vb = be.allocate(half_bytes), qb = be.allocate(S * Hq * D * 4),
-         ob = be.allocate(S * Hq * D * 4), lb = be.allocate(S * 4);
+    auto kb = be.allocate(half_bytes), vb = be.allocate(half_bytes),
+         qb = be.allocate(S * Hq * D * 4), ob = be.allocate(S * Hq * D * 4),
+         lb = be.allocate(S * 4);
     be.write(*kb, 0, h.data(), half_bytes);
     be.write(*vb, 0, h.data() + half_bytes / 2, half_bytes);
     const auto q = gaussian_rows(std::size_t(S) * Hq, D, 10);
@@ -191,9 +199,10 @@ TEST(CacheAttention, Fp16BaselineMatchesExact) {
             k[(std::size_t(hk) * lens[s] + t) * D + d] = hf[src];
             v[(std::size_t(hk) * lens[s] + t) * D + d] = hf[half_bytes / 2 + src];
           }
-      exact_attention(q.data() + std::size_t(s) * Hq * D, k.data(), v.data(), Hq, Hk, D, lens[s], a.scale,
-                      ref.data());
-      const std::vector<float> got(out.begin() + std::size_t(s) * Hq * D, out.begin() + std::size_t(s + 1) * Hq * D);
+      exact_attention(q.data() + std::size_t(s) * Hq * D, k.data(), v.data(), Hq, Hk, D, lens[s],
+                      a.scale, ref.data());
+      const std::vector<float> got(out.begin() + std::size_t(s) * Hq * D,
+                                   out.begin() + std::size_t(s + 1) * Hq * D);
       EXPECT_LT(relative_error(got, ref), 1e-5);
     }
   }

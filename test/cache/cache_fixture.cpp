@@ -71,8 +71,10 @@ std::vector<float> reference_attention(KVCache& cache, SeqId id, int layer, int 
   for (int h = 0; h < Hk; ++h) {
     float* kh = k.data() + std::size_t(h) * T * D;
     float* vh = v.data() + std::size_t(h) * T * D;
-    halves_to_floats(s.sink_k.data() + std::size_t(h) * s.sink_len * D, kh, std::size_t(s.sink_len) * D);
-    halves_to_floats(s.sink_v.data() + std::size_t(h) * s.sink_len * D, vh, std::size_t(s.sink_len) * D);
+    halves_to_floats(s.sink_k.data() + std::size_t(h) * s.sink_len * D, kh,
+                     std::size_t(s.sink_len) * D);
+    halves_to_floats(s.sink_v.data() + std::size_t(h) * s.sink_len * D, vh,
+                     std::size_t(s.sink_len) * D);
     for (int j = 0; j < s.num_tiles; ++j) {
       dequantize_tile(p, s.records.data() + (std::size_t(j) * Hk + h) * rb, kt.data(), vt.data(),
                       Frame::rotated);
@@ -80,8 +82,10 @@ std::vector<float> reference_attention(KVCache& cache, SeqId id, int layer, int 
       std::copy(vt.begin(), vt.end(), vh + (std::size_t(s.sink_len) + std::size_t(j) * G) * D);
     }
     const std::size_t at = (std::size_t(s.sink_len) + std::size_t(s.num_tiles) * G) * D;
-    halves_to_floats(s.tail_k.data() + std::size_t(h) * s.tail_len * D, kh + at, std::size_t(s.tail_len) * D);
-    halves_to_floats(s.tail_v.data() + std::size_t(h) * s.tail_len * D, vh + at, std::size_t(s.tail_len) * D);
+    halves_to_floats(s.tail_k.data() + std::size_t(h) * s.tail_len * D, kh + at,
+                     std::size_t(s.tail_len) * D);
+    halves_to_floats(s.tail_v.data() + std::size_t(h) * s.tail_len * D, vh + at,
+                     std::size_t(s.tail_len) * D);
   }
   std::vector<float> qr(q, q + std::size_t(num_q_heads) * D), out(qr.size());
   for (int h = 0; h < num_q_heads; ++h) fwht_inplace(qr.data() + std::size_t(h) * D, D);
@@ -90,19 +94,22 @@ std::vector<float> reference_attention(KVCache& cache, SeqId id, int layer, int 
   return out;
 }
 
-std::vector<float> exact_over_rows(const std::vector<float>& k, const std::vector<float>& v, int tokens,
-                                   int kv_heads, int head_dim, int num_q_heads, const float* q,
-                                   float scale) {
+std::vector<float> exact_over_rows(const std::vector<float>& k, const std::vector<float>& v,
+                                   int tokens, int kv_heads, int head_dim, int num_q_heads,
+                                   const float* q, float scale) {
   // [T][Hk][D] -> [Hk][T][D]
   std::vector<float> kh(k.size()), vh(v.size());
   for (int t = 0; t < tokens; ++t)
     for (int h = 0; h < kv_heads; ++h)
       for (int d = 0; d < head_dim; ++d) {
-        kh[(std::size_t(h) * tokens + t) * head_dim + d] = k[(std::size_t(t) * kv_heads + h) * head_dim + d];
-        vh[(std::size_t(h) * tokens + t) * head_dim + d] = v[(std::size_t(t) * kv_heads + h) * head_dim + d];
+        kh[(std::size_t(h) * tokens + t) * head_dim + d] =
+            k[(std::size_t(t) * kv_heads + h) * head_dim + d];
+        vh[(std::size_t(h) * tokens + t) * head_dim + d] =
+            v[(std::size_t(t) * kv_heads + h) * head_dim + d];
       }
   std::vector<float> out(std::size_t(num_q_heads) * head_dim);
-  exact_attention(q, kh.data(), vh.data(), num_q_heads, kv_heads, head_dim, tokens, scale, out.data());
+  exact_attention(q, kh.data(), vh.data(), num_q_heads, kv_heads, head_dim, tokens, scale,
+                  out.data());
   return out;
 }
 

@@ -35,9 +35,9 @@ std::vector<float> reference_attention(KVCache& cache, SeqId id, int layer, int 
                                        const float* q, float scale);
 
 // Exact fp32 attention over the original (unquantized) fp32 rows [T][Hk][D] of one sequence.
-std::vector<float> exact_over_rows(const std::vector<float>& k, const std::vector<float>& v, int tokens,
-                                   int kv_heads, int head_dim, int num_q_heads, const float* q,
-                                   float scale);
+std::vector<float> exact_over_rows(const std::vector<float>& k, const std::vector<float>& v,
+                                   int tokens, int kv_heads, int head_dim, int num_q_heads,
+                                   const float* q, float scale);
 
 // Runs f and expects an exception of type E whose message contains `needle`.
 template <typename E>

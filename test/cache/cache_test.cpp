@@ -21,8 +21,9 @@ void expect_same_bytes(KVCache& a, SeqId ia, KVCache& b, SeqId ib, int layer) {
 }
 
 // The sequence's bytes (layer 0) equal those of one committed append of its `tokens` rows.
-void expect_same_bytes_as_one_append(KVCache& cache, SeqId id, const CacheConfig& cfg, const std::vector<float>& k,
-                                     const std::vector<float>& v, int tokens) {
+void expect_same_bytes_as_one_append(KVCache& cache, SeqId id, const CacheConfig& cfg,
+                                     const std::vector<float>& k, const std::vector<float>& v,
+                                     int tokens) {
   KVCache one(cfg);
   const SeqId o = one.add_sequence();
   one.append(0, {o}, {tokens}, k.data(), v.data());
@@ -78,7 +79,8 @@ TEST(KVCache, BatchedAppendEqualsSeparateAppends) {
     for (std::size_t i = 0; i < lens.size(); ++i) {
       ia.push_back(a.add_sequence());
       ib.push_back(b.add_sequence());
-      const auto ki = kv_rows(lens[i], Hk, D, 10 + std::uint32_t(i)), vi = kv_rows(lens[i], Hk, D, 20 + std::uint32_t(i));
+      const auto ki = kv_rows(lens[i], Hk, D, 10 + std::uint32_t(i)),
+                 vi = kv_rows(lens[i], Hk, D, 20 + std::uint32_t(i));
       b.append(0, {ib[i]}, {lens[i]}, ki.data(), vi.data());
       k.insert(k.end(), ki.begin(), ki.end());
       v.insert(v.end(), vi.begin(), vi.end());
@@ -115,7 +117,9 @@ TEST(KVCache, FreedBlocksAreReused) {
       cache.append(0, {b}, {G * 2}, k.data(), v.data());
       ADD_FAILURE() << "expected OutOfMemory";
     } catch (const OutOfMemory& e) {
-      EXPECT_NE(std::string(e.what()).find("needs 1 new blocks but 0 of 3 are free"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("needs 1 new blocks but 0 of 3 are free"),
+                std::string::npos)
+          << e.what();
     }
     EXPECT_EQ(cache.length(b, 0), 0);  // nothing changed
     cache.free_sequence(a);
@@ -146,13 +150,26 @@ TEST(KVCache, CommitChecksItsBatchAndThePool) {
   const SeqId a = cache.add_sequence(), b = cache.add_sequence();
   cache.append(0, {a}, {2 * G - 1}, k.data(), v.data());  // sink + a tail of G-1: no block yet
   cache.append(0, {b}, {2 * G}, k.data(), v.data());      // one tile: the whole pool
-  cache.append(0, {a}, {1}, row_at(k, 2 * G - 1, Hk, D), row_at(v, 2 * G - 1, Hk, D), AppendMode::speculative);
-  expect_error<InvalidArgument>([&] { cache.commit({a, a}, {1, 1}); }, "listed twice (batch entry 1)");
-  expect_error<InvalidArgument>([&] { cache.commit(std::vector<SeqId>{a}, std::vector<int>{1, 1}); }, "tokens has 2");
-  expect_error<InvalidArgument>([&] { cache.commit(std::vector<SeqId>{a + 99}, std::vector<int>{1}); }, "unknown sequence id");
-  expect_error<InvalidArgument>([&] { cache.commit(std::vector<SeqId>{a}, std::vector<int>{-2}); }, "tokens[0] = -2");
-  expect_error<OutOfMemory>([&] { cache.commit(a, 1); },
-                            "commit: the block pool is exhausted: this commit needs 1 new blocks but 0 of 1 are free");
+  cache.append(0, {a}, {1}, row_at(k, 2 * G - 1, Hk, D), row_at(v, 2 * G - 1, Hk, D),
+               AppendMode::speculative);
+  expect_error<InvalidArgument>(
+      [&] {
+        cache.commit({a, a}, {1, 1});
+      },
+      "listed twice (batch entry 1)");
+  expect_error<InvalidArgument>(
+      [&] {
+        cache.commit(std::vector<SeqId>{a}, std::vector<int>{1, 1});
+      },
+      "tokens has 2");
+  expect_error<InvalidArgument>(
+      [&] { cache.commit(std::vector<SeqId>{a + 99}, std::vector<int>{1}); },
+      "unknown sequence id");
+  expect_error<InvalidArgument>([&] { cache.commit(std::vector<SeqId>{a}, std::vector<int>{-2}); },
+                                "tokens[0] = -2");
+  expect_error<OutOfMemory>(
+      [&] { cache.commit(a, 1); },
+      "commit: the block pool is exhausted: this commit needs 1 new blocks but 0 of 1 are free");
   EXPECT_EQ(cache.committed(a, 0), 2 * G - 1);  // nothing changed
   EXPECT_EQ(cache.quantized_tiles(a, 0), 0);
   cache.free_sequence(b);
@@ -214,38 +231,57 @@ TEST(KVCache, BadInputGetsClearErrors) {
   const SeqId id = cache.add_sequence();
   auto k = kv_rows(200, Hk, D, 1), v = kv_rows(200, Hk, D, 2);
   std::vector<float> q(16 * D, 0.5f), out(16 * D);
-  expect_error<InvalidArgument>([&] { cache.append(0, {}, {}, k.data(), v.data()); }, "seq_ids is empty");
-  expect_error<InvalidArgument>([&] { cache.append(0, {id}, {0}, k.data(), v.data()); }, "tokens[0] = 0");
-  expect_error<InvalidArgument>([&] { cache.append(0, {id}, {1, 2}, k.data(), v.data()); }, "tokens has 2");
+  expect_error<InvalidArgument>([&] { cache.append(0, {}, {}, k.data(), v.data()); },
+                                "seq_ids is empty");
+  expect_error<InvalidArgument>([&] { cache.append(0, {id}, {0}, k.data(), v.data()); },
+                                "tokens[0] = 0");
+  expect_error<InvalidArgument>(
+      [&] {
+        cache.append(0, {id}, {1, 2}, k.data(), v.data());
+      },
+      "tokens has 2");
   expect_error<InvalidArgument>([&] { cache.append(0, {id + 99}, {1}, k.data(), v.data()); },
                                 "unknown sequence id " + std::to_string(id + 99));
   expect_error<InvalidArgument>([&] { cache.append(2, {id}, {1}, k.data(), v.data()); }, "layer 2");
-  expect_error<InvalidArgument>([&] { cache.append(0, {id, id}, {1, 1}, k.data(), v.data()); }, "listed twice");
-  expect_error<InvalidArgument>([&] { cache.attend(0, {id}, 16, q.data(), out.data()); }, "no tokens in layer 0");
+  expect_error<InvalidArgument>(
+      [&] {
+        cache.append(0, {id, id}, {1, 1}, k.data(), v.data());
+      },
+      "listed twice");
+  expect_error<InvalidArgument>([&] { cache.attend(0, {id}, 16, q.data(), out.data()); },
+                                "no tokens in layer 0");
   k[5 * D + 3] = std::numeric_limits<float>::quiet_NaN();
-  expect_error<NonFiniteInput>([&] { cache.append(0, {id}, {10}, k.data(), v.data()); }, "channel 3");
+  expect_error<NonFiniteInput>([&] { cache.append(0, {id}, {10}, k.data(), v.data()); },
+                               "channel 3");
   k[5 * D + 3] = 1.0f;
   v[D] = 70000.0f;
-  expect_error<NonFiniteInput>([&] { cache.append(0, {id}, {10}, k.data(), v.data()); }, "overflow fp16");
+  expect_error<NonFiniteInput>([&] { cache.append(0, {id}, {10}, k.data(), v.data()); },
+                               "overflow fp16");
   v[D] = 1.0f;
   EXPECT_EQ(cache.length(id, 0), 0);  // failed appends change nothing
   cache.append(0, {id}, {100}, k.data(), v.data());
   expect_error<InvalidArgument>([&] { cache.attend(0, {id}, 6, q.data(), out.data()); },
                                 "num_q_heads 6 is not a positive multiple of num_kv_heads 4");
-  expect_error<InvalidArgument>([&] { cache.attend(0, {}, 16, q.data(), out.data()); }, "seq_ids is empty");
+  expect_error<InvalidArgument>([&] { cache.attend(0, {}, 16, q.data(), out.data()); },
+                                "seq_ids is empty");
   q[7] = std::numeric_limits<float>::infinity();
-  expect_error<NonFiniteInput>([&] { cache.attend(0, {id}, 16, q.data(), out.data()); }, "q[0][0][7]");
+  expect_error<NonFiniteInput>([&] { cache.attend(0, {id}, 16, q.data(), out.data()); },
+                               "q[0][0][7]");
   q[7] = 0;
-  expect_error<InvalidArgument>([&] { cache.attend(0, {id}, 16, q.data(), out.data(), -1.0f); }, "scale -1");
+  expect_error<InvalidArgument>([&] { cache.attend(0, {id}, 16, q.data(), out.data(), -1.0f); },
+                                "scale -1");
   expect_error<InvalidArgument>([&] { cache.append(0, {id}, {500}, k.data(), v.data()); },
                                 "more than max_tokens_per_sequence 512");
   cache.append(0, {id}, {3}, k.data(), v.data(), AppendMode::speculative);
-  expect_error<InvalidArgument>([&] { cache.append(0, {id}, {1}, k.data(), v.data()); }, "3 uncommitted tokens");
+  expect_error<InvalidArgument>([&] { cache.append(0, {id}, {1}, k.data(), v.data()); },
+                                "3 uncommitted tokens");
   expect_error<InvalidArgument>(
       [&] { cache.append(0, {id}, {62}, k.data(), v.data(), AppendMode::speculative); },
       "more than max_uncommitted 64");
-  expect_error<InvalidArgument>([&] { cache.commit(id, 4); }, "only 3 uncommitted tokens in layer 0");
-  expect_error<InvalidArgument>([&] { cache.commit(id, 1); }, "only 0 uncommitted tokens in layer 1");
+  expect_error<InvalidArgument>([&] { cache.commit(id, 4); },
+                                "only 3 uncommitted tokens in layer 0");
+  expect_error<InvalidArgument>([&] { cache.commit(id, 1); },
+                                "only 0 uncommitted tokens in layer 1");
   cache.commit(id, -1);
   EXPECT_EQ(cache.committed(id, 0), 103);
   expect_error<InvalidArgument>([&] { cache.free_sequence(id + 5); }, "unknown sequence id");

@@ -41,14 +41,16 @@ struct Pair {
     int total = 0;
     for (int t : prefill) total += t;
     for (int l = 0; l < kLayers; ++l) {
-      const auto k = kv_rows(total, kHk, kD, 100u + unsigned(l)), v = kv_rows(total, kHk, kD, 200u + unsigned(l));
+      const auto k = kv_rows(total, kHk, kD, 100u + unsigned(l)),
+                 v = kv_rows(total, kHk, kD, 200u + unsigned(l));
       plain.append(l, p_ids, prefill, k.data(), v.data());
       stepped.append(l, s_ids, prefill, k.data(), v.data());
     }
   }
 };
 
-void expect_same_content(KVCache& a, const std::vector<SeqId>& a_ids, KVCache& b, const std::vector<SeqId>& b_ids) {
+void expect_same_content(KVCache& a, const std::vector<SeqId>& a_ids, KVCache& b,
+                         const std::vector<SeqId>& b_ids) {
   for (int l = 0; l < kLayers; ++l)
     for (std::size_t i = 0; i < a_ids.size(); ++i) {
       SCOPED_TRACE("layer " + std::to_string(l) + ", sequence " + std::to_string(i));
@@ -103,7 +105,8 @@ void step_both(Pair& p, Backend& be, int step, bool device_io) {
       st.attend(l, kHq, q.data(), got.data());
     }
     p.plain.attend(l, p.p_ids, kHq, q.data(), want.data());
-    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4)) << "step " << step << " layer " << l;
+    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4))
+        << "step " << step << " layer " << l;
   }
   st.finish();
   EXPECT_TRUE(st.sequences().empty());
@@ -148,7 +151,8 @@ TEST(DecodeStep, DeviceFailureIsReportedAtFinishAndRolledBack) {
         DecodeStep st = p.stepped.begin_step(p.s_ids);
         for (int l = 0; l < kLayers; ++l) {
           auto k = kv_rows(3, kHk, kD, 7u + unsigned(l)), v = kv_rows(3, kHk, kD, 8u + unsigned(l));
-          if (l == 1) v[std::size_t((1 * kHk + 1) * kD + 5)] = std::numeric_limits<float>::quiet_NaN();
+          if (l == 1)
+            v[std::size_t((1 * kHk + 1) * kD + 5)] = std::numeric_limits<float>::quiet_NaN();
           st.append(l, k.data(), v.data(), ElementType::f32);
           const auto q = kv_rows(3, kHq, kD, 9);
           std::vector<float> out(q.size());
@@ -167,7 +171,8 @@ TEST(DecodeStep, DeviceFailureIsReportedAtFinishAndRolledBack) {
           EXPECT_EQ(now.num_tiles, was.num_tiles);
           EXPECT_EQ(now.tail_len, was.tail_len);
           EXPECT_TRUE(now.records == was.records);
-          EXPECT_TRUE(now.tail_k == was.tail_k && now.tail_v == was.tail_v) << "layer " << l << " seq " << i;
+          EXPECT_TRUE(now.tail_k == was.tail_k && now.tail_v == was.tail_v)
+              << "layer " << l << " seq " << i;
           EXPECT_TRUE(now.sink_k == was.sink_k && now.sink_v == was.sink_v);
         }
       // Nothing lost: the cache goes on exactly like one that never saw the failed step.
@@ -182,7 +187,8 @@ TEST(DecodeStep, ArgumentErrorsAndOpenStepRules) {
     SCOPED_TRACE(nb.label);
     Pair p(step_config(nb.backend, 0), {10, 20, 30});
     KVCache& c = p.stepped;
-    const std::vector<float> k = kv_rows(3, kHk, kD, 1), v = kv_rows(3, kHk, kD, 2), q = kv_rows(3, kHq, kD, 3);
+    const std::vector<float> k = kv_rows(3, kHk, kD, 1), v = kv_rows(3, kHk, kD, 2),
+                             q = kv_rows(3, kHq, kD, 3);
     std::vector<float> out(q.size());
     expect_error<InvalidArgument>([&] { c.begin_step({}); }, "begin_step");
     expect_error<InvalidArgument>([&] { c.begin_step({p.s_ids[0], p.s_ids[0]}); }, "listed twice");
@@ -190,17 +196,23 @@ TEST(DecodeStep, ArgumentErrorsAndOpenStepRules) {
     {
       DecodeStep st = c.begin_step(p.s_ids);
       expect_error<InvalidArgument>([&] { c.begin_step(p.s_ids); }, "already open");
-      expect_error<InvalidArgument>([&] { c.append(0, {p.s_ids[0]}, {1}, k.data(), v.data()); }, "decode step is open");
+      expect_error<InvalidArgument>([&] { c.append(0, {p.s_ids[0]}, {1}, k.data(), v.data()); },
+                                    "decode step is open");
       expect_error<InvalidArgument>([&] { c.commit(p.s_ids[0]); }, "decode step is open");
       expect_error<InvalidArgument>([&] { c.rollback(p.s_ids[0]); }, "decode step is open");
       expect_error<InvalidArgument>([&] { c.free_sequence(p.s_ids[0]); }, "decode step is open");
-      expect_error<InvalidArgument>([&] { st.attend(0, kHq, q.data(), out.data()); }, "has not been appended");
-      expect_error<InvalidArgument>([&] { st.append(kLayers, k.data(), v.data(), ElementType::f32); }, "layer");
+      expect_error<InvalidArgument>([&] { st.attend(0, kHq, q.data(), out.data()); },
+                                    "has not been appended");
+      expect_error<InvalidArgument>(
+          [&] { st.append(kLayers, k.data(), v.data(), ElementType::f32); }, "layer");
       auto small = nb.backend->allocate(16);
-      expect_error<InvalidArgument>([&] { st.append(0, *small, *small, ElementType::f32); }, "holds 16 bytes");
+      expect_error<InvalidArgument>([&] { st.append(0, *small, *small, ElementType::f32); },
+                                    "holds 16 bytes");
       st.append(0, k.data(), v.data(), ElementType::f32);
-      expect_error<InvalidArgument>([&] { st.append(0, k.data(), v.data(), ElementType::f32); }, "already appended");
-      expect_error<InvalidArgument>([&] { st.attend(0, 3, q.data(), out.data()); }, "num_q_heads 3");
+      expect_error<InvalidArgument>([&] { st.append(0, k.data(), v.data(), ElementType::f32); },
+                                    "already appended");
+      expect_error<InvalidArgument>([&] { st.attend(0, 3, q.data(), out.data()); },
+                                    "num_q_heads 3");
       st.attend(0, kHq, q.data(), out.data());  // the step stays usable after refused calls
       // Layer 1 never appended: finish refuses and rolls the step back.
       expect_error<InvalidArgument>([&] { st.finish(); }, "layer 1 was not appended");
@@ -219,7 +231,8 @@ TEST(DecodeStep, ArgumentErrorsAndOpenStepRules) {
     c.append(0, {p.s_ids[1]}, {1}, k.data(), v.data(), AppendMode::speculative);
     expect_error<InvalidArgument>([&] { c.begin_step(p.s_ids); }, "uncommitted tokens in layer 0");
     c.commit(p.s_ids[1]);
-    expect_error<InvalidArgument>([&] { c.begin_step(p.s_ids); }, "holds 21 tokens in layer 0 but 20 in layer 1");
+    expect_error<InvalidArgument>([&] { c.begin_step(p.s_ids); },
+                                  "holds 21 tokens in layer 0 but 20 in layer 1");
     c.append(1, {p.s_ids[1]}, {1}, k.data(), v.data());
     DecodeStep st = c.begin_step(p.s_ids);
     DecodeStep moved(std::move(st));
@@ -232,8 +245,11 @@ TEST(DecodeStep, ArgumentErrorsAndOpenStepRules) {
       DecodeStep s2 = c.begin_step(p.s_ids);
       auto kb = upload(*nb.backend, k), vb = upload(*nb.backend, v);
       _cl_event* done = reinterpret_cast<_cl_event*>(1);
-      expect_error<Unsupported>([&] { s2.append(0, *kb, *vb, ElementType::f32, {{reinterpret_cast<_cl_event*>(8)}, nullptr}); },
-                                "cannot wait for OpenCL events");
+      expect_error<Unsupported>(
+          [&] {
+            s2.append(0, *kb, *vb, ElementType::f32, {{reinterpret_cast<_cl_event*>(8)}, nullptr});
+          },
+          "cannot wait for OpenCL events");
       s2.append(0, *kb, *vb, ElementType::f32, {{}, &done});
       EXPECT_EQ(done, nullptr);
     }
@@ -251,7 +267,8 @@ TEST(DecodeStep, OrdersWithTheCallersQueueThroughEvents) {
     Backend& be = *nb.backend;
     Pair p(step_config(nb.backend, 0), {50, 70, 140});
     const int S = 3;
-    const auto k = kv_rows(S, kHk, kD, 41), v = kv_rows(S, kHk, kD, 42), q = kv_rows(S, kHq, kD, 43);
+    const auto k = kv_rows(S, kHk, kD, 41), v = kv_rows(S, kHk, kD, 42),
+               q = kv_rows(S, kHq, kD, 43);
     auto kb = be.allocate(k.size() * 4), vb = be.allocate(v.size() * 4), qb = upload(be, q);
     auto ob = be.allocate(q.size() * 4);
     const std::vector<float> zeros(k.size(), 0.0f);
@@ -267,8 +284,10 @@ TEST(DecodeStep, OrdersWithTheCallersQueueThroughEvents) {
     cl_event gate = clCreateUserEvent(ctx, &err);
     ASSERT_EQ(CL_SUCCESS, err);
     cl_event written[2] = {nullptr, nullptr};
-    ASSERT_EQ(CL_SUCCESS, clEnqueueWriteBuffer(engine, kmem, CL_FALSE, 0, k.size() * 4, k.data(), 1, &gate, &written[0]));
-    ASSERT_EQ(CL_SUCCESS, clEnqueueWriteBuffer(engine, vmem, CL_FALSE, 0, v.size() * 4, v.data(), 1, &gate, &written[1]));
+    ASSERT_EQ(CL_SUCCESS, clEnqueueWriteBuffer(engine, kmem, CL_FALSE, 0, k.size() * 4, k.data(), 1,
+                                               &gate, &written[0]));
+    ASSERT_EQ(CL_SUCCESS, clEnqueueWriteBuffer(engine, vmem, CL_FALSE, 0, v.size() * 4, v.data(), 1,
+                                               &gate, &written[1]));
     clFlush(engine);
 
     std::vector<float> want(q.size()), got(q.size(), -1.0f);
@@ -277,12 +296,14 @@ TEST(DecodeStep, OrdersWithTheCallersQueueThroughEvents) {
     st.append(0, *kb, *vb, ElementType::f32, {{written[0], written[1]}, &appended});
     ASSERT_NE(appended, nullptr);
     cl_int status = CL_COMPLETE;
-    ASSERT_EQ(CL_SUCCESS, clGetEventInfo(appended, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, nullptr));
+    ASSERT_EQ(CL_SUCCESS, clGetEventInfo(appended, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status,
+                                         &status, nullptr));
     EXPECT_NE(status, CL_COMPLETE) << "the append ran before the engine's write it waits for";
     st.attend(0, kHq, *qb, *ob, ElementType::f32, 0.0f, {{}, &attended});
     ASSERT_EQ(CL_SUCCESS, clSetUserEventStatus(gate, CL_COMPLETE));
     cl_event read_done = nullptr;
-    ASSERT_EQ(CL_SUCCESS, clEnqueueReadBuffer(engine, omem, CL_FALSE, 0, got.size() * 4, got.data(), 1, &attended, &read_done));
+    ASSERT_EQ(CL_SUCCESS, clEnqueueReadBuffer(engine, omem, CL_FALSE, 0, got.size() * 4, got.data(),
+                                              1, &attended, &read_done));
     ASSERT_EQ(CL_SUCCESS, clWaitForEvents(1, &read_done));
     st.append(1, *kb, *vb, ElementType::f32);
     st.finish();
@@ -290,7 +311,8 @@ TEST(DecodeStep, OrdersWithTheCallersQueueThroughEvents) {
     p.plain.append(0, p.p_ids, {1, 1, 1}, k.data(), v.data());
     p.plain.attend(0, p.p_ids, kHq, q.data(), want.data());
     EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4));
-    for (cl_event e : {gate, written[0], written[1], appended, attended, read_done}) clReleaseEvent(e);
+    for (cl_event e : {gate, written[0], written[1], appended, attended, read_done})
+      clReleaseEvent(e);
     clReleaseCommandQueue(engine);
   }
 }

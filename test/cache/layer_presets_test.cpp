@@ -12,15 +12,16 @@ namespace {
 
 // Appends `k`/`v` ([T][Hk][D]) to `layer` as a prefill of `prefill` tokens, then decode steps of
 // 1..3 tokens, some of them speculative and committed afterwards.
-void fill(KVCache& cache, SeqId id, int layer, const std::vector<float>& k, const std::vector<float>& v,
-          int T, int prefill) {
+void fill(KVCache& cache, SeqId id, int layer, const std::vector<float>& k,
+          const std::vector<float>& v, int T, int prefill) {
   const std::size_t row = k.size() / std::size_t(T);
   cache.append(layer, {id}, {prefill}, k.data(), v.data());
   int done = prefill;
   for (int step = 0; done < T; ++step) {
     const int n = std::min(1 + step % 3, T - done);
     if (step % 4 == 3) {
-      cache.append(layer, {id}, {n}, k.data() + done * row, v.data() + done * row, AppendMode::speculative);
+      cache.append(layer, {id}, {n}, k.data() + done * row, v.data() + done * row,
+                   AppendMode::speculative);
     } else {
       cache.append(layer, {id}, {n}, k.data() + done * row, v.data() + done * row);
     }
@@ -33,13 +34,15 @@ void fill(KVCache& cache, SeqId id, int layer, const std::vector<float>& k, cons
 // holds for the same tokens, and attends to them as exactly as that cache does.
 TEST(LayerPresets, EachLayerMatchesAOnePresetCache) {
   const int D = 64, Hk = 2, Hq = 6, T = 700;
-  const std::vector<Preset> presets{Preset::k4v4_g128, Preset::k4v2_g128, Preset::k2v2_g128, Preset::k4v2_g128};
+  const std::vector<Preset> presets{Preset::k4v4_g128, Preset::k4v2_g128, Preset::k2v2_g128,
+                                    Preset::k4v2_g128};
   const auto k = kv_rows(T, Hk, D, 11), v = kv_rows(T, Hk, D, 12);
   const auto q = gaussian_rows(Hq, D, 13);
   const float scale = 1.0f / std::sqrt(float(D));
   for (const NamedBackend& nb : cache_test_backends()) {
     SCOPED_TRACE(nb.label);
-    CacheConfig cfg = small_config(nb.backend, Preset::k4v2_g64, D, int(presets.size()), Hk, 1, 1024);
+    CacheConfig cfg =
+        small_config(nb.backend, Preset::k4v2_g64, D, int(presets.size()), Hk, 1, 1024);
     cfg.layer_presets = presets;  // codec.preset (g64) is ignored
     KVCache mixed(cfg);
     const SeqId id = mixed.add_sequence();
@@ -111,7 +114,8 @@ TEST(RecentWindow, KeepsTheNewestTokensExact) {
               std::size_t(2) * 2 * Hk * 2 * R * D * 2);  // 2 layers, 2 slots, K and V, fp16
     for (int T : {G + R - 1, G + R, G + R + G - 1, G + R + G, 611}) {
       SCOPED_TRACE("T = " + std::to_string(T));
-      const auto k = kv_rows(T, Hk, D, std::uint32_t(T)), v = kv_rows(T, Hk, D, std::uint32_t(T) + 1);
+      const auto k = kv_rows(T, Hk, D, std::uint32_t(T)),
+                 v = kv_rows(T, Hk, D, std::uint32_t(T) + 1);
       const SeqId a = plain.add_sequence(), b = windowed.add_sequence();
       for (int l = 0; l < 2; ++l) {
         fill(plain, a, l, k, v, T, l == 0 ? 1 : std::min(T, 200));
@@ -140,7 +144,8 @@ TEST(RecentWindow, KeepsTheNewestTokensExact) {
         }
         std::vector<float> out(std::size_t(Hq) * D);
         windowed.attend(l, {b}, Hq, q.data(), out.data());
-        EXPECT_LT(relative_error(out, reference_attention(windowed, b, l, Hq, q.data(), scale)), 1e-4);
+        EXPECT_LT(relative_error(out, reference_attention(windowed, b, l, Hq, q.data(), scale)),
+                  1e-4);
         // Closer to exact attention than the window-less cache (more tokens are exact).
         std::vector<float> out_plain(out.size());
         plain.attend(l, {a}, Hq, q.data(), out_plain.data());
@@ -150,8 +155,8 @@ TEST(RecentWindow, KeepsTheNewestTokensExact) {
         }
       }
       const MemoryReport r = windowed.memory_report();
-      const std::size_t held_back = std::size_t(
-          (T > G ? (T - G) / G : 0) - (T > G + R ? (T - G - R) / G : 0)) * G;
+      const std::size_t held_back =
+          std::size_t((T > G ? (T - G) / G : 0) - (T > G + R ? (T - G - R) / G : 0)) * G;
       EXPECT_EQ(r.exact_recent_tokens, 2 * held_back);  // both layers
       EXPECT_EQ(plain.memory_report().exact_recent_tokens, 0u);
       plain.free_sequence(a);
@@ -178,12 +183,14 @@ TEST(RecentWindow, IsOnByDefault) {
   const SeqId a = windowed.add_sequence(), b = off.add_sequence();
   windowed.append(0, {a}, {T}, k.data(), v.data());
   off.append(0, {b}, {T}, k.data(), v.data());
-  EXPECT_EQ(windowed.quantized_tiles(a, 0), (T - 128 - 128) / 128);  // 3: tile 4 holds recent tokens
-  EXPECT_EQ(off.quantized_tiles(b, 0), (T - 128) / 128);              // 4
+  EXPECT_EQ(windowed.quantized_tiles(a, 0),
+            (T - 128 - 128) / 128);                       // 3: tile 4 holds recent tokens
+  EXPECT_EQ(off.quantized_tiles(b, 0), (T - 128) / 128);  // 4
   EXPECT_EQ(windowed.memory_report().exact_recent_tokens, std::size_t(128));
   EXPECT_EQ(off.memory_report().exact_recent_tokens, std::size_t(0));
   // The window's cost: 128 fp16 rows of K and V per layer, head and slot.
-  EXPECT_EQ(windowed.memory_report().tail - off.memory_report().tail, std::size_t(128) * 2 * D * 2 * Hk);
+  EXPECT_EQ(windowed.memory_report().tail - off.memory_report().tail,
+            std::size_t(128) * 2 * D * 2 * Hk);
 }
 
 TEST(LayerPresetFile, RoundTripAndErrors) {
@@ -196,9 +203,12 @@ TEST(LayerPresetFile, RoundTripAndErrors) {
   expect_error<InvalidArgument>([] { parse_layer_presets("0 k4v2_g128\n2 k4v2_g128\n", "f.txt"); },
                                 "f.txt:2: layer '2' where layer 1 was expected");
   expect_error<InvalidArgument>([] { parse_layer_presets("0 k9v9\n", "f.txt"); }, "k9v9");
-  expect_error<InvalidArgument>([] { parse_layer_presets("0 k4v2_g128 extra\n", "f.txt"); }, "f.txt:1: expected");
-  expect_error<InvalidArgument>([] { parse_layer_presets("# nothing\n", "f.txt"); }, "no '<layer> <preset>'");
-  expect_error<IoError>([] { read_layer_presets("/nonexistent/plan.txt"); }, "/nonexistent/plan.txt");
+  expect_error<InvalidArgument>([] { parse_layer_presets("0 k4v2_g128 extra\n", "f.txt"); },
+                                "f.txt:1: expected");
+  expect_error<InvalidArgument>([] { parse_layer_presets("# nothing\n", "f.txt"); },
+                                "no '<layer> <preset>'");
+  expect_error<IoError>([] { read_layer_presets("/nonexistent/plan.txt"); },
+                        "/nonexistent/plan.txt");
   const std::string path = ::testing::TempDir() + "layer_presets_test.txt";
   {
     std::ofstream f(path);

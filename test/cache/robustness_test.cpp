@@ -150,8 +150,12 @@ class HoldingBackend final : public Backend {
   std::string name() const override { return inner_->name(); }
   BackendKind kind() const noexcept override { return inner_->kind(); }
   std::unique_ptr<Buffer> allocate(std::size_t b) override { return inner_->allocate(b); }
-  void write(Buffer& d, std::size_t o, const void* s, std::size_t b) override { inner_->write(d, o, s, b); }
-  void read(const Buffer& s, std::size_t o, void* d, std::size_t b) override { inner_->read(s, o, d, b); }
+  void write(Buffer& d, std::size_t o, const void* s, std::size_t b) override {
+    inner_->write(d, o, s, b);
+  }
+  void read(const Buffer& s, std::size_t o, void* d, std::size_t b) override {
+    inner_->read(s, o, d, b);
+  }
   void copy(const Buffer& s, std::size_t so, Buffer& d, std::size_t dof, std::size_t b) override {
     inner_->copy(s, so, d, dof, b);
   }
@@ -174,7 +178,8 @@ class HoldingBackend final : public Backend {
     inner_->dequantize(p, r, ids, f, k, v);
   }
   void attend(const AttendArgs& a) override { inner_->attend(a); }
-  void copy_rows(const Buffer& s, Buffer& d, const std::vector<RowRun>& runs, std::size_t rb) override {
+  void copy_rows(const Buffer& s, Buffer& d, const std::vector<RowRun>& runs,
+                 std::size_t rb) override {
     inner_->copy_rows(s, d, runs, rb);
   }
   void attend_fp16(const AttendFp16Args& a) override { inner_->attend_fp16(a); }
@@ -193,7 +198,8 @@ class HoldingBackend final : public Backend {
 // One cache used from two threads at once used to crash (use-after-free in the sequence map).
 // Now the overlapping call throws InvalidArgument naming both calls; the first call completes.
 TEST(Robustness, ConcurrentUseOfOneCacheIsReported) {
-  auto be = std::make_shared<HoldingBackend>(std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1})));
+  auto be =
+      std::make_shared<HoldingBackend>(std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1})));
   const int D = 64, Hk = 1;
   KVCache cache(small_config(be, Preset::k4v2_g64, D, 1, Hk, 2, 1024));
   const SeqId id = cache.add_sequence();
@@ -220,7 +226,8 @@ TEST(Robustness, ConcurrentUseOfOneCacheIsReported) {
 // freed sequences they read the sequence map as it changed (SIGSEGV). Now they are refused like
 // every other call that overlaps a mutating one.
 TEST(Robustness, SequenceQueriesAreGuardedToo) {
-  auto be = std::make_shared<HoldingBackend>(std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1})));
+  auto be =
+      std::make_shared<HoldingBackend>(std::shared_ptr<Backend>(make_cpu_backend(CpuThreads{1})));
   const int D = 64, Hk = 1;
   KVCache cache(small_config(be, Preset::k4v2_g64, D, 1, Hk, 2, 1024));
   const SeqId id = cache.add_sequence();

@@ -22,11 +22,14 @@ int main(void) {
 
   if (strlen(kvarn_cl_version()) == 0) return fail("version");
   if (kvarn_cl_preset_parse("k4v2_g128", &preset) != KVARN_CL_OK) return fail("preset_parse");
-  if (kvarn_cl_record_bytes(preset, 128, &bytes) != KVARN_CL_OK || bytes != 13824) return fail("record_bytes");
-  if (kvarn_cl_preset_parse("nope", &preset) != KVARN_CL_INVALID_ARGUMENT) return fail("bad preset accepted");
+  if (kvarn_cl_record_bytes(preset, 128, &bytes) != KVARN_CL_OK || bytes != 13824)
+    return fail("record_bytes");
+  if (kvarn_cl_preset_parse("nope", &preset) != KVARN_CL_INVALID_ARGUMENT)
+    return fail("bad preset accepted");
   if (strstr(kvarn_cl_last_error(), "nope") == NULL) return fail("error message");
 
-  if (kvarn_cl_backend_create(KVARN_CL_BACKEND_CPU, 1, &backend) != KVARN_CL_OK) return fail("backend");
+  if (kvarn_cl_backend_create(KVARN_CL_BACKEND_CPU, 1, &backend) != KVARN_CL_OK)
+    return fail("backend");
   kvarn_cl_cache_config_init(&config);
   config.head_dim = 64;
   config.num_kv_heads = 1;
@@ -38,10 +41,13 @@ int main(void) {
     v[i] = (float)((i * 5) % 11) / 11.0f - 0.5f;
   }
   for (i = 0; i < 4 * 64; ++i) q[i] = (float)(i % 3) - 1.0f;
-  if (kvarn_cl_cache_append(cache, 0, 1, &seq, &tokens, k, v, KVARN_CL_F32, 0) != KVARN_CL_OK) return fail("append");
-  if (kvarn_cl_cache_attend(cache, 0, 1, &seq, 4, q, out, KVARN_CL_F32, 0.0f, KVARN_CL_ATTEND_FUSED) != KVARN_CL_OK)
+  if (kvarn_cl_cache_append(cache, 0, 1, &seq, &tokens, k, v, KVARN_CL_F32, 0) != KVARN_CL_OK)
+    return fail("append");
+  if (kvarn_cl_cache_attend(cache, 0, 1, &seq, 4, q, out, KVARN_CL_F32, 0.0f,
+                            KVARN_CL_ATTEND_FUSED) != KVARN_CL_OK)
     return fail("attend");
-  if (kvarn_cl_cache_memory_report(cache, &report) != KVARN_CL_OK || report.total == 0) return fail("memory_report");
+  if (kvarn_cl_cache_memory_report(cache, &report) != KVARN_CL_OK || report.total == 0)
+    return fail("memory_report");
   kvarn_cl_cache_destroy(cache);
   kvarn_cl_backend_destroy(backend);
   printf("c_header_check: ok (%s)\n", kvarn_cl_version());

@@ -45,7 +45,8 @@ TEST(CApi, PresetsAndRecordSizes) {
   EXPECT_EQ(bytes, 7296u);
   EXPECT_EQ(kvarn_cl_record_bytes(KVARN_CL_K4V2_G128, 100, &bytes), KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("100"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_record_bytes(static_cast<kvarn_cl_preset>(-1), 128, &bytes), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_record_bytes(static_cast<kvarn_cl_preset>(-1), 128, &bytes),
+            KVARN_CL_INVALID_ARGUMENT);
   int g = 0;
   ASSERT_EQ(kvarn_cl_preset_group(KVARN_CL_K4V4_G64, &g), KVARN_CL_OK);
   EXPECT_EQ(g, 64);
@@ -61,12 +62,13 @@ TEST(CApi, QuantizeAndDequantizeTilesMatchTheCppCodec) {
   EXPECT_EQ(kind, KVARN_CL_BACKEND_CPU);
   EXPECT_EQ(kvarn_cl_backend_get_kind(be, nullptr), KVARN_CL_INVALID_ARGUMENT);
   const int D = 64, G = 64, tiles = 3;
-  const auto k = gaussian_rows(std::size_t(tiles) * G, D, 1, {5}), v = gaussian_rows(std::size_t(tiles) * G, D, 2);
+  const auto k = gaussian_rows(std::size_t(tiles) * G, D, 1, {5}),
+             v = gaussian_rows(std::size_t(tiles) * G, D, 2);
   size_t rb = 0;
   ASSERT_EQ(kvarn_cl_record_bytes(KVARN_CL_K4V2_G64, D, &rb), KVARN_CL_OK);
   std::vector<uint8_t> rec(tiles * rb);
-  ASSERT_EQ(kvarn_cl_quantize_tiles(be, KVARN_CL_K4V2_G64, D, 8, tiles, k.data(), v.data(), KVARN_CL_F32,
-                                    rec.data()),
+  ASSERT_EQ(kvarn_cl_quantize_tiles(be, KVARN_CL_K4V2_G64, D, 8, tiles, k.data(), v.data(),
+                                    KVARN_CL_F32, rec.data()),
             KVARN_CL_OK)
       << last_error();
   // The same through the C++ codec.
@@ -81,25 +83,25 @@ TEST(CApi, QuantizeAndDequantizeTilesMatchTheCppCodec) {
   EXPECT_TRUE(rec == expect);
 
   std::vector<float> ko(k.size()), vo(v.size());
-  ASSERT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, tiles, rec.data(), KVARN_CL_FRAME_ORIGINAL,
-                                      KVARN_CL_F32, ko.data(), vo.data()),
+  ASSERT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, tiles, rec.data(),
+                                      KVARN_CL_FRAME_ORIGINAL, KVARN_CL_F32, ko.data(), vo.data()),
             KVARN_CL_OK);
   EXPECT_LT(kvarn_cl::relative_error(ko, k), 0.2);
   std::vector<uint16_t> kh(k.size()), vh(v.size());
-  ASSERT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, tiles, rec.data(), KVARN_CL_FRAME_ORIGINAL,
-                                      KVARN_CL_F16, kh.data(), vh.data()),
+  ASSERT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, tiles, rec.data(),
+                                      KVARN_CL_FRAME_ORIGINAL, KVARN_CL_F16, kh.data(), vh.data()),
             KVARN_CL_OK);
   EXPECT_EQ(kvarn_cl::test::to_float(kh), ko);
 
   // Error paths.
   auto bad = k;
   bad[70] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_EQ(kvarn_cl_quantize_tiles(be, KVARN_CL_K4V2_G64, D, 8, tiles, bad.data(), v.data(), KVARN_CL_F32,
-                                    rec.data()),
+  EXPECT_EQ(kvarn_cl_quantize_tiles(be, KVARN_CL_K4V2_G64, D, 8, tiles, bad.data(), v.data(),
+                                    KVARN_CL_F32, rec.data()),
             KVARN_CL_NON_FINITE_INPUT);
   EXPECT_NE(last_error().find("non-finite"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_quantize_tiles(be, KVARN_CL_K4V2_G64, D, 99, tiles, k.data(), v.data(), KVARN_CL_F32,
-                                    rec.data()),
+  EXPECT_EQ(kvarn_cl_quantize_tiles(be, KVARN_CL_K4V2_G64, D, 99, tiles, k.data(), v.data(),
+                                    KVARN_CL_F32, rec.data()),
             KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("sinkhorn_iters 99"), std::string::npos) << last_error();
   EXPECT_EQ(kvarn_cl_quantize_tiles(be, KVARN_CL_K4V2_G64, D, 8, tiles, k.data(), v.data(),
@@ -110,17 +112,19 @@ TEST(CApi, QuantizeAndDequantizeTilesMatchTheCppCodec) {
   const kvarn_cl::RecordLayout L = kvarn_cl::RecordLayout::make(p);
   corrupt[L.s_col_k] = 0x00;
   corrupt[L.s_col_k + 1] = 0x7C;
-  EXPECT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, 1, corrupt.data(), KVARN_CL_FRAME_ROTATED,
-                                      KVARN_CL_F32, ko.data(), vo.data()),
+  EXPECT_EQ(kvarn_cl_dequantize_tiles(be, KVARN_CL_K4V2_G64, D, 1, corrupt.data(),
+                                      KVARN_CL_FRAME_ROTATED, KVARN_CL_F32, ko.data(), vo.data()),
             KVARN_CL_CORRUPT_RECORD);
   EXPECT_NE(last_error().find("s_col_K[0]"), std::string::npos) << last_error();
   kvarn_cl_backend* other = be;  // a failed create sets its output to NULL
-  EXPECT_EQ(kvarn_cl_backend_create(static_cast<kvarn_cl_backend_kind>(9), 0, &other), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_backend_create(static_cast<kvarn_cl_backend_kind>(9), 0, &other),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_EQ(other, nullptr);
   // cpu_threads belong to the CPU backend (make_backend's rule, as in C++ and Python)
   EXPECT_EQ(kvarn_cl_backend_create(KVARN_CL_BACKEND_OPENCL, 2, &other), KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("cpu_threads 2"), std::string::npos) << last_error();
-  kvarn_cl_backend_destroy(be);  // (this test used to overwrite `be` and leak it; LeakSanitizer saw it)
+  kvarn_cl_backend_destroy(
+      be);  // (this test used to overwrite `be` and leak it; LeakSanitizer saw it)
 }
 
 TEST(CApi, CacheLifecycle) {
@@ -150,7 +154,9 @@ TEST(CApi, CacheLifecycle) {
   const uint64_t ids[2] = {a, b};
   const int tokens[2] = {200, 100};
   for (int layer = 0; layer < 2; ++layer)
-    ASSERT_EQ(kvarn_cl_cache_append(cache, layer, 2, ids, tokens, k.data(), v.data(), KVARN_CL_F32, 0), KVARN_CL_OK)
+    ASSERT_EQ(
+        kvarn_cl_cache_append(cache, layer, 2, ids, tokens, k.data(), v.data(), KVARN_CL_F32, 0),
+        KVARN_CL_OK)
         << last_error();
   int len = 0;
   ASSERT_EQ(kvarn_cl_cache_length(cache, b, 1, &len), KVARN_CL_OK);
@@ -158,7 +164,8 @@ TEST(CApi, CacheLifecycle) {
   // Speculative tokens: commit one, roll back the rest.
   const int two[1] = {2};
   for (int layer = 0; layer < 2; ++layer)
-    ASSERT_EQ(kvarn_cl_cache_append(cache, layer, 1, &a, two, k.data(), v.data(), KVARN_CL_F32, 1), KVARN_CL_OK);
+    ASSERT_EQ(kvarn_cl_cache_append(cache, layer, 1, &a, two, k.data(), v.data(), KVARN_CL_F32, 1),
+              KVARN_CL_OK);
   ASSERT_EQ(kvarn_cl_cache_commit(cache, a, 1), KVARN_CL_OK);
   ASSERT_EQ(kvarn_cl_cache_rollback(cache, a), KVARN_CL_OK);
   ASSERT_EQ(kvarn_cl_cache_length(cache, a, 0, &len), KVARN_CL_OK);

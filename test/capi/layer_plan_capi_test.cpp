@@ -20,13 +20,16 @@ const double kError[8] = {0.010, 0.004, 0.012, 0.005, 0.090, 0.006, 0.011, 0.004
 
 TEST(CApiLayerPlan, OneUpgradeGoesToTheMostSensitiveLayer) {
   double b2 = 0, b4 = 0;
-  ASSERT_EQ(kvarn_cl_preset_bytes_per_token_head(KVARN_CL_K4V2_G128, 64, &b2), KVARN_CL_OK) << last_error();
-  ASSERT_EQ(kvarn_cl_preset_bytes_per_token_head(KVARN_CL_K4V4_G128, 64, &b4), KVARN_CL_OK) << last_error();
+  ASSERT_EQ(kvarn_cl_preset_bytes_per_token_head(KVARN_CL_K4V2_G128, 64, &b2), KVARN_CL_OK)
+      << last_error();
+  ASSERT_EQ(kvarn_cl_preset_bytes_per_token_head(KVARN_CL_K4V4_G128, 64, &b4), KVARN_CL_OK)
+      << last_error();
   EXPECT_EQ(b2, 57.0);
   EXPECT_EQ(b4, 73.0);
   kvarn_cl_preset plan[4];
   double bytes = 0;
-  ASSERT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, kError, 64, (3 * b2 + b4) / 4, plan, &bytes), KVARN_CL_OK)
+  ASSERT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, kError, 64, (3 * b2 + b4) / 4, plan, &bytes),
+            KVARN_CL_OK)
       << last_error();
   EXPECT_EQ(plan[0], KVARN_CL_K4V2_G128);
   EXPECT_EQ(plan[1], KVARN_CL_K4V2_G128);
@@ -37,7 +40,8 @@ TEST(CApiLayerPlan, OneUpgradeGoesToTheMostSensitiveLayer) {
   double budget = 0;
   ASSERT_EQ(kvarn_cl_budget_from_total_bytes(61u * 1000 * 3 * 4, 1000, 3, 4, &budget), KVARN_CL_OK);
   EXPECT_EQ(budget, 61.0);
-  ASSERT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, kError, 64, budget - 0.5, plan, nullptr), KVARN_CL_OK);
+  ASSERT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, kError, 64, budget - 0.5, plan, nullptr),
+            KVARN_CL_OK);
   for (int l = 0; l < 4; ++l) EXPECT_EQ(plan[l], KVARN_CL_K4V2_G128) << l;
 
   // The plan builds a cache.
@@ -65,27 +69,38 @@ TEST(CApiLayerPlan, OneUpgradeGoesToTheMostSensitiveLayer) {
 
 TEST(CApiLayerPlan, ErrorsNameTheArgument) {
   kvarn_cl_preset plan[4];
-  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, kError, 64, 50, plan, nullptr), KVARN_CL_INVALID_ARGUMENT);
-  EXPECT_NE(last_error().find("budget 50 B/token/head is below the cheapest plan"), std::string::npos) << last_error();
+  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, kError, 64, 50, plan, nullptr),
+            KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("budget 50 B/token/head is below the cheapest plan"),
+            std::string::npos)
+      << last_error();
   EXPECT_NE(last_error().find("k4v2_g128 takes 57"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_layer_plan_choose(nullptr, 2, 4, kError, 64, 64, plan, nullptr), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_layer_plan_choose(nullptr, 2, 4, kError, 64, 64, plan, nullptr),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("presets is NULL"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, nullptr, 64, 64, plan, nullptr), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, nullptr, 64, 64, plan, nullptr),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("error is NULL"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 0, kError, 64, 64, plan, nullptr), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 0, kError, 64, 64, plan, nullptr),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("num_layers 0"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 9, 4, kError, 64, 64, plan, nullptr), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 9, 4, kError, 64, 64, plan, nullptr),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("num_presets 9"), std::string::npos) << last_error();
   const kvarn_cl_preset bad[2] = {KVARN_CL_K4V2_G128, static_cast<kvarn_cl_preset>(42)};
-  EXPECT_EQ(kvarn_cl_layer_plan_choose(bad, 2, 4, kError, 64, 64, plan, nullptr), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_layer_plan_choose(bad, 2, 4, kError, 64, 64, plan, nullptr),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("invalid preset value 42"), std::string::npos) << last_error();
-  const double nan_error[8] = {0.01, 0.004, std::numeric_limits<double>::quiet_NaN(), 0.005, 0.09, 0.006, 0.011, 0.004};
-  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, nan_error, 64, 64, plan, nullptr), KVARN_CL_INVALID_ARGUMENT);
+  const double nan_error[8] = {
+      0.01, 0.004, std::numeric_limits<double>::quiet_NaN(), 0.005, 0.09, 0.006, 0.011, 0.004};
+  EXPECT_EQ(kvarn_cl_layer_plan_choose(kLadder, 2, 4, nan_error, 64, 64, plan, nullptr),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("sensitivity.error[1][0]"), std::string::npos) << last_error();
   double b = 0;
   EXPECT_EQ(kvarn_cl_budget_from_total_bytes(100, 0, 1, 1, &b), KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("tokens 0"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_preset_bytes_per_token_head(KVARN_CL_K4V2_G128, 100, &b), KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(kvarn_cl_preset_bytes_per_token_head(KVARN_CL_K4V2_G128, 100, &b),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("100"), std::string::npos) << last_error();
 }
 
@@ -98,21 +113,26 @@ TEST(CApiLayerPlan, MeasuredSensitivityRanksPresets) {
   for (auto& x : k) x = n(rng);
   for (auto& x : v) x = n(rng);
   double error[L * 2];
-  ASSERT_EQ(kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, T, Hk, k.data(), v.data(), error), KVARN_CL_OK)
+  ASSERT_EQ(
+      kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, T, Hk, k.data(), v.data(), error),
+      KVARN_CL_OK)
       << last_error();
   for (int l = 0; l < L; ++l) {
     EXPECT_GT(error[l * 2 + 1], 0) << l;
     EXPECT_LT(error[l * 2 + 1], error[l * 2]) << l;  // k4v4 below k4v2
   }
-  EXPECT_EQ(kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, 100, Hk, k.data(), v.data(), error),
-            KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(
+      kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, 100, Hk, k.data(), v.data(), error),
+      KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("tokens 100"), std::string::npos) << last_error();
-  EXPECT_EQ(kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, T, Hk, k.data(), nullptr, error),
-            KVARN_CL_INVALID_ARGUMENT);
+  EXPECT_EQ(
+      kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, T, Hk, k.data(), nullptr, error),
+      KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("v is NULL"), std::string::npos) << last_error();
   v[5] = std::numeric_limits<float>::infinity();
-  EXPECT_EQ(kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, T, Hk, k.data(), v.data(), error),
-            KVARN_CL_NON_FINITE_INPUT);
+  EXPECT_EQ(
+      kvarn_cl_layer_sensitivity_measure(kLadder, 2, D, 8, L, T, Hk, k.data(), v.data(), error),
+      KVARN_CL_NON_FINITE_INPUT);
   EXPECT_NE(last_error().find("v of layer 0, token 0, head 0"), std::string::npos) << last_error();
 }
 

@@ -20,10 +20,12 @@ TEST(CApiLayerPresets, FileToCacheAndRecentWindow) {
     f << "# plan\n0 k4v4_g128\n1 k4v2_g128\n2 k2v2_g128\n";
   }
   size_t count = 0;
-  ASSERT_EQ(kvarn_cl_layer_presets_read(path.c_str(), nullptr, 0, &count), KVARN_CL_INVALID_ARGUMENT);
+  ASSERT_EQ(kvarn_cl_layer_presets_read(path.c_str(), nullptr, 0, &count),
+            KVARN_CL_INVALID_ARGUMENT);
   EXPECT_EQ(count, 3u);
   kvarn_cl_preset presets[3];
-  ASSERT_EQ(kvarn_cl_layer_presets_read(path.c_str(), presets, 3, &count), KVARN_CL_OK) << last_error();
+  ASSERT_EQ(kvarn_cl_layer_presets_read(path.c_str(), presets, 3, &count), KVARN_CL_OK)
+      << last_error();
   EXPECT_EQ(presets[0], KVARN_CL_K4V4_G128);
   EXPECT_EQ(presets[2], KVARN_CL_K2V2_G128);
   std::remove(path.c_str());
@@ -55,9 +57,11 @@ TEST(CApiLayerPresets, FileToCacheAndRecentWindow) {
   uint64_t seq = 0;
   ASSERT_EQ(kvarn_cl_cache_add_sequence(cache, &seq), KVARN_CL_OK);
   const int T = 600;
-  const auto k = kvarn_cl::test::gaussian_rows(T, 64, 1), v = kvarn_cl::test::gaussian_rows(T, 64, 2);
+  const auto k = kvarn_cl::test::gaussian_rows(T, 64, 1),
+             v = kvarn_cl::test::gaussian_rows(T, 64, 2);
   for (int l = 0; l < 3; ++l)
-    ASSERT_EQ(kvarn_cl_cache_append(cache, l, 1, &seq, &T, k.data(), v.data(), KVARN_CL_F32, 0), KVARN_CL_OK)
+    ASSERT_EQ(kvarn_cl_cache_append(cache, l, 1, &seq, &T, k.data(), v.data(), KVARN_CL_F32, 0),
+              KVARN_CL_OK)
         << last_error();
   kvarn_cl_memory_report r;
   ASSERT_EQ(kvarn_cl_cache_memory_report(cache, &r), KVARN_CL_OK);
@@ -75,7 +79,8 @@ TEST(CApiLayerPresets, FileToCacheAndRecentWindow) {
   cfg.layer_presets = mixed_g;
   EXPECT_EQ(kvarn_cl_cache_create(be, &cfg, &cache), KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("tile size"), std::string::npos) << last_error();
-  kvarn_cl_preset bad[3] = {KVARN_CL_K4V2_G128, static_cast<kvarn_cl_preset>(17), KVARN_CL_K4V2_G128};
+  kvarn_cl_preset bad[3] = {KVARN_CL_K4V2_G128, static_cast<kvarn_cl_preset>(17),
+                            KVARN_CL_K4V2_G128};
   cfg.layer_presets = bad;
   EXPECT_EQ(kvarn_cl_cache_create(be, &cfg, &cache), KVARN_CL_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("17"), std::string::npos) << last_error();

@@ -50,10 +50,12 @@ inline std::size_t records_agree(const CodecParams& params, const std::uint8_t* 
     for (std::size_t i = 0; i < step1.size(); ++i)
       for (std::size_t j = 0; j < col1.size(); ++j) {
         const float x = step1[i] * col1[j], y = step2[i] * col2[j];
-        if (!(std::fabs(x - y) <= kRtol * std::max(std::fabs(x), std::fabs(y)) + 1e-12f)) return false;
+        if (!(std::fabs(x - y) <= kRtol * std::max(std::fabs(x), std::fabs(y)) + 1e-12f))
+          return false;
         const float zx = zero1[i] * col1[j], zy = zero2[i] * col2[j];
         const float range = levels * std::max(std::fabs(x), std::fabs(y));
-        if (!(std::fabs(zx - zy) <= kRtol * (std::max(std::fabs(zx), std::fabs(zy)) + range) + 1e-12f))
+        if (!(std::fabs(zx - zy) <=
+              kRtol * (std::max(std::fabs(zx), std::fabs(zy)) + range) + 1e-12f))
           return false;
       }
     return true;
@@ -71,15 +73,19 @@ inline std::size_t records_agree(const CodecParams& params, const std::uint8_t* 
       detail::unpack_codes(rw + l.v_codes + std::size_t(r) * l.v_row_bytes, D, l.v_bits, cw.data());
       for (int i = 0; i < D; ++i) differing += cg[std::size_t(i)] != cw[std::size_t(i)];
     }
-    const auto f = [&](const std::uint8_t* rec, std::size_t off, int n) { return record_field(rec, off, n); };
-    const bool k_ok = products_close(f(rg, l.s_col_k, D), f(rg, l.zp_k, D), f(rg, l.s_row_k, G),
-                                     f(rw, l.s_col_k, D), f(rw, l.zp_k, D), f(rw, l.s_row_k, G),
-                                     l.k_bits);
-    const bool v_ok = products_close(f(rg, l.s_row_v, G), f(rg, l.zp_v, G), f(rg, l.s_col_v, D),
-                                     f(rw, l.s_row_v, G), f(rw, l.zp_v, G), f(rw, l.s_col_v, D),
-                                     l.v_bits);
-    if (!k_ok) ADD_FAILURE() << "K scale products of tile " << t << " differ by more than rtol 1e-3";
-    if (!v_ok) ADD_FAILURE() << "V scale products of tile " << t << " differ by more than rtol 1e-3";
+    const auto f = [&](const std::uint8_t* rec, std::size_t off, int n) {
+      return record_field(rec, off, n);
+    };
+    const bool k_ok =
+        products_close(f(rg, l.s_col_k, D), f(rg, l.zp_k, D), f(rg, l.s_row_k, G),
+                       f(rw, l.s_col_k, D), f(rw, l.zp_k, D), f(rw, l.s_row_k, G), l.k_bits);
+    const bool v_ok =
+        products_close(f(rg, l.s_row_v, G), f(rg, l.zp_v, G), f(rg, l.s_col_v, D),
+                       f(rw, l.s_row_v, G), f(rw, l.zp_v, G), f(rw, l.s_col_v, D), l.v_bits);
+    if (!k_ok)
+      ADD_FAILURE() << "K scale products of tile " << t << " differ by more than rtol 1e-3";
+    if (!v_ok)
+      ADD_FAILURE() << "V scale products of tile " << t << " differ by more than rtol 1e-3";
   }
   return differing;
 }

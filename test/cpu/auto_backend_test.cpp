@@ -15,8 +15,8 @@
 #include "kvarn_cl/backend.hpp"
 #if KVARN_CL_WITH_OPENCL
 #include "kvarn_cl/device.hpp"
-#include "opencl/program_table.hpp"
 #include "opencl/kernel_sources.hpp"
+#include "opencl/program_table.hpp"
 #endif
 
 namespace kvarn_cl {
@@ -129,7 +129,8 @@ TEST(AutoBackend, OptionsThatContradictTheKindAreRefused) {
     make_backend(cpu_on_device);
     ADD_FAILURE() << "kind cpu with a device was accepted";
   } catch (const InvalidArgument& e) {
-    EXPECT_NE(std::string(e.what()).find("kind 'cpu' takes neither"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("kind 'cpu' takes neither"), std::string::npos)
+        << e.what();
   }
   BackendOptions opencl_threads;
   opencl_threads.kind = BackendKind::opencl;

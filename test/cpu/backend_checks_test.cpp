@@ -32,20 +32,35 @@ TEST(BackendChecks, CodecCallsNameTheJobAndTheValue) {
   const RecordLayout l = RecordLayout::make(kParams);
   auto rows = be->allocate(std::size_t(l.group) * l.head_dim * 2);
   auto records = be->allocate(l.bytes);
-  expect_invalid([&] { be->quantize(kParams, *rows, *rows, {{1, 0}}, *records); },
-                 "quantize: jobs[0].src_row = 1");
-  expect_invalid([&] { be->quantize(kParams, *rows, *rows, {{0, 0}, {0, 1}}, *records); },
-                 "quantize: jobs[1].dst_record = 1");
-  expect_invalid([&] { be->dequantize(kParams, *records, {0, 3}, Frame::rotated, *rows, *rows); },
-                 "dequantize: record_ids[1] = 3");
-  expect_invalid([&] { be->dequantize(kParams, *records, {0, 0}, Frame::rotated, *rows, *rows); },
-                 "dequantize: k_out: bytes [0, 32768) are outside the buffer of 16384 bytes");
+  expect_invalid(
+      [&] {
+        be->quantize(kParams, *rows, *rows, {{1, 0}}, *records);
+      },
+      "quantize: jobs[0].src_row = 1");
+  expect_invalid(
+      [&] {
+        be->quantize(kParams, *rows, *rows, {{0, 0}, {0, 1}}, *records);
+      },
+      "quantize: jobs[1].dst_record = 1");
+  expect_invalid(
+      [&] {
+        be->dequantize(kParams, *records, {0, 3}, Frame::rotated, *rows, *rows);
+      },
+      "dequantize: record_ids[1] = 3");
+  expect_invalid(
+      [&] {
+        be->dequantize(kParams, *records, {0, 0}, Frame::rotated, *rows, *rows);
+      },
+      "dequantize: k_out: bytes [0, 32768) are outside the buffer of 16384 bytes");
   expect_invalid([&] { be->rotate(kParams, *rows, ElementType::f32, l.group, *rows, 0); },
                  "rotate: in");
   expect_invalid([&] { be->rotate(kParams, *rows, ElementType::f16, 2, *rows, l.group - 1); },
                  "rotate: out");
-  expect_invalid([&] { be->copy_rows(*rows, *rows, {{0, 0, 1}, {255, 0, 2}}, 64); },
-                 "copy_rows: runs[1] source");
+  expect_invalid(
+      [&] {
+        be->copy_rows(*rows, *rows, {{0, 0, 1}, {255, 0, 2}}, 64);
+      },
+      "copy_rows: runs[1] source");
   expect_invalid([&] { be->read(*rows, rows->size(), nullptr, 1); }, "read: src");
 }
 
@@ -102,7 +117,8 @@ TEST(BackendChecks, AttendNamesTheArgumentOrTheBatchEntry) {
   s.seq.tail_len = 1;
   s.a.num_q_heads = 3;
   s.a.num_kv_heads = 2;
-  expect_invalid([&] { s.attend(); }, "attend: num_q_heads 3 is not a positive multiple of num_kv_heads 2");
+  expect_invalid([&] { s.attend(); },
+                 "attend: num_q_heads 3 is not a positive multiple of num_kv_heads 2");
   s.a.num_q_heads = 2;
   s.a.num_kv_heads = 1;
   s.a.sink_v = nullptr;
@@ -115,7 +131,8 @@ TEST(BackendChecks, AttendNamesTheArgumentOrTheBatchEntry) {
   expect_invalid([&] { s.attend(); }, "host_seq_info and host_block_tables must be given together");
   s.a.host_seq_info = nullptr;
   s.a.max_blocks = 2;
-  expect_invalid([&] { s.attend(); }, "attend: block_tables: bytes [0, 8) are outside the buffer of 4 bytes");
+  expect_invalid([&] { s.attend(); },
+                 "attend: block_tables: bytes [0, 8) are outside the buffer of 4 bytes");
 }
 
 TEST(BackendChecks, AttendFp16NamesTheSequenceLength) {
@@ -125,11 +142,14 @@ TEST(BackendChecks, AttendFp16NamesTheSequenceLength) {
   auto k = be->allocate(std::size_t(cap) * D * 2), lens = be->allocate(4);
   const std::int32_t len = cap + 1;
   be->write(*lens, 0, &len, 4);
-  const AttendFp16Args a = AttendFp16Args::over(1, 2, 1, D, *q, *out, *k, *k, cap, *lens, Frame::original);
-  expect_invalid([&] { be->attend_fp16(a); }, "attend_fp16: seq_len of batch entry 0 is 10, outside [0, 10)");
+  const AttendFp16Args a =
+      AttendFp16Args::over(1, 2, 1, D, *q, *out, *k, *k, cap, *lens, Frame::original);
+  expect_invalid([&] { be->attend_fp16(a); },
+                 "attend_fp16: seq_len of batch entry 0 is 10, outside [0, 10)");
   AttendFp16Args wide = a;
   wide.capacity = cap + 1;
-  expect_invalid([&] { be->attend_fp16(wide); }, "attend_fp16: k: bytes [0, 1280) are outside the buffer of 1152 bytes");
+  expect_invalid([&] { be->attend_fp16(wide); },
+                 "attend_fp16: k: bytes [0, 1280) are outside the buffer of 1152 bytes");
 }
 
 TEST(BackendChecks, AttendIndicesReturnTheLongestSequenceInUnits) {

@@ -59,7 +59,7 @@ TEST(FiniteDecode, ScalesNearTheFp16MaximumDecodeFinite) {
   const CodecParams p{Preset::k4v4_g64, 64, 8};
   const RecordLayout l = RecordLayout::make(p);
   std::vector<std::uint8_t> rec(l.bytes, 0xFF);  // every code at its maximum
-  const half_bits big = 0x7BFF;                   // 65504
+  const half_bits big = 0x7BFF;                  // 65504
   for (int d = 0; d < l.head_dim; ++d) {
     put_half(rec, l.s_col_k + 2 * std::size_t(d), big);
     put_half(rec, l.zp_k + 2 * std::size_t(d), big);
@@ -119,7 +119,8 @@ TEST(FiniteDecode, NegativeScalesAreCorrupt) {
       dequantize_tiles(p, rec.data(), 2, ko.data(), vo.data());
       ADD_FAILURE() << "a negative scale was decoded";
     } catch (const CorruptRecord& e) {
-      EXPECT_NE(std::string(e.what()).find(std::string(f.name) + "[3] is negative"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find(std::string(f.name) + "[3] is negative"),
+                std::string::npos)
           << e.what();
       EXPECT_NE(std::string(e.what()).find("record 1"), std::string::npos) << e.what();
     }

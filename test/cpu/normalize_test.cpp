@@ -50,7 +50,7 @@ TEST(Normalize, NeverEndsWorseThanTheUnscaledTile) {
       for (int r = 0; r < rows; ++r)
         for (int c = 0; c < cols; ++c)
           b[std::size_t(r) * cols + c] = m[std::size_t(r) * cols + c] /
-                                          n.col_scale[std::size_t(c)] / n.row_scale[std::size_t(r)];
+                                         n.col_scale[std::size_t(c)] / n.row_scale[std::size_t(r)];
       EXPECT_NEAR(detail::imbalance(b.data(), rows, cols), n.best_imbalance,
                   1e-4 * n.best_imbalance);
     }
@@ -62,7 +62,8 @@ TEST(Normalize, BalancesAStronglyScaledMatrix) {
   const int rows = 64, cols = 128;
   auto m = test::gaussian_rows(rows, cols, 9);
   for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) m[std::size_t(r) * cols + c] *= float(1 + r % 8) * float(1 + c % 4);
+    for (int c = 0; c < cols; ++c)
+      m[std::size_t(r) * cols + c] *= float(1 + r % 8) * float(1 + c % 4);
   const auto n = detail::normalize(m.data(), rows, cols, 8);
   EXPECT_GT(n.initial_imbalance, 10.0);
   EXPECT_LT(n.best_imbalance, 3.5);

@@ -28,7 +28,8 @@ TEST(Pack, RoundTripsForEveryWidthAndLength) {
   std::mt19937 rng(3);
   for (int bits : {2, 4}) {
     for (int n : {64, 128, 256}) {
-      std::vector<std::uint8_t> codes(static_cast<std::size_t>(n)), back(static_cast<std::size_t>(n));
+      std::vector<std::uint8_t> codes(static_cast<std::size_t>(n)),
+          back(static_cast<std::size_t>(n));
       for (auto& c : codes) c = std::uint8_t(rng() % (1u << bits));
       std::vector<std::uint8_t> packed(std::size_t(n * bits / 8));
       detail::pack_codes(codes.data(), n, bits, packed.data());

@@ -52,8 +52,8 @@ Tiles make_tiles(const CodecParams& p, std::size_t tiles, std::uint32_t seed) {
 }
 
 const CodecParams kGeometries[] = {
-    {Preset::k4v2_g128, 128, 8}, {Preset::k4v4_g128, 128, 8}, {Preset::k2v2_g128, 128, 8},
-    {Preset::k4v2_g64, 128, 8},  {Preset::k4v4_g64, 64, 8},   {Preset::k4v2_g128, 64, 8},
+    {Preset::k4v2_g128, 128, 8}, {Preset::k4v4_g128, 128, 8},  {Preset::k2v2_g128, 128, 8},
+    {Preset::k4v2_g64, 128, 8},  {Preset::k4v4_g64, 64, 8},    {Preset::k4v2_g128, 64, 8},
     {Preset::k4v2_g128, 256, 8}, {Preset::k4v2_g128, 128, 16},
 };
 
@@ -73,16 +73,19 @@ TEST(SimdAgreement, QuantizeMatchesTheReferenceExceptAtTies) {
     for (const CodecParams& p : kGeometries) {
       const RecordLayout l = RecordLayout::make(p);
       const std::size_t tiles = p.preset == Preset::k4v2_g128 && p.head_dim == 128 ? 128 : 16;
-      const Tiles in = make_tiles(p, tiles, 100 + std::uint32_t(p.head_dim) + std::uint32_t(p.preset));
+      const Tiles in =
+          make_tiles(p, tiles, 100 + std::uint32_t(p.head_dim) + std::uint32_t(p.preset));
       const std::size_t tv = std::size_t(p.group()) * p.head_dim;
       std::vector<std::uint8_t> got(tiles * l.bytes), want(tiles * l.bytes);
       for (std::size_t i = 0; i < tiles; ++i) {
-        cpu::simd::quantize_tile(p, in.k.data() + i * tv, in.v.data() + i * tv, got.data() + i * l.bytes);
+        cpu::simd::quantize_tile(p, in.k.data() + i * tv, in.v.data() + i * tv,
+                                 got.data() + i * l.bytes);
         quantize_tile(p, in.k.data() + i * tv, in.v.data() + i * tv, want.data() + i * l.bytes);
       }
       const std::size_t differing = records_agree(p, got.data(), want.data(), tiles);
       EXPECT_LE(differing, 16 * ((tiles + 127) / 128))
-          << t.name << " " << to_string(p.preset) << " D=" << p.head_dim << " iters " << p.sinkhorn_iters;
+          << t.name << " " << to_string(p.preset) << " D=" << p.head_dim << " iters "
+          << p.sinkhorn_iters;
       // Deterministic: the same tile gives the same bytes.
       std::vector<std::uint8_t> again(l.bytes);
       cpu::simd::quantize_tile(p, in.k.data(), in.v.data(), again.data());
@@ -126,7 +129,8 @@ TEST(SimdAgreement, RotationIsBitIdentical) {
       std::vector<float> a = x, b = x;
       cpu::simd::fwht_rows(a.data(), rows, D);
       for (std::size_t r = 0; r < rows; ++r) fwht_inplace(b.data() + r * D, D);
-      EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << t.name << " D=" << D;
+      EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+          << t.name << " D=" << D;
       std::vector<half_bits> hg(x.size()), hw(x.size());
       cpu::simd::rotate_rows(x.data(), hg.data(), rows, D);
       rotate_rows(x.data(), hw.data(), rows, D);
@@ -151,7 +155,8 @@ TEST(SimdAgreement, SameErrorsAsTheReference) {
       cpu::simd::quantize_tile(p, in.k.data(), in.v.data(), rec.data());
       ADD_FAILURE() << t.name << ": no error for NaN";
     } catch (const NonFiniteInput& e) {
-      EXPECT_NE(std::string(e.what()).find("token 5 of the tile, channel 9"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("token 5 of the tile, channel 9"), std::string::npos)
+          << e.what();
     }
     in = make_tiles(p, 1, 3);
     quantize_tile(p, in.k.data(), in.v.data(), rec.data());
@@ -199,7 +204,8 @@ struct AttendCase {
     tables.assign(std::size_t(S) * max_blocks, 0);
     int next = blocks - 1;
     for (int s = 0; s < S; ++s)
-      for (int j = 0; j < lens[std::size_t(s)][1]; ++j) tables[std::size_t(s) * max_blocks + j] = next--;
+      for (int j = 0; j < lens[std::size_t(s)][1]; ++j)
+        tables[std::size_t(s) * max_blocks + j] = next--;
     const std::size_t pool_rows = std::size_t(S) * Hk * G;
     auto rows = [&](std::uint32_t seed, float gain) {
       auto f = gaussian_rows(pool_rows, D, seed, {2}, gain);
@@ -212,7 +218,8 @@ struct AttendCase {
     tail = rows(63, 5.0f);
     tail_v = rows(64, 2.0f);
     for (int s = 0; s < S; ++s)
-      info.push_back({s, lens[std::size_t(s)][0], lens[std::size_t(s)][1], lens[std::size_t(s)][2]});
+      info.push_back(
+          {s, lens[std::size_t(s)][0], lens[std::size_t(s)][1], lens[std::size_t(s)][2]});
     q = gaussian_rows(std::size_t(S) * Hq, D, 77, {}, 1.0f);
     for (auto& x : q) x *= 0.5f;
   }
@@ -258,8 +265,10 @@ TEST(SimdAgreement, FusedAttentionWithin1e5OfTheReference) {
     CodecParams p;
     int hq, hk;
   };
-  const Shape shapes[] = {{{Preset::k4v2_g128, 128, 8}, 8, 2}, {{Preset::k4v4_g64, 64, 8}, 4, 4},
-                          {{Preset::k2v2_g128, 256, 8}, 6, 1}, {{Preset::k4v2_g128, 128, 8}, 10, 2}};
+  const Shape shapes[] = {{{Preset::k4v2_g128, 128, 8}, 8, 2},
+                          {{Preset::k4v4_g64, 64, 8}, 4, 4},
+                          {{Preset::k2v2_g128, 256, 8}, 6, 1},
+                          {{Preset::k4v2_g128, 128, 8}, 10, 2}};
   for (const auto& t : targets()) {
     ForcedTarget forced(t);
     for (const Shape& sh : shapes) {
@@ -268,8 +277,9 @@ TEST(SimdAgreement, FusedAttentionWithin1e5OfTheReference) {
       std::vector<float> got, want;
       cpu::attend_records(c.host(got), pool, cpu::Kernels::simd);
       cpu::attend_records(c.host(want), pool, cpu::Kernels::reference);
-      EXPECT_LE(max_relative(got, want), 1e-5) << t.name << " " << to_string(sh.p.preset) << " D="
-                                               << sh.p.head_dim << " Hq " << sh.hq << " Hk " << sh.hk;
+      EXPECT_LE(max_relative(got, want), 1e-5)
+          << t.name << " " << to_string(sh.p.preset) << " D=" << sh.p.head_dim << " Hq " << sh.hq
+          << " Hk " << sh.hk;
       // The empty sequence gets a zero output on both paths.
       const std::size_t last = std::size_t(3) * sh.hq * sh.p.head_dim;
       for (std::size_t i = last; i < got.size(); ++i) ASSERT_EQ(got[i], 0.0f);
@@ -322,7 +332,8 @@ TEST(SimdAgreement, FusedAttentionReportsCorruptScalesLikeTheReference) {
   for (const auto& t : targets()) {
     ForcedTarget forced(t);
     std::vector<float> out;
-    EXPECT_THROW(cpu::attend_records(c.host(out), pool, cpu::Kernels::simd), CorruptRecord) << t.name;
+    EXPECT_THROW(cpu::attend_records(c.host(out), pool, cpu::Kernels::simd), CorruptRecord)
+        << t.name;
   }
   std::vector<float> out;
   EXPECT_THROW(cpu::attend_records(c.host(out), pool, cpu::Kernels::reference), CorruptRecord);

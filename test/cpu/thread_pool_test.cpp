@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <mutex>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -37,7 +37,8 @@ TEST(ThreadPool, EveryItemRunsExactlyOnceOverManyCalls) {
     for (int rep = 0; rep < 20; ++rep) {
       std::vector<std::atomic<int>> hits(n);
       pool.parallel_for(n, [&](std::size_t i) { hits[i].fetch_add(1); });
-      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n " << n << " item " << i;
+      for (std::size_t i = 0; i < n; ++i)
+        ASSERT_EQ(hits[i].load(), 1) << "n " << n << " item " << i;
     }
   }
 }
@@ -90,15 +91,15 @@ TEST(ThreadPool, TheFirstErrorReachesTheCallerAndThePoolStaysUsable) {
 TEST(ThreadPool, NestedAndConcurrentCallsComplete) {
   ThreadPool pool(3);
   std::atomic<int> inner{0};
-  pool.parallel_for(6, [&](std::size_t) {
-    pool.parallel_for(5, [&](std::size_t) { inner.fetch_add(1); });
-  });
+  pool.parallel_for(
+      6, [&](std::size_t) { pool.parallel_for(5, [&](std::size_t) { inner.fetch_add(1); }); });
   EXPECT_EQ(inner.load(), 30);
   std::atomic<int> total{0};
   std::vector<std::thread> callers;
   for (int c = 0; c < 4; ++c)
     callers.emplace_back([&] {
-      for (int rep = 0; rep < 50; ++rep) pool.parallel_for(20, [&](std::size_t) { total.fetch_add(1); });
+      for (int rep = 0; rep < 50; ++rep)
+        pool.parallel_for(20, [&](std::size_t) { total.fetch_add(1); });
     });
   for (auto& t : callers) t.join();
   EXPECT_EQ(total.load(), 4 * 50 * 20);

@@ -22,7 +22,8 @@ std::vector<float> record_halves(const std::vector<std::uint8_t>& rec, std::size
 }
 
 // Plain per-row min/max rounding without rotation or normalization, decoded back.
-std::vector<float> plain_minmax(const std::vector<float>& rows_by_cols, int rows, int cols, int bits) {
+std::vector<float> plain_minmax(const std::vector<float>& rows_by_cols, int rows, int cols,
+                                int bits) {
   std::vector<float> out(rows_by_cols.size());
   std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
   for (int r = 0; r < rows; ++r) {
@@ -62,12 +63,14 @@ TEST(TileCodec, HandComputedRecordWithoutNormalization) {
     for (std::size_t b = 0; b < l.k_row_bytes; ++b) {
       // Byte b holds tokens 2b (low nibble) and 2b+1 (high nibble).
       const unsigned lo = (2 * b) % 16, hi = (2 * b + 1) % 16;
-      ASSERT_EQ(rec[l.k_codes + std::size_t(d) * l.k_row_bytes + b], lo | (hi << 4)) << d << ' ' << b;
+      ASSERT_EQ(rec[l.k_codes + std::size_t(d) * l.k_row_bytes + b], lo | (hi << 4))
+          << d << ' ' << b;
     }
   for (float s : record_halves(rec, l.s_col_k, D)) EXPECT_EQ(s, 0.25f);
   for (float s : record_halves(rec, l.zp_k, D)) EXPECT_EQ(s, -1.0f);
   for (float s : record_halves(rec, l.s_row_k, G)) EXPECT_EQ(s, 1.0f);
-  for (std::size_t i = 0; i < std::size_t(G) * l.v_row_bytes; ++i) ASSERT_EQ(rec[l.v_codes + i], 0xE4);
+  for (std::size_t i = 0; i < std::size_t(G) * l.v_row_bytes; ++i)
+    ASSERT_EQ(rec[l.v_codes + i], 0xE4);
   for (float s : record_halves(rec, l.s_col_v, D)) EXPECT_EQ(s, 1.0f);
   for (float s : record_halves(rec, l.s_row_v, G)) EXPECT_EQ(s, 0.5f);
   for (float s : record_halves(rec, l.zp_v, G)) EXPECT_EQ(s, 0.0f);
@@ -119,11 +122,11 @@ TEST_P(TileCodecAllPresets, DeterministicBatchEqualsSingleAndDecodesClose) {
   for (std::size_t i = 0; i < tv; ++i) EXPECT_FLOAT_EQ(kr[i], ko[i]);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, TileCodecAllPresets,
-    ::testing::Combine(::testing::Values(Preset::k4v2_g128, Preset::k4v4_g128, Preset::k2v2_g128,
-                                         Preset::k4v2_g64, Preset::k4v4_g64),
-                       ::testing::Values(64, 128, 256)));
+INSTANTIATE_TEST_SUITE_P(All, TileCodecAllPresets,
+                         ::testing::Combine(::testing::Values(Preset::k4v2_g128, Preset::k4v4_g128,
+                                                              Preset::k2v2_g128, Preset::k4v2_g64,
+                                                              Preset::k4v4_g64),
+                                            ::testing::Values(64, 128, 256)));
 
 TEST(TileCodec, BeatsPlainMinMaxOnOutlierTiles) {
   // SPEC §5: N(0,1) tiles with a few channels ×20; KVarN (rotation + normalization + rounding)

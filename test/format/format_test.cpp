@@ -44,7 +44,8 @@ TEST(Preset, OnlyTheStatedCodeWidths) {
     validate_preset_info(k3);
     FAIL() << "a 3-bit preset was accepted";
   } catch (const InvalidArgument& e) {
-    EXPECT_STREQ(e.what(), "invalid preset k3v2_g128 k_bits 3: supported code widths are 2 and 4 bits");
+    EXPECT_STREQ(e.what(),
+                 "invalid preset k3v2_g128 k_bits 3: supported code widths are 2 and 4 bits");
   }
   const PresetInfo v8{Preset::k4v2_g128, "k4v8_g128", 4, 8, 128, false};
   EXPECT_THROW(validate_preset_info(v8), InvalidArgument);
@@ -68,9 +69,14 @@ TEST(HeadDim, OnlySupportedPowersOfTwo) {
     }
   }
   EXPECT_NE(std::string([] {
-              try { validate_head_dim(96); } catch (const Error& e) { return std::string(e.what()); }
+              try {
+                validate_head_dim(96);
+              } catch (const Error& e) {
+                return std::string(e.what());
+              }
               return std::string();
-            }()).find("power of two"),
+            }())
+                .find("power of two"),
             std::string::npos);
 }
 

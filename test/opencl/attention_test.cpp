@@ -8,16 +8,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <set>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <random>
-#include <cstring>
+#include <set>
 #include <sstream>
 
 #include "common/test_support.hpp"
-#include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
@@ -75,7 +74,8 @@ AttendData make_data(const AttendCase& c, std::uint32_t seed) {
   // Records of random rotated tiles, quantized by the CPU codec.
   const RotatedTiles tiles = make_rotated_tiles(d.params, std::size_t(pool) * c.hk, seed);
   d.records.resize(std::size_t(pool) * c.hk * L.bytes);
-  quantize_tiles(d.params, tiles.k.data(), tiles.v.data(), std::size_t(pool) * c.hk, d.records.data());
+  quantize_tiles(d.params, tiles.k.data(), tiles.v.data(), std::size_t(pool) * c.hk,
+                 d.records.data());
   // Blocks handed out in a shuffled order, slots permuted.
   std::mt19937 rng(seed);
   std::vector<int> blocks(static_cast<std::size_t>(pool)), slots(static_cast<std::size_t>(d.slots));
@@ -87,11 +87,13 @@ AttendData make_data(const AttendCase& c, std::uint32_t seed) {
   int next = 0;
   for (int s = 0; s < d.S; ++s) {
     const SeqShape& sh = c.seqs[std::size_t(s)];
-    for (int j = 0; j < sh.num_blocks; ++j) d.tables[std::size_t(s) * d.max_blocks + j] = blocks[std::size_t(next++)];
+    for (int j = 0; j < sh.num_blocks; ++j)
+      d.tables[std::size_t(s) * d.max_blocks + j] = blocks[std::size_t(next++)];
     d.info.push_back(SeqInfo{slots[std::size_t(s)], sh.sink_len, sh.num_blocks, sh.tail_len});
   }
   auto rows = [&](int cap, std::uint32_t sd) {
-    std::vector<float> f = gaussian_rows(std::size_t(d.slots) * c.hk * std::max(cap, 1), D, sd, {3, 17}, 6.0f);
+    std::vector<float> f =
+        gaussian_rows(std::size_t(d.slots) * c.hk * std::max(cap, 1), D, sd, {3, 17}, 6.0f);
     return to_half(f);
   };
   d.sink_k = rows(d.sink_cap, seed + 1);
@@ -165,7 +167,8 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
 
 // Per (sequence, query head) row: ||got - want|| / ||want|| <= tol. The largest ratio is recorded
 // as the test property max_row_rel_error (shows how much margin the bar leaves).
-void expect_rows_close(const std::vector<float>& got, const std::vector<float>& want, int D, double tol) {
+void expect_rows_close(const std::vector<float>& got, const std::vector<float>& want, int D,
+                       double tol) {
   ASSERT_EQ(got.size(), want.size());
   double worst = 0;
   for (std::size_t r = 0; r < got.size() / D; ++r) {
@@ -201,8 +204,13 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   // tile, many sequences. KVARN_CL_TEST_ALL_EMULATED=1
   // runs it on every case.
   std::vector<Kernel> kernels{Kernel::tile_slots, Kernel::short_context};
-  static const std::set<std::string> emulated_cases{
-      "gqa4_split3_tail_across", "mha_f16", "gqa8", "k2v2", "k4v4_g64_d64", "d256_gqa4", "batch10_mixed"};
+  static const std::set<std::string> emulated_cases{"gqa4_split3_tail_across",
+                                                    "mha_f16",
+                                                    "gqa8",
+                                                    "k2v2",
+                                                    "k4v4_g64_d64",
+                                                    "d256_gqa4",
+                                                    "batch10_mixed"};
   // KVARN_CL_TEST_ALL_EMULATED=0 leaves the emulation out (CI's sanitizer pass: it checks host
   // code, and the emulated kernel's host side is the same as the real one's).
   const char* all = std::getenv("KVARN_CL_TEST_ALL_EMULATED");
@@ -213,10 +221,10 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
     kernels.push_back(Kernel::nvidia_mma_sync_emulated);
   using Merge = opencl::AttendMerge;
   for (const Kernel kernel : kernels) {
-    SCOPED_TRACE(kernel == Kernel::tile_slots      ? "attention.cl"
-                 : kernel == Kernel::short_context ? "attention_short.cl"
-                 : kernel == Kernel::nvidia_mma_sync  ? "attention_mma.cl (inline PTX)"
-                                                   : "attention_mma.cl (emulated)");
+    SCOPED_TRACE(kernel == Kernel::tile_slots        ? "attention.cl"
+                 : kernel == Kernel::short_context   ? "attention_short.cl"
+                 : kernel == Kernel::nvidia_mma_sync ? "attention_mma.cl (inline PTX)"
+                                                     : "attention_mma.cl (emulated)");
     // Every way a launch can end (attention_program.hpp, AttendMerge): the policy's, the merge in
     // the split kernel's launch (the last split of each group's rows), the merge launch, and the
     // path before the one-launch change.
@@ -227,7 +235,8 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
     // races. The library never chooses it by itself (attention_program.hpp).
     const char* in_kernel_env = std::getenv("KVARN_CL_TEST_IN_KERNEL_MERGE");
     const bool test_in_kernel = in_kernel_env == nullptr || std::string(in_kernel_env) != "0";
-    for (const Merge merge : {Merge::automatic, Merge::in_kernel, Merge::separate_launch, Merge::legacy}) {
+    for (const Merge merge :
+         {Merge::automatic, Merge::in_kernel, Merge::separate_launch, Merge::legacy}) {
       if (merge == Merge::in_kernel && !test_in_kernel) continue;
       SCOPED_TRACE(merge == Merge::automatic         ? "merge: automatic"
                    : merge == Merge::in_kernel       ? "merge: in kernel"
@@ -282,32 +291,32 @@ TEST(OpenCLAttendPolicy, OneSplitStoresDirectlyMoreSplitsMergeInASecondLaunch) {
 // latency-bound (the H100 crossover of attention_program.hpp) and the tile-slot kernel elsewhere.
 TEST(OpenCLAttendPolicy, ShortKernelOnlyForFewTilesPerComputeUnit) {
   // Llama-3-8B (8 KV heads, 4 query heads per group) on 132 compute units.
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(8, 8, 4, 132));      // ctx 1K, batch 1
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(64, 8, 4, 132));     // ctx 1K, batch 8
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(8, 32, 4, 132));     // ctx 4K, batch 1
-  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 8, 4, 132));   // ctx 1K, batch 32
-  EXPECT_FALSE(opencl::attend_prefers_short_kernel(64, 32, 4, 132));   // ctx 4K, batch 8
-  EXPECT_FALSE(opencl::attend_prefers_short_kernel(8, 256, 4, 132));   // ctx 32K, batch 1
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(8, 8, 4, 132));     // ctx 1K, batch 1
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(64, 8, 4, 132));    // ctx 1K, batch 8
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(8, 32, 4, 132));    // ctx 4K, batch 1
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 8, 4, 132));  // ctx 1K, batch 32
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(64, 32, 4, 132));  // ctx 4K, batch 8
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(8, 256, 4, 132));  // ctx 32K, batch 1
   // MHA (32 heads, one per group).
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(2048, 8, 1, 132));   // ctx 1K, batch 64
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 32, 1, 132));     // ctx 4K, batch 1
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(2048, 32, 1, 132));   // ctx 4K, batch 64
-  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 1024, 1, 132));   // ctx 128K, batch 1
-  EXPECT_FALSE(opencl::attend_prefers_short_kernel(1024, 256, 1, 132)); // ctx 32K, batch 32
-  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 1024, 1, 132)); // ctx 128K, batch 8
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(2048, 8, 1, 132));     // ctx 1K, batch 64
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 32, 1, 132));      // ctx 4K, batch 1
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(2048, 32, 1, 132));    // ctx 4K, batch 64
+  EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 1024, 1, 132));    // ctx 128K, batch 1
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(1024, 256, 1, 132));  // ctx 32K, batch 32
+  EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 1024, 1, 132));  // ctx 128K, batch 8
 }
 
 TEST(OpenCLAttendPolicy, MatrixUnitSplitsFillTheDeviceBeforeShorteningSplits) {
   // Llama-3-8B on 132 compute units (one group per KV head at 4 query heads per work-group).
-  EXPECT_EQ(opencl::attend_mma_splits(8, 32, 132), 32);      // ctx 4K, batch 1: one tile a split
-  EXPECT_EQ(opencl::attend_mma_splits(64, 32, 132), 16);     // ctx 4K, batch 8: two tiles
-  EXPECT_EQ(opencl::attend_mma_splits(8, 256, 132), 128);    // ctx 32K, batch 1: two tiles
-  EXPECT_EQ(opencl::attend_mma_splits(64, 256, 132), 64);    // ctx 32K, batch 8: four tiles
-  EXPECT_EQ(opencl::attend_mma_splits(8, 1024, 132), 256);   // ctx 128K, batch 1: four tiles
-  EXPECT_EQ(opencl::attend_mma_splits(512, 256, 132), 13);   // ctx 32K, batch 64: 48 per CU
-  EXPECT_EQ(opencl::attend_mma_splits(512, 8, 132), 2);      // ctx 1K, batch 64: four tiles
-  EXPECT_EQ(opencl::attend_mma_splits(512, 1, 132), 1);      // a single unit
-  EXPECT_EQ(opencl::attend_mma_splits(0, 64, 132), 1);       // no groups
+  EXPECT_EQ(opencl::attend_mma_splits(8, 32, 132), 32);     // ctx 4K, batch 1: one tile a split
+  EXPECT_EQ(opencl::attend_mma_splits(64, 32, 132), 16);    // ctx 4K, batch 8: two tiles
+  EXPECT_EQ(opencl::attend_mma_splits(8, 256, 132), 128);   // ctx 32K, batch 1: two tiles
+  EXPECT_EQ(opencl::attend_mma_splits(64, 256, 132), 64);   // ctx 32K, batch 8: four tiles
+  EXPECT_EQ(opencl::attend_mma_splits(8, 1024, 132), 256);  // ctx 128K, batch 1: four tiles
+  EXPECT_EQ(opencl::attend_mma_splits(512, 256, 132), 13);  // ctx 32K, batch 64: 48 per CU
+  EXPECT_EQ(opencl::attend_mma_splits(512, 8, 132), 2);     // ctx 1K, batch 64: four tiles
+  EXPECT_EQ(opencl::attend_mma_splits(512, 1, 132), 1);     // a single unit
+  EXPECT_EQ(opencl::attend_mma_splits(0, 64, 132), 1);      // no groups
 }
 
 std::vector<AttendCase> fused_cases() {
@@ -316,7 +325,13 @@ std::vector<AttendCase> fused_cases() {
       // GQA 4, default preset: sink below a tile, tiles, tail across nothing; forced splits.
       {Preset::k4v2_g128, 128, 8, 2, {{100, 3, 37}}, 1, f32, "gqa4_nosplit"},
       {Preset::k4v2_g128, 128, 8, 2, {{128, 3, 129}}, 3, f32, "gqa4_split3_tail_across"},
-      {Preset::k4v2_g128, 128, 8, 2, {{128, 0, 0}, {5, 0, 0}, {128, 2, 1}, {1, 0, 0}}, 0, f32,
+      {Preset::k4v2_g128,
+       128,
+       8,
+       2,
+       {{128, 0, 0}, {5, 0, 0}, {128, 2, 1}, {1, 0, 0}},
+       0,
+       f32,
        "gqa4_mixed_auto"},
       // MHA and GQA 8; f16 output.
       {Preset::k4v2_g128, 128, 4, 4, {{128, 2, 60}, {128, 1, 127}}, 2, f16, "mha_f16"},
@@ -332,15 +347,30 @@ std::vector<AttendCase> fused_cases() {
       {Preset::k4v4_g64, 64, 2, 2, {{64, 2, 33}, {10, 0, 0}}, 0, f32, "k4v4_g64_d64"},
       {Preset::k4v2_g128, 64, 2, 2, {{128, 1, 20}, {3, 0, 0}}, 1, f32, "d64_mha_nosplit"},
       // Many sequences of mixed lengths in one launch.
-      {Preset::k4v2_g128, 128, 8, 2,
-       {{128, 5, 3}, {2, 0, 0}, {128, 0, 128}, {128, 1, 0}, {128, 7, 64}, {77, 0, 0}, {128, 2, 1},
-        {128, 3, 100}, {128, 0, 1}, {128, 1, 127}},
-       0, f32, "batch10_mixed"},
+      {Preset::k4v2_g128,
+       128,
+       8,
+       2,
+       {{128, 5, 3},
+        {2, 0, 0},
+        {128, 0, 128},
+        {128, 1, 0},
+        {128, 7, 64},
+        {77, 0, 0},
+        {128, 2, 1},
+        {128, 3, 100},
+        {128, 0, 1},
+        {128, 1, 127}},
+       0,
+       f32,
+       "batch10_mixed"},
   };
 }
 
 INSTANTIATE_TEST_SUITE_P(OpenCL, FusedAttend, ::testing::ValuesIn(fused_cases()),
-                         [](const ::testing::TestParamInfo<AttendCase>& i) { return i.param.name; });
+                         [](const ::testing::TestParamInfo<AttendCase>& i) {
+                           return i.param.name;
+                         });
 
 // --- attend_fp16 -------------------------------------------------------------------------------
 
@@ -376,7 +406,8 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
   // FusedAttend (the fp16 program's split kernel hands partials between work-groups the same way).
   const char* in_kernel_env = std::getenv("KVARN_CL_TEST_IN_KERNEL_MERGE");
   const bool test_in_kernel = in_kernel_env == nullptr || std::string(in_kernel_env) != "0";
-  for (const Merge merge : {Merge::automatic, Merge::in_kernel, Merge::separate_launch, Merge::legacy}) {
+  for (const Merge merge :
+       {Merge::automatic, Merge::in_kernel, Merge::separate_launch, Merge::legacy}) {
     if (merge == Merge::in_kernel && !test_in_kernel) continue;
     SCOPED_TRACE(merge == Merge::automatic         ? "merge: automatic"
                  : merge == Merge::in_kernel       ? "merge: in kernel"
@@ -394,8 +425,10 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
     tuning.force_attend_merge(Merge::automatic);
     tuning.force_attend_splits(0);
     std::vector<float> got(std::size_t(S) * c.hq * D);
-    if (c.out_type == ElementType::f32) got = from_device<float>(*ob, got.size());
-    else got = to_float(from_device<half_bits>(*ob, got.size()));
+    if (c.out_type == ElementType::f32)
+      got = from_device<float>(*ob, got.size());
+    else
+      got = to_float(from_device<half_bits>(*ob, got.size()));
 
     const std::vector<float> kf = to_float(kh), vf = to_float(vh);
     for (int s = 0; s < S; ++s) {
@@ -409,14 +442,16 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
             ks[(std::size_t(h) * T + t) * D + d] = kf[src];
             vs[(std::size_t(h) * T + t) * D + d] = vf[src];
           }
-      std::vector<float> qs(q.begin() + std::ptrdiff_t(s) * c.hq * D, q.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
+      std::vector<float> qs(q.begin() + std::ptrdiff_t(s) * c.hq * D,
+                            q.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
       if (c.frame == Frame::rotated)
         for (int h = 0; h < c.hq; ++h) fwht_inplace(qs.data() + std::size_t(h) * D, D);
       std::vector<float> want(std::size_t(c.hq) * D);
       exact_attention(qs.data(), ks.data(), vs.data(), c.hq, c.hk, D, T, scale, want.data());
       if (c.frame == Frame::rotated)
         for (int h = 0; h < c.hq; ++h) fwht_inplace(want.data() + std::size_t(h) * D, D);
-      const std::vector<float> g(got.begin() + std::ptrdiff_t(s) * c.hq * D, got.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
+      const std::vector<float> g(got.begin() + std::ptrdiff_t(s) * c.hq * D,
+                                 got.begin() + std::ptrdiff_t(s + 1) * c.hq * D);
       expect_rows_close(g, want, D, c.out_type == ElementType::f32 ? 2e-5 : 1.5e-3);
     }
   }
@@ -425,7 +460,15 @@ TEST_P(Fp16Attend, MatchesExactAttention) {
 INSTANTIATE_TEST_SUITE_P(
     OpenCL, Fp16Attend,
     ::testing::Values(
-        Fp16Case{128, 8, 2, {1, 127, 128, 129, 300}, 300, 0, Frame::original, ElementType::f32, "gqa4_mixed"},
+        Fp16Case{128,
+                 8,
+                 2,
+                 {1, 127, 128, 129, 300},
+                 300,
+                 0,
+                 Frame::original,
+                 ElementType::f32,
+                 "gqa4_mixed"},
         Fp16Case{128, 8, 2, {700}, 704, 4, Frame::rotated, ElementType::f32, "gqa4_rotated_split4"},
         Fp16Case{64, 4, 4, {200, 33}, 256, 1, Frame::original, ElementType::f16, "mha_d64_f16"},
         // One head per group at D 64: the group (128 items) is wider than its output row.
@@ -445,7 +488,8 @@ TEST(OpenCLCopyRows, OneLaunchMatchesHostModel) {
   for (auto& x : b) x = std::uint8_t(rng());
   auto da = to_device(a), db = to_device(b);
   // Between buffers (runs of 1, many and > one chunk of rows), then inside one buffer.
-  const std::vector<RowRun> runs{{0, 10, 1}, {100, 200, 37}, {1000, 3000, 1500}, {7, 4999, 1}, {50, 60, 0}};
+  const std::vector<RowRun> runs{
+      {0, 10, 1}, {100, 200, 37}, {1000, 3000, 1500}, {7, 4999, 1}, {50, 60, 0}};
   cl.copy_rows(*da, *db, runs, row_bytes);
   const std::vector<RowRun> inplace{{4000, 100, 64}, {4500, 4200, 129}};
   cl.copy_rows(*da, *da, inplace, row_bytes);
@@ -513,7 +557,8 @@ TEST(OpenCLAttend, RejectsBadIndicesWithClearErrors) {
       run_attend(cl_backend(), d, ElementType::f32, host);
       FAIL() << "expected InvalidArgument";
     } catch (const InvalidArgument& e) {
-      EXPECT_NE(std::string(e.what()).find("block id of batch entry 0 is 999"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("block id of batch entry 0 is 999"), std::string::npos)
+          << e.what();
     }
   }
 }

@@ -43,12 +43,14 @@ const Geometry kGeometries[] = {
 };
 
 // The reference records of `tiles` tiles, one quantize_tile call each.
-std::vector<std::uint8_t> reference_records(const CodecParams& params, const RotatedTiles& in, std::size_t tiles) {
+std::vector<std::uint8_t> reference_records(const CodecParams& params, const RotatedTiles& in,
+                                            std::size_t tiles) {
   const RecordLayout l = RecordLayout::make(params);
   const std::size_t tile_values = std::size_t(l.group) * std::size_t(l.head_dim);
   std::vector<std::uint8_t> records(tiles * l.bytes);
   for (std::size_t i = 0; i < tiles; ++i)
-    quantize_tile(params, in.k.data() + i * tile_values, in.v.data() + i * tile_values, records.data() + i * l.bytes);
+    quantize_tile(params, in.k.data() + i * tile_values, in.v.data() + i * tile_values,
+                  records.data() + i * l.bytes);
   return records;
 }
 
@@ -57,11 +59,12 @@ std::vector<std::uint8_t> reference_records(const CodecParams& params, const Rot
 struct DecodedRows {
   std::vector<half_bits> k, v;
 };
-DecodedRows reference_decode(const CodecParams& params, const std::uint8_t* records, std::size_t tiles,
-                             Frame frame) {
+DecodedRows reference_decode(const CodecParams& params, const std::uint8_t* records,
+                             std::size_t tiles, Frame frame) {
   const RecordLayout l = RecordLayout::make(params);
   const std::size_t tile_values = std::size_t(l.group) * std::size_t(l.head_dim);
-  DecodedRows out{std::vector<half_bits>(tiles * tile_values), std::vector<half_bits>(tiles * tile_values)};
+  DecodedRows out{std::vector<half_bits>(tiles * tile_values),
+                  std::vector<half_bits>(tiles * tile_values)};
   std::vector<float> k(tile_values), v(tile_values);
   for (std::size_t i = 0; i < tiles; ++i) {
     dequantize_tile(params, records + i * l.bytes, k.data(), v.data(), frame);
@@ -156,7 +159,8 @@ TEST_P(CodecKernels, RotateMatchesTheReference) {
   const std::vector<half_bits> sentinel((rows + out_row + 2) * D, half_bits(0x7E00));
   auto out = to_device(sentinel);
   for (ElementType type : {ElementType::f32, ElementType::f16}) {
-    cl_backend().rotate(params, type == ElementType::f32 ? *in32 : *in16, type, rows, *out, out_row);
+    cl_backend().rotate(params, type == ElementType::f32 ? *in32 : *in16, type, rows, *out,
+                        out_row);
     const auto got = from_device<half_bits>(*out, sentinel.size());
     const auto& want = type == ElementType::f32 ? want_f32 : want_f16;
     EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin() + std::ptrdiff_t(out_row * D)))

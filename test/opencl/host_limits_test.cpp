@@ -58,7 +58,8 @@ TEST(HostLimits, CacheBeyondTheProcessAddressSpaceLimitIsRefused) {
   GTEST_SKIP() << "sanitizer runtimes reserve terabytes of address space: no RLIMIT_AS test";
 #else
   opencl::OpenCLBackend& cl = cl_backend();
-  if (cl.caps().type != "cpu") GTEST_SKIP() << "the device is not the host CPU: " << cl.caps().device_name;
+  if (cl.caps().type != "cpu")
+    GTEST_SKIP() << "the device is not the host CPU: " << cl.caps().device_name;
   // About 1 GiB of pools: 8 layers x 8 KV heads x 4 sequences x 256 tiles of 13,824 B, plus fp16.
   auto config = [](std::shared_ptr<Backend> be) {
     CacheConfig cfg;

@@ -4,12 +4,12 @@
 // forced on (KVARN_CL_CACHE=1), since PoCL normally caches on its own.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
-#include <unistd.h>
 
 #include "opencl/device_runtime.hpp"
 #include "opencl/program_binary_cache.hpp"
@@ -20,7 +20,8 @@ namespace kvarn_cl::test {
 namespace {
 
 std::string temp_dir(const char* tag) {
-  std::string t = std::string(::testing::TempDir()) + "kvarn_cache_" + tag + "_" + std::to_string(::getpid());
+  std::string t =
+      std::string(::testing::TempDir()) + "kvarn_cache_" + tag + "_" + std::to_string(::getpid());
   return t;
 }
 

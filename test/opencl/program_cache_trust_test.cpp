@@ -38,7 +38,8 @@ class Folder {
     if (::mkdtemp(t.data()) != nullptr) path_ = t;
   }
   ~Folder() {
-    if (!path_.empty()) std::system(("chmod -R u+rwx '" + path_ + "' 2>/dev/null; rm -rf '" + path_ + "'").c_str());
+    if (!path_.empty())
+      std::system(("chmod -R u+rwx '" + path_ + "' 2>/dev/null; rm -rf '" + path_ + "'").c_str());
   }
   const std::string& path() const { return path_; }
 
@@ -115,8 +116,11 @@ TEST(ProgramCacheTrust, UnsafeFoldersAreRefusedWithOneWarning) {
     EXPECT_FALSE(ProgramBinaryCache::for_device(caps).has_value());
     const std::string err = ::testing::internal::GetCapturedStderr();
     EXPECT_NE(why.find("writable by others"), std::string::npos) << why;
-    EXPECT_NE(err.find("kvarn_cl: warning: the program cache folder '" + open_dir + "'"), std::string::npos) << err;
-    EXPECT_EQ(err.find("warning", err.find("warning") + 1), std::string::npos) << "warned twice: " << err;
+    EXPECT_NE(err.find("kvarn_cl: warning: the program cache folder '" + open_dir + "'"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(err.find("warning", err.find("warning") + 1), std::string::npos)
+        << "warned twice: " << err;
     // Even a cache object made directly neither reads nor writes there.
     EXPECT_FALSE(ProgramBinaryCache(open_dir).store("k", kBinary));
   }
@@ -218,7 +222,8 @@ TEST(ProgramCacheTrust, OrphanedTemporariesAreRemoved) {
   const std::string fresh_temp = f.path() + "/0123456789abcdef.clbin.tmp.998.feedf00d";
   const std::string other = f.path() + "/notes.txt";
   for (const std::string& p : {old_temp, fresh_temp, other}) std::ofstream(p) << "x";
-  const struct timespec two_hours_ago[2] = {{std::time(nullptr) - 7200, 0}, {std::time(nullptr) - 7200, 0}};
+  const struct timespec two_hours_ago[2] = {{std::time(nullptr) - 7200, 0},
+                                            {std::time(nullptr) - 7200, 0}};
   ASSERT_EQ(::utimensat(AT_FDCWD, old_temp.c_str(), two_hours_ago, 0), 0);
   ASSERT_EQ(::utimensat(AT_FDCWD, other.c_str(), two_hours_ago, 0), 0);
   ASSERT_TRUE(cache.store("key", kBinary));
@@ -237,21 +242,25 @@ TEST(ProgramCacheTrust, EntryOfAnotherBuildIsRebuilt) {
   Folder f("swap");
   ScopedEnv on("KVARN_CL_CACHE", "1");
   ScopedEnv dir("KVARN_CL_CACHE_DIR", f.path());
-  const opencl::ProgramSpec wanted = opencl::program_spec(opencl::Program::copy_rows, {}, be.caps());
-  const opencl::ProgramSpec other = opencl::program_spec(opencl::Program::check_rows, {}, be.caps());
+  const opencl::ProgramSpec wanted =
+      opencl::program_spec(opencl::Program::copy_rows, {}, be.caps());
+  const opencl::ProgramSpec other =
+      opencl::program_spec(opencl::Program::check_rows, {}, be.caps());
   auto fresh_runtime = [&] {
     const cl::Device& device = be.runtime().device();
     return opencl::DeviceRuntime::for_context(cl::Context(device), device);
   };
   auto key_of = [&](const opencl::ProgramSpec& spec) {
-    return opencl::build_key(be.caps(), opencl::program_source(spec.files), "-cl-std=CL1.2 " + spec.options);
+    return opencl::build_key(be.caps(), opencl::program_source(spec.files),
+                             "-cl-std=CL1.2 " + spec.options);
   };
   {
     auto rt = fresh_runtime();
     rt->program(wanted);
     const cl::Program p = rt->program(other);
     // Programs built for the cache carry their stamp.
-    EXPECT_NE(p.getInfo<CL_PROGRAM_KERNEL_NAMES>().find(opencl::stamp_kernel_name(opencl::build_stamp(key_of(other)))),
+    EXPECT_NE(p.getInfo<CL_PROGRAM_KERNEL_NAMES>().find(
+                  opencl::stamp_kernel_name(opencl::build_stamp(key_of(other)))),
               std::string::npos);
     EXPECT_EQ(rt->program_cache_stats().disk_stores, 2);
   }
@@ -259,7 +268,8 @@ TEST(ProgramCacheTrust, EntryOfAnotherBuildIsRebuilt) {
   const auto other_binary = cache.load(key_of(other));
   ASSERT_TRUE(other_binary.has_value());
   // The frame, key and checksum of `wanted` around the binary of `other`.
-  write_bytes(cache.path_for(key_of(wanted)), ProgramBinaryCache::encode_entry(key_of(wanted), *other_binary));
+  write_bytes(cache.path_for(key_of(wanted)),
+              ProgramBinaryCache::encode_entry(key_of(wanted), *other_binary));
   {
     auto rt = fresh_runtime();
     const cl::Program p = rt->program(wanted);

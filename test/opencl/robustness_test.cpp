@@ -54,7 +54,8 @@ TEST(Robustness, ExtremeRecordsDecodeFiniteAndLikeTheCpu) {
     std::vector<half_bits> kc(values), vc(values);
     dequantize_tiles(kParams, rec.data(), 1, kc.data(), vc.data(), f);
     std::size_t inf = 0;
-    for (std::size_t i = 0; i < values; ++i) inf += (kd[i] & 0x7C00u) == 0x7C00u || (vd[i] & 0x7C00u) == 0x7C00u;
+    for (std::size_t i = 0; i < values; ++i)
+      inf += (kd[i] & 0x7C00u) == 0x7C00u || (vd[i] & 0x7C00u) == 0x7C00u;
     EXPECT_EQ(inf, 0u);
     if (f == Frame::rotated) {  // the original frame's FWHT may differ in the last bit (fp32 order)
       EXPECT_EQ(kd, kc);

@@ -35,7 +35,10 @@ class ScopedEnv {
     setenv(name, value.c_str(), 1);
   }
   ~ScopedEnv() {
-    if (had_) setenv(name_, old_.c_str(), 1); else unsetenv(name_);
+    if (had_)
+      setenv(name_, old_.c_str(), 1);
+    else
+      unsetenv(name_);
   }
 
  private:
@@ -97,9 +100,9 @@ TEST(NoPlatform, AutomaticFallsBackToCpu) {
   const std::string empty = temp_dir("no_icd");
   const std::string log = empty + ".log";
   const std::string cmd = "env -u OCL_ICD_FILENAMES OCL_ICD_VENDORS='" + empty +
-                          "' KVARN_CL_TEST_NO_PLATFORM_CHILD=1 '" +
-                          self_exe() + "' --gtest_filter=NoPlatformChild.AutomaticFallsBackToCpu > '" +
-                          log + "' 2>&1";
+                          "' KVARN_CL_TEST_NO_PLATFORM_CHILD=1 '" + self_exe() +
+                          "' --gtest_filter=NoPlatformChild.AutomaticFallsBackToCpu > '" + log +
+                          "' 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string out = slurp(log);
   std::remove(log.c_str());
@@ -195,7 +198,8 @@ TEST(DeviceLimits, BadProfileNamesTheVariableAndTheEntry) {
       opencl::apply_device_limits(c, "fp64=0," + bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
     } catch (const InvalidArgument& e) {
-      EXPECT_NE(std::string(e.what()).find("KVARN_CL_DEVICE_LIMITS"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("KVARN_CL_DEVICE_LIMITS"), std::string::npos)
+          << e.what();
       EXPECT_NE(std::string(e.what()).find("'" + bad + "'"), std::string::npos) << e.what();
     }
   }
@@ -222,7 +226,8 @@ TEST(DeviceLimitsChild, RuntimePlansWithTheProfile) {
   for (opencl::Program p : {opencl::Program::copy_rows, opencl::Program::rotate}) {
     opencl::ProgramArgs args;
     args.params.head_dim = 256;
-    EXPECT_EQ(opencl::kernel_work_group(p, 0, args, cl.caps()), std::min<std::size_t>(256, work_group));
+    EXPECT_EQ(opencl::kernel_work_group(p, 0, args, cl.caps()),
+              std::min<std::size_t>(256, work_group));
   }
   EXPECT_EQ(opencl::merge_work_group({}, cl.caps()), std::min<std::size_t>(256, work_group));
 }
@@ -344,8 +349,9 @@ TEST(Errors, BadArgumentsNameTheArgument) {
     EXPECT_NE(std::string(e.what()).find("dst_record = 1"), std::string::npos) << e.what();
   }
   EXPECT_THROW(b.dequantize(kParams, *records, {3}, Frame::rotated, *rows, *rows), InvalidArgument);
-  EXPECT_THROW(b.rotate(CodecParams{Preset::k4v2_g128, 96, 8}, *rows, ElementType::f16, 1, *rows, 0),
-               InvalidArgument);
+  EXPECT_THROW(
+      b.rotate(CodecParams{Preset::k4v2_g128, 96, 8}, *rows, ElementType::f16, 1, *rows, 0),
+      InvalidArgument);
   EXPECT_THROW(b.read(*rows, rows->size(), nullptr, 1), InvalidArgument);
   auto cpu = make_cpu_backend();
   auto host = cpu->allocate(rows->size());
@@ -396,13 +402,17 @@ TEST(Errors, OpenCLErrorsNameCallAndCode) {
     opencl::throw_cl_error("launching x", "clEnqueueNDRangeKernel", CL_INVALID_KERNEL_ARGS);
   } catch (const DeviceError& e) {
     EXPECT_NE(std::string(e.what()).find("clEnqueueNDRangeKernel"), std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("CL_INVALID_KERNEL_ARGS (-52)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("CL_INVALID_KERNEL_ARGS (-52)"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(opencl::throw_cl_error("allocate", "clCreateBuffer", CL_OUT_OF_RESOURCES,
-                                      opencl::ClContext::allocation), OutOfMemory);
-  EXPECT_THROW(opencl::throw_cl_error("run", "clEnqueueNDRangeKernel", CL_OUT_OF_RESOURCES), DeviceError);
-  EXPECT_THROW(opencl::throw_cl_error("run", "clEnqueueNDRangeKernel", CL_MEM_OBJECT_ALLOCATION_FAILURE),
+                                      opencl::ClContext::allocation),
                OutOfMemory);
+  EXPECT_THROW(opencl::throw_cl_error("run", "clEnqueueNDRangeKernel", CL_OUT_OF_RESOURCES),
+               DeviceError);
+  EXPECT_THROW(
+      opencl::throw_cl_error("run", "clEnqueueNDRangeKernel", CL_MEM_OBJECT_ALLOCATION_FAILURE),
+      OutOfMemory);
 }
 
 }  // namespace

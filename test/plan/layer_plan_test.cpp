@@ -39,18 +39,22 @@ TEST(LayerPlan, PresetBytesAreRecordBytesPerToken) {
   CodecParams c;
   c.preset = Preset::k4v2_g64;
   c.head_dim = 128;
-  EXPECT_DOUBLE_EQ(preset_bytes_per_token_head(Preset::k4v2_g64, 128), double(RecordLayout::make(c).bytes) / 64);
+  EXPECT_DOUBLE_EQ(preset_bytes_per_token_head(Preset::k4v2_g64, 128),
+                   double(RecordLayout::make(c).bytes) / 64);
   EXPECT_DOUBLE_EQ(budget_from_total_bytes(61 * 1000 * 3 * 4, 1000, 3, 4), 61.0);
-  EXPECT_NE(invalid_argument_message([] { budget_from_total_bytes(1, 0, 1, 1); }).find("tokens 0"), std::string::npos);
-  EXPECT_NE(invalid_argument_message([] { budget_from_total_bytes(1, 1, 1, 0); }).find("num_layers 0"),
+  EXPECT_NE(invalid_argument_message([] { budget_from_total_bytes(1, 0, 1, 1); }).find("tokens 0"),
             std::string::npos);
+  EXPECT_NE(
+      invalid_argument_message([] { budget_from_total_bytes(1, 1, 1, 0); }).find("num_layers 0"),
+      std::string::npos);
 }
 
 TEST(LayerPlan, BudgetForOneUpgradeKeepsTheMostSensitiveLayerAtK4v4) {
   const LayerSensitivity s = four_layers_layer2_most_sensitive();
   const double one_upgrade = (3 * 57.0 + 73.0) / 4;  // 61
   const LayerPlan p = choose_layer_presets(s, kD, one_upgrade);
-  const std::vector<Preset> want = {Preset::k4v2_g128, Preset::k4v2_g128, Preset::k4v4_g128, Preset::k4v2_g128};
+  const std::vector<Preset> want = {Preset::k4v2_g128, Preset::k4v2_g128, Preset::k4v4_g128,
+                                    Preset::k4v2_g128};
   EXPECT_EQ(p.presets, want);
   EXPECT_DOUBLE_EQ(p.bytes_per_token_head, 61.0);
   EXPECT_DOUBLE_EQ(p.budget, one_upgrade);
@@ -64,13 +68,16 @@ TEST(LayerPlan, BudgetForOneUpgradeKeepsTheMostSensitiveLayerAtK4v4) {
 }
 
 TEST(LayerPlan, BudgetBelowTheCheapestPlanNamesBoth) {
-  const std::string m = invalid_argument_message([] { choose_layer_presets(four_layers_layer2_most_sensitive(), kD, 50); });
+  const std::string m = invalid_argument_message(
+      [] { choose_layer_presets(four_layers_layer2_most_sensitive(), kD, 50); });
   EXPECT_NE(m.find("budget 50 B/token/head"), std::string::npos) << m;
   EXPECT_NE(m.find("k4v2_g128"), std::string::npos) << m;
   EXPECT_NE(m.find("57 B/token/head"), std::string::npos) << m;
-  for (double bad : {0.0, -1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()})
-    EXPECT_NE(invalid_argument_message([&] { choose_layer_presets(four_layers_layer2_most_sensitive(), kD, bad); })
-                  .find("budget"),
+  for (double bad : {0.0, -1.0, std::numeric_limits<double>::quiet_NaN(),
+                     std::numeric_limits<double>::infinity()})
+    EXPECT_NE(invalid_argument_message([&] {
+                choose_layer_presets(four_layers_layer2_most_sensitive(), kD, bad);
+              }).find("budget"),
               std::string::npos);
 }
 
@@ -78,7 +85,8 @@ TEST(LayerPlan, NeverExceedsTheBudgetAndIgnoresCandidateOrder) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   for (int trial = 0; trial < 200; ++trial) {
-    LayerSensitivity s{{Preset::k4v4_g128, Preset::k2v2_g128, Preset::k4v2_g128}, {}};  // not cheapest first
+    LayerSensitivity s{{Preset::k4v4_g128, Preset::k2v2_g128, Preset::k4v2_g128},
+                       {}};  // not cheapest first
     const int layers = 1 + trial % 30;
     for (int l = 0; l < layers; ++l) {
       const double e2 = u(rng), e42 = e2 * u(rng), e44 = e42 * u(rng);
@@ -99,7 +107,9 @@ TEST(LayerPlan, NeverExceedsTheBudgetAndIgnoresCandidateOrder) {
 }
 
 TEST(LayerPlan, BadSensitivityIsNamed) {
-  auto msg = [](LayerSensitivity s) { return invalid_argument_message([&] { choose_layer_presets(s, kD, 64); }); };
+  auto msg = [](LayerSensitivity s) {
+    return invalid_argument_message([&] { choose_layer_presets(s, kD, 64); });
+  };
   LayerSensitivity s = four_layers_layer2_most_sensitive();
   s.error[1].pop_back();
   EXPECT_NE(msg(s).find("sensitivity.error[1] has 1 values for 2"), std::string::npos) << msg(s);
@@ -118,8 +128,9 @@ TEST(LayerPlan, BadSensitivityIsNamed) {
   s = four_layers_layer2_most_sensitive();
   s.error.clear();
   EXPECT_NE(msg(s).find("no layers"), std::string::npos) << msg(s);
-  EXPECT_NE(invalid_argument_message([] { choose_layer_presets(four_layers_layer2_most_sensitive(), 96, 64); })
-                .find("96"),
+  EXPECT_NE(invalid_argument_message([] {
+              choose_layer_presets(four_layers_layer2_most_sensitive(), 96, 64);
+            }).find("96"),
             std::string::npos);
 }
 
@@ -130,14 +141,17 @@ std::vector<float> captured(bool keys, std::vector<std::string>& names) {
            "smollm2_L19_h0_t1", "smollm2_L26_h2_t1", "smollm2_L29_h2_t1"};
   std::vector<float> out;
   for (const auto& n : names) {
-    std::ifstream f(std::string(KVARN_CL_SOURCE_DIR) + "/test/data/" + n + ".kv16", std::ios::binary);
+    std::ifstream f(std::string(KVARN_CL_SOURCE_DIR) + "/test/data/" + n + ".kv16",
+                    std::ios::binary);
     std::vector<half_bits> kv(2 * 128 * kD);
     f.read(reinterpret_cast<char*>(kv.data()), std::streamsize(kv.size() * 2));
     EXPECT_TRUE(f.good()) << n;
     for (int t = 0; t < 128; ++t) {
       std::vector<float> row(kD);
-      for (int c = 0; c < kD; ++c) row[std::size_t(c)] = half_to_float(kv[std::size_t((keys ? t : 128 + t) * kD + c)]);
-      fwht_inplace(row.data(), kD);  // stored rotated; H is its own inverse: back to the model's frame
+      for (int c = 0; c < kD; ++c)
+        row[std::size_t(c)] = half_to_float(kv[std::size_t((keys ? t : 128 + t) * kD + c)]);
+      fwht_inplace(row.data(),
+                   kD);  // stored rotated; H is its own inverse: back to the model's frame
       out.insert(out.end(), row.begin(), row.end());
     }
   }
@@ -151,7 +165,8 @@ TEST(LayerSensitivityMeasure, RealRowsMatchTheReferenceCodecAndRankPresets) {
   CodecParams codec;
   codec.head_dim = kD;
   const std::vector<Preset> presets = {Preset::k4v4_g128, Preset::k4v2_g128, Preset::k2v2_g128};
-  const LayerSensitivity s = measure_layer_sensitivity(codec, presets, layers, 128, 1, k.data(), v.data());
+  const LayerSensitivity s =
+      measure_layer_sensitivity(codec, presets, layers, 128, 1, k.data(), v.data());
   ASSERT_EQ(s.error.size(), std::size_t(layers));
   for (int l = 0; l < layers; ++l) {
     const auto& e = s.error[std::size_t(l)];
@@ -180,7 +195,8 @@ TEST(LayerSensitivityMeasure, RealRowsMatchTheReferenceCodecAndRankPresets) {
         }
         return n / d;
       };
-      EXPECT_NEAR(e[i], rel2(ko, kr) + rel2(vo, vr), 1e-3 * e[i]) << names[std::size_t(l)] << " " << to_string(presets[i]);
+      EXPECT_NEAR(e[i], rel2(ko, kr) + rel2(vo, vr), 1e-3 * e[i])
+          << names[std::size_t(l)] << " " << to_string(presets[i]);
     }
   }
   std::printf("proxy sensitivity (k4v4, k4v2, k2v2):\n");
@@ -194,24 +210,30 @@ TEST(LayerSensitivityMeasure, BadInputIsNamed) {
   codec.head_dim = kD;
   std::vector<float> k(2 * 128 * 2 * kD, 0.5f), v = k;
   const std::vector<Preset> p = {Preset::k4v2_g128, Preset::k4v4_g128};
-  EXPECT_NE(invalid_argument_message([&] { measure_layer_sensitivity(codec, p, 2, 100, 2, k.data(), v.data()); })
-                .find("tokens 100"),
+  EXPECT_NE(invalid_argument_message([&] {
+              measure_layer_sensitivity(codec, p, 2, 100, 2, k.data(), v.data());
+            }).find("tokens 100"),
             std::string::npos);
-  EXPECT_NE(invalid_argument_message([&] { measure_layer_sensitivity(codec, p, 0, 128, 2, k.data(), v.data()); })
-                .find("num_layers 0"),
+  EXPECT_NE(invalid_argument_message([&] {
+              measure_layer_sensitivity(codec, p, 0, 128, 2, k.data(), v.data());
+            }).find("num_layers 0"),
             std::string::npos);
-  EXPECT_NE(invalid_argument_message([&] { measure_layer_sensitivity(codec, p, 2, 128, 2, nullptr, v.data()); })
-                .find("k is null"),
+  EXPECT_NE(invalid_argument_message([&] {
+              measure_layer_sensitivity(codec, p, 2, 128, 2, nullptr, v.data());
+            }).find("k is null"),
             std::string::npos);
-  EXPECT_NE(invalid_argument_message([&] { measure_layer_sensitivity(codec, {}, 2, 128, 2, k.data(), v.data()); })
-                .find("presets is empty"),
+  EXPECT_NE(invalid_argument_message([&] {
+              measure_layer_sensitivity(codec, {}, 2, 128, 2, k.data(), v.data());
+            }).find("presets is empty"),
             std::string::npos);
-  v[std::size_t(128 * 2 * kD + 5 * 2 * kD + kD + 3)] = std::numeric_limits<float>::quiet_NaN();  // layer 1, token 5, head 1
+  v[std::size_t(128 * 2 * kD + 5 * 2 * kD + kD + 3)] =
+      std::numeric_limits<float>::quiet_NaN();  // layer 1, token 5, head 1
   try {
     measure_layer_sensitivity(codec, p, 2, 128, 2, k.data(), v.data());
     ADD_FAILURE() << "no NonFiniteInput";
   } catch (const NonFiniteInput& e) {
-    EXPECT_NE(std::string(e.what()).find("v of layer 1, token 5, head 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("v of layer 1, token 5, head 1"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -234,7 +256,8 @@ TEST(LayerPlan, KVCacheTakesThePlan) {
   for (auto& x : v) x = n(rng);
   for (int l = 0; l < 4; ++l) {
     cache.append(l, {id}, {384}, k.data(), v.data());
-    EXPECT_EQ(cache.layout(l).bytes, std::size_t(preset_bytes_per_token_head(plan.presets[std::size_t(l)], kD) * 128));
+    EXPECT_EQ(cache.layout(l).bytes,
+              std::size_t(preset_bytes_per_token_head(plan.presets[std::size_t(l)], kD) * 128));
     EXPECT_EQ(cache.quantized_tiles(id, l), 2);  // sink tile fp16, tiles 1 and 2 quantized
   }
   // The plan as a layer-preset file reads back the same.

@@ -50,9 +50,9 @@ class CliErrors : public ::testing::Test {
     for (int c = 0; c < D; ++c) huge[std::size_t(c)] = 0x7BFF;
     box.write_halves("huge.f16", huge);
 
-    const CliResult q = box.run({"quantize", "--preset", "k4v2_g128", "--head-dim", "128",
-                                 "--backend", "cpu", "--k", "k.f16", "--v", "v.f16", "--out",
-                                 "r.kvarn"});
+    const CliResult q =
+        box.run({"quantize", "--preset", "k4v2_g128", "--head-dim", "128", "--backend", "cpu",
+                 "--k", "k.f16", "--v", "v.f16", "--out", "r.kvarn"});
     ASSERT_EQ(q.exit_code, 0) << q.err;
     const auto rec = box.read_bytes("r.kvarn");
     box.write_bytes("truncated.kvarn", std::vector<std::uint8_t>(rec.begin(), rec.end() - 100));
@@ -122,14 +122,18 @@ TEST_F(CliErrors, BadCommandLines) {
       {"unknown option", quantize({"--frobnicate", "1"}), kUsage, {"--frobnicate"}},
       {"missing required option",
        {"quantize", "--preset", "k4v2_g128", "--head-dim", "128", "--k", "k.f16", "--v", "v.f16"},
-       kUsage, {"--out"}},
+       kUsage,
+       {"--out"}},
       {"option without value",
        {"quantize", "--preset", "k4v2_g128", "--head-dim", "128", "--k", "k.f16", "--v", "v.f16",
         "--out"},
-       kUsage, {"--out"}},
+       kUsage,
+       {"--out"}},
       {"positional argument", quantize({"k.f16"}), kUsage, {"k.f16"}},
       {"unknown preset", quantize_with("--preset", "k3v3_g128"), kUsage, {"--preset", "k3v3_g128"}},
-      {"head_dim not a power of two", quantize_with("--head-dim", "100"), kUsage,
+      {"head_dim not a power of two",
+       quantize_with("--head-dim", "100"),
+       kUsage,
        {"--head-dim", "100", "power of two"}},
       {"unsupported head_dim", quantize_with("--head-dim", "512"), kUsage, {"--head-dim", "512"}},
       {"head_dim not a number", quantize_with("--head-dim", "12x"), kUsage, {"--head-dim", "12x"}},
@@ -140,8 +144,12 @@ TEST_F(CliErrors, BadCommandLines) {
          a.insert(a.end(), {"--sinkhorn-iters", "65"});
          return a;
        }(),
-       kUsage, {"--sinkhorn-iters", "65"}},
-      {"dequantize unknown preset", dequantize_with("--preset", "fp8"), kUsage, {"--preset", "fp8"}},
+       kUsage,
+       {"--sinkhorn-iters", "65"}},
+      {"dequantize unknown preset",
+       dequantize_with("--preset", "fp8"),
+       kUsage,
+       {"--preset", "fp8"}},
   };
   for (const auto& c : cases) expect_clean_failure(c);
 }
@@ -152,24 +160,40 @@ TEST_F(CliErrors, BadQuantizeInputs) {
       {"directory as input", quantize_with("--v", "."), kIo, {"--v", "'.'"}},
       {"empty file", quantize_with("--k", "empty.f16"), kInvalidInput, {"--k", "empty.f16"}},
       {"odd byte count", quantize_with("--k", "odd.f16"), kInvalidInput, {"--k", "odd.f16"}},
-      {"not a multiple of head_dim", quantize_with("--v", "not_d.f16"), kInvalidInput,
+      {"not a multiple of head_dim",
+       quantize_with("--v", "not_d.f16"),
+       kInvalidInput,
        {"--v", "not_d.f16", "--head-dim 128"}},
-      {"not a multiple of the tile", quantize_with("--k", "not_tile.f16"), kInvalidInput,
+      {"not a multiple of the tile",
+       quantize_with("--k", "not_tile.f16"),
+       kInvalidInput,
        {"--k", "not_tile.f16", "133 tokens", "128"}},
-      {"K and V lengths differ", quantize_with("--v", "v_short.f16"), kInvalidInput,
+      {"K and V lengths differ",
+       quantize_with("--v", "v_short.f16"),
+       kInvalidInput,
        {"--v", "v_short.f16", "128", "256"}},
-      {"NaN in keys", quantize_with("--k", "nan.f16"), kInvalidInput,
+      {"NaN in keys",
+       quantize_with("--k", "nan.f16"),
+       kInvalidInput,
        {"--k", "nan.f16", "token 130", "channel 7"}},
-      {"Inf in values", quantize_with("--v", "inf.f16"), kInvalidInput,
+      {"Inf in values",
+       quantize_with("--v", "inf.f16"),
+       kInvalidInput,
        {"--v", "inf.f16", "token 5", "channel 77"}},
-      {"rotation overflows fp16", quantize_with("--k", "huge.f16"), kInvalidInput,
+      {"rotation overflows fp16",
+       quantize_with("--k", "huge.f16"),
+       kInvalidInput,
        {"--k", "huge.f16", "token 0"}},
-      {"output directory missing", quantize_with("--out", "no/such/dir/r.kvarn"), kIo,
+      {"output directory missing",
+       quantize_with("--out", "no/such/dir/r.kvarn"),
+       kIo,
        {"--out", "no/such/dir/r.kvarn"}},
       {"output is a directory", quantize_with("--out", "."), kIo, {"--out", "'.'"}},
       // A failing run must not replace or truncate a file already at the output path.
-      {"existing output kept on failure", quantize_with("--k", "nan.f16", "existing.out"),
-       kInvalidInput, {"nan.f16"}},
+      {"existing output kept on failure",
+       quantize_with("--k", "nan.f16", "existing.out"),
+       kInvalidInput,
+       {"nan.f16"}},
   };
   for (const auto& c : cases) expect_clean_failure(c);
 }
@@ -177,13 +201,21 @@ TEST_F(CliErrors, BadQuantizeInputs) {
 TEST_F(CliErrors, BadDequantizeInputs) {
   const std::vector<BadCase> cases = {
       {"missing records", dequantize_with("--in", "gone.kvarn"), kIo, {"--in", "gone.kvarn"}},
-      {"truncated records", dequantize_with("--in", "truncated.kvarn"), kInvalidInput,
+      {"truncated records",
+       dequantize_with("--in", "truncated.kvarn"),
+       kInvalidInput,
        {"--in", "truncated.kvarn", "13824"}},
-      {"records of another head_dim", dequantize_with("--head-dim", "64"), kInvalidInput,
+      {"records of another head_dim",
+       dequantize_with("--head-dim", "64"),
+       kInvalidInput,
        {"--in", "r.kvarn", "--head-dim 64"}},
-      {"NaN scale in a record", dequantize_with("--in", "corrupt.kvarn"), kInvalidInput,
+      {"NaN scale in a record",
+       dequantize_with("--in", "corrupt.kvarn"),
+       kInvalidInput,
        {"--in", "corrupt.kvarn"}},
-      {"second output unwritable", dequantize_with("--v-out", "missing_dir/v.out"), kIo,
+      {"second output unwritable",
+       dequantize_with("--v-out", "missing_dir/v.out"),
+       kIo,
        {"--v-out", "missing_dir/v.out"}},
   };
   for (const auto& c : cases) expect_clean_failure(c);

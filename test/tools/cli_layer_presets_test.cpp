@@ -35,15 +35,17 @@ TEST(CliLayerPresets, AttendUsesTheLayersPresetAndTheWindow) {
     const std::string plan = "# test plan\n0 k4v4_g128\n1 k2v2_g128\n2 k4v2_g128\n";
     box.write_bytes("plan.txt", std::vector<std::uint8_t>(plan.begin(), plan.end()));
   }
-  const std::vector<std::string> common = {"attend", "--head-dim", "64", "--q-heads", "4", "--kv-heads", "2",
-                                           "--q", "q.f16", "--k", "k.f16", "--v", "v.f16", "--out", "o.f32",
-                                           "--backend", "cpu"};
+  const std::vector<std::string> common = {
+      "attend", "--head-dim", "64",    "--q-heads", "4",     "--kv-heads",
+      "2",      "--q",        "q.f16", "--k",       "k.f16", "--v",
+      "v.f16",  "--out",      "o.f32", "--backend", "cpu"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = common;
     a.insert(a.end(), extra.begin(), extra.end());
     return box.run(a);
   };
-  const CliResult r = with({"--layer-presets", "plan.txt", "--layer", "1", "--recent-tokens", "128"});
+  const CliResult r =
+      with({"--layer-presets", "plan.txt", "--layer", "1", "--recent-tokens", "128"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // (600 - 128 sink - 128 recent) / 128 = 2 tiles of layer 1's preset.
   EXPECT_NE(r.out.find("2 tiles of k2v2_g128"), std::string::npos) << r.out;

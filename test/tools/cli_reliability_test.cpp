@@ -29,7 +29,9 @@ namespace {
 constexpr int kUsage = 2, kInput = 3, kIo = 4, kDevice = 5;
 constexpr int D = 64, G = 128;
 
-bool mentions(const CliResult& r, const std::string& text) { return r.err.find(text) != std::string::npos; }
+bool mentions(const CliResult& r, const std::string& text) {
+  return r.err.find(text) != std::string::npos;
+}
 
 class CliReliability : public ::testing::Test {
  protected:
@@ -44,13 +46,31 @@ class CliReliability : public ::testing::Test {
   }
   static std::vector<std::string> quantize(const std::string& out, const std::string& k = "k.f16",
                                            const std::string& backend = "cpu") {
-    return {"quantize", "--preset", "k4v2_g128", "--head-dim", std::to_string(D), "--backend", backend,
-            "--k", k, "--v", "v.f16", "--out", out};
+    return {"quantize", "--preset", "k4v2_g128", "--head-dim", std::to_string(D), "--backend",
+            backend,    "--k",      k,           "--v",        "v.f16",           "--out",
+            out};
   }
-  static std::vector<std::string> attend(const std::string& plan, const std::string& backend = "cpu") {
-    return {"attend", "--layer-presets", plan, "--head-dim", std::to_string(D), "--q-heads", "2",
-            "--kv-heads", "1", "--q", "q.f16", "--k", "k.f16", "--v", "v.f16", "--out", "o.f32",
-            "--backend", backend};
+  static std::vector<std::string> attend(const std::string& plan,
+                                         const std::string& backend = "cpu") {
+    return {"attend",
+            "--layer-presets",
+            plan,
+            "--head-dim",
+            std::to_string(D),
+            "--q-heads",
+            "2",
+            "--kv-heads",
+            "1",
+            "--q",
+            "q.f16",
+            "--k",
+            "k.f16",
+            "--v",
+            "v.f16",
+            "--out",
+            "o.f32",
+            "--backend",
+            backend};
   }
   CliSandbox box;
 };
@@ -97,7 +117,8 @@ TEST_F(CliReliability, LayerPresetsFromAFifoOrADeviceAreRefused) {
 TEST_F(CliReliability, InputFifoIsRefusedWithItsKind) {
   const std::string fifo = box.path("kfifo");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  const CliResult r = with_fifo_unblocker(fifo, [&] { return box.run(quantize("o.kvarn", "kfifo")); });
+  const CliResult r =
+      with_fifo_unblocker(fifo, [&] { return box.run(quantize("o.kvarn", "kfifo")); });
   EXPECT_EQ(r.exit_code, kIo) << r.err;
   EXPECT_TRUE(mentions(r, "--k 'kfifo': not a regular file (a FIFO)")) << r.err;
 }
@@ -111,13 +132,17 @@ TEST_F(CliReliability, ProcfsFilesAreReadAlthoughTheyReportSizeZero) {
   EXPECT_TRUE(mentions(r, "--k '/proc/self/status'")) << r.err;
   // What the size check then says depends on how long the process's status text is (a whole
   // number of rows or not): either way the file was read, with its real size.
-  EXPECT_TRUE(mentions(r, "fp16 values") || mentions(r, "is not a multiple of the tile size")) << r.err;
+  EXPECT_TRUE(mentions(r, "fp16 values") || mentions(r, "is not a multiple of the tile size"))
+      << r.err;
 }
 
 // Case 10: output to stdout that cannot be written (> /dev/full) used to be exit 0 in silence.
 TEST_F(CliReliability, StdoutThatCannotBeWrittenIsExit4) {
   const std::vector<std::vector<std::string>> commands = {
-      quantize("o.kvarn"), {"info"}, {"--help"}, {"quantize", "--help"},
+      quantize("o.kvarn"),
+      {"info"},
+      {"--help"},
+      {"quantize", "--help"},
       {"demo", "--tokens", "256", "--sequences", "1", "--kv-heads", "1", "--q-heads", "1",
        "--head-dim", "64", "--reps", "1", "--backend", "cpu"}};
   for (const auto& args : commands) {
@@ -168,7 +193,8 @@ TEST_F(CliReliability, HugeDeviceIndexMatchesNoDevice) {
 TEST_F(CliReliability, BadThreadCountIsAUsageError) {
   for (const char* value : {"abc", "0", "99999999999999999999", "-3"}) {
     SCOPED_TRACE(value);
-    const CliResult r = box.run_in_shell(std::string("export KVARN_CL_THREADS='") + value + "'", quantize("o.kvarn"));
+    const CliResult r = box.run_in_shell(std::string("export KVARN_CL_THREADS='") + value + "'",
+                                         quantize("o.kvarn"));
     EXPECT_EQ(r.exit_code, kUsage) << r.err;
     EXPECT_TRUE(mentions(r, "KVARN_CL_THREADS")) << r.err;
   }

@@ -40,13 +40,13 @@ class CliRobustness : public ::testing::Test {
     records = box.read_bytes("r.kvarn");
   }
   static std::vector<std::string> quantize(const std::string& out, const std::string& k = "k.f16") {
-    return {"quantize", "--preset", "k4v2_g128", "--head-dim", "128", "--backend", "cpu",
-            "--k", k, "--v", "v.f16", "--out", out};
+    return {"quantize", "--preset", "k4v2_g128", "--head-dim", "128",   "--backend", "cpu",
+            "--k",      k,          "--v",       "v.f16",      "--out", out};
   }
   static std::vector<std::string> dequantize(const std::string& k_out, const std::string& v_out,
                                              const std::string& in = "r.kvarn") {
-    return {"dequantize", "--preset", "k4v2_g128", "--head-dim", "128", "--backend", "cpu",
-            "--in", in, "--k-out", k_out, "--v-out", v_out};
+    return {"dequantize", "--preset", "k4v2_g128", "--head-dim", "128",     "--backend", "cpu",
+            "--in",       in,         "--k-out",   k_out,        "--v-out", v_out};
   }
   void expect_refused(const std::vector<std::string>& args, int code,
                       const std::vector<std::string>& mentions) {
@@ -54,7 +54,8 @@ class CliRobustness : public ::testing::Test {
     const CliResult r = box.run(args);
     EXPECT_EQ(r.exit_code, code) << r.err;
     EXPECT_EQ(r.err.rfind("kvarn-cl: error: ", 0), 0u) << r.err;
-    for (const auto& m : mentions) EXPECT_NE(r.err.find(m), std::string::npos) << m << ": " << r.err;
+    for (const auto& m : mentions)
+      EXPECT_NE(r.err.find(m), std::string::npos) << m << ": " << r.err;
     EXPECT_EQ(box.listing(), before) << "files appeared or vanished";
   }
   static mode_t type_of(const std::string& path) {
@@ -158,7 +159,8 @@ bool has_file_open_in(pid_t pid, const std::string& dir) {
       const ssize_t n = ::readlink((fds + "/" + e->d_name).c_str(), target, sizeof target - 1);
       if (n <= 0) continue;
       target[n] = '\0';
-      if (std::string(target).rfind(dir + "/", 0) == 0 && std::string(target).find(".captured") == std::string::npos &&
+      if (std::string(target).rfind(dir + "/", 0) == 0 &&
+          std::string(target).find(".captured") == std::string::npos &&
           std::string(target).find(".f16") == std::string::npos)
         found = true;
     }
@@ -340,8 +342,8 @@ TEST_F(CliRobustness, CraftedGgufFilesAreReportedNotCrashedOn) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     box.write_bytes("m.gguf", c.file);
-    const CliResult r = box.run_program(eval, {"--model", "m.gguf", "--configs", "fp16",
-                                               "--gen-tokens", "0", "--threads", "1"});
+    const CliResult r = box.run_program(
+        eval, {"--model", "m.gguf", "--configs", "fp16", "--gen-tokens", "0", "--threads", "1"});
     EXPECT_EQ(r.exit_code, 1) << "(-1 = killed by a signal) " << r.err;
     EXPECT_NE(r.err.find("kvarn-eval: error: "), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(c.mention), std::string::npos) << r.err;

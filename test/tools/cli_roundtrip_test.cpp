@@ -50,8 +50,8 @@ void check_round_trip(const RoundTrip& c) {
 
   for (Frame frame : {Frame::original, Frame::rotated}) {
     std::vector<std::string> args = {"dequantize", "--preset", preset, "--head-dim", dim,
-                                     "--backend", "cpu", "--in", "r.kvarn", "--k-out", "k.out",
-                                     "--v-out", "v.out"};
+                                     "--backend",  "cpu",      "--in", "r.kvarn",    "--k-out",
+                                     "k.out",      "--v-out",  "v.out"};
     if (frame == Frame::rotated) args.push_back("--rotated");
     const CliResult d = box.run(args);
     ASSERT_EQ(d.exit_code, 0) << d.err;
@@ -92,7 +92,8 @@ TEST(CliInfo, ListsEveryPresetWithRecordBytes) {
     for (int d : {64, 128, 256}) {
       const RecordLayout l = RecordLayout::make({p, d, kDefaultSinkhornIters});
       EXPECT_NE(r.out.find(std::to_string(l.bytes) + " B"), std::string::npos)
-          << to_string(p) << " D=" << d << "\n" << r.out;
+          << to_string(p) << " D=" << d << "\n"
+          << r.out;
     }
   }
   EXPECT_NE(r.out.find("backend auto uses: "), std::string::npos) << r.out;

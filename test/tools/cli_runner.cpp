@@ -65,7 +65,8 @@ CliResult CliSandbox::run(const std::vector<std::string>& args) const {
   return run_program(tool_path(), args);
 }
 
-CliResult CliSandbox::run_program(const std::string& program, const std::vector<std::string>& args) const {
+CliResult CliSandbox::run_program(const std::string& program,
+                                  const std::vector<std::string>& args) const {
   return run_command(program, "", args, "");
 }
 
@@ -75,11 +76,13 @@ CliResult CliSandbox::run_in_shell(const std::string& setup, const std::vector<s
 }
 
 CliResult CliSandbox::run_command(const std::string& program, const std::string& setup,
-                                  const std::vector<std::string>& args, const std::string& stdout_to) const {
+                                  const std::vector<std::string>& args,
+                                  const std::string& stdout_to) const {
   // Captured streams live outside the listing() (a dot-directory) so they never look like output.
   const std::string cap = dir_ + "/.captured";
   ::mkdir(cap.c_str(), 0700);
-  std::string cmd = "cd " + shell_quote(dir_) + " && " + (setup.empty() ? "" : setup + " && ") + shell_quote(program);
+  std::string cmd = "cd " + shell_quote(dir_) + " && " + (setup.empty() ? "" : setup + " && ") +
+                    shell_quote(program);
   for (const auto& a : args) cmd += " " + shell_quote(a);
   cmd += " </dev/null >" + shell_quote(stdout_to.empty() ? cap + "/out" : stdout_to) + " 2>" +
          shell_quote(cap + "/err");
@@ -93,7 +96,8 @@ CliResult CliSandbox::run_command(const std::string& program, const std::string&
   return r;
 }
 
-void CliSandbox::write_bytes(const std::string& name, const std::vector<std::uint8_t>& bytes) const {
+void CliSandbox::write_bytes(const std::string& name,
+                             const std::vector<std::uint8_t>& bytes) const {
   std::ofstream out(path(name), std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }

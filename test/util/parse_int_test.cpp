@@ -29,8 +29,8 @@ TEST(ParseInt, TheOneSpelling) {
 }
 
 TEST(ParseInt, GarbageIsNotAnInteger) {
-  for (const char* bad : {"", "-", " 1", "1 ", "+1", "0x10", "1e3", "abc", "4x", "1.0", "007",
-                          "-0", "1\n", "\xef\xbc\x91" /* fullwidth 1 */, "99999999999999999999x"}) {
+  for (const char* bad : {"", "-", " 1", "1 ", "+1", "0x10", "1e3", "abc", "4x", "1.0", "007", "-0",
+                          "1\n", "\xef\xbc\x91" /* fullwidth 1 */, "99999999999999999999x"}) {
     SCOPED_TRACE(std::string("'") + bad + "'");
     EXPECT_EQ(try_parse_int(bad, -100, 100).error, IntError::not_an_integer);
   }
@@ -53,10 +53,12 @@ TEST(ParseInt, TheMessageNamesTheArgumentTheTextAndTheRange) {
     parse_int("99999999999", 0, 1000, "KVARN_CL_SOMETHING");
     ADD_FAILURE() << "accepted";
   } catch (const InvalidArgument& e) {
-    EXPECT_STREQ(e.what(), "KVARN_CL_SOMETHING is '99999999999': expected an integer from 0 to 1000");
+    EXPECT_STREQ(e.what(),
+                 "KVARN_CL_SOMETHING is '99999999999': expected an integer from 0 to 1000");
   }
   // Control characters from the environment or a file are not echoed to the terminal.
-  EXPECT_EQ(int_error_message("1\x1b[31m", 0, 1, "v"), "v is '1?[31m': expected an integer from 0 to 1");
+  EXPECT_EQ(int_error_message("1\x1b[31m", 0, 1, "v"),
+            "v is '1?[31m': expected an integer from 0 to 1");
 }
 
 // Where the library reads integers from the environment, the error names the variable and value.
@@ -78,7 +80,8 @@ TEST(ParseInt, EnvironmentIntegersNameTheVariableAndTheValue) {
       make_opencl_backend();
       ADD_FAILURE() << var << "=99999999999 was accepted";
     } catch (const Unsupported& e) {  // no device has that index (the CLI's exit code 5)
-      EXPECT_NE(std::string(e.what()).find(std::string(var) + " is '99999999999'"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find(std::string(var) + " is '99999999999'"),
+                std::string::npos)
           << e.what();
     }
   }
@@ -91,13 +94,15 @@ TEST(ParseInt, EnvironmentIntegersNameTheVariableAndTheValue) {
   }
   DeviceCapabilities caps;
   caps.max_work_group_size = 256;
-  for (const char* bad : {"work_group=99999999999999", "work_group=+4", "work_group=0x40", "local_mem=K"}) {
+  for (const char* bad :
+       {"work_group=99999999999999", "work_group=+4", "work_group=0x40", "local_mem=K"}) {
     SCOPED_TRACE(bad);
     try {
       opencl::apply_device_limits(caps, bad);
       ADD_FAILURE() << "accepted";
     } catch (const InvalidArgument& e) {
-      EXPECT_NE(std::string(e.what()).find("KVARN_CL_DEVICE_LIMITS"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("KVARN_CL_DEVICE_LIMITS"), std::string::npos)
+          << e.what();
     }
   }
   opencl::apply_device_limits(caps, "work_group=64");

@@ -40,8 +40,8 @@ class UsageError : public std::runtime_error {
 // --- options ------------------------------------------------------------------------------------
 
 struct OptionSpec {
-  std::string name;     // without the leading "--"
-  std::string value;    // placeholder shown in help ("" = a flag without value)
+  std::string name;   // without the leading "--"
+  std::string value;  // placeholder shown in help ("" = a flag without value)
   std::string help;
   bool required = false;
 };
@@ -103,8 +103,9 @@ std::vector<half_bits> read_f16_rows(const std::string& path, const std::string&
                                      const std::string& multiple_what, std::size_t* rows_out);
 
 // The checks and decoding of read_f16_rows on bytes already read; `what` names the source.
-std::vector<half_bits> parse_f16_rows(const std::vector<std::uint8_t>& bytes, const std::string& what,
-                                      int cols, const std::string& cols_what, std::size_t row_multiple,
+std::vector<half_bits> parse_f16_rows(const std::vector<std::uint8_t>& bytes,
+                                      const std::string& what, int cols,
+                                      const std::string& cols_what, std::size_t row_multiple,
                                       const std::string& multiple_what, std::size_t* rows_out);
 
 // Throws NonFiniteInput naming the option and the first non-finite value (token, channel).

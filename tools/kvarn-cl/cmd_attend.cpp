@@ -17,14 +17,18 @@ const CommandSpec& spec() {
   static const CommandSpec s{
       "attend",
       "Decode attention of one query token over K/V files through a KVarN cache.",
-      {{"preset", "P", preset_option(true).help + "; required unless --layer-presets is given", false},
+      {{"preset", "P", preset_option(true).help + "; required unless --layer-presets is given",
+        false},
        {"layer-presets", "FILE",
-        "per-layer presets (a layer-preset file, e.g. from kvarn-eval --calibrate): the cache gets\n"
-        "                            one layer per line and K/V go to --layer", false},
+        "per-layer presets (a layer-preset file, e.g. from kvarn-eval --calibrate): the cache "
+        "gets\n"
+        "                            one layer per line and K/V go to --layer",
+        false},
        {"layer", "L", "layer of a --layer-presets cache to fill and attend (default 0)", false},
        {"recent-tokens", "R",
         "newest tokens kept exact (fp16) beyond the still-filling tile, 0..65536 (default " +
-            std::to_string(kDefaultRecentTokens) + "; 0 turns the window off)", false},
+            std::to_string(kDefaultRecentTokens) + "; 0 turns the window off)",
+        false},
        head_dim_option(true),
        {"q-heads", "HQ", "query heads", true},
        {"kv-heads", "HK", "KV heads; HQ must be a multiple (query head h reads KV head h/(HQ/HK))",
@@ -38,9 +42,11 @@ const CommandSpec& spec() {
         "read the records directly (fused, default) or dequantize to fp16 first", false},
        iters_option(),
        backend_option()},
-      "The first G tokens stay fp16 (the attention sink), complete tiles after them are quantized,\n"
+      "The first G tokens stay fp16 (the attention sink), complete tiles after them are "
+      "quantized,\n"
       "the rest stays in the fp16 tail, exactly as in an inference engine's cache. With\n"
-      "--recent-tokens R a tile is quantized only once all its tokens are older than the newest R.\n" +
+      "--recent-tokens R a tile is quantized only once all its tokens are older than the newest "
+      "R.\n" +
           output_policy_help()};
   return s;
 }
@@ -56,7 +62,8 @@ int run_attend(int argc, char** argv) {
   if (opts.has("layer-presets") == opts.has("preset"))
     throw UsageError(opts.has("preset") ? "give --preset or --layer-presets, not both"
                                         : "missing option --preset (or --layer-presets)");
-  if (opts.has("layer") && !opts.has("layer-presets")) throw UsageError("--layer needs --layer-presets");
+  if (opts.has("layer") && !opts.has("layer-presets"))
+    throw UsageError("--layer needs --layer-presets");
   std::vector<Preset> layer_presets;
   if (opts.has("layer-presets")) {
     try {
@@ -65,7 +72,8 @@ int run_attend(int argc, char** argv) {
       throw UsageError(std::string("invalid --layer-presets: ") + e.what());
     }
   }
-  const int layer = int(opts.get_int("layer", 0, 0, std::max<long>(0, long(layer_presets.size()) - 1)));
+  const int layer =
+      int(opts.get_int("layer", 0, 0, std::max<long>(0, long(layer_presets.size()) - 1)));
   const int recent = int(opts.get_int("recent-tokens", kDefaultRecentTokens, 0, 65536));
   CodecParams params = opts.codec_params();
   if (!layer_presets.empty()) params.preset = layer_presets[std::size_t(layer)];
@@ -86,11 +94,14 @@ int run_attend(int argc, char** argv) {
                        {{"out", opts.get("out")}});
   const std::string kv_what = "--kv-heads x --head-dim = " + std::to_string(hk * d);
   std::size_t q_rows = 0, k_rows = 0, v_rows = 0;
-  const auto q = read_f16_rows(opts.get("q"), "q", hq * d, "--q-heads x --head-dim = " + std::to_string(hq * d), 1, "", &q_rows);
+  const auto q =
+      read_f16_rows(opts.get("q"), "q", hq * d,
+                    "--q-heads x --head-dim = " + std::to_string(hq * d), 1, "", &q_rows);
   if (q_rows != 1)
-    throw InvalidArgument("--q '" + opts.get("q") + "': " + std::to_string(q_rows * std::size_t(hq) * std::size_t(d)) +
-                          " fp16 values, expected --q-heads x --head-dim = " +
-                          std::to_string(hq * d));
+    throw InvalidArgument(
+        "--q '" + opts.get("q") +
+        "': " + std::to_string(q_rows * std::size_t(hq) * std::size_t(d)) +
+        " fp16 values, expected --q-heads x --head-dim = " + std::to_string(hq * d));
   const auto k = read_f16_rows(opts.get("k"), "k", hk * d, kv_what, 1, "", &k_rows);
   const auto v = read_f16_rows(opts.get("v"), "v", hk * d, kv_what, 1, "", &v_rows);
   if (k_rows != v_rows)
@@ -128,15 +139,20 @@ int run_attend(int argc, char** argv) {
   }
   out.write(bytes.data(), bytes.size());
   out.commit();
-  const int sink = std::min(int(k_rows), cache.sink_capacity()), tiles = cache.quantized_tiles(seq, layer);
-  std::fprintf(summary_stream({&out}), "attended %d query heads over %zu tokens (%d sink, %d tiles of %s, %d tail%s) on %s, "
-              "%s path%s\n",
-              hq, k_rows, sink, tiles, to_string(params.preset).c_str(),
-              cache.length(seq, layer) - sink - tiles * params.group(),
-              recent ? (", " + std::to_string(recent) + " recent kept exact").c_str() : "",
-              cfg.backend->name().c_str(), path_name.c_str(),
-              layer_presets.empty() ? "" : (", layer " + std::to_string(layer) + " of " +
-                                            std::to_string(layer_presets.size())).c_str());
+  const int sink = std::min(int(k_rows), cache.sink_capacity()),
+            tiles = cache.quantized_tiles(seq, layer);
+  std::fprintf(
+      summary_stream({&out}),
+      "attended %d query heads over %zu tokens (%d sink, %d tiles of %s, %d tail%s) on %s, "
+      "%s path%s\n",
+      hq, k_rows, sink, tiles, to_string(params.preset).c_str(),
+      cache.length(seq, layer) - sink - tiles * params.group(),
+      recent ? (", " + std::to_string(recent) + " recent kept exact").c_str() : "",
+      cfg.backend->name().c_str(), path_name.c_str(),
+      layer_presets.empty()
+          ? ""
+          : (", layer " + std::to_string(layer) + " of " + std::to_string(layer_presets.size()))
+                .c_str());
   return kExitOk;
 }
 

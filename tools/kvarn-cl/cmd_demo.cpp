@@ -81,10 +81,13 @@ Workload make_workload(int d, int kv_heads, int q_heads, std::size_t longest, in
   for (int s = 0; s < sequences; ++s) {
     // Decreasing lengths that are not tile multiples, so tails hold tokens too. Signed arithmetic:
     // with few tokens and many sequences the offsets exceed the length, which clamps to 1 token.
-    const long long shrink = static_cast<long long>(std::size_t(s) * longest / std::size_t(sequences)) +
-                             (s == 0 ? 0 : 37LL * s);
-    const std::size_t len = std::size_t(std::max<long long>(1, static_cast<long long>(longest) - shrink));
-    const SyntheticKv kv = synthetic_kv(len, kv_heads, d, seed + 1000u * std::uint32_t(s), 17 * std::size_t(s));
+    const long long shrink =
+        static_cast<long long>(std::size_t(s) * longest / std::size_t(sequences)) +
+        (s == 0 ? 0 : 37LL * s);
+    const std::size_t len =
+        std::size_t(std::max<long long>(1, static_cast<long long>(longest) - shrink));
+    const SyntheticKv kv =
+        synthetic_kv(len, kv_heads, d, seed + 1000u * std::uint32_t(s), 17 * std::size_t(s));
     w.lengths.push_back(int(len));
     std::vector<half_bits> k(kv.k.size()), v(kv.v.size());
     floats_to_halves(kv.k.data(), k.data(), k.size());
@@ -156,7 +159,8 @@ bool try_path(F&& f, std::string& note) {
   }
 }
 
-Row run_preset(const std::shared_ptr<Backend>& backend, const Workload& w, Preset preset, int reps) {
+Row run_preset(const std::shared_ptr<Backend>& backend, const Workload& w, Preset preset,
+               int reps) {
   Row row;
   row.name = to_string(preset);
   CacheConfig cfg;
@@ -190,7 +194,8 @@ Row run_preset(const std::shared_ptr<Backend>& backend, const Workload& w, Prese
       if (n <= 0) continue;
       batch.push_back(ids[s]);
       counts.push_back(n);
-      const auto from = std::ptrdiff_t(std::size_t(start) * hd), to = from + std::ptrdiff_t(std::size_t(n) * hd);
+      const auto from = std::ptrdiff_t(std::size_t(start) * hd),
+                 to = from + std::ptrdiff_t(std::size_t(n) * hd);
       k_chunk.insert(k_chunk.end(), w.k[s].begin() + from, w.k[s].begin() + to);
       v_chunk.insert(v_chunk.end(), w.v[s].begin() + from, w.v[s].begin() + to);
     }
@@ -202,7 +207,9 @@ Row run_preset(const std::shared_ptr<Backend>& backend, const Workload& w, Prese
 
   std::vector<float> out(w.q.size());
   std::string note;
-  if (try_path([&] { cache.attend(0, ids, w.q_heads, w.q.data(), out.data(), 0.0f, AttendPath::fused); }, note)) {
+  if (try_path(
+          [&] { cache.attend(0, ids, w.q_heads, w.q.data(), out.data(), 0.0f, AttendPath::fused); },
+          note)) {
     row.error_fused = relative_error(out, w.exact);
     row.fused_s = median_seconds(reps, [&] {
       cache.attend(0, ids, w.q_heads, w.q.data(), out.data(), 0.0f, AttendPath::fused);
@@ -212,7 +219,11 @@ Row run_preset(const std::shared_ptr<Backend>& backend, const Workload& w, Prese
   const MemoryReport m = cache.memory_report();
   row.bytes = double(m.total());
   row.ratio = double(m.fp16_equivalent) / double(m.total());
-  if (try_path([&] { cache.attend(0, ids, w.q_heads, w.q.data(), out.data(), 0.0f, AttendPath::materialize); }, note)) {
+  if (try_path(
+          [&] {
+            cache.attend(0, ids, w.q_heads, w.q.data(), out.data(), 0.0f, AttendPath::materialize);
+          },
+          note)) {
     row.error_materialize = relative_error(out, w.exact);
     row.materialize_s = median_seconds(reps, [&] {
       cache.attend(0, ids, w.q_heads, w.q.data(), out.data(), 0.0f, AttendPath::materialize);
@@ -241,14 +252,15 @@ Row run_fp16(Backend& backend, const Workload& w, int reps) {
         }
   auto kb = backend.allocate(k.size() * 2), vb = backend.allocate(v.size() * 2);
   auto lens = backend.allocate(seqs * sizeof(std::int32_t));
-  auto qb = backend.allocate(w.q.size() * sizeof(float)), ob = backend.allocate(w.q.size() * sizeof(float));
+  auto qb = backend.allocate(w.q.size() * sizeof(float)),
+       ob = backend.allocate(w.q.size() * sizeof(float));
   backend.write(*kb, 0, k.data(), k.size() * 2);
   backend.write(*vb, 0, v.data(), v.size() * 2);
   std::vector<std::int32_t> len32(w.lengths.begin(), w.lengths.end());
   backend.write(*lens, 0, len32.data(), len32.size() * sizeof(std::int32_t));
 
-  AttendFp16Args a = AttendFp16Args::over(int(seqs), w.q_heads, w.kv_heads, w.d, *qb, *ob, *kb,
-                                           *vb, cap, *lens, Frame::original);
+  AttendFp16Args a = AttendFp16Args::over(int(seqs), w.q_heads, w.kv_heads, w.d, *qb, *ob, *kb, *vb,
+                                          cap, *lens, Frame::original);
   a.host_seq_lens = len32.data();
   std::vector<float> out(w.q.size());
   auto step = [&] {
@@ -295,21 +307,23 @@ int run_demo(int argc, char** argv) {
   for (int l : w.lengths) std::printf(" %d", l);
   std::printf(" tokens; %d KV heads, %d query heads, D=%d; one layer, one decode step\n", kv_heads,
               q_heads, d);
-  std::printf("data: generated (seed %u): outlier key channels, rotary position patterns, loud\n"
-              "      value channels, per-token value loudness; queries lean toward earlier keys\n\n",
-              seed);
+  std::printf(
+      "data: generated (seed %u): outlier key channels, rotary position patterns, loud\n"
+      "      value channels, per-token value loudness; queries lean toward earlier keys\n\n",
+      seed);
   std::printf("  %-10s %11s %8s %11s %12s %12s %12s %11s %9s\n", "cache", "resident", "ratio",
               "attn error", "err (mat.)", "fused step", "mat. step", "mat. extra", "build");
   print_row(run_fp16(*backend, w, reps));
   for (Preset p : all_presets()) print_row(run_preset(backend, w, p, reps));
-  std::printf("\nresident: every byte the cache holds after the prefill and the fused decode steps\n"
-              "  (records, fp16 sink and tail, block tables, workspaces); fp16: the K/V rows alone.\n"
-              "ratio: fp16 bytes of the same tokens / resident. err: relative to exact fp32 attention.\n"
-              "fused step: attention straight from the records (one call for the batch); mat. step:\n"
-              "  dequantize every tile to fp16, then fp16 attention; mat. extra: workspace it adds.\n"
-              "fp16 step: plain fp16 attention over uncompressed K/V, shown in the fused column.\n"
-              "build: cache creation and the chunked prefill (%d tokens per sequence per append).\n",
-              kPrefillChunk);
+  std::printf(
+      "\nresident: every byte the cache holds after the prefill and the fused decode steps\n"
+      "  (records, fp16 sink and tail, block tables, workspaces); fp16: the K/V rows alone.\n"
+      "ratio: fp16 bytes of the same tokens / resident. err: relative to exact fp32 attention.\n"
+      "fused step: attention straight from the records (one call for the batch); mat. step:\n"
+      "  dequantize every tile to fp16, then fp16 attention; mat. extra: workspace it adds.\n"
+      "fp16 step: plain fp16 attention over uncompressed K/V, shown in the fused column.\n"
+      "build: cache creation and the chunked prefill (%d tokens per sequence per append).\n",
+      kPrefillChunk);
   return kExitOk;
 }
 

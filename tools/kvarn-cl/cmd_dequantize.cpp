@@ -22,7 +22,8 @@ const CommandSpec& spec() {
        {"v-out", "V.f16", "output values: raw little-endian fp16 [T][D]", true}},
       "The preset and head dimension must be those the records were written with; a file whose\n"
       "size is not a whole number of records, or a record with NaN/Inf scales, is rejected.\n"
-      "Both outputs appear only when both are complete.\n" + output_policy_help()};
+      "Both outputs appear only when both are complete.\n" +
+          output_policy_help()};
   return s;
 }
 
@@ -40,7 +41,8 @@ int run_dequantize(int argc, char** argv) {
   const RecordLayout layout = RecordLayout::make(params);
   const std::string in_path = opts.get("in"), in_what = "--in '" + in_path + "'";
 
-  check_distinct_files({{"in", in_path}}, {{"k-out", opts.get("k-out")}, {"v-out", opts.get("v-out")}});
+  check_distinct_files({{"in", in_path}},
+                       {{"k-out", opts.get("k-out")}, {"v-out", opts.get("v-out")}});
   const std::vector<std::uint8_t> records = read_file(in_path, "in");
   if (records.empty()) throw InvalidArgument(in_what + ": empty file");
   if (records.size() % layout.bytes != 0)
@@ -82,9 +84,10 @@ int run_dequantize(int argc, char** argv) {
     k_out.remove_committed();  // all or nothing
     throw;
   }
-  std::fprintf(summary_stream({&k_out, &v_out}), "decoded %zu records (%s, D=%d) into %zu tokens, %s frame, on %s\n", tiles,
-              to_string(params.preset).c_str(), params.head_dim, rows,
-              frame == Frame::rotated ? "rotated" : "original", backend->name().c_str());
+  std::fprintf(summary_stream({&k_out, &v_out}),
+               "decoded %zu records (%s, D=%d) into %zu tokens, %s frame, on %s\n", tiles,
+               to_string(params.preset).c_str(), params.head_dim, rows,
+               frame == Frame::rotated ? "rotated" : "original", backend->name().c_str());
   return kExitOk;
 }
 

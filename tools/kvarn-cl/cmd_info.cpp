@@ -15,14 +15,16 @@ const CommandSpec& spec() {
       "Print the version, every preset with its record size and compression for D = 64, 128 and\n"
       "256, the OpenCL platforms and devices with their capabilities and whether the library's\n"
       "kernels build there, and the backend `auto` would use.",
-      {{"no-build", "", "skip the kernel build check (it compiles every kernel, slow on PoCL)", false}},
+      {{"no-build", "", "skip the kernel build check (it compiles every kernel, slow on PoCL)",
+        false}},
       "The OpenCL device is chosen by KVARN_CL_PLATFORM / KVARN_CL_DEVICE or, without them, the\n"
       "first GPU, then accelerator, then CPU device.\n"};
   return s;
 }
 
 void print_presets() {
-  std::printf("presets (bytes of one record = one tile of one KV head; compression against fp16 K+V):\n");
+  std::printf(
+      "presets (bytes of one record = one tile of one KV head; compression against fp16 K+V):\n");
   std::printf("  %-11s %2s %2s %4s  %-18s %-18s %-18s\n", "preset", "K", "V", "G", "D=64", "D=128",
               "D=256");
   for (Preset p : all_presets()) {
@@ -52,7 +54,8 @@ void print_opencl_devices(bool skip_build) {
   try {
     devices = list_opencl_devices();
   } catch (const Error& e) {
-    std::printf("  discovery failed [%s]: %s\n", status_name(e.status()), first_line(e.what()).c_str());
+    std::printf("  discovery failed [%s]: %s\n", status_name(e.status()),
+                first_line(e.what()).c_str());
     return;
   }
   if (devices.empty()) std::printf("  none (no OpenCL platform is installed)\n");
@@ -62,17 +65,19 @@ void print_opencl_devices(bool skip_build) {
                 c.platform_name.c_str(), c.device_name.c_str(), c.type.c_str());
     std::printf("    %s, %s, driver %s\n", c.device_version.c_str(), c.opencl_c_version.c_str(),
                 c.driver_version.c_str());
-    std::printf("    %u compute units, %s local memory, work-groups up to %llu, %s global memory "
-                "(%s per allocation)\n",
-                c.compute_units, format_bytes(double(c.local_mem_bytes)).c_str(),
-                static_cast<unsigned long long>(c.max_work_group_size),
-                format_bytes(double(c.global_mem_bytes)).c_str(),
-                format_bytes(double(c.max_alloc_bytes)).c_str());
+    std::printf(
+        "    %u compute units, %s local memory, work-groups up to %llu, %s global memory "
+        "(%s per allocation)\n",
+        c.compute_units, format_bytes(double(c.local_mem_bytes)).c_str(),
+        static_cast<unsigned long long>(c.max_work_group_size),
+        format_bytes(double(c.global_mem_bytes)).c_str(),
+        format_bytes(double(c.max_alloc_bytes)).c_str());
     std::printf("    fp16 %s, fp64 %s, subgroups %s, correctly rounded div/sqrt %s\n",
                 c.fp16 ? "yes" : "no", c.fp64 ? "yes" : "no", c.subgroups ? "yes" : "no",
                 c.correctly_rounded_div_sqrt ? "yes" : "no");
     // The limit-profile test mode (docs/PORTABILITY.md): the figures above are already lowered.
-    if (const char* limits = std::getenv("KVARN_CL_DEVICE_LIMITS"); limits != nullptr && *limits != '\0')
+    if (const char* limits = std::getenv("KVARN_CL_DEVICE_LIMITS");
+        limits != nullptr && *limits != '\0')
       std::printf("    (limits lowered by KVARN_CL_DEVICE_LIMITS=%s)\n", limits);
     if (skip_build) continue;
     std::fflush(stdout);
@@ -83,7 +88,8 @@ void print_opencl_devices(bool skip_build) {
       std::printf("    kernel variants:\n");
       for (const std::string& v : r.kernel_variants) std::printf("      %s\n", v.c_str());
     }
-    if (!r.program_cache.empty()) std::printf("    program binary cache: %s\n", r.program_cache.c_str());
+    if (!r.program_cache.empty())
+      std::printf("    program binary cache: %s\n", r.program_cache.c_str());
     if (r.ok) {
       std::printf("    kernels: build OK (%.1f s): %s\n", r.seconds, r.message.c_str());
     } else {

@@ -22,7 +22,8 @@ const CommandSpec& spec() {
        {"v", "V.f16", "values: same shape as --k", true},
        {"out", "R.kvarn", "output: T/G records back to back, each exactly the record size", true}},
       "T must be a multiple of the preset's tile size G (128 or 64). The output file appears only\n"
-      "when complete. Record layout: docs/FORMAT.md.\n" + output_policy_help()};
+      "when complete. Record layout: docs/FORMAT.md.\n" +
+          output_policy_help()};
   return s;
 }
 
@@ -74,9 +75,10 @@ int run_quantize(int argc, char** argv) {
 
   out.write(records.data(), records.size());
   out.commit();
-  std::fprintf(summary_stream({&out}), "quantized %zu tokens (%zu tiles of %s, D=%d) into %zu bytes (%.2fx smaller than "
-              "fp16 K+V) on %s\n",
-              rows, tiles, to_string(params.preset).c_str(), d, records.size(),
+  std::fprintf(summary_stream({&out}),
+               "quantized %zu tokens (%zu tiles of %s, D=%d) into %zu bytes (%.2fx smaller than "
+               "fp16 K+V) on %s\n",
+               rows, tiles, to_string(params.preset).c_str(), d, records.size(),
                layout.compression(), backend->name().c_str());
   return kExitOk;
 }

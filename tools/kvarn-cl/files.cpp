@@ -64,10 +64,12 @@ std::vector<half_bits> read_f16_rows(const std::string& path, const std::string&
                         row_multiple, multiple_what, rows_out);
 }
 
-std::vector<half_bits> parse_f16_rows(const std::vector<std::uint8_t>& bytes, const std::string& what,
-                                      int cols, const std::string& cols_what, std::size_t row_multiple,
+std::vector<half_bits> parse_f16_rows(const std::vector<std::uint8_t>& bytes,
+                                      const std::string& what, int cols,
+                                      const std::string& cols_what, std::size_t row_multiple,
                                       const std::string& multiple_what, std::size_t* rows_out) {
-  if (cols < 1) throw InvalidArgument(what + ": row width " + std::to_string(cols) + " must be >= 1");
+  if (cols < 1)
+    throw InvalidArgument(what + ": row width " + std::to_string(cols) + " must be >= 1");
   if (bytes.empty()) throw InvalidArgument(what + ": empty file");
   if (bytes.size() % 2 != 0)
     throw InvalidArgument(what + ": size " + std::to_string(bytes.size()) +
@@ -168,7 +170,8 @@ AtomicOutput::AtomicOutput(std::string path, std::string option)
   if (path_.empty()) throw IoError(what + ": empty path");
   if (const int fd = descriptor_path(path_); fd >= 0) {
     fd_ = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (fd_ < 0) throw IoError(what + ": descriptor " + std::to_string(fd) + " is not open: " + errno_text());
+    if (fd_ < 0)
+      throw IoError(what + ": descriptor " + std::to_string(fd) + " is not open: " + errno_text());
     direct_ = true;
     to_stdout_ = fd == 1;
     return;
@@ -181,12 +184,14 @@ AtomicOutput::AtomicOutput(std::string path, std::string option)
     if (fd_ < 0) throw IoError(what + ": cannot open: " + errno_text());
     direct_ = true;
     struct stat out {};
-    to_stdout_ = ::fstat(1, &out) == 0 && out.st_dev == target.st_dev && out.st_ino == target.st_ino;
+    to_stdout_ =
+        ::fstat(1, &out) == 0 && out.st_dev == target.st_dev && out.st_ino == target.st_ino;
     return;
   }
   struct stat link {};
   if (::lstat(path_.c_str(), &link) == 0 && S_ISLNK(link.st_mode))
-    throw IoError(what + ": is a symbolic link; kvarn-cl does not replace links nor write through " +
+    throw IoError(what +
+                  ": is a symbolic link; kvarn-cl does not replace links nor write through " +
                   "them to regular files: name the file itself");
   if (exists && !S_ISREG(target.st_mode))
     throw IoError(what + ": is not a regular file, character device or FIFO");
@@ -207,8 +212,7 @@ AtomicOutput::AtomicOutput(std::string path, std::string option)
   if (fd_ < 0) {
     temp_ = dir + "/." + base_name(path_) + ".tmp.XXXXXX";
     fd_ = ::mkstemp(temp_.data());
-    if (fd_ < 0)
-      throw IoError(what + ": cannot create a file in '" + dir + "': " + errno_text());
+    if (fd_ < 0) throw IoError(what + ": cannot create a file in '" + dir + "': " + errno_text());
     temp_slot_ = register_temp(temp_);
   }
 }
@@ -335,7 +339,8 @@ void check_distinct_files(const std::vector<std::pair<std::string, std::string>>
     for (std::size_t j = 0; j < out_ids.size(); ++j)
       // Two outputs may share a device or FIFO (written in order), never a file to be replaced.
       if (same(id, out_ids[j]) && (!id.exists || id.regular))
-        throw UsageError(quoted(option, path) + " and " + quoted(outputs[j].first, outputs[j].second) +
+        throw UsageError(quoted(option, path) + " and " +
+                         quoted(outputs[j].first, outputs[j].second) +
                          " name the same file: one output would replace the other");
     out_ids.push_back(id);
   }
@@ -343,7 +348,8 @@ void check_distinct_files(const std::vector<std::pair<std::string, std::string>>
 
 std::string output_policy_help() {
   return "\nOutput files: a regular file is replaced atomically when the output is complete (it\n"
-         "keeps its permissions); a character device, FIFO or socket (/dev/null, a pipe) is written\n"
+         "keeps its permissions); a character device, FIFO or socket (/dev/null, a pipe) is "
+         "written\n"
          "through; /dev/stdout, /dev/stderr and /dev/fd/N (or -) write to that descriptor; other\n"
          "symbolic links are refused; an output may not name an input or another output.\n";
 }

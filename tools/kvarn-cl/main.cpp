@@ -1,8 +1,8 @@
 // kvarn-cl: the command-line face of libkvarn_cl. This file only dispatches to a subcommand and turns
 // every failure into one line "kvarn-cl: error: ..." and a documented exit code; nothing escapes
 // as a crash.
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -25,7 +25,8 @@ struct Subcommand {
 };
 
 const Subcommand kSubcommands[] = {
-    {"info", "version, presets with record sizes, OpenCL devices, the backend `auto` picks", run_info},
+    {"info", "version, presets with record sizes, OpenCL devices, the backend `auto` picks",
+     run_info},
     {"quantize", "fp16 K/V files (one KV head, token-major) -> KVarN records", run_quantize},
     {"dequantize", "KVarN records -> fp16 K/V files", run_dequantize},
     {"attend", "decode attention of one query over K/V files through a KVarN cache", run_attend},
@@ -34,10 +35,11 @@ const Subcommand kSubcommands[] = {
 };
 
 void print_usage(std::FILE* to) {
-  std::fprintf(to,
-               "usage: kvarn-cl <subcommand> [options]   (kvarn-cl <subcommand> --help for more)\n\n"
-               "KVarN KV-cache quantization with OpenCL kernels and an exact CPU fallback.\n\n"
-               "subcommands:\n");
+  std::fprintf(
+      to,
+      "usage: kvarn-cl <subcommand> [options]   (kvarn-cl <subcommand> --help for more)\n\n"
+      "KVarN KV-cache quantization with OpenCL kernels and an exact CPU fallback.\n\n"
+      "subcommands:\n");
   for (const auto& s : kSubcommands) std::fprintf(to, "  %-12s%s\n", s.name, s.summary);
   std::fprintf(to,
                "\nexit codes:\n"
@@ -61,14 +63,18 @@ int exit_code(Status s) {
   switch (s) {
     case Status::invalid_argument:
     case Status::non_finite_input:
-    case Status::corrupt_record: return kExitInvalidInput;
-    case Status::io_error: return kExitIo;
+    case Status::corrupt_record:
+      return kExitInvalidInput;
+    case Status::io_error:
+      return kExitIo;
     case Status::out_of_memory:
     case Status::device_error:
     case Status::kernel_build_error:
-    case Status::unsupported: return kExitDevice;
+    case Status::unsupported:
+      return kExitDevice;
     case Status::ok:
-    case Status::internal: break;
+    case Status::internal:
+      break;
   }
   return kExitInternal;
 }
@@ -118,7 +124,8 @@ int run(int argc, char** argv) {
       return report(std::string("internal error: ") + e.what(), kExitInternal);
     }
   }
-  report("unknown subcommand '" + sub + "' (expected info, quantize, dequantize, attend or demo; see kvarn-cl --help)",
+  report("unknown subcommand '" + sub +
+             "' (expected info, quantize, dequantize, attend or demo; see kvarn-cl --help)",
          kExitUsage);
   return kExitUsage;
 }

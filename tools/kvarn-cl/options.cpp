@@ -40,7 +40,8 @@ Options::Options(const CommandSpec& spec, int argc, char** argv) {
                        spec.name + " --help)");
     if (values_.count(name)) throw UsageError("option --" + name + " given twice");
     if (o->value.empty()) {
-      if (inline_value) throw UsageError("option --" + name + " takes no value, got '" + value + "'");
+      if (inline_value)
+        throw UsageError("option --" + name + " takes no value, got '" + value + "'");
       value = "1";
     } else if (!inline_value) {
       if (i + 1 >= argc) throw UsageError("option --" + name + " needs a value " + o->value);
@@ -112,8 +113,10 @@ std::string help_text(const CommandSpec& spec) {
   for (const auto& o : spec.options) {
     std::string head = "  --" + o.name + (o.value.empty() ? "" : " " + o.value);
     out << head;
-    if (head.size() < 28) out << std::string(28 - head.size(), ' ');
-    else out << "\n" << std::string(28, ' ');
+    if (head.size() < 28)
+      out << std::string(28 - head.size(), ' ');
+    else
+      out << "\n" << std::string(28, ' ');
     out << o.help << (o.required ? " (required)" : "") << "\n";
   }
   out << "  --help                    this text\n";
@@ -129,8 +132,8 @@ OptionSpec preset_option(bool required) {
 }
 
 OptionSpec head_dim_option(bool required) {
-  return {"head-dim", "D", std::string("head dimension: 64, 128 or 256") +
-                               (required ? "" : " (default 128)"),
+  return {"head-dim", "D",
+          std::string("head dimension: 64, 128 or 256") + (required ? "" : " (default 128)"),
           required};
 }
 
@@ -143,7 +146,8 @@ OptionSpec iters_option() {
 
 OptionSpec backend_option() {
   return {"backend", "B",
-          "cpu, opencl or auto (default auto: OpenCL when a device is usable, else the CPU)", false};
+          "cpu, opencl or auto (default auto: OpenCL when a device is usable, else the CPU)",
+          false};
 }
 
 }  // namespace kvarn_cl::cli

@@ -32,7 +32,8 @@ HeadShape head_shape(int d, std::mt19937& rng) {
   const int half = d / 2;
   const int outliers[3] = {half - 1, half - 3, d - 2};
   for (int c : outliers) {
-    s.key_mean[std::size_t(c)] = (normal(rng) > 0 ? 1.0f : -1.0f) * (8.0f + 4.0f * std::fabs(normal(rng)));
+    s.key_mean[std::size_t(c)] =
+        (normal(rng) > 0 ? 1.0f : -1.0f) * (8.0f + 4.0f * std::fabs(normal(rng)));
     s.key_spread[std::size_t(c)] = 4.0f;
   }
   // Value outliers: two channels with a larger spread.
@@ -80,7 +81,8 @@ SyntheticKv synthetic_kv(std::size_t tokens, int kv_heads, int head_dim, std::ui
       for (float& a : mix) a = normal(rng);
       for (std::size_t c = 0; c < d; ++c) {
         float low_rank = 0.0f;
-        for (int j = 0; j < kValueRank; ++j) low_rank += mix[j] * s.value_basis[std::size_t(j) * d + c];
+        for (int j = 0; j < kValueRank; ++j)
+          low_rank += mix[j] * s.value_basis[std::size_t(j) * d + c];
         v[c] = loudness * (s.value_mean[c] + low_rank + 0.5f * s.value_spread[c] * normal(rng));
       }
     }
