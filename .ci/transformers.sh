@@ -12,8 +12,9 @@
 # libraries that PyPI's only Linux torch links to (no CPU-only torch is on PyPI; Debian 12's is
 # 1.13, too old for any transformers with an attention interface). Measured on the 2-core dev VM
 # (2026-12-06, shared with other jobs): download 40-116 s (cold cache only), install into a fresh
-# venv 99 s, the 11 tests 104-138 s: about 4 min with a warm cache, 6 min cold. The venv grows by
-# 4 GB (torch's CUDA libraries unpacked).
+# venv 99 s, the 11 tests 104-138 s (12 since the default-window test: 121-130 s, same VM,
+# 19:14-19:25 UTC): about 4 min with a warm cache, 6 min cold. The venv grows by 4 GB (torch's CUDA
+# libraries unpacked).
 set -euo pipefail
 venv=${1:?usage: .ci/transformers.sh VENV}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

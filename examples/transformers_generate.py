@@ -29,7 +29,8 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def held_bytes(cache):
     """Bytes the KVarN cache holds for its tokens: records of quantized tiles, plus fp16 K and V
-    of the tokens not (yet) in a record (the 128-token sink, the filling tile, a recent window)."""
+    of the tokens not (yet) in a record (the 128-token sink, the filling tile, the recent window:
+    the newest 128 tokens by default)."""
     kv, rep = cache.kv, cache.memory_report()
     seq = cache._ids[0]
     quantized = sum(kv.quantized_tiles(seq, layer) * kv.group for layer in range(kv.layers))
@@ -104,8 +105,8 @@ def main():
     print(f"  DynamicCache (fp32 model) {dyn_bytes / 1e6:.2f} MB; the same tokens in fp16: "
           f"{rep['fp16_equivalent'] / 1e6:.2f} MB")
     print(f"  KVarN: {held / 1e6:.2f} MB held ({rep['records_in_use'] / 1e6:.2f} MB records of "
-          f"{kv_cache.kv.quantized_tiles(kv_cache._ids[0], 0)} tiles/layer/head, the rest fp16 sink and "
-          f"tail) = {rep['fp16_equivalent'] / held:.2f}x smaller than fp16")
+          f"{kv_cache.kv.quantized_tiles(kv_cache._ids[0], 0)} tiles/layer/head, the rest fp16 sink, "
+          f"recent window and tail) = {rep['fp16_equivalent'] / held:.2f}x smaller than fp16")
     print(f"  KVarN pools allocated up front for max_tokens={kv_cache.max_tokens}: {rep['total'] / 1e6:.2f} MB "
           "(memory_report()['total'])")
 

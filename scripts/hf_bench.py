@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--presets", default="k4v2_g128")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--backend", default="cpu")
+    ap.add_argument("--recent-tokens", type=int, default=None,
+                    help="exact recent-token window of the KVarN cache (default: the library's, 128)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.model_dir, gguf_file=GGUF)
@@ -50,7 +52,8 @@ def main():
         ids = all_ids[:, :ctx]
         for name in ["DynamicCache"] + args.presets.split(","):
             cache = DynamicCache() if name == "DynamicCache" else \
-                kt.KVarNCache(model, name, max_tokens=ctx + args.new_tokens, backend=args.backend)
+                kt.KVarNCache(model, name, max_tokens=ctx + args.new_tokens, backend=args.backend,
+                              recent_tokens=args.recent_tokens)
             stamps = Stamps()
             t0 = time.perf_counter()
             model.generate(ids, attention_mask=torch.ones_like(ids), cache=cache, do_sample=False,

@@ -41,6 +41,10 @@ def main():
     ap.add_argument("--ctx", type=int, default=512, help="tokens scored from the start of the text")
     ap.add_argument("--configs", default="fp16,k4v2_g128,k4v4_g128",
                     help="KVarNCache presets ('fp16' = every token fp16); DynamicCache is always run")
+    # kvarn-eval's configuration names state the window (k4v2_g128 there has none, k4v2_g128+r128
+    # has 128 tokens), so the presets run window-less here unless asked.
+    ap.add_argument("--recent-tokens", type=int, default=0,
+                    help="exact recent-token window of the KVarN presets (default 0, as kvarn-eval's names)")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
@@ -56,7 +60,8 @@ def main():
           f"{torch.get_num_threads()} threads")
     runs = {}
     for name in ["DynamicCache"] + args.configs.split(","):
-        cache = DynamicCache() if name == "DynamicCache" else kt.KVarNCache(model, name, max_tokens=args.ctx + 8)
+        cache = DynamicCache() if name == "DynamicCache" else \
+            kt.KVarNCache(model, name, max_tokens=args.ctx + 8, recent_tokens=args.recent_tokens)
         t = time.time()
         runs[name] = kt.teacher_forced_logits(model, ids, cache, prefill=1)
         ref = runs.get("fp16")

@@ -162,12 +162,15 @@ class KVarNCache(Cache):
     ``"fp16"`` to keep every token fp16 (the reference mode: the library's attention, no
     quantization). ``layer_presets`` (one per layer, or a ``kvarn-eval --calibrate`` file),
     ``recent_tokens``, ``sink_tokens``, ``backend`` and ``sinkhorn_iters`` go to ``KVCache``.
+    ``recent_tokens=None`` (the default) takes the library's default window (``KVCache``'s: the
+    newest 128 tokens stay fp16, the configuration that meets the 1 % perplexity bar,
+    docs/ACCURACY.md "The default configuration"); ``0`` turns the window off.
     ``max_tokens`` (prompt + new tokens) and ``max_batch`` size its pools, all allocated here
     (``memory_report()['total']``); in the fp16 mode the unused record pool is allocated too.
     """
 
     def __init__(self, model, preset: str = "k4v2_g128", *, max_tokens: int = 4096, max_batch: int = 1,
-                 recent_tokens: int = 0, sink_tokens: Optional[int] = None,
+                 recent_tokens: Optional[int] = None, sink_tokens: Optional[int] = None,
                  layer_presets: Union[None, str, Sequence[str]] = None, backend=None,
                  sinkhorn_iters: int = 8):
         config = getattr(model, "config", model)
@@ -177,8 +180,9 @@ class KVarNCache(Cache):
         layers = config.num_hidden_layers
         kw = dict(layers=layers, kv_heads=config.num_key_value_heads, head_dim=_head_dim(config),
                   max_tokens=self.max_tokens, backend=backend, max_sequences=self.max_batch,
-                  sink_tokens=sink_tokens, sinkhorn_iters=sinkhorn_iters, recent_tokens=recent_tokens,
-                  layer_presets=layer_presets)
+                  sink_tokens=sink_tokens, sinkhorn_iters=sinkhorn_iters, layer_presets=layer_presets)
+        if recent_tokens is not None:   # omitted, KVCache applies the library's default window
+            kw["recent_tokens"] = recent_tokens
         if preset == FP16:
             # Every committed token stays in the exact window, so no tile is ever quantized; the
             # records' preset is irrelevant then. The library bounds the window at 65536 tokens.
