@@ -23,6 +23,9 @@ constexpr std::size_t element_bytes(ElementType t) noexcept {
 enum class Frame { original, rotated };
 
 enum class Preset { k4v2_g128, k4v4_g128, k2v2_g128, k4v2_g64, k4v4_g64 };
+// How many presets `Preset` names: the size of all_presets() and of the preset table
+// (src/format/preset.cpp, whose static_assert checks that row i describes Preset(i)).
+inline constexpr std::size_t kNumPresets = 5;
 
 struct PresetInfo {
   Preset preset;
@@ -51,7 +54,8 @@ void validate_code_bits(int bits, std::string_view argument);
 // every configuration (a cache, a codec call, a record layout) is checked before it runs.
 void validate_preset_info(const PresetInfo& info);
 
-const std::array<Preset, 5>& all_presets() noexcept;
+// Every preset in enum order; the C API's preset index (kvarn_cl.h) is the position here.
+const std::array<Preset, kNumPresets>& all_presets() noexcept;
 const PresetInfo& preset_info(Preset p) noexcept;
 std::string to_string(Preset p);
 // Throws InvalidArgument naming the argument and the value, and listing the valid presets.

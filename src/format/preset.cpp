@@ -8,7 +8,8 @@
 namespace kvarn_cl {
 namespace {
 
-constexpr std::array<PresetInfo, 5> kPresets = {{
+// Row i describes Preset(i) (static_assert below), so this table alone orders and names them.
+constexpr std::array<PresetInfo, kNumPresets> kPresets = {{
     {Preset::k4v2_g128, "k4v2_g128", 4, 2, 128, false},
     {Preset::k4v4_g128, "k4v4_g128", 4, 4, 128, false},
     {Preset::k2v2_g128, "k2v2_g128", 2, 2, 128, true},
@@ -17,7 +18,7 @@ constexpr std::array<PresetInfo, 5> kPresets = {{
 }};
 
 // A preset the codec and the kernels cannot run does not compile (kSupportedCodeBits, format.hpp).
-constexpr bool code_widths_supported(const std::array<PresetInfo, 5>& presets) {
+constexpr bool code_widths_supported(const std::array<PresetInfo, kNumPresets>& presets) {
   for (const PresetInfo& p : presets)
     if (!is_supported_code_bits(p.k_bits) || !is_supported_code_bits(p.v_bits)) return false;
   return true;
@@ -26,12 +27,28 @@ static_assert(code_widths_supported(kPresets),
               "a preset's k_bits and v_bits must be in kSupportedCodeBits (2 or 4): the record "
               "format, the CPU codec and the kernels implement those widths only");
 
-constexpr std::array<Preset, 5> kAll = {Preset::k4v2_g128, Preset::k4v4_g128, Preset::k2v2_g128,
-                                        Preset::k4v2_g64, Preset::k4v4_g64};
+// The table and the enum agree: one row per enumerator, in enum order (a row left out of a
+// larger kNumPresets is value-initialized to Preset(0) and fails here).
+constexpr bool rows_in_enum_order(const std::array<PresetInfo, kNumPresets>& presets) {
+  for (std::size_t i = 0; i < presets.size(); ++i)
+    if (presets[i].preset != Preset(i) || presets[i].name == nullptr) return false;
+  return true;
+}
+static_assert(rows_in_enum_order(kPresets),
+              "kPresets must hold one row per Preset enumerator, row i describing Preset(i), and "
+              "kNumPresets (format.hpp) must count the enumerators");
+
+constexpr std::array<Preset, kNumPresets> presets_of(
+    const std::array<PresetInfo, kNumPresets>& presets) {
+  std::array<Preset, kNumPresets> out{};
+  for (std::size_t i = 0; i < presets.size(); ++i) out[i] = presets[i].preset;
+  return out;
+}
+constexpr std::array<Preset, kNumPresets> kAll = presets_of(kPresets);
 
 }  // namespace
 
-const std::array<Preset, 5>& all_presets() noexcept { return kAll; }
+const std::array<Preset, kNumPresets>& all_presets() noexcept { return kAll; }
 
 const PresetInfo& preset_info(Preset p) noexcept {
   for (const auto& info : kPresets)
