@@ -98,8 +98,11 @@ struct CheckedBuild {
 // Every program of the table with the arguments the backend builds it with on this device: the
 // codec programs of every preset at head_dim 128 and of the default preset at 64 and 256, the
 // fused kernels the launch policy can pick here for GQA 4:1 and MHA at the default geometry, the
-// fp16 attention, the row copies and checks. (The switch names every program: a new one must say
-// here how the check builds it.)
+// fp16 attention, the row copies and checks. The fused kernels come from their launch descriptors
+// (attend_descriptors(), attention_program.cpp): a new one needs nothing here. Every other program
+// needs a case saying how the check builds it. The switch has a default (so that the fused
+// programs need no case), so the compiler no longer says so: a program without a case fails the
+// check at run time, naming it (`kvarn-cl info`: "kernels: build FAILED: ... no case for ...").
 std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
                                           const std::vector<CodecParams>& geometries) {
   using opencl::Program;
@@ -111,8 +114,14 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
     };
   };
   auto gqa = [](int ratio) { return " (GQA " + std::to_string(ratio) + ":1)"; };
+  auto is_fused_attend = [](Program p) {
+    for (const opencl::AttendDescriptor& d : opencl::attend_descriptors())
+      if (d.program == p) return true;
+    return false;
+  };
   std::vector<CheckedBuild> out;
   for (const opencl::ProgramDef& def : opencl::program_table()) {
+    if (is_fused_attend(def.program)) continue;  // those the policy can pick here: after this loop
     switch (def.program) {
       case Program::rotate:
         for (int d : {64, 128, 256}) {
@@ -128,11 +137,6 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
                              std::to_string(g.head_dim),
                          [&backend, g] { backend.quantize_tokens_per_item(g); }});
         break;
-      case Program::attend_tile_slots:
-      case Program::attend_short:
-      case Program::attend_nvidia_mma_sync:
-      case Program::attend_nvidia_mma_sync_emulated:  // tests only: in no policy
-        break;  // the fused kernels the policy can pick here, after this loop
       case Program::attend_fp16:
         for (int ratio : {1, 4}) {
           opencl::ProgramArgs args;
@@ -147,6 +151,12 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
         break;
       case Program::mma_probe:  // built by the nvidia_mma_sync capability check
       case Program::mma_probe_emulated:
+        break;
+      default:
+        out.push_back({def.name, [name = std::string(def.name)] {
+                         throw Unsupported("the build check has no case for program '" + name +
+                                           "' (builds_to_check, src/opencl/device_api.cpp)");
+                       }});
         break;
     }
   }

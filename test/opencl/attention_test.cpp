@@ -194,16 +194,15 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   opencl::OpenCLBackend& cl = cl_backend();
   opencl::internal::OpenCLBackendTuning tuning(cl);
   using Kernel = opencl::AttendKernel;
-  // Every fused kernel, whichever the launch policy would pick for this shape: attention.cl's
-  // tile slots, attention_short.cl, attention_mma.cl with emulated primitives (the matrix-unit
-  // kernel's logic, on any device) and, where the device has matrix units, attention_mma.cl
-  // itself (inline PTX: the H200 host).
-  // The emulation only stands in where the real one cannot run, and there (PoCL: slow to compile
-  // and run) on the cases that between them reach every branch of attention_mma.cl: one and two
-  // n-blocks, 2- and 4-bit codes, G 64 and 128, D 64/128/256, f16 output, splits, tails across a
-  // tile, many sequences. KVARN_CL_TEST_ALL_EMULATED=1
-  // runs it on every case.
-  std::vector<Kernel> kernels{Kernel::tile_slots, Kernel::short_context};
+  // Every fused kernel of attend_descriptors(), whichever the launch policy would pick for this
+  // shape: the portable ones always; one that needs a capability (attention_mma.cl's inline PTX)
+  // where the device passes its check (the H200 host); a test-only stand-in outside the policy
+  // (attention_mma.cl with emulated primitives: the matrix-unit kernel's logic on any device)
+  // only where no capability-gated kernel runs.
+  // The emulation (on PoCL: slow to compile and run) runs on the cases that between them reach
+  // every branch of attention_mma.cl: one and two n-blocks, 2- and 4-bit codes, G 64 and 128,
+  // D 64/128/256, f16 output, splits, tails across a tile, many sequences.
+  // KVARN_CL_TEST_ALL_EMULATED=1 runs it on every case.
   static const std::set<std::string> emulated_cases{"gqa4_split3_tail_across",
                                                     "mha_f16",
                                                     "gqa8",
@@ -215,16 +214,28 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
   // code, and the emulated kernel's host side is the same as the real one's).
   const char* all = std::getenv("KVARN_CL_TEST_ALL_EMULATED");
   const bool none = all && std::string(all) == "0";
-  if (cl.runtime().nvidia_mma_sync().available)
-    kernels.push_back(Kernel::nvidia_mma_sync);
-  else if (!none && (emulated_cases.count(c.name) || (all && std::string(all) == "1")))
-    kernels.push_back(Kernel::nvidia_mma_sync_emulated);
+  using opencl::Capability;
+  auto device_has = [&cl](Capability capability) {
+    switch (capability) {  // a new capability must say here how the test detects it
+      case Capability::portable:
+        return true;
+      case Capability::nvidia_mma_sync:
+        return cl.runtime().nvidia_mma_sync().available;
+    }
+    return false;
+  };
+  bool gated_runs = false;
+  for (const opencl::AttendDescriptor& desc : opencl::attend_descriptors())
+    gated_runs = gated_runs || (desc.requires != Capability::portable && device_has(desc.requires));
+  const bool emulate =
+      !gated_runs && !none && (emulated_cases.count(c.name) || (all && std::string(all) == "1"));
+  std::vector<const opencl::AttendDescriptor*> kernels;
+  for (const opencl::AttendDescriptor& desc : opencl::attend_descriptors())
+    if (device_has(desc.requires) && (desc.in_policy || emulate)) kernels.push_back(&desc);
   using Merge = opencl::AttendMerge;
-  for (const Kernel kernel : kernels) {
-    SCOPED_TRACE(kernel == Kernel::tile_slots        ? "attention.cl"
-                 : kernel == Kernel::short_context   ? "attention_short.cl"
-                 : kernel == Kernel::nvidia_mma_sync ? "attention_mma.cl (inline PTX)"
-                                                     : "attention_mma.cl (emulated)");
+  for (const opencl::AttendDescriptor* desc : kernels) {
+    const Kernel kernel = desc->kernel;
+    SCOPED_TRACE(desc->variant);
     // Every way a launch can end (attention_program.hpp, AttendMerge): the policy's, the merge in
     // the split kernel's launch (the last split of each group's rows), the merge launch, and the
     // path before the one-launch change.
