@@ -275,7 +275,7 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
         }
         EXPECT_EQ(used, std::min(c.splits, std::max(most, 1)));
       }
-      if (used == 1 && !(merge == Merge::legacy && kernel == Kernel::short_context)) {
+      if (used == 1 && !(merge == Merge::legacy && !opencl::attend_legacy_direct_store(kernel))) {
         EXPECT_TRUE(ended == Merge::automatic) << "one split: the split kernel stores the output";
       } else if (merge == Merge::in_kernel) {
         EXPECT_TRUE(ended == Merge::in_kernel);
