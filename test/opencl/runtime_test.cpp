@@ -268,6 +268,17 @@ TEST(DeviceLimits, ProfileBelowTheFloorIsRefusedWithItsReason) {
 
 // --- kernel build failures ---------------------------------------------------------------------
 
+// The build check of `kvarn-cl info` (try_build_kernels) succeeds on the shipped kernels. Its
+// switch over Program has a default case (the attention programs come from attend_descriptors()),
+// so a program without a case is found here, not by the compiler.
+TEST(KernelBuild, BuildCheckBuildsEveryProgramOfTheShippedKernels) {
+  const DeviceEntry chosen = default_opencl_device();
+  const KernelBuildReport report = try_build_kernels(chosen.platform_index, chosen.device_index);
+  EXPECT_TRUE(report.ok) << report.message << "\n" << report.build_log;
+  EXPECT_NE(report.message.find("programs"), std::string::npos) << report.message;
+  EXPECT_FALSE(report.kernel_variants.empty());
+}
+
 TEST(KernelBuild, FailureCarriesTheBuildLog) {
   const std::string dir = temp_dir("broken_kernels");
   for (const std::string& f : opencl::codec_files()) {
