@@ -70,7 +70,8 @@ CapabilityCheck run_subgroups_probe(DeviceRuntime& runtime) {
     std::string log = e.build_log();
     const std::size_t nl = log.find('\n');
     if (nl != std::string::npos) log = log.substr(0, nl);
-    return {false, "the subgroup probe does not build" + (log.empty() ? std::string() : ": " + log)};
+    return {false,
+            "the subgroup probe does not build" + (log.empty() ? std::string() : ": " + log)};
   } catch (const std::exception& e) {
     return {false, std::string("the subgroup probe failed: ") + e.what()};
   }
