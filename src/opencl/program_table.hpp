@@ -5,7 +5,7 @@
 // of a kernel exists here only, on the host: program_spec passes it to the source as a -D define
 // (the kernels refuse to build without it), and the launches read the same value
 // (kernel_work_group), so the two cannot disagree. The backend (opencl_backend.cpp, opencl_attend.cpp, opencl_copy_rows.cpp,
-// opencl_check_rows.cpp, nvidia_mma_sync.cpp) and the build check of `kvarn-cl info`
+// opencl_check_rows.cpp, nvidia_mma_sync.cpp, subgroups.cpp) and the build check of `kvarn-cl info`
 // (try_build_kernels, device_api.cpp) make their programs only through program_spec(), so the
 // check builds the very variants the backend runs on that device.
 #pragma once
