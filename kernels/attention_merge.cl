@@ -1,7 +1,8 @@
 // The kernel that merges the context splits' partials of every decode-attention program. All of
 // them write partials the same way: running max m [num_parts], sum l [num_parts], unnormalized
 // output in the rotated frame [num_parts][D], part index = (sequence * Hq + head) * num_splits +
-// split. Needs common.cl and attention_shared.cl.
+// split. Needs common.cl, attention_shared.cl and subgroups.cl (the `subgroups` variant's
+// reductions, under KV_SUBGROUPS).
 
 // Log-sum-exp merge of the splits, normalization, optional rotation back, store.
 // Launch: local (AT_MWG), global (AT_MWG, S * Hq): one work-group per output row. Its items are
@@ -36,6 +37,9 @@ void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_spl
   // Largest running max over the splits.
   float m = AT_NEG_INF;
   for (int c = lid; c < num_splits; c += AT_MWG) m = fmax(m, pm[base + c]);
+#if KV_SUBGROUPS
+  const float mx = kv_group_max(m, red);  // subgroups.cl: 1 barrier instead of log2(AT_MWG) + 1
+#else
   red[lid] = m;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int w = AT_MWG / 2; w > 0; w >>= 1) {
@@ -43,6 +47,7 @@ void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_spl
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   const float mx = red[0];
+#endif
   barrier(CLK_LOCAL_MEM_FENCE);
 
   float acc[AT_MCPI];
@@ -71,15 +76,19 @@ void kvarn_attend_merge(__global const float* part, ulong num_parts, int num_spl
     }
   }
   // Sum over the items (the softmax sum) and over the split lanes (the outputs).
-  red[lid] = lsum;
   for (int k = 0; k < AT_MCPI; ++k)
     if (ci + 64 * k < KV_D) o[lane * KV_D + ci + 64 * k] = acc[k];
+#if KV_SUBGROUPS
+  const float total = kv_group_sum(lsum, red);  // its barrier also publishes o
+#else
+  red[lid] = lsum;
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int w = AT_MWG / 2; w > 0; w >>= 1) {
     if (lid < w) red[lid] += red[lid + w];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   const float total = red[0];
+#endif
   for (int d = lid; d < KV_D; d += AT_MWG) {
     float v = 0.0f;
     for (int l = 0; l < AT_MSL; ++l) v += o[l * KV_D + d];

@@ -327,15 +327,35 @@ inline void at_unit(const AtUnit u, float scale, __local AtLocal* L, int lid,
     float mx = AT_NEG_INF;
     if (r < AT_HPW)
       for (int t = j; t < KV_G; t += AT_IPH) mx = fmax(mx, L->sc[r * KV_G + t]);
+#if KV_SUBGROUPS
+    // The `subgroups` variant (subgroups.cl): per head, each subgroup's maximum of that head's
+    // items into a slot [head][subgroup], then one barrier instead of 1 + log2(AT_IPH). A
+    // subgroup may hold items of several heads (any size, any mapping), hence one reduction per
+    // head.
+    const int nsg = (int)get_num_sub_groups(), sg = (int)get_sub_group_id();
+    #pragma unroll
+    for (int h = 0; h < AT_HPW; ++h) {
+      const float hm = sub_group_reduce_max(r == h ? mx : AT_NEG_INF);
+      if (get_sub_group_local_id() == 0) L->red[h * nsg + sg] = hm;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
     L->red[lid] = mx;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int s = AT_IPH / 2; s > 0; s >>= 1) {
       if (r < AT_HPW && j < s) L->red[lid] = fmax(L->red[lid], L->red[lid + s]);
       barrier(CLK_LOCAL_MEM_FENCE);
     }
+#endif
     if (lid < AT_HPW) {
+#if KV_SUBGROUPS
+      float head_max = L->red[lid * nsg];
+      for (int i = 1; i < nsg; ++i) head_max = fmax(head_max, L->red[lid * nsg + i]);
+#else
+      const float head_max = L->red[lid * AT_IPH];
+#endif
       const float mo = L->m[lid];
-      const float mn = fmax(mo, L->red[lid * AT_IPH]);
+      const float mn = fmax(mo, head_max);
       L->alpha[lid] = mo == AT_NEG_INF ? 0.0f : exp(mo - mn);
       L->m[lid] = mn;
     }

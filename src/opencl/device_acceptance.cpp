@@ -18,7 +18,7 @@ void build_acceptance_programs(OpenCLBackend& backend) {
     args.params = defaults;
     const AttendDescriptor& d = attend_descriptor(kernel);
     args.heads_per_group = d.heads_per_group(1);
-    backend.runtime().program(program_spec(d.program, args, backend.caps()));
+    backend.runtime().program(program_spec(d.program, args, backend.runtime()));
   }
 }
 

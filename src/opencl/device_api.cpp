@@ -110,7 +110,7 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
   const bool has_mma_sync = backend.runtime().nvidia_mma_sync().available;
   auto program_build = [&](Program p, opencl::ProgramArgs args) {
     return [&backend, p, args] {
-      backend.runtime().program(opencl::program_spec(p, args, backend.caps()));
+      backend.runtime().program(opencl::program_spec(p, args, backend.runtime()));
     };
   };
   auto gqa = [](int ratio) { return " (GQA " + std::to_string(ratio) + ":1)"; };
@@ -151,6 +151,7 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
         break;
       case Program::mma_probe:  // built by the nvidia_mma_sync capability check
       case Program::mma_probe_emulated:
+      case Program::subgroups_probe:  // built by the subgroups capability check
         break;
       default:
         out.push_back({def.name, [name = std::string(def.name)] {

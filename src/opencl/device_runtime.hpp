@@ -30,7 +30,8 @@ struct ProgramSpec {
 };
 
 // The result of a capability check of a kernel variant (attention_program.hpp, Capability): whether
-// the device has it, and why or why not. nvidia_mma_sync: the probe of nvidia_mma_sync.cpp.
+// the device has it, and why or why not. nvidia_mma_sync: the probe of nvidia_mma_sync.cpp;
+// subgroups: the probe of subgroups.cpp.
 struct CapabilityCheck {
   bool available = false;
   std::string reason;  // "mma.sync probe passed" or why not
@@ -56,6 +57,8 @@ class DeviceRuntime {
 
   // Probed once per device, on first use (nvidia_mma_sync.cpp); never throws.
   const CapabilityCheck& nvidia_mma_sync();
+  // The `subgroups` variant's check, once per device on first use (subgroups.cpp); never throws.
+  const CapabilityCheck& subgroups();
 
   // Where this runtime's programs came from (the on-disk cache of program_binary_cache.hpp or a
   // build from source), and whether that cache is on for this device and where.
@@ -79,6 +82,8 @@ class DeviceRuntime {
   ProgramCacheStats cache_stats_;
   std::once_flag nvidia_mma_sync_once_;
   CapabilityCheck nvidia_mma_sync_;
+  std::once_flag subgroups_once_;
+  CapabilityCheck subgroups_;
 };
 
 }  // namespace kvarn_cl::opencl

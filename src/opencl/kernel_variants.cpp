@@ -69,16 +69,19 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
   out.push_back("row copies: copy_rows.cl, groups of " + items(copy) + limited(copy, 256));
   out.push_back("row checks: check_rows.cl, groups of " +
                 items(kernel_work_group(Program::check_rows, 0, {}, caps)));
-  // No kernel has an fp16-arithmetic or subgroup variant yet (issue 17 items 4-5): say what the
-  // device offers, so a reader knows what such a variant would find here.
+  // No kernel has an fp16-arithmetic variant (docs/PORTABILITY.md says why): say what the device
+  // offers, so a reader knows what such a variant would find here.
   out.push_back(std::string("fp16 arithmetic: portable fp32 (") +
                 (caps.fp16 ? "the device has cl_khr_fp16; no khr_fp16 variant exists yet"
                            : "the device has no cl_khr_fp16") +
                 ")");
-  out.push_back(std::string("reductions: local memory (") +
-                (caps.subgroups ? "the device has subgroups; no subgroups variant exists yet"
-                                : "the device has no subgroups") +
-                ")");
+  const CapabilityCheck& sg = backend.runtime().subgroups();
+  out.push_back(
+      sg.available
+          ? "reductions: subgroups (split merge and the short-context and fp16 attention's "
+            "softmax maximum by subgroup operations; " +
+                sg.reason + ")"
+          : "reductions: local memory (subgroups not used: " + sg.reason + ")");
   return out;
 }
 

@@ -44,7 +44,7 @@ std::vector<float> expected(const std::vector<float>& a, const std::vector<float
 CapabilityCheck run_mma_probe(DeviceRuntime& runtime, bool emulate) {
   try {
     const Program probe = emulate ? Program::mma_probe_emulated : Program::mma_probe;
-    cl::Program program = runtime.program(program_spec(probe, ProgramArgs{}, runtime.caps()));
+    cl::Program program = runtime.program(program_spec(probe, ProgramArgs{}, runtime));
     std::vector<float> a(256), b(128), out(kOut, 0.0f);
     for (int i = 0; i < 256; ++i) a[std::size_t(i)] = float((i * 37) % 17 - 8) * 0.125f;
     for (int i = 0; i < 128; ++i) b[std::size_t(i)] = float((i * 11) % 13 - 6) * 0.25f;

@@ -56,7 +56,7 @@ OpenCLBackend::AttendPrograms OpenCLBackend::make_attend_programs(Program progra
                                                                   const ProgramArgs& args,
                                                                   bool legacy_direct,
                                                                   const char* call) {
-  const ProgramSpec spec = program_spec(program, args, caps());
+  const ProgramSpec spec = program_spec(program, args, *runtime_);
   const std::vector<KernelDef>& kernels = program_def(program).kernels;
   std::size_t merge_index = 0;
   while (merge_index < kernels.size() && kernels[merge_index].name != "kvarn_attend_merge")

@@ -155,7 +155,7 @@ void OpenCLBackend::check_fits_device(const cl::Kernel& k, const std::string& ke
 
 cl::Kernel& OpenCLBackend::kernel(Program program, const ProgramArgs& args,
                                   const std::string& kernel_name) {
-  return kernel(program_spec(program, args, caps()), kernel_name);
+  return kernel(program_spec(program, args, *runtime_), kernel_name);
 }
 
 cl::Kernel& OpenCLBackend::fixed_kernel(Program program, std::size_t index) {
@@ -221,7 +221,7 @@ OpenCLBackend::CodecKernels& OpenCLBackend::codec_kernels(const CodecParams& par
     args.tokens_per_item = rt;
     const std::size_t wg = kernel_work_group(Program::codec, 0, args, caps());
     if (wg > caps().max_work_group_size) continue;
-    const ProgramSpec spec = program_spec(Program::codec, args, caps());
+    const ProgramSpec spec = program_spec(Program::codec, args, *runtime_);
     cl::Kernel& q = kernel(spec, kernels.at(0).name);
     const std::size_t kwg = cl_call("reading CL_KERNEL_WORK_GROUP_SIZE", [&] {
       return q.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(device());
@@ -251,7 +251,7 @@ OpenCLBackend::RotateKernels& OpenCLBackend::rotate_kernels(int head_dim) {
   if (it != rotate_kernels_.end()) return it->second;
   ProgramArgs args;
   args.params.head_dim = head_dim;
-  const ProgramSpec spec = program_spec(Program::rotate, args, caps());
+  const ProgramSpec spec = program_spec(Program::rotate, args, *runtime_);
   const std::vector<KernelDef>& kernels = program_def(Program::rotate).kernels;
   return rotate_kernels_[head_dim] =
              RotateKernels{&kernel(spec, kernels.at(0).name), &kernel(spec, kernels.at(1).name),

@@ -49,7 +49,7 @@ class OpenCLBackendTuning {
 
   // The backend's program builds and launches, for program variants beyond what it runs itself.
   ProgramSpec program_spec(Program program, const ProgramArgs& args) const {
-    return opencl::program_spec(program, args, b_.caps());
+    return opencl::program_spec(program, args, *b_.runtime_);
   }
   cl::Kernel& kernel(const ProgramSpec& spec, const std::string& kernel_name) {
     return b_.kernel(spec, kernel_name);

@@ -6,13 +6,16 @@
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
 #include "opencl/codec_program.hpp"
+#include "opencl/subgroups.hpp"
 
 namespace kvarn_cl::opencl {
 namespace {
 
-// Every attention program: the shared helpers and the merge kernel before the program's own file.
+// Every attention program: the shared helpers, the subgroup reductions (used under KV_SUBGROUPS)
+// and the merge kernel before the program's own file.
 std::vector<std::string> attention_files(std::vector<std::string> own) {
-  std::vector<std::string> files{"common.cl", "attention_shared.cl", "attention_merge.cl"};
+  std::vector<std::string> files{"common.cl", "subgroups.cl", "attention_shared.cl",
+                                 "attention_merge.cl"};
   files.insert(files.end(), own.begin(), own.end());
   return files;
 }
@@ -119,6 +122,16 @@ std::vector<ProgramDef> make_table() {
        "",
        {{"kvarn_mma_probe", "MW", warp_work_group}},
        nullptr},
+      {Program::subgroups_probe,
+       "subgroups probe",
+       {"subgroups.cl", "subgroups_probe.cl"},
+       Geometry::none,
+       false,
+       false,
+       "-DKV_SUBGROUPS=1",
+       "",
+       {{"kvarn_subgroups_probe", "SG_WG", subgroups_probe_work_group}},
+       nullptr},
       {Program::copy_rows,
        "row copies",
        {"copy_rows.cl"},
@@ -166,7 +179,8 @@ std::size_t kernel_work_group(Program program, std::size_t kernel, const Program
 
 bool unrolls_loops(const DeviceCapabilities& caps) { return caps.type == "gpu"; }
 
-ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceCapabilities& caps) {
+ProgramSpec program_spec(Program program, const ProgramArgs& args, DeviceRuntime& runtime) {
+  const DeviceCapabilities& caps = runtime.caps();
   const ProgramDef& d = program_def(program);
   std::string options;
   auto add = [&](const std::string& o) {
@@ -199,6 +213,12 @@ ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceC
   if (d.derived_options != nullptr) add(d.derived_options(args, caps));
   add(d.options);
   if (unrolls_loops(caps)) add(d.gpu_options);
+  // The subgroups variant of the files holding subgroups.cl (the probe passes it itself; asking
+  // the check from there would wait on the check's own call).
+  const bool has_subgroups_file =
+      std::find(d.files.begin(), d.files.end(), "subgroups.cl") != d.files.end();
+  if (has_subgroups_file && program != Program::subgroups_probe && runtime.subgroups().available)
+    add("-DKV_SUBGROUPS=1");
   return {d.files, options};
 }
 

@@ -5,7 +5,7 @@
 // of a kernel exists here only, on the host: program_spec passes it to the source as a -D define
 // (the kernels refuse to build without it), and the launches read the same value
 // (kernel_work_group), so the two cannot disagree. The backend (opencl_backend.cpp, opencl_attend.cpp, opencl_copy_rows.cpp,
-// opencl_check_rows.cpp, nvidia_mma_sync.cpp) and the build check of `kvarn-cl info`
+// opencl_check_rows.cpp, nvidia_mma_sync.cpp, subgroups.cpp) and the build check of `kvarn-cl info`
 // (try_build_kernels, device_api.cpp) make their programs only through program_spec(), so the
 // check builds the very variants the backend runs on that device.
 #pragma once
@@ -30,6 +30,7 @@ enum class Program {
   attend_nvidia_mma_sync_emulated,  // the same with the primitives emulated (any device; tests)
   mma_probe,                        // the matrix-unit capability probe (nvidia_mma_sync.hpp)
   mma_probe_emulated,
+  subgroups_probe,  // the subgroups capability probe (subgroups.hpp)
   copy_rows,
   check_rows,
 };
@@ -85,8 +86,11 @@ std::size_t kernel_work_group(Program program, std::size_t kernel, const Program
 // Whether a device gets the programs' gpu_options.
 bool unrolls_loops(const DeviceCapabilities& caps);
 
-// The files and options of one build of `program` for a device.
-ProgramSpec program_spec(Program program, const ProgramArgs& args, const DeviceCapabilities& caps);
+// The files and options of one build of `program` for a device: sized by its capabilities, and
+// with the variants its capability checks chose (-DKV_SUBGROUPS=1 for the programs holding
+// subgroups.cl where runtime.subgroups() passed; a runtime made with caps.subgroups false, as
+// KVARN_CL_DEVICE_LIMITS=subgroups=0 does, builds the portable reductions).
+ProgramSpec program_spec(Program program, const ProgramArgs& args, DeviceRuntime& runtime);
 
 // The kernel files of the codec programs (rotate and codec), each once, in table order.
 const std::vector<std::string>& codec_files();

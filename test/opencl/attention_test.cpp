@@ -20,6 +20,7 @@
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
+#include "opencl/device_discovery.hpp"
 #include "opencl/nvidia_mma_sync.hpp"
 #include "opencl/opencl_backend_tuning.hpp"
 #include "opencl_fixture.hpp"
@@ -557,6 +558,90 @@ TEST(OpenCLNvidiaMmaSync, ProbeVerdicts) {
     EXPECT_FALSE(cl.runtime().nvidia_mma_sync().available);
   }
   RecordProperty("native_probe", native.reason);
+}
+
+// The `subgroups` variant (src/opencl/subgroups.hpp) against the portable reductions on the same
+// device: a second device runtime over the same device with subgroups turned off (as
+// KVARN_CL_DEVICE_LIMITS=subgroups=0 does) builds the portable programs. Every launch that runs a
+// reduction of the variant (the short-context kernel's softmax maximum at 1, 2, 4 and 8 heads per
+// group, the split merge after both fused kernels, the fp16 attention with splits) agrees with the
+// portable one within 1e-6 relative (the maxima are exact; only the order of the merge's sum
+// differs) and both with the CPU reference within SPEC §5. Skipped where the variant is not chosen.
+TEST(OpenCLSubgroups, AgreesWithThePortablePathOnTheSameDevice) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  const opencl::CapabilityCheck& sg = cl.runtime().subgroups();
+  if (!sg.available)
+    GTEST_SKIP() << "subgroups not used on " << cl.caps().device_name << ": " << sg.reason;
+  DeviceCapabilities caps = cl.caps();
+  opencl::apply_device_limits(caps, "subgroups=0");
+  auto runtime =
+      std::make_shared<opencl::DeviceRuntime>(cl.runtime().context(), cl.runtime().device(), caps);
+  ASSERT_FALSE(runtime->subgroups().available);
+  opencl::OpenCLBackend portable(
+      runtime,
+      cl::CommandQueue(cl.runtime().context(), cl.runtime().device(), CL_QUEUE_PROFILING_ENABLE));
+  auto cpu = make_cpu_backend(CpuThreads{2});
+  using Kernel = opencl::AttendKernel;
+  using Merge = opencl::AttendMerge;
+  const std::vector<AttendCase> cases{
+      {Preset::k4v2_g128, 128, 4, 4, {{100, 3, 40}, {5, 1, 0}}, 3, ElementType::f32, "mha"},
+      {Preset::k4v2_g128, 128, 4, 2, {{0, 4, 17}}, 4, ElementType::f32, "gqa2"},
+      {Preset::k4v4_g64, 64, 8, 2, {{64, 5, 3}}, 3, ElementType::f32, "gqa4_d64"},
+      {Preset::k4v2_g128, 256, 8, 1, {{20, 2, 90}}, 2, ElementType::f16, "gqa8_d256_f16"}};
+  for (const AttendCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const AttendData d = make_data(c, 4321);
+    const std::vector<float> want = run_attend(*cpu, d, c.out_type);
+    for (Kernel kernel : {Kernel::short_context, Kernel::tile_slots}) {
+      SCOPED_TRACE(kernel == Kernel::short_context ? "short contexts" : "tile slots");
+      std::vector<float> got[2];
+      opencl::OpenCLBackend* backends[2] = {&cl, &portable};
+      for (int b = 0; b < 2; ++b) {
+        opencl::internal::OpenCLBackendTuning tuning(*backends[b]);
+        tuning.force_attend_kernel(kernel);
+        tuning.force_attend_splits(c.splits);
+        tuning.force_attend_merge(Merge::separate_launch);
+        got[b] = run_attend(*backends[b], d, c.out_type);
+        tuning.force_attend_merge(Merge::automatic);
+        tuning.force_attend_splits(0);
+        tuning.force_attend_kernel(Kernel::automatic);
+        EXPECT_TRUE(tuning.last_attend_kernel() == kernel);
+        expect_rows_close(got[b], want, c.head_dim, c.out_type == ElementType::f32 ? 1e-4 : 1.5e-3);
+      }
+      expect_rows_close(got[0], got[1], c.head_dim, c.out_type == ElementType::f32 ? 1e-6 : 1e-3);
+    }
+  }
+  // The fp16 attention (attention_short.cl's softmax maximum and the merge) with splits.
+  const int D = 128, hq = 8, hk = 2, T = 300, capacity = 304;
+  const std::size_t rows = std::size_t(hk) * capacity;
+  const std::vector<half_bits> kh = to_half(gaussian_rows(rows, D, 91, {5}, 8.0f));
+  const std::vector<half_bits> vh = to_half(gaussian_rows(rows, D, 92));
+  const std::vector<float> q = gaussian_rows(std::size_t(hq), D, 93);
+  const std::vector<std::int32_t> lens{T};
+  std::vector<float> got[2];
+  opencl::OpenCLBackend* backends[2] = {&cl, &portable};
+  for (int b = 0; b < 2; ++b) {
+    Backend& be = *backends[b];
+    auto up = [&](const void* p, std::size_t bytes) {
+      auto buf = be.allocate(bytes);
+      be.write(*buf, 0, p, bytes);
+      return buf;
+    };
+    auto kb = up(kh.data(), kh.size() * 2), vb = up(vh.data(), vh.size() * 2);
+    auto qb = up(q.data(), q.size() * 4), lb = up(lens.data(), lens.size() * 4);
+    auto ob = be.allocate(std::size_t(hq) * D * 4);
+    const AttendFp16Args a =
+        AttendFp16Args::over(1, hq, hk, D, *qb, *ob, *kb, *vb, capacity, *lb, Frame::original);
+    opencl::internal::OpenCLBackendTuning tuning(*backends[b]);
+    tuning.force_attend_splits(3);
+    tuning.force_attend_merge(Merge::separate_launch);
+    be.attend_fp16(a);
+    tuning.force_attend_merge(Merge::automatic);
+    tuning.force_attend_splits(0);
+    got[b].resize(std::size_t(hq) * D);
+    be.read(*ob, 0, got[b].data(), got[b].size() * 4);
+  }
+  expect_rows_close(got[0], got[1], D, 1e-6);
 }
 
 TEST(OpenCLAttend, RejectsBadIndicesWithClearErrors) {

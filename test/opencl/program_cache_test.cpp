@@ -71,7 +71,8 @@ TEST(ProgramBinaryCache, SecondRuntimeLoadsInsteadOfCompiling) {
   const std::string dir = temp_dir("runtime");
   ::setenv("KVARN_CL_CACHE", "1", 1);
   ::setenv("KVARN_CL_CACHE_DIR", dir.c_str(), 1);
-  const opencl::ProgramSpec spec = opencl::program_spec(opencl::Program::copy_rows, {}, be.caps());
+  const opencl::ProgramSpec spec =
+      opencl::program_spec(opencl::Program::copy_rows, {}, be.runtime());
   auto fresh_runtime = [&] {
     // A new context on the same device: a runtime of its own, with an empty in-process cache.
     const cl::Device& device = be.runtime().device();

@@ -243,9 +243,9 @@ TEST(ProgramCacheTrust, EntryOfAnotherBuildIsRebuilt) {
   ScopedEnv on("KVARN_CL_CACHE", "1");
   ScopedEnv dir("KVARN_CL_CACHE_DIR", f.path());
   const opencl::ProgramSpec wanted =
-      opencl::program_spec(opencl::Program::copy_rows, {}, be.caps());
+      opencl::program_spec(opencl::Program::copy_rows, {}, be.runtime());
   const opencl::ProgramSpec other =
-      opencl::program_spec(opencl::Program::check_rows, {}, be.caps());
+      opencl::program_spec(opencl::Program::check_rows, {}, be.runtime());
   auto fresh_runtime = [&] {
     const cl::Device& device = be.runtime().device();
     return opencl::DeviceRuntime::for_context(cl::Context(device), device);
