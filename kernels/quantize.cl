@@ -42,7 +42,7 @@
 #define Q_CH_STRIDE (KV_D + 1)   // channel partials [y][d]
 // Token partials in Q_XP passes of Q_TXP channel blocks each: 1, or 2 where the host's plan for
 // a device with less than 32 KiB of local memory does not fit the token region of all Q_TX blocks
-// (quantize_token_passes); the combination order is the same, the running result kept in `out`.
+// (quantize_token_passes); the combination order is the same (round1).
 #ifndef Q_XP
 #error "quantize.cl: Q_XP (passes of the token reduction) must be defined by the host (program_table.cpp)"
 #endif
@@ -90,10 +90,14 @@ inline float combine(int op, float a, float b) {
 Q_INLINE void put_partials(int per_token, const float pt[Q_RT], const float pd[Q_RD],
                            __local float* scratch, int x, int y, int pass) {
   if (per_token) {
-    if (x / Q_TXP == pass) {
-      KV_UNROLL_LOOP
-      for (int j = 0; j < Q_RT; ++j) scratch[(x % Q_TXP) * Q_TOK_STRIDE + y * Q_RT + j] = pt[j];
-    }
+#if Q_XP > 1
+    if (x / Q_TXP != pass) return;
+    const int row = x % Q_TXP;
+#else
+    const int row = x;
+#endif
+    KV_UNROLL_LOOP
+    for (int j = 0; j < Q_RT; ++j) scratch[row * Q_TOK_STRIDE + y * Q_RT + j] = pt[j];
   } else {
     KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) scratch[Q_SCRATCH_B_AT + y * Q_CH_STRIDE + x * Q_RD + i] = pd[i];
@@ -107,9 +111,15 @@ inline float reduce_result(int per_token, int op, __local const float* scratch, 
   const int parts = per_token ? Q_TXP : Q_TY;
   const int stride = per_token ? Q_TOK_STRIDE : Q_CH_STRIDE;
   __local const float* s = scratch + (per_token ? 0 : Q_SCRATCH_B_AT) + k;
+#if Q_XP > 1
   float acc = pass == 0 ? s[0] : combine(op, prev, s[0]);
+#else
+  float acc = s[0];
+#endif
   for (int q = 1; q < parts; ++q) acc = combine(op, acc, s[q * stride]);
+#if Q_XP > 1
   if (pass != (per_token ? Q_XP - 1 : 0)) return acc;  // running result of an earlier pass
+#endif
   const float count = per_token ? (float)KV_D : (float)KV_G;  // values behind each result
   if (op == OP_MEAN) acc = acc / count;
   if (op == OP_STD) acc = sqrt(acc / (count - 1.0f));
