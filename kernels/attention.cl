@@ -19,7 +19,8 @@
 // Needs common.cl (its -D geometry only), attention_shared.cl (FWHT, unit walk) and
 // attention_merge.cl (the merge kernel).
 //
-// Work-group shape: AT_WG = 64 work-items in AT_NS slots of AT_IPS items; a step hands each
+// Work-group shape: AT_WG = 64 work-items (32 or 16 below 32 KiB of local memory where 64 does not
+// fit, attend_tile_slots_work_group) in AT_NS slots of AT_IPS items; a step hands each
 // slot its own unit of G tokens (a record tile or fp16 rows), so a step covers AT_NS units.
 // Every slot keeps its own running max, so the items of a slot never wait for another slot's
 // scores; the slots are merged once, when the split ends. Within a slot, item j:

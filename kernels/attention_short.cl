@@ -31,7 +31,8 @@
 // Needs common.cl (geometry, FP_CONTRACT OFF), attention_shared.cl (FWHT, unit walk) and
 // attention_merge.cl (the merge kernel).
 //
-// Work-group shape (AT_WG = 128 work-items), per unit of G tokens:
+// Work-group shape (AT_WG = 128 work-items; 64 below 32 KiB of local memory where 128 does not
+// fit, attend_short_plan), per unit of G tokens:
 //   K phase   item (tg, cg): TPI = 32/KB tokens (one 32-bit code word of a channel row) × CPI
 //             channels. The item keeps its CPI code words in registers and serves every query head
 //             of the KV head from them (GQA: one read of the tile), AT_RB heads per round. Per
@@ -49,7 +50,7 @@
 //             once, when the split's partials are written.
 // Split policy (host, attend_short_splits): about 8 work-groups per compute unit, down to one
 // unit per split. Local memory: at most ~29 KiB per group (q, a 16 KiB reduction buffer, scores,
-// scale vectors).
+// scale vectors); below 32 KiB the host plans a smaller buffer (AT_RED) and group to fit.
 // Integer codes never go through an int-to-float conversion (SPEC §7): V codes are ORed into
 // 0x4B000000 (2^23 + c) and the 2^23 offset is folded into the fma with s_col_V; K codes are
 // shifted into the top mantissa bits of 1.0f (1 + c/2^KB) and the constant part folded into the
@@ -75,7 +76,9 @@
 #define AT_TG (KV_G / AT_TPI)         // token groups of the K phase (= words per channel row)
 #define AT_CG (AT_WG / AT_TG)         // channel groups of the K phase
 #define AT_CPI (KV_D / AT_CG)         // channels per item in the K phase
-#define AT_RED 4096                   // floats of the shared reduction buffer (16 KiB)
+#ifndef AT_RED  // floats of the shared reduction buffer: 4096 (16 KiB) from 32 KiB of local memory
+#error "attention_short.cl: AT_RED (reduction buffer) must be defined by the host (program_table.cpp)"
+#endif
 #define AT_RB_MAX (AT_RED / (AT_CG * KV_G))
 #define AT_RB (AT_RB_MAX < AT_HPW ? AT_RB_MAX : AT_HPW)  // heads per K round
 // Channels per item in the V phase: 16 amortizes the per-(token, head) work (weight, sums) over
@@ -100,13 +103,13 @@
 
 // Items per head of the max tree: the largest power of two with AT_HPW * AT_IPH <= AT_WG.
 #if AT_HPW <= 1
-#define AT_IPH 128
+#define AT_IPH AT_WG
 #elif AT_HPW <= 2
-#define AT_IPH 64
+#define AT_IPH (AT_WG / 2)
 #elif AT_HPW <= 4
-#define AT_IPH 32
+#define AT_IPH (AT_WG / 4)
 #elif AT_HPW <= 8
-#define AT_IPH 16
+#define AT_IPH (AT_WG / 8)
 #else
 #error "AT_HPW must be at most 8"
 #endif

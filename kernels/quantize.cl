@@ -40,7 +40,17 @@
 #endif
 #define Q_TOK_STRIDE (KV_G + 1)  // token partials [x][t], padded against bank conflicts
 #define Q_CH_STRIDE (KV_D + 1)   // channel partials [y][d]
-#define Q_SCRATCH_A (Q_TX * Q_TOK_STRIDE)
+// Token partials in Q_XP passes of Q_TXP channel blocks each: 1, or 2 where the host's plan for
+// a device with less than 32 KiB of local memory does not fit the token region of all Q_TX blocks
+// (quantize_token_passes); the combination order is the same (round1).
+#ifndef Q_XP
+#error "quantize.cl: Q_XP (passes of the token reduction) must be defined by the host (program_table.cpp)"
+#endif
+#define Q_TXP (Q_TX / Q_XP)
+#if (Q_TX % Q_XP) != 0 || Q_XP < 1 || Q_XP > 2
+#error "quantize.cl: Q_XP must be 1 or 2 and divide D/8"
+#endif
+#define Q_SCRATCH_A (Q_TXP * Q_TOK_STRIDE)
 #define Q_SCRATCH_B (Q_TY * Q_CH_STRIDE)
 #define Q_VECTORS (4 * (KV_G + KV_D))
 #define Q_RED_LANES 16
@@ -50,7 +60,7 @@
 // Both axes' partials at once when that stays within Q_LOCAL_BUDGET bytes of local memory in all
 // (the host's quantize_local_budget: 28 KiB, or 7/8 of a device that has less than 32 KiB; SPEC §6
 // allows 32 KiB; the rest is headroom for the compiler's own use).
-#if (Q_SCRATCH_A + Q_SCRATCH_B + Q_VECTORS + 4 * Q_RED_LANES) * 4 <= Q_LOCAL_BUDGET
+#if Q_XP == 1 && (Q_SCRATCH_A + Q_SCRATCH_B + Q_VECTORS + 4 * Q_RED_LANES) * 4 <= Q_LOCAL_BUDGET
 #define Q_JOINT 1
 #define Q_SCRATCH (Q_SCRATCH_A + Q_SCRATCH_B)
 #define Q_SCRATCH_B_AT Q_SCRATCH_A
@@ -76,24 +86,40 @@ inline float combine(int op, float a, float b) {
 // Stores a work-item's partials of one axis: per token (p[j] for token y*Q_RT+j, over its 8
 // channels) into the token region, or per channel (p[i] for channel 8x+i, over its Q_RT tokens)
 // into the channel region.
+// (Per token: the items of token pass `pass` only.)
 Q_INLINE void put_partials(int per_token, const float pt[Q_RT], const float pd[Q_RD],
-                           __local float* scratch, int x, int y) {
+                           __local float* scratch, int x, int y, int pass) {
   if (per_token) {
+#if Q_XP > 1
+    if (x / Q_TXP != pass) return;
+    const int row = x % Q_TXP;
+#else
+    const int row = x;
+#endif
     KV_UNROLL_LOOP
-    for (int j = 0; j < Q_RT; ++j) scratch[x * Q_TOK_STRIDE + y * Q_RT + j] = pt[j];
+    for (int j = 0; j < Q_RT; ++j) scratch[row * Q_TOK_STRIDE + y * Q_RT + j] = pt[j];
   } else {
     KV_UNROLL_LOOP
     for (int i = 0; i < Q_RD; ++i) scratch[Q_SCRATCH_B_AT + y * Q_CH_STRIDE + x * Q_RD + i] = pd[i];
   }
 }
 
-// Combines the partials of result k (a token if per_token, else a channel) in a fixed order.
-inline float reduce_result(int per_token, int op, __local const float* scratch, int k) {
-  const int parts = per_token ? Q_TX : Q_TY;
+// Combines the partials of result k (a token if per_token, else a channel) in a fixed order;
+// token pass `pass` > 0 continues from the previous passes' running result `prev`.
+inline float reduce_result(int per_token, int op, __local const float* scratch, int k, int pass,
+                           float prev) {
+  const int parts = per_token ? Q_TXP : Q_TY;
   const int stride = per_token ? Q_TOK_STRIDE : Q_CH_STRIDE;
   __local const float* s = scratch + (per_token ? 0 : Q_SCRATCH_B_AT) + k;
+#if Q_XP > 1
+  float acc = pass == 0 ? s[0] : combine(op, prev, s[0]);
+#else
   float acc = s[0];
+#endif
   for (int q = 1; q < parts; ++q) acc = combine(op, acc, s[q * stride]);
+#if Q_XP > 1
+  if (pass != (per_token ? Q_XP - 1 : 0)) return acc;  // running result of an earlier pass
+#endif
   const float count = per_token ? (float)KV_D : (float)KV_G;  // values behind each result
   if (op == OP_MEAN) acc = acc / count;
   if (op == OP_STD) acc = sqrt(acc / (count - 1.0f));
@@ -114,15 +140,43 @@ inline void update_one(__local float* l, __local float* e, float stdv, int k) {
 Q_INLINE void round1(int per_token, int op, const float pt[Q_RT], const float pd[Q_RD],
                      __local float* scratch, __local float* out, int update, __local float* upd_l,
                    __local float* upd_e, int x, int y, int lid) {
-  put_partials(per_token, pt, pd, scratch, x, y);
-  barrier(CLK_LOCAL_MEM_FENCE);
   const int n = per_token ? KV_G : KV_D;
+#if Q_XP == 1
+  put_partials(per_token, pt, pd, scratch, x, y, 0);
+  barrier(CLK_LOCAL_MEM_FENCE);
   for (int k = lid; k < n; k += Q_WG) {
-    const float r = reduce_result(per_token, op, scratch, k);
+    const float r = reduce_result(per_token, op, scratch, k, 0, 0.0f);
     out[k] = r;
     if (update) update_one(upd_l, upd_e, r, k);
   }
   barrier(CLK_LOCAL_MEM_FENCE);
+#else
+  // Two passes (Q_XP == 2) for the token axis: the running results stay in the item's registers
+  // (run), and `out` is written once, at the end, as in one pass. The channel axis has work in
+  // the first only; every item meets every barrier.
+  float run[(KV_G > KV_D ? KV_G : KV_D) / Q_WG + 1];
+  put_partials(per_token, pt, pd, scratch, x, y, 0);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int k = lid, i = 0; k < n; k += Q_WG, ++i) {
+    const float r = reduce_result(per_token, op, scratch, k, 0, 0.0f);
+    run[i] = r;
+    if (!per_token) {
+      out[k] = r;
+      if (update) update_one(upd_l, upd_e, r, k);
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (per_token) put_partials(1, pt, pd, scratch, x, y, 1);
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (per_token) {
+    for (int k = lid, i = 0; k < n; k += Q_WG, ++i) {
+      const float r = reduce_result(1, op, scratch, k, 1, run[i]);
+      out[k] = r;
+      if (update) update_one(upd_l, upd_e, r, k);
+    }
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+#endif
 }
 
 // The same op over both axes: out_t[t] per token, out_d[d] per channel; one round if Q_JOINT.
@@ -132,13 +186,13 @@ Q_INLINE void round2(int op, const float pt[Q_RT], const float pd[Q_RD], __local
                    __local float* out_t, __local float* out_d, int update, int col_is_token,
                    __local float* upd_l, __local float* upd_e, int x, int y, int lid) {
 #if Q_JOINT
-  put_partials(1, pt, pd, scratch, x, y);
-  put_partials(0, pt, pd, scratch, x, y);
+  put_partials(1, pt, pd, scratch, x, y, 0);
+  put_partials(0, pt, pd, scratch, x, y, 0);
   barrier(CLK_LOCAL_MEM_FENCE);
   for (int k = lid; k < KV_G + KV_D; k += Q_WG) {
     const int per_token = k < KV_G;
     const int kk = per_token ? k : k - KV_G;
-    const float r = reduce_result(per_token, op, scratch, kk);
+    const float r = reduce_result(per_token, op, scratch, kk, 0, 0.0f);
     // A store through a selected pointer, not an if/else pair of stores: when Q_WG == KV_G ==
     // KV_D (D 64, G 64) this loop has exactly two trips, per_token is a constant in each, and
     // Intel's OpenCL CPU compiler (2026.2) crashed (SIGSEGV in SimplifyCFG's removal of the dead

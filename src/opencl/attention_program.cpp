@@ -2,6 +2,7 @@
 #include "opencl/attention_program.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "kvarn_cl/error.hpp"
 #include "opencl/codec_program.hpp"
@@ -14,19 +15,130 @@ int attend_heads_per_group(int q_per_kv) {
   return 1;
 }
 
-int attend_units_per_step(const CodecParams& params) {
-  const RecordLayout L = RecordLayout::make(params);
-  const int key_words = L.group * L.k_bits / 32;
-  const int items_per_slot = std::max(key_words, L.head_dim / 8);
-  ProgramArgs args;
-  args.params = params;
-  return int(attend_tile_slots_work_group(args, DeviceCapabilities{})) / items_per_slot;
+namespace {
+
+// Where a plan fits the device's local memory. 0 (capabilities not read from a device, e.g. the
+// defaults of a unit test) is taken as SPEC §6's 32 KiB.
+bool fits_local(std::size_t bytes, const DeviceCapabilities& caps) {
+  const std::uint64_t device = caps.local_mem_bytes == 0 ? 32 * 1024 : caps.local_mem_bytes;
+  return bytes <= device;
+}
+bool fits_items(std::size_t items, const DeviceCapabilities& caps) {
+  return caps.max_work_group_size == 0 || items <= caps.max_work_group_size;
 }
 
-std::size_t attend_tile_slots_work_group(const ProgramArgs&, const DeviceCapabilities&) {
+// attention.cl AT_IPS: items per slot, max(G·KB/32, D/8).
+std::size_t tile_slot_items(const RecordLayout& l) {
+  return std::size_t(std::max(l.group * l.k_bits / 32, l.head_dim / 8));
+}
+
+// The fp16 program's geometry: k4v2_g128 at head_dim (Geometry::head_dim, program_table.cpp).
+CodecParams fp16_geometry(int head_dim) {
+  return CodecParams{Preset::k4v2_g128, head_dim, kDefaultSinkhornIters};
+}
+
+}  // namespace
+
+std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t work_group) {
+  // attention.cl AtLocal: float4 q[D], ak[NS·D], w[NS·G], cp[NS·IPS], mx[NS·KW], yp[NS·KW],
+  // sp[NS·(KS-1)·G] (KS > 1), ms[NS], lp[WG]; then int last, padded to the struct's 16-byte
+  // alignment.
+  const RecordLayout l = RecordLayout::make(params);
+  const std::size_t D = std::size_t(l.head_dim), G = std::size_t(l.group);
+  const std::size_t kw = G * std::size_t(l.k_bits) / 32, ips = tile_slot_items(l);
+  const std::size_t ns = work_group / ips, ks = ips / kw;
+  const std::size_t float4s =
+      D + ns * D + ns * G + ns * ips + 2 * ns * kw + ns * (ks - 1) * G + ns + work_group;
+  return float4s * 16 + 16;
+}
+
+std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  // 64 items wherever that fits (every geometry at 32 KiB or more: the plan of devices with SPEC
+  // §6's 32 KiB and more is unchanged); else 32, else 16 (fewer slots per group, AT_NS), down to
+  // one slot of AT_IPS items. Where none fits, 64, and the backend's check when it creates the
+  // kernel names the need (OpenCLBackend::check_fits_device).
+  const std::size_t ips = tile_slot_items(RecordLayout::make(args.params));
+  for (std::size_t wg = 64; wg >= ips && wg >= 1; wg /= 2)
+    if (fits_local(attend_tile_slots_local_bytes(args.params, wg), caps) && fits_items(wg, caps))
+      return wg;
   return 64;
 }
-std::size_t attend_short_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 128; }
+
+bool attend_tile_slots_fit(const CodecParams& params, const DeviceCapabilities& caps) {
+  ProgramArgs args;
+  args.params = params;
+  return fits_local(attend_tile_slots_local_bytes(params, attend_tile_slots_work_group(args, caps)),
+                    caps);
+}
+
+int attend_units_per_step(const CodecParams& params, const DeviceCapabilities& caps) {
+  ProgramArgs args;
+  args.params = params;
+  return int(attend_tile_slots_work_group(args, caps) /
+             tile_slot_items(RecordLayout::make(params)));
+}
+
+namespace {
+// attention_short.cl's checks of its geometry ("unsupported geometry"), for a plan of `wg`
+// items and a reduction buffer of `red` floats.
+bool short_plan_valid(const RecordLayout& l, int hpw, std::size_t wg, std::size_t red) {
+  const std::size_t D = std::size_t(l.head_dim), G = std::size_t(l.group);
+  const std::size_t tg = G / std::size_t(32 / l.k_bits);
+  if (tg == 0 || wg % tg != 0) return false;
+  const std::size_t cg = wg / tg;
+  if (D % cg != 0 || (D / cg) % 4 != 0 || red < cg * G) return false;
+  const std::size_t vcb = D / std::size_t(hpw <= 4 ? 16 : 8);
+  if (wg % vcb != 0) return false;
+  const std::size_t vtg = wg / vcb;
+  return G % vtg == 0 && red >= vtg * D && red >= wg;
+}
+}  // namespace
+
+std::size_t attend_short_local_bytes(const CodecParams& params, int heads_per_group,
+                                     const AttendShortPlan& plan) {
+  // attention_short.cl AtLocal: float q[HPW·D], red[AT_RED], sc[HPW·G], three D vectors, three G
+  // vectors, m and alpha [HPW], lsum[VTG·HPW]; then int last.
+  const RecordLayout l = RecordLayout::make(params);
+  const std::size_t D = std::size_t(l.head_dim), G = std::size_t(l.group);
+  const std::size_t h = std::size_t(std::max(1, heads_per_group));
+  const std::size_t vtg = plan.work_group / (D / (h <= 4 ? 16 : 8));
+  return 4 * (h * D + plan.reduction_floats + h * G + 3 * D + 3 * G + 2 * h + vtg * h) + 4;
+}
+
+AttendShortPlan attend_short_plan(const CodecParams& params, int heads_per_group,
+                                  const DeviceCapabilities& caps) {
+  // The first plan that fits: 128 items with a 16 KiB reduction buffer is the plan of every
+  // device with 32 KiB or more (unchanged there: it needs at most ~28 KiB); then a buffer of
+  // 8 KiB (more K rounds of AT_RB heads, the final sum in more rounds of AT_RV heads), then 64
+  // items with 8 or 4 KiB (the K and V phases' partials halve with the group). Where none fits,
+  // the first, and the backend's check names the need.
+  static const AttendShortPlan plans[] = {{128, 4096}, {128, 2048}, {64, 2048}, {64, 1024}};
+  const RecordLayout l = RecordLayout::make(params);
+  const int h = std::max(1, heads_per_group);
+  for (const AttendShortPlan& p : plans)
+    if (short_plan_valid(l, h, p.work_group, p.reduction_floats) &&
+        fits_local(attend_short_local_bytes(params, h, p), caps) && fits_items(p.work_group, caps))
+      return p;
+  return plans[0];
+}
+
+std::size_t attend_short_work_group(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return attend_short_plan(args.params, args.heads_per_group, caps).work_group;
+}
+std::string attend_short_options(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return "-DAT_RED=" +
+         std::to_string(
+             attend_short_plan(args.params, args.heads_per_group, caps).reduction_floats);
+}
+std::size_t attend_fp16_work_group(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return attend_short_plan(fp16_geometry(args.params.head_dim), args.heads_per_group, caps)
+      .work_group;
+}
+std::string attend_fp16_options(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return "-DAT_RED=" + std::to_string(attend_short_plan(fp16_geometry(args.params.head_dim),
+                                                        args.heads_per_group, caps)
+                                          .reduction_floats);
+}
 // One warp: the mma.sync fragments are spread over 32 lanes.
 std::size_t warp_work_group(const ProgramArgs&, const DeviceCapabilities&) { return 32; }
 
@@ -35,8 +147,8 @@ std::size_t merge_work_group(const ProgramArgs&, const DeviceCapabilities& caps)
   return std::max<std::size_t>(64, limited_work_group(256, caps));
 }
 
-std::string attend_tile_slots_options(const ProgramArgs& args, const DeviceCapabilities&) {
-  return "-DAT_NS=" + std::to_string(attend_units_per_step(args.params));
+std::string attend_tile_slots_options(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return "-DAT_NS=" + std::to_string(attend_units_per_step(args.params, caps));
 }
 
 const char* to_string(Capability capability) {
@@ -50,14 +162,17 @@ const char* to_string(Capability capability) {
 }
 
 namespace {
-int tile_slot_splits(const CodecParams& params, std::size_t groups, int max_units, unsigned cu) {
-  return attend_splits(groups, max_units, attend_units_per_step(params), cu);
+int tile_slot_splits(const CodecParams& params, std::size_t groups, int max_units,
+                     const DeviceCapabilities& caps) {
+  return attend_splits(groups, max_units, attend_units_per_step(params, caps), caps.compute_units);
 }
-int short_splits(const CodecParams&, std::size_t groups, int max_units, unsigned cu) {
-  return attend_short_splits(groups, max_units, cu);
+int short_splits(const CodecParams&, std::size_t groups, int max_units,
+                 const DeviceCapabilities& caps) {
+  return attend_short_splits(groups, max_units, caps.compute_units);
 }
-int mma_splits(const CodecParams&, std::size_t groups, int max_units, unsigned cu) {
-  return attend_mma_splits(groups, max_units, cu);
+int mma_splits(const CodecParams&, std::size_t groups, int max_units,
+               const DeviceCapabilities& caps) {
+  return attend_mma_splits(groups, max_units, caps.compute_units);
 }
 }  // namespace
 

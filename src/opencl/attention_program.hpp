@@ -44,7 +44,7 @@ struct AttendDescriptor {
   std::size_t split_kernel;
   int (*heads_per_group)(int q_per_kv);
   int (*splits)(const CodecParams& params, std::size_t groups_without_split, int max_units,
-                unsigned compute_units);
+                const DeviceCapabilities& caps);
   Capability requires;
   bool in_policy;  // whether AttendKernel::automatic may pick it (not the emulated twin: tests)
 };
@@ -57,9 +57,38 @@ const AttendDescriptor& attend_descriptor(AttendKernel kernel);
 std::vector<AttendKernel> attend_policy_kernels(bool has_nvidia_mma_sync);
 
 // Work-group sizes of the attention programs' kernels (program_table.cpp hands them to the
-// sources: AT_WG, MW, AT_MWG) and the tile-slot kernel's derived constant AT_NS.
+// sources: AT_WG, MW, AT_MWG) and their derived constants (AT_NS, AT_RED), planned from the
+// device's limits so that every portable program fits 16 KiB of local memory; on devices with
+// 32 KiB or more (SPEC §6; NVIDIA, PoCL) the plans are those the kernels were tuned with.
+// attention.cl: 64 items (AT_NS = 64 / AT_IPS slots), or 32 or 16 where its local memory
+// (attend_tile_slots_local_bytes) does not fit the device.
 std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+// Whether attention.cl fits the device at all: every geometry from 18 KiB of local memory; below,
+// not k2v2 at D 256 (one slot of 32 items still needs 17,696 bytes), where the automatic
+// policy takes attention_short.cl instead (OpenCLBackend::attend_kernel_for).
+bool attend_tile_slots_fit(const CodecParams& params, const DeviceCapabilities& caps);
+// attention.cl's local memory (its AtLocal) for a group of `work_group` items, in bytes.
+std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t work_group);
+// attention_short.cl (short-context and fp16 programs): the group (AT_WG) and the floats of its
+// shared reduction buffer (AT_RED).
+struct AttendShortPlan {
+  std::size_t work_group;
+  std::size_t reduction_floats;
+  bool operator==(const AttendShortPlan& o) const {
+    return work_group == o.work_group && reduction_floats == o.reduction_floats;
+  }
+};
+// The first that fits the device of: 128 items with 4096 floats, 128 with 2048, 64 with 2048,
+// 64 with 1024 (`params`: the program's geometry; the fp16 program's is k4v2_g128 at its head_dim).
+AttendShortPlan attend_short_plan(const CodecParams& params, int heads_per_group,
+                                  const DeviceCapabilities& caps);
+// attention_short.cl's local memory (its AtLocal) under `plan`, in bytes.
+std::size_t attend_short_local_bytes(const CodecParams& params, int heads_per_group,
+                                     const AttendShortPlan& plan);
 std::size_t attend_short_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+std::string attend_short_options(const ProgramArgs& args, const DeviceCapabilities& caps);
+std::size_t attend_fp16_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
+std::string attend_fp16_options(const ProgramArgs& args, const DeviceCapabilities& caps);
 std::size_t warp_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
 // The merge kernel: 256 items (4 split lanes x 64 channel items), 128 or 64 where the device
 // allows fewer (fewer split lanes).
@@ -100,8 +129,8 @@ int attend_heads_per_group(int q_per_kv);
 
 // Units (tiles of G tokens) one work-group processes per step (attention.cl AT_NS, passed to it
 // by attend_tile_slots_options): one per slot of AT_IPS = max(G*key_bits/32, D/8) items in a
-// group of attend_tile_slots_work_group items (attention.cl checks the two agree).
-int attend_units_per_step(const CodecParams& params);
+// group of attend_tile_slots_work_group items on that device (attention.cl checks the two agree).
+int attend_units_per_step(const CodecParams& params, const DeviceCapabilities& caps);
 
 // Query heads per work-group of the fp16 program: the largest divisor of q_per_kv that is at most
 // 8 and keeps the rotated queries within 4 KiB of local memory (attention_short.cl AT_HPW, fp16 program).

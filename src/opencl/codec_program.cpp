@@ -76,9 +76,49 @@ std::size_t quantize_local_budget(const DeviceCapabilities& caps) {
   return std::size_t(std::min<std::uint64_t>(28 * 1024, device / 8 * 7));
 }
 
+namespace {
+// quantize.cl's local memory, in floats: the reduction scratch (both axes at once where that
+// stays within Q_LOCAL_BUDGET and the token axis takes one pass, Q_JOINT; else the larger
+// region), the per-token and per-channel vectors (l, e twice, best, std) and red4.
+std::size_t quantize_local_floats(const CodecParams& params, int tokens_per_item, int passes,
+                                  const DeviceCapabilities& caps) {
+  const std::size_t D = std::size_t(params.head_dim), G = std::size_t(params.group());
+  const std::size_t a = D / 8 / std::size_t(passes) * (G + 1);
+  const std::size_t b = G / std::size_t(tokens_per_item) * (D + 1);
+  const std::size_t vectors = 5 * (G + D), red = 4 * 16;
+  const bool joint = passes == 1 && (a + b + 4 * (G + D) + red) * 4 <= quantize_local_budget(caps);
+  return (joint ? a + b : std::max(a, b)) + vectors + red;
+}
+bool fits_device(std::size_t bytes, const DeviceCapabilities& caps) {
+  return caps.local_mem_bytes == 0 || bytes <= caps.local_mem_bytes;
+}
+}  // namespace
+
+int quantize_token_passes(const CodecParams& params, int tokens_per_item,
+                          const DeviceCapabilities& caps) {
+  // One pass wherever it fits (every geometry from 24 KiB up: the plan of devices with 32 KiB
+  // and more is unchanged); else two (D 256 below 24 KiB).
+  return fits_device(quantize_local_floats(params, tokens_per_item, 1, caps) * 4, caps) ? 1 : 2;
+}
+
+std::size_t quantize_local_bytes(const CodecParams& params, int tokens_per_item,
+                                 const DeviceCapabilities& caps) {
+  return quantize_local_floats(params, tokens_per_item,
+                               quantize_token_passes(params, tokens_per_item, caps), caps) *
+         4;
+}
+
+bool quantize_fits_device(const CodecParams& params, int tokens_per_item,
+                          const DeviceCapabilities& caps) {
+  return fits_device(quantize_local_bytes(params, tokens_per_item, caps), caps);
+}
+
 std::string codec_options(const ProgramArgs& args, const DeviceCapabilities& caps) {
   return "-DDQ_BLOCKS=" + std::to_string(dequantize_items_per_tile(args.params)) +
-         " -DQ_LOCAL_BUDGET=" + std::to_string(quantize_local_budget(caps));
+         " -DQ_LOCAL_BUDGET=" + std::to_string(quantize_local_budget(caps)) + " -DQ_XP=" +
+         std::to_string(args.tokens_per_item > 0
+                            ? quantize_token_passes(args.params, args.tokens_per_item, caps)
+                            : 1);
 }
 
 std::size_t copy_rows_work_group(const ProgramArgs&, const DeviceCapabilities& caps) {

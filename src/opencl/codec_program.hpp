@@ -42,7 +42,17 @@ std::size_t dequantize_items_per_tile(const CodecParams& params);
 // the rest of SPEC §6's 32 KiB being headroom; 7/8 of a device with less): above it the kernel
 // reduces one axis at a time in half the scratch.
 std::size_t quantize_local_budget(const DeviceCapabilities& caps);
-// The codec program's derived constants: DQ_BLOCKS and Q_LOCAL_BUDGET.
+// quantize.cl Q_XP: passes of its token reduction (1; 2 where one pass's scratch, D/8 x (G+1)
+// floats, does not fit the device: D 256 below 24 KiB).
+int quantize_token_passes(const CodecParams& params, int tokens_per_item,
+                          const DeviceCapabilities& caps);
+// quantize.cl's local memory (bytes) with tokens_per_item on that device, and whether it fits
+// (the backend takes the first of 8, 16, 32 tokens per item that fits, codec_kernels).
+std::size_t quantize_local_bytes(const CodecParams& params, int tokens_per_item,
+                                 const DeviceCapabilities& caps);
+bool quantize_fits_device(const CodecParams& params, int tokens_per_item,
+                          const DeviceCapabilities& caps);
+// The codec program's derived constants: DQ_BLOCKS, Q_LOCAL_BUDGET and Q_XP.
 std::string codec_options(const ProgramArgs& args, const DeviceCapabilities& caps);
 // copy_rows.cl CR_WG: 256 16-byte words per group, fewer where the device allows fewer.
 std::size_t copy_rows_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);

@@ -126,14 +126,18 @@ void OpenCLBackend::launch_attend(const AttendPrograms& p, std::size_t groups_y,
                                     : AttendMerge::separate_launch;
 }
 
-AttendKernel OpenCLBackend::attend_kernel_for(std::size_t groups_portable, int max_units,
+AttendKernel OpenCLBackend::attend_kernel_for(const CodecParams& params,
+                                              std::size_t groups_portable, int max_units,
                                               int hpw_portable) {
   if (attend_kernel_override_ != AttendKernel::automatic) return attend_kernel_override_;
   // A kernel that needs a capability is chosen where the device has it (attention_program.hpp).
   if (runtime_->nvidia_mma_sync().available) return AttendKernel::nvidia_mma_sync;
   // Few tiles per compute unit: the short-context kernel (all 128 items of a group on one tile);
-  // otherwise attention.cl's tile slots (attention_program.hpp says where the crossover is).
-  return attend_prefers_short_kernel(groups_portable, max_units, hpw_portable, caps().compute_units)
+  // otherwise attention.cl's tile slots (attention_program.hpp says where the crossover is),
+  // where they fit the device's local memory (not k2v2 at D 256 below 18 KiB).
+  return attend_prefers_short_kernel(groups_portable, max_units, hpw_portable,
+                                     caps().compute_units) ||
+                 !attend_tile_slots_fit(params, caps())
              ? AttendKernel::short_context
              : AttendKernel::tile_slots;
 }
@@ -192,13 +196,12 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   const int R = a.num_q_heads / a.num_kv_heads;
   const int hpw_portable = attend_heads_per_group(R);
   const AttendKernel kind =
-      attend_kernel_for(S * Hk * std::size_t(R / hpw_portable), max_units, hpw_portable);
+      attend_kernel_for(a.params, S * Hk * std::size_t(R / hpw_portable), max_units, hpw_portable);
   const AttendDescriptor& desc = attend_descriptor(kind);
   const int hpw = desc.heads_per_group(R);
   const std::size_t groups = S * Hk * std::size_t(R / hpw);
-  int splits = attend_splits_override_ > 0
-                   ? attend_splits_override_
-                   : desc.splits(a.params, groups, max_units, caps().compute_units);
+  int splits = attend_splits_override_ > 0 ? attend_splits_override_
+                                           : desc.splits(a.params, groups, max_units, caps());
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
   AttendPrograms& prog = attend_programs(kind, a.params, hpw);

@@ -210,7 +210,8 @@ OpenCLBackend::CodecKernels& OpenCLBackend::codec_kernels(const CodecParams& par
   if (it != codec_kernels_.end()) return it->second;
   // Q_RT = 8 keeps 64 values per work-item; a device (or a register-hungry build of the kernel)
   // that cannot run that many work-items per group gets Q_RT = 16 (half the group, 128 values),
-  // and one of 128-item groups at D 256 · G 128 gets Q_RT = 32 (256 values).
+  // and one of 128-item groups at D 256 · G 128 gets Q_RT = 32 (256 values); below 24 KiB of
+  // local memory D 256 takes 16 or 32 (quantize_fits_device: fewer channel partials).
   const std::vector<KernelDef>& kernels = program_def(Program::codec).kernels;
   int last_rt = 0;
   for (int rt : {8, 16, 32}) {
@@ -220,7 +221,7 @@ OpenCLBackend::CodecKernels& OpenCLBackend::codec_kernels(const CodecParams& par
     args.params = params;
     args.tokens_per_item = rt;
     const std::size_t wg = kernel_work_group(Program::codec, 0, args, caps());
-    if (wg > caps().max_work_group_size) continue;
+    if (wg > caps().max_work_group_size || !quantize_fits_device(params, rt, caps())) continue;
     const ProgramSpec spec = program_spec(Program::codec, args, *runtime_);
     cl::Kernel& q = kernel(spec, kernels.at(0).name);
     const std::size_t kwg = cl_call("reading CL_KERNEL_WORK_GROUP_SIZE", [&] {
@@ -237,8 +238,11 @@ OpenCLBackend::CodecKernels& OpenCLBackend::codec_kernels(const CodecParams& par
   throw Unsupported("quantize: " + caps().device_name + " cannot run the quantize kernel for " +
                     to_string(params.preset) + " with head_dim " + std::to_string(params.head_dim) +
                     " (work-group of " + std::to_string(quantize_work_group(params, last_rt)) +
-                    " work-items needed, device maximum " +
-                    std::to_string(caps().max_work_group_size) + ")");
+                    " work-items and " +
+                    std::to_string(quantize_local_bytes(params, last_rt, caps())) +
+                    " bytes of local memory needed, device maximum " +
+                    std::to_string(caps().max_work_group_size) + " and " +
+                    std::to_string(caps().local_mem_bytes) + ")");
 }
 
 int OpenCLBackend::quantize_tokens_per_item(const CodecParams& params) {

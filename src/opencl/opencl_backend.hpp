@@ -178,7 +178,8 @@ class OpenCLBackend final : public Backend {
   std::map<AttendProgramKey, AttendPrograms> attend_programs_;
   std::map<std::array<int, 2>, AttendPrograms> attend_fp16_programs_;  // head_dim, heads per group
   // The fused kernel for a launch (forced, matrix units, or the portable policy).
-  AttendKernel attend_kernel_for(std::size_t groups_portable, int max_units, int hpw_portable);
+  AttendKernel attend_kernel_for(const CodecParams& params, std::size_t groups_portable,
+                                 int max_units, int hpw_portable);
   // The split kernel, then (more than one split, or a kernel that only writes partials) the
   // merge, for `rows` query rows of S sequences; groups_y work-groups per sequence and split.
   void launch_attend(const AttendPrograms& p, std::size_t groups_y, std::size_t S, int splits,

@@ -67,7 +67,7 @@ std::vector<ProgramDef> make_table() {
        "",
        "",
        {{"kvarn_attend_records_short", "AT_WG", attend_short_work_group}, merge},
-       nullptr},
+       attend_short_options},
       // attention_short.cl's unit code for fp16 rows only; AT_PREFETCH_FP16 makes it prefetch
       // fp16 V rows (its only kind of unit) instead of record code words.
       {Program::attend_fp16,
@@ -78,8 +78,8 @@ std::vector<ProgramDef> make_table() {
        false,
        "-DAT_PREFETCH_FP16=1",
        "",
-       {{"kvarn_attend_fp16", "AT_WG", attend_short_work_group}, merge},
-       nullptr},
+       {{"kvarn_attend_fp16", "AT_WG", attend_fp16_work_group}, merge},
+       attend_fp16_options},
       // AT_PTX_FENCE: the in-kernel merge's fence as PTX membar.gl (attention_merge.cl); the
       // capability probe builds the same instruction (mma_primitives.cl at_fence_gpu).
       {Program::attend_nvidia_mma_sync,
