@@ -41,7 +41,7 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
     q += std::string(d == 64 ? " " : ", ") + std::to_string(rt) + " at D " + std::to_string(d) +
          " (groups of " + items(quantize_work_group(g, rt)) + ")";
   }
-  out.push_back(q + "; 8 unless the device's work-group limit needs more");
+  out.push_back(q + "; 8 unless the device's work-group limit or local memory needs more");
   out.push_back("dequantize: dequantize.cl, groups of " +
                 items(kernel_work_group(Program::codec, 1, d128, caps)));
 
@@ -61,19 +61,39 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
           : " (chosen per launch by tiles per compute unit; nvidia_mma_sync not used: " +
                 mma.reason + ")";
   out.push_back(attend);
+  const std::size_t tile = attend_tile_slots_work_group(d128, caps);
   const std::size_t merge = merge_work_group(d128, caps);
   out.push_back("split merge: attention_merge.cl, groups of " + items(merge) + limited(merge, 256));
+  ProgramArgs fp16 = d128;
+  fp16.heads_per_group = attend_fp16_heads_per_group(4, 128);
   out.push_back("fp16 attention: attention_short.cl (AT_PREFETCH_FP16), groups of " +
-                items(attend_short_work_group(d128, caps)));
+                items(attend_fp16_work_group(fp16, caps)) + " at 4 query heads per KV head");
   const std::size_t copy = kernel_work_group(Program::copy_rows, 0, {}, caps);
   out.push_back("row copies: copy_rows.cl, groups of " + items(copy) + limited(copy, 256));
   out.push_back("row checks: check_rows.cl, groups of " +
                 items(kernel_work_group(Program::check_rows, 0, {}, caps)));
+  // What the device's local memory made of the plans (attention_program.hpp, codec_program.hpp):
+  // from 32 KiB up they are the tuned ones; below, the groups and buffers shrink to fit.
+  const CodecParams d256{Preset::k4v2_g128, 256, kDefaultSinkhornIters};
+  const int q256 = backend.quantize_tokens_per_item(d256);
+  const AttendShortPlan sp = attend_short_plan(d128.params, attend_heads_per_group(4), caps);
+  out.push_back(
+      "local memory: " + std::to_string(caps.local_mem_bytes / 1024) + " KiB" +
+      (caps.local_mem_bytes >= 32 * 1024 ? " (the tuned plans)" : " (plans shrunk to fit)") +
+      ": tile slots " + std::to_string(attend_tile_slots_local_bytes(d128.params, tile)) +
+      " bytes at D 128 [groups of " + items(tile) + "], short-context " +
+      std::to_string(attend_short_local_bytes(d128.params, attend_heads_per_group(4), sp)) +
+      " bytes [groups of " + items(sp.work_group) + ", " + std::to_string(sp.reduction_floats) +
+      "-float reduction], quantize " + std::to_string(quantize_local_bytes(d256, q256, caps)) +
+      " bytes at D 256 (" + std::to_string(quantize_token_passes(d256, q256, caps)) +
+      (quantize_token_passes(d256, q256, caps) == 1 ? " token pass)" : " token passes)"));
   // No kernel has an fp16-arithmetic variant (docs/PORTABILITY.md says why): say what the device
   // offers, so a reader knows what such a variant would find here.
   out.push_back(std::string("fp16 arithmetic: portable fp32 (") +
-                (caps.fp16 ? "the device has cl_khr_fp16; no khr_fp16 variant exists yet"
-                           : "the device has no cl_khr_fp16") +
+                (caps.fp16
+                     ? "the device has cl_khr_fp16; not used: no fp16 arithmetic that could be "
+                       "faster meets SPEC §5, docs/PORTABILITY.md"
+                     : "the device has no cl_khr_fp16") +
                 ")");
   const CapabilityCheck& sg = backend.runtime().subgroups();
   out.push_back(
