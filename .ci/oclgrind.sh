@@ -34,9 +34,10 @@
 #     rows, a tile completed by a step, a non-finite row caught on the device, steps after the
 #     rollback). Not DecodeStep.OrdersWithTheCallersQueueThroughEvents: under Oclgrind 21.10 it
 #     never got past its user-event gate (the process spun at 100 % CPU for minutes).
-# Two Oclgrind processes run side by side (one simulator thread each, 2 cores): the portable
-# kernels' cases without the emulated matrix-unit kernel (KVARN_CL_TEST_ALL_EMULATED=0) followed
-# by the decode-step cases, and the codec sweep with the one emulated case.
+# Two lanes of Oclgrind processes run side by side (one simulator thread each, 2 cores): the
+# portable kernels' cases without the emulated matrix-unit kernel (KVARN_CL_TEST_ALL_EMULATED=0)
+# followed by the decode-step cases; and the codec sweep with the one emulated case followed by
+# the 16 KiB profile's plans (below).
 #
 # Oclgrind's --uninitialized plugin is not used: with Debian's Oclgrind 21.10 (LLVM 14) it stops
 # at the first `freeze` instruction ("Unsupported instruction: freeze").
@@ -57,6 +58,12 @@ portable+=':OpenCLCopyRows.*:Robustness.*:Errors.*:OpenCLAttend.*:CallerContext.
 emulated='OpenCL/FusedAttend.*/k4v4_g64_d64:OpenCLNvidiaMmaSync.ProbeVerdicts:Geometries/CodecKernels.*'
 emulated+='-Geometries/CodecKernels.*/k4v2_g128_d128_t301:Geometries/CodecKernels.*/k4v4_g128_d128_t7'
 step='DecodeStep.DeviceFailureIsReportedAtFinishAndRolledBack'
+# The plans of the 16 KiB profile (.ci/device_limits_16k.sh runs them natively): the two-pass
+# quantize (Q_XP 2) at D 256, attention.cl in groups of 32 with its channel-group partials (k2v2),
+# the short kernel's 64-item plan with a 4 KiB buffer (D 256, 4 heads per group) and its 8 KiB
+# 128-item plan (D 64), the fp16 program's 64-item plan.
+lm16='Geometries/CodecKernels.*/*_d256_*:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/FusedAttend.*/k2v2'
+lm16+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/Fp16Attend.*/gqa8_d256'
 
 # The simulated device is also the smallest device profile the library supports (Apple M-series,
 # Mali, Adreno): --max-wgsize 256 makes Oclgrind report and enforce work-groups of at most 256
@@ -80,12 +87,14 @@ run() {
 set +e
 { run portable test_opencl "$portable" KVARN_CL_TEST_ALL_EMULATED=0
   run step test_cache "$step"; } &
-run emulated test_opencl "$emulated" &
+{ run emulated test_opencl "$emulated"
+  run lm16 test_opencl "$lm16" KVARN_CL_TEST_ALL_EMULATED=0 \
+    KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=16K,fp16=0,subgroups=0,fp64=0; } &
 wait
 set -e
 
 fail=0
-for name in portable step emulated; do
+for name in portable step emulated lm16; do
   tail -n 3 "$out/$name.out"
   if [ "$(cat "$out/$name.rc")" != 0 ]; then
     echo "oclgrind $name: the tests failed under Oclgrind:" >&2
