@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/child_process.hpp"
 #include "common/test_support.hpp"
 #include "kvarn_cl/device.hpp"
 #include "kvarn_cl/error.hpp"
@@ -52,20 +53,6 @@ std::string temp_dir(const char* tag) {
                     "/kvarn_cl_" + tag + "_XXXXXX";
   if (mkdtemp(dir.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   return dir;
-}
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
-  return std::string(buf, std::size_t(n));
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 const CodecParams kParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};

@@ -10,30 +10,16 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 #include <string>
 
+#include "common/child_process.hpp"
 #include "opencl/program_table.hpp"
 #include "opencl/subgroups.hpp"
 #include "opencl_fixture.hpp"
 
 namespace kvarn_cl::test {
 namespace {
-
-std::string self_exe() {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
-  return std::string(buf, std::size_t(n));
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 bool has_extension(const std::string& extensions, const std::string& name) {
   std::istringstream in(extensions);
