@@ -181,4 +181,9 @@ std::string DeviceRuntime::disk_cache_state() {
   return disk_cache_state_;
 }
 
+CapabilityCheck probe_did_not_build(const std::string& what, const std::string& build_log) {
+  const std::string first = build_log.substr(0, build_log.find('\n'));
+  return {false, what + (first.empty() ? std::string() : ": " + first)};
+}
+
 }  // namespace kvarn_cl::opencl

@@ -37,6 +37,10 @@ struct CapabilityCheck {
   std::string reason;  // "mma.sync probe passed" or why not
 };
 
+// The verdict of a capability probe whose program did not build: `what` ("the inline-PTX probe
+// does not build") and the first line of the compiler's log.
+CapabilityCheck probe_did_not_build(const std::string& what, const std::string& build_log);
+
 class DeviceRuntime {
  public:
   // The shared runtime of a device found by discovery (creates its context on first use).

@@ -72,11 +72,7 @@ CapabilityCheck run_mma_probe(DeviceRuntime& runtime, bool emulate) {
     }
     return {true, emulate ? "emulated mma probe passed" : "mma.sync probe passed"};
   } catch (const KernelBuildError& e) {
-    std::string log = e.build_log();
-    const std::size_t nl = log.find('\n');
-    if (nl != std::string::npos) log = log.substr(0, nl);
-    return {false,
-            "the inline-PTX probe does not build" + (log.empty() ? std::string() : ": " + log)};
+    return probe_did_not_build("the inline-PTX probe does not build", e.build_log());
   } catch (const std::exception& e) {
     return {false, std::string("the mma probe failed: ") + e.what()};
   }

@@ -67,11 +67,7 @@ CapabilityCheck run_subgroups_probe(DeviceRuntime& runtime) {
                       number(size) + " items (" + number(groups) + " in the probe's group of " +
                       std::to_string(n) + ")"};
   } catch (const KernelBuildError& e) {
-    std::string log = e.build_log();
-    const std::size_t nl = log.find('\n');
-    if (nl != std::string::npos) log = log.substr(0, nl);
-    return {false,
-            "the subgroup probe does not build" + (log.empty() ? std::string() : ": " + log)};
+    return probe_did_not_build("the subgroup probe does not build", e.build_log());
   } catch (const std::exception& e) {
     return {false, std::string("the subgroup probe failed: ") + e.what()};
   }
