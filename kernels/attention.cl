@@ -74,6 +74,27 @@
 #define AT_KMASK (((1u << KV_KB) - 1u) << AT_KTOP)
 #define AT_VMASK (((1u << KV_VB) - 1u) << AT_VTOP)
 
+// AT_DENORM=1 (host: devices whose fp32 arithmetic keeps denormals, src/opencl/denormal_decode.cpp)
+// decodes a code with one AND instead of a shift and an and-or: a code c masked in place at bit
+// p of a word is the denormal float c·2^(p−149), exact, and a multiply-add by it is exact-input
+// arithmetic on devices that do not flush denormals. Codes whose bits reach past the mantissa
+// (p + bits > 23) come from the word shifted right by AT_DN_SHIFT once per word. The factors that
+// multiply the codes carry 2^AT_DN_SV (V weights) or 2^sk (K factors, chosen per work-group from
+// the queries' magnitude) so that the products are normal floats, and each token's (channel's)
+// sum is brought back by the exact power of two 2^(149 − S − p). No "1 +" bias is added, so
+// nothing is subtracted afterwards either.
+#ifndef AT_DENORM
+#define AT_DENORM 0
+#endif
+#define AT_DN_SHIFT 12
+#define AT_DN_SV 111  // V weights p·s_row_V < 2^16 (fp16 scale, p ≤ 1): 2^111 keeps them < 2^127
+// Bit position of code k (b bits) in the word it is masked from, and whether that is the word
+// shifted right by AT_DN_SHIFT.
+#define AT_DN_SHIFTED(bit, b) ((bit) + (b) > 23)
+#define AT_DN_POS(bit, b) (AT_DN_SHIFTED(bit, b) ? (bit) - AT_DN_SHIFT : (bit))
+// 2^e as a float, for e in [-126, 127] (exact; no pow/ldexp call).
+#define AT_POW2(e) as_float((uint)((e) + 127) << 23)
+
 #if AT_NS != AT_WG / AT_IPS
 #error "attention.cl: the host's AT_NS is not AT_WG / AT_IPS"
 #endif
@@ -188,6 +209,20 @@ inline void at_load_queries(__global const float* q, ulong row0, __local AtLocal
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
+// AT_DENORM: the exponent kexp of the K factors q·s_col_K·2^kexp. |q| < 2^(e+1) with e = ilogb of
+// the group's largest |q| and |s_col_K| < 2^16 (fp16) keep the factors below 2^127; every item
+// computes the same value from L->q (after at_load_queries). Clamped so that 2^kexp and the
+// scores' way back, 2^(149 − kexp − p) with p ≤ 20, stay normal floats.
+inline int at_denorm_kexp(__local const AtLocal* L) {
+  float qmax = 0.0f;
+  for (int d = 0; d < KV_D; ++d) {
+    const float4 v = fabs(L->q[d]);
+    qmax = fmax(qmax, fmax(fmax(v.s0, v.s1), fmax(v.s2, v.s3)));
+  }
+  if (!(qmax > 0.0f && qmax <= FLT_MAX)) return qmax > 0.0f ? 22 : 127;  // 0, inf or NaN
+  return clamp(110 - ilogb(qmax), 22, 127);
+}
+
 // Per-item running state, in registers across the steps of a split: the V accumulators of the
 // item's channels (rotated frame, relative to the slot's running max), the slot's running max
 // (the same in every item of the slot) and the softmax sum over the item's own tokens.
@@ -205,7 +240,8 @@ inline void at_begin(AT_STATE) {
 
 // One step: every slot processes its unit u (scores, online-softmax update, value accumulation).
 // All items of the group must call it (barriers).
-inline void at_step(const AtUnit u, float scale, __local AtLocal* L, int lid, AT_STATE) {
+// kexp: the exponent of the K factors' scaling with AT_DENORM (at_denorm_kexp), unused otherwise.
+inline void at_step(const AtUnit u, float scale, int kexp, __local AtLocal* L, int lid, AT_STATE) {
   const int slot = lid / AT_IPS, j = lid % AT_IPS;
   const int tw = j % AT_KW, ks = j / AT_KW;
   const int is_rec = u.is_rec;
@@ -239,9 +275,14 @@ inline void at_step(const AtUnit u, float scale, __local AtLocal* L, int lid, AT
     #pragma unroll
     for (int i = 0; i < AT_VC; ++i) {
       const float4 qv = L->q[d0 + i];
+#if AT_DENORM
+      const float4 a = qv * (sk[i] * AT_POW2(kexp));
+      c += qv * zk[i];
+#else
       const float4 a = qv * (sk[i] * (float)(1 << KV_KB));
-      L->ak[slot * KV_D + d0 + i] = a;
       c += qv * zk[i] - a;
+#endif
+      L->ak[slot * KV_D + d0 + i] = a;
     }
     L->cp[slot * AT_IPS + j] = c;
   }
@@ -269,11 +310,19 @@ inline void at_step(const AtUnit u, float scale, __local AtLocal* L, int lid, AT
       for (int i = 0; i < AT_BATCH; ++i) {
         float a[4];
         at_unpack4(ak[d0 + i], a);
+#if AT_DENORM
+        const uint hi = kc[i] >> AT_DN_SHIFT;
+#endif
         #pragma unroll
         for (int k = 0; k < AT_KTPI; ++k) {
           const int bit = k * KV_KB;
+#if AT_DENORM
+          const uint x = AT_DN_SHIFTED(bit, KV_KB) ? hi : kc[i];
+          const float f = as_float(x & (((1u << KV_KB) - 1u) << AT_DN_POS(bit, KV_KB)));
+#else
           const uint x = bit <= AT_KTOP ? kc[i] << (AT_KTOP - bit) : kc[i] >> (bit - AT_KTOP);
           const float f = as_float((x & AT_KMASK) | 0x3F800000u);
+#endif
           #pragma unroll
           for (int r = 0; r < AT_HPW; ++r) acc[k][r] += a[r] * f;
         }
@@ -339,7 +388,12 @@ at_pack4(acc[k]);
       for (int k = 0; k < AT_KTPI; ++k) {
         #pragma unroll
         for (int r = 0; r < AT_HPW; ++r) {
+#if AT_DENORM
+          const float back = AT_POW2(149 - kexp - AT_DN_POS(k * KV_KB, KV_KB));
+          sc[k][r] = srk[k] * (acc[k][r] * back + c[r]) * scale;
+#else
           sc[k][r] = srk[k] * (acc[k][r] + c[r]) * scale;
+#endif
           mloc[r] = fmax(mloc[r], sc[k][r]);
         }
       }
@@ -391,8 +445,13 @@ at_pack4(acc[k]);
         const float p = m[r] == AT_NEG_INF ? 0.0f : exp(sc[k][r] - m[r]);
         lsum[r] += p;
         if (is_rec) {
+#if AT_DENORM
+          wt[r] = p * srv[k] * AT_POW2(AT_DN_SV);
+          y[r] += p * zpv[k];
+#else
           wt[r] = p * srv[k];
           y[r] += p * zpv[k] * (1.0f / (float)(1 << KV_VB)) - wt[r];
+#endif
         } else {
           wt[r] = p;
         }
@@ -434,11 +493,19 @@ at_pack4(acc[k]);
       for (int b = 0; b < AT_BATCH; ++b) {
         float wt[4];
         at_unpack4(wl[t0 + b], wt);
+#if AT_DENORM
+        const uint hi = vc[b] >> AT_DN_SHIFT;
+#endif
         #pragma unroll
         for (int i = 0; i < AT_VC; ++i) {
           const int bit = i * KV_VB;
+#if AT_DENORM
+          const uint x = AT_DN_SHIFTED(bit, KV_VB) ? hi : vc[b];
+          const float f = as_float(x & (((1u << KV_VB) - 1u) << AT_DN_POS(bit, KV_VB)));
+#else
           const uint x = bit <= AT_VTOP ? vc[b] << (AT_VTOP - bit) : vc[b] >> (bit - AT_VTOP);
           const float f = as_float((x & AT_VMASK) | 0x3F800000u);
+#endif
           #pragma unroll
           for (int r = 0; r < AT_HPW; ++r) B[r][i] += wt[r] * f;
         }
@@ -453,9 +520,15 @@ at_pack4(acc[k]);
     }
     #pragma unroll
     for (int i = 0; i < AT_VC; ++i) {
+#if AT_DENORM
+      const float back = AT_POW2(149 - AT_DN_SV - AT_DN_POS(i * KV_VB, KV_VB));
+      #pragma unroll
+      for (int r = 0; r < AT_HPW; ++r) A[r][i] += scv[i] * (B[r][i] * back + y[r]);
+#else
       const float s = scv[i] * (float)(1 << KV_VB);
       #pragma unroll
       for (int r = 0; r < AT_HPW; ++r) A[r][i] += s * (B[r][i] + y[r]);
+#endif
     }
   } else {
 #if defined(AT_UNROLL) && AT_UNROLL
@@ -610,6 +683,11 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
                          sink_cap, tail_cap, num_kv_heads};
 
   at_load_queries(q, g.row0, &L, lid);
+#if AT_DENORM
+  const int kexp = at_denorm_kexp(&L);
+#else
+  const int kexp = 0;
+#endif
   float A[AT_HPW][AT_VC], m[AT_HPW], l[AT_HPW];
   at_begin(A, m, l);
 
@@ -623,7 +701,7 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
     AtUnit u;
     if (ui < u1) at_seq_unit(&pools, info, g.s, g.h, ui, &u);
     else at_no_unit(&pools, &u);
-    at_step(u, scale, &L, lid, A, m, l);
+    at_step(u, scale, kexp, &L, lid, A, m, l);
   }
   at_finish(&L, lid, A, m, l, g.row0, g.split, num_splits, part, num_parts, 1, out_f16, out,
             tickets, finish);

@@ -39,6 +39,7 @@ struct DeviceCapabilities {
   bool subgroups =
       false;  // cl_khr_subgroups / cl_intel_subgroups or CL_DEVICE_MAX_NUM_SUB_GROUPS > 0
   bool correctly_rounded_div_sqrt = false;  // CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT
+  bool denormals = false;                   // CL_FP_DENORM: fp32 keeps denormal numbers
   std::uint64_t local_mem_bytes = 0;
   std::uint64_t max_work_group_size = 0;
   unsigned compute_units = 0;

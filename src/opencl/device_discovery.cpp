@@ -98,7 +98,7 @@ void apply_device_limits(DeviceCapabilities& caps, const std::string& profile) {
     auto bad = [&](const std::string& why) {
       return InvalidArgument("KVARN_CL_DEVICE_LIMITS: entry '" + entry + "' " + why +
                              " (entries: work_group=N, local_mem=BYTES or NK, fp16=0, fp64=0, "
-                             "subgroups=0)");
+                             "subgroups=0, denormals=0)");
     };
     const std::size_t eq = entry.find('=');
     if (eq == std::string::npos) throw bad("is not name=value");
@@ -118,9 +118,12 @@ void apply_device_limits(DeviceCapabilities& caps, const std::string& profile) {
       if (n == 0) throw bad("must be at least 1");
       std::uint64_t& field = name == "work_group" ? caps.max_work_group_size : caps.local_mem_bytes;
       field = std::min(field, n);
-    } else if (name == "fp16" || name == "fp64" || name == "subgroups") {
+    } else if (name == "fp16" || name == "fp64" || name == "subgroups" || name == "denormals") {
       if (n > 1) throw bad("must be 0 or 1");
-      bool& flag = name == "fp16" ? caps.fp16 : name == "fp64" ? caps.fp64 : caps.subgroups;
+      bool& flag = name == "fp16"        ? caps.fp16
+                   : name == "fp64"      ? caps.fp64
+                   : name == "subgroups" ? caps.subgroups
+                                         : caps.denormals;
       flag = flag && n == 1;
     } else {
       throw bad("names no limit");
@@ -156,6 +159,7 @@ DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Dev
         has_extension(ext, "cl_khr_subgroups") || has_extension(ext, "cl_intel_subgroups");
     const cl_device_fp_config fp = device.getInfo<CL_DEVICE_SINGLE_FP_CONFIG>();
     c.correctly_rounded_div_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+    c.denormals = (fp & CL_FP_DENORM) != 0;
     c.local_mem_bytes = device.getInfo<CL_DEVICE_LOCAL_MEM_SIZE>();
     c.max_work_group_size = device.getInfo<CL_DEVICE_MAX_WORK_GROUP_SIZE>();
     c.compute_units = device.getInfo<CL_DEVICE_MAX_COMPUTE_UNITS>();

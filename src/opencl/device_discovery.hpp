@@ -24,7 +24,7 @@ std::vector<FoundDevice> find_devices();
 DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Device& device);
 
 // The limit-profile test mode (docs/PORTABILITY.md): `profile` is a comma-separated list of
-// work_group=N, local_mem=BYTES (or NK for N KiB), fp16=0, fp64=0, subgroups=0. Each entry can
+// work_group=N, local_mem=BYTES (or NK for N KiB), fp16=0, fp64=0, subgroups=0, denormals=0. Each entry can
 // only lower what the device reports (a larger number or =1 leaves it as it is), so the runtime
 // plans programs and launches as it would on a smaller device (Apple M-series, Mali, Adreno:
 // work-groups of 256, 32 KiB of local memory, no subgroups, no fp16 or fp64). Empty: unchanged.

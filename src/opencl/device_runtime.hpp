@@ -31,7 +31,7 @@ struct ProgramSpec {
 
 // The result of a capability check of a kernel variant (attention_program.hpp, Capability): whether
 // the device has it, and why or why not. nvidia_mma_sync: the probe of nvidia_mma_sync.cpp;
-// subgroups: the probe of subgroups.cpp.
+// subgroups: the probe of subgroups.cpp; denormal_decode: the probe of denormal_decode.cpp.
 struct CapabilityCheck {
   bool available = false;
   std::string reason;  // "mma.sync probe passed" or why not
@@ -63,6 +63,8 @@ class DeviceRuntime {
   const CapabilityCheck& nvidia_mma_sync();
   // The `subgroups` variant's check, once per device on first use (subgroups.cpp); never throws.
   const CapabilityCheck& subgroups();
+  // The `denormal_decode` variant's check, once per device on first use (denormal_decode.cpp).
+  const CapabilityCheck& denormal_decode();
 
   // Where this runtime's programs came from (the on-disk cache of program_binary_cache.hpp or a
   // build from source), and whether that cache is on for this device and where.
@@ -88,6 +90,8 @@ class DeviceRuntime {
   CapabilityCheck nvidia_mma_sync_;
   std::once_flag subgroups_once_;
   CapabilityCheck subgroups_;
+  std::once_flag denormal_decode_once_;
+  CapabilityCheck denormal_decode_;
 };
 
 }  // namespace kvarn_cl::opencl

@@ -102,6 +102,13 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
             "softmax maximum by subgroup operations; " +
                 sg.reason + ")"
           : "reductions: local memory (subgroups not used: " + sg.reason + ")");
+  const CapabilityCheck& dn = backend.runtime().denormal_decode();
+  out.push_back(
+      dn.available ? "code decode: denormal_decode in the tile-slot attention (one AND per code; " +
+                         dn.reason + ")"
+                   : "code decode: portable (shift and and-or per code; denormal_decode not "
+                     "used: " +
+                         dn.reason + ")");
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
 #include "opencl/codec_program.hpp"
+#include "opencl/denormal_decode.hpp"
 #include "opencl/subgroups.hpp"
 
 namespace kvarn_cl::opencl {
@@ -132,6 +133,16 @@ std::vector<ProgramDef> make_table() {
        "",
        {{"kvarn_subgroups_probe", "SG_WG", subgroups_probe_work_group}},
        nullptr},
+      {Program::denormal_probe,
+       "denormal probe",
+       {"denormal_probe.cl"},
+       Geometry::none,
+       false,
+       false,
+       "",
+       "",
+       {{"kvarn_denormal_probe", "DN_WG", denormal_probe_work_group}},
+       nullptr},
       {Program::copy_rows,
        "row copies",
        {"copy_rows.cl"},
@@ -219,6 +230,8 @@ ProgramSpec program_spec(Program program, const ProgramArgs& args, DeviceRuntime
       std::find(d.files.begin(), d.files.end(), "subgroups.cl") != d.files.end();
   if (has_subgroups_file && program != Program::subgroups_probe && runtime.subgroups().available)
     add("-DKV_SUBGROUPS=1");
+  if (program == Program::attend_tile_slots && runtime.denormal_decode().available)
+    add("-DAT_DENORM=1");
   return {d.files, options};
 }
 

@@ -31,6 +31,7 @@ enum class Program {
   mma_probe,                        // the matrix-unit capability probe (nvidia_mma_sync.hpp)
   mma_probe_emulated,
   subgroups_probe,  // the subgroups capability probe (subgroups.hpp)
+  denormal_probe,   // the denormal_decode capability probe (denormal_decode.hpp)
   copy_rows,
   check_rows,
 };
@@ -89,7 +90,8 @@ bool unrolls_loops(const DeviceCapabilities& caps);
 // The files and options of one build of `program` for a device: sized by its capabilities, and
 // with the variants its capability checks chose (-DKV_SUBGROUPS=1 for the programs holding
 // subgroups.cl where runtime.subgroups() passed; a runtime made with caps.subgroups false, as
-// KVARN_CL_DEVICE_LIMITS=subgroups=0 does, builds the portable reductions).
+// KVARN_CL_DEVICE_LIMITS=subgroups=0 does, builds the portable reductions; -DAT_DENORM=1 for the
+// tile-slot attention where runtime.denormal_decode() passed).
 ProgramSpec program_spec(Program program, const ProgramArgs& args, DeviceRuntime& runtime);
 
 // The kernel files of the codec programs (rotate and codec), each once, in table order.

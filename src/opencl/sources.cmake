@@ -6,6 +6,7 @@ list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/device_runtime.cpp
   ${CMAKE_CURRENT_LIST_DIR}/nvidia_mma_sync.cpp
   ${CMAKE_CURRENT_LIST_DIR}/subgroups.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/denormal_decode.cpp
   ${CMAKE_CURRENT_LIST_DIR}/program_binary_cache.cpp
   ${CMAKE_CURRENT_LIST_DIR}/program_table.cpp
   ${CMAKE_CURRENT_LIST_DIR}/codec_program.cpp

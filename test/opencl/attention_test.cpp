@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
@@ -20,6 +21,7 @@
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
 #include "opencl/attention_program.hpp"
+#include "opencl/denormal_decode.hpp"
 #include "opencl/device_discovery.hpp"
 #include "opencl/nvidia_mma_sync.hpp"
 #include "opencl/opencl_backend_tuning.hpp"
@@ -164,6 +166,21 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
     r = to_float(h);
   }
   return r;
+}
+
+// The largest ||got - want|| / ||want|| of the (sequence, query head) rows.
+double worst_row_error(const std::vector<float>& got, const std::vector<float>& want, int D) {
+  double worst = 0;
+  for (std::size_t r = 0; r < got.size() / D; ++r) {
+    double num = 0, den = 0;
+    for (int d = 0; d < D; ++d) {
+      const double e = double(got[r * D + d]) - want[r * D + d];
+      num += e * e;
+      den += double(want[r * D + d]) * want[r * D + d];
+    }
+    worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
+  }
+  return worst;
 }
 
 // Per (sequence, query head) row: ||got - want|| / ||want|| <= tol. The largest ratio is recorded
@@ -642,6 +659,134 @@ TEST(OpenCLSubgroups, AgreesWithThePortablePathOnTheSameDevice) {
     be.read(*ob, 0, got[b].data(), got[b].size() * 4);
   }
   expect_rows_close(got[0], got[1], D, 1e-6);
+}
+
+// A runtime over the fixture's device whose denormal_decode check ran under
+// KVARN_CL_DENORMAL_DECODE=`value` (the check reads it once, on the runtime's first use).
+std::shared_ptr<opencl::DeviceRuntime> runtime_with_denormal_decode(opencl::OpenCLBackend& cl,
+                                                                    const char* value) {
+  auto runtime = std::make_shared<opencl::DeviceRuntime>(cl.runtime().context(),
+                                                         cl.runtime().device(), cl.caps());
+  const char* old = std::getenv("KVARN_CL_DENORMAL_DECODE");
+  const std::string saved = old != nullptr ? old : "";
+  setenv("KVARN_CL_DENORMAL_DECODE", value, 1);
+  (void)runtime->denormal_decode();
+  if (old != nullptr) {
+    setenv("KVARN_CL_DENORMAL_DECODE", saved.c_str(), 1);
+  } else {
+    unsetenv("KVARN_CL_DENORMAL_DECODE");
+  }
+  return runtime;
+}
+
+// The policy of the `denormal_decode` variant (src/opencl/denormal_decode.hpp): asked for, it runs
+// on a device that keeps denormals and passes the probe, and only the tile-slot attention program
+// gets -DAT_DENORM=1; turned off, or under KVARN_CL_DEVICE_LIMITS=denormals=0, it never runs; left
+// to the policy, it runs on GPUs only.
+TEST(OpenCLDenormalDecode, ChosenByPolicyAndOnlyForTheTileSlotKernel) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  opencl::ProgramArgs args;
+  args.params = CodecParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
+  args.heads_per_group = 4;
+  const std::string define = "-DAT_DENORM=1";
+  auto has_define = [&](opencl::DeviceRuntime& rt, opencl::Program p) {
+    return opencl::program_spec(p, args, rt).options.find(define) != std::string::npos;
+  };
+  auto off = runtime_with_denormal_decode(cl, "0");
+  EXPECT_FALSE(off->denormal_decode().available);
+  EXPECT_NE(off->denormal_decode().reason.find("KVARN_CL_DENORMAL_DECODE=0"), std::string::npos);
+  EXPECT_FALSE(has_define(*off, opencl::Program::attend_tile_slots));
+
+  auto asked = runtime_with_denormal_decode(cl, "1");
+  const opencl::CapabilityCheck& a = asked->denormal_decode();
+  RecordProperty("asked_for", a.reason);
+  EXPECT_FALSE(a.reason.empty());
+  if (!cl.caps().denormals) {
+    EXPECT_FALSE(a.available);
+  } else if (!a.available) {
+    // A device that reports denormals but flushes them: the probe says so, nothing else.
+    EXPECT_NE(a.reason.find("flushed"), std::string::npos) << a.reason;
+  }
+  EXPECT_EQ(has_define(*asked, opencl::Program::attend_tile_slots), a.available);
+  for (opencl::Program p : {opencl::Program::attend_short, opencl::Program::attend_fp16,
+                            opencl::Program::attend_nvidia_mma_sync, opencl::Program::rotate})
+    EXPECT_FALSE(has_define(*asked, p));
+
+  DeviceCapabilities caps = cl.caps();
+  opencl::apply_device_limits(caps, "denormals=0");
+  auto limited =
+      std::make_shared<opencl::DeviceRuntime>(cl.runtime().context(), cl.runtime().device(), caps);
+  setenv("KVARN_CL_DENORMAL_DECODE", "1", 1);
+  const opencl::CapabilityCheck lim = opencl::detect_denormal_decode(*limited);
+  unsetenv("KVARN_CL_DENORMAL_DECODE");
+  EXPECT_FALSE(lim.available);
+  EXPECT_NE(lim.reason.find("denormals"), std::string::npos) << lim.reason;
+
+  // Left to the policy (this process's own runtime): GPUs only.
+  if (std::getenv("KVARN_CL_DENORMAL_DECODE") == nullptr && cl.caps().type != "gpu") {
+    EXPECT_FALSE(cl.runtime().denormal_decode().available) << cl.runtime().denormal_decode().reason;
+  }
+}
+
+// The variant's arithmetic (kernels/attention.cl under AT_DENORM) against the CPU reference and
+// against the portable decode on the same device, in the tile-slot kernel: 4-bit K codes (8 per
+// word, three from the shifted word) and 2-bit K codes (16 per word), 2- and 4-bit V codes in 8-,
+// 16- and 32-bit words, G 64 and 128, D 64/128/256, 3 and 4 heads per group, sink and tail units,
+// splits, and queries from 1e-6 to 1e6 in magnitude (the K factors' exponent follows them).
+TEST(OpenCLDenormalDecode, AgreesWithCpuReferenceAndPortableDecode) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  auto asked = runtime_with_denormal_decode(cl, "1");
+  if (!asked->denormal_decode().available)
+    GTEST_SKIP() << "denormal_decode cannot run on " << cl.caps().device_name << ": "
+                 << asked->denormal_decode().reason;
+  auto off = runtime_with_denormal_decode(cl, "0");
+  auto queue = [&] {
+    return cl::CommandQueue(cl.runtime().context(), cl.runtime().device(),
+                            CL_QUEUE_PROFILING_ENABLE);
+  };
+  opencl::OpenCLBackend variant(asked, queue()), portable(off, queue());
+  auto cpu = make_cpu_backend(CpuThreads{2});
+  using Merge = opencl::AttendMerge;
+  const ElementType f32 = ElementType::f32, f16 = ElementType::f16;
+  const std::vector<AttendCase> cases{
+      {Preset::k4v2_g128, 128, 8, 2, {{128, 3, 129}, {5, 0, 0}}, 3, f32, "gqa4_k4v2"},
+      {Preset::k4v4_g128, 128, 8, 2, {{128, 2, 10}}, 2, f32, "gqa4_k4v4"},
+      {Preset::k2v2_g128, 128, 8, 2, {{128, 2, 3}}, 2, f32, "gqa4_k2v2"},
+      {Preset::k4v2_g128, 64, 8, 1, {{128, 2, 17}}, 2, f16, "gqa8_d64_f16"},
+      {Preset::k4v4_g64, 256, 3, 1, {{64, 3, 33}}, 0, f32, "gqa3_k4v4_g64_d256"}};
+  for (const AttendCase& c : cases) {
+    for (const float q_scale : {1.0f, 1e-6f, 1e6f}) {
+      if (q_scale != 1.0f && c.name != "gqa4_k4v2") continue;
+      SCOPED_TRACE(c.name + " queries x" + std::to_string(q_scale));
+      AttendData d = make_data(c, 2468);
+      // 1e6 times a Gaussian query: the softmax is one-hot, and the scores' magnitude tests the
+      // factors' exponent at its top; 1e-6: near-uniform weights and the exponent's other end.
+      for (float& v : d.q) v *= q_scale;
+      const std::vector<float> want = run_attend(*cpu, d, c.out_type);
+      std::vector<float> got[2];
+      opencl::OpenCLBackend* backends[2] = {&variant, &portable};
+      for (int b = 0; b < 2; ++b) {
+        opencl::internal::OpenCLBackendTuning tuning(*backends[b]);
+        tuning.force_attend_kernel(opencl::AttendKernel::tile_slots);
+        tuning.force_attend_splits(c.splits);
+        tuning.force_attend_merge(Merge::separate_launch);
+        got[b] = run_attend(*backends[b], d, c.out_type);
+        tuning.force_attend_merge(Merge::automatic);
+        tuning.force_attend_splits(0);
+        tuning.force_attend_kernel(opencl::AttendKernel::automatic);
+        EXPECT_TRUE(tuning.last_attend_kernel() == opencl::AttendKernel::tile_slots);
+        SCOPED_TRACE(b == 0 ? "denormal_decode" : "portable decode");
+        expect_rows_close(got[b], want, c.head_dim, c.out_type == f32 ? 1e-4 : 1.5e-3);
+      }
+      // Both decodes are exact; the sums round differently (the portable decode's "1 +" bias
+      // cancels afterwards, which costs it more where weights are near-uniform: the 1e-6 queries).
+      expect_rows_close(got[0], got[1], c.head_dim, c.out_type == f32 ? 1e-4 : 1.5e-3);
+      if (c.out_type == f32)
+        std::printf("  %s x%g: vs CPU %.2e (denormal_decode) %.2e (portable)\n", c.name.c_str(),
+                    double(q_scale), worst_row_error(got[0], want, c.head_dim),
+                    worst_row_error(got[1], want, c.head_dim));
+    }
+  }
 }
 
 TEST(OpenCLAttend, RejectsBadIndicesWithClearErrors) {

@@ -72,9 +72,10 @@ void print_opencl_devices(bool skip_build) {
         static_cast<unsigned long long>(c.max_work_group_size),
         format_bytes(double(c.global_mem_bytes)).c_str(),
         format_bytes(double(c.max_alloc_bytes)).c_str());
-    std::printf("    fp16 %s, fp64 %s, subgroups %s, correctly rounded div/sqrt %s\n",
-                c.fp16 ? "yes" : "no", c.fp64 ? "yes" : "no", c.subgroups ? "yes" : "no",
-                c.correctly_rounded_div_sqrt ? "yes" : "no");
+    std::printf(
+        "    fp16 %s, fp64 %s, subgroups %s, fp32 denormals %s, correctly rounded div/sqrt %s\n",
+        c.fp16 ? "yes" : "no", c.fp64 ? "yes" : "no", c.subgroups ? "yes" : "no",
+        c.denormals ? "yes" : "no", c.correctly_rounded_div_sqrt ? "yes" : "no");
     // The limit-profile test mode (docs/PORTABILITY.md): the figures above are already lowered.
     if (const char* limits = std::getenv("KVARN_CL_DEVICE_LIMITS");
         limits != nullptr && *limits != '\0')

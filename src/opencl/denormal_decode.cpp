@@ -1,0 +1,105 @@
+// The denormal_decode capability probe and policy (denormal_decode.hpp).
+#include "opencl/denormal_decode.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kvarn_cl/error.hpp"
+
+namespace kvarn_cl::opencl {
+namespace {
+
+constexpr std::size_t kProbeItems = 64;
+constexpr int kPositions = 21;  // kernels/denormal_probe.cl: bit i % 21, the mantissa's codes
+
+bool env_is(const char* env, const char* a, const char* b) {
+  return env != nullptr && (std::strcmp(env, a) == 0 || std::strcmp(env, b) == 0);
+}
+
+std::string hex(float v) {
+  std::ostringstream s;
+  s << std::hexfloat << v;
+  return s.str();
+}
+
+}  // namespace
+
+std::size_t denormal_probe_work_group(const ProgramArgs&, const DeviceCapabilities&) {
+  return kProbeItems;
+}
+
+CapabilityCheck run_denormal_probe(DeviceRuntime& runtime) {
+  try {
+    const Program probe = Program::denormal_probe;
+    cl::Program program = runtime.program(program_spec(probe, ProgramArgs{}, runtime));
+    const std::size_t n = kernel_work_group(probe, 0, ProgramArgs{}, runtime.caps());
+    std::vector<std::uint32_t> words(n);
+    std::vector<float> factors(2 * n), out(n, -1.0f), want(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const int p = int(i % kPositions);
+      const std::uint32_t code = std::uint32_t(1 + i % 15);
+      const std::uint32_t mask = 0xFu << p;
+      // The code in place, every bit around it set: only the AND keeps the code alone.
+      words[i] = (code << p) | ~mask;
+      factors[i] = std::ldexp(3.0f, 100);
+      factors[n + i] = std::ldexp(1.0f, p - 49);
+      want[i] = std::ldexp(float(3 * code + 1), p - 49);
+    }
+    cl::CommandQueue queue(runtime.context(), runtime.device());
+    cl::Buffer bw(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, words.size() * 4,
+                  words.data());
+    cl::Buffer bf(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, factors.size() * 4,
+                  factors.data());
+    cl::Buffer bo(runtime.context(), CL_MEM_WRITE_ONLY, out.size() * 4);
+    cl::Kernel k(program, program_def(probe).kernels.at(0).name.c_str());
+    k.setArg(0, bw);
+    k.setArg(1, bf);
+    k.setArg(2, bo);
+    queue.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(n), cl::NDRange(n));
+    queue.enqueueReadBuffer(bo, CL_TRUE, 0, out.size() * 4, out.data());
+    for (std::size_t i = 0; i < n; ++i)
+      if (out[i] != want[i])
+        return {false, "denormal probe result " + std::to_string(i) + " is " + hex(out[i]) +
+                           ", expected " + hex(want[i]) +
+                           (out[i] == factors[n + i] ? " (denormal operand flushed to zero)" : "")};
+    return {true, "denormal probe passed (fp32 keeps denormal operands)"};
+  } catch (const KernelBuildError& e) {
+    return probe_did_not_build("the denormal probe does not build", e.build_log());
+  } catch (const std::exception& e) {
+    return {false, std::string("the denormal probe failed: ") + e.what()};
+  }
+}
+
+CapabilityCheck detect_denormal_decode(DeviceRuntime& runtime) {
+  const char* env = std::getenv("KVARN_CL_DENORMAL_DECODE");
+  if (env_is(env, "0", "off"))
+    return {false, "turned off by KVARN_CL_DENORMAL_DECODE=" + std::string(env)};
+  const bool forced = env_is(env, "1", "on");
+  if (!runtime.caps().denormals) {
+    const char* limits = std::getenv("KVARN_CL_DEVICE_LIMITS");
+    if (limits != nullptr && std::string(limits).find("denormals") != std::string::npos)
+      return {false, "no fp32 denormals under KVARN_CL_DEVICE_LIMITS=" + std::string(limits)};
+    return {false, "the device's fp32 does not report denormals (CL_FP_DENORM)"};
+  }
+  if (!forced && runtime.caps().type != "gpu")
+    return {false, "not a GPU (a " + runtime.caps().type +
+                       " takes a slow assist per denormal operand; KVARN_CL_DENORMAL_DECODE=1 "
+                       "asks for it)"};
+  CapabilityCheck c = run_denormal_probe(runtime);
+  if (c.available && forced)
+    c.reason += "; asked for by KVARN_CL_DENORMAL_DECODE=" + std::string(env);
+  return c;
+}
+
+const CapabilityCheck& DeviceRuntime::denormal_decode() {
+  std::call_once(denormal_decode_once_,
+                 [this] { denormal_decode_ = detect_denormal_decode(*this); });
+  return denormal_decode_;
+}
+
+}  // namespace kvarn_cl::opencl
