@@ -27,6 +27,8 @@
 #   - kvarn_attend_fp16 (+ merge): every Fp16Attend case (rotated queries, splits, D 64 and 256);
 #   - kvarn_attend_records_mma and kvarn_mma_probe with the emulated primitives (the inline-PTX
 #     build runs on NVIDIA only): FusedAttend k4v4_g64_d64 and the probe test;
+#   - kvarn_attend_records with -DAT_DENORM=1 (the denormal_decode variant), kvarn_denormal_probe
+#     and kvarn_denormal_rate: FusedAttend k4v4 and k2v2 and the variant's policy and rate tests;
 #   - kvarn_copy_rows, kvarn_check_rows: OpenCLCopyRows, Robustness; plus the error paths
 #     (Errors, OpenCLAttend, CallerContext: caller-owned context and buffers);
 #   - kvarn_append_rows_f32 (the decode step's append; _f16 is the same body with an fp16 load):
@@ -64,6 +66,13 @@ step='DecodeStep.DeviceFailureIsReportedAtFinishAndRolledBack'
 # 128-item plan (D 64), the fp16 program's 64-item plan.
 lm16='Geometries/CodecKernels.*/*_d256_*:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/FusedAttend.*/k2v2'
 lm16+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/Fp16Attend.*/gqa8_d256'
+# The denormal_decode variant of attention.cl (AT_DENORM), asked for with
+# KVARN_CL_DENORMAL_DECODE=1 (every other run turns it off: Oclgrind reports a GPU with fp32
+# denormals, so the policy would otherwise choose it and time its rate check under simulation):
+# 4-bit K and V codes with the shifted word (k4v4) and 2-bit K codes, 16 per word (k2v2), and
+# the capability probe and the rate check's kernel.
+denormal='OpenCL/FusedAttend.*/k4v4:OpenCL/FusedAttend.*/k2v2:OpenCLDenormalDecode.Chosen*'
+denormal+=':OpenCLDenormalDecode.RateCheck*'
 
 # The simulated device is also the smallest device profile the library supports (Apple M-series,
 # Mali, Adreno): --max-wgsize 256 makes Oclgrind report and enforce work-groups of at most 256
@@ -78,7 +87,8 @@ lm16+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/Fp16Attend.*/gqa8_d256'
 run() {
   local name=$1 test_bin=$build/test/$2 filter=$3 started=$SECONDS
   shift 3
-  env KVARN_CL_CACHE=0 KVARN_CL_TEST_IN_KERNEL_MERGE=0 KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=32K,fp16=0,subgroups=0,fp64=0 \
+  env KVARN_CL_CACHE=0 KVARN_CL_TEST_IN_KERNEL_MERGE=0 KVARN_CL_DENORMAL_DECODE=0 \
+    KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=32K,fp16=0,subgroups=0,fp64=0 \
     "$@" oclgrind --data-races --check-api --num-threads 1 --max-wgsize 256 --max-errors 1000000 \
     --log "$out/$name.log" "$test_bin" --gtest_filter="$filter" > "$out/$name.out" 2>&1
   echo $? > "$out/$name.rc"
@@ -86,7 +96,8 @@ run() {
 }
 set +e
 { run portable test_opencl "$portable" KVARN_CL_TEST_ALL_EMULATED=0
-  run step test_cache "$step"; } &
+  run step test_cache "$step"
+  run denormal test_opencl "$denormal" KVARN_CL_TEST_ALL_EMULATED=0 KVARN_CL_DENORMAL_DECODE=1; } &
 { run emulated test_opencl "$emulated"
   run lm16 test_opencl "$lm16" KVARN_CL_TEST_ALL_EMULATED=0 \
     KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=16K,fp16=0,subgroups=0,fp64=0; } &
@@ -94,7 +105,7 @@ wait
 set -e
 
 fail=0
-for name in portable step emulated lm16; do
+for name in portable step denormal emulated lm16; do
   tail -n 3 "$out/$name.out"
   if [ "$(cat "$out/$name.rc")" != 0 ]; then
     echo "oclgrind $name: the tests failed under Oclgrind:" >&2

@@ -21,3 +21,20 @@ void kvarn_denormal_probe(__global const uint* words, __global const float* fact
   const float f = as_float(words[i] & (0xFu << p));
   out[i] = factors[DN_WG + i] + factors[i] * f;
 }
+
+// The rate check of the same probe (GPUs only, denormal_decode.cpp): every item runs a chain of
+// multiply-adds whose other operand is f[0], a denormal number in one launch and a normal one in
+// the other; the host times both. Hardware that takes a slow path for denormal operands (a CPU's
+// microcode assist costs about 8x in the attention kernel) shows it here, and keeps the portable
+// decode. The eight accumulators feed each other so that no product is loop-invariant.
+__kernel __attribute__((reqd_work_group_size(DN_WG, 1, 1)))
+void kvarn_denormal_rate(__global const float* f, __global float* out, int iters) {
+  const float x = f[0];
+  float a[8];
+  for (int k = 0; k < 8; ++k) a[k] = 1.0f + (float)(get_global_id(0) % 7) + (float)k;
+  for (int i = 0; i < iters; ++i) {
+    a[0] += a[1] * x; a[1] += a[2] * x; a[2] += a[3] * x; a[3] += a[4] * x;
+    a[4] += a[5] * x; a[5] += a[6] * x; a[6] += a[7] * x; a[7] += a[0] * x;
+  }
+  out[get_global_id(0)] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}

@@ -1,8 +1,10 @@
 // The denormal_decode capability probe and policy (denormal_decode.hpp).
 #include "opencl/denormal_decode.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -16,6 +18,9 @@ namespace {
 
 constexpr std::size_t kProbeItems = 64;
 constexpr int kPositions = 21;  // kernels/denormal_probe.cl: bit i % 21, the mantissa's codes
+// Denormal operands may cost this much more than normal ones before the decode's saving (about
+// 2 of 6 issue slots per code, docs/PORTABILITY.md) is gone; a slow path costs several times more.
+constexpr double kSlowestRate = 1.15;
 
 bool env_is(const char* env, const char* a, const char* b) {
   return env != nullptr && (std::strcmp(env, a) == 0 || std::strcmp(env, b) == 0);
@@ -75,6 +80,38 @@ CapabilityCheck run_denormal_probe(DeviceRuntime& runtime) {
   }
 }
 
+DenormalRate measure_denormal_rate(DeviceRuntime& runtime, int iters, int groups_per_unit) {
+  const Program probe = Program::denormal_probe;
+  cl::Program program = runtime.program(program_spec(probe, ProgramArgs{}, runtime));
+  const std::size_t wg = kernel_work_group(probe, 1, ProgramArgs{}, runtime.caps());
+  const std::size_t n = wg * std::size_t(std::max(groups_per_unit, 1)) *
+                        std::max<std::size_t>(runtime.caps().compute_units, 1);
+  cl::CommandQueue queue(runtime.context(), runtime.device(), CL_QUEUE_PROFILING_ENABLE);
+  // 2^-140 is denormal, 2^-60 normal: the same instructions on operands of either kind.
+  float operands[2] = {std::ldexp(1.0f, -140), std::ldexp(1.0f, -60)};
+  cl::Buffer bf[2], bo(runtime.context(), CL_MEM_WRITE_ONLY, n * 4);
+  for (int kind = 0; kind < 2; ++kind)
+    bf[kind] = cl::Buffer(runtime.context(), CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sizeof(float),
+                          &operands[kind]);
+  cl::Kernel k(program, program_def(probe).kernels.at(1).name.c_str());
+  double best[2] = {1e300, 1e300};
+  // A warm-up launch of each, then three timed rounds alternating the two; the fastest of each.
+  for (int round = 0; round < 4; ++round) {
+    for (int kind = 0; kind < 2; ++kind) {
+      k.setArg(0, bf[kind]);
+      k.setArg(1, bo);
+      k.setArg(2, std::max(iters, 1));
+      cl::Event e;
+      queue.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(n), cl::NDRange(wg), nullptr, &e);
+      e.wait();
+      const double ns = double(e.getProfilingInfo<CL_PROFILING_COMMAND_END>() -
+                               e.getProfilingInfo<CL_PROFILING_COMMAND_START>());
+      if (round > 0) best[kind] = std::min(best[kind], ns);
+    }
+  }
+  return {best[0] / 1e3, best[1] / 1e3};
+}
+
 CapabilityCheck detect_denormal_decode(DeviceRuntime& runtime) {
   const char* env = std::getenv("KVARN_CL_DENORMAL_DECODE");
   if (env_is(env, "0", "off"))
@@ -91,8 +128,25 @@ CapabilityCheck detect_denormal_decode(DeviceRuntime& runtime) {
                        " takes a slow assist per denormal operand; KVARN_CL_DENORMAL_DECODE=1 "
                        "asks for it)"};
   CapabilityCheck c = run_denormal_probe(runtime);
-  if (c.available && forced)
+  if (!c.available) return c;
+  if (forced) {
     c.reason += "; asked for by KVARN_CL_DENORMAL_DECODE=" + std::string(env);
+    return c;
+  }
+  try {
+    const DenormalRate rate = measure_denormal_rate(runtime);
+    char what[160];
+    std::snprintf(what, sizeof what,
+                  "; multiply-adds on denormal operands %.1f us against %.1f us on normal ones",
+                  rate.denormal_us, rate.normal_us);
+    c.reason += what;
+    if (!(rate.denormal_us <= kSlowestRate * rate.normal_us)) {
+      c.available = false;
+      c.reason += ": slower, so not used";
+    }
+  } catch (const std::exception& e) {
+    return {false, std::string("the denormal rate check failed: ") + e.what()};
+  }
   return c;
 }
 

@@ -728,6 +728,20 @@ TEST(OpenCLDenormalDecode, ChosenByPolicyAndOnlyForTheTileSlotKernel) {
   }
 }
 
+// The rate check runs on any device and times both launches (the policy consults it on GPUs
+// only; what it finds is recorded, not asserted: speed is not a test's business).
+TEST(OpenCLDenormalDecode, RateCheckTimesBothOperandKinds) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  // Small (under Oclgrind too): 64 rounds, one work-group per compute unit.
+  const opencl::DenormalRate rate = opencl::measure_denormal_rate(cl.runtime(), 64, 1);
+  RecordProperty("denormal_us", std::to_string(rate.denormal_us));
+  RecordProperty("normal_us", std::to_string(rate.normal_us));
+  std::printf("  denormal operands %.1f us, normal %.1f us on %s\n", rate.denormal_us,
+              rate.normal_us, cl.caps().device_name.c_str());
+  EXPECT_GT(rate.denormal_us, 0.0);
+  EXPECT_GT(rate.normal_us, 0.0);
+}
+
 // The variant's arithmetic (kernels/attention.cl under AT_DENORM) against the CPU reference and
 // against the portable decode on the same device, in the tile-slot kernel: 4-bit K codes (8 per
 // word, three from the shifted word) and 2-bit K codes (16 per word), 2- and 4-bit V codes in 8-,
