@@ -46,6 +46,7 @@ class DeviceInfo(TypedDict):
     fp16: bool
     fp64: bool
     subgroups: bool
+    denormals: bool
     local_mem_bytes: int
     max_work_group_size: int
     compute_units: int

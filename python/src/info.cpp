@@ -60,6 +60,7 @@ nb::list devices() {
     e["fp16"] = c.fp16;
     e["fp64"] = c.fp64;
     e["subgroups"] = c.subgroups;
+    e["denormals"] = c.denormals;
     e["local_mem_bytes"] = c.local_mem_bytes;
     e["max_work_group_size"] = c.max_work_group_size;
     e["compute_units"] = c.compute_units;
