@@ -192,6 +192,7 @@ typedef struct {
 inline void at_load_queries(__global const float* q, ulong row0, __local AtLocal* L, int lid) {
   __local float* rows = (__local float*)L->ak;  // AT_HPW rows of D floats (scratch)
   at_load_query_rows(q, row0, rows, lid, AT_WG, 1);
+  float qmax = 0.0f;  // AT_DENORM: the largest |q| of the item's channels (at_denorm_kexp)
   for (int d = lid; d < KV_D; d += AT_WG) {
     float4 v = (float4)(0.0f);
     v.s0 = rows[d];
@@ -205,20 +206,24 @@ inline void at_load_queries(__global const float* q, ulong row0, __local AtLocal
     v.s3 = rows[3 * KV_D + d];
 #endif
     L->q[d] = v;
+    const float4 a = fabs(v);
+    qmax = fmax(qmax, fmax(fmax(a.s0, a.s1), fmax(a.s2, a.s3)));
   }
+#if AT_DENORM
+  ((__local float*)L->lp)[lid] = qmax;  // lp is free until at_finish
+#endif
   barrier(CLK_LOCAL_MEM_FENCE);
 }
 
 // AT_DENORM: the exponent kexp of the K factors q·s_col_K·2^kexp. |q| < 2^(e+1) with e = ilogb of
 // the group's largest |q| and |s_col_K| < 2^16 (fp16) keep the factors below 2^127; every item
-// computes the same value from L->q (after at_load_queries). Clamped so that 2^kexp and the
-// scores' way back, 2^(149 − kexp − p) with p ≤ 20, stay normal floats.
+// computes the same value from the items' maxima (at_load_queries leaves them in L->lp; fmax
+// skips NaN, which makes the scores NaN anyway). Clamped so that 2^kexp and the scores' way
+// back, 2^(149 − kexp − p) with p ≤ 20, stay normal floats.
 inline int at_denorm_kexp(__local const AtLocal* L) {
+  __local const float* item_max = (__local const float*)L->lp;
   float qmax = 0.0f;
-  for (int d = 0; d < KV_D; ++d) {
-    const float4 v = fabs(L->q[d]);
-    qmax = fmax(qmax, fmax(fmax(v.s0, v.s1), fmax(v.s2, v.s3)));
-  }
+  for (int i = 0; i < AT_WG; ++i) qmax = fmax(qmax, item_max[i]);
   if (!(qmax > 0.0f && qmax <= FLT_MAX)) return qmax > 0.0f ? 22 : 127;  // 0, inf or NaN
   return clamp(110 - ilogb(qmax), 22, 127);
 }
