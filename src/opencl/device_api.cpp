@@ -155,6 +155,7 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
       case Program::mma_probe:  // built by the nvidia_mma_sync capability check
       case Program::mma_probe_emulated:
       case Program::subgroups_probe:  // built by the subgroups capability check
+      case Program::denormal_probe:   // built by the denormal_decode capability check
         break;
       default:
         out.push_back({def.name, [name = std::string(def.name)] {
