@@ -9,7 +9,7 @@
 # CMAKE_PREFIX_PATH=<folder>/usr and LD_LIBRARY_PATH=<folder>/usr/lib/x86_64-linux-gnu first.
 #
 # KVARN_CL_PLATFORM selects the platform (default: NVIDIA). Set KVARN_RUN_TESTS=0 or
-# KVARN_RUN_BENCH=0 to skip a phase, KVARN_RUN_TORCH=0 the PyTorch baselines
+# KVARN_RUN_BENCH=0 to skip a phase, KVARN_RUN_DECODE_AB=0 the portable-decode A/B, KVARN_RUN_TORCH=0 the PyTorch baselines
 # (benchmarks/torch_sdpa_bench.py, benchmarks/torch_model_step_bench.py; KVARN_TORCH_BUDGET_GB sets
 # the latter's capacity budget); KVARN_TEST_FILTER (ctest -R), KVARN_BENCH_FILTER and
 # KVARN_BENCH_ONLY (a glob of benchmark executables) narrow them.
@@ -30,6 +30,11 @@ jobs=$(nproc 2>/dev/null || echo 4)
 cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release > "$out/build.log" 2>&1 &&
   cmake --build build-device -j"$jobs" >> "$out/build.log" 2>&1 || {
     echo "build failed"; tail -50 "$out/build.log"; exit 1; }
+
+# What the device reports and which kernel variant each family runs there, with the capability
+# checks' verdicts (nvidia_mma_sync, subgroups, denormal_decode and its rate check).
+build-device/tools/kvarn-cl/kvarn-cl info > "$out/info.txt" 2>&1
+grep -E "variants|decode|attention:|reductions" "$out/info.txt" | cut -c1-240
 
 if [ "${KVARN_RUN_TESTS:-1}" = 1 ]; then
   (cd build-device && ctest --output-on-failure -j1 --timeout 600 -R "${KVARN_TEST_FILTER:-.}") > "$out/tests.log" 2>&1
@@ -57,4 +62,16 @@ if [ "${KVARN_RUN_BENCH:-1}" = 1 ]; then
       --benchmark_out="$out/$name.json" --benchmark_out_format=json > "$out/$name.txt" 2>&1
     echo "$name: exit $?"; tail -40 "$out/$name.txt"
   done
+  # The portable tile-slot kernel with the portable decode beside the run's default (the
+  # denormal_decode variant where its checks pass; docs/PORTABILITY.md) at issue 17's item-6
+  # shapes: opencl_attention_bench's slots_kernel_us of both files, same device, same run.
+  ab=build-device/benchmarks/opencl_attention_bench
+  if [ "${KVARN_RUN_DECODE_AB:-1}" = 1 ] && [ -x "$ab" ]; then
+    KVARN_CL_DENORMAL_DECODE=0 "$ab" \
+      --benchmark_filter='BM_Fused/(Llama3_8B/ctx(32768/batch(8|64)|131072/batch8)|MHA/ctx32768/batch8)/' \
+      --benchmark_counters_tabular=true --benchmark_out="$out/opencl_attention_bench_portable_decode.json" \
+      --benchmark_out_format=json > "$out/opencl_attention_bench_portable_decode.txt" 2>&1
+    echo "opencl_attention_bench (KVARN_CL_DENORMAL_DECODE=0): exit $?"
+    tail -12 "$out/opencl_attention_bench_portable_decode.txt"
+  fi
 fi

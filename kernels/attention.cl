@@ -79,7 +79,7 @@
 // p of a word is the denormal float c·2^(p−149), exact, and a multiply-add by it is exact-input
 // arithmetic on devices that do not flush denormals. Codes whose bits reach past the mantissa
 // (p + bits > 23) come from the word shifted right by AT_DN_SHIFT once per word. The factors that
-// multiply the codes carry 2^AT_DN_SV (V weights) or 2^sk (K factors, chosen per work-group from
+// multiply the codes carry 2^AT_DN_SV (V weights) or 2^kexp (K factors, chosen per work-group from
 // the queries' magnitude) so that the products are normal floats, and each token's (channel's)
 // sum is brought back by the exact power of two 2^(149 − S − p). No "1 +" bias is added, so
 // nothing is subtracted afterwards either.

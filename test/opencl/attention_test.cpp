@@ -697,6 +697,15 @@ TEST(OpenCLDenormalDecode, ChosenByPolicyAndOnlyForTheTileSlotKernel) {
   EXPECT_NE(off->denormal_decode().reason.find("KVARN_CL_DENORMAL_DECODE=0"), std::string::npos);
   EXPECT_FALSE(has_define(*off, opencl::Program::attend_tile_slots));
 
+  // A value that is none of 0, 1, off, on is named in the verdict and changes nothing.
+  auto garbage = runtime_with_denormal_decode(cl, "yes");
+  EXPECT_NE(garbage->denormal_decode().reason.find("KVARN_CL_DENORMAL_DECODE=yes is not 0, 1"),
+            std::string::npos)
+      << garbage->denormal_decode().reason;
+  if (cl.caps().type != "gpu") {
+    EXPECT_FALSE(garbage->denormal_decode().available);
+  }
+
   auto asked = runtime_with_denormal_decode(cl, "1");
   const opencl::CapabilityCheck& a = asked->denormal_decode();
   RecordProperty("asked_for", a.reason);
