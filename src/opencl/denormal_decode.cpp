@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "kvarn_cl/error.hpp"
+#include "util/env_switch.hpp"
 
 namespace kvarn_cl::opencl {
 namespace {
@@ -22,10 +22,6 @@ constexpr int kPositions = 21;  // kernels/denormal_probe.cl: bit i % 21, the ma
 // of the inner loops' issue slots (6 to 5.1 per code at 4 heads per group, docs/PORTABILITY.md),
 // which multiply-adds that much slower would take back; a slow path costs several times more.
 constexpr double kSlowestRate = 1.15;
-
-bool env_is(const char* env, const char* a, const char* b) {
-  return env != nullptr && (std::strcmp(env, a) == 0 || std::strcmp(env, b) == 0);
-}
 
 std::string hex(float v) {
   std::ostringstream s;
@@ -115,12 +111,13 @@ DenormalRate measure_denormal_rate(DeviceRuntime& runtime, int iters, int groups
 
 CapabilityCheck detect_denormal_decode(DeviceRuntime& runtime) {
   const char* env = std::getenv("KVARN_CL_DENORMAL_DECODE");
-  if (env_is(env, "0", "off"))
+  const util::Switch choice = util::read_switch(env);
+  if (choice == util::Switch::off)
     return {false, "turned off by KVARN_CL_DENORMAL_DECODE=" + std::string(env)};
-  const bool forced = env_is(env, "1", "on");
+  const bool forced = choice == util::Switch::on;
   // Any other value is not an error (the check never throws): the policy decides, and says so.
   const std::string ignored =
-      env != nullptr && !forced
+      choice == util::Switch::other
           ? "KVARN_CL_DENORMAL_DECODE=" + std::string(env) + " is not 0, 1, off or on: ignored; "
           : "";
   if (!runtime.caps().denormals) {

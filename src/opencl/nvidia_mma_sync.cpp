@@ -3,12 +3,12 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "kvarn_cl/error.hpp"
 #include "opencl/program_table.hpp"
+#include "util/env_switch.hpp"
 
 namespace kvarn_cl::opencl {
 namespace {
@@ -80,7 +80,7 @@ CapabilityCheck run_mma_probe(DeviceRuntime& runtime, bool emulate) {
 
 CapabilityCheck detect_nvidia_mma_sync(DeviceRuntime& runtime) {
   const char* env = std::getenv("KVARN_CL_MMA");
-  if (env != nullptr && (std::strcmp(env, "0") == 0 || std::strcmp(env, "off") == 0))
+  if (util::read_switch(env) == util::Switch::off)
     return {false, "turned off by KVARN_CL_MMA=" + std::string(env)};
   const std::string vendor = runtime.caps().device_vendor + " " + runtime.caps().platform_name;
   if (vendor.find("NVIDIA") == std::string::npos)

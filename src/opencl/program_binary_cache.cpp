@@ -16,6 +16,7 @@
 #include <set>
 
 #include "io/bounded_file.hpp"
+#include "util/env_switch.hpp"
 
 #ifndef KVARN_CL_VERSION
 #define KVARN_CL_VERSION "unknown"
@@ -43,10 +44,6 @@ std::string hex16(std::uint64_t v) {
   char s[17];
   std::snprintf(s, sizeof s, "%016llx", static_cast<unsigned long long>(v));
   return s;
-}
-
-bool env_is(const char* value, const char* a, const char* b) {
-  return value != nullptr && (std::strcmp(value, a) == 0 || std::strcmp(value, b) == 0);
 }
 
 // mkdir -p, 0700 for the folders it creates: binaries are code the process will run.
@@ -216,11 +213,12 @@ std::optional<ProgramBinaryCache> ProgramBinaryCache::for_device(const DeviceCap
   };
   const char* mode = std::getenv("KVARN_CL_CACHE");
   const char* dir_env = std::getenv("KVARN_CL_CACHE_DIR");
-  if (env_is(mode, "0", "off")) {
+  const util::Switch mode_switch = util::read_switch(mode);
+  if (mode_switch == util::Switch::off) {
     say("off (KVARN_CL_CACHE=" + std::string(mode) + ")");
     return std::nullopt;
   }
-  const bool forced = env_is(mode, "1", "on") || (dir_env != nullptr && *dir_env != '\0');
+  const bool forced = mode_switch == util::Switch::on || (dir_env != nullptr && *dir_env != '\0');
   const std::string platform = caps.platform_name;
   const bool driver_caches = platform.find("NVIDIA") != std::string::npos ||
                              platform.find("Portable Computing Language") != std::string::npos;

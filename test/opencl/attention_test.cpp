@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/scoped_env.hpp"
 #include "common/test_support.hpp"
 #include "kvarn_cl/codec.hpp"
 #include "kvarn_cl/error.hpp"
@@ -168,17 +169,27 @@ std::vector<float> run_attend(Backend& be, const AttendData& d, ElementType out_
   return r;
 }
 
-// The largest ||got - want|| / ||want|| of the (sequence, query head) rows.
+// Row r (one sequence and query head, D values): ||got - want|| and ||want||.
+struct RowNorms {
+  double error, reference;
+};
+RowNorms row_norms(const std::vector<float>& got, const std::vector<float>& want, int D,
+                   std::size_t r) {
+  double num = 0, den = 0;
+  for (int d = 0; d < D; ++d) {
+    const double e = double(got[r * D + d]) - want[r * D + d];
+    num += e * e;
+    den += double(want[r * D + d]) * want[r * D + d];
+  }
+  return {std::sqrt(num), std::sqrt(den)};
+}
+
+// The largest ||got - want|| / ||want|| of the rows.
 double worst_row_error(const std::vector<float>& got, const std::vector<float>& want, int D) {
   double worst = 0;
   for (std::size_t r = 0; r < got.size() / D; ++r) {
-    double num = 0, den = 0;
-    for (int d = 0; d < D; ++d) {
-      const double e = double(got[r * D + d]) - want[r * D + d];
-      num += e * e;
-      den += double(want[r * D + d]) * want[r * D + d];
-    }
-    worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
+    const RowNorms n = row_norms(got, want, D, r);
+    worst = std::max(worst, n.error / std::max(n.reference, 1e-15));
   }
   return worst;
 }
@@ -188,18 +199,12 @@ double worst_row_error(const std::vector<float>& got, const std::vector<float>& 
 void expect_rows_close(const std::vector<float>& got, const std::vector<float>& want, int D,
                        double tol) {
   ASSERT_EQ(got.size(), want.size());
-  double worst = 0;
   for (std::size_t r = 0; r < got.size() / D; ++r) {
-    double num = 0, den = 0;
-    for (int d = 0; d < D; ++d) {
-      const double e = double(got[r * D + d]) - want[r * D + d];
-      num += e * e;
-      den += double(want[r * D + d]) * want[r * D + d];
-    }
-    ASSERT_LE(std::sqrt(num), tol * std::sqrt(den) + 1e-7) << "row " << r;
-    worst = std::max(worst, std::sqrt(num / std::max(den, 1e-30)));
+    const RowNorms n = row_norms(got, want, D, r);
+    ASSERT_LE(n.error, tol * n.reference + 1e-7) << "row " << r;
   }
-  ::testing::Test::RecordProperty("max_row_rel_error", std::to_string(worst));
+  ::testing::Test::RecordProperty("max_row_rel_error",
+                                  std::to_string(worst_row_error(got, want, D)));
 }
 
 class FusedAttend : public ::testing::TestWithParam<AttendCase> {};
@@ -667,15 +672,8 @@ std::shared_ptr<opencl::DeviceRuntime> runtime_with_denormal_decode(opencl::Open
                                                                     const char* value) {
   auto runtime = std::make_shared<opencl::DeviceRuntime>(cl.runtime().context(),
                                                          cl.runtime().device(), cl.caps());
-  const char* old = std::getenv("KVARN_CL_DENORMAL_DECODE");
-  const std::string saved = old != nullptr ? old : "";
-  setenv("KVARN_CL_DENORMAL_DECODE", value, 1);
+  const ScopedEnv env("KVARN_CL_DENORMAL_DECODE", value);
   (void)runtime->denormal_decode();
-  if (old != nullptr) {
-    setenv("KVARN_CL_DENORMAL_DECODE", saved.c_str(), 1);
-  } else {
-    unsetenv("KVARN_CL_DENORMAL_DECODE");
-  }
   return runtime;
 }
 
@@ -725,9 +723,10 @@ TEST(OpenCLDenormalDecode, ChosenByPolicyAndOnlyForTheTileSlotKernel) {
   opencl::apply_device_limits(caps, "denormals=0");
   auto limited =
       std::make_shared<opencl::DeviceRuntime>(cl.runtime().context(), cl.runtime().device(), caps);
-  setenv("KVARN_CL_DENORMAL_DECODE", "1", 1);
-  const opencl::CapabilityCheck lim = opencl::detect_denormal_decode(*limited);
-  unsetenv("KVARN_CL_DENORMAL_DECODE");
+  const opencl::CapabilityCheck lim = [&] {
+    const ScopedEnv env("KVARN_CL_DENORMAL_DECODE", "1");
+    return opencl::detect_denormal_decode(*limited);
+  }();
   EXPECT_FALSE(lim.available);
   EXPECT_NE(lim.reason.find("denormals"), std::string::npos) << lim.reason;
 
