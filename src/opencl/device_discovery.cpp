@@ -171,7 +171,7 @@ DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Dev
   });
 }
 
-std::vector<FoundDevice> find_devices() {
+std::vector<FoundDevice> find_devices(std::vector<std::string>* without_devices) {
   std::vector<cl::Platform> platforms;
   try {
     cl::Platform::get(&platforms);
@@ -187,7 +187,17 @@ std::vector<FoundDevice> find_devices() {
     try {
       platforms[p].getDevices(CL_DEVICE_TYPE_ALL, &devices);
     } catch (const cl::Error& e) {
-      if (e.err() == CL_DEVICE_NOT_FOUND) continue;  // a platform without devices
+      if (e.err() == CL_DEVICE_NOT_FOUND) {  // a platform without devices
+        if (without_devices != nullptr) {
+          std::string name = "?";
+          try {
+            name = trim(platforms[p].getInfo<CL_PLATFORM_NAME>());
+          } catch (const cl::Error&) {}
+          without_devices->push_back("platform " + std::to_string(p) + " (" + name +
+                                     ") lists no device (CL_DEVICE_NOT_FOUND)");
+        }
+        continue;
+      }
       throw_cl_error("listing the devices of OpenCL platform " + std::to_string(p), e.what(),
                      e.err());
     }
@@ -211,11 +221,15 @@ FoundDevice select_device(const DeviceSelector& selector) {
       read_choice(platform_choice, !selector.platform.empty() ? "platform" : "KVARN_CL_PLATFORM");
   const Choice device =
       read_choice(device_choice, !selector.device.empty() ? "device" : "KVARN_CL_DEVICE");
-  const std::vector<FoundDevice> all = find_devices();
+  std::vector<std::string> without_devices;
+  const std::vector<FoundDevice> all = find_devices(&without_devices);
+  std::string empty_platforms;
+  for (const std::string& line : without_devices) empty_platforms += "\n  " + line;
   if (all.empty())
     throw Unsupported(
         "no OpenCL platform or device found (the ICD loader lists none; is an OpenCL "
-        "driver such as pocl-opencl-icd installed and registered?)");
+        "driver such as pocl-opencl-icd installed and registered?)" +
+        empty_platforms);
   std::vector<const FoundDevice*> candidates;
   for (const FoundDevice& d : all)
     if (matches(platform, d.entry.platform_index, d.entry.caps.platform_name) &&
@@ -226,7 +240,7 @@ FoundDevice select_device(const DeviceSelector& selector) {
                       device_choice +
                       "' (KVARN_CL_PLATFORM / KVARN_CL_DEVICE take an index or a "
                       "case-insensitive part of the name); devices:" +
-                      device_list(all));
+                      device_list(all) + empty_platforms);
   // Default order among the candidates: GPU, accelerator, CPU, anything else.
   for (const char* type : {"gpu", "accelerator", "cpu", "other"})
     for (const FoundDevice* d : candidates)

@@ -16,8 +16,11 @@ struct FoundDevice {
   DeviceEntry entry;
 };
 
-// Every device of every platform; empty when the ICD loader finds no platform.
-std::vector<FoundDevice> find_devices();
+// Every device of every platform; empty when the ICD loader finds no platform. A platform that
+// lists no device (CL_DEVICE_NOT_FOUND: a driver that is installed but cannot reach its hardware)
+// is left out; `without_devices`, where given, receives one line about each such platform, so
+// that an error can say the platform was there.
+std::vector<FoundDevice> find_devices(std::vector<std::string>* without_devices = nullptr);
 
 // Reads the capability record of one device (a handful of clGetDeviceInfo calls), lowered by
 // KVARN_CL_DEVICE_LIMITS where that is set (apply_device_limits).
