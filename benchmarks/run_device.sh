@@ -32,7 +32,9 @@ cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release > "$out/build.log
     echo "build failed"; tail -50 "$out/build.log"; exit 1; }
 
 # What the device reports and which kernel variant each family runs there, with the capability
-# checks' verdicts (nvidia_mma_sync, subgroups, denormal_decode and its rate check).
+# checks' verdicts (nvidia_mma_sync, subgroups, denormal_decode and its rate check). It builds the
+# kernels on every platform the loader lists, PoCL's first where it is registered too (minutes on
+# the GPU host): give it no short timeout, or NVIDIA's lines never come.
 build-device/tools/kvarn-cl/kvarn-cl info > "$out/info.txt" 2>&1
 grep -E "variants|decode|attention:|reductions" "$out/info.txt" | cut -c1-240
 

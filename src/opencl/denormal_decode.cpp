@@ -19,8 +19,9 @@ namespace {
 constexpr std::size_t kProbeItems = 64;
 constexpr int kPositions = 21;  // kernels/denormal_probe.cl: bit i % 21, the mantissa's codes
 // Denormal operands may cost at most this much more than normal ones: the decode saves about 15 %
-// of the inner loops' issue slots (6 to 5.1 per code at 4 heads per group, docs/PORTABILITY.md),
-// which multiply-adds that much slower would take back; a slow path costs several times more.
+// of the inner loops' issue slots (per word of 8 codes at 4 heads per group, K 50 to 43 and V 50 to
+// 42; docs/PERFORMANCE.md, "What bounds the portable kernels"), which multiply-adds that much
+// slower would take back; a slow path costs several times more.
 constexpr double kSlowestRate = 1.15;
 
 std::string hex(float v) {
@@ -123,7 +124,8 @@ CapabilityCheck detect_denormal_decode(DeviceRuntime& runtime) {
   if (!runtime.caps().denormals) {
     const char* limits = std::getenv("KVARN_CL_DEVICE_LIMITS");
     if (limits != nullptr && std::string(limits).find("denormals") != std::string::npos)
-      return {false, "no fp32 denormals under KVARN_CL_DEVICE_LIMITS=" + std::string(limits)};
+      return {false,
+              ignored + "no fp32 denormals under KVARN_CL_DEVICE_LIMITS=" + std::string(limits)};
     return {false, ignored + "the device's fp32 does not report denormals (CL_FP_DENORM)"};
   }
   if (!forced && runtime.caps().type != "gpu")
