@@ -42,14 +42,14 @@ CodecParams fp16_geometry(int head_dim) {
 std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t work_group) {
   // attention.cl AtLocal: float4 q[D], ak[NS·D], w[NS·G], cp[NS·IPS], mx[NS·KW], yp[NS·KW],
   // sp[NS·(KS-1)·G] (KS > 1), ms[NS], lp[WG]; then int last, padded to the struct's 16-byte
-  // alignment.
+  // alignment; and what a driver adds (kDriverLocalBytes).
   const RecordLayout l = RecordLayout::make(params);
   const std::size_t D = std::size_t(l.head_dim), G = std::size_t(l.group);
   const std::size_t kw = G * std::size_t(l.k_bits) / 32, ips = tile_slot_items(l);
   const std::size_t ns = work_group / ips, ks = ips / kw;
   const std::size_t float4s =
       D + ns * D + ns * G + ns * ips + 2 * ns * kw + ns * (ks - 1) * G + ns + work_group;
-  return float4s * 16 + 16;
+  return float4s * 16 + 16 + kDriverLocalBytes;
 }
 
 std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCapabilities& caps) {
@@ -97,12 +97,14 @@ bool short_plan_valid(const RecordLayout& l, int hpw, std::size_t wg, std::size_
 std::size_t attend_short_local_bytes(const CodecParams& params, int heads_per_group,
                                      const AttendShortPlan& plan) {
   // attention_short.cl AtLocal: float q[HPW·D], red[AT_RED], sc[HPW·G], three D vectors, three G
-  // vectors, m and alpha [HPW], lsum[VTG·HPW]; then int last.
+  // vectors, m and alpha [HPW], lsum[VTG·HPW]; then int last; and what a driver adds
+  // (kDriverLocalBytes).
   const RecordLayout l = RecordLayout::make(params);
   const std::size_t D = std::size_t(l.head_dim), G = std::size_t(l.group);
   const std::size_t h = std::size_t(std::max(1, heads_per_group));
   const std::size_t vtg = plan.work_group / (D / (h <= 4 ? 16 : 8));
-  return 4 * (h * D + plan.reduction_floats + h * G + 3 * D + 3 * G + 2 * h + vtg * h) + 4;
+  return 4 * (h * D + plan.reduction_floats + h * G + 3 * D + 3 * G + 2 * h + vtg * h) + 4 +
+         kDriverLocalBytes;
 }
 
 AttendShortPlan attend_short_plan(const CodecParams& params, int heads_per_group,

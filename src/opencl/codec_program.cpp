@@ -98,14 +98,15 @@ int quantize_token_passes(const CodecParams& params, int tokens_per_item,
                           const DeviceCapabilities& caps) {
   // One pass wherever it fits (every geometry from 24 KiB up: the plan of devices with 32 KiB
   // and more is unchanged); else two (D 256 below 24 KiB).
-  return fits_device(quantize_local_floats(params, tokens_per_item, 1, caps) * 4, caps) ? 1 : 2;
+  const std::size_t one_pass =
+      quantize_local_floats(params, tokens_per_item, 1, caps) * 4 + kDriverLocalBytes;
+  return fits_device(one_pass, caps) ? 1 : 2;
 }
 
 std::size_t quantize_local_bytes(const CodecParams& params, int tokens_per_item,
                                  const DeviceCapabilities& caps) {
-  return quantize_local_floats(params, tokens_per_item,
-                               quantize_token_passes(params, tokens_per_item, caps), caps) *
-         4;
+  const int passes = quantize_token_passes(params, tokens_per_item, caps);
+  return quantize_local_floats(params, tokens_per_item, passes, caps) * 4 + kDriverLocalBytes;
 }
 
 bool quantize_fits_device(const CodecParams& params, int tokens_per_item,

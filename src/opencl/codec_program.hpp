@@ -46,6 +46,12 @@ std::size_t quantize_local_budget(const DeviceCapabilities& caps);
 // floats, does not fit the device: D 256 below 24 KiB).
 int quantize_token_passes(const CodecParams& params, int tokens_per_item,
                           const DeviceCapabilities& caps);
+// Bytes a driver may add to a kernel's static local memory beyond the __local variables of its
+// source: NVIDIA's OpenCL (H100, driver 580.159) reports 4 to 16 bytes more in
+// CL_KERNEL_LOCAL_MEM_SIZE than they declare. Every local-memory plan (quantize_local_bytes,
+// attend_tile_slots_local_bytes, attend_short_local_bytes) counts them, so that a plan the host
+// finds to fit a device also fits there.
+inline constexpr std::size_t kDriverLocalBytes = 16;
 // quantize.cl's local memory (bytes) with tokens_per_item on that device, and whether it fits
 // (the backend takes the first of 8, 16, 32 tokens per item that fits, codec_kernels).
 std::size_t quantize_local_bytes(const CodecParams& params, int tokens_per_item,
