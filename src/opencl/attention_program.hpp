@@ -64,7 +64,7 @@ std::vector<AttendKernel> attend_policy_kernels(bool has_nvidia_mma_sync);
 // (attend_tile_slots_local_bytes) does not fit the device.
 std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCapabilities& caps);
 // Whether attention.cl fits the device at all: every geometry from 18 KiB of local memory; below,
-// not k2v2 at D 256 (one slot of 32 items still needs 17,696 bytes), where the automatic
+// not k2v2 at D 256 (one slot of 32 items still needs 17,712 bytes), where the automatic
 // policy takes attention_short.cl instead (OpenCLBackend::attend_kernel_for).
 bool attend_tile_slots_fit(const CodecParams& params, const DeviceCapabilities& caps);
 // attention.cl's local memory (its AtLocal) for a group of `work_group` items, in bytes.
