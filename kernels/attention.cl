@@ -42,7 +42,8 @@
 // Integer codes never go through an int-to-float conversion (SPEC §7): a code c is shifted into
 // the top mantissa bits of 1.0f, giving f = 1 + c/2^bits exactly (a shift and an and-or), and the
 // constant part is folded into per-tile constants: Σ a·c = 2^bits·(Σ a·f − Σ a).
-// Local memory: about 21 KiB at D = G = 128 (28 KiB at most, for k2 presets at D = 256).
+// Local memory: about 21 KiB at D = G = 128 (28 KiB at most, for k2 presets at D = 256); 8 KiB
+// more with AT_ALOCAL (below).
 
 // common.cl turns contraction off so that the codec kernels round exactly like the CPU codec.
 // Attention only has to agree to ~1e-4 (SPEC §5), and its inner loops are multiply-adds: without
@@ -86,6 +87,16 @@
 #ifndef AT_DENORM
 #define AT_DENORM 0
 #endif
+
+// AT_ALOCAL=1 (host: 4 query heads per group where the plan's local memory allows it,
+// attend_tile_slots_accumulators_local) keeps each item's V accumulators A (4 heads x AT_VC
+// channels: 32 floats) in local memory instead of registers: they are read and written once per
+// step, while the K and V phases, which need the registers, run between. On the H100 that cut
+// NVIDIA's register count from 217 to 161 per item (6 work-groups per compute unit instead of 4)
+// and made GQA 4 decodes 10-20 % faster; with 1 query head (8 accumulators) it was slower.
+#ifndef AT_ALOCAL
+#define AT_ALOCAL 0
+#endif
 #define AT_DN_SHIFT 12
 #define AT_DN_SV 111  // V weights p·s_row_V < 2^16 (fp16 scale, p ≤ 1): 2^111 keeps them < 2^127
 // Bit position of code k (b bits) in the word it is masked from, and whether that is the word
@@ -110,8 +121,14 @@
 // AT_UNROLL (host: GPU devices) also unrolls the fp16 token loop of the V phase.
 // Channels (K) or tokens (V) per round of loads. 16 halves the rounds per tile against 8 (each
 // round exposes some load latency where few groups share a compute unit: short contexts) at the
-// cost of 16 more registers per item.
+// cost of 16 more registers per item. With the accumulators in local memory (AT_ALOCAL) 8: on the
+// H100 that build needs 159 registers against 161 at 16, and was 3-13 % faster at GQA 4 from
+// batch 32 on (docs/PERFORMANCE.md, 2026-12-07).
+#if AT_ALOCAL
+#define AT_BATCH 8
+#else
 #define AT_BATCH 16
+#endif
 #if (AT_KCH % AT_BATCH) != 0 || (KV_G % AT_BATCH) != 0
 #error "attention.cl: AT_BATCH must divide the channels per K item and G"
 #endif
@@ -181,6 +198,9 @@ typedef struct {
 #if AT_KS > 1
   float4 sp[AT_NS * (AT_KS - 1) * KV_G];  // partial scores of channel groups 1 .. KS-1
 #endif
+#if AT_ALOCAL
+  float4 a[AT_VC * AT_WG];         // V accumulators A: [channel][item], one float4 of heads
+#endif
   float4 ms[AT_NS];                // final merge: running max of every slot
   float4 lp[AT_WG];                // final merge: softmax sums of every item
   int last;                        // at_last_split's answer
@@ -232,8 +252,15 @@ inline int at_denorm_kexp(__local const AtLocal* L) {
 // item's channels (rotated frame, relative to the slot's running max), the slot's running max
 // (the same in every item of the slot) and the softmax sum over the item's own tokens.
 #define AT_STATE float A[AT_HPW][AT_VC], float m[AT_HPW], float l[AT_HPW]
+#if AT_ALOCAL
+#define AT_A_LOAD(i, x) at_unpack4(L->a[(i) * AT_WG + lid], x)
+#define AT_A_STORE(i, x) L->a[(i) * AT_WG + lid] = at_pack4(x)
+#else
+#define AT_A_LOAD(i, x) for (int r_ = 0; r_ < AT_HPW; ++r_) x[r_] = A[r_][i]
+#define AT_A_STORE(i, x) for (int r_ = 0; r_ < AT_HPW; ++r_) A[r_][i] = x[r_]
+#endif
 
-inline void at_begin(AT_STATE) {
+inline void at_begin(__local AtLocal* L, int lid, AT_STATE) {
   #pragma unroll
   for (int r = 0; r < AT_HPW; ++r) {
     m[r] = AT_NEG_INF;
@@ -241,6 +268,9 @@ inline void at_begin(AT_STATE) {
     #pragma unroll
     for (int i = 0; i < AT_VC; ++i) A[r][i] = 0.0f;
   }
+#if AT_ALOCAL
+  for (int i = 0; i < AT_VC; ++i) L->a[i * AT_WG + lid] = (float4)(0.0f);
+#endif
 }
 
 // One step: every slot processes its unit u (scores, online-softmax update, value accumulation).
@@ -470,20 +500,16 @@ at_pack4(acc[k]);
   barrier(CLK_LOCAL_MEM_FENCE);
 
   // ---- V phase: item j takes channels [j*VC, j*VC + VC) of every token of the unit ----------
+  __local const float4* wl = L->w + slot * KV_G;
+  // B: this unit's sums, added to the rescaled A once at the end of the step.
+  float B[AT_HPW][AT_VC];
   #pragma unroll
   for (int r = 0; r < AT_HPW; ++r) {
     #pragma unroll
-    for (int i = 0; i < AT_VC; ++i) A[r][i] *= alpha[r];
+    for (int i = 0; i < AT_VC; ++i) B[r][i] = 0.0f;
   }
-  __local const float4* wl = L->w + slot * KV_G;
   if (is_rec) {
     // B = Σ_t w_t·f[t][d] with f = 1 + c/2^VB; then A += 2^VB·s_col_V·(B + Y).
-    float B[AT_HPW][AT_VC];
-    #pragma unroll
-    for (int r = 0; r < AT_HPW; ++r) {
-      #pragma unroll
-      for (int i = 0; i < AT_VC; ++i) B[r][i] = 0.0f;
-    }
     float scv[AT_VC];
     at_halves(u.rec + KV_OFF_S_COL_V + 2 * j * AT_VC, AT_VC, scv);
     for (int t0 = 0; t0 < KV_G; t0 += AT_BATCH) {
@@ -527,12 +553,18 @@ at_pack4(acc[k]);
     for (int i = 0; i < AT_VC; ++i) {
 #if AT_DENORM
       const float back = AT_POW2(149 - AT_DN_SV - AT_DN_POS(i * KV_VB, KV_VB));
+      float a[4];
+      AT_A_LOAD(i, a);
       #pragma unroll
-      for (int r = 0; r < AT_HPW; ++r) A[r][i] += scv[i] * (B[r][i] * back + y[r]);
+      for (int r = 0; r < AT_HPW; ++r) a[r] = a[r] * alpha[r] + scv[i] * (B[r][i] * back + y[r]);
+      AT_A_STORE(i, a);
 #else
       const float s = scv[i] * (float)(1 << KV_VB);
+      float a[4];
+      AT_A_LOAD(i, a);
       #pragma unroll
-      for (int r = 0; r < AT_HPW; ++r) A[r][i] += s * (B[r][i] + y[r]);
+      for (int r = 0; r < AT_HPW; ++r) a[r] = a[r] * alpha[r] + s * (B[r][i] + y[r]);
+      AT_A_STORE(i, a);
 #endif
     }
   } else {
@@ -546,8 +578,16 @@ at_pack4(acc[k]);
       #pragma unroll
       for (int i = 0; i < AT_VC; ++i) {
         #pragma unroll
-        for (int r = 0; r < AT_HPW; ++r) A[r][i] += wt[r] * v[i];
+        for (int r = 0; r < AT_HPW; ++r) B[r][i] += wt[r] * v[i];
       }
+    }
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) {
+      float a[4];
+      AT_A_LOAD(i, a);
+      #pragma unroll
+      for (int r = 0; r < AT_HPW; ++r) a[r] = a[r] * alpha[r] + B[r][i];
+      AT_A_STORE(i, a);
     }
   }
 }
@@ -564,9 +604,11 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
   barrier(CLK_LOCAL_MEM_FENCE);  // the last step's readers of w / ak are done
   __local float* acc = (__local float*)L->ak;  // [slot][head][D]
   #pragma unroll
-  for (int r = 0; r < AT_HPW; ++r) {
+  for (int i = 0; i < AT_VC; ++i) {
+    float a[4];
+    AT_A_LOAD(i, a);
     #pragma unroll
-    for (int i = 0; i < AT_VC; ++i) acc[(slot * AT_HPW + r) * KV_D + j * AT_VC + i] = A[r][i];
+    for (int r = 0; r < AT_HPW; ++r) acc[(slot * AT_HPW + r) * KV_D + j * AT_VC + i] = a[r];
   }
   float lv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, mv[4] = {AT_NEG_INF, AT_NEG_INF, AT_NEG_INF, AT_NEG_INF};
   #pragma unroll
@@ -694,7 +736,7 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
   const int kexp = 0;
 #endif
   float A[AT_HPW][AT_VC], m[AT_HPW], l[AT_HPW];
-  at_begin(A, m, l);
+  at_begin(&L, lid, A, m, l);
 
   AtSeqInfo info;
   at_seq_info(seq_info, g.s, &info);

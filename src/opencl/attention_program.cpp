@@ -39,16 +39,18 @@ CodecParams fp16_geometry(int head_dim) {
 
 }  // namespace
 
-std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t work_group) {
+std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t work_group,
+                                          bool accumulators_local) {
   // attention.cl AtLocal: float4 q[D], ak[NS·D], w[NS·G], cp[NS·IPS], mx[NS·KW], yp[NS·KW],
-  // sp[NS·(KS-1)·G] (KS > 1), ms[NS], lp[WG]; then int last, padded to the struct's 16-byte
-  // alignment; and what a driver adds (kDriverLocalBytes).
+  // sp[NS·(KS-1)·G] (KS > 1), a[VC·WG] (AT_ALOCAL), ms[NS], lp[WG]; then int last, padded to
+  // the struct's 16-byte alignment; and what a driver adds (kDriverLocalBytes).
   const RecordLayout l = RecordLayout::make(params);
   const std::size_t D = std::size_t(l.head_dim), G = std::size_t(l.group);
   const std::size_t kw = G * std::size_t(l.k_bits) / 32, ips = tile_slot_items(l);
   const std::size_t ns = work_group / ips, ks = ips / kw;
-  const std::size_t float4s =
-      D + ns * D + ns * G + ns * ips + 2 * ns * kw + ns * (ks - 1) * G + ns + work_group;
+  const std::size_t vc = D / ips;
+  const std::size_t float4s = D + ns * D + ns * G + ns * ips + 2 * ns * kw + ns * (ks - 1) * G +
+                              (accumulators_local ? vc * work_group : 0) + ns + work_group;
   return float4s * 16 + 16 + kDriverLocalBytes;
 }
 
@@ -62,6 +64,13 @@ std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCa
     if (fits_local(attend_tile_slots_local_bytes(args.params, wg), caps) && fits_items(wg, caps))
       return wg;
   return 64;
+}
+
+bool attend_tile_slots_accumulators_local(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  if (args.heads_per_group != 4) return false;
+  return fits_local(
+      attend_tile_slots_local_bytes(args.params, attend_tile_slots_work_group(args, caps), true),
+      caps);
 }
 
 bool attend_tile_slots_fit(const CodecParams& params, const DeviceCapabilities& caps) {
@@ -150,7 +159,8 @@ std::size_t merge_work_group(const ProgramArgs&, const DeviceCapabilities& caps)
 }
 
 std::string attend_tile_slots_options(const ProgramArgs& args, const DeviceCapabilities& caps) {
-  return "-DAT_NS=" + std::to_string(attend_units_per_step(args.params, caps));
+  return "-DAT_NS=" + std::to_string(attend_units_per_step(args.params, caps)) +
+         (attend_tile_slots_accumulators_local(args, caps) ? " -DAT_ALOCAL=1" : "");
 }
 
 const char* to_string(Capability capability) {

@@ -67,8 +67,15 @@ std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCa
 // not k2v2 at D 256 (one slot of 32 items still needs 17,712 bytes), where the automatic
 // policy takes attention_short.cl instead (OpenCLBackend::attend_kernel_for).
 bool attend_tile_slots_fit(const CodecParams& params, const DeviceCapabilities& caps);
-// attention.cl's local memory (its AtLocal) for a group of `work_group` items, in bytes.
-std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t work_group);
+// attention.cl's local memory (its AtLocal) for a group of `work_group` items, in bytes, with
+// the V accumulators in it or not (AT_ALOCAL).
+std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t work_group,
+                                          bool accumulators_local = false);
+// attention.cl AT_ALOCAL: the V accumulators in local memory at 4 query heads per group (where
+// they are 32 registers per item, and the register count bounds the work-groups per compute
+// unit), where the plan's group (attend_tile_slots_work_group, which does not count them) still
+// fits the device with them; the plans themselves stay the tuned ones.
+bool attend_tile_slots_accumulators_local(const ProgramArgs& args, const DeviceCapabilities& caps);
 // attention_short.cl (short-context and fp16 programs): the group (AT_WG) and the floats of its
 // shared reduction buffer (AT_RED).
 struct AttendShortPlan {

@@ -61,6 +61,13 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
           : " (chosen per launch by tiles per compute unit; nvidia_mma_sync not used: " +
                 mma.reason + ")";
   out.push_back(attend);
+  ProgramArgs gqa4 = d128;
+  gqa4.heads_per_group = 4;
+  const bool a_local = attend_tile_slots_accumulators_local(gqa4, caps);
+  out.push_back(std::string("tile-slot V accumulators: ") +
+                (a_local ? "local memory at 4 query heads per group (AT_ALOCAL: fewer registers "
+                           "per item), registers at fewer heads"
+                         : "registers (the device's local memory has no room for AT_ALOCAL)"));
   const std::size_t tile = attend_tile_slots_work_group(d128, caps);
   const std::size_t merge = merge_work_group(d128, caps);
   out.push_back("split merge: attention_merge.cl, groups of " + items(merge) + limited(merge, 256));
@@ -80,8 +87,8 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
   out.push_back(
       "local memory: " + std::to_string(caps.local_mem_bytes / 1024) + " KiB" +
       (caps.local_mem_bytes >= 32 * 1024 ? " (the tuned plans)" : " (plans shrunk to fit)") +
-      ": tile slots " + std::to_string(attend_tile_slots_local_bytes(d128.params, tile)) +
-      " bytes at D 128 [groups of " + items(tile) + "], short-context " +
+      ": tile slots " + std::to_string(attend_tile_slots_local_bytes(d128.params, tile, a_local)) +
+      " bytes at D 128 and 4 heads [groups of " + items(tile) + "], short-context " +
       std::to_string(attend_short_local_bytes(d128.params, attend_heads_per_group(4), sp)) +
       " bytes [groups of " + items(sp.work_group) + ", " + std::to_string(sp.reduction_floats) +
       "-float reduction], quantize " + std::to_string(quantize_local_bytes(d256, q256, caps)) +
