@@ -11,11 +11,5 @@ namespace kvarn_cl::test {
 std::string self_exe();
 // The whole content of a file, bytes as written; empty if it cannot be opened.
 std::string slurp(const std::string& path);
-// Runs `command` with /bin/sh -c, as std::system does (same return value: the wait status, or -1
-// if no child could be started), except that the child inherits no file descriptor above stderr.
-// On the GPU host a child started with std::system from a test process that held an NVIDIA OpenCL
-// context saw no NVIDIA platform (2026-12-07, H100, driver 580.159), while the same child started
-// alone saw it; the parent's open driver descriptors are what it inherited.
-int run_shell_command(const std::string& command);
 
 }  // namespace kvarn_cl::test

@@ -90,7 +90,7 @@ TEST(NoPlatform, AutomaticFallsBackToCpu) {
                           "' KVARN_CL_TEST_NO_PLATFORM_CHILD=1 '" + self_exe() +
                           "' --gtest_filter=NoPlatformChild.AutomaticFallsBackToCpu > '" + log +
                           "' 2>&1";
-  const int rc = run_shell_command(cmd);
+  const int rc = std::system(cmd.c_str());
   const std::string out = slurp(log);
   std::remove(log.c_str());
   rmdir(empty.c_str());
@@ -227,7 +227,7 @@ TEST(DeviceLimits, RuntimePlansWithTheProfile) {
                             ",local_mem=32K,fp16=0,subgroups=0,fp64=0 '" + self_exe() +
                             "' --gtest_filter=DeviceLimitsChild.RuntimePlansWithTheProfile > '" +
                             log + "' 2>&1";
-    const int rc = run_shell_command(cmd);
+    const int rc = std::system(cmd.c_str());
     const std::string out = slurp(log);
     std::remove(log.c_str());
     EXPECT_EQ(rc, 0) << out;

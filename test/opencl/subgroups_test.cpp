@@ -92,7 +92,7 @@ TEST(OpenCLSubgroups, NotChosenUnderDeviceLimitsWithoutSubgroups) {
   const std::string cmd =
       "env KVARN_CL_TEST_SUBGROUPS_OFF_CHILD=1 KVARN_CL_DEVICE_LIMITS=subgroups=0 '" + self_exe() +
       "' --gtest_filter=OpenCLSubgroups.ChosenWhereTheDeviceReportsSubgroups > '" + log + "' 2>&1";
-  const int rc = run_shell_command(cmd);
+  const int rc = std::system(cmd.c_str());
   const std::string out = slurp(log);
   std::remove(log.c_str());
   EXPECT_EQ(rc, 0) << out;
