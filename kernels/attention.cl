@@ -92,8 +92,10 @@
 // attend_tile_slots_accumulators_local) keeps each item's V accumulators A (4 heads x AT_VC
 // channels: 32 floats) in local memory instead of registers: they are read and written once per
 // step, while the K and V phases, which need the registers, run between. On the H100 that cut
-// NVIDIA's register count from 217 to 161 per item (6 work-groups per compute unit instead of 4)
-// and made GQA 4 decodes 10-20 % faster; with 1 query head (8 accumulators) it was slower.
+// NVIDIA's register count from 217 to 159 per item (6 work-groups per compute unit instead of 4)
+// and made GQA 4 decodes 6-12 % faster at batch 8 to 64 (9-12 % slower at batch 1, where each
+// group has few steps to spread its fixed cost over; docs/PERFORMANCE.md); with 1 query head (8
+// accumulators) it was slower, so those keep them in registers.
 #ifndef AT_ALOCAL
 #define AT_ALOCAL 0
 #endif
@@ -122,8 +124,8 @@
 // Channels (K) or tokens (V) per round of loads. 16 halves the rounds per tile against 8 (each
 // round exposes some load latency where few groups share a compute unit: short contexts) at the
 // cost of 16 more registers per item. With the accumulators in local memory (AT_ALOCAL) 8: on the
-// H100 that build needs 159 registers against 161 at 16, and was 3-13 % faster at GQA 4 from
-// batch 32 on (docs/PERFORMANCE.md, 2026-12-07).
+// H100 that build needs 159 registers against 161 at 16, and was 2-10 % faster at GQA 4 from
+// batch 32 on, in the same session (docs/perf/h100_2026-12-07b/sweep).
 #if AT_ALOCAL
 #define AT_BATCH 8
 #else
