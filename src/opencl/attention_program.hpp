@@ -147,8 +147,9 @@ int attend_fp16_heads_per_group(int q_per_kv, int head_dim);
 int attend_fp16_splits(std::size_t groups_without_split, int max_units, unsigned compute_units);
 
 // Context splits per (sequence, KV head, head block): enough work-groups to fill the device
-// (about 12 per compute unit: two rounds of the 6 groups of 64 items an H100 SM holds), each split a whole number of steps of units_per_step units where the context allows,
-// and never more splits than units. One split also saves the merge launch (the split kernel then
+// (about 12 per compute unit: two rounds of the 6 groups of 64 items an H100 SM holds), each
+// split a whole number of steps of units_per_step units where the context allows, and never more
+// splits than units. One split also saves the merge launch (the split kernel then
 // writes the output itself), so short contexts at large batch take one.
 int attend_splits(std::size_t groups_without_split, int max_units, int units_per_step,
                   unsigned compute_units);

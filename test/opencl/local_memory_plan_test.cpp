@@ -185,6 +185,8 @@ TEST(LocalMemoryPlan, HostSizesAreTheKernelsOwn) {
       {opencl::Program::codec, {Preset::k4v2_g128, 256, kDefaultSinkhornIters}, 0, 16},
       {opencl::Program::attend_tile_slots, {Preset::k2v2_g128, 128, kDefaultSinkhornIters}, 4, 0},
       {opencl::Program::attend_tile_slots, {Preset::k4v2_g128, 128, kDefaultSinkhornIters}, 1, 0},
+      // 4 heads: the accumulators in local memory at 32 KiB (AT_ALOCAL), not at 16 KiB.
+      {opencl::Program::attend_tile_slots, {Preset::k4v2_g128, 128, kDefaultSinkhornIters}, 4, 0},
       {opencl::Program::attend_short, {Preset::k4v2_g128, 256, kDefaultSinkhornIters}, 4, 0},
       {opencl::Program::attend_fp16, {Preset::k4v2_g128, 64, kDefaultSinkhornIters}, 8, 0},
   };
