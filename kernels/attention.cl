@@ -87,6 +87,14 @@
 #ifndef AT_DENORM
 #define AT_DENORM 0
 #endif
+#define AT_DN_SHIFT 12
+#define AT_DN_SV 111  // V weights p·s_row_V < 2^16 (fp16 scale, p ≤ 1): 2^111 keeps them < 2^127
+// Bit position of code k (b bits) in the word it is masked from, and whether that is the word
+// shifted right by AT_DN_SHIFT.
+#define AT_DN_SHIFTED(bit, b) ((bit) + (b) > 23)
+#define AT_DN_POS(bit, b) (AT_DN_SHIFTED(bit, b) ? (bit) - AT_DN_SHIFT : (bit))
+// 2^e as a float, for e in [-126, 127] (exact; no pow/ldexp call).
+#define AT_POW2(e) as_float((uint)((e) + 127) << 23)
 
 // AT_ALOCAL=1 (host: 4 query heads per group where the plan's local memory allows it,
 // attend_tile_slots_accumulators_local) keeps each item's V accumulators A (4 heads x AT_VC
@@ -99,14 +107,6 @@
 #ifndef AT_ALOCAL
 #define AT_ALOCAL 0
 #endif
-#define AT_DN_SHIFT 12
-#define AT_DN_SV 111  // V weights p·s_row_V < 2^16 (fp16 scale, p ≤ 1): 2^111 keeps them < 2^127
-// Bit position of code k (b bits) in the word it is masked from, and whether that is the word
-// shifted right by AT_DN_SHIFT.
-#define AT_DN_SHIFTED(bit, b) ((bit) + (b) > 23)
-#define AT_DN_POS(bit, b) (AT_DN_SHIFTED(bit, b) ? (bit) - AT_DN_SHIFT : (bit))
-// 2^e as a float, for e in [-126, 127] (exact; no pow/ldexp call).
-#define AT_POW2(e) as_float((uint)((e) + 127) << 23)
 
 #if AT_NS != AT_WG / AT_IPS
 #error "attention.cl: the host's AT_NS is not AT_WG / AT_IPS"
@@ -250,9 +250,10 @@ inline int at_denorm_kexp(__local const AtLocal* L) {
   return clamp(110 - ilogb(qmax), 22, 127);
 }
 
-// Per-item running state, in registers across the steps of a split: the V accumulators of the
-// item's channels (rotated frame, relative to the slot's running max), the slot's running max
-// (the same in every item of the slot) and the softmax sum over the item's own tokens.
+// Per-item running state, in registers across the steps of a split (A in local memory with
+// AT_ALOCAL, through AT_A_LOAD / AT_A_STORE): the V accumulators of the item's channels (rotated
+// frame, relative to the slot's running max), the slot's running max (the same in every item of
+// the slot) and the softmax sum over the item's own tokens.
 #define AT_STATE float A[AT_HPW][AT_VC], float m[AT_HPW], float l[AT_HPW]
 #if AT_ALOCAL
 #define AT_A_LOAD(i, x) at_unpack4(L->a[(i) * AT_WG + lid], x)
