@@ -281,9 +281,9 @@ int attend_splits(std::size_t groups_without_split, int max_units, int units_per
                   unsigned compute_units) {
   if (max_units <= 1 || groups_without_split == 0) return 1;
   // 12 per compute unit: two rounds of the 6 groups of 64 items an H100 SM holds (159 registers
-  // per item with AT_ALOCAL); at 8 the second round was a third full. Measured on the H100 against 8 (2026-12-07,
-  // docs/PERFORMANCE.md): 11-16 % faster at batch 8 (32K and 128K, GQA 4 and MHA), within 5 %
-  // elsewhere.
+  // per item with AT_ALOCAL); at 8 the second round was a third full. Measured on the H100
+  // against 8 (2026-12-07, docs/PERFORMANCE.md): 11-16 % faster at batch 8 (32K and 128K, GQA 4
+  // and MHA), within 5 % elsewhere.
   const std::size_t target = std::size_t(std::max(1u, compute_units)) * 12;
   const std::size_t want = (target + groups_without_split - 1) / groups_without_split;
   if (want <= 1) return 1;

@@ -64,7 +64,7 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
   ProgramArgs gqa4 = d128;
   gqa4.heads_per_group = 4;
   const bool a_local = attend_tile_slots_accumulators_local(gqa4, caps);
-  out.push_back(std::string("tile-slot V accumulators: ") +
+  out.push_back(std::string("tile-slot V accumulators (k4v2_g128, D 128): ") +
                 (a_local ? "local memory at 4 query heads per group (AT_ALOCAL: fewer registers "
                            "per item), registers at fewer heads"
                          : "registers (the device's local memory has no room for AT_ALOCAL)"));
