@@ -254,11 +254,18 @@ inline int at_denorm_kexp(__local const AtLocal* L) {
 // AT_ALOCAL, through AT_A_LOAD / AT_A_STORE): the V accumulators of the item's channels (rotated
 // frame, relative to the slot's running max), the slot's running max (the same in every item of
 // the slot) and the softmax sum over the item's own tokens.
-#define AT_STATE float A[AT_HPW][AT_VC], float m[AT_HPW], float l[AT_HPW]
+// AT_STATE declares it as parameters, AT_STATE_VARS as the kernel's variables, AT_STATE_ARGS
+// passes it on; with AT_ALOCAL there is no register array A at all.
 #if AT_ALOCAL
+#define AT_STATE float m[AT_HPW], float l[AT_HPW]
+#define AT_STATE_VARS float m[AT_HPW], l[AT_HPW]
+#define AT_STATE_ARGS m, l
 #define AT_A_LOAD(i, x) at_unpack4(L->a[(i) * AT_WG + lid], x)
 #define AT_A_STORE(i, x) L->a[(i) * AT_WG + lid] = at_pack4(x)
 #else
+#define AT_STATE float A[AT_HPW][AT_VC], float m[AT_HPW], float l[AT_HPW]
+#define AT_STATE_VARS float A[AT_HPW][AT_VC], m[AT_HPW], l[AT_HPW]
+#define AT_STATE_ARGS A, m, l
 #define AT_A_LOAD(i, x) for (int r_ = 0; r_ < AT_HPW; ++r_) x[r_] = A[r_][i]
 #define AT_A_STORE(i, x) for (int r_ = 0; r_ < AT_HPW; ++r_) A[r_][i] = x[r_]
 #endif
@@ -268,8 +275,10 @@ inline void at_begin(__local AtLocal* L, int lid, AT_STATE) {
   for (int r = 0; r < AT_HPW; ++r) {
     m[r] = AT_NEG_INF;
     l[r] = 0.0f;
+#if !AT_ALOCAL
     #pragma unroll
     for (int i = 0; i < AT_VC; ++i) A[r][i] = 0.0f;
+#endif
   }
 #if AT_ALOCAL
   for (int i = 0; i < AT_VC; ++i) L->a[i * AT_WG + lid] = (float4)(0.0f);
@@ -738,8 +747,8 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
 #else
   const int kexp = 0;
 #endif
-  float A[AT_HPW][AT_VC], m[AT_HPW], l[AT_HPW];
-  at_begin(&L, lid, A, m, l);
+  AT_STATE_VARS;
+  at_begin(&L, lid, AT_STATE_ARGS);
 
   AtSeqInfo info;
   at_seq_info(seq_info, g.s, &info);
@@ -751,8 +760,8 @@ void kvarn_attend_records(__global const float* q, __global const uchar* records
     AtUnit u;
     if (ui < u1) at_seq_unit(&pools, info, g.s, g.h, ui, &u);
     else at_no_unit(&pools, &u);
-    at_step(u, scale, kexp, &L, lid, A, m, l);
+    at_step(u, scale, kexp, &L, lid, AT_STATE_ARGS);
   }
-  at_finish(&L, lid, A, m, l, g.row0, g.split, num_splits, part, num_parts, 1, out_f16, out,
+  at_finish(&L, lid, AT_STATE_ARGS, g.row0, g.split, num_splits, part, num_parts, 1, out_f16, out,
             tickets, finish);
 }
