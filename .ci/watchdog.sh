@@ -7,7 +7,8 @@
 # Why: a command that hangs in CI otherwise sits until CI's 90 minutes run out, and the log then
 # says nothing about where (2026-12-07: test_opencl on Intel's OpenCL runtime, docs/PORTABILITY.md).
 # CI gives each command that runs outside ctest (whose --timeout covers its tests) a limit of a
-# few times its time on the 2-core dev VM.
+# few times its time on the 2-core dev VM. Needs pgrep (procps) and, for the stacks, gdb: CI
+# installs both.
 set -uo pipefail
 limit=${1:?usage: .ci/watchdog.sh LIMIT_SECONDS COMMAND...}
 shift
