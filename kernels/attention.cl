@@ -275,14 +275,12 @@ inline void at_begin(__local AtLocal* L, int lid, AT_STATE) {
   for (int r = 0; r < AT_HPW; ++r) {
     m[r] = AT_NEG_INF;
     l[r] = 0.0f;
-#if !AT_ALOCAL
-    #pragma unroll
-    for (int i = 0; i < AT_VC; ++i) A[r][i] = 0.0f;
-#endif
   }
-#if AT_ALOCAL
-  for (int i = 0; i < AT_VC; ++i) L->a[i * AT_WG + lid] = (float4)(0.0f);
-#endif
+  #pragma unroll
+  for (int i = 0; i < AT_VC; ++i) {
+    float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    AT_A_STORE(i, zero);
+  }
 }
 
 // One step: every slot processes its unit u (scores, online-softmax update, value accumulation).
