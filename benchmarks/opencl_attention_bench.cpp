@@ -285,6 +285,26 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
     state.counters[name] = us;
     if (kernel != Kernel::nvidia_mma_sync) portable = std::min(portable, us);
   }
+  // The tile-slot kernel's two builds on the same cache (its V accumulators in registers and in
+  // local memory, chosen per launch by the split length: attention_program.hpp), and which one
+  // the policy took (slots_accumulators_local: 1 local memory, 0 registers).
+  using Acc = opencl::TileSlotAccumulators;
+  state.counters["slots_accumulators_local"] = tuning().last_tile_slot_accumulators() == Acc::local ? 1 : 0;
+  tuning().force_attend_kernel(Kernel::tile_slots);
+  for (const auto& [where, name] : {std::pair<Acc, const char*>{Acc::registers, "slots_registers_us"},
+                                    {Acc::local, "slots_local_us"}}) {
+    tuning().force_tile_slot_accumulators(where);
+    be.attend(a);
+    be.finish();
+    std::vector<double> forced;
+    for (int i = 0; i < 20; ++i) {
+      be.attend(a);
+      be.finish();
+      forced.push_back(bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event()));
+    }
+    state.counters[name] = bench::median(std::move(forced)) * 1e6;
+  }
+  tuning().force_tile_slot_accumulators(Acc::automatic);
   tuning().force_attend_kernel(Kernel::automatic);
   // The kernel the policy ran, with its splits merged in the launch and by a merge launch (both
   // forced; at one split neither runs): where attend_merges_in_kernel should draw its line.
@@ -490,7 +510,7 @@ void add_kernel_resource_context(opencl::OpenCLBackend& be) {
 void register_benchmarks(bool gpu) {
   const std::uint64_t mem = g_env->backend->caps().global_mem_bytes;
   const std::vector<int> contexts = gpu ? std::vector<int>{1024, 4096, 32768, 131072} : std::vector<int>{1024, 4096};
-  const std::vector<int> batches = gpu ? std::vector<int>{1, 8, 32, 64} : std::vector<int>{1, 8};
+  const std::vector<int> batches = gpu ? std::vector<int>{1, 2, 4, 8, 16, 32, 64} : std::vector<int>{1, 8};
   const std::vector<std::pair<int, int>> heads =
       gpu ? std::vector<std::pair<int, int>>{{32, 8}, {32, 32}} : std::vector<std::pair<int, int>>{{32, 8}};
   const int iters = gpu ? 50 : 3;

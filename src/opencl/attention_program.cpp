@@ -66,11 +66,27 @@ std::size_t attend_tile_slots_work_group(const ProgramArgs& args, const DeviceCa
   return 64;
 }
 
-bool attend_tile_slots_accumulators_local(const ProgramArgs& args, const DeviceCapabilities& caps) {
+bool attend_tile_slots_accumulators_local_fit(const ProgramArgs& args,
+                                              const DeviceCapabilities& caps) {
   if (args.heads_per_group != 4) return false;
   return fits_local(
       attend_tile_slots_local_bytes(args.params, attend_tile_slots_work_group(args, caps), true),
       caps);
+}
+
+bool attend_tile_slots_accumulators_local(const ProgramArgs& args, const DeviceCapabilities& caps) {
+  return args.accumulators_local && attend_tile_slots_accumulators_local_fit(args, caps);
+}
+
+int attend_tile_slots_steps_per_split(int max_units, int splits, int units_per_step) {
+  const int units = std::max(0, max_units), s = std::max(1, splits),
+            per = std::max(1, units_per_step);
+  const int per_split = (units + s - 1) / s;
+  return (per_split + per - 1) / per;
+}
+
+bool attend_tile_slots_prefers_local_accumulators(int steps_per_split) {
+  return steps_per_split >= kTileSlotLocalAccumulatorsMinSteps;
 }
 
 bool attend_tile_slots_fit(const CodecParams& params, const DeviceCapabilities& caps) {

@@ -73,9 +73,28 @@ std::size_t attend_tile_slots_local_bytes(const CodecParams& params, std::size_t
                                           bool accumulators_local = false);
 // attention.cl AT_ALOCAL: the V accumulators in local memory at 4 query heads per group (where
 // they are 32 registers per item, and the register count bounds the work-groups per compute
-// unit), where the plan's group (attend_tile_slots_work_group, which does not count them) still
-// fits the device with them; the plans themselves stay the tuned ones.
+// unit). Possible where the plan's group (attend_tile_slots_work_group, which does not count
+// them) still fits the device with them; the plans themselves stay the tuned ones.
+bool attend_tile_slots_accumulators_local_fit(const ProgramArgs& args,
+                                              const DeviceCapabilities& caps);
+// Whether a build keeps them there: the launch asked for it (ProgramArgs::accumulators_local)
+// and they fit.
 bool attend_tile_slots_accumulators_local(const ProgramArgs& args, const DeviceCapabilities& caps);
+// Where the V accumulators of a tile-slot launch live: chosen per launch (automatic:
+// attend_tile_slots_prefers_local_accumulators), or forced (tests and benchmarks,
+// opencl_backend_tuning.hpp). Forcing local memory where it does not fit builds registers.
+enum class TileSlotAccumulators { automatic, registers, local };
+// The steps (rounds of AT_NS units) the longest split of a launch runs: ceil(ceil(max_units /
+// splits) / units_per_step).
+int attend_tile_slots_steps_per_split(int max_units, int splits, int units_per_step);
+// The automatic choice: local memory where each split runs at least
+// kTileSlotLocalAccumulatorsMinSteps steps. The trade measured on the H100 (docs/PERFORMANCE.md):
+// local memory frees registers for more work-groups per compute unit (6 instead of 4), which pays
+// over a long split (batch 8 and more: 6-12 % faster); it costs a local read and write of the
+// accumulators per step and halves the load rounds (AT_BATCH 8), which a split of one or two
+// steps, where the launch is latency-bound, pays for without gaining (batch 1: 9-12 % slower).
+constexpr int kTileSlotLocalAccumulatorsMinSteps = 3;
+bool attend_tile_slots_prefers_local_accumulators(int steps_per_split);
 // attention_short.cl (short-context and fp16 programs): the group (AT_WG) and the floats of its
 // shared reduction buffer (AT_RED).
 struct AttendShortPlan {

@@ -175,6 +175,14 @@ std::vector<CheckedBuild> builds_to_check(opencl::OpenCLBackend& backend,
       args.heads_per_group = d.heads_per_group(ratio);
       out.push_back(
           {opencl::program_def(d.program).name + gqa(ratio), program_build(d.program, args)});
+      // attention.cl's second build: the V accumulators in local memory (long splits, where they
+      // fit; attend_tile_slots_accumulators_local).
+      args.accumulators_local = true;
+      if (d.kernel == opencl::AttendKernel::tile_slots &&
+          opencl::attend_tile_slots_accumulators_local(args, backend.caps()))
+        out.push_back(
+            {opencl::program_def(d.program).name + gqa(ratio) + ", accumulators in local memory",
+             program_build(d.program, args)});
     }
   }
   return out;

@@ -63,10 +63,13 @@ std::vector<std::string> describe_kernel_variants(OpenCLBackend& backend) {
   out.push_back(attend);
   ProgramArgs gqa4 = d128;
   gqa4.heads_per_group = 4;
-  const bool a_local = attend_tile_slots_accumulators_local(gqa4, caps);
+  const bool a_local = attend_tile_slots_accumulators_local_fit(gqa4, caps);
   out.push_back(std::string("tile-slot V accumulators (k4v2_g128, D 128): ") +
-                (a_local ? "local memory at 4 query heads per group (AT_ALOCAL: fewer registers "
-                           "per item), registers at fewer heads"
+                (a_local ? "chosen per launch: local memory at 4 query heads per group where a "
+                           "split runs " +
+                               std::to_string(kTileSlotLocalAccumulatorsMinSteps) +
+                               " steps or more (AT_ALOCAL: fewer registers per item, more "
+                               "work-groups per compute unit), else registers"
                          : "registers (the device's local memory has no room for AT_ALOCAL)"));
   const std::size_t tile = attend_tile_slots_work_group(d128, caps);
   const std::size_t merge = merge_work_group(d128, caps);

@@ -143,15 +143,18 @@ AttendKernel OpenCLBackend::attend_kernel_for(const CodecParams& params,
 }
 
 OpenCLBackend::AttendPrograms& OpenCLBackend::attend_programs(AttendKernel kind,
-                                                              const CodecParams& params, int hpw) {
+                                                              const CodecParams& params, int hpw,
+                                                              bool accumulators_local) {
   // Looked up by a small key on every call; the program spec (option strings) is made only once.
-  const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw};
+  const AttendProgramKey key{int(kind), int(params.preset), params.head_dim, hpw,
+                             accumulators_local ? 1 : 0};
   auto it = attend_programs_.find(key);
   if (it != attend_programs_.end()) return it->second;
   const AttendDescriptor& d = attend_descriptor(kind);
   ProgramArgs args;
   args.params = params;
   args.heads_per_group = hpw;
+  args.accumulators_local = accumulators_local;
   return attend_programs_
       .emplace(key, make_attend_programs(d.program, d.split_kernel, args,
                                          attend_legacy_direct_store(kind), "attend"))
@@ -204,7 +207,26 @@ void OpenCLBackend::attend(const AttendArgs& a) {
                                            : desc.splits(a.params, groups, max_units, caps());
   splits = std::max(1, std::min(splits, std::max(1, max_units)));
 
-  AttendPrograms& prog = attend_programs(kind, a.params, hpw);
+  // attention.cl's V accumulators: local memory for long splits, where they fit (per launch,
+  // attention_program.hpp); the key then names the build that really runs.
+  bool accumulators_local = false;
+  if (kind == AttendKernel::tile_slots) {
+    ProgramArgs fit;
+    fit.params = a.params;
+    fit.heads_per_group = hpw;
+    const TileSlotAccumulators where =
+        tile_slot_accumulators_override_ != TileSlotAccumulators::automatic
+            ? tile_slot_accumulators_override_
+        : attend_tile_slots_prefers_local_accumulators(attend_tile_slots_steps_per_split(
+              max_units, splits, attend_units_per_step(a.params, caps())))
+            ? TileSlotAccumulators::local
+            : TileSlotAccumulators::registers;
+    accumulators_local = where == TileSlotAccumulators::local &&
+                         attend_tile_slots_accumulators_local_fit(fit, caps());
+    last_tile_slot_accumulators_ =
+        accumulators_local ? TileSlotAccumulators::local : TileSlotAccumulators::registers;
+  }
+  AttendPrograms& prog = attend_programs(kind, a.params, hpw, accumulators_local);
   cl::Kernel& k = *prog.split;
   cl_call("attend: setting kernel arguments", [&] {
     k.setArg(0, cl_buffer(*a.q, "attend: q"));

@@ -172,8 +172,10 @@ class OpenCLBackend final : public Backend {
   AttendPrograms make_attend_programs(Program program, std::size_t split_index,
                                       const ProgramArgs& args, bool legacy_direct,
                                       const char* call);
-  using AttendProgramKey = std::array<int, 4>;  // kernel, preset, head_dim, heads per group
-  AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw);
+  // kernel, preset, head_dim, heads per group, V accumulators in local memory (tile slots)
+  using AttendProgramKey = std::array<int, 5>;
+  AttendPrograms& attend_programs(AttendKernel kind, const CodecParams& params, int hpw,
+                                  bool accumulators_local);
   AttendPrograms& attend_fp16_programs(int head_dim, int hpw);
   std::map<AttendProgramKey, AttendPrograms> attend_programs_;
   std::map<std::array<int, 2>, AttendPrograms> attend_fp16_programs_;  // head_dim, heads per group
@@ -208,6 +210,9 @@ class OpenCLBackend final : public Backend {
   int attend_splits_override_ = 0;
   AttendKernel attend_kernel_override_ = AttendKernel::automatic;
   AttendMerge attend_merge_override_ = AttendMerge::automatic;
+  TileSlotAccumulators tile_slot_accumulators_override_ = TileSlotAccumulators::automatic;
+  // The last tile-slot launch's V accumulators (registers or local; automatic before any).
+  TileSlotAccumulators last_tile_slot_accumulators_ = TileSlotAccumulators::automatic;
   AttendMerge last_attend_merge_ = AttendMerge::automatic;  // in_kernel, separate_launch or
                                                             // automatic (one split: no merge)
   int last_attend_splits_ = 0;

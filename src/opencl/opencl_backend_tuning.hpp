@@ -30,6 +30,15 @@ class OpenCLBackendTuning {
   // (the path before the one-launch change, for A/B: also partials + merge at one split for
   // attention_short.cl and the fp16 program).
   void force_attend_merge(AttendMerge merge) noexcept { b_.attend_merge_override_ = merge; }
+  // Where later tile-slot launches keep their V accumulators (automatic: per launch,
+  // attend_tile_slots_prefers_local_accumulators); local builds registers where it does not fit.
+  void force_tile_slot_accumulators(TileSlotAccumulators where) noexcept {
+    b_.tile_slot_accumulators_override_ = where;
+  }
+  // Where the last tile-slot launch kept them: registers or local (automatic before any).
+  TileSlotAccumulators last_tile_slot_accumulators() const noexcept {
+    return b_.last_tile_slot_accumulators_;
+  }
 
   // What the last attend call ran, and the last attend/attend_fp16 call's splits.
   AttendKernel last_attend_kernel() const noexcept { return b_.last_attend_kernel_; }

@@ -48,6 +48,9 @@ struct ProgramArgs {
   CodecParams params;       // the record geometry, or (Geometry::head_dim) only its head_dim
   int heads_per_group = 0;  // attention programs
   int tokens_per_item = 0;  // codec program (quantize.cl Q_RT)
+  // attention.cl: the launch asks for its V accumulators in local memory (AT_ALOCAL, where they
+  // fit: attend_tile_slots_accumulators_local, attention_program.hpp); else registers.
+  bool accumulators_local = false;
 };
 
 // One kernel of a program: its name and how big its work-group is. The size is computed on the

@@ -310,6 +310,31 @@ TEST_P(FusedAttend, MatchesCpuBackend) {
       EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)))
           << "repeated run is not bit-identical";
     }
+    // attention.cl's two builds, whichever the launch policy takes for this shape: the V
+    // accumulators in registers and in local memory (AT_ALOCAL, 4 query heads per group where
+    // they fit; asked elsewhere, the registers build runs).
+    if (kernel != Kernel::tile_slots) continue;
+    using Acc = opencl::TileSlotAccumulators;
+    opencl::ProgramArgs fit;
+    fit.params = d.params;
+    fit.heads_per_group = desc->heads_per_group(c.hq / c.hk);
+    const bool local_fits = opencl::attend_tile_slots_accumulators_local_fit(fit, cl.caps());
+    for (const Acc where : {Acc::registers, Acc::local}) {
+      SCOPED_TRACE(where == Acc::local ? "accumulators: local memory" : "accumulators: registers");
+      tuning.force_attend_kernel(kernel);
+      tuning.force_attend_splits(c.splits);
+      tuning.force_tile_slot_accumulators(where);
+      const std::vector<float> got = run_attend(cl, d, c.out_type);
+      const Acc used = tuning.last_tile_slot_accumulators();
+      const std::vector<float> again = run_attend(cl, d, c.out_type, true);
+      tuning.force_tile_slot_accumulators(Acc::automatic);
+      tuning.force_attend_splits(0);
+      tuning.force_attend_kernel(Kernel::automatic);
+      EXPECT_TRUE(used == (where == Acc::local && local_fits ? Acc::local : Acc::registers));
+      expect_rows_close(got, want, c.head_dim, c.out_type == ElementType::f32 ? 1e-4 : 1.5e-3);
+      EXPECT_EQ(0, std::memcmp(got.data(), again.data(), got.size() * sizeof(float)))
+          << "repeated run is not bit-identical";
+    }
   }
 }
 
@@ -338,6 +363,37 @@ TEST(OpenCLAttendPolicy, ShortKernelOnlyForFewTilesPerComputeUnit) {
   EXPECT_TRUE(opencl::attend_prefers_short_kernel(32, 1024, 1, 132));    // ctx 128K, batch 1
   EXPECT_FALSE(opencl::attend_prefers_short_kernel(1024, 256, 1, 132));  // ctx 32K, batch 32
   EXPECT_FALSE(opencl::attend_prefers_short_kernel(256, 1024, 1, 132));  // ctx 128K, batch 8
+}
+
+// attention.cl's V accumulators follow the split length: a launch whose splits run fewer than
+// kTileSlotLocalAccumulatorsMinSteps steps keeps them in registers, a longer one in local memory
+// (where they fit: 4 query heads per group).
+TEST(OpenCLAttendPolicy, TileSlotAccumulatorsFollowTheSplitLength) {
+  opencl::OpenCLBackend& cl = cl_backend();
+  opencl::internal::OpenCLBackendTuning tuning(cl);
+  const CodecParams params{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
+  opencl::ProgramArgs fit;
+  fit.params = params;
+  fit.heads_per_group = 4;
+  if (!opencl::attend_tile_slots_accumulators_local_fit(fit, cl.caps()))
+    GTEST_SKIP() << "no room for the accumulators in local memory on " << cl.caps().device_name;
+  const int per_step = opencl::attend_units_per_step(params, cl.caps());
+  const int min_steps = opencl::kTileSlotLocalAccumulatorsMinSteps;
+  using Acc = opencl::TileSlotAccumulators;
+  for (const int steps : {min_steps - 1, min_steps}) {
+    // One sequence of steps * per_step record tiles, no sink or tail, one split.
+    const AttendCase c{params.preset,    128,     8, 2, {{0, steps * per_step, 0}}, 1,
+                       ElementType::f32, "policy"};
+    const AttendData d = make_data(c, 99);
+    tuning.force_attend_kernel(opencl::AttendKernel::tile_slots);
+    tuning.force_attend_splits(1);
+    run_attend(cl, d, c.out_type);
+    tuning.force_attend_splits(0);
+    tuning.force_attend_kernel(opencl::AttendKernel::automatic);
+    EXPECT_TRUE(tuning.last_tile_slot_accumulators() ==
+                (steps >= min_steps ? Acc::local : Acc::registers))
+        << steps << " steps of " << per_step << " units";
+  }
 }
 
 TEST(OpenCLAttendPolicy, MatrixUnitSplitsFillTheDeviceBeforeShorteningSplits) {

@@ -140,9 +140,9 @@ TEST(LocalMemoryPlan, FloorIsWhatTheSmallestPlansNeed) {
   EXPECT_NO_THROW(make_opencl_backend());
 }
 
-// The tile-slot kernel keeps its V accumulators in local memory (AT_ALOCAL) at 4 query heads per
-// group wherever its tuned group still fits with them, never below 4 heads, and never where that
-// would need a smaller group than the plan's.
+// The tile-slot kernel can keep its V accumulators in local memory (AT_ALOCAL) at 4 query heads
+// per group wherever its tuned group still fits with them, never below 4 heads, and never where
+// that would need a smaller group than the plan's; a build does so only where the launch asks.
 TEST(LocalMemoryPlan, TileSlotAccumulatorsLocalWhereTheyFit) {
   for (std::uint64_t local : {16u * 1024, 32u * 1024, 48u * 1024}) {
     const DeviceCapabilities caps = limits(local, 1024);
@@ -153,10 +153,13 @@ TEST(LocalMemoryPlan, TileSlotAccumulatorsLocalWhereTheyFit) {
           opencl::ProgramArgs args;
           args.params = p;
           args.heads_per_group = h;
-          const bool a_local = opencl::attend_tile_slots_accumulators_local(args, caps);
+          const bool a_local = opencl::attend_tile_slots_accumulators_local_fit(args, caps);
           const std::size_t wg = opencl::attend_tile_slots_work_group(args, caps);
           const std::size_t with = opencl::attend_tile_slots_local_bytes(p, wg, true);
           EXPECT_EQ(a_local, h == 4 && with <= local) << name(p) << ", " << h << " heads";
+          EXPECT_FALSE(opencl::attend_tile_slots_accumulators_local(args, caps)) << name(p);
+          args.accumulators_local = true;
+          EXPECT_EQ(opencl::attend_tile_slots_accumulators_local(args, caps), a_local) << name(p);
           EXPECT_GT(with, opencl::attend_tile_slots_local_bytes(p, wg, false)) << name(p);
         }
       }
@@ -166,8 +169,23 @@ TEST(LocalMemoryPlan, TileSlotAccumulatorsLocalWhereTheyFit) {
   opencl::ProgramArgs gqa4;
   gqa4.params = CodecParams{Preset::k4v2_g128, 128, kDefaultSinkhornIters};
   gqa4.heads_per_group = 4;
-  EXPECT_TRUE(opencl::attend_tile_slots_accumulators_local(gqa4, limits(48 * 1024, 1024)));
-  EXPECT_TRUE(opencl::attend_tile_slots_accumulators_local(gqa4, limits(32 * 1024, 1024)));
+  EXPECT_TRUE(opencl::attend_tile_slots_accumulators_local_fit(gqa4, limits(48 * 1024, 1024)));
+  EXPECT_TRUE(opencl::attend_tile_slots_accumulators_local_fit(gqa4, limits(32 * 1024, 1024)));
+}
+
+// The launch's choice: local memory for splits of kTileSlotLocalAccumulatorsMinSteps steps or
+// more (the steps of the longest split: its units over the units per step, both rounded up).
+TEST(LocalMemoryPlan, TileSlotAccumulatorsChosenBySplitLength) {
+  EXPECT_EQ(opencl::attend_tile_slots_steps_per_split(1024, 128, 4), 2);  // 1 x 128K on the H100
+  EXPECT_EQ(opencl::attend_tile_slots_steps_per_split(1024, 24, 4), 11);  // 8 x 128K
+  EXPECT_EQ(opencl::attend_tile_slots_steps_per_split(256, 22, 4), 3);    // 8 x 32K
+  EXPECT_EQ(opencl::attend_tile_slots_steps_per_split(9, 2, 4), 2);       // 5 units, 2 steps
+  EXPECT_EQ(opencl::attend_tile_slots_steps_per_split(0, 1, 4), 0);
+  EXPECT_EQ(opencl::attend_tile_slots_steps_per_split(7, 0, 0), 7);  // clamped to 1 and 1
+  const int n = opencl::kTileSlotLocalAccumulatorsMinSteps;
+  EXPECT_FALSE(opencl::attend_tile_slots_prefers_local_accumulators(n - 1));
+  EXPECT_TRUE(opencl::attend_tile_slots_prefers_local_accumulators(n));
+  EXPECT_TRUE(opencl::attend_tile_slots_prefers_local_accumulators(100));
 }
 
 // The host's sizes are the kernels': each program is built for a 16 KiB plan (and the tuned plan
@@ -179,14 +197,21 @@ TEST(LocalMemoryPlan, HostSizesAreTheKernelsOwn) {
     opencl::Program program;
     CodecParams params;
     int heads;
-    int tokens;  // quantize: tokens per item
+    int tokens;                       // quantize: tokens per item
+    bool accumulators_local = false;  // tile slots: asked for AT_ALOCAL
   };
   const Build builds[] = {
       {opencl::Program::codec, {Preset::k4v2_g128, 256, kDefaultSinkhornIters}, 0, 16},
       {opencl::Program::attend_tile_slots, {Preset::k2v2_g128, 128, kDefaultSinkhornIters}, 4, 0},
       {opencl::Program::attend_tile_slots, {Preset::k4v2_g128, 128, kDefaultSinkhornIters}, 1, 0},
-      // 4 heads: the accumulators in local memory at 32 KiB (AT_ALOCAL), not at 16 KiB.
+      // 4 heads: the accumulators in registers, and in local memory where asked at 32 KiB
+      // (AT_ALOCAL), not at 16 KiB, where they do not fit.
       {opencl::Program::attend_tile_slots, {Preset::k4v2_g128, 128, kDefaultSinkhornIters}, 4, 0},
+      {opencl::Program::attend_tile_slots,
+       {Preset::k4v2_g128, 128, kDefaultSinkhornIters},
+       4,
+       0,
+       true},
       {opencl::Program::attend_short, {Preset::k4v2_g128, 256, kDefaultSinkhornIters}, 4, 0},
       {opencl::Program::attend_fp16, {Preset::k4v2_g128, 64, kDefaultSinkhornIters}, 8, 0},
   };
@@ -201,6 +226,7 @@ TEST(LocalMemoryPlan, HostSizesAreTheKernelsOwn) {
       args.params = b.params;
       args.heads_per_group = b.heads;
       args.tokens_per_item = b.tokens;
+      args.accumulators_local = b.accumulators_local;
       std::size_t planned = 0;
       switch (b.program) {
         case opencl::Program::codec:
