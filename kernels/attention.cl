@@ -96,14 +96,15 @@
 // 2^e as a float, for e in [-126, 127] (exact; no pow/ldexp call).
 #define AT_POW2(e) as_float((uint)((e) + 127) << 23)
 
-// AT_ALOCAL=1 (host: 4 query heads per group where the plan's local memory allows it,
-// attend_tile_slots_accumulators_local) keeps each item's V accumulators A (4 heads x AT_VC
-// channels: 32 floats) in local memory instead of registers: they are read and written once per
-// step, while the K and V phases, which need the registers, run between. On the H100 that cut
-// NVIDIA's register count from 217 to 159 per item (6 work-groups per compute unit instead of 4)
-// and made GQA 4 decodes 6-12 % faster at batch 8 to 64 (9-12 % slower at batch 1, where each
-// group has few steps to spread its fixed cost over; docs/PERFORMANCE.md); with 1 query head (8
-// accumulators) it was slower, so those keep them in registers.
+// AT_ALOCAL=1 (host: 4 query heads per group where the plan's local memory allows it, for
+// launches whose splits run 3 steps or more; attend_tile_slots_accumulators_local, chosen per
+// launch) keeps each item's V accumulators A (4 heads x AT_VC channels: 32 floats) in local
+// memory instead of registers: they are read and written once per step, while the K and V
+// phases, which need the registers, run between. On the H100 that cut NVIDIA's register count
+// from 217 to 159 per item (6 work-groups per compute unit instead of 4) and made GQA 4 decodes
+// 6-12 % faster at batch 8 to 64, but 9-12 % slower at batch 1, where each split runs one or two
+// steps (docs/PERFORMANCE.md), hence the per-launch choice; with 1 query head (8 accumulators)
+// it was slower, so those keep them in registers.
 #ifndef AT_ALOCAL
 #define AT_ALOCAL 0
 #endif
