@@ -10,6 +10,7 @@
 
 #include "kvarn_cl/error.hpp"
 #include "opencl/cl_error.hpp"
+#include "opencl/icd_loader_environment.hpp"
 #include "util/parse_int.hpp"
 
 namespace kvarn_cl::opencl {
@@ -174,6 +175,9 @@ DeviceCapabilities read_capabilities(const cl::Platform& platform, const cl::Dev
 std::vector<FoundDevice> find_devices(std::vector<std::string>* without_devices) {
   std::vector<cl::Platform> platforms;
   try {
+    // Some ICD loaders cut OCL_ICD_FILENAMES in the process environment when they first list the
+    // platforms; the guard puts it back for the processes the caller starts later.
+    const IcdLoaderEnvironmentGuard keep_loader_environment;
     cl::Platform::get(&platforms);
   } catch (const cl::Error& e) {
     // ocl-icd reports "no platform" as CL_PLATFORM_NOT_FOUND_KHR (-1001); that is not an error

@@ -3,6 +3,7 @@ list(APPEND KVARN_CL_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/cl_error.cpp
   ${CMAKE_CURRENT_LIST_DIR}/kernel_sources.cpp
   ${CMAKE_CURRENT_LIST_DIR}/device_discovery.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/icd_loader_environment.cpp
   ${CMAKE_CURRENT_LIST_DIR}/device_runtime.cpp
   ${CMAKE_CURRENT_LIST_DIR}/nvidia_mma_sync.cpp
   ${CMAKE_CURRENT_LIST_DIR}/subgroups.cpp
