@@ -88,11 +88,12 @@ enum class TileSlotAccumulators { automatic, registers, local };
 // splits) / units_per_step).
 int attend_tile_slots_steps_per_split(int max_units, int splits, int units_per_step);
 // The automatic choice: local memory where each split runs at least
-// kTileSlotLocalAccumulatorsMinSteps steps. The trade measured on the H100 (docs/PERFORMANCE.md):
-// local memory frees registers for more work-groups per compute unit (6 instead of 4), which pays
-// over a long split (batch 8 and more: 6-12 % faster); it costs a local read and write of the
-// accumulators per step and halves the load rounds (AT_BATCH 8), which a split of one or two
-// steps, where the launch is latency-bound, pays for without gaining (batch 1: 9-12 % slower).
+// kTileSlotLocalAccumulatorsMinSteps steps. The trade measured on the H100 (docs/PERFORMANCE.md,
+// 2026-12-07, GQA 4 at 1-64 sequences of 4K-128K): local memory frees registers for more
+// work-groups per compute unit (6 instead of 4), which pays over a long split (3 steps or more:
+// 12-21 % faster); it costs a local read and write of the accumulators per step and halves the
+// load rounds (AT_BATCH 8), which splits of one or two steps, where the launch is latency-bound,
+// pay for without gaining (3-7 % slower; a tie at 2 steps of 4 x 32K).
 constexpr int kTileSlotLocalAccumulatorsMinSteps = 3;
 bool attend_tile_slots_prefers_local_accumulators(int steps_per_split);
 // attention_short.cl (short-context and fp16 programs): the group (AT_WG) and the floats of its
