@@ -57,6 +57,12 @@ portable+=':OpenCL/FusedAttend.*/gqa4_mixed_auto:OpenCL/FusedAttend.*/mha_f16'
 portable+=':OpenCL/FusedAttend.*/k4v4:OpenCL/FusedAttend.*/k4v2_g64:OpenCL/FusedAttend.*/k2v2'
 portable+=':OpenCL/FusedAttend.*/d64_gqa8:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/Fp16Attend.*'
 portable+=':OpenCLCopyRows.*:Robustness.*:Errors.*:OpenCLAttend.*:CallerContext.*'
+# The tile-slot kernel's other accumulator build (FusedAttend: mostly the local-memory one, which
+# the short splits of these cases do not take by themselves) on the cases whose geometry changes
+# its local accumulators: V items of 8 channels with splits (gqa4_split3_tail_across), of 4
+# (d64_gqa8), slots of 32 items (d256_gqa4), two K channel groups (k2v2); with denormal_decode,
+# k2v2. The other cases run it in the PoCL and Intel suites.
+other_accumulators=gqa4_split3_tail_across,d64_gqa8,d256_gqa4,k2v2
 emulated='OpenCL/FusedAttend.*/k4v4_g64_d64:OpenCLNvidiaMmaSync.ProbeVerdicts:Geometries/CodecKernels.*'
 emulated+='-Geometries/CodecKernels.*/k4v2_g128_d128_t301:Geometries/CodecKernels.*/k4v4_g128_d128_t7'
 step='DecodeStep.DeviceFailureIsReportedAtFinishAndRolledBack'
@@ -95,9 +101,11 @@ run() {
   echo "oclgrind $name: exit $(cat "$out/$name.rc"), $((SECONDS - started)) s"
 }
 set +e
-{ run portable test_opencl "$portable" KVARN_CL_TEST_ALL_EMULATED=0
+{ run portable test_opencl "$portable" KVARN_CL_TEST_ALL_EMULATED=0 \
+    KVARN_CL_TEST_OTHER_ACCUMULATORS="$other_accumulators"
   run step test_cache "$step"
-  run denormal test_opencl "$denormal" KVARN_CL_TEST_ALL_EMULATED=0 KVARN_CL_DENORMAL_DECODE=1; } &
+  run denormal test_opencl "$denormal" KVARN_CL_TEST_ALL_EMULATED=0 KVARN_CL_DENORMAL_DECODE=1 \
+    KVARN_CL_TEST_OTHER_ACCUMULATORS=k2v2; } &
 { run emulated test_opencl "$emulated"
   run lm16 test_opencl "$lm16" KVARN_CL_TEST_ALL_EMULATED=0 \
     KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=16K,fp16=0,subgroups=0,fp64=0; } &
