@@ -265,14 +265,8 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
   set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens(),
                ran == Kernel::nvidia_mma_sync ? mma_flops(s, units) : 0);
-  // Every variant on the same cache, forced (20 steps each): the portable kernels of
-  // attention.cl / attention_short.cl and, where the device has it, the matrix-unit kernel.
-  std::vector<std::pair<Kernel, const char*>> variants{{Kernel::short_context, "short_kernel_us"},
-                                                       {Kernel::tile_slots, "slots_kernel_us"}};
-  if (be.runtime().nvidia_mma_sync().available) variants.push_back({Kernel::nvidia_mma_sync, "mma_kernel_us"});
-  double portable = 1e30;
-  for (const auto& [kernel, name] : variants) {
-    tuning().force_attend_kernel(kernel);
+  // Median kernel time (µs) of 20 steps under whatever is forced now, after one warm-up step.
+  auto forced_step_us = [&] {
     be.attend(a);
     be.finish();
     std::vector<double> forced;
@@ -281,7 +275,17 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
       be.finish();
       forced.push_back(bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event()));
     }
-    const double us = bench::median(std::move(forced)) * 1e6;
+    return bench::median(std::move(forced)) * 1e6;
+  };
+  // Every variant on the same cache, forced (20 steps each): the portable kernels of
+  // attention.cl / attention_short.cl and, where the device has it, the matrix-unit kernel.
+  std::vector<std::pair<Kernel, const char*>> variants{{Kernel::short_context, "short_kernel_us"},
+                                                       {Kernel::tile_slots, "slots_kernel_us"}};
+  if (be.runtime().nvidia_mma_sync().available) variants.push_back({Kernel::nvidia_mma_sync, "mma_kernel_us"});
+  double portable = 1e30;
+  for (const auto& [kernel, name] : variants) {
+    tuning().force_attend_kernel(kernel);
+    const double us = forced_step_us();
     state.counters[name] = us;
     if (kernel != Kernel::nvidia_mma_sync) portable = std::min(portable, us);
   }
@@ -294,15 +298,7 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   for (const auto& [where, name] : {std::pair<Acc, const char*>{Acc::registers, "slots_registers_us"},
                                     {Acc::local, "slots_local_us"}}) {
     tuning().force_tile_slot_accumulators(where);
-    be.attend(a);
-    be.finish();
-    std::vector<double> forced;
-    for (int i = 0; i < 20; ++i) {
-      be.attend(a);
-      be.finish();
-      forced.push_back(bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event()));
-    }
-    state.counters[name] = bench::median(std::move(forced)) * 1e6;
+    state.counters[name] = forced_step_us();
   }
   tuning().force_tile_slot_accumulators(Acc::automatic);
   tuning().force_attend_kernel(Kernel::automatic);
@@ -311,15 +307,7 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   for (const auto& [merge, name] : {std::pair<opencl::AttendMerge, const char*>{opencl::AttendMerge::in_kernel, "merge_in_kernel_us"},
                                     {opencl::AttendMerge::separate_launch, "merge_launch_us"}}) {
     tuning().force_attend_merge(merge);
-    be.attend(a);
-    be.finish();
-    std::vector<double> forced;
-    for (int i = 0; i < 20; ++i) {
-      be.attend(a);
-      be.finish();
-      forced.push_back(bench::span_seconds(tuning().last_attend_split_event(), tuning().last_event()));
-    }
-    state.counters[name] = bench::median(std::move(forced)) * 1e6;
+    state.counters[name] = forced_step_us();
   }
   tuning().force_attend_merge(opencl::AttendMerge::automatic);
   // The portable kernels' fraction of max(bandwidth floor, fp32 floor) (their arithmetic runs on

@@ -211,9 +211,6 @@ void OpenCLBackend::attend(const AttendArgs& a) {
   // attention_program.hpp); the key then names the build that really runs.
   bool accumulators_local = false;
   if (kind == AttendKernel::tile_slots) {
-    ProgramArgs fit;
-    fit.params = a.params;
-    fit.heads_per_group = hpw;
     const TileSlotAccumulators where =
         tile_slot_accumulators_override_ != TileSlotAccumulators::automatic
             ? tile_slot_accumulators_override_
@@ -221,8 +218,11 @@ void OpenCLBackend::attend(const AttendArgs& a) {
               max_units, splits, attend_units_per_step(a.params, caps())))
             ? TileSlotAccumulators::local
             : TileSlotAccumulators::registers;
-    accumulators_local = where == TileSlotAccumulators::local &&
-                         attend_tile_slots_accumulators_local_fit(fit, caps());
+    ProgramArgs asked;
+    asked.params = a.params;
+    asked.heads_per_group = hpw;
+    asked.accumulators_local = where == TileSlotAccumulators::local;
+    accumulators_local = attend_tile_slots_accumulators_local(asked, caps());
     last_tile_slot_accumulators_ =
         accumulators_local ? TileSlotAccumulators::local : TileSlotAccumulators::registers;
   }
