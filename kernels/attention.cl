@@ -511,6 +511,20 @@ at_pack4(acc[k]);
   barrier(CLK_LOCAL_MEM_FENCE);
 
   // ---- V phase: item j takes channels [j*VC, j*VC + VC) of every token of the unit ----------
+  // The accumulators A take the new max (alpha) where they are cheapest to touch: in registers
+  // before the V loops, so that alpha is not live through them (on the H100 the rescale at the end
+  // made the registers build 2-3 % slower at batch 1 to 4, docs/PERFORMANCE.md); in local memory
+  // at the end of the step, in the one read and write of A the step makes (AT_RESCALED).
+#if AT_ALOCAL
+#define AT_RESCALED(x, r) ((x) * alpha[r])
+#else
+#define AT_RESCALED(x, r) (x)
+  #pragma unroll
+  for (int r = 0; r < AT_HPW; ++r) {
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) A[r][i] *= alpha[r];
+  }
+#endif
   __local const float4* wl = L->w + slot * KV_G;
   // B: this unit's sums, added to the rescaled A once at the end of the step.
   float B[AT_HPW][AT_VC];
@@ -567,14 +581,15 @@ at_pack4(acc[k]);
       float a[4];
       AT_A_LOAD(i, a);
       #pragma unroll
-      for (int r = 0; r < AT_HPW; ++r) a[r] = a[r] * alpha[r] + scv[i] * (B[r][i] * back + y[r]);
+      for (int r = 0; r < AT_HPW; ++r)
+        a[r] = AT_RESCALED(a[r], r) + scv[i] * (B[r][i] * back + y[r]);
       AT_A_STORE(i, a);
 #else
       const float s = scv[i] * (float)(1 << KV_VB);
       float a[4];
       AT_A_LOAD(i, a);
       #pragma unroll
-      for (int r = 0; r < AT_HPW; ++r) a[r] = a[r] * alpha[r] + s * (B[r][i] + y[r]);
+      for (int r = 0; r < AT_HPW; ++r) a[r] = AT_RESCALED(a[r], r) + s * (B[r][i] + y[r]);
       AT_A_STORE(i, a);
 #endif
     }
@@ -597,11 +612,13 @@ at_pack4(acc[k]);
       float a[4];
       AT_A_LOAD(i, a);
       #pragma unroll
-      for (int r = 0; r < AT_HPW; ++r) a[r] = a[r] * alpha[r] + B[r][i];
+      for (int r = 0; r < AT_HPW; ++r) a[r] = AT_RESCALED(a[r], r) + B[r][i];
       AT_A_STORE(i, a);
     }
   }
 }
+
+#undef AT_RESCALED
 
 // Merges the slots (log-sum-exp) and writes the split's result: with one split (direct) the
 // normalized output, rotated back when rotate_back, as f32 or f16 (out [S*Hq][D]); otherwise
