@@ -29,16 +29,18 @@
 # fp16 case with splits (the 128-item merge), and the row copies.
 # LocalMemoryPlan.* (main suite) checks the plans of every geometry and heads per group on the
 # host, and the host's sizes against the kernels' own.
-# Usage: bash .ci/device_limits_16k.sh BUILD_DIR
+# Usage: bash .ci/device_limits_16k.sh BUILD_DIR [256|128]    (both work-group limits by default;
+# .ci/run runs them in two lanes side by side)
 set -euo pipefail
-build=${1:?usage: device_limits_16k.sh BUILD_DIR}
+build=${1:?usage: device_limits_16k.sh BUILD_DIR [256|128]}
+only=${2:-}
 fused=':OpenCL/FusedAttend.*/d256_gqa4:OpenCL/FusedAttend.*/k2v2'
 fused+=':OpenCL/FusedAttend.*/gqa4_split3_tail_across:OpenCL/FusedAttend.*/d64_mha_nosplit'
 fused+=':OpenCL/FusedAttend.*/d64_gqa8'
 fused+=':OpenCL/Fp16Attend.*/gqa8_d256:OpenCL/Fp16Attend.*/gqa4_rotated_split4'
-KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=16K,fp16=0,subgroups=0,fp64=0 \
+[ "$only" = 128 ] || KVARN_CL_DEVICE_LIMITS=work_group=256,local_mem=16K,fp16=0,subgroups=0,fp64=0 \
   POCL_MAX_WORK_GROUP_SIZE=256 "$build/test/test_opencl" \
   --gtest_filter="Geometries/CodecKernels.*$fused:OpenCLCopyRows.*"
-KVARN_CL_DEVICE_LIMITS=work_group=128,local_mem=16K,fp16=0,subgroups=0,fp64=0 \
+[ "$only" = 256 ] || KVARN_CL_DEVICE_LIMITS=work_group=128,local_mem=16K,fp16=0,subgroups=0,fp64=0 \
   POCL_MAX_WORK_GROUP_SIZE=128 "$build/test/test_opencl" \
   --gtest_filter='Geometries/CodecKernels.*:OpenCL/FusedAttend.*/d256_gqa4:OpenCL/FusedAttend.*/gqa4_split3_tail_across:OpenCL/Fp16Attend.*/gqa4_rotated_split4:OpenCLCopyRows.*-Geometries/CodecKernels.QuantizeMatchesTheReference/*_d64_*'

@@ -4,6 +4,9 @@
 #   .ci/intel_opencl.sh DIR    fetches the wheels, unpacks their libraries into DIR and writes
 #                              DIR/env.sh; `. DIR/env.sh` then makes Intel's runtime the only
 #                              OpenCL platform of that shell (KVARN_CL_PLATFORM=Intel).
+#   .ci/intel_opencl.sh --download-only
+#                              fetches and checks the wheels only (.ci/run does this in the
+#                              background during the build, so the download overlaps it).
 #
 # The wheels are pinned by version and sha256 (pip download --require-hashes, --no-deps: the three
 # are the whole runtime). They are kept in ${KVARN_CL_WHEEL_CACHE:-~/.cache/kvarn_cl/wheels}, so a
@@ -16,10 +19,9 @@
 # ships a libOpenCL.so (an ICD loader of its own), which is deleted after unpacking so that the
 # library keeps using the Debian loader it was linked against.
 set -euo pipefail
-dest=${1:?usage: .ci/intel_opencl.sh DIR}
+dest=${1:?usage: .ci/intel_opencl.sh DIR | --download-only}
 cache=${KVARN_CL_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvarn_cl/wheels}
-mkdir -p "$cache" "$dest"
-dest=$(cd "$dest" && pwd)
+mkdir -p "$cache"
 
 # tbb 2023.2.0 is the tbb==2023.* the runtime was tried with.
 req="$cache/requirements.txt"

@@ -5,6 +5,9 @@
 #                               kvarn_cl, as .ci/run's Python step leaves .venv) and runs
 #                               python/tests/test_transformers.py on SmolLM2-135M (models/, from
 #                               scripts/fetch_model.sh), failing instead of skipping anything.
+#   .ci/transformers.sh --download-only
+#                               fetches the wheels only, with Debian's pip (.ci/run does this in
+#                               the background during the build, so the download overlaps it).
 #
 # The wheels are pinned by version and sha256 (.ci/transformers-requirements.txt, installed with
 # --no-deps: the list is the whole set) and kept in ${KVARN_CL_WHEEL_CACHE:-~/.cache/kvarn_cl/wheels}/hf,
@@ -16,7 +19,10 @@
 # 19:14-19:25 UTC): about 4 min with a warm cache, 6 min cold. The venv grows by 4 GB (torch's CUDA
 # libraries unpacked).
 set -euo pipefail
-venv=${1:?usage: .ci/transformers.sh VENV}
+venv=${1:?usage: .ci/transformers.sh VENV | --download-only}
+pip=("$venv/bin/pip")
+# The venv is made from /usr/bin/python3 (.ci/run), so its wheels are the ones that one takes.
+[ "$venv" = --download-only ] && pip=(/usr/bin/python3 -m pip)
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${KVARN_CL_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kvarn_cl/wheels}/hf
 req=$here/transformers-requirements.txt
@@ -26,11 +32,12 @@ start=$SECONDS
 # download alone re-resolves every pin: 29 s); the install below checks every wheel's sha256.
 stamp=$cache/.complete-$(sha256sum "$req" | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+  "${pip[@]}" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
     --require-hashes -r "$req" -d "$cache"
   touch "$stamp"
 fi
 echo "transformers wheels: $(du -sh "$cache" | cut -f1) in $cache ($((SECONDS - start)) s)"
+[ "$venv" = --download-only ] && exit 0
 start=$SECONDS
 "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-index --find-links "$cache" \
   --require-hashes -r "$req"

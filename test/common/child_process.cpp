@@ -15,6 +15,10 @@ std::string self_exe() {
   return std::string(buf, std::size_t(n));
 }
 
+std::string child_env() {
+  return "env -u GTEST_TOTAL_SHARDS -u GTEST_SHARD_INDEX -u GTEST_SHARD_STATUS_FILE ";
+}
+
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream s;

@@ -86,7 +86,7 @@ TEST(NoPlatformChild, AutomaticFallsBackToCpu) {
 TEST(NoPlatform, AutomaticFallsBackToCpu) {
   const std::string empty = temp_dir("no_icd");
   const std::string log = empty + ".log";
-  const std::string cmd = "env -u OCL_ICD_FILENAMES OCL_ICD_VENDORS='" + empty +
+  const std::string cmd = child_env() + "-u OCL_ICD_FILENAMES OCL_ICD_VENDORS='" + empty +
                           "' KVARN_CL_TEST_NO_PLATFORM_CHILD=1 '" + self_exe() +
                           "' --gtest_filter=NoPlatformChild.AutomaticFallsBackToCpu > '" + log +
                           "' 2>&1";
@@ -222,11 +222,11 @@ TEST(DeviceLimitsChild, RuntimePlansWithTheProfile) {
 TEST(DeviceLimits, RuntimePlansWithTheProfile) {
   for (int work_group : {256, 128}) {
     const std::string log = temp_dir("limits_child") + ".log";
-    const std::string cmd = "env KVARN_CL_TEST_LIMITS_CHILD=" + std::to_string(work_group) +
-                            " KVARN_CL_DEVICE_LIMITS=work_group=" + std::to_string(work_group) +
-                            ",local_mem=32K,fp16=0,subgroups=0,fp64=0 '" + self_exe() +
-                            "' --gtest_filter=DeviceLimitsChild.RuntimePlansWithTheProfile > '" +
-                            log + "' 2>&1";
+    const std::string cmd =
+        child_env() + "KVARN_CL_TEST_LIMITS_CHILD=" + std::to_string(work_group) +
+        " KVARN_CL_DEVICE_LIMITS=work_group=" + std::to_string(work_group) +
+        ",local_mem=32K,fp16=0,subgroups=0,fp64=0 '" + self_exe() +
+        "' --gtest_filter=DeviceLimitsChild.RuntimePlansWithTheProfile > '" + log + "' 2>&1";
     const int rc = std::system(cmd.c_str());
     const std::string out = slurp(log);
     std::remove(log.c_str());

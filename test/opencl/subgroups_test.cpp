@@ -90,8 +90,9 @@ TEST(OpenCLSubgroups, NotChosenUnderDeviceLimitsWithoutSubgroups) {
   close(fd);
   const std::string log = tmpl;
   const std::string cmd =
-      "env KVARN_CL_TEST_SUBGROUPS_OFF_CHILD=1 KVARN_CL_DEVICE_LIMITS=subgroups=0 '" + self_exe() +
-      "' --gtest_filter=OpenCLSubgroups.ChosenWhereTheDeviceReportsSubgroups > '" + log + "' 2>&1";
+      child_env() + "KVARN_CL_TEST_SUBGROUPS_OFF_CHILD=1 KVARN_CL_DEVICE_LIMITS=subgroups=0 '" +
+      self_exe() + "' --gtest_filter=OpenCLSubgroups.ChosenWhereTheDeviceReportsSubgroups > '" +
+      log + "' 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string out = slurp(log);
   std::remove(log.c_str());
