@@ -48,6 +48,9 @@ fi
 7d80615b6e970f11671fa05b6eaa9483ac864fbfe525ac280271a78b37870b7c  ${wheels[2]}
 EOF
 )
+[ "$dest" = --download-only ] && exit 0
+mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)
 
 # Only the libraries (and the runtime's .rtl builtin libraries beside them) are needed.
 python3 - "$dest" "${wheels[@]/#/$cache/}" <<'EOF'
