@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Session 10, call 3: the registers build with AT_A_LOAD/STORE as unrolled inline functions (.gpu/kv3) against HEAD and b6eabce, alternating.
-# attention.cl, .gpu/knew) against HEAD's kernels and b6eabce's (.gpu/kold), same host, alternating;
-# FusedAttend and the policy tests on NVIDIA with f2ae1aa's kernel.
+# The script of each call here (tenth session), with its candidate's name and kernel folder:
+#   call 1: bash run.sh new .gpu/knew    call 2: bash run.sh v2 .gpu/kv2    call 3: bash run.sh v3 .gpu/kv3
+# (run from the repository root on the GPU host, .gpu carried: README.md says how each folder was
+# made). Builds once, runs the attention benchmark six times alternating this tree's kernels
+# (head), the candidate and b6eabce's kernels (.gpu/kold), then FusedAttend and the policy tests on
+# NVIDIA with the candidate's kernels.
 set -u
+name=${1:?usage: run.sh NAME KERNEL_DIR}
+dir=$PWD/${2:?usage: run.sh NAME KERNEL_DIR}
 R=$OUT/r; mkdir -p $R
 . .gpu/nvidia-opencl-env.sh > $R/clinfo.txt 2>&1
 t0=$SECONDS
@@ -15,8 +20,8 @@ export KVARN_CL_PLATFORM=NVIDIA KVARN_CL_CACHE=0
 F='BM_Fused/Llama3_8B/ctx(4096|32768|131072)/batch(1|2|4)/'
 log bench
 for i in 1 2; do
-  for v in head v3 old; do
-    case $v in head) d=;; v3) d=$PWD/.gpu/kv3;; old) d=$PWD/.gpu/kold;; esac
+  for v in head "$name" old; do
+    case $v in head) d=;; old) d=$PWD/.gpu/kold;; *) d=$dir;; esac
     env ${d:+KVARN_CL_KERNEL_DIR=$d} timeout 120 build/benchmarks/opencl_attention_bench --benchmark_filter="$F" \
       --benchmark_out=$R/${v}$i.json --benchmark_out_format=json > $R/${v}$i.txt 2>&1
     log "$v$i rc $?"
@@ -24,7 +29,7 @@ for i in 1 2; do
 done
 tar -czf $OUT/r0.tgz -C $OUT r
 log tests
-KVARN_CL_KERNEL_DIR=$PWD/.gpu/kv3 timeout 240 build/test/test_opencl --gtest_filter='OpenCL/FusedAttend.*:OpenCLAttendPolicy.*:OpenCLDenormalDecode.*:LocalMemoryPlan.*' > $R/test_opencl_v3.txt 2>&1
+KVARN_CL_KERNEL_DIR=$dir timeout 240 build/test/test_opencl --gtest_filter='OpenCL/FusedAttend.*:OpenCLAttendPolicy.*:OpenCLDenormalDecode.*:LocalMemoryPlan.*' > $R/test_opencl_$name.txt 2>&1
 log "tests rc $?"
-grep -E "^\[  FAILED|PASSED|tests ran" $R/test_opencl_v3.txt | head
+grep -E "^\[  FAILED|PASSED|tests ran" $R/test_opencl_$name.txt | head
 tar -czf $OUT/r.tgz -C $OUT r && rm -rf $R $OUT/r0.tgz
