@@ -7,6 +7,7 @@
 //   BM_Fp16         Backend::attend_fp16 over a plain fp16 cache (what a user compares against)
 //   BM_FusedAB      the small-work launch paths side by side (one launch vs split + merge launch,
 //                   forced split counts), per fused kernel: see BM_FusedAB_body
+//   BM_SlotSplits   the tile-slot kernel at forced split counts (GPU): see BM_SlotSplits_body
 // Geometry: Llama-3-8B (Hq 32, Hk 8, D 128) and MHA (Hq = Hk = 32), contexts 1K/4K/32K/128K,
 // batches 1/8/32/64 (combinations whose buffers exceed 60% of device memory are skipped).
 // Counters (median over iterations of the event-profiled kernel time, all kernels of a step):
@@ -243,11 +244,11 @@ AttendArgs fused_args(FusedCache& c, const Shape& s) {
   return a;
 }
 
-void BM_Fused_body(benchmark::State& state, Shape s) {
+// One fused step as warm-up (and build), then one per benchmark iteration, each timed from its
+// first launch's start to its last launch's end (events); the times in seconds.
+std::vector<double> time_fused_steps(benchmark::State& state, const AttendArgs& a) {
   auto& be = *g_env->backend;
-  FusedCache c = make_fused(s);
-  const AttendArgs a = fused_args(c, s);
-  be.attend(a);  // build + warm-up
+  be.attend(a);
   be.finish();
   std::vector<double> times;
   for (auto _ : state) {
@@ -257,6 +258,14 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
     state.SetIterationTime(t);
     times.push_back(t);
   }
+  return times;
+}
+
+void BM_Fused_body(benchmark::State& state, Shape s) {
+  auto& be = *g_env->backend;
+  FusedCache c = make_fused(s);
+  const AttendArgs a = fused_args(c, s);
+  const std::vector<double> times = time_fused_steps(state, a);
   using Kernel = opencl::AttendKernel;
   const Kernel ran = tuning().last_attend_kernel();
   state.counters["merge_launches"] = tuning().last_attend_merge() == opencl::AttendMerge::separate_launch ? 1 : 0;
@@ -387,6 +396,35 @@ void BM_FusedAB_body(benchmark::State& state, Shape s, opencl::AttendKernel kern
                              : kernel == opencl::AttendKernel::short_context ? 1 : 0;
 }
 
+// The tile-slot kernel (attention.cl, the portable kernel at long contexts) at N forced splits,
+// its V accumulators in local memory whatever the split length (so that the split count is the
+// only thing that changes), merged in the launch; N = 0: the policy's splits. From the slope of
+// the time over N: what one split costs besides its tiles (query load and rotation, the slot
+// merge, its partial, its share of the merge), at shapes where the policy runs few steps per split.
+void BM_SlotSplits_body(benchmark::State& state, Shape s, int forced) {
+  using Acc = opencl::TileSlotAccumulators;
+  FusedCache c = make_fused(s);
+  const AttendArgs a = fused_args(c, s);
+  struct Reset {  // the forced settings end with the benchmark, whatever happens
+    ~Reset() {
+      tuning().force_attend_kernel(opencl::AttendKernel::automatic);
+      tuning().force_tile_slot_accumulators(Acc::automatic);
+      tuning().force_attend_splits(0);
+      tuning().force_attend_merge(opencl::AttendMerge::automatic);
+    }
+  } reset;
+  tuning().force_attend_kernel(opencl::AttendKernel::tile_slots);
+  tuning().force_tile_slot_accumulators(Acc::local);
+  tuning().force_attend_splits(forced);
+  tuning().force_attend_merge(forced == 1 ? opencl::AttendMerge::automatic : opencl::AttendMerge::in_kernel);
+  const std::vector<double> times = time_fused_steps(state, a);
+  const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
+  const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
+  set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens());
+  const double units = double(c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
+  state.counters["units_per_split"] = units / std::max(1, tuning().last_attend_splits());
+}
+
 void BM_Materialize_body(benchmark::State& state, Shape s) {
   auto& be = *g_env->backend;
   FusedCache c = make_fused(s);
@@ -470,6 +508,13 @@ void BM_FusedAB(benchmark::State& state, Shape s, opencl::AttendKernel kernel, A
     state.SkipWithError(e.what());
   }
 }
+void BM_SlotSplits(benchmark::State& state, Shape s, int forced) {
+  try {
+    BM_SlotSplits_body(state, s, forced);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
 void BM_Materialize(benchmark::State& state, Shape s) { guarded<BM_Materialize_body>(state, s); }
 void BM_Fp16(benchmark::State& state, Shape s) { guarded<BM_Fp16_body>(state, s); }
 
@@ -519,6 +564,17 @@ void register_benchmarks(bool gpu) {
         if (fp16 * 1.25 <= 0.6 * double(mem))
           benchmark::RegisterBenchmark(("BM_Materialize/" + tag).c_str(), BM_Materialize, s)
               ->UseManualTime()->Iterations(iters)->Unit(benchmark::kMicrosecond);
+      }
+  // The split sweep of the tile-slot kernel (BM_SlotSplits_body): Llama-3-8B, batch 8, 32K and
+  // 128K (GPU only: the policy splits for hundreds of compute-unit slots).
+  if (gpu)
+    for (int ctx : {32768, 131072})
+      for (int n : {0, 4, 8, 11, 16, 22, 32, 44, 64}) {
+        const Shape s{32, 8, 128, ctx, 8};
+        const std::string name = "BM_SlotSplits/Llama3_8B/ctx" + std::to_string(ctx) + "/batch8/" +
+                                 (n == 0 ? std::string("policy") : "splits" + std::to_string(n));
+        benchmark::RegisterBenchmark(name.c_str(), BM_SlotSplits, s, n)
+            ->UseManualTime()->Iterations(50)->Unit(benchmark::kMicrosecond);
       }
   // The small-work A/B (BM_FusedAB_body): Llama-3-8B at 1K and 4K, batch 1 and 8, every fused
   // kernel the device runs (mma: the matrix-unit kernel, where the device has it).
