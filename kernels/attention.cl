@@ -277,11 +277,22 @@ inline void at_begin(__local AtLocal* L, int lid, AT_STATE) {
     m[r] = AT_NEG_INF;
     l[r] = 0.0f;
   }
+#if AT_ALOCAL
   #pragma unroll
   for (int i = 0; i < AT_VC; ++i) {
     float zero[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     AT_A_STORE(i, zero);
   }
+#else
+  // The registers build zeroes A (and at_finish stores it) head-major, straight from the array:
+  // through AT_A_STORE / AT_A_LOAD (channel-major) it was 5-7 % slower at batch 1 to 4 on the
+  // H100 (1 x 128K 162 against 154 us, 4 x 128K 477 against 446; docs/PERFORMANCE.md).
+  #pragma unroll
+  for (int r = 0; r < AT_HPW; ++r) {
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) A[r][i] = 0.0f;
+  }
+#endif
 }
 
 // One step: every slot processes its unit u (scores, online-softmax update, value accumulation).
@@ -631,6 +642,7 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
   const int slot = lid / AT_IPS, j = lid % AT_IPS;
   barrier(CLK_LOCAL_MEM_FENCE);  // the last step's readers of w / ak are done
   __local float* acc = (__local float*)L->ak;  // [slot][head][D]
+#if AT_ALOCAL
   #pragma unroll
   for (int i = 0; i < AT_VC; ++i) {
     float a[4];
@@ -638,6 +650,13 @@ inline void at_finish(__local AtLocal* L, int lid, AT_STATE, ulong row0, int spl
     #pragma unroll
     for (int r = 0; r < AT_HPW; ++r) acc[(slot * AT_HPW + r) * KV_D + j * AT_VC + i] = a[r];
   }
+#else
+  #pragma unroll
+  for (int r = 0; r < AT_HPW; ++r) {
+    #pragma unroll
+    for (int i = 0; i < AT_VC; ++i) acc[(slot * AT_HPW + r) * KV_D + j * AT_VC + i] = A[r][i];
+  }
+#endif
   float lv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, mv[4] = {AT_NEG_INF, AT_NEG_INF, AT_NEG_INF, AT_NEG_INF};
   #pragma unroll
   for (int r = 0; r < AT_HPW; ++r) {
