@@ -183,6 +183,16 @@ struct FusedCache {
   std::size_t record_bytes = 0;
 };
 
+// Bytes a fused step reads (records, fp16 sink and tail rows, the queries) plus the output it
+// writes, and the units (tiles and fp16 chunks) of one sequence.
+double fused_step_bytes(const FusedCache& c, const Shape& s) {
+  const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
+  return double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
+}
+double fused_units_per_sequence(const FusedCache& c) {
+  return double(c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
+}
+
 FusedCache make_fused(const Shape& s) {
   auto& be = *g_env->backend;
   FusedCache c;
@@ -269,9 +279,8 @@ void BM_Fused_body(benchmark::State& state, Shape s) {
   using Kernel = opencl::AttendKernel;
   const Kernel ran = tuning().last_attend_kernel();
   state.counters["merge_launches"] = tuning().last_attend_merge() == opencl::AttendMerge::separate_launch ? 1 : 0;
-  const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
-  const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
-  const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
+  const double bytes = fused_step_bytes(c, s);
+  const double units = double(s.batch) * fused_units_per_sequence(c);
   set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens(),
                ran == Kernel::nvidia_mma_sync ? mma_flops(s, units) : 0);
   // Median kernel time (µs) of 20 steps under whatever is forced now, after one warm-up step.
@@ -384,9 +393,8 @@ void BM_FusedAB_body(benchmark::State& state, Shape s, opencl::AttendKernel kern
     times.push_back(t);
   }
   const Merge ended = tuning().last_attend_merge();
-  const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
-  const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
-  const double units = double(s.batch) * (c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
+  const double bytes = fused_step_bytes(c, s);
+  const double units = double(s.batch) * fused_units_per_sequence(c);
   set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens(),
                kernel == opencl::AttendKernel::nvidia_mma_sync ? mma_flops(s, units) : 0);
   state.counters["wall_us"] = bench::median(std::move(walls)) * 1e6;
@@ -418,11 +426,9 @@ void BM_SlotSplits_body(benchmark::State& state, Shape s, int forced) {
   tuning().force_attend_splits(forced);
   tuning().force_attend_merge(forced == 1 ? opencl::AttendMerge::automatic : opencl::AttendMerge::in_kernel);
   const std::vector<double> times = time_fused_steps(state, a);
-  const double fp16_rows = double(s.batch) * s.hk * (c.lay.sink + c.lay.tail) * s.D * 2 * 2;
-  const double bytes = double(c.record_bytes) + fp16_rows + double(s.batch) * s.hq * s.D * 8;
-  set_counters(state, s, times, bytes, double(s.batch) * c.lay.tokens());
-  const double units = double(c.lay.blocks + (c.lay.sink + 127) / 128 + (c.lay.tail + 127) / 128);
-  state.counters["units_per_split"] = units / std::max(1, tuning().last_attend_splits());
+  set_counters(state, s, times, fused_step_bytes(c, s), double(s.batch) * c.lay.tokens());
+  state.counters["units_per_split"] =
+      fused_units_per_sequence(c) / std::max(1, tuning().last_attend_splits());
 }
 
 void BM_Materialize_body(benchmark::State& state, Shape s) {
@@ -492,28 +498,20 @@ void BM_Fp16_body(benchmark::State& state, Shape s) {
 
 // A shape that does not fit (a buffer above CL_DEVICE_MAX_MEM_ALLOC_SIZE, device OOM) is
 // reported as skipped with the library's message instead of ending the run.
-template <void (*Body)(benchmark::State&, Shape)>
-void guarded(benchmark::State& state, Shape s) {
+template <auto Body, class... Args>
+void guarded(benchmark::State& state, Args... args) {
   try {
-    Body(state, s);
+    Body(state, args...);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }
 }
 void BM_Fused(benchmark::State& state, Shape s) { guarded<BM_Fused_body>(state, s); }
 void BM_FusedAB(benchmark::State& state, Shape s, opencl::AttendKernel kernel, AbVariant v) {
-  try {
-    BM_FusedAB_body(state, s, kernel, v);
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-  }
+  guarded<BM_FusedAB_body>(state, s, kernel, v);
 }
 void BM_SlotSplits(benchmark::State& state, Shape s, int forced) {
-  try {
-    BM_SlotSplits_body(state, s, forced);
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-  }
+  guarded<BM_SlotSplits_body>(state, s, forced);
 }
 void BM_Materialize(benchmark::State& state, Shape s) { guarded<BM_Materialize_body>(state, s); }
 void BM_Fp16(benchmark::State& state, Shape s) { guarded<BM_Fp16_body>(state, s); }
